@@ -1,0 +1,50 @@
+"""etfuser_hf: ET-Fuser (an ensemble token learned from frozen task priors) as a Hugging Face Transformers model."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+
+setup(
+    name="etfuser_hf",
+    version="0.1.0",
+    description="ET-Fuser for Hugging Face Transformers: fuse frozen face-analysis priors through a learned ensemble token",
+    long_description=Path(__file__).with_name("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    package_dir={"": "src"},
+    packages=find_packages("src"),
+    include_package_data=True,
+    package_data={"etfuser_hf": ["metrics/*/*.py", "assets/*"]},
+    python_requires=">=3.10",
+    # Ranges are the ones tested here (torch 2.13.0 CPU, transformers 5.23, accelerate 1.15, datasets 5.2,
+    # evaluate 0.4.6, safetensors 0.8, peft 0.21, huggingface_hub 2.4); the lower bounds are the first releases with
+    # the APIs the package uses (transformers 5 strict configs and PilBackend, peft modules_to_save on custom models).
+    install_requires=[
+        "torch>=2.6,<2.15",
+        "transformers>=5.20,<6",
+        "accelerate>=1.10,<2",
+        "datasets>=4.0,<6",
+        "evaluate>=0.4.5,<0.5",
+        "safetensors>=0.6,<1",
+        "peft>=0.18,<1",
+        "huggingface_hub>=1.0,<3",
+        "numpy>=1.26,<3",
+        "pillow>=10,<14",
+        "h5py>=3.10,<4",
+        "onnx>=1.17,<2",
+        "scikit-image>=0.24,<0.27",
+        "matplotlib>=3.8,<4",
+        "tqdm>=4.66,<5",
+    ],
+    extras_require={
+        "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
+        "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
+    },
+    entry_points={"console_scripts": ["etfuser=etfuser_hf.cli:main"]},
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

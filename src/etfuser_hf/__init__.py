@@ -1,0 +1,69 @@
+"""ET-Fuser for Hugging Face Transformers: an ensemble token learned from frozen task-driven priors.
+
+Importing the package registers its configs, models and image processor with the Auto classes, so
+`AutoModel.from_pretrained(folder)` works for saved ET-Fuser folders and converted face priors alike.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+)
+
+from .configuration_etfuser import EncoderSpec, ETFuserConfig
+from .configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
+from .image_processing_etfuser import ETFuserImageProcessor
+from .modeling_etfuser import (
+    ETFuserForImageClassification,
+    ETFuserForLandmarkDetection,
+    ETFuserImageClassifierOutput,
+    ETFuserLandmarkOutput,
+    ETFuserModel,
+    ETFuserModelOutput,
+    ETFuserPreTrainedModel,
+    compute_task_loss,
+    normalized_mean_error,
+)
+from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
+
+
+__version__ = "0.1.0"
+
+
+def _register() -> None:
+    """Registers every class with the Auto API (idempotent: re-import and reload are safe) and records the auto_map
+    that lets a saved folder load with `trust_remote_code=True` where this package is not installed."""
+    AutoConfig.register(ETFuserConfig.model_type, ETFuserConfig, exist_ok=True)
+    AutoModel.register(ETFuserConfig, ETFuserModel, exist_ok=True)
+    AutoModelForImageClassification.register(ETFuserConfig, ETFuserForImageClassification, exist_ok=True)
+    AutoImageProcessor.register(ETFuserConfig, slow_image_processor_class=ETFuserImageProcessor, exist_ok=True)
+    for model_type, config_class in FACE_PRIOR_CONFIG_CLASSES.items():
+        AutoConfig.register(model_type, config_class, exist_ok=True)
+        AutoModel.register(config_class, FACE_PRIOR_MODEL_CLASSES[model_type], exist_ok=True)
+
+    ETFuserConfig.register_for_auto_class()
+    ETFuserModel.register_for_auto_class("AutoModel")
+    ETFuserForImageClassification.register_for_auto_class("AutoModelForImageClassification")
+    ETFuserForLandmarkDetection.register_for_auto_class("AutoModel")
+    ETFuserImageProcessor.register_for_auto_class("AutoImageProcessor")
+
+
+_register()
+
+__all__ = [
+    "EncoderSpec",
+    "ETFuserConfig",
+    "ETFuserImageProcessor",
+    "ETFuserPreTrainedModel",
+    "ETFuserModel",
+    "ETFuserForImageClassification",
+    "ETFuserForLandmarkDetection",
+    "ETFuserModelOutput",
+    "ETFuserImageClassifierOutput",
+    "ETFuserLandmarkOutput",
+    "compute_task_loss",
+    "normalized_mean_error",
+    "FACE_PRIOR_CONFIG_CLASSES",
+    "FACE_PRIOR_MODEL_CLASSES",
+]

@@ -1,0 +1,355 @@
+"""ET-Fuser configuration: frozen task-prior encoders, a trainable task backbone, the ensemble-token fusion module
+and the task head, each described by one serialisable object."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import re
+from typing import Any
+
+from huggingface_hub.dataclasses import strict
+from transformers import AutoConfig, PreTrainedConfig
+from transformers.image_utils import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    IMAGENET_STANDARD_MEAN,
+    IMAGENET_STANDARD_STD,
+    OPENAI_CLIP_MEAN,
+    OPENAI_CLIP_STD,
+)
+
+from .configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
+
+
+FEATURE_CHOICES = ("pooled", "cls", "mean", "topk")
+COLOR_MODES = ("rgb", "bgr", "grayscale")
+ATTENTION_MASK_STRATEGIES = ("full", "ensemble_reads_priors", "isolated")
+FUSION_MODES = ("prepend_token", "add_to_pooled", "concat_before_head", "priors_only", "none")
+PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
+REGRESSION_LOSSES = ("mse", "l1", "smooth_l1")
+LANDMARK_LOSSES = ("l1", "mse", "smooth_l1", "wing")
+
+# Normalisation each model family was trained with, used when a spec does not give image_mean/image_std and the
+# encoder config carries none. Keys are matched as substrings of model_type, first hit wins.
+_FAMILY_NORMALISATION = (
+    ("clip", OPENAI_CLIP_MEAN, OPENAI_CLIP_STD),
+    ("siglip", IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD),
+    ("vit", IMAGENET_STANDARD_MEAN, IMAGENET_STANDARD_STD),
+)
+_PRIOR_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def resolve_encoder_config(config: PreTrainedConfig | dict[str, Any], where: str) -> PreTrainedConfig:
+    """Turns a nested encoder config (instance or dict with `model_type`) into a `PreTrainedConfig`.
+
+    The project's own prior types are resolved without the Auto registry, so a folder loaded with
+    `trust_remote_code=True` (where `etfuser_hf` was never imported) still finds them.
+    """
+    if isinstance(config, PreTrainedConfig):
+        return config
+    if not isinstance(config, dict):
+        raise TypeError(f"{where}: expected a PreTrainedConfig or a dict with 'model_type', got {type(config).__name__}.")
+    config = dict(config)
+    model_type = config.pop("model_type", None)
+    if model_type is None:
+        raise ValueError(f"{where}: the encoder config dict has no 'model_type' key.")
+    config.pop("transformers_version", None)
+    if model_type in FACE_PRIOR_CONFIG_CLASSES:
+        return FACE_PRIOR_CONFIG_CLASSES[model_type](**config)
+    try:
+        return AutoConfig.for_model(model_type, **config)
+    except ValueError as error:
+        raise ValueError(
+            f"{where}: unknown encoder model_type {model_type!r}; use a vision model type known to "
+            f"transformers (e.g. 'vit', 'dinov2', 'clip_vision_model', 'convnext', 'resnet', 'swin') or one of the "
+            f"project's priors {sorted(FACE_PRIOR_CONFIG_CLASSES)}."
+        ) from error
+
+
+def infer_feature_dim(config: PreTrainedConfig) -> int:
+    """Width of the feature an encoder emits: `hidden_size` for transformers and the project's priors, the last
+    stage width for CNNs (ConvNeXt, ResNet)."""
+    hidden_sizes = getattr(config, "hidden_sizes", None)
+    if hidden_sizes:
+        return int(hidden_sizes[-1])
+    for attribute in ("hidden_size", "num_features", "embed_dim"):
+        value = getattr(config, attribute, None)
+        if isinstance(value, int):
+            return value
+    raise ValueError(
+        f"Cannot infer the feature width of a {config.model_type!r} encoder; set `feature_dim` in its spec."
+    )
+
+
+def _as_pair(size: int | list[int] | tuple[int, int], where: str) -> tuple[int, int]:
+    if isinstance(size, int):
+        size = (size, size)
+    size = tuple(size)
+    if len(size) != 2 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ValueError(f"{where}.image_size must be a positive int or (height, width), got {size!r}.")
+    return size
+
+
+@dataclasses.dataclass
+class EncoderSpec:
+    """One encoder (a frozen prior or the trainable task backbone) and its input contract.
+
+    Model inputs are RGB in [0, 1]; inside the forward each encoder gets its own view of them:
+    resized to `image_size`, converted to `color_mode`, multiplied by `pixel_scale`, then `(x - image_mean) / image_std`.
+
+    Args:
+        config: the encoder's own config (any vision `PreTrainedConfig`, or a dict with `model_type`).
+        feature: which output becomes fusion tokens: `"pooled"` (pooler output, 1 token), `"cls"` (first token),
+            `"mean"` (mean over tokens or spatial positions), `"topk"` (the `num_tokens` patch tokens of largest norm).
+        num_tokens: number of tokens for `feature="topk"`.
+        image_size: input size of the encoder; defaults to `config.image_size` (224 where absent).
+        image_mean / image_std: per-channel normalisation; default from the config or the model family.
+        pixel_scale: multiplier applied to [0, 1] pixels before normalisation (255 for nets trained on 0..255).
+        color_mode: `"rgb"`, `"bgr"` or `"grayscale"` (ITU-R 601 luma, 1 channel).
+        frozen: frozen encoders run in eval mode under `torch.no_grad()` and never receive gradients.
+        feature_dim: width of the selected feature; inferred from the config when not given.
+    """
+
+    config: PreTrainedConfig | dict[str, Any]
+    feature: str = "pooled"
+    num_tokens: int = 1
+    image_size: int | list[int] | tuple[int, int] | None = None
+    image_mean: list[float] | tuple[float, ...] | None = None
+    image_std: list[float] | tuple[float, ...] | None = None
+    pixel_scale: float | None = None
+    color_mode: str | None = None
+    frozen: bool = True
+    feature_dim: int | None = None
+    where: dataclasses.InitVar[str] = "encoder"
+
+    def __post_init__(self, where: str) -> None:
+        self.config = resolve_encoder_config(self.config, where)
+        config = self.config
+        if self.feature not in FEATURE_CHOICES:
+            raise ValueError(f"{where}.feature must be one of {FEATURE_CHOICES}, got {self.feature!r}.")
+        if not isinstance(self.num_tokens, int) or self.num_tokens < 1:
+            raise ValueError(f"{where}.num_tokens must be a positive int, got {self.num_tokens!r}.")
+        if self.feature != "topk" and self.num_tokens != 1:
+            raise ValueError(f"{where}.num_tokens={self.num_tokens} only applies to feature='topk'.")
+        if self.color_mode is None:
+            self.color_mode = getattr(config, "color_mode", None) or (
+                "grayscale" if getattr(config, "num_channels", 3) == 1 else "rgb"
+            )
+        if self.color_mode not in COLOR_MODES:
+            raise ValueError(f"{where}.color_mode must be one of {COLOR_MODES}, got {self.color_mode!r}.")
+        if self.image_size is None:
+            self.image_size = getattr(config, "image_size", None) or 224
+        self.image_size = list(_as_pair(self.image_size, where))
+        default_mean, default_std = self._family_normalisation()
+        self.image_mean = [float(m) for m in (self.image_mean or getattr(config, "image_mean", None) or default_mean)]
+        self.image_std = [float(s) for s in (self.image_std or getattr(config, "image_std", None) or default_std)]
+        channels = 1 if self.color_mode == "grayscale" else 3
+        for key in ("image_mean", "image_std"):
+            values = getattr(self, key)
+            if len(values) == 3 and channels == 1:
+                # a grey prior described with RGB statistics: use their average
+                setattr(self, key, [sum(values) / 3.0])
+            elif len(values) not in (1, channels):
+                raise ValueError(
+                    f"{where}.{key} has {len(values)} values but color_mode={self.color_mode!r} gives {channels} channels."
+                )
+        if any(s <= 0 for s in self.image_std):
+            raise ValueError(f"{where}.image_std must be positive, got {self.image_std}.")
+        if self.pixel_scale is None:
+            self.pixel_scale = float(getattr(config, "pixel_scale", 1.0))
+        if self.pixel_scale <= 0:
+            raise ValueError(f"{where}.pixel_scale must be positive, got {self.pixel_scale}.")
+        if self.feature_dim is None:
+            self.feature_dim = infer_feature_dim(config)
+
+    def _family_normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        model_type = self.config.model_type
+        for family, mean, std in _FAMILY_NORMALISATION:
+            if family in model_type:
+                return mean, std
+        return IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    @property
+    def num_output_tokens(self) -> int:
+        return self.num_tokens if self.feature == "topk" else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        output = {f.name: copy.deepcopy(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        # the diff keeps config.json readable; `model_type` always survives it, so the config rebuilds exactly
+        config_dict = self.config.to_diff_dict()
+        config_dict.pop("transformers_version", None)
+        config_dict["model_type"] = self.config.model_type
+        output["config"] = config_dict
+        return output
+
+    @classmethod
+    def coerce(
+        cls, value: EncoderSpec | PreTrainedConfig | dict[str, Any], where: str, frozen: bool = True
+    ) -> EncoderSpec:
+        """Accepts a spec, a bare encoder config, or the dict form written by `to_dict`; `frozen` is the default
+        for forms that do not say (priors are frozen, the backbone trains)."""
+        if isinstance(value, EncoderSpec):
+            return value
+        if isinstance(value, PreTrainedConfig):
+            return cls(config=value, frozen=frozen, where=where)
+        if isinstance(value, dict):
+            if "config" not in value:
+                if "model_type" in value:  # a bare encoder config dict
+                    return cls(config=value, frozen=frozen, where=where)
+                raise ValueError(f"{where}: an encoder spec dict needs a 'config' entry, got keys {sorted(value)}.")
+            known = {f.name for f in dataclasses.fields(cls)}
+            unknown = sorted(set(value) - known)
+            if unknown:
+                raise ValueError(f"{where}: unknown encoder spec keys {unknown}; expected some of {sorted(known)}.")
+            return cls(**{"frozen": frozen, **value}, where=where)
+        raise TypeError(f"{where}: expected an EncoderSpec, a PreTrainedConfig or a dict, got {type(value).__name__}.")
+
+
+@strict
+class ETFuserConfig(PreTrainedConfig):
+    r"""
+    Configuration of an ET-Fuser model: a set of frozen task-prior encoders whose features are projected to a common
+    width and fused with learnable ensemble token(s) by a small self-attention stack; the ensemble token is then fused
+    into a trainable task backbone, whose fused representation feeds the task head.
+
+    Args:
+        priors (`dict[str, EncoderSpec | dict]`, *optional*):
+            Named prior encoders (names must be Python identifiers). Empty by default.
+        backbone (`EncoderSpec | PreTrainedConfig | dict`, *optional*):
+            The canonical, trainable task model. Defaults to a ViT-Base/16 config. Ignored (must be unset) when
+            `fusion_mode="priors_only"`.
+        hidden_size (`int`, defaults to 256): width `d` of the fusion module.
+        num_hidden_layers (`int`, defaults to 2): self-attention layers of the fusion module.
+        num_attention_heads (`int`, defaults to 4): attention heads of the fusion module.
+        intermediate_size (`int`, defaults to 1024): MLP width of the fusion layers.
+        hidden_act (`str`, defaults to `"gelu"`): MLP activation.
+        hidden_dropout_prob / attention_probs_dropout_prob (`float`, defaults to 0.0): dropout rates.
+        layer_norm_eps (`float`, defaults to 1e-6): LayerNorm epsilon.
+        initializer_range (`float`, defaults to 0.02): std of the truncated-normal init, ensemble tokens included.
+        num_ensemble_tokens (`int`, defaults to 1): learnable ensemble tokens.
+        attention_mask_strategy (`str`, defaults to `"full"`): who attends to whom in the fusion module:
+            `"full"` everyone to everyone; `"ensemble_reads_priors"` ensemble tokens read all, prior tokens read their
+            own prior and the ensemble tokens (priors exchange information only through the ensemble);
+            `"isolated"` ensemble tokens read all, prior tokens only their own prior.
+        fusion_mode (`str`, defaults to `"prepend_token"`): how the ensemble token enters the task model:
+            `"prepend_token"` inserted after the CLS token of a token-sequence backbone (ViT, DeiT, DINOv2, CLIP
+            vision) so every backbone layer attends to it; `"add_to_pooled"` projected and added to the backbone's
+            pooled output; `"concat_before_head"` concatenated with the pooled output; `"priors_only"` no backbone,
+            the ensemble token is the representation; `"none"` backbone alone (a baseline, priors are not run).
+        num_landmarks (`int`, defaults to 68): landmarks predicted by `ETFuserForLandmarkDetection`.
+        interocular_indices (`list[int]`, defaults to `[36, 45]`): outer eye corners used to normalise NME.
+        landmark_loss (`str`, defaults to `"l1"`): one of `"l1"`, `"mse"`, `"smooth_l1"`, `"wing"`.
+        regression_loss (`str`, defaults to `"mse"`): loss for `problem_type="regression"`.
+        classifier_dropout (`float`, defaults to 0.0): dropout before the task heads.
+
+    Example:
+
+    ```python
+    >>> from transformers import ViTConfig, ConvNextConfig
+    >>> from etfuser_hf import ETFuserConfig, ETFuserForImageClassification
+    >>> config = ETFuserConfig(
+    ...     priors={"identity": ViTConfig(hidden_size=64, num_hidden_layers=1, num_attention_heads=2,
+    ...                                   intermediate_size=128, image_size=32, patch_size=8),
+    ...             "texture": {"config": ConvNextConfig(hidden_sizes=[16, 32], depths=[1, 1], num_stages=2),
+    ...                         "feature": "topk", "num_tokens": 4}},
+    ...     backbone=ViTConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128,
+    ...                        image_size=32, patch_size=8),
+    ...     hidden_size=64, num_attention_heads=4, intermediate_size=128, num_labels=7,
+    ... )
+    >>> model = ETFuserForImageClassification(config)
+    ```"""
+
+    model_type = "etfuser"
+
+    priors: dict | None = None
+    backbone: Any = None
+    image_size: int = 224
+    hidden_size: int = 256
+    num_hidden_layers: int = 2
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    hidden_act: str = "gelu"
+    hidden_dropout_prob: float | int = 0.0
+    attention_probs_dropout_prob: float | int = 0.0
+    layer_norm_eps: float = 1e-6
+    initializer_range: float = 0.02
+    qkv_bias: bool = True
+    num_ensemble_tokens: int = 1
+    attention_mask_strategy: str = "full"
+    fusion_mode: str = "prepend_token"
+    num_landmarks: int = 68
+    interocular_indices: list[int] | tuple[int, int] = (36, 45)
+    landmark_loss: str = "l1"
+    regression_loss: str = "mse"
+    classifier_dropout: float | int = 0.0
+
+    def __post_init__(self, **kwargs):
+        self.priors = {
+            name: EncoderSpec.coerce(spec, where=f"priors[{name!r}]") for name, spec in (self.priors or {}).items()
+        }
+        for name in self.priors:
+            if not isinstance(name, str) or not _PRIOR_NAME.match(name):
+                raise ValueError(f"priors: prior name {name!r} must be a Python identifier (letters, digits, '_').")
+        if self.fusion_mode == "priors_only":
+            if self.backbone is not None:
+                raise ValueError("backbone must be None when fusion_mode='priors_only' (the fusion module is the model).")
+        else:
+            backbone = self.backbone if self.backbone is not None else {"model_type": "vit"}
+            self.backbone = EncoderSpec.coerce(backbone, where="backbone", frozen=False)
+        self.interocular_indices = list(self.interocular_indices)
+        self._check_choices()
+        super().__post_init__(**kwargs)
+        if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
+            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}.")
+
+    def _check_choices(self) -> None:
+        choices = {
+            "attention_mask_strategy": ATTENTION_MASK_STRATEGIES,
+            "fusion_mode": FUSION_MODES,
+            "landmark_loss": LANDMARK_LOSSES,
+            "regression_loss": REGRESSION_LOSSES,
+        }
+        for key, allowed in choices.items():
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}.")
+        for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                    "num_ensemble_tokens", "num_landmarks", "image_size"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key} must be a positive int, got {value!r}.")
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads ({self.num_attention_heads})."
+            )
+        if len(self.interocular_indices) != 2 or not all(0 <= i < self.num_landmarks for i in self.interocular_indices):
+            raise ValueError(
+                f"interocular_indices must be two landmark indices in [0, {self.num_landmarks}), got {self.interocular_indices}."
+            )
+        if self.fusion_mode == "priors_only" and not self.priors:
+            raise ValueError("fusion_mode='priors_only' needs at least one prior in `priors`.")
+
+    @property
+    def backbone_config(self) -> PreTrainedConfig | None:
+        """The task backbone's own config (None for `fusion_mode="priors_only"`)."""
+        return None if self.backbone is None else self.backbone.config
+
+    @property
+    def prior_names(self) -> list[str]:
+        return list(self.priors)
+
+    def to_dict(self) -> dict[str, Any]:
+        output = super().to_dict()
+        output["priors"] = {name: spec.to_dict() for name, spec in self.priors.items()}
+        output["backbone"] = None if self.backbone is None else self.backbone.to_dict()
+        return output
+
+    def to_diff_dict(self) -> dict[str, Any]:
+        # Nested encoder configs are always written whole so a folder never depends on another config's defaults.
+        output = super().to_diff_dict()
+        output["priors"] = {name: spec.to_dict() for name, spec in self.priors.items()}
+        output["backbone"] = None if self.backbone is None else self.backbone.to_dict()
+        return output
+
+
+__all__ = ["ETFuserConfig", "EncoderSpec"]

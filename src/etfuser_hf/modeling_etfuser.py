@@ -1,0 +1,828 @@
+"""PyTorch ET-Fuser: frozen task priors -> projected prior tokens -> ensemble-token self-attention -> fusion into a
+trainable task backbone -> task heads.
+
+Reading order: outputs, encoder plumbing (input adapters and feature selection), fusion embeddings, fusion layers,
+the pretrained base, the base model, the shared loss helper and the task heads.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from collections.abc import Callable, Mapping
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput, logging
+
+from .configuration_etfuser import EncoderSpec, ETFuserConfig
+from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
+
+
+logger = logging.get_logger(__name__)
+
+# Backbones whose embedding module returns a (batch, tokens, width) sequence that every layer attends over,
+# so extra ensemble tokens can be inserted after the CLS token.
+TOKEN_SEQUENCE_BACKBONES = (
+    "vit",
+    "deit",
+    "dinov2",
+    "dinov2_with_registers",
+    "clip_vision_model",
+    "siglip_vision_model",
+    "vit_msn",
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ETFuserModelOutput(ModelOutput):
+    """
+    Args:
+        last_hidden_state (`torch.FloatTensor` of shape `(batch, num_ensemble_tokens + num_prior_tokens, hidden_size)`):
+            Output sequence of the fusion module (ensemble tokens first). None for `fusion_mode="none"`.
+        pooler_output (`torch.FloatTensor` of shape `(batch, fused_size)`):
+            The fused representation the task heads read.
+        ensemble_tokens (`torch.FloatTensor` of shape `(batch, num_ensemble_tokens, hidden_size)`):
+            The ensemble token(s) after fusion.
+        prior_tokens (`torch.FloatTensor` of shape `(batch, num_prior_tokens, hidden_size)`):
+            The projected prior tokens before fusion, in `config.priors` order.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*): fusion-module input and each layer's output.
+        attentions (`tuple(torch.FloatTensor)`, *optional*): each fusion layer's attention `(batch, heads, L, L)`.
+        prior_attention (`torch.FloatTensor` of shape `(batch, num_priors)`, *optional*):
+            Share of the ensemble tokens' last-layer attention given to each prior's tokens (averaged over heads and
+            ensemble tokens, renormalised over priors). Returned with `output_attentions=True`.
+    """
+
+    last_hidden_state: torch.FloatTensor | None = None
+    pooler_output: torch.FloatTensor | None = None
+    ensemble_tokens: torch.FloatTensor | None = None
+    prior_tokens: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    prior_attention: torch.FloatTensor | None = None
+
+
+@dataclass
+class ETFuserImageClassifierOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): task loss, when `labels` are given.
+        logits (`torch.FloatTensor` of shape `(batch, num_labels)`): class scores (before softmax/sigmoid), or the
+            regression output.
+        hidden_states / attentions / prior_attention: as in `ETFuserModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    prior_attention: torch.FloatTensor | None = None
+
+
+@dataclass
+class ETFuserLandmarkOutput(ModelOutput):
+    """
+    Args:
+        loss (`torch.FloatTensor` of shape `()`, *optional*): landmark loss, when `labels` are given.
+        landmarks (`torch.FloatTensor` of shape `(batch, num_landmarks, 2)`): (x, y) in [0, 1] image coordinates.
+        nme (`torch.FloatTensor` of shape `(batch,)`, *optional*): per-image inter-ocular normalised mean error, when
+            `labels` are given.
+        hidden_states / attentions / prior_attention: as in `ETFuserModelOutput`.
+    """
+
+    loss: torch.FloatTensor | None = None
+    landmarks: torch.FloatTensor | None = None
+    nme: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+    prior_attention: torch.FloatTensor | None = None
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Encoder plumbing: one pixel_values input, a view of it per encoder, and the feature tokens each encoder gives
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
+    """Turns model inputs (batch, 3, H, W), RGB in [0, 1], into what one encoder was trained on: resized to
+    `spec.image_size`, colour-converted, scaled by `spec.pixel_scale` and normalised. Returns (batch, C, h, w)."""
+    height, width = spec.image_size
+    if tuple(pixel_values.shape[-2:]) != (height, width):
+        downscale = pixel_values.shape[-2] > height or pixel_values.shape[-1] > width
+        pixel_values = F.interpolate(
+            pixel_values, size=(height, width), mode="bilinear", align_corners=False, antialias=downscale
+        )
+    if spec.color_mode == "bgr":
+        pixel_values = pixel_values.flip(1)
+    elif spec.color_mode == "grayscale":
+        luma = pixel_values.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        pixel_values = (pixel_values * luma).sum(dim=1, keepdim=True)
+    mean = pixel_values.new_tensor(spec.image_mean).view(1, -1, 1, 1)
+    std = pixel_values.new_tensor(spec.image_std).view(1, -1, 1, 1)
+    return (pixel_values * spec.pixel_scale - mean) / std
+
+
+def select_feature_tokens(outputs: ModelOutput, spec: EncoderSpec, where: str) -> torch.Tensor:
+    """Picks the tokens an encoder contributes: (batch, spec.num_output_tokens, spec.feature_dim).
+
+    `last_hidden_state` may be a token sequence (batch, N, D) or a feature map (batch, D, h, w); feature maps are
+    read as h*w tokens.
+    """
+    if spec.feature == "pooled":
+        pooled = getattr(outputs, "pooler_output", None)
+        if pooled is None:
+            raise ValueError(f"{where}: feature='pooled' but the encoder returned no pooler_output; use 'cls' or 'mean'.")
+        return pooled.flatten(1).unsqueeze(1)
+    hidden = outputs.last_hidden_state
+    if hidden.dim() == 4:
+        hidden = hidden.flatten(2).transpose(1, 2)
+    if spec.feature == "cls":
+        if outputs.last_hidden_state.dim() != 3:
+            raise ValueError(f"{where}: feature='cls' needs a token-sequence encoder; this one returns a feature map.")
+        return hidden[:, :1]
+    if spec.feature == "mean":
+        return hidden.mean(dim=1, keepdim=True)
+    if hidden.shape[1] < spec.num_tokens:
+        raise ValueError(f"{where}: num_tokens={spec.num_tokens} but the encoder returns only {hidden.shape[1]} tokens.")
+    # top-k by L2 norm: the most salient positions, a parameter-free choice that stays stable under fine-tuning
+    indices = hidden.norm(dim=-1).topk(spec.num_tokens, dim=1).indices.sort(dim=1).values
+    return hidden.gather(1, indices.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+
+
+def build_encoder(spec: EncoderSpec) -> PreTrainedModel:
+    """Instantiates an encoder from its config; the project's own priors resolve without the Auto registry."""
+    model_class = FACE_PRIOR_MODEL_CLASSES.get(spec.config.model_type)
+    if model_class is not None:
+        return model_class(spec.config)
+    return AutoModel.from_config(spec.config)
+
+
+def pool_tokens(tokens: torch.Tensor) -> torch.Tensor:
+    """(batch, n, D) -> (batch, D)."""
+    return tokens.mean(dim=1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fusion embeddings: ensemble tokens + one projection per prior
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class ETFuserPriorProjection(nn.Module):
+    """Projects one prior's feature tokens (batch, n, feature_dim) to the fusion width (batch, n, hidden_size) and
+    tags them with a learned per-prior embedding, so the fusion layers know which prior a token came from."""
+
+    def __init__(self, spec: EncoderSpec, config: ETFuserConfig):
+        super().__init__()
+        self.dense = nn.Linear(spec.feature_dim, config.hidden_size)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.prior_embedding = nn.Parameter(torch.zeros(1, spec.num_output_tokens, config.hidden_size))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.layernorm(self.dense(features.to(self.dense.weight.dtype))) + self.prior_embedding
+
+
+class ETFuserEmbeddings(nn.Module):
+    """Builds the fusion sequence: the learnable ensemble token(s) followed by every prior's projected tokens."""
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__()
+        self.ensemble_tokens = nn.Parameter(torch.zeros(1, config.num_ensemble_tokens, config.hidden_size))
+        self.projections = nn.ModuleDict(
+            {name: ETFuserPriorProjection(spec, config) for name, spec in config.priors.items()}
+        )
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, prior_features: Mapping[str, torch.Tensor], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the fusion sequence (batch, E + T, hidden_size) and the projected prior tokens (batch, T, d)."""
+        ensemble = self.ensemble_tokens.expand(batch_size, -1, -1)
+        prior_tokens = [projection(prior_features[name]) for name, projection in self.projections.items()]
+        if not prior_tokens:
+            return self.dropout(ensemble), ensemble[:, :0]
+        prior_tokens = torch.cat(prior_tokens, dim=1)
+        return self.dropout(torch.cat([ensemble, prior_tokens], dim=1)), prior_tokens
+
+
+def token_groups(config: ETFuserConfig) -> list[int]:
+    """Group id of every fusion token: 0 for ensemble tokens, p (1-based, `config.priors` order) for prior p."""
+    groups = [0] * config.num_ensemble_tokens
+    for index, spec in enumerate(config.priors.values(), start=1):
+        groups += [index] * spec.num_output_tokens
+    return groups
+
+
+def fusion_attention_mask(config: ETFuserConfig, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+    """Additive mask (1, 1, L, L) implementing `config.attention_mask_strategy` (None for `"full"`).
+
+    Ensemble tokens always read every token. Under `"ensemble_reads_priors"` a prior token reads its own prior and the
+    ensemble tokens; under `"isolated"` only its own prior.
+    """
+    if config.attention_mask_strategy == "full":
+        return None
+    groups = torch.tensor(token_groups(config), device=device)
+    query, key = groups.view(-1, 1), groups.view(1, -1)
+    allowed = (query == 0) | (query == key)
+    if config.attention_mask_strategy == "ensemble_reads_priors":
+        allowed = allowed | (key == 0)
+    mask = torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill(~allowed, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Fusion layers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Reference attention on (batch, heads, L, head_dim) tensors; returns (batch, L, heads, head_dim) and weights."""
+    weights = torch.matmul(query, key.transpose(2, 3)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+class ETFuserAttention(nn.Module):
+    """Multi-head self-attention over the fusion sequence, dispatched to SDPA or eager by `config._attn_implementation`."""
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__()
+        self.config = config
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.scaling = self.head_dim**-0.5
+        self.attention_dropout = config.attention_probs_dropout_prob
+        self.is_causal = False
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.k_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.v_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        input_shape = hidden_states.shape[:-1]
+        hidden_shape = (*input_shape, -1, self.head_dim)
+        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+
+        # attention weights only exist on the eager path, so asking for them selects it for this call
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        if attention_mask is not None and attention_mask.dtype != query.dtype:  # autocast changes q/k/v dtype
+            attention_mask = attention_mask.to(query.dtype)
+        output, weights = attention_interface(
+            self,
+            query,
+            key,
+            value,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+        )
+        return self.o_proj(output.reshape(*input_shape, -1).contiguous()), weights
+
+
+class ETFuserMLP(nn.Module):
+    def __init__(self, config: ETFuserConfig):
+        super().__init__()
+        self.fc1 = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(config.intermediate_size, config.hidden_size)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.activation(self.fc1(hidden_states)))
+
+
+class ETFuserLayer(GradientCheckpointingLayer):
+    """Pre-norm transformer layer of the fusion module."""
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = ETFuserAttention(config)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.mlp = ETFuserMLP(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(
+        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(self.layernorm_before(hidden_states), attention_mask, output_attentions)
+        hidden_states = hidden_states + self.dropout(attended)
+        hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        return hidden_states, weights
+
+
+class ETFuserFusion(nn.Module):
+    """The self-attention stack in which the ensemble token(s) gather the priors' mutual information."""
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__()
+        self.config = config
+        self.layers = nn.ModuleList([ETFuserLayer(config) for _ in range(config.num_hidden_layers)])
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        attention_mask = fusion_attention_mask(self.config, hidden_states.dtype, hidden_states.device)
+        all_hidden_states = (hidden_states,) if output_hidden_states else None
+        all_attentions = () if output_attentions else None
+        for layer in self.layers:
+            hidden_states, weights = layer(hidden_states, attention_mask, output_attentions)
+            if output_hidden_states:
+                all_hidden_states += (hidden_states,)
+            if output_attentions:
+                all_attentions += (weights,)
+        return self.layernorm(hidden_states), all_hidden_states, all_attentions
+
+
+def attention_over_priors(attention: torch.Tensor, config: ETFuserConfig) -> torch.Tensor:
+    """(batch, heads, L, L) fusion attention -> (batch, num_priors) share of the ensemble tokens' attention per prior."""
+    groups = token_groups(config)
+    ensemble_rows = attention[:, :, : config.num_ensemble_tokens].mean(dim=(1, 2))  # (batch, L)
+    membership = torch.tensor(
+        [[float(group == prior) for group in groups] for prior in range(1, len(config.priors) + 1)],
+        dtype=ensemble_rows.dtype,
+        device=ensemble_rows.device,
+    )  # (P, L)
+    per_prior = ensemble_rows @ membership.T
+    return per_prior / per_prior.sum(dim=-1, keepdim=True).clamp_min(torch.finfo(per_prior.dtype).tiny)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Pretrained base
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _load_encoder(source: str | os.PathLike | PreTrainedModel, role: str) -> tuple[PreTrainedModel, dict[str, Any]]:
+    """Loads a pretrained encoder (folder/id or instance) and the input contract its folder records, if any."""
+    if isinstance(source, PreTrainedModel):
+        return copy.deepcopy(source), {}
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(f"{role}: expected a path, a model id or a PreTrainedModel, got {type(source).__name__}.")
+    model = AutoModel.from_pretrained(source, dtype=torch.float32)
+    contract: dict[str, Any] = {}
+    processor_file = Path(source) / "preprocessor_config.json"
+    if processor_file.is_file():
+        processor = json.loads(processor_file.read_text())
+        if processor.get("do_normalize", True):
+            for key in ("image_mean", "image_std"):
+                if processor.get(key) is not None:
+                    contract[key] = processor[key]
+        size = processor.get("crop_size") if processor.get("do_center_crop") else processor.get("size")
+        if isinstance(size, dict) and "height" in size:
+            contract["image_size"] = [size["height"], size["width"]]
+        elif isinstance(size, dict) and "shortest_edge" in size:
+            contract["image_size"] = size["shortest_edge"]
+    return model, contract
+
+
+class ETFuserPreTrainedModel(PreTrainedModel):
+    config: ETFuserConfig
+    config_class = ETFuserConfig
+    base_model_prefix = "etfuser"
+    main_input_name = "pixel_values"
+    input_modalities = ("image",)
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ETFuserLayer"]
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        std = self.config.initializer_range
+        if isinstance(module, ETFuserEmbeddings):
+            init.trunc_normal_(module.ensemble_tokens, mean=0.0, std=std)
+        elif isinstance(module, ETFuserPriorProjection):
+            init.trunc_normal_(module.prior_embedding, mean=0.0, std=std)
+
+    @classmethod
+    def from_priors_pretrained(
+        cls,
+        priors: Mapping[str, str | os.PathLike | PreTrainedModel | Mapping[str, Any]],
+        backbone: str | os.PathLike | PreTrainedModel | Any = None,
+        **config_kwargs: Any,
+    ) -> ETFuserPreTrainedModel:
+        """Assembles an ET-Fuser from existing pretrained encoders.
+
+        Args:
+            priors: name -> a folder (or model id), a loaded `PreTrainedModel`, or a dict `{"model": <either>, **spec}`
+                whose other keys override the prior's `EncoderSpec` (feature, num_tokens, image_size, ...). Input
+                size and normalisation default to the folder's `preprocessor_config.json`, then to the encoder config.
+            backbone: the canonical task model as a folder, a loaded model, a config (random init) or None (default
+                ViT config, random init; none at all with `fusion_mode="priors_only"`).
+            **config_kwargs: any other `ETFuserConfig` field (fusion width, mask strategy, labels, ...).
+
+        The encoders' weights are copied in, so `save_pretrained` writes one self-contained `model.safetensors`.
+        """
+        if not isinstance(priors, Mapping):
+            raise TypeError(f"priors: expected a mapping name -> pretrained encoder, got {type(priors).__name__}.")
+        loaded: dict[str, PreTrainedModel] = {}
+        specs: dict[str, dict[str, Any]] = {}
+        for name, source in priors.items():
+            overrides = dict(source) if isinstance(source, Mapping) else {"model": source}
+            if "model" not in overrides:
+                raise ValueError(f"priors[{name!r}]: a dict entry needs a 'model' key (folder or PreTrainedModel).")
+            model, contract = _load_encoder(overrides.pop("model"), f"priors[{name!r}]")
+            loaded[name] = model
+            specs[name] = {**contract, **overrides, "config": model.config}
+
+        backbone_model = None
+        if isinstance(backbone, (str, os.PathLike, PreTrainedModel)):
+            backbone_model, contract = _load_encoder(backbone, "backbone")
+            backbone = {**contract, "config": backbone_model.config, "frozen": False}
+        config = ETFuserConfig(priors=specs, backbone=backbone, **config_kwargs)
+        model = cls(config)
+        base = model.base_model
+        for name, encoder in loaded.items():
+            if name in base.priors:
+                base.priors[name].load_state_dict(encoder.state_dict())
+        if backbone_model is not None:
+            base.backbone.load_state_dict(backbone_model.state_dict())
+        return model
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Base model
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+class ETFuserModel(ETFuserPreTrainedModel):
+    """Runs the frozen priors, fuses their tokens with the ensemble token(s) and fuses the result into the backbone.
+
+    `pooler_output` (batch, `fused_size`) is the representation every task head reads.
+    """
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__(config)
+        # the "none" baseline is the backbone alone: no prior weights, no fusion module
+        fused_priors = {} if config.fusion_mode == "none" else config.priors
+        self.priors = nn.ModuleDict({name: build_encoder(spec) for name, spec in fused_priors.items()})
+        self.embeddings = ETFuserEmbeddings(config) if config.fusion_mode != "none" else None
+        self.fusion = ETFuserFusion(config) if config.fusion_mode != "none" else None
+        self.backbone = build_encoder(config.backbone) if config.backbone is not None else None
+        self.backbone_embeddings_path: str | None = None  # a path, not a module: a second reference would be saved twice
+        self.ensemble_to_backbone = None
+        mode = config.fusion_mode
+        if self.backbone is not None:
+            backbone_width = config.backbone.feature_dim
+            if mode == "prepend_token":
+                if config.backbone.config.model_type not in TOKEN_SEQUENCE_BACKBONES:
+                    raise ValueError(
+                        f"fusion_mode='prepend_token' needs a token-sequence backbone {TOKEN_SEQUENCE_BACKBONES}, got "
+                        f"{config.backbone.config.model_type!r}; use 'add_to_pooled' or 'concat_before_head'."
+                    )
+                self.backbone_embeddings_path = next(
+                    path for path, _ in self.backbone.named_modules() if path.split(".")[-1] == "embeddings"
+                )
+                backbone_width = config.backbone.config.hidden_size
+            if mode in ("prepend_token", "add_to_pooled"):
+                self.ensemble_to_backbone = nn.Linear(config.hidden_size, backbone_width)
+        self.fused_size = {
+            "prepend_token": config.backbone.feature_dim if config.backbone else 0,
+            "add_to_pooled": config.backbone.feature_dim if config.backbone else 0,
+            "concat_before_head": (config.backbone.feature_dim if config.backbone else 0) + config.hidden_size,
+            "priors_only": config.hidden_size,
+            "none": config.backbone.feature_dim if config.backbone else 0,
+        }[mode]
+        self.post_init()
+        self.freeze_priors()
+
+    def freeze_priors(self) -> None:
+        """Frozen priors never train: no gradients, eval mode (dropout/batch-norm statistics fixed)."""
+        for name, prior in self.priors.items():
+            if self.config.priors[name].frozen:
+                prior.requires_grad_(False)
+                prior.eval()
+        if self.backbone is not None and self.config.backbone.frozen:
+            self.backbone.requires_grad_(False)
+            self.backbone.eval()
+
+    def train(self, mode: bool = True) -> ETFuserModel:
+        super().train(mode)
+        self.freeze_priors()
+        return self
+
+    def extract_prior_features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Runs every prior on its own view of `pixel_values` (batch, 3, H, W) in [0, 1].
+
+        Returns name -> selected feature tokens (batch, num_output_tokens, feature_dim): what a prior-feature cache
+        stores and what `forward(prior_features=...)` accepts.
+        """
+        features = {}
+        for name, prior in self.priors.items():
+            spec = self.config.priors[name]
+            with torch.no_grad() if spec.frozen else nullcontext():
+                outputs = prior(pixel_values=prepare_encoder_inputs(pixel_values, spec), return_dict=True)
+                features[name] = select_feature_tokens(outputs, spec, f"priors[{name!r}]")
+        return features
+
+    @contextmanager
+    def _ensemble_tokens_in_backbone(self, tokens: torch.Tensor):
+        """Inserts `tokens` (batch, E, D_backbone) after the CLS token of the backbone's embedding output."""
+
+        def insert(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
+            if not isinstance(output, torch.Tensor) or output.dim() != 3:
+                raise ValueError("fusion_mode='prepend_token': the backbone embeddings did not return (batch, L, D).")
+            return torch.cat([output[:, :1], tokens.to(output.dtype), output[:, 1:]], dim=1)
+
+        handle = self.backbone.get_submodule(self.backbone_embeddings_path).register_forward_hook(insert)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _check_inputs(self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None):
+        if pixel_values is None:
+            if self.backbone is not None or prior_features is None:
+                raise ValueError("pixel_values is required (prior_features alone suffice only for fusion_mode='priors_only').")
+            return
+        if not isinstance(pixel_values, torch.Tensor):
+            raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; use ETFuserImageProcessor.")
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+            raise ValueError(
+                f"pixel_values must have shape (batch, 3, height, width) (RGB in [0, 1]), got {tuple(pixel_values.shape)}."
+            )
+        if not pixel_values.is_floating_point():
+            raise ValueError(f"pixel_values must be a float tensor in [0, 1], got dtype {pixel_values.dtype}.")
+        if prior_features is not None and self.config.fusion_mode != "none":
+            missing = sorted(set(self.config.priors) - set(prior_features))
+            if missing:
+                raise ValueError(f"prior_features is missing priors {missing}; expected keys {list(self.config.priors)}.")
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        prior_features: Mapping[str, torch.Tensor] | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> ETFuserModelOutput | tuple:
+        r"""
+        pixel_values (`torch.FloatTensor` of shape `(batch, 3, height, width)`):
+            RGB images in [0, 1] (see `ETFuserImageProcessor`); every encoder resizes and normalises its own view.
+        prior_features (`dict[str, torch.FloatTensor]`, *optional*):
+            Precomputed `extract_prior_features` outputs, e.g. from a feature cache; the priors are then not run.
+        """
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        output_hidden_states = (
+            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        )
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        self._check_inputs(pixel_values, prior_features)
+        mode = self.config.fusion_mode
+
+        sequence = ensemble = prior_tokens = hidden_states = attentions = prior_attention = None
+        if mode != "none":
+            if prior_features is None:
+                prior_features = self.extract_prior_features(pixel_values)
+            batch_size = next(iter(prior_features.values())).shape[0] if prior_features else pixel_values.shape[0]
+            embedded, prior_tokens = self.embeddings(prior_features, batch_size)
+            sequence, hidden_states, attentions = self.fusion(embedded, output_attentions, output_hidden_states)
+            ensemble = sequence[:, : self.config.num_ensemble_tokens]
+            if output_attentions and self.config.priors:
+                prior_attention = attention_over_priors(attentions[-1], self.config)
+
+        if self.backbone is None:
+            pooled = pool_tokens(ensemble)
+        else:
+            spec = self.config.backbone
+            backbone_inputs = prepare_encoder_inputs(pixel_values, spec)
+            with torch.no_grad() if spec.frozen else nullcontext():
+                if mode == "prepend_token":
+                    with self._ensemble_tokens_in_backbone(self.ensemble_to_backbone(ensemble)):
+                        backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
+                else:
+                    backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
+            pooled = pool_tokens(select_feature_tokens(backbone_outputs, spec, "backbone"))
+            if mode == "add_to_pooled":
+                pooled = pooled + self.ensemble_to_backbone(pool_tokens(ensemble))
+            elif mode == "concat_before_head":
+                pooled = torch.cat([pooled, pool_tokens(ensemble).to(pooled.dtype)], dim=-1)
+
+        output = ETFuserModelOutput(
+            last_hidden_state=sequence,
+            pooler_output=pooled,
+            ensemble_tokens=ensemble,
+            prior_tokens=prior_tokens,
+            hidden_states=hidden_states,
+            attentions=attentions,
+            prior_attention=prior_attention,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Shared loss helper and task heads
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def wing_loss(prediction: torch.Tensor, target: torch.Tensor, width: float = 0.1, curvature: float = 0.02) -> torch.Tensor:
+    """Wing loss (Feng et al., CVPR 2018) on normalised coordinates: log-shaped for small errors, L1 for large."""
+    error = (prediction - target).abs()
+    offset = width - width * torch.log1p(torch.tensor(width / curvature, dtype=error.dtype, device=error.device))
+    return torch.where(error < width, width * torch.log1p(error / curvature), error - offset).mean()
+
+
+def infer_problem_type(num_labels: int, labels: torch.Tensor) -> str:
+    """transformers' rule: one output -> regression; integer labels -> single-label; otherwise multi-label."""
+    if num_labels == 1:
+        return "regression"
+    if labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
+def compute_task_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: str, loss_name: str | None = None
+) -> torch.Tensor:
+    """One loss for every head, chosen by `problem_type`.
+
+    Args:
+        logits: (batch, num_outputs) head output (for landmarks: (batch, K, 2) coordinates).
+        labels: class ids (batch,) for single-label; multi-hot (batch, num_labels) for multi-label; targets of the
+            logits' shape for regression and landmarks.
+        problem_type: `"single_label_classification"`, `"multi_label_classification"`, `"regression"` or `"landmarks"`.
+        loss_name: for regression `"mse" | "l1" | "smooth_l1"`; for landmarks also `"wing"`.
+    """
+    num_outputs = logits.shape[-1]
+    if problem_type == "single_label_classification":
+        if labels.dim() != 1 or labels.is_floating_point():
+            raise ValueError(f"labels for single-label classification must be integer class ids (batch,), got "
+                             f"{labels.dtype} of shape {tuple(labels.shape)}.")
+        invalid = ((labels < 0) & (labels != -100)) | (labels >= num_outputs)
+        if invalid.any():
+            raise ValueError(f"labels must be class ids in [0, {num_outputs}) (or -100 to ignore), got "
+                             f"{labels[invalid].tolist()}.")
+        return F.cross_entropy(logits.view(-1, num_outputs), labels.view(-1))
+    if problem_type == "multi_label_classification":
+        if labels.shape != logits.shape:
+            raise ValueError(f"multi-label labels must be multi-hot of shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
+        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
+    if problem_type in ("regression", "landmarks"):
+        target = labels.to(logits.dtype)
+        if num_outputs == 1 and problem_type == "regression" and target.dim() == 1:
+            target = target.unsqueeze(-1)
+        if target.shape != logits.shape:
+            raise ValueError(f"{problem_type} labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
+        losses = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss, "wing": wing_loss}
+        return losses[loss_name or "mse"](logits, target)
+    raise ValueError(f"unknown problem_type {problem_type!r}.")
+
+
+def normalized_mean_error(
+    landmarks: torch.Tensor, target: torch.Tensor, interocular_indices: tuple[int, int] | list[int]
+) -> torch.Tensor:
+    """Per-image NME: mean point-to-point error (batch, K, 2) divided by the target's inter-ocular distance. (batch,)"""
+    left, right = interocular_indices
+    interocular = (target[:, left] - target[:, right]).norm(dim=-1).clamp_min(1e-6)
+    return (landmarks - target).norm(dim=-1).mean(dim=-1) / interocular
+
+
+class ETFuserTaskHead(nn.Module):
+    """Dropout + linear map from the fused representation (batch, fused_size) to (batch, num_outputs)."""
+
+    def __init__(self, in_features: int, num_outputs: int, dropout: float):
+        super().__init__()
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(in_features, num_outputs)
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.dense(self.dropout(pooled))
+
+
+class ETFuserForImageClassification(ETFuserPreTrainedModel):
+    """ET-Fuser with a classification/regression head: single-label (expression), multi-label (attributes, action
+    units) or regression (age), chosen by `config.problem_type` (inferred from the labels when unset)."""
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.etfuser = ETFuserModel(config)
+        self.classifier = ETFuserTaskHead(self.etfuser.fused_size, config.num_labels, config.classifier_dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        prior_features: Mapping[str, torch.Tensor] | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> ETFuserImageClassifierOutput | tuple:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch,)` or `torch.FloatTensor` of shape `(batch, num_labels)`, *optional*):
+            Class ids for single-label classification, multi-hot targets for multi-label, values for regression.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.etfuser(
+            pixel_values,
+            prior_features=prior_features,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        logits = self.classifier(outputs.pooler_output)
+        loss = None
+        if labels is not None:
+            problem_type = self.config.problem_type or infer_problem_type(self.num_labels, labels)
+            loss = compute_task_loss(logits, labels.to(logits.device), problem_type, self.config.regression_loss)
+        output = ETFuserImageClassifierOutput(
+            loss=loss,
+            logits=logits,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            prior_attention=outputs.prior_attention,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+class ETFuserForLandmarkDetection(ETFuserPreTrainedModel):
+    """ET-Fuser regressing `config.num_landmarks` facial landmarks as (x, y) in [0, 1] image coordinates."""
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__(config)
+        self.etfuser = ETFuserModel(config)
+        self.landmark_head = ETFuserTaskHead(self.etfuser.fused_size, 2 * config.num_landmarks, config.classifier_dropout)
+        self.post_init()
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        prior_features: Mapping[str, torch.Tensor] | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs: Any,
+    ) -> ETFuserLandmarkOutput | tuple:
+        r"""
+        labels (`torch.FloatTensor` of shape `(batch, num_landmarks, 2)`, *optional*):
+            Target (x, y) in [0, 1] image coordinates.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.etfuser(
+            pixel_values,
+            prior_features=prior_features,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            return_dict=True,
+        )
+        landmarks = torch.sigmoid(self.landmark_head(outputs.pooler_output)).view(-1, self.config.num_landmarks, 2)
+        loss = nme = None
+        if labels is not None:
+            labels = labels.to(landmarks.device)
+            loss = compute_task_loss(landmarks, labels, "landmarks", self.config.landmark_loss)
+            nme = normalized_mean_error(landmarks, labels.to(landmarks.dtype), self.config.interocular_indices)
+        output = ETFuserLandmarkOutput(
+            loss=loss,
+            landmarks=landmarks,
+            nme=nme,
+            hidden_states=outputs.hidden_states,
+            attentions=outputs.attentions,
+            prior_attention=outputs.prior_attention,
+        )
+        return output if return_dict else output.to_tuple()
+
+
+__all__ = [
+    "ETFuserPreTrainedModel",
+    "ETFuserModel",
+    "ETFuserForImageClassification",
+    "ETFuserForLandmarkDetection",
+    "ETFuserModelOutput",
+    "ETFuserImageClassifierOutput",
+    "ETFuserLandmarkOutput",
+    "compute_task_loss",
+    "normalized_mean_error",
+]
