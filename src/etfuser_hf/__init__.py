@@ -45,7 +45,7 @@ def _register() -> None:
     ETFuserConfig.register_for_auto_class()
     ETFuserModel.register_for_auto_class("AutoModel")
     ETFuserForImageClassification.register_for_auto_class("AutoModelForImageClassification")
-    ETFuserForLandmarkDetection.register_for_auto_class("AutoModel")
+    ETFuserForLandmarkDetection.register_for_auto_class("AutoModelForKeypointDetection")
     ETFuserImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 

@@ -414,6 +414,17 @@ class ETFuserPreTrainedModel(PreTrainedModel):
     _no_split_modules = ["ETFuserLayer"]
     _supports_sdpa = True
 
+    # Every Auto class that can read any ET-Fuser folder; save_pretrained alone records only the saving class's one.
+    _base_auto_map = {
+        "AutoConfig": "configuration_etfuser.ETFuserConfig",
+        "AutoModel": "modeling_etfuser.ETFuserModel",
+        "AutoModelForImageClassification": "modeling_etfuser.ETFuserForImageClassification",
+    }
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        self.config.auto_map = {**self._base_auto_map, **(getattr(self.config, "auto_map", None) or {})}
+        super().save_pretrained(save_directory, *args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         super()._init_weights(module)
