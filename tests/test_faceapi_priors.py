@@ -66,14 +66,20 @@ def faceapi_model_dir() -> Path:
             capture_output=True, text=True,
         )
         if result.returncode != 0:
-            pytest.fail(f"npm pack {FACEAPI_NPM_PACKAGE}@{FACEAPI_VERSION} failed (npm registry needed once): {result.stderr}")
+            pytest.fail(
+                f"npm pack {FACEAPI_NPM_PACKAGE}@{FACEAPI_VERSION} failed (the npm registry is needed once): "
+                f"{result.stderr}"
+            )
     digest = hashlib.sha256(tarball.read_bytes()).hexdigest()
     if digest != FACEAPI_TARBALL_SHA256:
         tarball.unlink()
         pytest.fail(f"{tarball}: sha256 {digest} != expected {FACEAPI_TARBALL_SHA256}; removed, rerun to refetch.")
     staging = Path(tempfile.mkdtemp(dir=downloads))
     with tarfile.open(tarball) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith("package/model/") or m.name == "package/LICENSE"]
+        members = [
+            member for member in archive.getmembers()
+            if member.name.startswith("package/model/") or member.name == "package/LICENSE"
+        ]
         archive.extractall(staging, members=members, filter="data")
     shutil.rmtree(extracted, ignore_errors=True)
     staging.rename(extracted)

@@ -222,7 +222,7 @@ class ETFuserConfig(PreTrainedConfig):
         hidden_size (`int`, defaults to 256): width `d` of the fusion module.
         num_hidden_layers (`int`, defaults to 2): self-attention layers of the fusion module.
         num_attention_heads (`int`, defaults to 4): attention heads of the fusion module.
-        intermediate_size (`int`, defaults to 1024): MLP width of the fusion layers.
+        intermediate_size (`int`, defaults to 512): MLP width of the fusion layers.
         hidden_act (`str`, defaults to `"gelu"`): MLP activation.
         hidden_dropout_prob / attention_probs_dropout_prob (`float`, defaults to 0.0): dropout rates.
         layer_norm_eps (`float`, defaults to 1e-6): LayerNorm epsilon.
@@ -268,7 +268,7 @@ class ETFuserConfig(PreTrainedConfig):
     hidden_size: int = 256
     num_hidden_layers: int = 2
     num_attention_heads: int = 4
-    intermediate_size: int = 1024
+    intermediate_size: int = 512
     hidden_act: str = "gelu"
     hidden_dropout_prob: float | int = 0.0
     attention_probs_dropout_prob: float | int = 0.0

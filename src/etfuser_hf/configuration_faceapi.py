@@ -75,7 +75,8 @@ class FaceApiRecognitionConfig(_FaceApiInputContractMixin, PreTrainedConfig):
     ```python
     >>> from etfuser_hf.configuration_faceapi import FaceApiRecognitionConfig
     >>> from etfuser_hf.modeling_faceapi import FaceApiRecognitionModel
-    >>> model = FaceApiRecognitionModel(FaceApiRecognitionConfig())  # random weights; convert_faceapi_recognition for real ones
+    >>> # random weights; convert_faceapi_recognition writes the real ones
+    >>> model = FaceApiRecognitionModel(FaceApiRecognitionConfig())
     ```"""
 
     model_type = "etfuser_faceapi_recognition"
@@ -116,7 +117,9 @@ class FaceApiRecognitionConfig(_FaceApiInputContractMixin, PreTrainedConfig):
             )
         for previous, current in zip(self.hidden_sizes, self.hidden_sizes[1:]):
             if current < previous:
-                raise ValueError(f"hidden_sizes: the zero-padded shortcut needs non-decreasing widths, got {self.hidden_sizes}.")
+                raise ValueError(
+                    f"hidden_sizes: the zero-padded shortcut needs non-decreasing widths, got {self.hidden_sizes}."
+                )
 
 
 @strict

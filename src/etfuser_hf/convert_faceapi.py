@@ -39,7 +39,9 @@ LANDMARK_MANIFEST = "face_landmark_68_model-weights_manifest.json"
 LANDMARK_TINY_MANIFEST = "face_landmark_68_tiny_model-weights_manifest.json"
 
 # Bytes per stored element, by the dtype found on disk (the quantised dtype when a tensor is quantised).
-_STORED_DTYPES = {"uint8": np.uint8, "uint16": np.uint16, "float16": np.float16, "float32": np.float32, "int32": np.int32}
+_STORED_DTYPES = {
+    "uint8": np.uint8, "uint16": np.uint16, "float16": np.float16, "float32": np.float32, "int32": np.int32
+}
 
 
 class FaceApiWeightsError(ValueError):
@@ -77,7 +79,8 @@ def read_tfjs_weights(manifest_path: Path) -> dict[str, np.ndarray]:
             )
         offset = 0
         for entry, (stored_dtype, nbytes) in zip(entries, layout):
-            raw = np.frombuffer(buffer, dtype=stored_dtype, count=nbytes // np.dtype(stored_dtype).itemsize, offset=offset)
+            count = nbytes // np.dtype(stored_dtype).itemsize
+            raw = np.frombuffer(buffer, dtype=stored_dtype, count=count, offset=offset)
             offset += nbytes
             weights[entry["name"]] = _dequantise(raw, entry).reshape(entry["shape"])
     return weights
@@ -88,7 +91,9 @@ def _entry_layout(manifest_path: Path, entry: dict) -> tuple[type, int]:
     quantization = entry.get("quantization")
     dtype_name = quantization["dtype"] if quantization else entry.get("dtype", "float32")
     if dtype_name not in _STORED_DTYPES:
-        raise FaceApiWeightsError(f"{manifest_path}: weight {entry.get('name')!r} has unsupported dtype {dtype_name!r}.")
+        raise FaceApiWeightsError(
+            f"{manifest_path}: weight {entry.get('name')!r} has unsupported dtype {dtype_name!r}."
+        )
     if quantization and dtype_name in ("uint8", "uint16") and not {"scale", "min"} <= quantization.keys():
         raise FaceApiWeightsError(f"{manifest_path}: weight {entry.get('name')!r} is quantised without scale/min.")
     stored_dtype = _STORED_DTYPES[dtype_name]
@@ -142,14 +147,16 @@ def _folded_conv(take: _WeightTaker, prefix: str) -> tuple[np.ndarray, np.ndarra
     bias = take(f"{prefix}/conv/bias").astype(np.float64)
     gamma = take(f"{prefix}/scale/weights").astype(np.float64)
     beta = take(f"{prefix}/scale/biases").astype(np.float64)
-    return (_conv_weight(filters) * gamma[:, None, None, None]).astype(np.float32), (bias * gamma + beta).astype(np.float32)
+    weight = _conv_weight(filters) * gamma[:, None, None, None]
+    return weight.astype(np.float32), (bias * gamma + beta).astype(np.float32)
 
 
 def recognition_state_dict(weights: dict[str, np.ndarray], config: FaceApiRecognitionConfig) -> dict[str, np.ndarray]:
     """Maps FaceRecognitionNet's manifest tensors onto `FaceApiRecognitionModel`'s parameter names."""
     take = _WeightTaker(weights, "face recognition manifest")
     state = {}
-    state["embeddings.conv.weight"], state["embeddings.conv.bias"] = _folded_conv(take, f"conv{config.hidden_sizes[0]}_down")
+    stem = _folded_conv(take, f"conv{config.hidden_sizes[0]}_down")
+    state["embeddings.conv.weight"], state["embeddings.conv.bias"] = stem
     for index, name in enumerate(recognition_block_names(config)):
         for conv in ("conv1", "conv2"):
             key = f"encoder.blocks.{index}.{conv}"
@@ -199,7 +206,9 @@ def _convert(
         raise FaceApiWeightsError(f"model_dir: {model_dir} is not a directory (expected face-api's package/model/).")
     weights = read_tfjs_weights(model_dir / manifest_name)
     model = model_class(config)
-    state = {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in to_state_dict(weights, config).items()}
+    state = {
+        name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in to_state_dict(weights, config).items()
+    }
     expected = model.state_dict()
     mismatched = [name for name, value in state.items() if name in expected and value.shape != expected[name].shape]
     if set(state) != set(expected) or mismatched:
@@ -237,7 +246,12 @@ def convert_faceapi_recognition(model_dir: Path, out_dir: Path) -> Path:
     """Converts face-api's FaceRecognitionNet from `model_dir` (the extracted `package/model/`) into `out_dir`
     (`config.json`, `model.safetensors`, `NOTICE`); returns `out_dir`."""
     return _convert(
-        model_dir, out_dir, RECOGNITION_MANIFEST, FaceApiRecognitionModel, FaceApiRecognitionConfig(), recognition_state_dict
+        model_dir,
+        out_dir,
+        RECOGNITION_MANIFEST,
+        FaceApiRecognitionModel,
+        FaceApiRecognitionConfig(),
+        recognition_state_dict,
     )
 
 

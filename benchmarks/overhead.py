@@ -1,0 +1,84 @@
+"""Fusion overhead of ET-Fuser, measured in one run on this machine.
+
+Prints (a) the forward time of ET-Fuser divided by the time of running its priors and its backbone separately on the
+same batch, and (b) the fusion module's share of all parameters. Realistic prior set: three ViT-S/16-sized random
+priors + a ViT-S/16 backbone at 224x224, batch 32, CPU, inference (`torch.inference_mode`). Targets: (a) <= 1.03,
+(b) <= 2 %.
+
+    python benchmarks/overhead.py [--batch-size 32] [--repeats 3] [--fusion-mode prepend_token]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from transformers import ViTConfig
+
+from etfuser_hf import ETFuserConfig, ETFuserModel
+from etfuser_hf.modeling_etfuser import prepare_encoder_inputs
+
+
+def vit_small() -> ViTConfig:
+    return ViTConfig(hidden_size=384, num_hidden_layers=12, num_attention_heads=6, intermediate_size=1536,
+                     image_size=224, patch_size=16)
+
+
+def timed(function, repeats: int) -> float:
+    """Median wall time of `function()` over `repeats` runs, after one warm-up."""
+    function()
+    durations = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        durations.append(time.perf_counter() - start)
+    return statistics.median(durations)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--fusion-mode", default="prepend_token")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    config = ETFuserConfig(
+        priors={name: vit_small() for name in ("identity", "expression", "age")},
+        backbone=vit_small(),
+        fusion_mode=args.fusion_mode,
+    )
+    model = ETFuserModel(config).eval()
+    pixel_values = torch.rand(args.batch_size, 3, 224, 224)
+
+    def separately() -> None:
+        for name, prior in model.priors.items():
+            prior(pixel_values=prepare_encoder_inputs(pixel_values, config.priors[name]))
+        model.backbone(pixel_values=prepare_encoder_inputs(pixel_values, config.backbone))
+
+    def fused() -> None:
+        model(pixel_values)
+
+    with torch.inference_mode():
+        # interleave the two measurements so drifting machine load hits both alike
+        separate_times, fused_times = [], []
+        for _ in range(args.repeats):
+            separate_times.append(timed(separately, 1))
+            fused_times.append(timed(fused, 1))
+    separate_time, fused_time = statistics.median(separate_times), statistics.median(fused_times)
+
+    total = sum(p.numel() for p in model.parameters())
+    encoders = sum(p.numel() for p in model.priors.parameters()) + sum(p.numel() for p in model.backbone.parameters())
+    fusion = total - encoders
+    print(f"config: 3 x ViT-S/16 priors + ViT-S/16 backbone, 224x224, batch {args.batch_size}, "
+          f"fusion_mode={args.fusion_mode}, fusion width {config.hidden_size} x {config.num_hidden_layers} layers, "
+          f"{torch.get_num_threads()} threads")
+    print(f"priors + backbone separately: {separate_time:.3f} s   ET-Fuser forward: {fused_time:.3f} s")
+    print(f"(a) forward time ratio ET-Fuser / separate = {fused_time / separate_time:.4f}   (target <= 1.03)")
+    print(f"(b) fusion params / total params = {fusion:,} / {total:,} = {100 * fusion / total:.2f} %   (target <= 2 %)")
+
+
+if __name__ == "__main__":
+    main()
