@@ -201,7 +201,7 @@ class MTCNN(nn.Module):
     @torch.no_grad()
     def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         dtype = self.pnet.conv1.weight.dtype
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(dtype)
+        pixels = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).to(dtype)
         pixels = (pixels - 127.5) / 128.0
         height, width = pixels.shape[1:]
 
