@@ -74,7 +74,7 @@ def apply_face_mask(
     alpha = PIL.Image.new("L", image.size, 0)
     PIL.ImageDraw.Draw(alpha).polygon([tuple(p) for p in polygon], fill=255)
     draw = PIL.ImageDraw.Draw(layer)
-    face_width = np.linalg.norm(landmarks[15] - landmarks[1])
+    face_width = float(np.linalg.norm(landmarks[15] - landmarks[1]))
     line = max(1, int(round(face_width / 60)))
     left, right = landmarks[2], landmarks[14]
     if style == "surgical":  # three horizontal pleats between nose and chin

@@ -423,6 +423,10 @@ class ETFuserPreTrainedModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         self.config.auto_map = {**self._base_auto_map, **(getattr(self.config, "auto_map", None) or {})}
+        # Keys are saved as the modules name them. transformers would otherwise rename nested encoders' keys back to
+        # their legacy checkpoint names (e.g. ViT's `encoder.layer`), which `from_pretrained` undoes but the
+        # Trainer's best-model and resume loading (plain `load_state_dict`) does not: those weights would be skipped.
+        kwargs.setdefault("save_original_format", False)
         super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()

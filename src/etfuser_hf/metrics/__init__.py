@@ -1,0 +1,98 @@
+"""Offline metrics for facial analysis.
+
+`evaluate.load("accuracy")` downloads its script from the Hub, so the metrics ship here, twice over: as plain numpy
+functions (used by the Trainer hook `make_compute_metrics`) and as local `evaluate` modules wrapping the same
+functions (`load_metric("macro_f1")` == `evaluate.load(<package>/metrics/macro_f1)`), for users of `evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+METRIC_NAMES = ("accuracy", "macro_f1", "mae", "nme", "multilabel_f1")
+
+
+def accuracy(predictions: Sequence[int], references: Sequence[int]) -> float:
+    """Share of exact matches."""
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    return float((predictions == references).mean())
+
+
+def macro_f1(predictions: Sequence[int], references: Sequence[int], num_labels: int | None = None) -> float:
+    """Unweighted mean of per-class F1 over the classes present in predictions or references (or all `num_labels`)."""
+    predictions, references = np.asarray(predictions), np.asarray(references)
+    classes = range(num_labels) if num_labels else np.union1d(predictions, references)
+    scores = []
+    for label in classes:
+        true_positive = np.sum((predictions == label) & (references == label))
+        denominator = np.sum(predictions == label) + np.sum(references == label)
+        scores.append(2 * true_positive / denominator if denominator else 0.0)
+    return float(np.mean(scores))
+
+
+def mae(predictions: Sequence[float], references: Sequence[float]) -> float:
+    """Mean absolute error."""
+    return float(np.abs(np.asarray(predictions, np.float64) - np.asarray(references, np.float64)).mean())
+
+
+def nme(predictions: np.ndarray, references: np.ndarray, interocular_indices: Sequence[int] = (36, 45)) -> float:
+    """Inter-ocular normalised mean error: mean point error / distance between the reference outer eye corners.
+    `predictions`, `references`: (N, K, 2) or (N, 2K)."""
+    predictions = np.asarray(predictions, np.float64).reshape(len(predictions), -1, 2)
+    references = np.asarray(references, np.float64).reshape(len(references), -1, 2)
+    left, right = interocular_indices
+    interocular = np.maximum(np.linalg.norm(references[:, left] - references[:, right], axis=-1), 1e-6)
+    return float((np.linalg.norm(predictions - references, axis=-1).mean(axis=-1) / interocular).mean())
+
+
+def multilabel_f1(predictions: np.ndarray, references: np.ndarray, average: str = "macro") -> float:
+    """F1 for multi-hot (N, L) 0/1 arrays; `average` is "macro" (mean over labels) or "micro" (pooled counts)."""
+    predictions, references = np.asarray(predictions).astype(bool), np.asarray(references).astype(bool)
+    true_positive = (predictions & references).sum(axis=0)
+    denominator = predictions.sum(axis=0) + references.sum(axis=0)
+    if average == "micro":
+        return float(2 * true_positive.sum() / denominator.sum()) if denominator.sum() else 0.0
+    if average != "macro":
+        raise ValueError(f"average must be 'macro' or 'micro', got {average!r}.")
+    return float(np.mean(np.where(denominator > 0, 2 * true_positive / np.maximum(denominator, 1), 0.0)))
+
+
+def load_metric(name: str):
+    """The packaged `evaluate` module `name`, loaded offline from this folder."""
+    import evaluate
+
+    if name not in METRIC_NAMES:
+        raise ValueError(f"name must be one of {METRIC_NAMES}, got {name!r}.")
+    return evaluate.load(str(Path(__file__).parent / name))
+
+
+def make_compute_metrics(
+    problem_type: str, num_labels: int | None = None, interocular_indices: Sequence[int] = (36, 45)
+) -> Callable:
+    """A `Trainer(compute_metrics=...)` hook for `problem_type` ("single_label_classification",
+    "multi_label_classification", "regression" or "landmarks"). The first array of `predictions` is the head output."""
+
+    def compute(eval_prediction) -> dict[str, float]:
+        outputs = eval_prediction.predictions
+        outputs = outputs[0] if isinstance(outputs, (tuple, list)) else outputs
+        labels = eval_prediction.label_ids
+        if problem_type == "single_label_classification":
+            predicted = outputs.argmax(-1)
+            return {"accuracy": accuracy(predicted, labels), "macro_f1": macro_f1(predicted, labels, num_labels)}
+        if problem_type == "multi_label_classification":
+            predicted = outputs > 0
+            return {"multilabel_f1": multilabel_f1(predicted, labels),
+                    "multilabel_f1_micro": multilabel_f1(predicted, labels, "micro")}
+        if problem_type == "regression":
+            return {"mae": mae(outputs.reshape(len(labels), -1), np.asarray(labels).reshape(len(labels), -1))}
+        if problem_type == "landmarks":
+            return {"nme": nme(outputs, labels, interocular_indices)}
+        raise ValueError(f"unknown problem_type {problem_type!r}.")
+
+    return compute
+
+
+__all__ = ["METRIC_NAMES", "accuracy", "macro_f1", "mae", "nme", "multilabel_f1", "load_metric", "make_compute_metrics"]

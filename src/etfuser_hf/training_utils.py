@@ -1,0 +1,437 @@
+"""Training, evaluation and comparison of ET-Fuser with `transformers.Trainer`: the logic behind `training/train.py`.
+
+- `build_etfuser_from_face_priors`: ET-Fuser on the real converted face priors and a small ViT backbone.
+- `PriorFeatureCache`: frozen priors run once per image; features stored as Arrow columns keyed by the image content
+  hash and the priors' fingerprint (weights + input contract), reused across runs and variants.
+- `FaceCollator`: images -> `pixel_values`, label column -> `labels`, cached columns -> `prior_features`.
+- `train_variant`: one Trainer run (bf16 on CPU, early stopping, resume, optional LoRA) returning eval predictions.
+- `paired_bootstrap_pvalue`, `mcnemar_pvalue`: significance of one model against another on the same eval set.
+- `write_run_folder`: metrics.json, results.md and plots in the documented run-folder format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+from torch import nn
+from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, ViTConfig
+
+from .configuration_etfuser import ETFuserConfig
+from .image_processing_etfuser import ETFuserImageProcessor
+from .metrics import accuracy, macro_f1, make_compute_metrics
+from .modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
+
+DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
+PRIOR_COLUMN_PREFIX = "prior__"
+
+
+def small_vit_backbone(image_size: int = 112) -> ViTConfig:
+    """The canonical task backbone of the default recipe: a ViT-Tiny-width, 4-layer ViT/16 trained from scratch."""
+    return ViTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=384,
+                     image_size=image_size, patch_size=16)
+
+
+def build_etfuser_from_face_priors(
+    prior_dirs: Mapping[str, str | os.PathLike],
+    label_names: Sequence[str],
+    image_size: int = 112,
+    **config_overrides: Any,
+) -> ETFuserForImageClassification:
+    """ET-Fuser for classification over `label_names` from converted prior folders (`ensure_face_priors()`)."""
+    settings = dict(
+        backbone=small_vit_backbone(image_size), image_size=image_size, hidden_size=192, num_attention_heads=4,
+        intermediate_size=384, num_hidden_layers=2, attention_mask_strategy="full", fusion_mode="prepend_token",
+        id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
+        problem_type="single_label_classification",
+    )
+    settings.update(config_overrides)
+    return ETFuserForImageClassification.from_priors_pretrained(priors=dict(prior_dirs), **settings)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Prior-feature cache
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def image_content_hash(image: Any) -> str:
+    """sha256 of the decoded pixels (mode and size included), so re-encoding the same image hits the cache."""
+    array = np.asarray(image.convert("RGB"))
+    return hashlib.sha256(str(array.shape).encode() + array.tobytes()).hexdigest()
+
+
+def prior_fingerprint(model: ETFuserPreTrainedModel, name: str) -> str:
+    """Changes whenever the prior's weights, its config or its input contract (size, mean/std, ...) change."""
+    base = model.base_model
+    digest = hashlib.sha256(json.dumps(model.config.priors[name].to_dict(), sort_keys=True, default=str).encode())
+    for key, tensor in sorted(base.priors[name].state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class PriorFeatureCache:
+    """Computes `model.etfuser.extract_prior_features` once per image and stores it as Arrow columns
+    `prior__<name>` in `cache_dir`, under a file name made of the images' content hashes and the priors' fingerprints:
+    a changed prior or preprocessing gets a new file, an unchanged one is read back instead of recomputed."""
+
+    def __init__(self, model: ETFuserPreTrainedModel, processor: ETFuserImageProcessor, cache_dir: str | os.PathLike,
+                 batch_size: int = 64):
+        self.model, self.processor, self.batch_size = model, processor, batch_size
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.fingerprints = {name: prior_fingerprint(model, name) for name in model.config.priors}
+
+    def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
+        digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
+        digest.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
+        for image in dataset[image_column]:
+            digest.update(image_content_hash(image).encode())
+        return digest.hexdigest()[:24]
+
+    def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
+        """Returns `dataset` with one `prior__<name>` column per prior ((tokens, feature_dim) float32 per row)."""
+        if len(dataset) == 0:
+            raise ValueError("dataset is empty: nothing to cache.")
+        base = self.model.base_model
+        cache_file = self.cache_dir / f"prior-features-{self.key(dataset, image_column)}.arrow"
+
+        def extract(batch: dict[str, list]) -> dict[str, list]:
+            pixel_values = self.processor(batch[image_column], return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                features = base.extract_prior_features(pixel_values)
+            return {PRIOR_COLUMN_PREFIX + name: value.float().numpy() for name, value in features.items()}
+
+        return dataset.map(extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
+                           load_from_cache_file=True, desc="prior features (cached)")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Collation
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class FaceCollator:
+    """Batches rows of a face dataset for ET-Fuser: `pixel_values` from `image_column`, `labels` from `label_column`
+    and, where a `PriorFeatureCache` added them, `prior_features` from the `prior__<name>` columns."""
+
+    processor: ETFuserImageProcessor
+    label_column: str
+    num_labels: int
+    image_column: str = "image"
+    use_cached_features: bool = True
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        labels = []
+        for row in rows:
+            label = row[self.label_column]
+            if not isinstance(label, (int, np.integer)) or not 0 <= label < self.num_labels:
+                raise ValueError(f"{self.label_column}: label {label!r} is outside id2label (0..{self.num_labels - 1}).")
+            labels.append(int(label))
+        batch: dict[str, Any] = {
+            "pixel_values": self.processor([row[self.image_column] for row in rows], return_tensors="pt")["pixel_values"],
+            "labels": torch.tensor(labels),
+        }
+        cached = [key for key in rows[0] if key.startswith(PRIOR_COLUMN_PREFIX)] if self.use_cached_features else []
+        if cached:
+            batch["prior_features"] = {
+                key[len(PRIOR_COLUMN_PREFIX):]: torch.tensor(np.stack([np.asarray(row[key], np.float32) for row in rows]))
+                for key in cached
+            }
+        return batch
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Trainer runs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VariantResult:
+    """Everything the comparison table needs of one trained variant."""
+
+    name: str
+    description: str
+    predictions: np.ndarray  # (N,) predicted class ids on the eval set
+    logits: np.ndarray  # (N, num_labels)
+    metrics: dict[str, float]
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def training_arguments(output_dir: str | os.PathLike, **overrides: Any) -> TrainingArguments:
+    """The defaults of every run: CPU, no reporting, evaluation and saving per epoch, best model kept."""
+    settings = dict(
+        output_dir=str(output_dir), use_cpu=not torch.cuda.is_available(), report_to="none", num_train_epochs=6,
+        per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=5e-4, weight_decay=0.05,
+        warmup_steps=0.1, lr_scheduler_type="cosine", eval_strategy="epoch", save_strategy="epoch",
+        save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="accuracy", logging_steps=10,
+        remove_unused_columns=False, dataloader_num_workers=0, seed=0, disable_tqdm=False,
+    )
+    settings.update(overrides)
+    return TrainingArguments(**settings)
+
+
+def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8, include_fusion: bool = True):
+    """Wraps `model` with LoRA adapters on the backbone's (and optionally the fusion module's) query/value projections;
+    the classifier trains fully and is saved with the adapters."""
+    from peft import LoraConfig, get_peft_model
+
+    scope = "(backbone|fusion)" if include_fusion else "backbone"
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
+                        target_modules=rf".*etfuser\.{scope}\..*\.(query|value|q_proj|v_proj)",
+                        modules_to_save=["classifier"])
+    return get_peft_model(model, config)
+
+
+def train_variant(
+    name: str,
+    description: str,
+    model: nn.Module,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset,
+    collator: FaceCollator,
+    output_dir: str | os.PathLike,
+    early_stopping_patience: int | None = 3,
+    resume_from_checkpoint: str | bool | None = None,
+    **argument_overrides: Any,
+) -> tuple[VariantResult, Trainer]:
+    """Fine-tunes one variant with the Trainer and returns its eval-set predictions and metrics."""
+    args = training_arguments(output_dir, **argument_overrides)
+    callbacks = [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      data_collator=collator, compute_metrics=make_compute_metrics(
+                          "single_label_classification", collator.num_labels), callbacks=callbacks)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    seconds = time.perf_counter() - start
+    prediction = trainer.predict(eval_dataset)
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    metrics = {key.removeprefix("test_"): float(value) for key, value in prediction.metrics.items()
+               if key.removeprefix("test_") in ("accuracy", "macro_f1")}
+    result = VariantResult(name, description, logits.argmax(-1), logits, metrics, trainer.state.log_history, seconds)
+    return result, trainer
+
+
+def fit_probe(
+    name: str,
+    description: str,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    eval_features: np.ndarray,
+    eval_labels: np.ndarray,
+    hidden_size: int | None = None,
+    epochs: int = 200,
+    seed: int = 0,
+) -> VariantResult:
+    """Linear probe (`hidden_size=None`) or one-hidden-layer MLP on fixed features, full-batch AdamW with
+    standardised inputs: the single-prior and concatenated-prior baselines."""
+    torch.manual_seed(seed)
+    x_train, x_eval = torch.tensor(train_features, dtype=torch.float32), torch.tensor(eval_features, dtype=torch.float32)
+    mean, std = x_train.mean(0), x_train.std(0).clamp_min(1e-6)
+    x_train, x_eval = (x_train - mean) / std, (x_eval - mean) / std
+    y_train = torch.tensor(train_labels, dtype=torch.long)
+    num_labels = int(max(train_labels.max(), eval_labels.max())) + 1
+    layers = [nn.Linear(x_train.shape[1], num_labels)] if hidden_size is None else [
+        nn.Linear(x_train.shape[1], hidden_size), nn.GELU(), nn.Dropout(0.2), nn.Linear(hidden_size, num_labels)]
+    probe = nn.Sequential(*layers)
+    optimiser = torch.optim.AdamW(probe.parameters(), lr=1e-2, weight_decay=1e-2)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        optimiser.zero_grad()
+        nn.functional.cross_entropy(probe(x_train), y_train).backward()
+        optimiser.step()
+    with torch.no_grad():
+        logits = probe.eval()(x_eval).numpy()
+    predictions = logits.argmax(-1)
+    metrics = {"accuracy": accuracy(predictions, eval_labels), "macro_f1": macro_f1(predictions, eval_labels, num_labels)}
+    return VariantResult(name, description, predictions, logits, metrics, seconds=time.perf_counter() - start)
+
+
+def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np.ndarray:
+    """(N, sum of feature dims): each cached prior's tokens averaged, concatenated in `names` order."""
+    columns = [np.asarray(dataset[PRIOR_COLUMN_PREFIX + name], dtype=np.float32).mean(axis=1) for name in names]
+    return np.concatenate(columns, axis=1)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Significance
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def paired_bootstrap_pvalue(
+    correct_a: np.ndarray, correct_b: np.ndarray, num_resamples: int = 5000, seed: int = 0
+) -> float:
+    """Two-sided paired bootstrap test of equal accuracy: resamples eval examples, recentres the accuracy difference
+    under the null and returns the share of resampled differences at least as extreme as the observed one."""
+    correct_a, correct_b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 1:
+        raise ValueError("correct_a and correct_b must be 1-D arrays over the same eval examples.")
+    differences = correct_a - correct_b
+    observed = differences.mean()
+    if np.all(differences == 0):
+        return 1.0
+    rng = np.random.default_rng(seed)
+    indices = rng.integers(0, len(differences), (num_resamples, len(differences)))
+    resampled = differences[indices].mean(axis=1) - observed
+    return float((np.sum(np.abs(resampled) >= abs(observed)) + 1) / (num_resamples + 1))
+
+
+def mcnemar_pvalue(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
+    """Exact (binomial) two-sided McNemar test on the discordant pairs."""
+    correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    only_a, only_b = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
+    discordant = only_a + only_b
+    if discordant == 0:
+        return 1.0
+    tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1)) / 2**discordant
+    return float(min(1.0, 2 * tail))
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Run folder
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def results_table(results: Sequence[VariantResult], main: str, labels: np.ndarray) -> list[dict[str, Any]]:
+    """Rows of the comparison: metrics of each variant and its p-values against the `main` variant."""
+    reference = next(result for result in results if result.name == main)
+    reference_correct = reference.predictions == labels
+    rows = []
+    for result in results:
+        correct = result.predictions == labels
+        is_main = result.name == main
+        rows.append({
+            "variant": result.name,
+            "description": result.description,
+            "metrics": {key: round(value, 4) for key, value in result.metrics.items()},
+            "p_value_vs_main": None if is_main else round(paired_bootstrap_pvalue(reference_correct, correct), 4),
+            "mcnemar_p_vs_main": None if is_main else round(mcnemar_pvalue(reference_correct, correct), 4),
+            "test": "paired bootstrap (5000 resamples, two-sided); exact McNemar",
+            "train_seconds": round(result.seconds, 1),
+        })
+    return rows
+
+
+def render_results_markdown(rows: Sequence[Mapping[str, Any]], main: str) -> str:
+    lines = [f"| variant | accuracy | macro-F1 | p (bootstrap) vs {main} | p (McNemar) vs {main} | description |",
+             "|---|---|---|---|---|---|"]
+    for row in rows:
+        p_boot = "—" if row["p_value_vs_main"] is None else f"{row['p_value_vs_main']:.4f}"
+        p_mcnemar = "—" if row["mcnemar_p_vs_main"] is None else f"{row['mcnemar_p_vs_main']:.4f}"
+        lines.append(f"| {row['variant']} | {row['metrics']['accuracy']:.4f} | {row['metrics']['macro_f1']:.4f} | "
+                     f"{p_boot} | {p_mcnemar} | {row['description']} |")
+    return "\n".join(lines) + "\n"
+
+
+def mean_prior_attention(model: ETFuserPreTrainedModel, dataset: datasets.Dataset, collator: FaceCollator,
+                         batch_size: int = 64) -> dict[str, float]:
+    """The ensemble token's attention per prior (last fusion layer), averaged over `dataset`."""
+    model.eval()
+    totals, count = None, 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch.pop("labels")
+        with torch.inference_mode():
+            attention = model(**batch, output_attentions=True).prior_attention
+        totals = attention.sum(0) if totals is None else totals + attention.sum(0)
+        count += attention.shape[0]
+    return {name: round(float(value) / count, 4) for name, value in zip(model.config.priors, totals)}
+
+
+def save_plots(folder: Path, main: VariantResult, labels: np.ndarray, label_names: Sequence[str],
+               prior_attention: Mapping[str, float]) -> list[str]:
+    """Loss and metric curves, the confusion matrix and the per-prior attention bar chart of the main variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    history = main.log_history
+    written = []
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    train = [(entry["epoch"], entry["loss"]) for entry in history if "loss" in entry]
+    evaluation = [(entry["epoch"], entry["eval_loss"]) for entry in history if "eval_loss" in entry]
+    for points, label in ((train, "train"), (evaluation, "eval")):
+        if points:
+            axis.plot(*zip(*points), marker="." if label == "eval" else None, label=label)
+    axis.set(xlabel="epoch", ylabel="loss", title=f"{main.name}: loss")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "loss_curve.png", dpi=120)
+    written.append("loss_curve.png")
+
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    for key in ("eval_accuracy", "eval_macro_f1"):
+        points = [(entry["epoch"], entry[key]) for entry in history if key in entry]
+        if points:
+            axis.plot(*zip(*points), marker="o", label=key.removeprefix("eval_"))
+    axis.set(xlabel="epoch", ylabel="score", title=f"{main.name}: eval metrics", ylim=(0, 1))
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "metric_curve.png", dpi=120)
+    written.append("metric_curve.png")
+
+    matrix = np.zeros((len(label_names), len(label_names)), dtype=int)
+    np.add.at(matrix, (labels, main.predictions), 1)
+    figure, axis = plt.subplots(figsize=(5, 4.5))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(label_names)), label_names)
+    for (row, column), value in np.ndenumerate(matrix):
+        axis.text(column, row, str(value), ha="center", va="center", fontsize=8)
+    axis.set(xlabel="predicted", ylabel="true", title=f"{main.name}: confusion matrix")
+    figure.tight_layout()
+    figure.savefig(folder / "confusion_matrix.png", dpi=120)
+    written.append("confusion_matrix.png")
+
+    if prior_attention:
+        figure, axis = plt.subplots(figsize=(5, 3))
+        axis.bar(list(prior_attention), list(prior_attention.values()), color="tab:orange")
+        axis.set(ylabel="share of attention", title="ensemble token attention per prior (eval mean)")
+        figure.tight_layout()
+        figure.savefig(folder / "prior_attention.png", dpi=120)
+        written.append("prior_attention.png")
+    plt.close("all")
+    return written
+
+
+def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
+                     main: str) -> Path:
+    """metrics.json (the documented schema) and results.md."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metrics.json").write_text(json.dumps({**summary, "main_variant": main, "results": list(rows)}, indent=2))
+    (folder / "results.md").write_text(render_results_markdown(rows, main))
+    return folder
+
+
+def count_parameters(model: ETFuserPreTrainedModel) -> dict[str, int]:
+    base = model.base_model
+    total = sum(p.numel() for p in model.parameters())
+    encoders = sum(p.numel() for p in base.priors.parameters())
+    encoders += sum(p.numel() for p in base.backbone.parameters()) if base.backbone is not None else 0
+    head = total - sum(p.numel() for p in base.parameters())
+    return {"params_total": total, "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "params_fusion": total - encoders - head}
+
+
+__all__ = [
+    "DEFAULT_PRIORS", "FaceCollator", "PriorFeatureCache", "VariantResult", "apply_lora", "build_etfuser_from_face_priors",
+    "count_parameters", "fit_probe", "image_content_hash", "mcnemar_pvalue", "mean_prior_attention",
+    "paired_bootstrap_pvalue", "pooled_prior_features", "prior_fingerprint", "results_table", "save_plots",
+    "small_vit_backbone", "train_variant", "training_arguments", "write_run_folder",
+]
