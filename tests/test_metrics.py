@@ -1,0 +1,48 @@
+"""Offline metrics: numpy functions against hand-computed values, the local `evaluate` modules, the Trainer hook."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from transformers import EvalPrediction
+
+from etfuser_hf.metrics import accuracy, load_metric, macro_f1, mae, make_compute_metrics, multilabel_f1, nme
+
+
+def test_values_computed_by_hand():
+    assert accuracy([0, 1, 2, 2], [0, 1, 1, 2]) == 0.75
+    # class 0: F1 1; class 1: P 1 R 1/2 -> 2/3; class 2: P 1/2 R 1 -> 2/3
+    assert macro_f1([0, 1, 2, 2], [0, 1, 1, 2]) == pytest.approx((1 + 2 / 3 + 2 / 3) / 3)
+    assert macro_f1([0, 0], [0, 0], num_labels=2) == pytest.approx(0.5)  # absent class 1 scores 0
+    assert mae([20.0, 30.0], [25.0, 28.0]) == 3.5
+    reference = np.zeros((1, 3, 2)); reference[0, 1] = [2.0, 0.0]  # eyes (0, 1) are 2 apart
+    prediction = reference.copy(); prediction[0, 2] = [0.0, 3.0]  # one of three points off by 3
+    assert nme(prediction, reference, (0, 1)) == pytest.approx(3 / 3 / 2)
+    predicted, true = np.array([[1, 0, 1], [0, 1, 0]]), np.array([[1, 0, 0], [0, 1, 1]])
+    assert multilabel_f1(predicted, true, "micro") == pytest.approx(2 * 2 / (3 + 3))
+    assert multilabel_f1(predicted, true, "macro") == pytest.approx((1 + 1 + 0) / 3)
+
+
+def test_local_evaluate_modules_load_offline_and_agree():
+    assert load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])["accuracy"] == pytest.approx(2 / 3)
+    assert load_metric("macro_f1").compute(predictions=[0, 1, 2, 2], references=[0, 1, 1, 2])["macro_f1"] == pytest.approx(
+        macro_f1([0, 1, 2, 2], [0, 1, 1, 2]))
+    assert load_metric("mae").compute(predictions=[1.0, 3.0], references=[2.0, 2.0])["mae"] == 1.0
+    flat = [[0.0, 0.0, 2.0, 0.0, 0.0, 3.0]]
+    assert load_metric("nme").compute(predictions=flat, references=[[0.0, 0.0, 2.0, 0.0, 0.0, 0.0]],
+                                      interocular_indices=(0, 1))["nme"] == pytest.approx(0.5)
+    assert load_metric("multilabel_f1").compute(predictions=[[1, 0]], references=[[1, 1]])["multilabel_f1"] == 0.5
+    with pytest.raises(ValueError, match="name must be one of"):
+        load_metric("bleu")
+
+
+def test_trainer_hook_for_each_problem_type():
+    logits = np.array([[2.0, 0.0], [0.0, 1.0], [3.0, 0.0]])
+    single = make_compute_metrics("single_label_classification", 2)(EvalPrediction(logits, np.array([0, 1, 1])))
+    assert single["accuracy"] == pytest.approx(2 / 3)
+    multi = make_compute_metrics("multi_label_classification")(EvalPrediction(logits - 1, np.array([[1, 0], [0, 0], [1, 0]])))
+    assert multi["multilabel_f1_micro"] == pytest.approx(1.0)
+    regression = make_compute_metrics("regression")(EvalPrediction(np.array([[1.0], [2.0]]), np.array([1.5, 2.0])))
+    assert regression["mae"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="unknown problem_type"):
+        make_compute_metrics("ranking")(EvalPrediction(logits, np.array([0, 1, 1])))
