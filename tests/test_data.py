@@ -1,0 +1,152 @@
+"""Dataset loaders, each on a tiny fixture written in the exact original on-disk format, and their errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import PIL.Image
+import pytest
+
+from etfuser_hf.data import (
+    FaceDatasetError,
+    celeba_attribute_names,
+    detect_format,
+    load_face_dataset,
+)
+
+
+def write_image(path, seed=0, size=(24, 24)):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    PIL.Image.fromarray(np.random.default_rng(seed).integers(0, 255, (*size, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def fer_row(emotion, usage, value=10):
+    return f'{emotion},"{" ".join([str(value)] * 2304)}",{usage}\n'
+
+
+@pytest.fixture
+def fer_csv(tmp_path):
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n" + fer_row(3, "Training") + fer_row(0, "Training", 200)
+                    + fer_row(6, "PublicTest") + fer_row(5, "PrivateTest"))
+    return path
+
+
+def test_fer2013(fer_csv):
+    data = load_face_dataset(fer_csv)
+    assert detect_format(fer_csv) == "fer2013"
+    assert {split: len(d) for split, d in data.items()} == {"train": 2, "validation": 1, "test": 1}
+    assert data["train"].features["label"].names[3] == "happy" and data["train"][0]["label"] == 3
+    assert data["train"][1]["image"].size == (48, 48) and np.asarray(data["train"][1]["image"]).max() == 200
+
+
+def test_rafdb(tmp_path):
+    (tmp_path / "EmoLabel").mkdir()
+    (tmp_path / "EmoLabel" / "list_patition_label.txt").write_text("train_00001.jpg 4\ntrain_00002.jpg 7\ntest_0001.jpg 1\n")
+    for name in ("train_00001", "train_00002", "test_0001"):
+        write_image(tmp_path / "Image" / "aligned" / f"{name}_aligned.jpg")
+    data = load_face_dataset(tmp_path)
+    assert detect_format(tmp_path) == "rafdb"
+    assert len(data["train"]) == 2 and len(data["test"]) == 1
+    names = data["train"].features["label"].names
+    assert names[data["train"][0]["label"]] == "happiness" and names[data["train"][1]["label"]] == "neutral"
+
+
+def test_utkface(tmp_path):
+    write_image(tmp_path / "26_1_2_20170116174525125.jpg.chip.jpg")
+    write_image(tmp_path / "3_0_0_20170110213121589.jpg")
+    data = load_face_dataset(tmp_path)
+    assert detect_format(tmp_path) == "utkface"
+    assert sorted(data["age"]) == [3, 26]
+    row = data[[i for i in range(2) if data[i]["age"] == 26][0]]
+    assert data.features["gender"].names[row["gender"]] == "female" and data.features["race"].names[row["race"]] == "asian"
+
+
+def test_celeba(tmp_path):
+    (tmp_path / "list_attr_celeba.txt").write_text(
+        "3\n5_o_Clock_Shadow Arched_Eyebrows Smiling\n000001.jpg -1  1  1\n000002.jpg  1 -1 -1\n000003.jpg -1 -1  1\n")
+    (tmp_path / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 0\n000003.jpg 2\n")
+    for index in range(1, 4):
+        write_image(tmp_path / "img_align_celeba" / f"00000{index}.jpg")
+    data = load_face_dataset(tmp_path)
+    assert detect_format(tmp_path) == "celeba"
+    assert data["train"][0]["attributes"] == [0.0, 1.0, 1.0] and len(data["test"]) == 1
+    assert celeba_attribute_names(tmp_path) == ["5_o_Clock_Shadow", "Arched_Eyebrows", "Smiling"]
+
+
+def test_affectnet(tmp_path):
+    write_image(tmp_path / "images" / "689" / "a.jpg")
+    write_image(tmp_path / "images" / "690" / "b.jpg")
+    header = "subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal\n"
+    (tmp_path / "training.csv").write_text(
+        header + '689/a.jpg,10,10,100,100,"1.0;2.0;3.0;4.0",1,0.8,0.3\n690/b.jpg,5,5,50,50,"1;2",9,-2,-2\n')
+    data = load_face_dataset(tmp_path / "training.csv", images_dir=tmp_path / "images")
+    assert detect_format(tmp_path / "training.csv") == "affectnet"
+    assert len(data) == 1  # expression 9 (uncertain) dropped
+    assert data.features["label"].names[data[0]["label"]] == "happy"
+    assert data[0]["landmarks"] == [[1.0, 2.0], [3.0, 4.0]] and data[0]["valence"] == pytest.approx(0.8)
+
+
+def test_manifests_csv_and_json(tmp_path):
+    write_image(tmp_path / "faces" / "x.png")
+    write_image(tmp_path / "faces" / "y.png", seed=1)
+    (tmp_path / "train.csv").write_text("image,expression,age\nfaces/x.png,happy,31\nfaces/y.png,sad,40\n")
+    data = load_face_dataset(tmp_path / "train.csv", label_names={"expression": ["happy", "sad"]})
+    assert data.features["expression"].names == ["happy", "sad"] and data["expression"] == [0, 1]
+    (tmp_path / "train.json").write_text(json.dumps([{"image": "faces/x.png", "mask": 1}]))
+    assert load_face_dataset(tmp_path / "train.json")[0]["mask"] == 1
+
+
+def test_imagefolder(tmp_path):
+    write_image(tmp_path / "happy" / "a.png")
+    write_image(tmp_path / "sad" / "b.png")
+    data = load_face_dataset(tmp_path)
+    assert detect_format(tmp_path) == "imagefolder"
+    assert sorted(data["train"].features["label"].names) == ["happy", "sad"]
+
+
+def test_missing_image_names_the_row(tmp_path):
+    write_image(tmp_path / "faces" / "x.png")
+    (tmp_path / "m.csv").write_text("image,label\nfaces/x.png,0\nfaces/gone.png,1\n")
+    with pytest.raises(FaceDatasetError, match=r"m.csv row 3: image file .*gone.png does not exist"):
+        load_face_dataset(tmp_path / "m.csv")
+
+
+def test_corrupt_image_names_the_file(tmp_path):
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "bad.jpg").write_bytes(b"not a jpeg at all")
+    (tmp_path / "m.csv").write_text("image,label\nfaces/bad.jpg,0\n")
+    with pytest.raises(FaceDatasetError, match=r"row 2: image file .*bad.jpg is corrupt"):
+        load_face_dataset(tmp_path / "m.csv")
+
+
+def test_label_outside_the_label_set(tmp_path, fer_csv):
+    fer_csv.write_text(fer_csv.read_text() + fer_row(9, "Training"))
+    with pytest.raises(FaceDatasetError, match=r"row 6: label 9 is outside the label set 0..6"):
+        load_face_dataset(fer_csv)
+
+
+def test_malformed_rows(tmp_path):
+    path = tmp_path / "fer.csv"
+    path.write_text('emotion,pixels,Usage\n3,"1 2 3",Training\n')
+    with pytest.raises(FaceDatasetError, match=r"row 2: 'pixels' must hold 2304 values"):
+        load_face_dataset(path)
+    (tmp_path / "UTK").mkdir()
+    write_image(tmp_path / "UTK" / "26_1_2_20170116174525125.jpg")
+    write_image(tmp_path / "UTK" / "oops.jpg")
+    with pytest.raises(FaceDatasetError, match="oops.jpg: file name is not"):
+        load_face_dataset(tmp_path / "UTK", format="utkface")
+
+
+def test_empty_datasets(tmp_path):
+    (tmp_path / "empty.csv").write_text("emotion,pixels,Usage\n")
+    with pytest.raises(FaceDatasetError, match="no examples found"):
+        load_face_dataset(tmp_path / "empty.csv")
+    (tmp_path / "EmoLabel").mkdir()
+    (tmp_path / "EmoLabel" / "list_patition_label.txt").write_text("")
+    with pytest.raises(FaceDatasetError, match="no examples found"):
+        load_face_dataset(tmp_path)
+    with pytest.raises(ValueError, match="format must be one of"):
+        load_face_dataset(tmp_path, format="lfw")
