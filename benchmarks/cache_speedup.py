@@ -1,0 +1,65 @@
+"""Epoch time of ET-Fuser training with the prior-feature cache / without it, measured in one run.
+
+Real converted face priors (face-api recognition + landmarks, dlib age, FER2013 expression), the default small ViT
+backbone, 112x112 synthetic faces, batch 32, CPU. The cache is built once before the timed epochs (its one-off cost
+is printed too). Target: ratio <= 0.05.
+
+    python benchmarks/cache_speedup.py [--num-images 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+from transformers import Trainer
+
+from etfuser_hf import ETFuserImageProcessor
+from etfuser_hf.convert_face_priors import ensure_face_priors
+from etfuser_hf.synthetic_faces import EXPRESSIONS, make_synthetic_faces
+from etfuser_hf.training_utils import (
+    DEFAULT_PRIORS,
+    FaceCollator,
+    PriorFeatureCache,
+    build_etfuser_from_face_priors,
+    training_arguments,
+)
+
+
+def epoch_seconds(model, dataset, collator, output_dir: str) -> float:
+    args = training_arguments(output_dir, num_train_epochs=1, eval_strategy="no", save_strategy="no",
+                              load_best_model_at_end=False, disable_tqdm=True, logging_strategy="no")
+    trainer = Trainer(model=model, args=args, train_dataset=dataset, data_collator=collator)
+    start = time.perf_counter()
+    trainer.train()
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-images", type=int, default=256)
+    args = parser.parse_args()
+    prior_dirs = ensure_face_priors(names=DEFAULT_PRIORS)
+    data = make_synthetic_faces(args.num_images, image_size=112, seed=0)
+    processor = ETFuserImageProcessor(size={"height": 112, "width": 112})
+    torch.manual_seed(0)
+    model = build_etfuser_from_face_priors(prior_dirs, EXPRESSIONS, image_size=112)
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        cached = PriorFeatureCache(model, processor, folder)(data)
+        build = time.perf_counter() - start
+        without = epoch_seconds(model, data, FaceCollator(processor, "expression", len(EXPRESSIONS),
+                                                          use_cached_features=False), folder)
+        model.load_state_dict(initial)
+        with_cache = epoch_seconds(model, cached, FaceCollator(processor, "expression", len(EXPRESSIONS)), folder)
+    print(f"{args.num_images} images, 4 real priors, batch 32, {torch.get_num_threads()} threads")
+    print(f"one-off cache build: {build:.1f} s")
+    print(f"epoch without cache: {without:.2f} s   epoch with cache: {with_cache:.2f} s")
+    print(f"ratio with / without = {with_cache / without:.3f}   (target <= 0.05)")
+
+
+if __name__ == "__main__":
+    main()
