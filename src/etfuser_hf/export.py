@@ -34,7 +34,7 @@ def example_inputs(model: ETFuserForImageClassification, batch_size: int = 2) ->
 def export_program(model: ETFuserForImageClassification) -> torch.export.ExportedProgram:
     """`torch.export` of the classifier with a dynamic batch dimension."""
     model = model.eval()
-    return torch.export.export(LogitsOnly(model), (example_inputs(model),),
+    return torch.export.export(LogitsOnly(model).eval(), (example_inputs(model),),
                                dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}})
 
 
@@ -47,7 +47,7 @@ def export_onnx(model: ETFuserForImageClassification, output_path: str | Path) -
     output_path.parent.mkdir(parents=True, exist_ok=True)
     model = model.eval()
     program = torch.onnx.export(
-        LogitsOnly(model), (example_inputs(model),), dynamo=True, input_names=["pixel_values"],
+        LogitsOnly(model).eval(), (example_inputs(model),), dynamo=True, input_names=["pixel_values"],
         output_names=["logits"], dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}},
     )
     program.save(str(output_path))
