@@ -94,4 +94,4 @@ def test_wrong_settings_raise_clear_errors(overrides, message):
 def test_nested_configs_are_real_pretrained_configs(tiny_config):
     for spec in tiny_config.priors.values():
         assert isinstance(spec.config, PreTrainedConfig)
-    assert tiny_config.prior_names == ["vit", "convnext", "clip"]
+    assert tiny_config.prior_names == ["clip", "convnext", "vit"]  # sorted, as config.json stores them

@@ -26,6 +26,7 @@ from .modeling_etfuser import (
     normalized_mean_error,
 )
 from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
+from .modeling_multitask import ETFuserForMultiTaskFaceAnalysis, ETFuserMultiTaskOutput
 
 
 __version__ = "0.1.0"
@@ -46,6 +47,7 @@ def _register() -> None:
     ETFuserModel.register_for_auto_class("AutoModel")
     ETFuserForImageClassification.register_for_auto_class("AutoModelForImageClassification")
     ETFuserForLandmarkDetection.register_for_auto_class("AutoModelForKeypointDetection")
+    ETFuserForMultiTaskFaceAnalysis.register_for_auto_class("AutoModelForImageClassification")
     ETFuserImageProcessor.register_for_auto_class("AutoImageProcessor")
 
 
@@ -59,6 +61,8 @@ __all__ = [
     "ETFuserModel",
     "ETFuserForImageClassification",
     "ETFuserForLandmarkDetection",
+    "ETFuserForMultiTaskFaceAnalysis",
+    "ETFuserMultiTaskOutput",
     "ETFuserModelOutput",
     "ETFuserImageClassifierOutput",
     "ETFuserLandmarkOutput",

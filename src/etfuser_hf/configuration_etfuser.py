@@ -206,6 +206,56 @@ class EncoderSpec:
         raise TypeError(f"{where}: expected an EncoderSpec, a PreTrainedConfig or a dict, got {type(value).__name__}.")
 
 
+TASK_PROBLEM_TYPES = PROBLEM_TYPES + ("landmarks",)
+AUXILIARY_TASKS = {
+    # name: (default settings, what it is)
+    "jigsaw": ({"weight": 0.1, "grid": 2}, "HMTL puzzling: tiles of a 2x2 or 3x3 grid permuted, one head per tile"),
+    "inpainting": ({"weight": 0.1, "perceptual_weight": 0.1, "region": 0.4}, "HMTL in-painting of a masked region"),
+    "masked_pixels": ({"weight": 0.1, "ratio": 0.4}, "pixel level: masked-patch pixel reconstruction"),
+    "landmark_heatmap": ({"weight": 0.1}, "patch level: which patch holds each landmark"),
+    "components": ({"weight": 0.1}, "component level: eye, nose and mouth boxes from landmarks"),
+}
+
+
+def normalise_task(name: str, task: dict[str, Any]) -> dict[str, Any]:
+    """One branch of `ETFuserForMultiTaskFaceAnalysis`: problem_type, num_labels (or num_landmarks), loss weight."""
+    if not isinstance(task, dict):
+        raise ValueError(f"tasks[{name!r}] must be a dict, got {type(task).__name__}.")
+    if not _PRIOR_NAME.match(name):
+        raise ValueError(f"tasks: task name {name!r} must be a Python identifier.")
+    task = {"loss_weight": 1.0, **task}
+    if task.get("problem_type") not in TASK_PROBLEM_TYPES:
+        raise ValueError(f"tasks[{name!r}].problem_type must be one of {TASK_PROBLEM_TYPES}, got {task.get('problem_type')!r}.")
+    if task["problem_type"] == "landmarks":
+        task.setdefault("num_landmarks", 68)
+        task["num_labels"] = 2 * task["num_landmarks"]
+    if "label_names" in task:
+        task.setdefault("num_labels", len(task["label_names"]))
+    if not isinstance(task.get("num_labels"), int) or task["num_labels"] < 1:
+        raise ValueError(f"tasks[{name!r}].num_labels must be a positive int, got {task.get('num_labels')!r}.")
+    if not isinstance(task["loss_weight"], (int, float)) or task["loss_weight"] < 0:
+        raise ValueError(f"tasks[{name!r}].loss_weight must be a non-negative number, got {task['loss_weight']!r}.")
+    return task
+
+
+def normalise_auxiliary_tasks(tasks: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Fills each switched-on auxiliary task's defaults; `True` switches one on with its defaults."""
+    normalised = {}
+    for name, settings in tasks.items():
+        if name not in AUXILIARY_TASKS:
+            raise ValueError(f"auxiliary_tasks: unknown task {name!r}; expected some of {sorted(AUXILIARY_TASKS)}.")
+        settings = {} if settings is True else settings
+        if not isinstance(settings, dict):
+            raise ValueError(f"auxiliary_tasks[{name!r}] must be True or a dict of settings, got {settings!r}.")
+        unknown = sorted(set(settings) - set(AUXILIARY_TASKS[name][0]))
+        if unknown:
+            raise ValueError(f"auxiliary_tasks[{name!r}]: unknown settings {unknown}; expected {sorted(AUXILIARY_TASKS[name][0])}.")
+        normalised[name] = {**AUXILIARY_TASKS[name][0], **settings}
+        if name == "jigsaw" and normalised[name]["grid"] not in (2, 3):
+            raise ValueError(f"auxiliary_tasks['jigsaw'].grid must be 2 or 3, got {normalised[name]['grid']!r}.")
+    return normalised
+
+
 @strict
 class ETFuserConfig(PreTrainedConfig):
     r"""
@@ -215,7 +265,7 @@ class ETFuserConfig(PreTrainedConfig):
 
     Args:
         priors (`dict[str, EncoderSpec | dict]`, *optional*):
-            Named prior encoders (names must be Python identifiers). Empty by default.
+            Named prior encoders (names must be Python identifiers), kept sorted by name. Empty by default.
         backbone (`EncoderSpec | PreTrainedConfig | dict`, *optional*):
             The canonical, trainable task model. Defaults to a ViT-Base/16 config. Ignored (must be unset) when
             `fusion_mode="priors_only"`.
@@ -242,6 +292,12 @@ class ETFuserConfig(PreTrainedConfig):
         landmark_loss (`str`, defaults to `"l1"`): one of `"l1"`, `"mse"`, `"smooth_l1"`, `"wing"`.
         regression_loss (`str`, defaults to `"mse"`): loss for `problem_type="regression"`.
         classifier_dropout (`float`, defaults to 0.0): dropout before the task heads.
+        tasks (`dict[str, dict]`, *optional*): branches of `ETFuserForMultiTaskFaceAnalysis`, e.g.
+            `{"expression": {"problem_type": "single_label_classification", "num_labels": 7},
+            "mask": {"problem_type": "single_label_classification", "num_labels": 2, "loss_weight": 0.5}}`.
+        num_task_layers (`int`, defaults to 1): cross-task fusion layers of the multi-task model.
+        auxiliary_tasks (`dict[str, dict | bool]`, *optional*): training-only self-supervised tasks (HMTL jigsaw and
+            in-painting; multi-level masked pixels, landmark heatmap, components), e.g. `{"jigsaw": {"grid": 3}}`.
 
     Example:
 
@@ -283,10 +339,15 @@ class ETFuserConfig(PreTrainedConfig):
     landmark_loss: str = "l1"
     regression_loss: str = "mse"
     classifier_dropout: float | int = 0.0
+    # companion-paper options (see auxiliary.py and modeling_multitask.py)
+    tasks: dict | None = None
+    num_task_layers: int = 1
+    auxiliary_tasks: dict | None = None
 
     def __post_init__(self, **kwargs):
+        # sorted by name: config.json is written with sorted keys, so this is the order a reloaded model sees too
         self.priors = {
-            name: EncoderSpec.coerce(spec, where=f"priors[{name!r}]") for name, spec in (self.priors or {}).items()
+            name: EncoderSpec.coerce(spec, where=f"priors[{name!r}]") for name, spec in sorted((self.priors or {}).items())
         }
         for name in self.priors:
             if not isinstance(name, str) or not _PRIOR_NAME.match(name):
@@ -299,6 +360,8 @@ class ETFuserConfig(PreTrainedConfig):
             self.backbone = EncoderSpec.coerce(backbone, where="backbone", frozen=False)
         self.interocular_indices = list(self.interocular_indices)
         self._check_choices()
+        self.tasks = {name: normalise_task(name, task) for name, task in sorted((self.tasks or {}).items())}
+        self.auxiliary_tasks = normalise_auxiliary_tasks(self.auxiliary_tasks or {})
         super().__post_init__(**kwargs)
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}.")

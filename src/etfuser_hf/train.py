@@ -47,9 +47,16 @@ from .training_utils import (
 ABLATIONS = {
     "mask-ensemble-reads-priors": ("attention_mask_strategy=ensemble_reads_priors", {"attention_mask_strategy": "ensemble_reads_priors"}),
     "mask-isolated": ("attention_mask_strategy=isolated", {"attention_mask_strategy": "isolated"}),
-    "fusion-add-to-pooled": ("fusion_mode=add_to_pooled", {"fusion_mode": "add_to_pooled"}),
+    "fusion-prepend-token": ("fusion_mode=prepend_token", {"fusion_mode": "prepend_token"}),
     "fusion-concat-before-head": ("fusion_mode=concat_before_head", {"fusion_mode": "concat_before_head"}),
     "fusion-priors-only": ("fusion_mode=priors_only (no backbone)", {"fusion_mode": "priors_only", "backbone": None}),
+}
+# companion-paper options, each one flag: --companion jigsaw inpainting multilevel
+COMPANION_VARIANTS = {
+    "jigsaw": ("+ HMTL jigsaw puzzling (3x3 grid, weight 0.1)", {"auxiliary_tasks": {"jigsaw": {"grid": 3}}}),
+    "inpainting": ("+ HMTL in-painting (L1 + perceptual loss on the first prior)", {"auxiliary_tasks": {"inpainting": True}}),
+    "multilevel": ("+ pixel / patch / component face-prior tasks",
+                   {"auxiliary_tasks": {"masked_pixels": True, "landmark_heatmap": True, "components": True}}),
 }
 
 
@@ -70,7 +77,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument("--epochs", type=float, default=10)
     parser.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast or GPU)")
     parser.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU only)")
@@ -82,6 +89,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument("--no-cache", action="store_true", help="run the priors in every step instead of caching")
     parser.add_argument("--no-baselines", action="store_true", help="train ET-Fuser only")
     parser.add_argument("--ablations", action="store_true", help="also train the ablation variants")
+    parser.add_argument("--companion", nargs="+", default=[], choices=list(COMPANION_VARIANTS),
+                        help="also train ET-Fuser with these companion-paper auxiliary tasks (synthetic data only)")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
     parser.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
     return parser.parse_args(argv)
@@ -131,7 +140,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     if not args.no_cache:
         cache = PriorFeatureCache(model, processor, cache_dir / "features")
         train_data, eval_data = cache(train_data), cache(eval_data)
-    collator = FaceCollator(processor, args.task, len(label_names), use_cached_features=not args.no_cache)
+    collator = FaceCollator(processor, args.task, len(label_names), use_cached_features=not args.no_cache,
+                            include_landmarks="landmarks" in train_data.column_names)
     run_settings = dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
                         learning_rate=args.learning_rate, seed=args.seed, bf16=args.bf16, fp16=args.fp16)
 
@@ -143,7 +153,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     resume = args.resume_from_checkpoint
     if resume == "latest":
         resume = True
-    description = f"ET-Fuser: {len(args.priors)} frozen priors, ensemble token prepended to a ViT backbone"
+    description = f"ET-Fuser: {len(args.priors)} frozen priors, ensemble token added to the ViT's pooled output"
     main_model = apply_lora(model, args.lora_rank) if args.lora else model
     main_result, main_trainer = train("et-fuser", description + (" (LoRA)" if args.lora else ""), main_model, resume)
     results = [main_result]
@@ -179,6 +189,10 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
             subset = args.priors[:count]
             results.append(train(f"priors-{count}", f"ET-Fuser ablation: priors {', '.join(subset)}",
                                  etfuser(priors=subset))[0])
+
+    for name in args.companion:
+        text, overrides = COMPANION_VARIANTS[name]
+        results.append(train(f"aux-{name}", f"ET-Fuser {text}", etfuser(**overrides))[0])
 
     rows = results_table(results, "et-fuser", labels)
     attention = mean_prior_attention(main_model, eval_data, collator) if not args.lora else {}

@@ -95,4 +95,29 @@ def make_compute_metrics(
     return compute
 
 
-__all__ = ["METRIC_NAMES", "accuracy", "macro_f1", "mae", "nme", "multilabel_f1", "load_metric", "make_compute_metrics"]
+def make_multitask_compute_metrics(tasks: dict[str, dict]) -> Callable:
+    """Trainer hook for `ETFuserForMultiTaskFaceAnalysis`: per task `<task>_accuracy` / `<task>_macro_f1`,
+    `<task>_mae` or `<task>_nme`. `tasks` is `config.tasks`; the Trainer's `label_names` must be `<task>_labels` in
+    the same order."""
+
+    def compute(eval_prediction) -> dict[str, float]:
+        logits = eval_prediction.predictions
+        logits = logits[0] if isinstance(logits, tuple) else logits
+        label_ids = eval_prediction.label_ids
+        label_ids = label_ids if isinstance(label_ids, (tuple, list)) else (label_ids,)
+        metrics = {}
+        for (name, task), labels in zip(tasks.items(), label_ids):
+            predicted = np.asarray(logits[name])
+            if task["problem_type"] == "single_label_classification":
+                metrics[f"{name}_accuracy"] = accuracy(predicted.argmax(-1), labels)
+                metrics[f"{name}_macro_f1"] = macro_f1(predicted.argmax(-1), labels, task["num_labels"])
+            elif task["problem_type"] == "regression":
+                metrics[f"{name}_mae"] = mae(predicted.reshape(len(labels), -1), np.reshape(labels, (len(labels), -1)))
+            elif task["problem_type"] == "landmarks":
+                metrics[f"{name}_nme"] = nme(predicted, labels)
+        return metrics
+
+    return compute
+
+
+__all__ = ["METRIC_NAMES", "make_multitask_compute_metrics", "accuracy", "macro_f1", "mae", "nme", "multilabel_f1", "load_metric", "make_compute_metrics"]
