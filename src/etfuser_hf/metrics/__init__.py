@@ -60,6 +60,51 @@ def multilabel_f1(predictions: np.ndarray, references: np.ndarray, average: str 
     return float(np.mean(np.where(denominator > 0, 2 * true_positive / np.maximum(denominator, 1), 0.0)))
 
 
+# name -> (function, prediction feature, reference feature, extra keyword arguments with defaults, description)
+_EVALUATE_MODULES = {
+    "accuracy": (accuracy, "int64", "int64", {}, "Accuracy: share of predictions equal to the references."),
+    "macro_f1": (macro_f1, "int64", "int64", {"num_labels": None}, "Macro-F1: unweighted mean of per-class F1."),
+    "mae": (mae, "float64", "float64", {}, "Mean absolute error (e.g. age in years)."),
+    "nme": (nme, "sequence", "sequence", {"interocular_indices": (36, 45)},
+            "Inter-ocular normalised mean error of landmarks, (N, 2K) flattened (x, y) per image."),
+    "multilabel_f1": (multilabel_f1, "sequence_int", "sequence_int", {"average": "macro"},
+                      "Multi-label F1 (macro or micro) of multi-hot 0/1 predictions."),
+}
+
+
+def evaluate_metric_class(name: str) -> type:
+    """The `evaluate.Metric` subclass of the packaged module `name`; each `metrics/<name>/<name>.py` is one line
+    around it, because `evaluate.load(<folder>)` wants a script per metric."""
+    import datasets
+    import evaluate
+
+    function, prediction_type, reference_type, defaults, description = _EVALUATE_MODULES[name]
+    feature_types = {
+        "int64": datasets.Value("int64"), "float64": datasets.Value("float64"),
+        "sequence": datasets.Sequence(datasets.Value("float64")), "sequence_int": datasets.Sequence(datasets.Value("int64")),
+    }
+
+    class PackagedMetric(evaluate.Metric):
+        def _info(self) -> evaluate.MetricInfo:
+            return evaluate.MetricInfo(
+                description=description + " Shipped with etfuser_hf; loads offline.",
+                citation="etfuser_hf (Apache-2.0)",
+                inputs_description="predictions and references, one per example; keyword arguments: "
+                + (", ".join(f"{key}={value!r}" for key, value in defaults.items()) or "none"),
+                features=datasets.Features({"predictions": feature_types[prediction_type],
+                                            "references": feature_types[reference_type]}),
+            )
+
+        def _compute(self, predictions, references, **kwargs):
+            unknown = sorted(set(kwargs) - set(defaults))
+            if unknown:
+                raise ValueError(f"{name}: unknown arguments {unknown}; expected {sorted(defaults)}.")
+            return {name: function(predictions, references, **{**defaults, **kwargs})}
+
+    PackagedMetric.__name__ = PackagedMetric.__qualname__ = "".join(part.capitalize() for part in name.split("_"))
+    return PackagedMetric
+
+
 def load_metric(name: str):
     """The packaged `evaluate` module `name`, loaded offline from this folder."""
     import evaluate
@@ -120,4 +165,4 @@ def make_multitask_compute_metrics(tasks: dict[str, dict]) -> Callable:
     return compute
 
 
-__all__ = ["METRIC_NAMES", "make_multitask_compute_metrics", "accuracy", "macro_f1", "mae", "nme", "multilabel_f1", "load_metric", "make_compute_metrics"]
+__all__ = ["METRIC_NAMES", "evaluate_metric_class", "make_multitask_compute_metrics", "accuracy", "macro_f1", "mae", "nme", "multilabel_f1", "load_metric", "make_compute_metrics"]

@@ -1,25 +1,6 @@
-"""Mean absolute error (e.g. age in years).
+"""Mean absolute error — a local `evaluate` module shipped with etfuser_hf: `evaluate.load(path_to_this_folder)` works offline.
+The metric itself is defined once, in `etfuser_hf.metrics`."""
 
-Local `evaluate` module shipped with etfuser_hf (loads offline): `evaluate.load(path_to_this_folder)`.
-The arithmetic lives in `etfuser_hf.metrics.mae`, shared with the Trainer hook.
-"""
+from etfuser_hf.metrics import evaluate_metric_class
 
-import datasets
-import evaluate
-
-from etfuser_hf.metrics import mae
-
-_CITATION = "etfuser_hf (Apache-2.0)"
-
-
-class Mae(evaluate.Metric):
-    def _info(self):
-        return evaluate.MetricInfo(
-            description=__doc__,
-            citation=_CITATION,
-            inputs_description="predictions and references, one per example",
-            features=datasets.Features({"predictions": datasets.Value("float64"), "references": datasets.Value("float64")}),
-        )
-
-    def _compute(self, predictions, references):
-        return {"mae": mae(predictions, references)}
+Mae = evaluate_metric_class("mae")
