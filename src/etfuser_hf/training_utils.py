@@ -137,6 +137,7 @@ class FaceCollator:
     image_column: str = "image"
     use_cached_features: bool = True
     include_landmarks: bool = False  # for the landmark-based auxiliary tasks
+    include_pixel_values: bool = True  # a priors_only model fed from the cache needs no pixels at all
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         labels = []
@@ -145,10 +146,10 @@ class FaceCollator:
             if not isinstance(label, (int, np.integer)) or not 0 <= label < self.num_labels:
                 raise ValueError(f"{self.label_column}: label {label!r} is outside id2label (0..{self.num_labels - 1}).")
             labels.append(int(label))
-        batch: dict[str, Any] = {
-            "pixel_values": self.processor([row[self.image_column] for row in rows], return_tensors="pt")["pixel_values"],
-            "labels": torch.tensor(labels),
-        }
+        batch: dict[str, Any] = {"labels": torch.tensor(labels)}
+        if self.include_pixel_values:
+            images = [row[self.image_column] for row in rows]
+            batch["pixel_values"] = self.processor(images, return_tensors="pt")["pixel_values"]
         if self.include_landmarks:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
         cached = [key for key in rows[0] if key.startswith(PRIOR_COLUMN_PREFIX)] if self.use_cached_features else []
