@@ -19,9 +19,9 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel
 
-from etfuser_hf.configuration_faceapi import (
-    FACEAPI_CONFIG_CLASSES,
+from etfuser_hf.configuration_face_priors import (
     FACEAPI_MEAN_RGB,
+    FACE_PRIOR_CONFIG_CLASSES as FACEAPI_CONFIG_CLASSES,
     FaceApiLandmarkConfig,
     FaceApiRecognitionConfig,
 )
@@ -34,7 +34,11 @@ from etfuser_hf.convert_faceapi import (
     convert_faceapi_landmarks,
     convert_faceapi_recognition,
 )
-from etfuser_hf.modeling_faceapi import FACEAPI_MODEL_CLASSES, FaceApiLandmarkModel, FaceApiRecognitionModel
+from etfuser_hf.modeling_face_priors import (
+    FACE_PRIOR_MODEL_CLASSES as FACEAPI_MODEL_CLASSES,
+    FaceApiLandmarkModel,
+    FaceApiRecognitionModel,
+)
 
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -249,7 +253,7 @@ def test_config_rejects_bad_values(config_class, kwargs, message):
 
 def test_wrong_pixel_values_shape_is_named():
     model = FaceApiLandmarkModel(FaceApiLandmarkConfig()).eval()
-    with pytest.raises(ValueError, match=r"pixel_values: expected shape \(batch_size, 3, 112, 112\)"):
+    with pytest.raises(ValueError, match=r"pixel_values: expected a tensor of shape \(batch_size, 3, 112, 112\)"):
         model(torch.zeros(1, 3, 150, 150))
 
 

