@@ -13,6 +13,7 @@ from etfuser_hf.data import (
     celeba_attribute_names,
     detect_format,
     load_face_dataset,
+    with_face_transform,
 )
 
 
@@ -150,3 +151,41 @@ def test_empty_datasets(tmp_path):
         load_face_dataset(tmp_path)
     with pytest.raises(ValueError, match="format must be one of"):
         load_face_dataset(tmp_path, format="lfw")
+
+
+def test_malformed_csv_rows_and_missing_layout_files(tmp_path):
+    write_image(tmp_path / "faces" / "x.png")
+    (tmp_path / "m.csv").write_text("image,label\nfaces/x.png,0\nfaces/x.png\n")
+    with pytest.raises(FaceDatasetError, match=r"m.csv row 3: malformed row, expected 2 fields"):
+        load_face_dataset(tmp_path / "m.csv")
+    (tmp_path / "fer.csv").write_text('emotion,pixels,Usage\n3,"' + " ".join(["x"] * 2304) + '",Training\n')
+    with pytest.raises(FaceDatasetError, match=r"fer.csv row 2: 'pixels' holds a value that is not a number"):
+        load_face_dataset(tmp_path / "fer.csv")
+    (tmp_path / "bad.json").write_text(json.dumps([{"image": "faces/x.png"}, ["faces/x.png"]]))
+    with pytest.raises(FaceDatasetError, match="list of records"):
+        load_face_dataset(tmp_path / "bad.json")
+    with pytest.raises(FaceDatasetError, match=r"list_patition_label.txt: missing; the RAF-DB layout"):
+        load_face_dataset(tmp_path / "nowhere", format="rafdb")
+    with pytest.raises(FaceDatasetError, match="no such file or folder"):
+        load_face_dataset(str(tmp_path / "nowhere"))
+
+
+def test_with_face_transform_gives_lazy_model_inputs(tmp_path, fer_csv):
+    from transformers import default_data_collator
+
+    from etfuser_hf import ETFuserImageProcessor
+
+    train = load_face_dataset(fer_csv)["train"]
+    view = with_face_transform(train, ETFuserImageProcessor(size={"height": 32, "width": 32}), label_column="label")
+    assert train.format["type"] is None  # the source dataset is untouched
+    batch = default_data_collator([view[0], view[1]])
+    assert batch["pixel_values"].shape == (2, 3, 32, 32) and batch["labels"].tolist() == [3, 0]
+    assert batch["labels"].dtype.is_floating_point is False
+    assert batch["pixel_values"][0].max().item() == pytest.approx(10 / 255, abs=1e-3)  # grey 10 -> RGB in [0, 1]
+    (tmp_path / "CelebA" / "list_attr_celeba.txt").parent.mkdir()
+    (tmp_path / "CelebA" / "list_attr_celeba.txt").write_text("1\nSmiling Young\n000001.jpg 1 -1\n")
+    write_image(tmp_path / "CelebA" / "img_align_celeba" / "000001.jpg")
+    attributes = with_face_transform(load_face_dataset(tmp_path / "CelebA"), label_column="attributes")
+    assert attributes[0]["labels"].tolist() == [1.0, 0.0] and attributes[0]["pixel_values"].shape == (3, 224, 224)
+    with pytest.raises(ValueError, match=r"label_column: 'emotion' is not a column"):
+        with_face_transform(train, label_column="emotion")

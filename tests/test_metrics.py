@@ -6,7 +6,22 @@ import numpy as np
 import pytest
 from transformers import EvalPrediction
 
-from etfuser_hf.metrics import accuracy, load_metric, macro_f1, mae, make_compute_metrics, multilabel_f1, nme
+from pathlib import Path
+
+import evaluate
+
+import etfuser_hf.metrics
+from etfuser_hf.metrics import (
+    METRIC_NAMES,
+    accuracy,
+    load_metric,
+    macro_f1,
+    mae,
+    make_compute_metrics,
+    multilabel_f1,
+    nme,
+    per_class_f1,
+)
 
 
 def test_values_computed_by_hand():
@@ -44,5 +59,51 @@ def test_trainer_hook_for_each_problem_type():
     assert multi["multilabel_f1_micro"] == pytest.approx(1.0)
     regression = make_compute_metrics("regression")(EvalPrediction(np.array([[1.0], [2.0]]), np.array([1.5, 2.0])))
     assert regression["mae"] == pytest.approx(0.25)
-    with pytest.raises(ValueError, match="unknown problem_type"):
-        make_compute_metrics("ranking")(EvalPrediction(logits, np.array([0, 1, 1])))
+    with pytest.raises(ValueError, match="problem_type must be one of"):
+        make_compute_metrics("ranking")
+
+
+def test_trainer_hook_with_label_names_and_landmarks():
+    logits = np.array([[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    hook = make_compute_metrics("single_label_classification", ["happy", "sad", "angry"])
+    metrics = hook(EvalPrediction((logits, np.zeros(4)), np.array([0, 1, 1, 2])))  # extra outputs are ignored
+    # happy: P 1/2 R 1 -> 2/3; sad: P 1 R 1/2 -> 2/3; angry: 1
+    assert metrics["f1_happy"] == pytest.approx(2 / 3) and metrics["f1_sad"] == pytest.approx(2 / 3)
+    assert metrics["f1_angry"] == 1.0 and metrics["macro_f1"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    with pytest.raises(ValueError, match="label_names: 2 labels given, but the logits have 3"):
+        make_compute_metrics("single_label_classification", ["a", "b"])(EvalPrediction(logits, np.array([0, 1, 1, 2])))
+    reference = np.zeros((2, 68, 2)); reference[:, 45] = [4.0, 0.0]  # inter-ocular distance 4
+    prediction = reference.copy(); prediction[0, :] += [0.0, 2.0]  # image 0: every point 2 off -> 0.5; image 1: 0
+    assert make_compute_metrics("landmarks")(EvalPrediction(prediction, reference))["nme"] == pytest.approx(0.25)
+
+
+def test_every_module_loads_from_its_folder_with_info():
+    for name in METRIC_NAMES:
+        module = evaluate.load(str(Path(etfuser_hf.metrics.__file__).parent / name))
+        assert type(module).__name__ == "".join(part.capitalize() for part in name.split("_"))
+        assert "@" in module.citation and "offline" in module.description
+    nested = [[[0.0, 0.0], [2.0, 0.0], [0.0, 3.0]]]  # (N, K, 2) nested lists are accepted as well as flattened
+    assert load_metric("nme").compute(predictions=nested, references=[[[0.0, 0.0], [2.0, 0.0], [0.0, 0.0]]],
+                                      interocular_indices=(0, 1))["nme"] == pytest.approx(0.5)
+    assert load_metric("multilabel_f1").compute(predictions=[[1, 0, 1], [0, 1, 0]], references=[[1, 0, 0], [0, 1, 1]],
+                                                average="micro")["multilabel_f1"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match=r"unknown arguments \['beta'\]"):
+        load_metric("accuracy").compute(predictions=[0], references=[0], beta=2)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: accuracy([0, 1], [0]), "same length, got 2 and 1"),
+    (lambda: accuracy([], []), "at least one example"),
+    (lambda: mae([[1.0, 2.0]], [[1.0]]), "same shape"),
+    (lambda: nme(np.zeros((1, 68, 2)), np.zeros((1, 5, 2))), r"\(N, K, 2\) or \(N, 2K\) with the same K"),
+    (lambda: nme(np.zeros((1, 5, 2)), np.zeros((1, 5, 2))), "interocular_indices .* out of range for 5 points"),
+    (lambda: multilabel_f1([1, 0], [1, 0]), r"multi-hot \(N, L\)"),
+    (lambda: multilabel_f1([[1]], [[1]], average="weighted"), "average must be 'macro' or 'micro'"),
+])
+def test_bad_inputs_raise_clear_errors(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_per_class_f1_by_hand():
+    assert per_class_f1([0, 0, 1], [0, 1, 1], [0, 1, 2]).tolist() == pytest.approx([2 / 3, 2 / 3, 0.0])

@@ -70,7 +70,7 @@ def test_mask_augmentation_labels_and_is_deterministic():
 
 
 @pytest.mark.parametrize("call, message", [
-    (lambda: apply_face_mask(PIL.Image.new("RGB", (8, 8)), np.zeros((5, 2))), r"landmarks must have shape \(68, 2\)"),
+    (lambda: apply_face_mask(PIL.Image.new("RGB", (8, 8)), np.zeros((4, 2))), r"landmarks must have shape \(68, 2\)"),
     (lambda: apply_face_mask(PIL.Image.new("RGB", (8, 8)), np.zeros((68, 2)), style="scarf"), "style must be one of"),
     (lambda: MaskAugmentation(probability=1.5), r"probability must be in \[0, 1\]"),
     (lambda: make_synthetic_faces(0), "num_samples must be a positive int"),

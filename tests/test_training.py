@@ -1,30 +1,40 @@
-"""Training with the Trainer: prior-feature cache, bf16 on CPU, resume after interruption, LoRA, significance tests,
-collation errors and the two-process (gloo) data-parallel run."""
+"""Training with the Trainer: prior-feature cache, bf16 on CPU, resume after interruption, early stopping, LoRA,
+significance tests, the variant registry, the run folder and bad inputs (the two-process run: test_distributed.py)."""
 
 from __future__ import annotations
 
 import copy
-import subprocess
-import sys
-import textwrap
+import json
 
+import datasets
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_etfuser_config
+from conftest import tiny_etfuser_config, tiny_priors
+from PIL import Image
 from safetensors.torch import load_file
 from transformers import Trainer
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.synthetic_faces import make_synthetic_faces
 from etfuser_hf.training_utils import (
+    VARIANTS,
     FaceCollator,
     PriorFeatureCache,
+    VariantResult,
     apply_lora,
+    check_label_column,
+    fit_probe,
     mcnemar_pvalue,
+    mean_prior_attention,
     paired_bootstrap_pvalue,
     prior_fingerprint,
+    register_variant,
+    results_table,
+    save_plots,
+    train_variant,
     training_arguments,
+    write_run_folder,
 )
 
 
@@ -167,43 +177,142 @@ def test_pvalues_on_constructed_outcomes():
         paired_bootstrap_pvalue(a, b[:-1])
 
 
+def test_train_variant_evaluates_per_epoch_and_stops_early(faces, processor, tmp_path):
+    collator = FaceCollator(processor, "expression", 7)
+    # learning rate 0: the eval metric never improves, so patience 1 must end the run long before 6 epochs
+    result, trainer = train_variant("tiny", "a tiny ET-Fuser", tiny_model(), faces.select(range(8)),
+                                    faces.select(range(8, 12)), collator, tmp_path, early_stopping_patience=1,
+                                    num_train_epochs=6, per_device_train_batch_size=4, learning_rate=0.0,
+                                    warmup_steps=0, disable_tqdm=True, logging_steps=1)
+    evaluations = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
+    assert 1 <= len(evaluations) <= 2 and trainer.state.epoch <= 2
+    assert set(result.metrics) == {"accuracy", "macro_f1"} and 0 <= result.metrics["accuracy"] <= 1
+    assert result.predictions.shape == (4,) and result.logits.shape == (4, 7)
+    assert result.metrics["accuracy"] == pytest.approx(np.mean(result.predictions == np.asarray(faces[8:12]["expression"])))
+
+
+def test_fit_probe_separates_separable_features():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 3, 160)
+    features = 3 * np.eye(3)[labels] + rng.normal(0, 0.3, (160, 3))
+    linear = fit_probe("probe", "linear", features[:120], labels[:120], features[120:], labels[120:])
+    mlp = fit_probe("mlp", "mlp", features[:120], labels[:120], features[120:], labels[120:], hidden_size=16)
+    assert linear.metrics["accuracy"] > 0.95 and mlp.metrics["accuracy"] > 0.95 and linear.logits.shape == (40, 3)
+
+
+def test_mean_prior_attention_is_a_distribution_over_the_priors(faces, processor):
+    model = tiny_model().eval()
+    attention = mean_prior_attention(model, faces, FaceCollator(processor, "expression", 7), batch_size=5)
+    assert list(attention) == list(model.config.priors)
+    assert sum(attention.values()) == pytest.approx(1.0, abs=1e-3) and all(v > 0 for v in attention.values())
+
+
 # ----------------------------------------------------------------------------------------------------------------------
-# two CPU processes (gloo)
+# variant registry
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_two_process_data_parallel_run_ends_with_identical_weights(tmp_path):
-    script = tmp_path / "ddp_train.py"
-    script.write_text(textwrap.dedent(f"""
-        import os, sys, torch
-        sys.path.insert(0, {str(REPO_ROOT / 'src')!r}); sys.path.insert(0, {str(REPO_ROOT / 'tests')!r})
-        from conftest import tiny_etfuser_config
-        from transformers import Trainer
-        from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-        from etfuser_hf.synthetic_faces import make_synthetic_faces
-        from etfuser_hf.training_utils import FaceCollator, training_arguments
-        torch.manual_seed(0)
-        model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7))
-        args = training_arguments({str(tmp_path / 'out')!r}, max_steps=3, per_device_train_batch_size=2,
-                                  eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-                                  disable_tqdm=True, ddp_backend="gloo")
-        processor = ETFuserImageProcessor(size={{"height": 32, "width": 32}})
-        trainer = Trainer(model=model, args=args, train_dataset=make_synthetic_faces(8, image_size=32),
-                          data_collator=FaceCollator(processor, "expression", 7))
-        trainer.train()
-        assert torch.distributed.get_world_size() == 2
-        rank = int(os.environ["RANK"])
-        torch.save(model.state_dict(), {str(tmp_path)!r} + f"/rank{{rank}}.pt")
-    """))
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-                    str(script)], check=True, cwd=tmp_path, timeout=300)
-    rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
-    rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
-    for name in rank0:
-        torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
-    assert not torch.equal(rank0["classifier.dense.weight"], _initial_classifier())
+def test_every_registered_variant_builds_and_trains_a_step(faces, processor):
+    batch = FaceCollator(processor, "expression", 7, include_landmarks=True)([faces[i] for i in range(2)])
+    for name, variant in VARIANTS.items():
+        overrides = dict(variant.overrides)
+        if variant.num_priors is not None:
+            overrides["priors"] = dict(list(tiny_priors().items())[:variant.num_priors])
+        model = tiny_model(**overrides).train()
+        loss = model(**batch).loss
+        loss.backward()
+        assert torch.isfinite(loss), name
+        expected_priors = 0 if overrides.get("fusion_mode") == "none" else variant.num_priors or len(tiny_priors())
+        assert len(model.etfuser.priors) == expected_priors, name
 
 
-def _initial_classifier() -> torch.Tensor:
-    torch.manual_seed(0)
-    return ETFuserForImageClassification(tiny_etfuser_config(num_labels=7)).classifier.dense.weight
+def test_register_variant_refuses_duplicates_and_unknown_groups():
+    with pytest.raises(ValueError, match="already registered"):
+        register_variant("mask-isolated", "again", attention_mask_strategy="isolated")
+    with pytest.raises(ValueError, match="group must be one of"):
+        register_variant("new-one", "text", group="extra")
+    assert "new-one" not in VARIANTS
+
+
+def test_the_flags_select_registry_entries():
+    from etfuser_hf.train import parse_args, selected_variants
+
+    assert selected_variants(parse_args([])) == ["backbone-only"]
+    assert selected_variants(parse_args(["--no-baselines"])) == []
+    two_priors = selected_variants(parse_args(["--ablations", "--priors", "age", "expression"]))
+    assert "priors-1" in two_priors and "priors-2" not in two_priors and "mask-isolated" in two_priors
+    assert not any(name.startswith("aux-") for name in two_priors)
+    assert selected_variants(parse_args(["--no-baselines", "--companion", "jigsaw", "--variants", "mask-isolated"])) \
+        == ["mask-isolated", "aux-jigsaw"]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# run folder
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_run_folder_has_the_documented_format(tmp_path):
+    from etfuser_hf.model_card import REQUIRED_METRICS_KEYS
+
+    labels = np.tile([0, 1, 2], 20)
+    history = [{"epoch": 1.0, "loss": 1.1}, {"epoch": 1.0, "eval_loss": 0.9, "eval_accuracy": 0.5, "eval_macro_f1": 0.4},
+               {"epoch": 2.0, "loss": 0.7}, {"epoch": 2.0, "eval_loss": 0.6, "eval_accuracy": 0.9, "eval_macro_f1": 0.9}]
+    main = VariantResult("et-fuser", "main", labels.copy(), np.eye(3)[labels], {"accuracy": 1.0, "macro_f1": 1.0},
+                         history, 2.0)
+    worse = VariantResult("backbone-only", "backbone", np.zeros_like(labels), np.eye(3)[np.zeros_like(labels)],
+                          {"accuracy": 1 / 3, "macro_f1": 1 / 6})
+    rows = results_table([main, worse], "et-fuser", labels)
+    assert rows[0]["p_value_vs_main"] is None and rows[1]["p_value_vs_main"] < 0.01
+    assert rows[1]["mcnemar_p_vs_main"] < 1e-6
+    plots = save_plots(tmp_path / "plots", main, labels, ["a", "b", "c"], {"x": 0.7, "y": 0.3})
+    assert plots == ["loss_curve.png", "metric_curve.png", "confusion_matrix.png", "prior_attention.png"]
+    for name in plots:
+        with Image.open(tmp_path / "plots" / name) as image:
+            assert image.format == "PNG" and min(image.size) > 100
+    summary = {"task": "expression", "problem_type": "single_label_classification", "label_names": ["a", "b", "c"],
+               "dataset": {"name": "d", "split": "test", "num_samples": 60, "synthetic": True, "description": ""},
+               "model": {"priors": {}, "backbone": "vit"}, "prior_attention": {"x": 0.7, "y": 0.3}, "training": {}}
+    write_run_folder(tmp_path, summary, rows, "et-fuser")
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(REQUIRED_METRICS_KEYS) <= set(metrics) and metrics["main_variant"] == "et-fuser"
+    assert [row["variant"] for row in metrics["results"]] == ["et-fuser", "backbone-only"]
+    table = (tmp_path / "results.md").read_text()
+    assert "| et-fuser | 1.0000 | 1.0000 | — | — |" in table and "| backbone-only | 0.3333 |" in table
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# bad inputs (the loaders in etfuser_hf.data check files and rows; these cover what training adds on top)
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_check_label_column_names_the_rows():
+    data = datasets.Dataset.from_dict({"label": [0, 1, 9, 2, -1]})
+    with pytest.raises(ValueError, match=r"train: 2 label\(s\) in 'label' outside id2label \(0..2\): row 2: 9, row 4: -1"):
+        check_label_column(data, "label", 3, "train")
+    with pytest.raises(ValueError, match="train: dataset is empty"):
+        check_label_column(data.select([]), "label", 3, "train")
+    check_label_column(data.select([0, 1, 3]), "label", 3)
+
+
+def _manifest(folder, rows):
+    folder.mkdir()
+    for index in range(len(rows)):
+        Image.fromarray(np.full((16, 16, 3), 20 * index, np.uint8)).save(folder / f"{index}.png")
+    (folder / "labels.csv").write_text("image,mood\n" + "".join(f"{image},{mood}\n" for image, mood in rows))
+    return folder / "labels.csv"
+
+
+def test_load_data_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
+    from etfuser_hf.data import FaceDatasetError
+    from etfuser_hf.train import load_data, parse_args
+
+    good = _manifest(tmp_path / "good", [(f"{i}.png", "happy" if i % 2 else "sad") for i in range(10)])
+    train_data, eval_data = load_data(parse_args(["--dataset", str(good), "--task", "mood"]))
+    assert train_data.features["mood"].names == ["happy", "sad"] and (len(train_data), len(eval_data)) == (8, 2)
+    assert sorted(eval_data["mood"]) == [0, 1]  # stratified
+
+    missing = _manifest(tmp_path / "missing", [(f"{i}.png", "happy") for i in range(3)] + [("gone.png", "sad")])
+    with pytest.raises(FaceDatasetError, match=r"labels.csv row 5: image file .*gone.png does not exist"):
+        load_data(parse_args(["--dataset", str(missing), "--task", "mood"]))
+    with pytest.raises(ValueError, match=r"no column 'label'; columns: \['image', 'mood'\]"):
+        load_data(parse_args(["--dataset", str(good), "--task", "label"]))

@@ -5,7 +5,8 @@
   blanked and a light decoder reconstructs it (L1 on the region + a perceptual loss on a frozen prior's features).
 - Multi-level face priors (Sun et al., Pattern Recognition 2025): **masked_pixels** (pixel level: random patches
   blanked and reconstructed), **landmark_heatmap** (patch level: for every landmark, which patch holds it) and
-  **components** (component level: eye, nose and mouth boxes derived from the landmarks).
+  **components** (component level: some eyes / nose / mouth are erased at random; the head predicts each
+  component's presence (BCE) and its box derived from the landmarks (smooth L1)).
 
 Each task builds its own input view from `pixel_values` (and `landmarks` where needed) inside the forward, so no
 extra data columns are required beyond landmarks. Switched on by `ETFuserConfig.auxiliary_tasks`; the models add
@@ -80,6 +81,29 @@ def component_boxes(landmarks: torch.Tensor) -> torch.Tensor:
     return torch.stack(boxes, dim=1)
 
 
+def erase_components(pixel_values: torch.Tensor, boxes: torch.Tensor, probability: float,
+                     generator: torch.Generator | None = None, margin: float = 0.15
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Hides each facial component with `probability`: its box (batch, 4, 4) in [0, 1], grown by `margin` of its size,
+    is filled with the image's mean colour.
+
+    Returns the erased images (batch, C, H, W) and presence targets (batch, 4) float: 1 where the component is visible
+    (not erased and its box centre inside the image), else 0."""
+    batch, _, height, width = pixel_values.shape
+    erased = torch.rand(boxes.shape[:2], generator=generator).to(boxes.device) < probability
+    size = (boxes[..., 2:] - boxes[..., :2]).clamp_min(1.0 / max(height, width))
+    low, high = boxes[..., :2] - margin * size, boxes[..., 2:] + margin * size  # (batch, 4, 2) each
+    xs = (torch.arange(width, device=boxes.device, dtype=boxes.dtype) + 0.5) / width
+    ys = (torch.arange(height, device=boxes.device, dtype=boxes.dtype) + 0.5) / height
+    inside_x = (xs >= low[..., 0, None]) & (xs <= high[..., 0, None])  # (batch, 4, W)
+    inside_y = (ys >= low[..., 1, None]) & (ys <= high[..., 1, None])  # (batch, 4, H)
+    hidden = (inside_y[..., :, None] & inside_x[..., None, :] & erased[..., None, None]).any(dim=1, keepdim=True)
+    fill = pixel_values.mean(dim=(2, 3), keepdim=True).expand_as(pixel_values)
+    centre = (boxes[..., :2] + boxes[..., 2:]) / 2
+    in_image = ((centre >= 0) & (centre <= 1)).all(dim=-1)
+    return torch.where(hidden, fill, pixel_values), (~erased & in_image).to(pixel_values.dtype)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # heads
 # ----------------------------------------------------------------------------------------------------------------------
@@ -127,8 +151,8 @@ class ETFuserAuxiliaryTasks(nn.Module):
                 self.heads[name] = PatchDecoder(token_width, patch_size)
         if "landmark_heatmap" in self.settings:
             self.heads["landmark_heatmap"] = nn.Linear(token_width, config.num_landmarks)
-        if "components" in self.settings:
-            self.heads["components"] = nn.Linear(width, 4 * len(COMPONENTS))
+        if "components" in self.settings:  # per component: box (x0, y0, x1, y1) and a presence logit
+            self.heads["components"] = nn.Linear(width, 5 * len(COMPONENTS))
         self.image_size = tuple(backbone.image_size)
         self.patch_size = patch_size
 
@@ -170,7 +194,13 @@ class ETFuserAuxiliaryTasks(nn.Module):
                     etfuser, reconstruction, target)
         if needs_landmarks:
             landmarks = landmarks.to(pixel_values.dtype)
-            pooled, tokens = backbone(pixel_values)
+            if landmarks.shape[1:] != (68, 2):
+                raise ValueError(f"landmarks must have shape (batch, 68, 2) in [0, 1], got {tuple(landmarks.shape)}.")
+            boxes = component_boxes(landmarks)
+            images, presence = pixel_values, None
+            if "components" in self.settings:  # one pass on the erased view serves both landmark tasks
+                images, presence = erase_components(pixel_values, boxes, self.settings["components"]["erase_probability"])
+            pooled, tokens = backbone(images)
             if "landmark_heatmap" in self.settings:
                 logits = self.heads["landmark_heatmap"](tokens[:, -grid[0] * grid[1]:])  # (B, N, K)
                 column = (landmarks[..., 0] * grid[1]).long().clamp(0, grid[1] - 1)
@@ -178,8 +208,10 @@ class ETFuserAuxiliaryTasks(nn.Module):
                 losses["landmark_heatmap"] = F.cross_entropy(logits.transpose(1, 2).reshape(-1, logits.shape[1]),
                                                              (row * grid[1] + column).reshape(-1))
             if "components" in self.settings:
-                predicted = torch.sigmoid(self.heads["components"](pooled)).view(-1, len(COMPONENTS), 4)
-                losses["components"] = F.smooth_l1_loss(predicted, component_boxes(landmarks), beta=0.05)
+                outputs = self.heads["components"](pooled).view(-1, len(COMPONENTS), 5)
+                # a hidden component's box is still implied by the rest of the face, so it is regressed everywhere
+                box_loss = F.smooth_l1_loss(torch.sigmoid(outputs[..., :4]), boxes, beta=0.05)
+                losses["components"] = box_loss + F.binary_cross_entropy_with_logits(outputs[..., 4], presence)
         return losses
 
     def weighted_sum(self, losses: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -205,4 +237,5 @@ def auxiliary_state_keys(state_dict: dict[str, Any]) -> list[str]:
     return [key for key in state_dict if key.startswith("auxiliary.")]
 
 
-__all__ = ["COMPONENTS", "ETFuserAuxiliaryTasks", "component_boxes", "jigsaw_puzzle", "patch_mask", "square_region_mask"]
+__all__ = ["COMPONENTS", "ETFuserAuxiliaryTasks", "component_boxes", "erase_components", "jigsaw_puzzle", "patch_mask",
+           "square_region_mask"]

@@ -213,7 +213,8 @@ AUXILIARY_TASKS = {
     "inpainting": ({"weight": 0.1, "perceptual_weight": 0.1, "region": 0.4}, "HMTL in-painting of a masked region"),
     "masked_pixels": ({"weight": 0.1, "ratio": 0.4}, "pixel level: masked-patch pixel reconstruction"),
     "landmark_heatmap": ({"weight": 0.1}, "patch level: which patch holds each landmark"),
-    "components": ({"weight": 0.1}, "component level: eye, nose and mouth boxes from landmarks"),
+    "components": ({"weight": 0.1, "erase_probability": 0.3},
+                   "component level: eye, nose and mouth presence (some erased) and boxes from landmarks"),
 }
 
 
@@ -253,6 +254,12 @@ def normalise_auxiliary_tasks(tasks: dict[str, Any]) -> dict[str, dict[str, Any]
         normalised[name] = {**AUXILIARY_TASKS[name][0], **settings}
         if name == "jigsaw" and normalised[name]["grid"] not in (2, 3):
             raise ValueError(f"auxiliary_tasks['jigsaw'].grid must be 2 or 3, got {normalised[name]['grid']!r}.")
+        for key, value in normalised[name].items():
+            if key == "grid":
+                continue
+            upper = float("inf") if key.endswith("weight") else 1.0
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= upper:
+                raise ValueError(f"auxiliary_tasks[{name!r}].{key} must be a number in [0, {upper}], got {value!r}.")
     return normalised
 
 
@@ -296,6 +303,9 @@ class ETFuserConfig(PreTrainedConfig):
             `{"expression": {"problem_type": "single_label_classification", "num_labels": 7},
             "mask": {"problem_type": "single_label_classification", "num_labels": 2, "loss_weight": 0.5}}`.
         num_task_layers (`int`, defaults to 1): cross-task fusion layers of the multi-task model.
+        num_task_tokens (`int`, defaults to 1): learnable tokens per task branch of the multi-task model.
+        cross_task_attention (`bool`, defaults to `True`): whether the multi-task branches exchange information by
+            cross-attention (`False` gives independent branches over the shared features, an ablation).
         auxiliary_tasks (`dict[str, dict | bool]`, *optional*): training-only self-supervised tasks (HMTL jigsaw and
             in-painting; multi-level masked pixels, landmark heatmap, components), e.g. `{"jigsaw": {"grid": 3}}`.
 
@@ -342,6 +352,10 @@ class ETFuserConfig(PreTrainedConfig):
     # companion-paper options (see auxiliary.py and modeling_multitask.py)
     tasks: dict | None = None
     num_task_layers: int = 1
+    # >>> multi-task branches (modeling_multitask.py)
+    num_task_tokens: int = 1
+    cross_task_attention: bool = True
+    # <<< multi-task branches
     auxiliary_tasks: dict | None = None
 
     def __post_init__(self, **kwargs):
@@ -362,6 +376,13 @@ class ETFuserConfig(PreTrainedConfig):
         self._check_choices()
         self.tasks = {name: normalise_task(name, task) for name, task in sorted((self.tasks or {}).items())}
         self.auxiliary_tasks = normalise_auxiliary_tasks(self.auxiliary_tasks or {})
+        # >>> multi-task branches
+        for key in ("num_task_layers", "num_task_tokens"):
+            if not isinstance(getattr(self, key), int) or isinstance(getattr(self, key), bool) or getattr(self, key) < 1:
+                raise ValueError(f"{key} must be a positive int, got {getattr(self, key)!r}.")
+        if not isinstance(self.cross_task_attention, bool):
+            raise ValueError(f"cross_task_attention must be a bool, got {self.cross_task_attention!r}.")
+        # <<< multi-task branches
         super().__post_init__(**kwargs)
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}.")

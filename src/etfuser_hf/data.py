@@ -9,7 +9,8 @@
     load_face_dataset("path/to/folder")             # imagefolder: one sub-folder per class
     load_face_dataset("user/dataset-id")            # anything else goes to datasets.load_dataset (needs the Hub)
 
-The format is detected from the layout unless `format=` says it. Every loader checks what a broken download
+The format is detected from the layout unless `format=` says it. `with_face_transform(dataset, processor, "label")`
+turns any of them into lazily computed `pixel_values` + `labels` for the Trainer. Every loader checks what a broken download
 produces — a missing or unreadable image, a label outside the label set, a malformed row, an empty result — and
 raises `FaceDatasetError` naming the file and row.
 """
@@ -77,13 +78,24 @@ def _splits(rows_by_split: dict[str, list[dict[str, Any]]], features: datasets.F
                                  for split, rows in rows_by_split.items() if rows})
 
 
+def _require_file(path: Path, layout: str) -> Path:
+    if not path.is_file():
+        raise FaceDatasetError(f"{path}: missing; the {layout} layout needs this file.")
+    return path
+
+
 def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     with path.open(newline="") as handle:
         reader = csv.DictReader(handle)
         missing = [column for column in required if column not in (reader.fieldnames or [])]
         if missing:
             raise FaceDatasetError(f"{path}: missing columns {missing}; found {reader.fieldnames}.")
-        return list(reader)
+        rows = list(reader)
+    for number, row in enumerate(rows, start=2):
+        if None in row or None in row.values():  # DictReader's marks for too many / too few fields
+            raise FaceDatasetError(f"{path} row {number}: malformed row, expected {len(reader.fieldnames)} fields "
+                                   f"({', '.join(reader.fieldnames)}).")
+    return rows
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -93,12 +105,15 @@ def _read_csv(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
 
 def load_fer2013(csv_path: str | Path) -> datasets.DatasetDict:
     """FER2013 CSV: `emotion` (0..6), `pixels` (48*48 space-separated grey values), `Usage` -> splits."""
-    csv_path = Path(csv_path)
+    csv_path = _require_file(Path(csv_path), "FER2013")
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=FER2013_LABELS)})
     rows: dict[str, list] = {split: [] for split in FER2013_SPLITS.values()}
     for number, row in enumerate(_read_csv(csv_path, ["emotion", "pixels"]), start=2):
         where = f"{csv_path} row {number}"
-        pixels = np.array(row["pixels"].split(), dtype=np.float64) if row["pixels"].strip() else np.zeros(0)
+        try:
+            pixels = np.array(row["pixels"].split(), dtype=np.float64)
+        except ValueError:
+            raise FaceDatasetError(f"{where}: 'pixels' holds a value that is not a number.") from None
         if pixels.size != 48 * 48 or pixels.min() < 0 or pixels.max() > 255:
             raise FaceDatasetError(f"{where}: 'pixels' must hold 2304 values in 0..255 (48x48), got {pixels.size}.")
         split = FER2013_SPLITS.get(row.get("Usage", "Training"))
@@ -113,7 +128,7 @@ def load_rafdb(root: str | Path) -> datasets.DatasetDict:
     """RAF-DB basic: `EmoLabel/list_patition_label.txt` lines `train_00001.jpg 5` (labels 1..7, RAF order) and images
     `Image/aligned/train_00001_aligned.jpg` (or `Image/original/train_00001.jpg`)."""
     root = Path(root)
-    label_file = root / "EmoLabel" / "list_patition_label.txt"
+    label_file = _require_file(root / "EmoLabel" / "list_patition_label.txt", "RAF-DB")
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=RAFDB_LABELS)})
     rows: dict[str, list] = {"train": [], "test": []}
     for number, line in enumerate(label_file.read_text().splitlines(), start=1):
@@ -155,7 +170,7 @@ def load_celeba(root: str | Path) -> datasets.DatasetDict | datasets.Dataset:
     ready for multi-label training; its attribute order is in `dataset.info.description` and
     `celeba_attribute_names(root)`."""
     root = Path(root)
-    attribute_file = root / "list_attr_celeba.txt"
+    attribute_file = _require_file(root / "list_attr_celeba.txt", "CelebA")
     lines = attribute_file.read_text().splitlines()
     if len(lines) < 2:
         raise FaceDatasetError(f"{attribute_file}: expected a count line and a header line.")
@@ -237,7 +252,7 @@ def load_manifest(path: str | Path, image_column: str = "image", label_names: di
     elif path.suffix in (".json", ".jsonl"):
         text = path.read_text()
         records = json.loads(text) if path.suffix == ".json" else [json.loads(line) for line in text.splitlines() if line.strip()]
-        if not isinstance(records, list) or any(image_column not in record for record in records):
+        if not isinstance(records, list) or any(not isinstance(r, dict) or image_column not in r for r in records):
             raise FaceDatasetError(f"{path}: expected a list of records that all have an {image_column!r} field.")
     else:
         raise FaceDatasetError(f"{path}: a manifest must be .csv, .json or .jsonl.")
@@ -266,10 +281,11 @@ def load_manifest(path: str | Path, image_column: str = "image", label_names: di
 def load_imagefolder(root: str | Path) -> datasets.Dataset | datasets.DatasetDict:
     """One sub-folder per class (optionally under train/ validation/ test/), via datasets' `imagefolder` builder."""
     root = Path(root)
-    for path in sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES):
+    images = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
+    if not images:
+        raise FaceDatasetError(f"{root}: no examples found (empty dataset): no {sorted(_IMAGE_SUFFIXES)} files.")
+    for path in images:
         _check_image(path, str(path.relative_to(root)))
-    if not any(root.rglob("*")):
-        raise FaceDatasetError(f"{root}: no examples found (empty dataset).")
     return datasets.load_dataset("imagefolder", data_dir=str(root))
 
 
@@ -307,11 +323,52 @@ def load_face_dataset(source: str | Path, format: str | None = None, **kwargs: A
         raise ValueError(f"format must be one of {FORMATS} or None, got {format!r}.")
     format = format or detect_format(source)
     if format is None:
+        if isinstance(source, Path) or str(source).startswith(("/", ".", "~")):
+            raise FaceDatasetError(f"{source}: no such file or folder (a local path was given).")
         return datasets.load_dataset(str(source), **kwargs)
     loaders = {"imagefolder": load_imagefolder, "manifest": load_manifest, "fer2013": load_fer2013,
                "rafdb": load_rafdb, "utkface": load_utkface, "celeba": load_celeba, "affectnet": load_affectnet}
     return loaders[format](source, **kwargs)
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# model inputs
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def with_face_transform(
+    dataset: datasets.Dataset,
+    image_processor: Any | None = None,
+    label_column: str | None = "label",
+    image_column: str = "image",
+) -> datasets.Dataset:
+    """A view of `dataset` whose rows are model inputs, computed lazily on access (`Dataset.with_transform`, the
+    non-mutating `set_transform`): `pixel_values` (3, H, W) float in [0, 1] from `image_processor` (default: an
+    `ETFuserImageProcessor` at 224x224) and `labels` from `label_column` — int64 for a `ClassLabel`, float32 otherwise
+    (multi-hot attributes, ages, landmarks). `label_column=None` gives pixels only. Rows batch with
+    `transformers.default_data_collator`.
+    """
+    if image_column not in dataset.column_names:
+        raise ValueError(f"image_column: {image_column!r} is not a column of the dataset {dataset.column_names}.")
+    if label_column is not None and label_column not in dataset.column_names:
+        raise ValueError(f"label_column: {label_column!r} is not a column of the dataset {dataset.column_names}.")
+    if image_processor is None:
+        from .image_processing_etfuser import ETFuserImageProcessor
+
+        image_processor = ETFuserImageProcessor()
+    import torch
+
+    integer_labels = label_column is not None and isinstance(dataset.features[label_column], datasets.ClassLabel)
+
+    def transform(batch: dict[str, list]) -> dict[str, Any]:
+        images = [image.convert("RGB") for image in batch[image_column]]
+        inputs = {"pixel_values": image_processor(images, return_tensors="pt")["pixel_values"]}
+        if label_column is not None:
+            inputs["labels"] = torch.tensor(batch[label_column], dtype=torch.long if integer_labels else torch.float32)
+        return inputs
+
+    return dataset.with_transform(transform, columns=[image_column] + ([label_column] if label_column else []))
+
+
 __all__ = ["FORMATS", "FaceDatasetError", "celeba_attribute_names", "detect_format", "load_affectnet", "load_celeba",
-           "load_face_dataset", "load_fer2013", "load_imagefolder", "load_manifest", "load_rafdb", "load_utkface"]
+           "load_face_dataset", "load_fer2013", "load_imagefolder", "load_manifest", "load_rafdb", "load_utkface", "with_face_transform"]

@@ -8,6 +8,7 @@ with paired-bootstrap and McNemar p-values, and `runs/etfuser-synthetic/`.
     python training/train.py                                 # main job (a few minutes on 2 CPU cores)
     python training/train.py --ablations                     # + mask strategy / fusion mode / number of priors
     python training/train.py --task mask --bf16 --lora       # another label, CPU bf16 autocast, LoRA adapters
+    python training/train.py --variants mask-isolated priors-2   # any entries of training_utils.VARIANTS
     torchrun --nproc_per_node 2 training/train.py --no-baselines   # data parallel (gloo on CPU, nccl on GPUs)
     accelerate launch --multi_gpu training/train.py --no-baselines
 """
@@ -30,11 +31,14 @@ from .image_processing_etfuser import ETFuserImageProcessor
 from .synthetic_faces import make_synthetic_faces
 from .training_utils import (
     DEFAULT_PRIORS,
+    VARIANTS,
     FaceCollator,
     PriorFeatureCache,
     apply_lora,
     build_etfuser_from_face_priors,
+    check_label_column,
     count_parameters,
+    encode_label_column,
     fit_probe,
     mean_prior_attention,
     pooled_prior_features,
@@ -44,24 +48,9 @@ from .training_utils import (
     write_run_folder,
 )
 
-ABLATIONS = {
-    "mask-ensemble-reads-priors": ("attention_mask_strategy=ensemble_reads_priors", {"attention_mask_strategy": "ensemble_reads_priors"}),
-    "mask-isolated": ("attention_mask_strategy=isolated", {"attention_mask_strategy": "isolated"}),
-    "fusion-prepend-token": ("fusion_mode=prepend_token", {"fusion_mode": "prepend_token"}),
-    "fusion-concat-before-head": ("fusion_mode=concat_before_head", {"fusion_mode": "concat_before_head"}),
-    "fusion-priors-only": ("fusion_mode=priors_only (no backbone)", {"fusion_mode": "priors_only", "backbone": None}),
-}
-# companion-paper options, each one flag: --companion jigsaw inpainting multilevel
-COMPANION_VARIANTS = {
-    "jigsaw": ("+ HMTL jigsaw puzzling (3x3 grid, weight 0.1)", {"auxiliary_tasks": {"jigsaw": {"grid": 3}}}),
-    "inpainting": ("+ HMTL in-painting (L1 + perceptual loss on the first prior)", {"auxiliary_tasks": {"inpainting": True}}),
-    "multilevel": ("+ pixel / patch / component face-prior tasks",
-                   {"auxiliary_tasks": {"masked_pixels": True, "landmark_heatmap": True, "components": True}}),
-}
-
-
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    companion_names = [name.removeprefix("aux-") for name, variant in VARIANTS.items() if variant.group == "companion"]
     parser.add_argument("--dataset", default=None,
                         help="your data instead of the synthetic default: a local layout etfuser_hf.data reads "
                              "(FER2013 CSV, RAF-DB, UTKFace, CelebA, AffectNet CSV, manifest, imagefolder) or a hub id")
@@ -89,19 +78,22 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument("--no-cache", action="store_true", help="run the priors in every step instead of caching")
     parser.add_argument("--no-baselines", action="store_true", help="train ET-Fuser only")
     parser.add_argument("--ablations", action="store_true", help="also train the ablation variants")
-    parser.add_argument("--companion", nargs="+", default=[], choices=list(COMPANION_VARIANTS),
+    parser.add_argument("--companion", nargs="+", default=[], choices=companion_names,
                         help="also train ET-Fuser with these companion-paper auxiliary tasks (synthetic data only)")
+    parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS), metavar="NAME",
+                        help=f"also train these entries of etfuser_hf.training_utils.VARIANTS: {', '.join(VARIANTS)}")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
     parser.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
     return parser.parse_args(argv)
 
 
 def load_data(args: argparse.Namespace):
-    """(train, eval) datasets with an `image` column and the `args.task` ClassLabel column."""
+    """(train, eval) datasets with an `image` column and the `args.task` ClassLabel column (plain integer or string
+    labels of a manifest are encoded; a dataset without a test/validation split is split 80/20, stratified)."""
     if args.dataset is None:
         data = make_synthetic_faces(args.num_train + args.num_eval, args.image_size, args.seed)
         return data.select(range(args.num_train)), data.select(range(args.num_train, args.num_train + args.num_eval))
-    data = load_face_dataset(args.dataset, args.dataset_format)
+    data = encode_label_column(load_face_dataset(args.dataset, args.dataset_format), args.task)
     eval_split = None
     if isinstance(data, datasets.DatasetDict):
         eval_split = next((name for name in ("test", "validation") if name in data), None)
@@ -112,10 +104,25 @@ def load_data(args: argparse.Namespace):
     if eval_split is None:
         parts = data.train_test_split(test_size=0.2, seed=args.seed, stratify_by_column=args.task)
         train_data, eval_data = parts["train"], parts["test"]
-    if args.task not in train_data.features or not isinstance(train_data.features[args.task], datasets.ClassLabel):
-        raise ValueError(f"--task {args.task!r} must name a ClassLabel column of --dataset; columns: "
-                         f"{ {name: type(feature).__name__ for name, feature in train_data.features.items()} }.")
+    num_labels = train_data.features[args.task].num_classes
+    check_label_column(train_data, args.task, num_labels, "train split")
+    check_label_column(eval_data, args.task, num_labels, "eval split")
     return train_data, eval_data
+
+
+def selected_variants(args: argparse.Namespace) -> list[str]:
+    """Registry entries to train besides ET-Fuser, in registry order: the baselines unless --no-baselines, the
+    ablations with --ablations, the named companion tasks and --variants; prior-count ablations that would not
+    drop a prior are skipped."""
+    wanted = set(args.variants) | {f"aux-{name}" for name in args.companion}
+    names = []
+    for name, variant in VARIANTS.items():
+        if variant.num_priors is not None and variant.num_priors >= len(args.priors):
+            continue
+        if (name in wanted or (variant.group == "baseline" and not args.no_baselines)
+                or (variant.group == "ablation" and args.ablations)):
+            names.append(name)
+    return names
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
@@ -167,35 +174,35 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     main_model.save_pretrained(model_dir)
     processor.save_pretrained(model_dir)
 
-    labels = np.asarray(eval_data[args.task])
-    if not args.no_baselines:
-        baseline, _ = train("backbone-only", "the ViT backbone alone (fusion_mode=none, no priors)",
-                            etfuser(fusion_mode="none"))
-        results.append(baseline)
-        if not args.no_cache:
-            train_labels = np.asarray(train_data[args.task])
-            for name in args.priors:
-                results.append(fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior",
-                                         pooled_prior_features(train_data, [name]), train_labels,
-                                         pooled_prior_features(eval_data, [name]), labels, seed=args.seed))
-            results.append(fit_probe("concat-mlp", "all priors' features concatenated + MLP",
-                                     pooled_prior_features(train_data, args.priors), train_labels,
-                                     pooled_prior_features(eval_data, args.priors), labels, hidden_size=256,
-                                     seed=args.seed))
-    if args.ablations:
-        for name, (text, overrides) in ABLATIONS.items():
-            results.append(train(name, f"ET-Fuser ablation: {text}", etfuser(**overrides))[0])
-        for count in range(1, len(args.priors)):
-            subset = args.priors[:count]
-            results.append(train(f"priors-{count}", f"ET-Fuser ablation: priors {', '.join(subset)}",
-                                 etfuser(priors=subset))[0])
+    def train_registered(name):
+        variant = VARIANTS[name]
+        overrides, description = dict(variant.overrides), variant.description
+        if variant.num_priors is not None:
+            overrides["priors"] = args.priors[:variant.num_priors]
+            description += f" ({', '.join(overrides['priors'])})"
+        results.append(train(name, description, etfuser(**overrides))[0])
 
-    for name in args.companion:
-        text, overrides = COMPANION_VARIANTS[name]
-        results.append(train(f"aux-{name}", f"ET-Fuser {text}", etfuser(**overrides))[0])
+    variants = selected_variants(args)
+    for name in variants:
+        if VARIANTS[name].group == "baseline":
+            train_registered(name)
+    labels = np.asarray(eval_data[args.task])
+    if not args.no_baselines and not args.no_cache:  # the probes read the cached prior features
+        train_labels = np.asarray(train_data[args.task])
+        for name in args.priors:
+            results.append(fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior",
+                                     pooled_prior_features(train_data, [name]), train_labels,
+                                     pooled_prior_features(eval_data, [name]), labels, seed=args.seed))
+        results.append(fit_probe("concat-mlp", "all priors' features concatenated + MLP",
+                                 pooled_prior_features(train_data, args.priors), train_labels,
+                                 pooled_prior_features(eval_data, args.priors), labels, hidden_size=256,
+                                 seed=args.seed))
+    for name in variants:
+        if VARIANTS[name].group != "baseline":
+            train_registered(name)
 
     rows = results_table(results, "et-fuser", labels)
-    attention = mean_prior_attention(main_model, eval_data, collator) if not args.lora else {}
+    attention = mean_prior_attention(main_model, eval_data, collator)  # LoRA: the merged model
     plots = save_plots(output_dir / "plots", main_result, labels, label_names, attention)
     summary = {
         "task": args.task,

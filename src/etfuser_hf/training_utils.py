@@ -1,6 +1,8 @@
 """Training, evaluation and comparison of ET-Fuser with `transformers.Trainer`: the logic behind `training/train.py`.
 
 - `build_etfuser_from_face_priors`: ET-Fuser on the real converted face priors and a small ViT backbone.
+- `VARIANTS` / `register_variant`: the comparison entries (baselines, ablations, companion-paper tasks) as overrides
+  of the default recipe; one line adds a new one.
 - `PriorFeatureCache`: frozen priors run once per image; features stored as Arrow columns keyed by the image content
   hash and the priors' fingerprint (weights + input contract), reused across runs and variants.
 - `FaceCollator`: images -> `pixel_values`, label column -> `labels`, cached columns -> `prior_features`.
@@ -62,6 +64,98 @@ def build_etfuser_from_face_priors(
     )
     settings.update(config_overrides)
     return ETFuserForImageClassification.from_priors_pretrained(priors=dict(prior_dirs), **settings)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One entry of the comparison: ET-Fuser built by `build_etfuser_from_face_priors` with `overrides` of the default
+    recipe (ETFuserConfig keyword arguments), on the first `num_priors` of the selected priors where that is set."""
+
+    description: str
+    group: str  # "baseline" (always trained), "ablation" (--ablations) or "companion" (--companion)
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    num_priors: int | None = None
+
+
+VARIANT_GROUPS = ("baseline", "ablation", "companion")
+VARIANTS: dict[str, Variant] = {}
+
+
+def register_variant(name: str, description: str, group: str = "ablation", num_priors: int | None = None,
+                     **overrides: Any) -> Variant:
+    """Adds `name` to `VARIANTS` (e.g. `register_variant("mask-isolated", "...", attention_mask_strategy="isolated")`);
+    `training/train.py` trains it under `--ablations`, `--companion` or `--variants name`."""
+    if group not in VARIANT_GROUPS:
+        raise ValueError(f"group must be one of {VARIANT_GROUPS}, got {group!r}.")
+    if name in VARIANTS or name == "et-fuser":
+        raise ValueError(f"variant {name!r} is already registered.")
+    VARIANTS[name] = Variant(description, group, dict(overrides), num_priors)
+    return VARIANTS[name]
+
+
+register_variant("backbone-only", "the ViT backbone alone (fusion_mode=none, no priors)", "baseline",
+                 fusion_mode="none")
+register_variant("mask-ensemble-reads-priors", "ET-Fuser ablation: attention_mask_strategy=ensemble_reads_priors",
+                 attention_mask_strategy="ensemble_reads_priors")
+register_variant("mask-isolated", "ET-Fuser ablation: attention_mask_strategy=isolated",
+                 attention_mask_strategy="isolated")
+register_variant("fusion-prepend-token", "ET-Fuser ablation: fusion_mode=prepend_token", fusion_mode="prepend_token")
+register_variant("fusion-concat-before-head", "ET-Fuser ablation: fusion_mode=concat_before_head",
+                 fusion_mode="concat_before_head")
+register_variant("fusion-priors-only", "ET-Fuser ablation: fusion_mode=priors_only (no backbone)",
+                 fusion_mode="priors_only", backbone=None)
+for _count in (1, 2, 3):
+    register_variant(f"priors-{_count}", f"ET-Fuser ablation: only the first {_count} selected prior(s)",
+                     num_priors=_count)
+register_variant("aux-jigsaw", "ET-Fuser + HMTL jigsaw puzzling (3x3 grid, weight 0.1)", "companion",
+                 auxiliary_tasks={"jigsaw": {"grid": 3}})
+register_variant("aux-inpainting", "ET-Fuser + HMTL in-painting (L1 + perceptual loss on the first prior)",
+                 "companion", auxiliary_tasks={"inpainting": True})
+register_variant("aux-multilevel", "ET-Fuser + pixel / patch / component face-prior tasks", "companion",
+                 auxiliary_tasks={"masked_pixels": True, "landmark_heatmap": True, "components": True})
+
+
+def check_label_column(dataset: datasets.Dataset, column: str, num_labels: int, split: str = "dataset") -> None:
+    """Raises a ValueError naming the first rows whose `column` is not a class id in 0..num_labels-1 (a corrupt
+    manifest or a label set that changed), before any training time is spent."""
+    if len(dataset) == 0:
+        raise ValueError(f"{split}: dataset is empty.")
+    if column not in dataset.column_names:
+        raise ValueError(f"{split}: no column {column!r}; columns: {dataset.column_names}.")
+    values = dataset[column]
+    bad = [index for index, value in enumerate(values)
+           if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or not 0 <= value < num_labels]
+    if bad:
+        shown = ", ".join(f"row {index}: {values[index]!r}" for index in bad[:5])
+        raise ValueError(f"{split}: {len(bad)} label(s) in {column!r} outside id2label (0..{num_labels - 1}): {shown}.")
+
+
+def encode_label_column(data: datasets.Dataset | datasets.DatasetDict, column: str
+                        ) -> datasets.Dataset | datasets.DatasetDict:
+    """Makes `column` a `ClassLabel` (a manifest's plain integer or string labels), with one label set shared by all
+    splits: names are the distinct values, sorted (numerically for integers). A ClassLabel column is left alone."""
+    splits = data if isinstance(data, datasets.DatasetDict) else {"data": data}
+    for name, split in splits.items():
+        if column not in split.features:
+            raise ValueError(f"{name} split: no column {column!r}; columns: {list(split.features)}.")
+    feature = next(iter(splits.values())).features[column]
+    if isinstance(feature, datasets.ClassLabel):
+        return data
+    if not isinstance(feature, datasets.Value) or not (feature.dtype == "string" or "int" in feature.dtype):
+        raise ValueError(f"column {column!r} must hold class labels (ClassLabel, integers or strings), got {feature}.")
+    values = sorted({value for split in splits.values() for value in split[column]})
+    index = {value: position for position, value in enumerate(values)}
+    class_label = datasets.ClassLabel(names=[str(value) for value in values])
+
+    def encode(split: datasets.Dataset) -> datasets.Dataset:
+        features = split.features.copy()
+        features[column] = class_label
+        return split.map(lambda batch: {column: [index[value] for value in batch[column]]}, batched=True,
+                         features=features, desc=f"encoding {column!r} as ClassLabel")
+
+    if isinstance(data, datasets.DatasetDict):
+        return datasets.DatasetDict({name: encode(split) for name, split in data.items()})
+    return encode(data)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -438,8 +532,10 @@ def count_parameters(model: ETFuserPreTrainedModel) -> dict[str, int]:
 
 
 __all__ = [
-    "DEFAULT_PRIORS", "FaceCollator", "PriorFeatureCache", "VariantResult", "apply_lora", "build_etfuser_from_face_priors",
-    "count_parameters", "fit_probe", "image_content_hash", "mcnemar_pvalue", "mean_prior_attention",
-    "paired_bootstrap_pvalue", "pooled_prior_features", "prior_fingerprint", "results_table", "save_plots",
-    "small_vit_backbone", "train_variant", "training_arguments", "write_run_folder",
+    "DEFAULT_PRIORS", "VARIANTS", "FaceCollator", "PriorFeatureCache", "Variant", "VariantResult", "apply_lora",
+    "build_etfuser_from_face_priors", "check_label_column", "count_parameters", "encode_label_column", "fit_probe",
+    "image_content_hash",
+    "mcnemar_pvalue", "mean_prior_attention", "paired_bootstrap_pvalue", "pooled_prior_features", "prior_fingerprint",
+    "register_variant", "results_table", "save_plots", "small_vit_backbone", "train_variant", "training_arguments",
+    "write_run_folder",
 ]
