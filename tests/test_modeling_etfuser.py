@@ -322,7 +322,7 @@ def test_image_classification_pipeline_returns_labelled_scores(tmp_path):
     assert sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
 
 
-def test_image_processor_accepts_every_common_input():
+def test_image_processor_accepts_every_common_input(tmp_path):
     processor = ETFuserImageProcessor(size={"height": 32, "width": 32})
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
@@ -343,7 +343,10 @@ def test_image_processor_accepts_every_common_input():
     torch.testing.assert_close(batch[6], batch[0])  # CHW tensor and HWC array agree
     torch.testing.assert_close(batch[5], batch[0], atol=1 / 255, rtol=0)  # float [0, 1] input
     assert torch.allclose(batch[1][0], batch[1][1])  # grey became 3 equal channels
-    assert isinstance(AutoImageProcessor.from_pretrained, object)
+    processor.save_pretrained(tmp_path)
+    reloaded = AutoImageProcessor.from_pretrained(tmp_path)
+    assert isinstance(reloaded, ETFuserImageProcessor)
+    torch.testing.assert_close(reloaded(inputs, return_tensors="pt")["pixel_values"], batch)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ extra data columns are required beyond landmarks. Switched on by `ETFuserConfig.
 
 from __future__ import annotations
 
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -231,10 +230,6 @@ def perceptual_loss(etfuser: nn.Module, reconstruction: torch.Tensor, target: to
     features = select_feature_tokens(prior(pixel_values=prepare_encoder_inputs(reconstruction, spec), return_dict=True),
                                      spec, name)
     return F.mse_loss(features, reference)
-
-
-def auxiliary_state_keys(state_dict: dict[str, Any]) -> list[str]:
-    return [key for key in state_dict if key.startswith("auxiliary.")]
 
 
 __all__ = ["COMPONENTS", "ETFuserAuxiliaryTasks", "component_boxes", "erase_components", "jigsaw_puzzle", "patch_mask",
