@@ -164,8 +164,20 @@ def test_trust_remote_code_load_without_the_package(tmp_path, pixel_values):
     assert saved["auto_map"]["AutoModelForImageClassification"] == "modeling_etfuser.ETFuserForImageClassification"
     torch.save(pixel_values, tmp_path / "inputs.pt")
     script = textwrap.dedent(f"""
-        import importlib.util, sys, torch
-        assert importlib.util.find_spec("etfuser_hf") is None, "the package must not be importable here"
+        import importlib.abc, sys, torch
+
+        class HidePackage(importlib.abc.MetaPathFinder):
+            # stands in for a machine without etfuser_hf, also where CI installed it (pip install -e .)
+            def find_spec(self, name, path=None, target=None):
+                if name == "etfuser_hf" or name.startswith("etfuser_hf."):
+                    raise ModuleNotFoundError(name)
+
+        sys.meta_path.insert(0, HidePackage())
+        try:
+            import etfuser_hf
+            raise AssertionError("the package must not be importable here")
+        except ModuleNotFoundError:
+            pass
         from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification
         folder = {str(folder)!r}
         model = AutoModelForImageClassification.from_pretrained(folder, trust_remote_code=True, dtype=torch.float32)
@@ -177,7 +189,7 @@ def test_trust_remote_code_load_without_the_package(tmp_path, pixel_values):
     """)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
-    # run from an empty folder with -I semantics for the path: the repository's src/ must not be reachable
+    # without PYTHONPATH the repository's src/ is not on the path; an installed copy is hidden by the finder above
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env)
     remote = torch.load(tmp_path / "remote.pt", weights_only=True)
     assert (remote - model(pixel_values).logits).abs().max() <= 1e-5
