@@ -62,3 +62,30 @@ def test_etfuser_from_real_priors_trains_on_real_faces(real_prior_dirs, face_cro
     model.save_pretrained(tmp_path)
     reloaded = ETFuserForImageClassification.from_pretrained(tmp_path, dtype=torch.float32).eval()
     torch.testing.assert_close(reloaded(pixel_values).logits, model.eval()(pixel_values).logits)
+
+
+def test_main_job_end_to_end_with_multitask_and_companion_options(real_prior_dirs, tmp_path):
+    """training/train.py on the real priors, shrunk to a few steps: the main table holds the companion and
+    multi-task rows with p-values against ET-Fuser, and the multi-task comparison is in metrics.json and results.md."""
+    import json
+
+    from etfuser_hf.train import main
+
+    output_dir = tmp_path / "run"
+    main(["--num-train", "16", "--num-eval", "12", "--image-size", "64", "--max-steps", "2", "--batch-size", "8",
+          "--no-baselines", "--companion", "jigsaw", "--multitask", "mask", "--output-dir", str(output_dir)])
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    rows = {row["variant"]: row for row in metrics["results"]}
+    assert list(rows) == ["et-fuser", "aux-jigsaw", "multitask-expression+mask"]
+    for name in ("aux-jigsaw", "multitask-expression+mask"):
+        assert 0.0 <= rows[name]["p_value_vs_main"] <= 1.0 and 0.0 <= rows[name]["mcnemar_p_vs_main"] <= 1.0
+    comparison = metrics["multitask"]
+    assert [row["task"] for row in comparison["tasks"]] == ["expression", "mask"]
+    # the expression branch of the multi-task model is the main table's row; et-fuser is its single-task reference
+    assert comparison["tasks"][0]["multi_task"] == rows["multitask-expression+mask"]["metrics"]
+    assert comparison["tasks"][0]["single_task"] == rows["et-fuser"]["metrics"]
+    params = comparison["params"]
+    # one set of frozen priors and one backbone instead of two
+    assert params["multi_task"]["params_total"] < params["single_task_models"]["params_total"]
+    assert params["multi_task"]["params_trainable"] < params["single_task_models"]["params_trainable"]
+    assert "## One multi-task model against single-task models" in (output_dir / "results.md").read_text()

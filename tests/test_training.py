@@ -20,6 +20,7 @@ from etfuser_hf.synthetic_faces import make_synthetic_faces
 from etfuser_hf.training_utils import (
     VARIANTS,
     FaceCollator,
+    MultiTaskFaceCollator,
     PriorFeatureCache,
     VariantResult,
     apply_lora,
@@ -27,11 +28,13 @@ from etfuser_hf.training_utils import (
     fit_probe,
     mcnemar_pvalue,
     mean_prior_attention,
+    multitask_comparison,
     paired_bootstrap_pvalue,
     prior_fingerprint,
     register_variant,
     results_table,
     save_plots,
+    train_multitask_variant,
     train_variant,
     training_arguments,
     write_run_folder,
@@ -104,6 +107,18 @@ def test_collator_names_the_bad_label(faces, processor):
     rows = [dict(faces[0]), dict(faces[1], expression=9)]
     with pytest.raises(ValueError, match=r"expression: label 9 is outside id2label \(0..6\)"):
         FaceCollator(processor, "expression", 7)(rows)
+
+
+def test_multitask_collator_gives_one_label_tensor_per_task(faces, processor):
+    rows = [faces[i] for i in range(3)]
+    batch = MultiTaskFaceCollator(processor, {"expression": 7, "mask": 2}, include_landmarks=True)(rows)
+    assert "labels" not in batch and batch["pixel_values"].shape == (3, 3, 32, 32)
+    assert batch["expression_labels"].tolist() == [row["expression"] for row in rows]
+    assert batch["mask_labels"].tolist() == [row["mask"] for row in rows] and batch["landmarks"].shape == (3, 68, 2)
+    with pytest.raises(ValueError, match=r"mask: label 2 is outside id2label \(0..1\)"):
+        MultiTaskFaceCollator(processor, {"expression": 7, "mask": 2})([dict(faces[0], mask=2)])
+    with pytest.raises(ValueError, match="tasks must name at least one label column"):
+        MultiTaskFaceCollator(processor, {})
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -189,6 +204,45 @@ def test_train_variant_evaluates_per_epoch_and_stops_early(faces, processor, tmp
     assert set(result.metrics) == {"accuracy", "macro_f1"} and 0 <= result.metrics["accuracy"] <= 1
     assert result.predictions.shape == (4,) and result.logits.shape == (4, 7)
     assert result.metrics["accuracy"] == pytest.approx(np.mean(result.predictions == np.asarray(faces[8:12]["expression"])))
+
+
+def test_train_multitask_variant_gives_each_branch_its_predictions(faces, processor, tmp_path):
+    from etfuser_hf import ETFuserForMultiTaskFaceAnalysis
+
+    torch.manual_seed(0)
+    tasks = {"expression": {"problem_type": "single_label_classification", "num_labels": 7},
+             "mask": {"problem_type": "single_label_classification", "num_labels": 2}}
+    model = ETFuserForMultiTaskFaceAnalysis(tiny_etfuser_config(tasks=tasks))
+    results, trainer = train_multitask_variant(
+        "multitask", "tiny", model, faces.select(range(8)), faces.select(range(8, 12)),
+        MultiTaskFaceCollator(processor, {"expression": 7, "mask": 2}), tmp_path, num_train_epochs=1,
+        per_device_train_batch_size=4, disable_tqdm=True)
+    assert set(results) == {"expression", "mask"} and trainer.args.metric_for_best_model == "mean_accuracy"
+    for task, num_labels in (("expression", 7), ("mask", 2)):
+        labels = np.asarray(faces[8:12][task])
+        assert results[task].logits.shape == (4, num_labels)
+        assert results[task].metrics["accuracy"] == pytest.approx(np.mean(results[task].predictions == labels))
+    evaluation = next(entry for entry in trainer.state.log_history if "eval_mean_accuracy" in entry)
+    assert evaluation["eval_mean_accuracy"] == pytest.approx(
+        (evaluation["eval_expression_accuracy"] + evaluation["eval_mask_accuracy"]) / 2)
+
+
+def test_multitask_comparison_pairs_each_branch_with_its_single_task_model():
+    labels = {"expression": np.tile([0, 1, 2], 20), "mask": np.tile([0, 1], 30)}
+
+    def result(predictions):
+        return VariantResult("v", "", predictions, np.eye(3)[predictions],
+                             {"accuracy": float(np.mean(predictions == labels["expression"])), "macro_f1": 0.5})
+
+    single = {"expression": result(labels["expression"].copy()), "mask": result(labels["mask"].copy())}
+    multi = {"expression": result(np.zeros(60, int)), "mask": result(labels["mask"].copy())}
+    params = [{"params_total": 10, "params_trainable": 4}, {"params_total": 10, "params_trainable": 4}]
+    comparison = multitask_comparison(single, multi, labels, params, {"params_total": 12, "params_trainable": 5})
+    expression, mask = comparison["tasks"]
+    assert expression["task"] == "expression" and expression["p_value"] < 0.01 and expression["mcnemar_p"] < 1e-6
+    assert mask["p_value"] == 1.0 and mask["mcnemar_p"] == 1.0
+    assert comparison["params"] == {"multi_task": {"params_total": 12, "params_trainable": 5},
+                                    "single_task_models": {"params_total": 20, "params_trainable": 8}}
 
 
 def test_fit_probe_separates_separable_features():
@@ -316,3 +370,16 @@ def test_load_data_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
         load_data(parse_args(["--dataset", str(missing), "--task", "mood"]))
     with pytest.raises(ValueError, match=r"no column 'label'; columns: \['image', 'mood'\]"):
         load_data(parse_args(["--dataset", str(good), "--task", "label"]))
+    with pytest.raises(ValueError, match=r"no column 'pose'; columns: \['image', 'mood'\]"):
+        load_data(parse_args(["--dataset", str(good), "--task", "mood", "--multitask", "pose"]))
+
+
+def test_multitask_columns_must_be_class_labels():
+    from etfuser_hf.train import label_columns, load_data, parse_args
+
+    args = parse_args(["--num-train", "4", "--num-eval", "2", "--image-size", "32", "--multitask", "mask", "expression"])
+    assert label_columns(args) == ["expression", "mask"]
+    train_data, eval_data = load_data(args)
+    assert train_data.features["mask"].names == ["no_mask", "mask"] and len(eval_data) == 2
+    with pytest.raises(ValueError, match=r"label column 'landmarks' must be a ClassLabel column"):
+        load_data(parse_args(["--num-train", "4", "--num-eval", "2", "--image-size", "32", "--multitask", "landmarks"]))

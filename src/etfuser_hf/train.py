@@ -9,6 +9,7 @@ with paired-bootstrap and McNemar p-values, and `runs/etfuser-synthetic/`.
     python training/train.py --ablations                     # + mask strategy / fusion mode / number of priors
     python training/train.py --task mask --bf16 --lora       # another label, CPU bf16 autocast, LoRA adapters
     python training/train.py --variants mask-isolated priors-2   # any entries of training_utils.VARIANTS
+    python training/train.py --multitask expression mask      # one cross-task model against two single-task models
     torchrun --nproc_per_node 2 training/train.py --no-baselines   # data parallel (gloo on CPU, nccl on GPUs)
     accelerate launch --multi_gpu training/train.py --no-baselines
 """
@@ -33,6 +34,7 @@ from .training_utils import (
     DEFAULT_PRIORS,
     VARIANTS,
     FaceCollator,
+    MultiTaskFaceCollator,
     PriorFeatureCache,
     apply_lora,
     build_etfuser_from_face_priors,
@@ -41,9 +43,11 @@ from .training_utils import (
     encode_label_column,
     fit_probe,
     mean_prior_attention,
+    multitask_comparison,
     pooled_prior_features,
     results_table,
     save_plots,
+    train_multitask_variant,
     train_variant,
     write_run_folder,
 )
@@ -82,31 +86,49 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
                         help="also train ET-Fuser with these companion-paper auxiliary tasks (synthetic data only)")
     parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS), metavar="NAME",
                         help=f"also train these entries of etfuser_hf.training_utils.VARIANTS: {', '.join(VARIANTS)}")
+    parser.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
+                        help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (e.g. "
+                             "'expression mask'; --task is added if missing) and a single-task ET-Fuser per column, "
+                             "and compare them in accuracy (p-values) and parameters")
     parser.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
     parser.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
     return parser.parse_args(argv)
 
 
+def label_columns(args: argparse.Namespace) -> list[str]:
+    """`--task` first, then the other `--multitask` columns."""
+    return [args.task] + [column for column in dict.fromkeys(args.multitask) if column != args.task]
+
+
 def load_data(args: argparse.Namespace):
-    """(train, eval) datasets with an `image` column and the `args.task` ClassLabel column (plain integer or string
-    labels of a manifest are encoded; a dataset without a test/validation split is split 80/20, stratified)."""
+    """(train, eval) datasets with an `image` column and a ClassLabel column per label column (`--task` and the
+    `--multitask` ones; plain integer or string labels of a manifest are encoded); a dataset without a
+    test/validation split is split 80/20, stratified by `--task`."""
     if args.dataset is None:
         data = make_synthetic_faces(args.num_train + args.num_eval, args.image_size, args.seed)
-        return data.select(range(args.num_train)), data.select(range(args.num_train, args.num_train + args.num_eval))
-    data = encode_label_column(load_face_dataset(args.dataset, args.dataset_format), args.task)
-    eval_split = None
-    if isinstance(data, datasets.DatasetDict):
-        eval_split = next((name for name in ("test", "validation") if name in data), None)
-        if eval_split is not None and "train" in data:
-            train_data, eval_data = data["train"], data[eval_split]
-        else:
-            data, eval_split = datasets.concatenate_datasets(list(data.values())), None
-    if eval_split is None:
-        parts = data.train_test_split(test_size=0.2, seed=args.seed, stratify_by_column=args.task)
-        train_data, eval_data = parts["train"], parts["test"]
-    num_labels = train_data.features[args.task].num_classes
-    check_label_column(train_data, args.task, num_labels, "train split")
-    check_label_column(eval_data, args.task, num_labels, "eval split")
+        train_data, eval_data = (data.select(range(args.num_train)),
+                                 data.select(range(args.num_train, args.num_train + args.num_eval)))
+    else:
+        data = load_face_dataset(args.dataset, args.dataset_format)
+        for column in label_columns(args):
+            data = encode_label_column(data, column)
+        eval_split = None
+        if isinstance(data, datasets.DatasetDict):
+            eval_split = next((name for name in ("test", "validation") if name in data), None)
+            if eval_split is not None and "train" in data:
+                train_data, eval_data = data["train"], data[eval_split]
+            else:
+                data, eval_split = datasets.concatenate_datasets(list(data.values())), None
+        if eval_split is None:
+            parts = data.train_test_split(test_size=0.2, seed=args.seed, stratify_by_column=args.task)
+            train_data, eval_data = parts["train"], parts["test"]
+    for column in label_columns(args):
+        feature = train_data.features.get(column)
+        if not isinstance(feature, datasets.ClassLabel):
+            raise ValueError(f"label column {column!r} must be a ClassLabel column of the dataset, got {feature!r}; "
+                             f"columns: {list(train_data.features)}.")
+        check_label_column(train_data, column, feature.num_classes, "train split")
+        check_label_column(eval_data, column, feature.num_classes, "eval split")
     return train_data, eval_data
 
 
@@ -138,22 +160,23 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     label_names = train_data.features[args.task].names
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
 
-    def etfuser(**overrides):
+    def etfuser(labels=label_names, **overrides):
         torch.manual_seed(args.seed)  # every variant starts from the same fusion/backbone initialisation
         return build_etfuser_from_face_priors({name: prior_dirs[name] for name in overrides.pop("priors", args.priors)},
-                                              label_names, args.image_size, **overrides)
+                                              labels, args.image_size, **overrides)
 
     model = etfuser()
     if not args.no_cache:
         cache = PriorFeatureCache(model, processor, cache_dir / "features")
         train_data, eval_data = cache(train_data), cache(eval_data)
-    collator = FaceCollator(processor, args.task, len(label_names), use_cached_features=not args.no_cache,
+    collator_options = dict(use_cached_features=not args.no_cache,
                             include_landmarks="landmarks" in train_data.column_names)
+    collator = FaceCollator(processor, args.task, len(label_names), **collator_options)
     run_settings = dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
                         learning_rate=args.learning_rate, seed=args.seed, bf16=args.bf16, fp16=args.fp16)
 
-    def train(name, description, variant_model, resume=None):
-        return train_variant(name, description, variant_model, train_data, eval_data, collator,
+    def train(name, description, variant_model, resume=None, variant_collator=collator):
+        return train_variant(name, description, variant_model, train_data, eval_data, variant_collator,
                              output_dir / "checkpoints" / name, early_stopping_patience=args.early_stopping or None,
                              resume_from_checkpoint=resume, **run_settings)
 
@@ -201,6 +224,32 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         if VARIANTS[name].group != "baseline":
             train_registered(name)
 
+    def train_multitask(columns):
+        """One ETFuserForMultiTaskFaceAnalysis over `columns` against a single-task ET-Fuser per column (the main model
+        for --task): the comparison for the run folder, and the --task branch as a row of the main table."""
+        task_labels = {column: train_data.features[column].names for column in columns}
+        multitask_model, name = etfuser(task_labels), "multitask-" + "+".join(columns)
+        num_labels = {column: len(names) for column, names in task_labels.items()}
+        multitask_collator = MultiTaskFaceCollator(processor, num_labels, **collator_options)
+        branches = train_multitask_variant(
+            name, f"one cross-task ET-Fuser for {', '.join(columns)}", multitask_model, train_data, eval_data,
+            multitask_collator, output_dir / "checkpoints" / name, early_stopping_patience=args.early_stopping or None,
+            **run_settings)[0]
+        single_results, single_models = {args.task: main_result}, [main_model]
+        for column in columns[1:]:
+            single_models.append(etfuser(task_labels[column]))
+            column_collator = FaceCollator(processor, column, num_labels[column], **collator_options)
+            single_results[column] = train(f"single-{column}", f"ET-Fuser for {column} alone", single_models[-1],
+                                           variant_collator=column_collator)[0]
+        comparison = multitask_comparison(single_results, branches,
+                                          {column: np.asarray(eval_data[column]) for column in columns},
+                                          [count_parameters(single) for single in single_models],
+                                          count_parameters(multitask_model))
+        results.append(branches[args.task])
+        return comparison
+
+    multitask = train_multitask(label_columns(args)) if len(label_columns(args)) > 1 else None
+
     rows = results_table(results, "et-fuser", labels)
     attention = mean_prior_attention(main_model, eval_data, collator)  # LoRA: the merged model
     plots = save_plots(output_dir / "plots", main_result, labels, label_names, attention)
@@ -218,6 +267,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
                   "backbone": "ViT (hidden 192, 4 layers, patch 16), random init",
                   **count_parameters(main_model)},
         "prior_attention": attention,
+        **({"multitask": multitask} if multitask else {}),
         "plots": [f"plots/{name}" for name in plots],
         "training": {"epochs": main_trainer.state.epoch, "steps": main_trainer.state.global_step,
                      "seconds": round(main_result.seconds, 1), "seed": args.seed, "bf16": args.bf16,

@@ -6,7 +6,9 @@
 - `PriorFeatureCache`: frozen priors run once per image; features stored as Arrow columns keyed by the image content
   hash and the priors' fingerprint (weights + input contract), reused across runs and variants.
 - `FaceCollator`: images -> `pixel_values`, label column -> `labels`, cached columns -> `prior_features`.
-- `train_variant`: one Trainer run (bf16 on CPU, early stopping, resume, optional LoRA) returning eval predictions.
+- `train_variant`: one Trainer run (bf16 on CPU, early stopping, resume, optional LoRA) returning eval predictions;
+  `train_multitask_variant` / `MultiTaskFaceCollator` / `multitask_comparison` do the same for
+  `ETFuserForMultiTaskFaceAnalysis` and compare it with single-task models.
 - `paired_bootstrap_pvalue`, `mcnemar_pvalue`: significance of one model against another on the same eval set.
 - `write_run_folder`: metrics.json, results.md and plots in the documented run-folder format.
 """
@@ -32,8 +34,9 @@ from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, ViTC
 
 from .configuration_etfuser import ETFuserConfig
 from .image_processing_etfuser import ETFuserImageProcessor
-from .metrics import accuracy, macro_f1, make_compute_metrics
+from .metrics import accuracy, macro_f1, make_compute_metrics, make_multitask_compute_metrics
 from .modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
+from .modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 PRIOR_COLUMN_PREFIX = "prior__"
@@ -47,11 +50,13 @@ def small_vit_backbone(image_size: int = 112) -> ViTConfig:
 
 def build_etfuser_from_face_priors(
     prior_dirs: Mapping[str, str | os.PathLike],
-    label_names: Sequence[str],
+    label_names: Sequence[str] | Mapping[str, Sequence[str]],
     image_size: int = 112,
     **config_overrides: Any,
-) -> ETFuserForImageClassification:
-    """ET-Fuser for classification over `label_names` from converted prior folders (`ensure_face_priors()`).
+) -> ETFuserForImageClassification | ETFuserForMultiTaskFaceAnalysis:
+    """ET-Fuser from converted prior folders (`ensure_face_priors()`): classification over `label_names`, or, given a
+    mapping `{task: label names}`, an `ETFuserForMultiTaskFaceAnalysis` with one single-label branch per task on the
+    same recipe.
 
     The default recipe adds the ensemble token to the pooled output of a ViT trained from scratch: on a few thousand
     images this learns fastest of the fusion modes (prepend_token needs more data and a lower learning rate; see
@@ -59,11 +64,17 @@ def build_etfuser_from_face_priors(
     settings = dict(
         backbone=small_vit_backbone(image_size), image_size=image_size, hidden_size=192, num_attention_heads=4,
         intermediate_size=384, num_hidden_layers=2, attention_mask_strategy="full", fusion_mode="add_to_pooled",
-        id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
-        problem_type="single_label_classification",
     )
+    if isinstance(label_names, Mapping):
+        settings["tasks"] = {task: {"problem_type": "single_label_classification", "label_names": list(names)}
+                             for task, names in label_names.items()}
+        model_class = ETFuserForMultiTaskFaceAnalysis
+    else:
+        settings.update(id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
+                        problem_type="single_label_classification")
+        model_class = ETFuserForImageClassification
     settings.update(config_overrides)
-    return ETFuserForImageClassification.from_priors_pretrained(priors=dict(prior_dirs), **settings)
+    return model_class.from_priors_pretrained(priors=dict(prior_dirs), **settings)
 
 
 @dataclass(frozen=True)
@@ -234,13 +245,7 @@ class FaceCollator:
     include_pixel_values: bool = True  # a priors_only model fed from the cache needs no pixels at all
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        labels = []
-        for row in rows:
-            label = row[self.label_column]
-            if not isinstance(label, (int, np.integer)) or not 0 <= label < self.num_labels:
-                raise ValueError(f"{self.label_column}: label {label!r} is outside id2label (0..{self.num_labels - 1}).")
-            labels.append(int(label))
-        batch: dict[str, Any] = {"labels": torch.tensor(labels)}
+        batch: dict[str, Any] = self.label_batch(rows)
         if self.include_pixel_values:
             images = [row[self.image_column] for row in rows]
             batch["pixel_values"] = self.processor(images, return_tensors="pt")["pixel_values"]
@@ -253,6 +258,35 @@ class FaceCollator:
                 for key in cached
             }
         return batch
+
+    def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {"labels": class_ids(rows, self.label_column, self.num_labels)}
+
+
+class MultiTaskFaceCollator(FaceCollator):
+    """`FaceCollator` for `ETFuserForMultiTaskFaceAnalysis`: `<task>_labels` from each label column of `tasks`
+    (`{column: number of classes}`; the Trainer's `label_names` are `model.trainer_label_names`) instead of `labels`."""
+
+    def __init__(self, processor: ETFuserImageProcessor, tasks: Mapping[str, int], **options: Any):
+        if not tasks:
+            raise ValueError("tasks must name at least one label column, e.g. {'expression': 7, 'mask': 2}.")
+        first = next(iter(tasks))
+        super().__init__(processor, first, tasks[first], **options)
+        self.tasks = dict(tasks)
+
+    def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {f"{column}_labels": class_ids(rows, column, num_labels) for column, num_labels in self.tasks.items()}
+
+
+def class_ids(rows: Sequence[Mapping[str, Any]], column: str, num_labels: int) -> torch.Tensor:
+    """(batch,) int64 class ids of `column`, or a ValueError naming the first one outside 0..num_labels-1."""
+    labels = []
+    for row in rows:
+        label = row[column]
+        if not isinstance(label, (int, np.integer)) or not 0 <= label < num_labels:
+            raise ValueError(f"{column}: label {label!r} is outside id2label (0..{num_labels - 1}).")
+        labels.append(int(label))
+    return torch.tensor(labels)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -298,6 +332,20 @@ def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8, include_fusion: boo
     return get_peft_model(model, config)
 
 
+def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset, collator: FaceCollator,
+         output_dir: str | os.PathLike, compute_metrics: Callable, early_stopping_patience: int | None,
+         resume_from_checkpoint: str | bool | None, **argument_overrides: Any):
+    """One Trainer run: (trainer, eval-set prediction, training seconds)."""
+    args = training_arguments(output_dir, **argument_overrides)
+    callbacks = [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
+    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                      data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
+    seconds = time.perf_counter() - start
+    return trainer, trainer.predict(eval_dataset), seconds
+
+
 def train_variant(
     name: str,
     description: str,
@@ -311,20 +359,41 @@ def train_variant(
     **argument_overrides: Any,
 ) -> tuple[VariantResult, Trainer]:
     """Fine-tunes one variant with the Trainer and returns its eval-set predictions and metrics."""
-    args = training_arguments(output_dir, **argument_overrides)
-    callbacks = [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=collator, compute_metrics=make_compute_metrics(
-                          "single_label_classification", collator.num_labels), callbacks=callbacks)
-    start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume_from_checkpoint)
-    seconds = time.perf_counter() - start
-    prediction = trainer.predict(eval_dataset)
+    trainer, prediction, seconds = _fit(
+        model, train_dataset, eval_dataset, collator, output_dir,
+        make_compute_metrics("single_label_classification", collator.num_labels), early_stopping_patience,
+        resume_from_checkpoint, **argument_overrides)
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     metrics = {key.removeprefix("test_"): float(value) for key, value in prediction.metrics.items()
                if key.removeprefix("test_") in ("accuracy", "macro_f1")}
     result = VariantResult(name, description, logits.argmax(-1), logits, metrics, trainer.state.log_history, seconds)
     return result, trainer
+
+
+def train_multitask_variant(
+    name: str,
+    description: str,
+    model: ETFuserForMultiTaskFaceAnalysis,
+    train_dataset: datasets.Dataset,
+    eval_dataset: datasets.Dataset,
+    collator: MultiTaskFaceCollator,
+    output_dir: str | os.PathLike,
+    early_stopping_patience: int | None = 3,
+    **argument_overrides: Any,
+) -> tuple[dict[str, VariantResult], Trainer]:
+    """`train_variant` for a multi-task model with single-label branches: one `VariantResult` per task (its branch's
+    eval predictions), the best checkpoint chosen by the mean of the tasks' accuracies."""
+    trainer, prediction, seconds = _fit(
+        model, train_dataset, eval_dataset, collator, output_dir, make_multitask_compute_metrics(model.config.tasks),
+        early_stopping_patience, None, label_names=model.trainer_label_names, metric_for_best_model="mean_accuracy",
+        **argument_overrides)
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    results = {}
+    for task in model.config.tasks:
+        metrics = {metric: float(prediction.metrics[f"test_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")}
+        results[task] = VariantResult(name, f"{description} ({task} branch)", np.asarray(logits[task]).argmax(-1),
+                                      np.asarray(logits[task]), metrics, trainer.state.log_history, seconds)
+    return results, trainer
 
 
 def fit_probe(
@@ -438,6 +507,45 @@ def render_results_markdown(rows: Sequence[Mapping[str, Any]], main: str) -> str
     return "\n".join(lines) + "\n"
 
 
+def multitask_comparison(
+    single_task: Mapping[str, VariantResult],
+    multi_task: Mapping[str, VariantResult],
+    labels: Mapping[str, np.ndarray],
+    single_task_params: Sequence[Mapping[str, int]],
+    multi_task_params: Mapping[str, int],
+) -> dict[str, Any]:
+    """One multi-task model against one single-task model per task: per task both metrics and the p-values of the
+    multi-task branch against the single-task model; parameters of the multi-task model against the single-task
+    models together (`count_parameters` of each)."""
+    rows = []
+    for task, reference in single_task.items():
+        reference_correct, correct = reference.predictions == labels[task], multi_task[task].predictions == labels[task]
+        rows.append({
+            "task": task,
+            "single_task": {key: round(value, 4) for key, value in reference.metrics.items()},
+            "multi_task": {key: round(value, 4) for key, value in multi_task[task].metrics.items()},
+            "p_value": round(paired_bootstrap_pvalue(reference_correct, correct), 4),
+            "mcnemar_p": round(mcnemar_pvalue(reference_correct, correct), 4),
+        })
+    separate = {key: sum(params[key] for params in single_task_params) for key in ("params_total", "params_trainable")}
+    return {"tasks": rows, "params": {"multi_task": {key: multi_task_params[key] for key in separate},
+                                      "single_task_models": separate}}
+
+
+def render_multitask_markdown(comparison: Mapping[str, Any]) -> str:
+    lines = ["| task | single-task accuracy | multi-task accuracy | single-task macro-F1 | multi-task macro-F1 | "
+             "p (bootstrap) | p (McNemar) |", "|---|---|---|---|---|---|---|"]
+    for row in comparison["tasks"]:
+        lines.append(f"| {row['task']} | {row['single_task']['accuracy']:.4f} | {row['multi_task']['accuracy']:.4f} | "
+                     f"{row['single_task']['macro_f1']:.4f} | {row['multi_task']['macro_f1']:.4f} | "
+                     f"{row['p_value']:.4f} | {row['mcnemar_p']:.4f} |")
+    params = comparison["params"]
+    lines += ["", "| parameters | one multi-task model | single-task models together |", "|---|---|---|"]
+    for key, label in (("params_total", "total"), ("params_trainable", "trainable")):
+        lines.append(f"| {label} | {params['multi_task'][key]:,} | {params['single_task_models'][key]:,} |")
+    return "\n".join(lines) + "\n"
+
+
 def mean_prior_attention(model: ETFuserPreTrainedModel, dataset: datasets.Dataset, collator: FaceCollator,
                          batch_size: int = 64) -> dict[str, float]:
     """The ensemble token's attention per prior (last fusion layer), averaged over `dataset`."""
@@ -445,7 +553,7 @@ def mean_prior_attention(model: ETFuserPreTrainedModel, dataset: datasets.Datase
     totals, count = None, 0
     for start in range(0, len(dataset), batch_size):
         batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch.pop("labels")
+        batch.pop("labels", None)
         with torch.inference_mode():
             attention = model(**batch, output_attentions=True).prior_attention
         totals = attention.sum(0) if totals is None else totals + attention.sum(0)
@@ -513,11 +621,16 @@ def save_plots(folder: Path, main: VariantResult, labels: np.ndarray, label_name
 
 def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                      main: str) -> Path:
-    """metrics.json (the documented schema) and results.md."""
+    """metrics.json (the documented schema) and results.md (with the multi-task comparison where `summary` has one
+    under "multitask", from `multitask_comparison`)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps({**summary, "main_variant": main, "results": list(rows)}, indent=2))
-    (folder / "results.md").write_text(render_results_markdown(rows, main))
+    text = render_results_markdown(rows, main)
+    if summary.get("multitask"):
+        text += ("\n## One multi-task model against single-task models\n\n"
+                 + render_multitask_markdown(summary["multitask"]))
+    (folder / "results.md").write_text(text)
     return folder
 
 
@@ -532,10 +645,10 @@ def count_parameters(model: ETFuserPreTrainedModel) -> dict[str, int]:
 
 
 __all__ = [
-    "DEFAULT_PRIORS", "VARIANTS", "FaceCollator", "PriorFeatureCache", "Variant", "VariantResult", "apply_lora",
-    "build_etfuser_from_face_priors", "check_label_column", "count_parameters", "encode_label_column", "fit_probe",
-    "image_content_hash",
-    "mcnemar_pvalue", "mean_prior_attention", "paired_bootstrap_pvalue", "pooled_prior_features", "prior_fingerprint",
-    "register_variant", "results_table", "save_plots", "small_vit_backbone", "train_variant", "training_arguments",
-    "write_run_folder",
+    "DEFAULT_PRIORS", "VARIANTS", "FaceCollator", "MultiTaskFaceCollator", "PriorFeatureCache", "Variant",
+    "VariantResult", "apply_lora", "build_etfuser_from_face_priors", "check_label_column", "class_ids",
+    "count_parameters", "encode_label_column", "fit_probe", "image_content_hash", "mcnemar_pvalue",
+    "mean_prior_attention", "multitask_comparison", "paired_bootstrap_pvalue", "pooled_prior_features",
+    "prior_fingerprint", "register_variant", "render_multitask_markdown", "results_table", "save_plots",
+    "small_vit_backbone", "train_multitask_variant", "train_variant", "training_arguments", "write_run_folder",
 ]

@@ -239,8 +239,9 @@ def make_compute_metrics(
 
 def make_multitask_compute_metrics(tasks: dict[str, dict]) -> Callable:
     """Trainer hook for `ETFuserForMultiTaskFaceAnalysis`: per task `<task>_accuracy` / `<task>_macro_f1`,
-    `<task>_mae` or `<task>_nme`. `tasks` is `config.tasks`; the Trainer's `label_names` must be `<task>_labels` in
-    the same order."""
+    `<task>_mae` or `<task>_nme`, and `mean_accuracy` over the single-label tasks (one number to pick the best
+    checkpoint by). `tasks` is `config.tasks`; the Trainer's `label_names` must be `<task>_labels` in the same
+    order."""
 
     def compute(eval_prediction) -> dict[str, float]:
         logits = eval_prediction.predictions
@@ -257,6 +258,9 @@ def make_multitask_compute_metrics(tasks: dict[str, dict]) -> Callable:
                 metrics[f"{name}_mae"] = mae(predicted.reshape(len(labels), -1), np.reshape(labels, (len(labels), -1)))
             elif task["problem_type"] == "landmarks":
                 metrics[f"{name}_nme"] = nme(predicted, labels)
+        accuracies = [value for key, value in metrics.items() if key.endswith("_accuracy")]
+        if accuracies:
+            metrics["mean_accuracy"] = float(np.mean(accuracies))
         return metrics
 
     return compute
