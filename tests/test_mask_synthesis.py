@@ -128,6 +128,7 @@ def test_mask_augmentation_finds_landmarks_with_a_detector():
     (lambda: MaskAugmentation(styles="surgical"), ValueError, "styles must be a non-empty list"),
     (lambda: MaskAugmentation(styles=["scarf"]), ValueError, "styles must be a non-empty list"),
     (lambda: MaskAugmentation(seed=0.5), ValueError, "seed must be an int"),
+    (lambda: MaskAugmentation(probability=1.5), ValueError, r"probability must be in \[0, 1\]"),
     (lambda: MaskAugmentation(probability=1.0)({"image": PIL.Image.new("RGB", (8, 8))}), ValueError,
      "has no 'landmarks' landmarks; pass landmarks_column= .* or detector="),
     (lambda: MaskAugmentation(probability=1.0)({"image": PIL.Image.new("RGB", (8, 8)), "landmarks": [[0.5, 0.5]] * 3}),

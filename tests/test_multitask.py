@@ -12,6 +12,7 @@ from transformers import Trainer, TrainingArguments
 from etfuser_hf import ETFuserForImageClassification, ETFuserForMultiTaskFaceAnalysis, ETFuserImageProcessor
 from etfuser_hf.metrics import make_multitask_compute_metrics
 from etfuser_hf.synthetic_faces import make_synthetic_faces
+from etfuser_hf.training_utils import MultiTaskFaceCollator
 
 TASKS = {"expression": {"problem_type": "single_label_classification", "num_labels": 7},
          "mask": {"problem_type": "single_label_classification", "label_names": ["no_mask", "mask"],
@@ -111,17 +112,6 @@ def test_bad_settings_are_explained(settings, message):
         ETFuserForMultiTaskFaceAnalysis(tiny_etfuser_config(**settings))
 
 
-def multitask_collator(processor: ETFuserImageProcessor):
-    def collate(rows):
-        batch = processor([row["image"] for row in rows], return_tensors="pt")
-        return {"pixel_values": batch["pixel_values"],
-                "expression_labels": torch.tensor([row["expression"] for row in rows]),
-                "mask_labels": torch.tensor([row["mask"] for row in rows]),
-                "landmarks": torch.tensor(np.asarray([row["landmarks"] for row in rows]), dtype=torch.float32)}
-
-    return collate
-
-
 def test_trainer_steps_with_every_option_on(tmp_path):
     faces = make_synthetic_faces(8, image_size=32, seed=5, mask_probability=0.5)
     every_auxiliary = {"jigsaw": {"grid": 3}, "inpainting": True, "masked_pixels": True, "landmark_heatmap": True,
@@ -133,7 +123,8 @@ def test_trainer_steps_with_every_option_on(tmp_path):
                              per_device_eval_batch_size=4, report_to=[], save_strategy="no", disable_tqdm=True,
                              remove_unused_columns=False, label_names=model.trainer_label_names, bf16=True)
     trainer = Trainer(model=model, args=args, train_dataset=faces, eval_dataset=faces,
-                      data_collator=multitask_collator(ETFuserImageProcessor(size={"height": 32, "width": 32})),
+                      data_collator=MultiTaskFaceCollator(ETFuserImageProcessor(size={"height": 32, "width": 32}),
+                                                          {"expression": 7, "mask": 2}, include_landmarks=True),
                       compute_metrics=make_multitask_compute_metrics(model.config.tasks))
     result = trainer.train()
     assert result.global_step == 2 and np.isfinite(result.training_loss)
