@@ -55,6 +55,10 @@ def make_tiny_run(run_dir: Path) -> Path:
              "metrics": {"accuracy": 0.4, "macro_f1": 0.35}, "p_value_vs_main": 0.031, "mcnemar_p_vs_main": 0.04},
         ],
         "prior_attention": {"vit": 0.5, "convnext": 0.3, "clip": 0.2},
+        "multitask": {"tasks": [{"task": "expression", "single_task": {"accuracy": 0.55, "macro_f1": 0.5},
+                                 "multi_task": {"accuracy": 0.6, "macro_f1": 0.52}, "p_value": 0.2, "mcnemar_p": 0.25}],
+                      "params": {"multi_task": {"params_total": 1200, "params_trainable": 500},
+                                 "single_task_models": {"params_total": 2000, "params_trainable": 800}}},
         "training": {"epochs": 2.0, "steps": 10, "seconds": 3.2, "seed": 0, "bf16": False, "cached_prior_features": True},
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
@@ -97,6 +101,8 @@ def test_body_comes_from_the_run_folder(card):
     assert "25 parameters (2.50% of the model" in text and "RGB, 32x32, float values in **[0, 1]**" in text
     assert "`vit` 0.500, `convnext` 0.300, `clip` 0.200" in text
     assert "2.0 epochs, 10 steps" in text
+    assert "| expression | 0.5500 | 0.6000 | 0.5000 | 0.5200 | 0.2000 | 0.2500 |" in text
+    assert "| total | 1,200 | 2,000 |" in text
     for key in ("lee2025learning", "sun2025leveraging", "pourmirzaei2021using", "zhu2024crosstask"):
         assert "@article{" + key in text
     for section in ("## Model details", "## Intended use and limits", "## Preprocessing contract", "## Usage",

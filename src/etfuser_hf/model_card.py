@@ -238,6 +238,13 @@ def _evaluation_table(metrics: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _multitask_table(metrics: Mapping[str, Any]) -> str | None:
+    """The `--multitask` comparison of the run, where it has one."""
+    from .training_utils import render_multitask_markdown
+
+    return render_multitask_markdown(metrics["multitask"]).rstrip() if metrics.get("multitask") else None
+
+
 def _priors_table(run: Mapping[str, Any]) -> str:
     specs = run["config"].get("priors") or {}
     lines = ["| prior | what it is | input (size, colour, scale) | source | licence |", "|---|---|---|---|---|"]
@@ -283,6 +290,7 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
                                                     "num_ensemble_tokens", "attention_mask_strategy", "fusion_mode")},
         "input_size": f"{size.get('height', config.get('image_size'))}x{size.get('width', config.get('image_size'))}",
         "evaluation_table": _evaluation_table(metrics),
+        "multitask_table": _multitask_table(metrics),
         "main_variant": metrics["main_variant"],
         "main_metrics": ", ".join(f"{METRIC_NAMES.get(key, key)} {_number(value)}"
                                   for key, value in _main_row(metrics)["metrics"].items()),
@@ -469,6 +477,11 @@ on the same images: paired bootstrap over images (two-sided) and the exact McNem
 {{ evaluation_table }}
 {% if prior_attention %}
 Mean attention of the ensemble token per prior on the evaluation set: {{ prior_attention }}.
+{% endif %}{% if multitask_table %}
+One cross-task model (`ETFuserForMultiTaskFaceAnalysis`, one branch per task) against a single-task ET-Fuser per
+task, on the same images (p-values: the multi-task branch against the single-task model):
+
+{{ multitask_table }}
 {% endif %}{% if training %}
 ## Training
 
