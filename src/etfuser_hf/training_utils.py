@@ -476,20 +476,27 @@ def mcnemar_pvalue(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def paired_pvalues(reference: VariantResult, other: VariantResult, labels: np.ndarray) -> tuple[float, float]:
+    """p-values of `other` against `reference` on the same eval set, rounded to 4 places: (paired bootstrap over
+    5000 resamples, two-sided; exact McNemar) on per-image correctness."""
+    reference_correct, correct = reference.predictions == labels, other.predictions == labels
+    return (round(paired_bootstrap_pvalue(reference_correct, correct), 4),
+            round(mcnemar_pvalue(reference_correct, correct), 4))
+
+
 def results_table(results: Sequence[VariantResult], main: str, labels: np.ndarray) -> list[dict[str, Any]]:
     """Rows of the comparison: metrics of each variant and its p-values against the `main` variant."""
     reference = next(result for result in results if result.name == main)
-    reference_correct = reference.predictions == labels
     rows = []
     for result in results:
-        correct = result.predictions == labels
         is_main = result.name == main
+        p_bootstrap, p_mcnemar = (None, None) if is_main else paired_pvalues(reference, result, labels)
         rows.append({
             "variant": result.name,
             "description": result.description,
             "metrics": {key: round(value, 4) for key, value in result.metrics.items()},
-            "p_value_vs_main": None if is_main else round(paired_bootstrap_pvalue(reference_correct, correct), 4),
-            "mcnemar_p_vs_main": None if is_main else round(mcnemar_pvalue(reference_correct, correct), 4),
+            "p_value_vs_main": p_bootstrap,
+            "mcnemar_p_vs_main": p_mcnemar,
             "test": "paired bootstrap (5000 resamples, two-sided); exact McNemar",
             "train_seconds": round(result.seconds, 1),
         })
@@ -519,13 +526,13 @@ def multitask_comparison(
     models together (`count_parameters` of each)."""
     rows = []
     for task, reference in single_task.items():
-        reference_correct, correct = reference.predictions == labels[task], multi_task[task].predictions == labels[task]
+        p_bootstrap, p_mcnemar = paired_pvalues(reference, multi_task[task], labels[task])
         rows.append({
             "task": task,
             "single_task": {key: round(value, 4) for key, value in reference.metrics.items()},
             "multi_task": {key: round(value, 4) for key, value in multi_task[task].metrics.items()},
-            "p_value": round(paired_bootstrap_pvalue(reference_correct, correct), 4),
-            "mcnemar_p": round(mcnemar_pvalue(reference_correct, correct), 4),
+            "p_value": p_bootstrap,
+            "mcnemar_p": p_mcnemar,
         })
     separate = {key: sum(params[key] for params in single_task_params) for key in ("params_total", "params_trainable")}
     return {"tasks": rows, "params": {"multi_task": {key: multi_task_params[key] for key in separate},
@@ -553,7 +560,7 @@ def mean_prior_attention(model: ETFuserPreTrainedModel, dataset: datasets.Datase
     totals, count = None, 0
     for start in range(0, len(dataset), batch_size):
         batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        batch.pop("labels", None)
+        batch.pop("labels")
         with torch.inference_mode():
             attention = model(**batch, output_attentions=True).prior_attention
         totals = attention.sum(0) if totals is None else totals + attention.sum(0)
@@ -648,7 +655,8 @@ __all__ = [
     "DEFAULT_PRIORS", "VARIANTS", "FaceCollator", "MultiTaskFaceCollator", "PriorFeatureCache", "Variant",
     "VariantResult", "apply_lora", "build_etfuser_from_face_priors", "check_label_column", "class_ids",
     "count_parameters", "encode_label_column", "fit_probe", "image_content_hash", "mcnemar_pvalue",
-    "mean_prior_attention", "multitask_comparison", "paired_bootstrap_pvalue", "pooled_prior_features",
-    "prior_fingerprint", "register_variant", "render_multitask_markdown", "results_table", "save_plots",
-    "small_vit_backbone", "train_multitask_variant", "train_variant", "training_arguments", "write_run_folder",
+    "mean_prior_attention", "multitask_comparison", "paired_bootstrap_pvalue", "paired_pvalues",
+    "pooled_prior_features", "prior_fingerprint", "register_variant", "render_multitask_markdown", "results_table",
+    "save_plots", "small_vit_backbone", "train_multitask_variant", "train_variant", "training_arguments",
+    "write_run_folder",
 ]
