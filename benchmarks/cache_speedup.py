@@ -22,9 +22,9 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from etfuser_hf import ETFuserImageProcessor
-from etfuser_hf.convert_face_priors import ensure_face_priors
-from etfuser_hf.synthetic_faces import EXPRESSIONS, make_synthetic_faces
-from etfuser_hf.training_utils import (
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.data.synthetic_faces import EXPRESSIONS, make_synthetic_faces
+from etfuser_hf.training.training_utils import (
     DEFAULT_PRIORS,
     FaceCollator,
     PriorFeatureCache,

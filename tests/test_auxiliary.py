@@ -9,7 +9,7 @@ from conftest import tiny_etfuser_config
 from safetensors import safe_open
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserForMultiTaskFaceAnalysis
-from etfuser_hf.auxiliary import (
+from etfuser_hf.models.modeling_auxiliary import (
     COMPONENTS,
     component_boxes,
     erase_components,
@@ -24,7 +24,7 @@ TASKS = {"expression": {"problem_type": "single_label_classification", "num_labe
 
 def faces_landmarks(batch: int) -> torch.Tensor:
     """(batch, 68, 2) plausible landmarks in [0, 1]: a frontal face with small random shifts."""
-    from etfuser_hf.mask_synthesis import mean_face_landmarks
+    from etfuser_hf.data.mask_synthesis import mean_face_landmarks
 
     base = torch.tensor(mean_face_landmarks(), dtype=torch.float32)
     return (base + 0.02 * torch.randn(batch, 1, 2)).clamp(0.01, 0.99)

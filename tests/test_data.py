@@ -8,7 +8,7 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from etfuser_hf.data import (
+from etfuser_hf.data.face_datasets import (
     FaceDatasetError,
     celeba_attribute_names,
     detect_format,

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from skimage import data
 
-from etfuser_hf.convert_face_priors import ensure_face_priors
-from etfuser_hf.face_detection import (
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.face_detection import (
     ARCFACE_TEMPLATE_112,
     MTCNN,
     FaceDetections,

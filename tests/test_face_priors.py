@@ -23,9 +23,9 @@ from PIL import Image
 from skimage import data
 from transformers import AutoConfig, AutoModel
 
-from etfuser_hf import convert_face_priors
-from etfuser_hf.configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES, DlibAgeConfig, FerMiniXceptionConfig
-from etfuser_hf.convert_face_priors import (
+from etfuser_hf.priors import convert_face_priors
+from etfuser_hf.models.configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES, DlibAgeConfig, FerMiniXceptionConfig
+from etfuser_hf.priors.convert_face_priors import (
     PRIOR_NAMES,
     ChecksumError,
     FacePriorError,
@@ -35,7 +35,7 @@ from etfuser_hf.convert_face_priors import (
     ensure_face_priors,
     extract_members,
 )
-from etfuser_hf.modeling_face_priors import FACE_PRIOR_MODEL_CLASSES, DlibAgeModel, FerMiniXceptionModel
+from etfuser_hf.models.modeling_face_priors import FACE_PRIOR_MODEL_CLASSES, DlibAgeModel, FerMiniXceptionModel
 
 
 FIXTURES = Path(__file__).parent / "fixtures"

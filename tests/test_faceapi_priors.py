@@ -19,13 +19,13 @@ import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel
 
-from etfuser_hf.configuration_face_priors import (
+from etfuser_hf.models.configuration_face_priors import (
     FACEAPI_MEAN_RGB,
     FACE_PRIOR_CONFIG_CLASSES as FACEAPI_CONFIG_CLASSES,
     FaceApiLandmarkConfig,
     FaceApiRecognitionConfig,
 )
-from etfuser_hf.convert_faceapi import (
+from etfuser_hf.priors.convert_faceapi import (
     FACEAPI_NPM_PACKAGE,
     FACEAPI_TARBALL_SHA256,
     FACEAPI_VERSION,
@@ -34,7 +34,7 @@ from etfuser_hf.convert_faceapi import (
     convert_faceapi_landmarks,
     convert_faceapi_recognition,
 )
-from etfuser_hf.modeling_face_priors import (
+from etfuser_hf.models.modeling_face_priors import (
     FACE_PRIOR_MODEL_CLASSES as FACEAPI_MODEL_CLASSES,
     FaceApiLandmarkModel,
     FaceApiRecognitionModel,

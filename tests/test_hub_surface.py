@@ -15,9 +15,9 @@ from conftest import REPO_ROOT, tiny_etfuser_config
 from huggingface_hub import ModelCard
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.cli import build_parser
-from etfuser_hf.export import export_onnx, export_program, verify_onnx
-from etfuser_hf.model_card import MODEL_DIR_PLACEHOLDER, build_model_card, write_model_card
+from etfuser_hf.hub.cli import build_parser
+from etfuser_hf.hub.export import export_onnx, export_program, verify_onnx
+from etfuser_hf.hub.model_card import MODEL_DIR_PLACEHOLDER, build_model_card, write_model_card
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -82,7 +82,7 @@ def test_missing_run_folder_is_explained(tmp_path):
 def test_demo_annotates_the_real_photo(run_folder, tmp_path):
     import PIL.Image
 
-    from etfuser_hf.demo import run_demo
+    from etfuser_hf.hub.demo import run_demo
 
     (output,) = run_demo(None, run_folder / "model", tmp_path / "demo.png")
     annotated = np.asarray(PIL.Image.open(output))
@@ -95,7 +95,7 @@ def test_demo_annotates_the_real_photo(run_folder, tmp_path):
 
 
 def test_demo_without_a_model_says_what_to_do(tmp_path, monkeypatch):
-    from etfuser_hf.demo import run_demo
+    from etfuser_hf.hub.demo import run_demo
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="run the main job"):

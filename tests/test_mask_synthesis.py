@@ -7,14 +7,14 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from etfuser_hf.mask_synthesis import (
+from etfuser_hf.data.mask_synthesis import (
     MASK_STYLES,
     MaskAugmentation,
     apply_face_mask,
     landmarks_from_five_points,
     mask_polygon,
 )
-from etfuser_hf.synthetic_faces import make_synthetic_faces, synthetic_face
+from etfuser_hf.data.synthetic_faces import make_synthetic_faces, synthetic_face
 
 LOWER_FACE = [33, 8, 48, 51, 54, 57, 62, 66]  # nose base, chin, mouth corners, lips
 SIZE = 112

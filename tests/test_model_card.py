@@ -14,7 +14,7 @@ from conftest import REPO_ROOT, tiny_etfuser_config
 from huggingface_hub import ModelCard
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.model_card import (
+from etfuser_hf.hub.model_card import (
     MODEL_DIR_PLACEHOLDER,
     build_model_card,
     load_run,
@@ -41,7 +41,7 @@ def make_tiny_run(run_dir: Path) -> Path:
     metrics = {
         "task": "expression", "problem_type": "single_label_classification", "label_names": LABELS,
         "dataset": {"name": "etfuser-synthetic-faces", "split": "test", "num_samples": 40, "synthetic": True,
-                    "description": "SYNTHETIC faces from etfuser_hf.synthetic_faces (seed 0, 32px)"},
+                    "description": "SYNTHETIC faces from etfuser_hf.data.synthetic_faces (seed 0, 32px)"},
         "model": {"priors": {"vit": {"model_type": "vit", "source": str(notice_dir)},
                              "convnext": {"model_type": "etfuser_fer_mini_xception", "source": str(run_dir / "gone")},
                              "clip": {"model_type": "clip_vision_model", "source": str(run_dir / "gone")}},

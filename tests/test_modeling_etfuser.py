@@ -24,8 +24,8 @@ from etfuser_hf import (
     ETFuserImageProcessor,
     ETFuserModel,
 )
-from etfuser_hf.configuration_etfuser import ATTENTION_MASK_STRATEGIES
-from etfuser_hf.modeling_etfuser import fusion_attention_mask, token_groups
+from etfuser_hf.models.configuration_etfuser import ATTENTION_MASK_STRATEGIES
+from etfuser_hf.models.modeling_etfuser import fusion_attention_mask, token_groups
 
 FUSION_MODES = ("prepend_token", "add_to_pooled", "concat_before_head", "priors_only", "none")
 NUM_PRIOR_TOKENS = 1 + 3 + 1  # vit pooled, convnext top-3, clip cls

@@ -10,8 +10,8 @@ import torch
 from conftest import tiny_vit_config
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.convert_face_priors import ensure_face_priors
-from etfuser_hf.face_detection import detect_and_align
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.face_detection import detect_and_align
 
 PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 
@@ -69,7 +69,7 @@ def test_main_job_end_to_end_with_multitask_and_companion_options(real_prior_dir
     multi-task rows with p-values against ET-Fuser, and the multi-task comparison is in metrics.json and results.md."""
     import json
 
-    from etfuser_hf.train import main
+    from etfuser_hf.training.main import main
 
     output_dir = tmp_path / "run"
     main(["--num-train", "16", "--num-eval", "12", "--image-size", "64", "--max-steps", "2", "--batch-size", "8",

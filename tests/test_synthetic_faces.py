@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from etfuser_hf.synthetic_faces import (
+from etfuser_hf.data.synthetic_faces import (
     AGE_GROUPS,
     EXPRESSIONS,
     SYNTHETIC_FEATURES,

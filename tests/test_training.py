@@ -16,8 +16,8 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training_utils import (
+from etfuser_hf.data.synthetic_faces import make_synthetic_faces
+from etfuser_hf.training.training_utils import (
     VARIANTS,
     FaceCollator,
     MultiTaskFaceCollator,
@@ -289,7 +289,7 @@ def test_register_variant_refuses_duplicates_and_unknown_groups():
 
 
 def test_the_flags_select_registry_entries():
-    from etfuser_hf.train import parse_args, selected_variants
+    from etfuser_hf.training.main import parse_args, selected_variants
 
     assert selected_variants(parse_args([])) == ["backbone-only"]
     assert selected_variants(parse_args(["--no-baselines"])) == []
@@ -306,7 +306,7 @@ def test_the_flags_select_registry_entries():
 
 
 def test_run_folder_has_the_documented_format(tmp_path):
-    from etfuser_hf.model_card import REQUIRED_METRICS_KEYS
+    from etfuser_hf.hub.model_card import REQUIRED_METRICS_KEYS
 
     labels = np.tile([0, 1, 2], 20)
     history = [{"epoch": 1.0, "loss": 1.1}, {"epoch": 1.0, "eval_loss": 0.9, "eval_accuracy": 0.5, "eval_macro_f1": 0.4},
@@ -335,7 +335,7 @@ def test_run_folder_has_the_documented_format(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# bad inputs (the loaders in etfuser_hf.data check files and rows; these cover what training adds on top)
+# bad inputs (the loaders in etfuser_hf.data.face_datasets check files and rows; these cover what training adds on top)
 # ----------------------------------------------------------------------------------------------------------------------
 
 
@@ -357,8 +357,8 @@ def _manifest(folder, rows):
 
 
 def test_load_data_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
-    from etfuser_hf.data import FaceDatasetError
-    from etfuser_hf.train import load_data, parse_args
+    from etfuser_hf.data.face_datasets import FaceDatasetError
+    from etfuser_hf.training.main import load_data, parse_args
 
     good = _manifest(tmp_path / "good", [(f"{i}.png", "happy" if i % 2 else "sad") for i in range(10)])
     train_data, eval_data = load_data(parse_args(["--dataset", str(good), "--task", "mood"]))
@@ -375,7 +375,7 @@ def test_load_data_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
 
 
 def test_multitask_columns_must_be_class_labels():
-    from etfuser_hf.train import label_columns, load_data, parse_args
+    from etfuser_hf.training.main import label_columns, load_data, parse_args
 
     args = parse_args(["--num-train", "4", "--num-eval", "2", "--image-size", "32", "--multitask", "mask", "expression"])
     assert label_columns(args) == ["expression", "mask"]

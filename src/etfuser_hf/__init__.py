@@ -11,10 +11,10 @@ from transformers import (
     AutoModelForImageClassification,
 )
 
-from .configuration_etfuser import EncoderSpec, ETFuserConfig
-from .configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
-from .image_processing_etfuser import ETFuserImageProcessor
-from .modeling_etfuser import (
+from .models.configuration_etfuser import EncoderSpec, ETFuserConfig
+from .models.configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
+from .models.image_processing_etfuser import ETFuserImageProcessor
+from .models.modeling_etfuser import (
     ETFuserForImageClassification,
     ETFuserForLandmarkDetection,
     ETFuserImageClassifierOutput,
@@ -25,8 +25,8 @@ from .modeling_etfuser import (
     compute_task_loss,
     normalized_mean_error,
 )
-from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
-from .modeling_multitask import ETFuserForMultiTaskFaceAnalysis, ETFuserMultiTaskOutput
+from .models.modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
+from .models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis, ETFuserMultiTaskOutput
 
 
 __version__ = "0.1.0"

@@ -1,3 +1,3 @@
-from .cli import main
+from .hub.cli import main
 
 main()

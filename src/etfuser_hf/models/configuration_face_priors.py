@@ -169,8 +169,8 @@ class FaceApiRecognitionConfig(_FaceApiConfig):
     Example:
 
     ```python
-    >>> from etfuser_hf.configuration_face_priors import FaceApiRecognitionConfig
-    >>> from etfuser_hf.modeling_face_priors import FaceApiRecognitionModel
+    >>> from etfuser_hf.models.configuration_face_priors import FaceApiRecognitionConfig
+    >>> from etfuser_hf.models.modeling_face_priors import FaceApiRecognitionModel
     >>> # random weights; convert_faceapi_recognition writes the real ones
     >>> model = FaceApiRecognitionModel(FaceApiRecognitionConfig())
     ```"""
@@ -255,8 +255,8 @@ class DlibAgeConfig(FacePriorConfig):
     Example:
 
     ```python
-    >>> from etfuser_hf.configuration_face_priors import DlibAgeConfig
-    >>> from etfuser_hf.modeling_face_priors import DlibAgeModel
+    >>> from etfuser_hf.models.configuration_face_priors import DlibAgeConfig
+    >>> from etfuser_hf.models.modeling_face_priors import DlibAgeModel
     >>> model = DlibAgeModel(DlibAgeConfig())  # random weights; ensure_face_priors(names=["age"]) for real ones
     ```"""
 

@@ -70,7 +70,7 @@ def mean_face_landmarks() -> np.ndarray:
 def landmarks_from_five_points(points: np.ndarray) -> np.ndarray:
     """Approximates the 68 iBUG points (68, 2) from five detector points (5, 2) — left eye, right eye, nose tip, left
     and right mouth corner, in pixels — by the least-squares similarity transform of `mean_face_landmarks()`."""
-    from .face_detection import similarity_transform
+    from ..priors.face_detection import similarity_transform
 
     points = np.asarray(points, dtype=np.float64)
     if points.shape != (5, 2):
@@ -293,7 +293,7 @@ class MaskAugmentation:
         if self.detector is None:
             raise ValueError(f"example has no {self.landmarks_column!r} landmarks; pass landmarks_column= naming them "
                              f"or detector= (a face_detection.MTCNN) to find them.")
-        from .face_detection import detect_and_align
+        from ..priors.face_detection import detect_and_align
 
         found = detect_and_align(image.convert("RGB"), detector=self.detector, max_faces=1)[0]
         return found.landmarks[0].astype(np.float64) if found.found else None

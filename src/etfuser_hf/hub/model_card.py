@@ -1,7 +1,7 @@
 """Hub model card generated from a run folder (`training/train.py` output) — never typed by hand.
 
     python -m etfuser_hf card runs/etfuser-synthetic --output model_cards/et-fuser/README.md
-    python -m etfuser_hf.model_card runs/etfuser-synthetic --output model_cards/et-fuser/README.md
+    python -m etfuser_hf.hub.model_card runs/etfuser-synthetic --output model_cards/et-fuser/README.md
 
 Everything in the card comes from the run folder: `metrics.json` (results, p-values, parameter counts, dataset),
 `model/config.json` (fusion settings, each prior's input contract), `model/preprocessor_config.json` (input size)
@@ -240,7 +240,7 @@ def _evaluation_table(metrics: Mapping[str, Any]) -> str:
 
 def _multitask_table(metrics: Mapping[str, Any]) -> str | None:
     """The `--multitask` comparison of the run, where it has one."""
-    from .training_utils import render_multitask_markdown
+    from ..training.training_utils import render_multitask_markdown
 
     return render_multitask_markdown(metrics["multitask"]).rstrip() if metrics.get("multitask") else None
 
@@ -307,7 +307,7 @@ CARD_TEMPLATE = """---
 
 # {{ model_name }}: ET-Fuser for {{ task_name }}
 {% if synthetic %}
-> **The numbers on this card are measured on SYNTHETIC faces** (`etfuser_hf.synthetic_faces`: seeded, drawn faces
+> **The numbers on this card are measured on SYNTHETIC faces** (`etfuser_hf.data.synthetic_faces`: seeded, drawn faces
 > with exact labels — the offline default, because no labelled real face dataset could be downloaded where this run
 > was made). They show that the pipeline trains and how the variants compare on that data; they say nothing about
 > accuracy on photographs of real people. Fine-tune and evaluate on a real dataset (FER2013, RAF-DB, AffectNet, ...)
@@ -357,7 +357,7 @@ with `trust_remote_code=True`. Choices the paper does not pin down are config op
 
 ## Preprocessing contract
 
-1. **Detect** faces: `etfuser_hf.face_detection.detect_and_align` (MTCNN).
+1. **Detect** faces: `etfuser_hf.priors.face_detection.detect_and_align` (MTCNN).
 2. **Align** each face: a similarity transform maps its five landmarks (eyes, nose tip, mouth corners) onto the
    ArcFace/InsightFace 112x112 template, and the aligned square is **cropped**.
 3. **Resize and rescale** with `ETFuserImageProcessor`: RGB, {{ input_size }}, float values in **[0, 1]**. No
@@ -375,7 +375,7 @@ from skimage import data
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import etfuser_hf  # registers ET-Fuser with the Auto classes
-from etfuser_hf.face_detection import detect_and_align
+from etfuser_hf.priors.face_detection import detect_and_align
 
 MODEL_DIR = "{{ model_dir }}"
 processor = AutoImageProcessor.from_pretrained(MODEL_DIR)
@@ -399,7 +399,7 @@ from skimage import data
 from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
 
 import etfuser_hf
-from etfuser_hf.face_detection import detect_and_align
+from etfuser_hf.priors.face_detection import detect_and_align
 
 MODEL_DIR = "{{ model_dir }}"
 classifier = pipeline(
@@ -445,7 +445,7 @@ from skimage import data
 from transformers import AutoImageProcessor, AutoModelForImageClassification
 
 import etfuser_hf
-from etfuser_hf.face_detection import detect_and_align
+from etfuser_hf.priors.face_detection import detect_and_align
 
 MODEL_DIR = "{{ model_dir }}"
 processor = AutoImageProcessor.from_pretrained(MODEL_DIR)
@@ -522,7 +522,7 @@ def python_blocks(text: str) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m etfuser_hf.model_card",
+    parser = argparse.ArgumentParser(prog="python -m etfuser_hf.hub.model_card",
                                      description="Write the Hub model card (README.md) of a training run folder.")
     parser.add_argument("run_folder", help="folder written by training/train.py (metrics.json + model/)")
     parser.add_argument("--output", default="model_cards/et-fuser/README.md",

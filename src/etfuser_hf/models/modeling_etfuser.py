@@ -26,7 +26,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
-from .auxiliary import ETFuserAuxiliaryTasks
+from .modeling_auxiliary import ETFuserAuxiliaryTasks
 from .configuration_etfuser import EncoderSpec, ETFuserConfig
 from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
 

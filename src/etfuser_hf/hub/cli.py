@@ -23,8 +23,8 @@ sub-commands:
 def _load(model_dir: str):
     import torch
 
-    from .image_processing_etfuser import ETFuserImageProcessor
-    from .modeling_etfuser import ETFuserForImageClassification
+    from ..models.image_processing_etfuser import ETFuserImageProcessor
+    from ..models.modeling_etfuser import ETFuserForImageClassification
 
     if not (Path(model_dir) / "config.json").is_file():
         raise SystemExit(f"model_dir: {model_dir} is not a saved ET-Fuser folder (no config.json).")
@@ -52,9 +52,9 @@ def evaluate(args: argparse.Namespace) -> None:
     import numpy as np
     import torch
 
-    from .data import load_face_dataset
-    from .metrics import accuracy, macro_f1
-    from .synthetic_faces import make_synthetic_faces
+    from ..data.face_datasets import load_face_dataset
+    from ..metrics import accuracy, macro_f1
+    from ..data.synthetic_faces import make_synthetic_faces
 
     model, processor = _load(args.model_dir)
     if args.dataset is None:
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("evaluate", help="accuracy and macro-F1 of a saved model",
                               description="Evaluate a saved ET-Fuser on the synthetic default or a local dataset.")
     sub.add_argument("model_dir", help="a saved ET-Fuser folder")
-    sub.add_argument("--dataset", default=None, help="a local dataset layout (etfuser_hf.data); default: synthetic")
+    sub.add_argument("--dataset", default=None, help="a local dataset layout (etfuser_hf.data.face_datasets); default: synthetic")
     sub.add_argument("--split", default="test", help="split of a multi-split dataset (default: test)")
     sub.add_argument("--task", default="expression", help="label column (default: expression)")
     sub.add_argument("--num-eval", type=int, default=500, help="synthetic images when no --dataset (default: 500)")
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "train":
-        from .train import main as train_main
+        from ..training.main import main as train_main
 
         train_main(argv[1:], prog="etfuser train")
         return

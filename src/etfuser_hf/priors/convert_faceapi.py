@@ -4,7 +4,7 @@
 Data-only: the weights manifest is JSON and the `.bin` shards are raw little-endian arrays (uint8-quantised with a
 per-tensor `value = q * scale + min`, or plain float32), read with numpy. No TensorFlow, no pickle.
 
-    python -m etfuser_hf.convert_faceapi package/model out_dir
+    python -m etfuser_hf.priors.convert_faceapi package/model out_dir
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .configuration_face_priors import FaceApiLandmarkConfig, FaceApiRecognitionConfig
-from .modeling_face_priors import FaceApiLandmarkModel, FaceApiRecognitionModel, recognition_block_names
+from ..models.configuration_face_priors import FaceApiLandmarkConfig, FaceApiRecognitionConfig
+from ..models.modeling_face_priors import FaceApiLandmarkModel, FaceApiRecognitionModel, recognition_block_names
 
 
 FACEAPI_NPM_PACKAGE = "@vladmandic/face-api"

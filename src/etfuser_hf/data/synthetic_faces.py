@@ -335,7 +335,7 @@ def make_synthetic_faces(
                 for index in range(start, min(start + _CHUNK, num_samples))]
         chunks.append(datasets.Dataset.from_list(rows, features=SYNTHETIC_FEATURES))
     dataset = chunks[0] if len(chunks) == 1 else datasets.concatenate_datasets(chunks)
-    dataset.info.description = (f"SYNTHETIC faces drawn by etfuser_hf.synthetic_faces (seed {seed}, {image_size}px, "
+    dataset.info.description = (f"SYNTHETIC faces drawn by etfuser_hf.data.synthetic_faces (seed {seed}, {image_size}px, "
                                 f"mask probability {mask_probability}); not real photographs.")
     return dataset
 

@@ -353,7 +353,7 @@ def with_face_transform(
     if label_column is not None and label_column not in dataset.column_names:
         raise ValueError(f"label_column: {label_column!r} is not a column of the dataset {dataset.column_names}.")
     if image_processor is None:
-        from .image_processing_etfuser import ETFuserImageProcessor
+        from ..models.image_processing_etfuser import ETFuserImageProcessor
 
         image_processor = ETFuserImageProcessor()
     import torch

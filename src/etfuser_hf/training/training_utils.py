@@ -32,11 +32,11 @@ import torch
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments, ViTConfig
 
-from .configuration_etfuser import ETFuserConfig
-from .image_processing_etfuser import ETFuserImageProcessor
-from .metrics import accuracy, macro_f1, make_compute_metrics, make_multitask_compute_metrics
-from .modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
-from .modeling_multitask import ETFuserForMultiTaskFaceAnalysis
+from ..models.configuration_etfuser import ETFuserConfig
+from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..metrics import accuracy, macro_f1, make_compute_metrics, make_multitask_compute_metrics
+from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
+from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 PRIOR_COLUMN_PREFIX = "prior__"

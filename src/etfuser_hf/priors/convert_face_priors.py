@@ -12,7 +12,7 @@ and written as `<cache>/priors/<name>/{config.json, model.safetensors, NOTICE}`.
 folder beside its destination and renamed into place only when complete, so a failure never leaves a half-written
 prior; a prior already present is not touched (`ensure_face_priors` is then a no-op).
 
-CLI: `python -m etfuser_hf.convert_face_priors [--cache-dir D] [--names age expression ...]`
+CLI: `python -m etfuser_hf.priors.convert_face_priors [--cache-dir D] [--names age expression ...]`
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from .configuration_face_priors import DlibAgeConfig, FerMiniXceptionConfig
+from ..models.configuration_face_priors import DlibAgeConfig, FerMiniXceptionConfig
 from .face_detection import MTCNN, MTCNN_DEFAULTS
-from .modeling_face_priors import DlibAgeModel, FerMiniXceptionModel
+from ..models.modeling_face_priors import DlibAgeModel, FerMiniXceptionModel
 
 
 CACHE_ENV = "ETFUSER_CACHE"

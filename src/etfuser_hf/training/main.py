@@ -26,10 +26,10 @@ import datasets
 import numpy as np
 import torch
 
-from .convert_face_priors import default_cache_dir, ensure_face_priors
-from .data import load_face_dataset
-from .image_processing_etfuser import ETFuserImageProcessor
-from .synthetic_faces import make_synthetic_faces
+from ..priors.convert_face_priors import default_cache_dir, ensure_face_priors
+from ..data.face_datasets import load_face_dataset
+from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..data.synthetic_faces import make_synthetic_faces
 from .training_utils import (
     DEFAULT_PRIORS,
     VARIANTS,
@@ -56,9 +56,9 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     companion_names = [name.removeprefix("aux-") for name, variant in VARIANTS.items() if variant.group == "companion"]
     parser.add_argument("--dataset", default=None,
-                        help="your data instead of the synthetic default: a local layout etfuser_hf.data reads "
+                        help="your data instead of the synthetic default: a local layout etfuser_hf.data.face_datasets reads "
                              "(FER2013 CSV, RAF-DB, UTKFace, CelebA, AffectNet CSV, manifest, imagefolder) or a hub id")
-    parser.add_argument("--dataset-format", default=None, help="force a format (see etfuser_hf.data.FORMATS)")
+    parser.add_argument("--dataset-format", default=None, help="force a format (see etfuser_hf.data.face_datasets.FORMATS)")
     parser.add_argument("--task", default="expression",
                         help="label column: expression | mask | age_group for the synthetic default, or a "
                              "ClassLabel column of --dataset (default: expression; 'label' is typical for --dataset)")
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument("--companion", nargs="+", default=[], choices=companion_names,
                         help="also train ET-Fuser with these companion-paper auxiliary tasks (synthetic data only)")
     parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS), metavar="NAME",
-                        help=f"also train these entries of etfuser_hf.training_utils.VARIANTS: {', '.join(VARIANTS)}")
+                        help=f"also train these entries of etfuser_hf.training.training_utils.VARIANTS: {', '.join(VARIANTS)}")
     parser.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
                         help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (e.g. "
                              "'expression mask'; --task is added if missing) and a single-task ET-Fuser per column, "
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         "label_names": label_names,
         "dataset": {"name": args.dataset or "etfuser-synthetic-faces", "split": "test", "num_samples": len(eval_data),
                     "synthetic": args.dataset is None,
-                    "description": (f"SYNTHETIC faces from etfuser_hf.synthetic_faces (seed {args.seed}, "
+                    "description": (f"SYNTHETIC faces from etfuser_hf.data.synthetic_faces (seed {args.seed}, "
                                     f"{args.image_size}px); {len(train_data)} train / {len(eval_data)} eval images")
                     if args.dataset is None else f"{args.dataset}: {len(train_data)} train / {len(eval_data)} eval"},
         "model": {"priors": {name: {"model_type": main_model.config.priors[name].config.model_type,

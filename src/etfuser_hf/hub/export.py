@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .modeling_etfuser import ETFuserForImageClassification
+from ..models.modeling_etfuser import ETFuserForImageClassification
 
 
 class LogitsOnly(nn.Module):
