@@ -15,7 +15,7 @@ setup(
     package_dir={"": "src"},
     packages=find_packages("src"),
     include_package_data=True,
-    package_data={"etfuser_hf": ["metrics/*/*.py", "assets/*"]},
+    package_data={"etfuser_hf": ["metrics/*/*.py", "hub/templates/*.md"]},
     python_requires=">=3.10",
     # Ranges are the ones tested here (torch 2.13.0 CPU, transformers 5.23, accelerate 1.15, datasets 5.2,
     # evaluate 0.4.6, safetensors 0.8, peft 0.21, huggingface_hub 2.4); the lower bounds are the first releases with

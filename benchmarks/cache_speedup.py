@@ -22,15 +22,12 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from etfuser_hf import ETFuserImageProcessor
-from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.data.synthetic_faces import EXPRESSIONS, make_synthetic_faces
-from etfuser_hf.training.training_utils import (
-    DEFAULT_PRIORS,
-    FaceCollator,
-    PriorFeatureCache,
-    build_etfuser_from_face_priors,
-    training_arguments,
-)
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.training.collators import FaceCollator
+from etfuser_hf.training.feature_cache import PriorFeatureCache
+from etfuser_hf.training.recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
+from etfuser_hf.training.trainer_runs import training_arguments
 
 
 class EpochTimer(TrainerCallback):

@@ -18,7 +18,7 @@ import torch
 from transformers import ViTConfig
 
 from etfuser_hf import ETFuserConfig, ETFuserModel
-from etfuser_hf.models.modeling_etfuser import prepare_encoder_inputs
+from etfuser_hf.models.encoders import prepare_encoder_inputs
 
 
 def vit_small() -> ViTConfig:

@@ -9,11 +9,16 @@ from conftest import tiny_etfuser_config
 from safetensors import safe_open
 from transformers import Trainer
 
-from etfuser_hf import ETFuserForImageClassification, ETFuserForMultiTaskFaceAnalysis, ETFuserImageProcessor
-from etfuser_hf.models.modeling_auxiliary import component_boxes, jigsaw_puzzle
-from etfuser_hf.metrics import make_multitask_compute_metrics
+from etfuser_hf import (
+    ETFuserForImageClassification,
+    ETFuserForMultiTaskFaceAnalysis,
+    ETFuserImageProcessor,
+)
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training.training_utils import FaceCollator, MultiTaskFaceCollator, training_arguments
+from etfuser_hf.metrics import make_multitask_compute_metrics
+from etfuser_hf.models.modeling_auxiliary import component_boxes, jigsaw_puzzle
+from etfuser_hf.training.collators import FaceCollator, MultiTaskFaceCollator
+from etfuser_hf.training.trainer_runs import training_arguments
 
 ALL_AUXILIARY = {"jigsaw": {"grid": 3}, "inpainting": True, "masked_pixels": True, "landmark_heatmap": True,
                  "components": True}

@@ -6,7 +6,13 @@ import json
 
 import pytest
 from conftest import tiny_etfuser_config, tiny_vit_config
-from transformers import AutoConfig, CLIPVisionConfig, ConvNextConfig, PreTrainedConfig, ViTConfig
+from transformers import (
+    AutoConfig,
+    CLIPVisionConfig,
+    ConvNextConfig,
+    PreTrainedConfig,
+    ViTConfig,
+)
 
 from etfuser_hf import EncoderSpec, ETFuserConfig
 

@@ -18,9 +18,9 @@ from etfuser_hf.priors.face_detection import (
     MTCNN,
     FaceDetections,
     detect_and_align,
-    nms,
     similarity_transform,
 )
+from etfuser_hf.priors.mtcnn import nms
 
 
 @pytest.fixture(scope="module")

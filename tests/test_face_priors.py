@@ -23,20 +23,20 @@ from PIL import Image
 from skimage import data
 from transformers import AutoConfig, AutoModel
 
-from etfuser_hf.priors import convert_face_priors
-from etfuser_hf.models.configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES, DlibAgeConfig, FerMiniXceptionConfig
-from etfuser_hf.priors.convert_face_priors import (
-    PRIOR_NAMES,
-    ChecksumError,
-    FacePriorError,
-    convert_age,
-    convert_expression,
-    convert_mtcnn,
-    ensure_face_priors,
-    extract_members,
+from etfuser_hf.models.configuration_face_priors import (
+    FACE_PRIOR_CONFIG_CLASSES,
+    DlibAgeConfig,
+    FerMiniXceptionConfig,
 )
-from etfuser_hf.models.modeling_face_priors import FACE_PRIOR_MODEL_CLASSES, DlibAgeModel, FerMiniXceptionModel
-
+from etfuser_hf.models.modeling_face_priors import (
+    FACE_PRIOR_MODEL_CLASSES,
+    DlibAgeModel,
+    FerMiniXceptionModel,
+)
+from etfuser_hf.priors import convert_face_priors
+from etfuser_hf.priors.convert import convert_age, convert_expression, convert_mtcnn
+from etfuser_hf.priors.convert_face_priors import PRIOR_NAMES, ensure_face_priors
+from etfuser_hf.priors.fetch import ChecksumError, FacePriorError, extract_members
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASTRONAUT_FACE_BOX = (160, 50, 290, 180)  # the same crop as training/reference_outputs/fer_reference.py

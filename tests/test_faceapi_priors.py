@@ -20,10 +20,19 @@ from huggingface_hub.errors import StrictDataclassClassValidationError
 from transformers import AutoConfig, AutoModel
 
 from etfuser_hf.models.configuration_face_priors import (
-    FACEAPI_MEAN_RGB,
     FACE_PRIOR_CONFIG_CLASSES as FACEAPI_CONFIG_CLASSES,
+)
+from etfuser_hf.models.configuration_face_priors import (
+    FACEAPI_MEAN_RGB,
     FaceApiLandmarkConfig,
     FaceApiRecognitionConfig,
+)
+from etfuser_hf.models.modeling_face_priors import (
+    FACE_PRIOR_MODEL_CLASSES as FACEAPI_MODEL_CLASSES,
+)
+from etfuser_hf.models.modeling_face_priors import (
+    FaceApiLandmarkModel,
+    FaceApiRecognitionModel,
 )
 from etfuser_hf.priors.convert_faceapi import (
     FACEAPI_NPM_PACKAGE,
@@ -34,12 +43,6 @@ from etfuser_hf.priors.convert_faceapi import (
     convert_faceapi_landmarks,
     convert_faceapi_recognition,
 )
-from etfuser_hf.models.modeling_face_priors import (
-    FACE_PRIOR_MODEL_CLASSES as FACEAPI_MODEL_CLASSES,
-    FaceApiLandmarkModel,
-    FaceApiRecognitionModel,
-)
-
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = REPO_ROOT / "tests" / "fixtures" / "faceapi"

@@ -17,7 +17,11 @@ from huggingface_hub import ModelCard
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.hub.cli import build_parser
 from etfuser_hf.hub.export import export_onnx, export_program, verify_onnx
-from etfuser_hf.hub.model_card import MODEL_DIR_PLACEHOLDER, build_model_card, write_model_card
+from etfuser_hf.hub.model_card import (
+    MODEL_DIR_PLACEHOLDER,
+    build_model_card,
+    write_model_card,
+)
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
-import pytest
-from transformers import EvalPrediction
-
 from pathlib import Path
 
 import evaluate
+import numpy as np
+import pytest
+from transformers import EvalPrediction
 
 import etfuser_hf.metrics
 from etfuser_hf.metrics import (

@@ -16,7 +16,13 @@ import pytest
 import torch
 from conftest import REPO_ROOT, tiny_etfuser_config, tiny_vit_config
 from safetensors import safe_open
-from transformers import AutoImageProcessor, AutoModel, AutoModelForImageClassification, ViTModel, pipeline
+from transformers import (
+    AutoImageProcessor,
+    AutoModel,
+    AutoModelForImageClassification,
+    ViTModel,
+    pipeline,
+)
 
 from etfuser_hf import (
     ETFuserForImageClassification,

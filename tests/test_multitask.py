@@ -9,10 +9,14 @@ import torch
 from conftest import tiny_etfuser_config
 from transformers import Trainer, TrainingArguments
 
-from etfuser_hf import ETFuserForImageClassification, ETFuserForMultiTaskFaceAnalysis, ETFuserImageProcessor
-from etfuser_hf.metrics import make_multitask_compute_metrics
+from etfuser_hf import (
+    ETFuserForImageClassification,
+    ETFuserForMultiTaskFaceAnalysis,
+    ETFuserImageProcessor,
+)
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training.training_utils import MultiTaskFaceCollator
+from etfuser_hf.metrics import make_multitask_compute_metrics
+from etfuser_hf.training.collators import MultiTaskFaceCollator
 
 TASKS = {"expression": {"problem_type": "single_label_classification", "num_labels": 7},
          "mask": {"problem_type": "single_label_classification", "label_names": ["no_mask", "mask"],

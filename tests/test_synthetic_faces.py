@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from etfuser_hf.data.face_geometry import apply_head_pose, face_landmarks
 from etfuser_hf.data.synthetic_faces import (
     AGE_GROUPS,
     EXPRESSIONS,
     SYNTHETIC_FEATURES,
-    apply_head_pose,
-    face_landmarks,
     make_synthetic_faces,
     synthetic_face,
 )

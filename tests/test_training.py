@@ -16,29 +16,26 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+from etfuser_hf.data.labels import check_label_column
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training.training_utils import (
-    VARIANTS,
-    FaceCollator,
-    MultiTaskFaceCollator,
-    PriorFeatureCache,
-    VariantResult,
-    apply_lora,
-    check_label_column,
-    fit_probe,
-    mcnemar_pvalue,
+from etfuser_hf.training.collators import FaceCollator, MultiTaskFaceCollator
+from etfuser_hf.training.feature_cache import PriorFeatureCache, prior_fingerprint
+from etfuser_hf.training.plots import save_plots
+from etfuser_hf.training.probes import fit_probe
+from etfuser_hf.training.results import (
     mean_prior_attention,
     multitask_comparison,
-    paired_bootstrap_pvalue,
-    prior_fingerprint,
-    register_variant,
     results_table,
-    save_plots,
+)
+from etfuser_hf.training.run_folder import write_run_folder
+from etfuser_hf.training.statistics import mcnemar_pvalue, paired_bootstrap_pvalue
+from etfuser_hf.training.trainer_runs import (
+    apply_lora,
     train_multitask_variant,
     train_variant,
     training_arguments,
-    write_run_folder,
 )
+from etfuser_hf.training.variants import VARIANTS, VariantResult, register_variant
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 
 from etfuser_hf import ETFuserImageProcessor
-from etfuser_hf.priors.convert_face_priors import default_cache_dir, ensure_face_priors
 from etfuser_hf.data.face_datasets import load_face_dataset
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training.training_utils import DEFAULT_PRIORS, PriorFeatureCache, build_etfuser_from_face_priors
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.fetch import default_cache_dir
+from etfuser_hf.training.feature_cache import PriorFeatureCache
+from etfuser_hf.training.recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
 
 
 def main() -> None:

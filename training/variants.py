@@ -1,6 +1,6 @@
 """The comparison entries `training/train.py` can train besides ET-Fuser: `python training/variants.py` lists them.
 
-The registry lives in the package (`etfuser_hf.training.training_utils.VARIANTS`, so `etfuser train` sees it too); a new
+The registry lives in the package (`etfuser_hf.training.variants.VARIANTS`, so `etfuser train` sees it too); a new
 ablation is one line, e.g.
 
     register_variant("ensemble-tokens-4", "ET-Fuser ablation: 4 ensemble tokens", num_ensemble_tokens=4)
@@ -9,7 +9,7 @@ then `python training/train.py --variants ensemble-tokens-4` (groups: "baseline"
 --ablations, "companion" with --companion NAME).
 """
 
-from etfuser_hf.training.training_utils import VARIANTS, Variant, register_variant
+from etfuser_hf.training.variants import VARIANTS, Variant, register_variant
 
 __all__ = ["VARIANTS", "Variant", "register_variant"]
 

@@ -26,8 +26,10 @@ from .models.modeling_etfuser import (
     normalized_mean_error,
 )
 from .models.modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
-from .models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis, ETFuserMultiTaskOutput
-
+from .models.modeling_multitask import (
+    ETFuserForMultiTaskFaceAnalysis,
+    ETFuserMultiTaskOutput,
+)
 
 __version__ = "0.1.0"
 

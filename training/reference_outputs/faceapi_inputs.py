@@ -12,7 +12,6 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-
 FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "faceapi"
 FACE_BOX = (145, 50, 305, 210)  # (left, top, right, bottom) of the astronaut's face in the 512x512 photo
 SIZES = (150, 112)

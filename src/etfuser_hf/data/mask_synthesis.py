@@ -27,6 +27,8 @@ import PIL.Image
 import PIL.ImageDraw
 import PIL.ImageFilter
 
+from .face_geometry import face_landmarks
+
 MASK_STYLES = ("surgical", "cloth", "n95", "kn95")
 CLOTH_PATTERNS = ("plain", "stripes", "checks", "dots")
 _SURGICAL_COLOURS = ((168, 200, 225), (235, 238, 240), (150, 190, 170), (230, 185, 200), (40, 40, 45))
@@ -59,8 +61,6 @@ def _shade(colour: Sequence[float], factor: float) -> tuple[int, int, int]:
 def mean_face_landmarks() -> np.ndarray:
     """(68, 2) mean frontal neutral face in a unit square (the synthetic generator's geometry, averaged over 64 fixed
     identities): the template `landmarks_from_five_points` fits onto detections."""
-    from .synthetic_faces import face_landmarks  # the generator itself draws masks, so import it lazily
-
     rng = np.random.default_rng(0)
     mean = np.mean([face_landmarks("neutral", 1, rng) for _ in range(64)], axis=0)
     mean.setflags(write=False)

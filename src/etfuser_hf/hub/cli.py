@@ -53,8 +53,8 @@ def evaluate(args: argparse.Namespace) -> None:
     import torch
 
     from ..data.face_datasets import load_face_dataset
-    from ..metrics import accuracy, macro_f1
     from ..data.synthetic_faces import make_synthetic_faces
+    from ..metrics import accuracy, macro_f1
 
     model, processor = _load(args.model_dir)
     if args.dataset is None:

@@ -17,9 +17,9 @@ import PIL.Image
 import PIL.ImageDraw
 import torch
 
-from ..priors.face_detection import detect_and_align
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserForImageClassification
+from ..priors.face_detection import detect_and_align
 
 _BAR_COLOURS = [(230, 120, 30), (40, 140, 210), (80, 170, 80), (200, 60, 120), (150, 100, 200), (120, 120, 120)]
 _IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}

@@ -25,8 +25,8 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-
 MODEL_DIR_PLACEHOLDER = "./et-fuser"
+CARD_TEMPLATE_PATH = Path(__file__).with_name("templates") / "modelcard_template.md"  # Jinja, rendered by ModelCard
 REQUIRED_METRICS_KEYS = ("task", "problem_type", "label_names", "dataset", "model", "main_variant", "results")
 
 # Fallback provenance of the project's converted priors (model_type -> what, source, licence), used when the run
@@ -240,7 +240,7 @@ def _evaluation_table(metrics: Mapping[str, Any]) -> str:
 
 def _multitask_table(metrics: Mapping[str, Any]) -> str | None:
     """The `--multitask` comparison of the run, where it has one."""
-    from ..training.training_utils import render_multitask_markdown
+    from ..training.results import render_multitask_markdown
 
     return render_multitask_markdown(metrics["multitask"]).rstrip() if metrics.get("multitask") else None
 
@@ -301,206 +301,12 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
     }
 
 
-CARD_TEMPLATE = """---
-{{ card_data }}
----
-
-# {{ model_name }}: ET-Fuser for {{ task_name }}
-{% if synthetic %}
-> **The numbers on this card are measured on SYNTHETIC faces** (`etfuser_hf.data.synthetic_faces`: seeded, drawn faces
-> with exact labels — the offline default, because no labelled real face dataset could be downloaded where this run
-> was made). They show that the pipeline trains and how the variants compare on that data; they say nothing about
-> accuracy on photographs of real people. Fine-tune and evaluate on a real dataset (FER2013, RAF-DB, AffectNet, ...)
-> before any use.
-{% endif %}
-ET-Fuser fuses frozen, pre-trained face-analysis models (**task priors**) through a learnable **ensemble token**:
-each prior's feature is projected to a common width, the ensemble token attends over all of them in a small
-self-attention stack, and the resulting token is fused into a trainable task backbone. This is an independent
-implementation, for 🤗 Transformers, of the method of Lee, Kim & Seo (arXiv:2507.01290), packaged as `etfuser_hf`:
-`AutoModel`, `AutoModelForImageClassification`, `AutoImageProcessor` and `pipeline` work, and the folder also loads
-with `trust_remote_code=True`. Choices the paper does not pin down are config options.
-
-## Model details
-
-- **Task:** {{ task_name }} (`{{ problem_type }}`), {{ num_labels }} labels: {{ labels }}.
-- **Priors** ({{ num_priors }}, frozen; run in eval mode without gradients):
-
-{{ priors_table }}
-
-- **Backbone** (trainable): {{ backbone }}.
-- **Fusion module:** width {{ fusion.hidden_size }}, {{ fusion.num_hidden_layers }} layers, {{ fusion.num_attention_heads }}
-  heads, {{ fusion.num_ensemble_tokens }} ensemble token(s), attention mask `{{ fusion.attention_mask_strategy }}`,
-  fusion mode `{{ fusion.fusion_mode }}`.
-- **Parameters:** {{ params_total }} in total, {{ params_trainable }} trainable ({{ trainable_share }}).
-  **Fusion overhead:** {{ params_fusion }} parameters ({{ fusion_share }} of the model: the prior projections, the
-  ensemble token(s), the fusion layers and the link into the backbone); `benchmarks/overhead.py` measures the
-  forward-time overhead.
-- **Files:** one `model.safetensors` (priors, fusion module, backbone and head), the config, the image processor
-  and the remote code.
-
-## Intended use and limits
-
-- **Intended use:** research on fusing face-analysis priors, and a starting point to fine-tune {{ task_name }}
-  on your own data. The input is one **detected and aligned face crop**, not a whole photo.
-- **Out of scope:** identifying people, surveillance, and decisions about individuals (hiring, policing, education,
-  credit, health) based on inferred emotions or other attributes. A facial expression is not a reliable readout of
-  an inner state. Identity features of a face-recognition prior are used only as a representation.
-- **Bias:** the priors were trained by their authors on web face datasets (e.g. FER2013) whose demographic balance is
-  not documented here; expect errors to differ across age, skin tone, gender, head pose, occlusion (masks, glasses)
-  and image quality, and audit on your population before any use.{% if synthetic %} The synthetic training data has
-  no real demographic variation, so nothing about fairness follows from this card's numbers.{% endif %}
-- **Licences:** the code and the trained fusion/backbone weights are Apache-2.0; each prior keeps its own licence
-  (table above; its NOTICE records the source archive and its sha256). `base_model` is not set because the priors were
-  converted locally from registry packages, not taken from Hub repositories.
-- **Data:** {{ dataset.description }}.
-- Faces are personal (biometric) data: process photos of people only with a legal basis and their consent.
-
-## Preprocessing contract
-
-1. **Detect** faces: `etfuser_hf.priors.face_detection.detect_and_align` (MTCNN).
-2. **Align** each face: a similarity transform maps its five landmarks (eyes, nose tip, mouth corners) onto the
-   ArcFace/InsightFace 112x112 template, and the aligned square is **cropped**.
-3. **Resize and rescale** with `ETFuserImageProcessor`: RGB, {{ input_size }}, float values in **[0, 1]**. No
-   mean/std normalisation outside the model: inside `forward`, each prior and the backbone resize, colour-convert,
-   scale and normalise their own view (the "input" column above).
-
-## Usage
-
-`pip install etfuser_hf` (importing it registers the Auto classes), or pass `trust_remote_code=True`. `MODEL_DIR` is
-the downloaded model folder. Classify the face in a real photo:
-
-```python
-import torch
-from skimage import data
-from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-import etfuser_hf  # registers ET-Fuser with the Auto classes
-from etfuser_hf.priors.face_detection import detect_and_align
-
-MODEL_DIR = "{{ model_dir }}"
-processor = AutoImageProcessor.from_pretrained(MODEL_DIR)
-model = AutoModelForImageClassification.from_pretrained(MODEL_DIR, dtype=torch.float32).eval()
-
-(faces,) = detect_and_align(data.astronaut())  # MTCNN + 5-point alignment, one result per image
-assert faces.found, "no face found"
-inputs = processor(faces.face_images(), return_tensors="pt")  # (faces, 3, H, W), RGB in [0, 1]
-with torch.no_grad():
-    outputs = model(**inputs, output_attentions=True)
-probabilities = outputs.logits.softmax(-1)[0]
-print({model.config.id2label[i]: round(p, 3) for i, p in enumerate(probabilities.tolist())})
-print(dict(zip(model.config.priors, outputs.prior_attention[0].tolist())))  # attention per prior
-```
-
-With the `image-classification` pipeline:
-
-```python
-import torch
-from skimage import data
-from transformers import AutoImageProcessor, AutoModelForImageClassification, pipeline
-
-import etfuser_hf
-from etfuser_hf.priors.face_detection import detect_and_align
-
-MODEL_DIR = "{{ model_dir }}"
-classifier = pipeline(
-    "image-classification",
-    model=AutoModelForImageClassification.from_pretrained(MODEL_DIR, dtype=torch.float32),
-    image_processor=AutoImageProcessor.from_pretrained(MODEL_DIR),
-)
-face = detect_and_align(data.astronaut())[0].face_images()[0]
-print(classifier(face, top_k=3))
-```
-
-The fused representation and the ensemble token (`AutoModel` loads the model without its head):
-
-```python
-import torch
-from transformers import AutoModel
-
-import etfuser_hf
-
-MODEL_DIR = "{{ model_dir }}"
-encoder = AutoModel.from_pretrained(MODEL_DIR, dtype=torch.float32).eval()
-size = encoder.config.image_size
-pixel_values = torch.rand(2, 3, size, size)  # stand-in for processed face crops
-with torch.no_grad():
-    features = encoder(pixel_values=pixel_values)
-    prior_features = encoder.extract_prior_features(pixel_values)  # cache these to skip the frozen priors
-    cached = encoder(pixel_values=pixel_values, prior_features=prior_features)
-print(features.pooler_output.shape)    # (2, fused width): what the task head reads
-print(features.ensemble_tokens.shape)  # (2, ensemble tokens, fusion width)
-print(features.prior_tokens.shape)     # (2, prior tokens, fusion width): the projected priors
-assert torch.allclose(cached.pooler_output, features.pooler_output, atol=1e-5)
-```
-
-Which priors the ensemble token listens to (`prior_attention`: last fusion layer, renormalised over priors):
-
-```python
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import torch
-from skimage import data
-from transformers import AutoImageProcessor, AutoModelForImageClassification
-
-import etfuser_hf
-from etfuser_hf.priors.face_detection import detect_and_align
-
-MODEL_DIR = "{{ model_dir }}"
-processor = AutoImageProcessor.from_pretrained(MODEL_DIR)
-model = AutoModelForImageClassification.from_pretrained(MODEL_DIR, dtype=torch.float32).eval()
-inputs = processor(detect_and_align(data.astronaut())[0].face_images(), return_tensors="pt")
-with torch.no_grad():
-    share = model(**inputs, output_attentions=True).prior_attention[0]
-figure, axis = plt.subplots(figsize=(4.5, 2.8))
-axis.bar(list(model.config.priors), share.tolist(), color="tab:orange")
-axis.set(ylabel="share of attention", title="ensemble token attention per prior")
-figure.tight_layout()
-figure.savefig("prior_attention.png")
-```
-
-From the command line:
-
-```bash
-etfuser predict MODEL_DIR photo.jpg                    # detect, align and classify every face (JSON)
-etfuser demo photo.jpg --model MODEL_DIR --output annotated.png
-etfuser export MODEL_DIR --output et-fuser.onnx        # ONNX, checked against PyTorch with onnxruntime
-```
-
-## Evaluation
-
-{% if synthetic %}**SYNTHETIC data.** {% endif %}Split `{{ dataset.split }}` of `{{ dataset.name }}`, {{ dataset.num_samples }} images.
-Main variant (bold), `{{ main_variant }}`: {{ main_metrics }}. p-values compare each variant with `{{ main_variant }}`
-on the same images: paired bootstrap over images (two-sided) and the exact McNemar test on correct/incorrect.
-
-{{ evaluation_table }}
-{% if prior_attention %}
-Mean attention of the ensemble token per prior on the evaluation set: {{ prior_attention }}.
-{% endif %}{% if multitask_table %}
-One cross-task model (`ETFuserForMultiTaskFaceAnalysis`, one branch per task) against a single-task ET-Fuser per
-task, on the same images (p-values: the multi-task branch against the single-task model):
-
-{{ multitask_table }}
-{% endif %}{% if training %}
-## Training
-
-`training/train.py` with the 🤗 Trainer: {{ training.epochs }} epochs, {{ training.steps }} steps,
-{{ training.seconds }} s for the main variant, seed {{ training.seed }}, bf16 {{ training.bf16 }}; the frozen priors'
-features were {{ "cached once" if training.cached_prior_features else "computed in every step" }}.
-{% endif %}
-## Citation
-
-```bibtex
-{{ citations }}
-```
-"""
 
 
 def build_model_card(run_folder: str | Path, model_name: str = "et-fuser") -> ModelCard:
     """The card of `run_folder`'s main variant, its metadata validated offline."""
     run = load_run(run_folder)
-    card = ModelCard.from_template(card_data_from_run(run, model_name), template_str=CARD_TEMPLATE,
+    card = ModelCard.from_template(card_data_from_run(run, model_name), template_path=CARD_TEMPLATE_PATH,
                                    **_context(run, model_name))
     validate_model_card(card)
     return card

@@ -21,7 +21,6 @@ from transformers.image_utils import (
 
 from .configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
 
-
 FEATURE_CHOICES = ("pooled", "cls", "mean", "topk")
 COLOR_MODES = ("rgb", "bgr", "grayscale")
 ATTENTION_MASK_STRATEGIES = ("full", "ensemble_reads_priors", "isolated")

@@ -20,7 +20,6 @@ from __future__ import annotations
 from huggingface_hub.dataclasses import strict
 from transformers import PreTrainedConfig
 
-
 # Per-channel RGB mean face-api subtracts from 0..255 pixels (FaceRecognitionNet and FaceFeatureExtractor alike).
 FACEAPI_MEAN_RGB = [122.782, 117.001, 104.298]
 FACEAPI_STD_RGB = [255.0, 255.0, 255.0]

@@ -16,12 +16,12 @@ extra data columns are required beyond landmarks. Switched on by `ETFuserConfig.
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .configuration_etfuser import ETFuserConfig
+from .encoders import pool_tokens, prepare_encoder_inputs, select_feature_tokens
 
 COMPONENTS = {"left_eye": range(36, 42), "right_eye": range(42, 48), "nose": range(27, 36), "mouth": range(48, 68)}
 
@@ -157,8 +157,6 @@ class ETFuserAuxiliaryTasks(nn.Module):
 
     def forward(self, etfuser: nn.Module, pixel_values: torch.Tensor, landmarks: torch.Tensor | None = None
                 ) -> dict[str, torch.Tensor]:
-        from .modeling_etfuser import pool_tokens, prepare_encoder_inputs, select_feature_tokens
-
         spec = etfuser.config.backbone
 
         def backbone(images: torch.Tensor):
@@ -220,8 +218,6 @@ class ETFuserAuxiliaryTasks(nn.Module):
 def perceptual_loss(etfuser: nn.Module, reconstruction: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """MSE between the first frozen prior's features of the reconstruction and of the original (gradients reach the
     reconstruction, never the prior's weights)."""
-    from .modeling_etfuser import prepare_encoder_inputs, select_feature_tokens
-
     name, spec = next(iter(etfuser.config.priors.items()))
     prior = etfuser.priors[name]
     with torch.no_grad():

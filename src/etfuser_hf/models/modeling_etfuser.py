@@ -7,29 +7,31 @@ the pretrained base, the base model, the shared loss helper and the task heads.
 
 from __future__ import annotations
 
-import copy
-import json
 import os
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
-from .modeling_auxiliary import ETFuserAuxiliaryTasks
 from .configuration_etfuser import EncoderSpec, ETFuserConfig
-from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
-
+from .encoders import (
+    build_encoder,
+    load_pretrained_encoder,
+    pool_tokens,
+    prepare_encoder_inputs,
+    select_feature_tokens,
+)
+from .modeling_auxiliary import ETFuserAuxiliaryTasks
 
 logger = logging.get_logger(__name__)
 
@@ -118,66 +120,6 @@ class ETFuserLandmarkOutput(ModelOutput):
 # ----------------------------------------------------------------------------------------------------------------------
 # Encoder plumbing: one pixel_values input, a view of it per encoder, and the feature tokens each encoder gives
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
-    """Turns model inputs (batch, 3, H, W), RGB in [0, 1], into what one encoder was trained on: resized to
-    `spec.image_size`, colour-converted, scaled by `spec.pixel_scale` and normalised. Returns (batch, C, h, w)."""
-    height, width = spec.image_size
-    if tuple(pixel_values.shape[-2:]) != (height, width):
-        downscale = pixel_values.shape[-2] > height or pixel_values.shape[-1] > width
-        # antialiased resampling has no bfloat16 kernel on CPU: resize in float32, keep the caller's dtype
-        pixel_values = F.interpolate(
-            pixel_values.float(), size=(height, width), mode="bilinear", align_corners=False, antialias=downscale
-        ).to(pixel_values.dtype)
-    if spec.color_mode == "bgr":
-        pixel_values = pixel_values.flip(1)
-    elif spec.color_mode == "grayscale":
-        luma = pixel_values.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        pixel_values = (pixel_values * luma).sum(dim=1, keepdim=True)
-    mean = pixel_values.new_tensor(spec.image_mean).view(1, -1, 1, 1)
-    std = pixel_values.new_tensor(spec.image_std).view(1, -1, 1, 1)
-    return (pixel_values * spec.pixel_scale - mean) / std
-
-
-def select_feature_tokens(outputs: ModelOutput, spec: EncoderSpec, where: str) -> torch.Tensor:
-    """Picks the tokens an encoder contributes: (batch, spec.num_output_tokens, spec.feature_dim).
-
-    `last_hidden_state` may be a token sequence (batch, N, D) or a feature map (batch, D, h, w); feature maps are
-    read as h*w tokens.
-    """
-    if spec.feature == "pooled":
-        pooled = getattr(outputs, "pooler_output", None)
-        if pooled is None:
-            raise ValueError(f"{where}: feature='pooled' but the encoder returned no pooler_output; use 'cls' or 'mean'.")
-        return pooled.flatten(1).unsqueeze(1)
-    hidden = outputs.last_hidden_state
-    if hidden.dim() == 4:
-        hidden = hidden.flatten(2).transpose(1, 2)
-    if spec.feature == "cls":
-        if outputs.last_hidden_state.dim() != 3:
-            raise ValueError(f"{where}: feature='cls' needs a token-sequence encoder; this one returns a feature map.")
-        return hidden[:, :1]
-    if spec.feature == "mean":
-        return hidden.mean(dim=1, keepdim=True)
-    if hidden.shape[1] < spec.num_tokens:
-        raise ValueError(f"{where}: num_tokens={spec.num_tokens} but the encoder returns only {hidden.shape[1]} tokens.")
-    # top-k by L2 norm: the most salient positions, a parameter-free choice that stays stable under fine-tuning
-    indices = hidden.norm(dim=-1).topk(spec.num_tokens, dim=1).indices.sort(dim=1).values
-    return hidden.gather(1, indices.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
-
-
-def build_encoder(spec: EncoderSpec) -> PreTrainedModel:
-    """Instantiates an encoder from its config; the project's own priors resolve without the Auto registry."""
-    model_class = FACE_PRIOR_MODEL_CLASSES.get(spec.config.model_type)
-    if model_class is not None:
-        return model_class(spec.config)
-    return AutoModel.from_config(spec.config)
-
-
-def pool_tokens(tokens: torch.Tensor) -> torch.Tensor:
-    """(batch, n, D) -> (batch, D)."""
-    return tokens.mean(dim=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -383,29 +325,6 @@ def attention_over_priors(attention: torch.Tensor, config: ETFuserConfig) -> tor
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _load_encoder(source: str | os.PathLike | PreTrainedModel, role: str) -> tuple[PreTrainedModel, dict[str, Any]]:
-    """Loads a pretrained encoder (folder/id or instance) and the input contract its folder records, if any."""
-    if isinstance(source, PreTrainedModel):
-        return copy.deepcopy(source), {}
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(f"{role}: expected a path, a model id or a PreTrainedModel, got {type(source).__name__}.")
-    model = AutoModel.from_pretrained(source, dtype=torch.float32)
-    contract: dict[str, Any] = {}
-    processor_file = Path(source) / "preprocessor_config.json"
-    if processor_file.is_file():
-        processor = json.loads(processor_file.read_text())
-        if processor.get("do_normalize", True):
-            for key in ("image_mean", "image_std"):
-                if processor.get(key) is not None:
-                    contract[key] = processor[key]
-        size = processor.get("crop_size") if processor.get("do_center_crop") else processor.get("size")
-        if isinstance(size, dict) and "height" in size:
-            contract["image_size"] = [size["height"], size["width"]]
-        elif isinstance(size, dict) and "shortest_edge" in size:
-            contract["image_size"] = size["shortest_edge"]
-    return model, contract
-
-
 class ETFuserPreTrainedModel(PreTrainedModel):
     config: ETFuserConfig
     config_class = ETFuserConfig
@@ -478,13 +397,13 @@ class ETFuserPreTrainedModel(PreTrainedModel):
             overrides = dict(source) if isinstance(source, Mapping) else {"model": source}
             if "model" not in overrides:
                 raise ValueError(f"priors[{name!r}]: a dict entry needs a 'model' key (folder or PreTrainedModel).")
-            model, contract = _load_encoder(overrides.pop("model"), f"priors[{name!r}]")
+            model, contract = load_pretrained_encoder(overrides.pop("model"), f"priors[{name!r}]")
             loaded[name] = model
             specs[name] = {**contract, **overrides, "config": model.config}
 
         backbone_model = None
         if isinstance(backbone, (str, os.PathLike, PreTrainedModel)):
-            backbone_model, contract = _load_encoder(backbone, "backbone")
+            backbone_model, contract = load_pretrained_encoder(backbone, "backbone")
             backbone = {**contract, "config": backbone_model.config, "frozen": False}
         config = ETFuserConfig(priors=specs, backbone=backbone, **config_kwargs)
         model = cls(config)

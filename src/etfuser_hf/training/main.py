@@ -8,7 +8,7 @@ with paired-bootstrap and McNemar p-values, and `runs/etfuser-synthetic/`.
     python training/train.py                                 # main job (a few minutes on 2 CPU cores)
     python training/train.py --ablations                     # + mask strategy / fusion mode / number of priors
     python training/train.py --task mask --bf16 --lora       # another label, CPU bf16 autocast, LoRA adapters
-    python training/train.py --variants mask-isolated priors-2   # any entries of training_utils.VARIANTS
+    python training/train.py --variants mask-isolated priors-2   # any entries of etfuser_hf.training.variants.VARIANTS
     python training/train.py --multitask expression mask      # one cross-task model against two single-task models
     torchrun --nproc_per_node 2 training/train.py --no-baselines   # data parallel (gloo on CPU, nccl on GPUs)
     accelerate launch --multi_gpu training/train.py --no-baselines
@@ -26,31 +26,27 @@ import datasets
 import numpy as np
 import torch
 
-from ..priors.convert_face_priors import default_cache_dir, ensure_face_priors
 from ..data.face_datasets import load_face_dataset
-from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..data.labels import check_label_column, encode_label_column
 from ..data.synthetic_faces import make_synthetic_faces
-from .training_utils import (
-    DEFAULT_PRIORS,
-    VARIANTS,
-    FaceCollator,
-    MultiTaskFaceCollator,
-    PriorFeatureCache,
-    apply_lora,
-    build_etfuser_from_face_priors,
-    check_label_column,
+from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..priors.convert_face_priors import ensure_face_priors
+from ..priors.fetch import default_cache_dir
+from .collators import FaceCollator, MultiTaskFaceCollator
+from .feature_cache import PriorFeatureCache, pooled_prior_features
+from .plots import save_plots
+from .probes import fit_probe
+from .recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
+from .results import (
     count_parameters,
-    encode_label_column,
-    fit_probe,
     mean_prior_attention,
     multitask_comparison,
-    pooled_prior_features,
     results_table,
-    save_plots,
-    train_multitask_variant,
-    train_variant,
-    write_run_folder,
 )
+from .run_folder import write_run_folder
+from .trainer_runs import apply_lora, train_multitask_variant, train_variant
+from .variants import VARIANTS
+
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,7 +81,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     parser.add_argument("--companion", nargs="+", default=[], choices=companion_names,
                         help="also train ET-Fuser with these companion-paper auxiliary tasks (synthetic data only)")
     parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS), metavar="NAME",
-                        help=f"also train these entries of etfuser_hf.training.training_utils.VARIANTS: {', '.join(VARIANTS)}")
+                        help=f"also train these entries of etfuser_hf.training.variants.VARIANTS: {', '.join(VARIANTS)}")
     parser.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
                         help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (e.g. "
                              "'expression mask'; --task is added if missing) and a single-task ET-Fuser per column, "

@@ -1,0 +1,72 @@
+"""Batching face datasets for the Trainer: images -> `pixel_values`, label columns -> labels, cached prior columns
+-> `prior_features`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..models.image_processing_etfuser import ETFuserImageProcessor
+from .feature_cache import PRIOR_COLUMN_PREFIX
+
+
+@dataclass
+class FaceCollator:
+    """Batches rows of a face dataset for ET-Fuser: `pixel_values` from `image_column`, `labels` from `label_column`
+    and, where a `PriorFeatureCache` added them, `prior_features` from the `prior__<name>` columns."""
+
+    processor: ETFuserImageProcessor
+    label_column: str
+    num_labels: int
+    image_column: str = "image"
+    use_cached_features: bool = True
+    include_landmarks: bool = False  # for the landmark-based auxiliary tasks
+    include_pixel_values: bool = True  # a priors_only model fed from the cache needs no pixels at all
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        batch: dict[str, Any] = self.label_batch(rows)
+        if self.include_pixel_values:
+            images = [row[self.image_column] for row in rows]
+            batch["pixel_values"] = self.processor(images, return_tensors="pt")["pixel_values"]
+        if self.include_landmarks:
+            batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
+        cached = [key for key in rows[0] if key.startswith(PRIOR_COLUMN_PREFIX)] if self.use_cached_features else []
+        if cached:
+            batch["prior_features"] = {
+                key[len(PRIOR_COLUMN_PREFIX):]: torch.tensor(np.stack([np.asarray(row[key], np.float32) for row in rows]))
+                for key in cached
+            }
+        return batch
+
+    def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {"labels": class_ids(rows, self.label_column, self.num_labels)}
+
+
+class MultiTaskFaceCollator(FaceCollator):
+    """`FaceCollator` for `ETFuserForMultiTaskFaceAnalysis`: `<task>_labels` from each label column of `tasks`
+    (`{column: number of classes}`; the Trainer's `label_names` are `model.trainer_label_names`) instead of `labels`."""
+
+    def __init__(self, processor: ETFuserImageProcessor, tasks: Mapping[str, int], **options: Any):
+        if not tasks:
+            raise ValueError("tasks must name at least one label column, e.g. {'expression': 7, 'mask': 2}.")
+        first = next(iter(tasks))
+        super().__init__(processor, first, tasks[first], **options)
+        self.tasks = dict(tasks)
+
+    def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        return {f"{column}_labels": class_ids(rows, column, num_labels) for column, num_labels in self.tasks.items()}
+
+
+def class_ids(rows: Sequence[Mapping[str, Any]], column: str, num_labels: int) -> torch.Tensor:
+    """(batch,) int64 class ids of `column`, or a ValueError naming the first one outside 0..num_labels-1."""
+    labels = []
+    for row in rows:
+        label = row[column]
+        if not isinstance(label, (int, np.integer)) or not 0 <= label < num_labels:
+            raise ValueError(f"{column}: label {label!r} is outside id2label (0..{num_labels - 1}).")
+        labels.append(int(label))
+    return torch.tensor(labels)

@@ -1,0 +1,78 @@
+"""Prior-feature cache: frozen priors run once per image; their features are stored as Arrow columns keyed by the
+image content hash and the priors' fingerprint (weights + input contract)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import datasets
+import numpy as np
+import torch
+
+from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..models.modeling_etfuser import ETFuserPreTrainedModel
+
+PRIOR_COLUMN_PREFIX = "prior__"
+
+
+def image_content_hash(image: Any) -> str:
+    """sha256 of the decoded pixels (mode and size included), so re-encoding the same image hits the cache."""
+    array = np.asarray(image.convert("RGB"))
+    return hashlib.sha256(str(array.shape).encode() + array.tobytes()).hexdigest()
+
+
+def prior_fingerprint(model: ETFuserPreTrainedModel, name: str) -> str:
+    """Changes whenever the prior's weights, its config or its input contract (size, mean/std, ...) change."""
+    base = model.base_model
+    digest = hashlib.sha256(json.dumps(model.config.priors[name].to_dict(), sort_keys=True, default=str).encode())
+    for key, tensor in sorted(base.priors[name].state_dict().items()):
+        digest.update(key.encode())
+        digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class PriorFeatureCache:
+    """Computes `model.etfuser.extract_prior_features` once per image and stores it as Arrow columns
+    `prior__<name>` in `cache_dir`, under a file name made of the images' content hashes and the priors' fingerprints:
+    a changed prior or preprocessing gets a new file, an unchanged one is read back instead of recomputed."""
+
+    def __init__(self, model: ETFuserPreTrainedModel, processor: ETFuserImageProcessor, cache_dir: str | os.PathLike,
+                 batch_size: int = 64):
+        self.model, self.processor, self.batch_size = model, processor, batch_size
+        self.cache_dir = Path(cache_dir)
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self.fingerprints = {name: prior_fingerprint(model, name) for name in model.config.priors}
+
+    def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
+        digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
+        digest.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
+        for image in dataset[image_column]:
+            digest.update(image_content_hash(image).encode())
+        return digest.hexdigest()[:24]
+
+    def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
+        """Returns `dataset` with one `prior__<name>` column per prior ((tokens, feature_dim) float32 per row)."""
+        if len(dataset) == 0:
+            raise ValueError("dataset is empty: nothing to cache.")
+        base = self.model.base_model
+        cache_file = self.cache_dir / f"prior-features-{self.key(dataset, image_column)}.arrow"
+
+        def extract(batch: dict[str, list]) -> dict[str, list]:
+            pixel_values = self.processor(batch[image_column], return_tensors="pt")["pixel_values"]
+            with torch.inference_mode():
+                features = base.extract_prior_features(pixel_values)
+            return {PRIOR_COLUMN_PREFIX + name: value.float().numpy() for name, value in features.items()}
+
+        return dataset.map(extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
+                           load_from_cache_file=True, desc="prior features (cached)")
+
+
+def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np.ndarray:
+    """(N, sum of feature dims): each cached prior's tokens averaged, concatenated in `names` order."""
+    columns = [np.asarray(dataset[PRIOR_COLUMN_PREFIX + name], dtype=np.float32).mean(axis=1) for name in names]
+    return np.concatenate(columns, axis=1)

@@ -1,0 +1,68 @@
+"""Plots of the run folder: loss and metric curves, confusion matrix, per-prior attention."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .variants import VariantResult
+
+
+def save_plots(folder: Path, main: VariantResult, labels: np.ndarray, label_names: Sequence[str],
+               prior_attention: Mapping[str, float]) -> list[str]:
+    """Loss and metric curves, the confusion matrix and the per-prior attention bar chart of the main variant."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder.mkdir(parents=True, exist_ok=True)
+    history = main.log_history
+    written = []
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    train = [(entry["epoch"], entry["loss"]) for entry in history if "loss" in entry]
+    evaluation = [(entry["epoch"], entry["eval_loss"]) for entry in history if "eval_loss" in entry]
+    for points, label in ((train, "train"), (evaluation, "eval")):
+        if points:
+            axis.plot(*zip(*points), marker="." if label == "eval" else None, label=label)
+    axis.set(xlabel="epoch", ylabel="loss", title=f"{main.name}: loss")
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "loss_curve.png", dpi=120)
+    written.append("loss_curve.png")
+
+    figure, axis = plt.subplots(figsize=(5, 3.2))
+    for key in ("eval_accuracy", "eval_macro_f1"):
+        points = [(entry["epoch"], entry[key]) for entry in history if key in entry]
+        if points:
+            axis.plot(*zip(*points), marker="o", label=key.removeprefix("eval_"))
+    axis.set(xlabel="epoch", ylabel="score", title=f"{main.name}: eval metrics", ylim=(0, 1))
+    axis.legend()
+    figure.tight_layout()
+    figure.savefig(folder / "metric_curve.png", dpi=120)
+    written.append("metric_curve.png")
+
+    matrix = np.zeros((len(label_names), len(label_names)), dtype=int)
+    np.add.at(matrix, (labels, main.predictions), 1)
+    figure, axis = plt.subplots(figsize=(5, 4.5))
+    axis.imshow(matrix, cmap="Blues")
+    axis.set_xticks(range(len(label_names)), label_names, rotation=45, ha="right")
+    axis.set_yticks(range(len(label_names)), label_names)
+    for (row, column), value in np.ndenumerate(matrix):
+        axis.text(column, row, str(value), ha="center", va="center", fontsize=8)
+    axis.set(xlabel="predicted", ylabel="true", title=f"{main.name}: confusion matrix")
+    figure.tight_layout()
+    figure.savefig(folder / "confusion_matrix.png", dpi=120)
+    written.append("confusion_matrix.png")
+
+    if prior_attention:
+        figure, axis = plt.subplots(figsize=(5, 3))
+        axis.bar(list(prior_attention), list(prior_attention.values()), color="tab:orange")
+        axis.set(ylabel="share of attention", title="ensemble token attention per prior (eval mean)")
+        figure.tight_layout()
+        figure.savefig(folder / "prior_attention.png", dpi=120)
+        written.append("prior_attention.png")
+    plt.close("all")
+    return written
