@@ -1,4 +1,4 @@
-"""Writes the fixed inputs of the face-api reference fixtures (tests/fixtures/faceapi/inputs_<size>.npy).
+"""Writes the fixed inputs of the face-api reference fixtures (tests/priors/fixtures/faceapi/inputs_<size>.npy).
 
 Each file is a uint8 RGB batch (2, size, size, 3) in 0..255, the pixels face-api itself takes: [0] the face of
 scikit-image's astronaut photo (public domain) resized with PIL bilinear, [1] seeded uniform noise. Sizes are the

@@ -1,9 +1,9 @@
 // Reference outputs of the ORIGINAL face-api nets (npm @vladmandic/face-api 1.7.15, MIT) on the fixed inputs written
-// by faceapi_inputs.py, computed with TF.js's pure-JS cpu backend (no native binary), for tests/test_faceapi_priors.py.
+// by faceapi_inputs.py, computed with TF.js's pure-JS cpu backend (no native binary), for tests/priors/test_faceapi_priors.py.
 //
 //   cd training/reference_outputs && npm ci && python faceapi_inputs.py && node faceapi_reference.mjs [model_dir]
 //
-// model_dir defaults to the package's own model/ folder in node_modules. Writes tests/fixtures/faceapi/reference.json.
+// model_dir defaults to the package's own model/ folder in node_modules. Writes tests/priors/fixtures/faceapi/reference.json.
 import { createRequire } from 'node:module';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';

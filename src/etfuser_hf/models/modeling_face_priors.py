@@ -1,5 +1,5 @@
 """PyTorch re-implementations of the real, converted face priors, numerically matching the original runtimes
-(tests/test_faceapi_priors.py: the TF.js graphs of face-api; tests/test_face_priors.py: onnxruntime for the age net,
+(tests/priors/test_faceapi_priors.py: the TF.js graphs of face-api; tests/priors/test_face_priors.py: onnxruntime for the age net,
 Keras reference outputs for the expression net).
 
 - `FaceApiRecognitionModel`, `FaceApiLandmarkModel`: face-api's face-recognition and 68-point landmark nets (npm

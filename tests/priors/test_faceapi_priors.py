@@ -44,8 +44,8 @@ from etfuser_hf.priors.convert_faceapi import (
     convert_faceapi_recognition,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = REPO_ROOT / "tests" / "fixtures" / "faceapi"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).parent / "fixtures" / "faceapi"
 TOLERANCE = 1e-4
 
 
