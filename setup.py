@@ -30,6 +30,7 @@ setup(
         "peft>=0.18,<1",
         "huggingface_hub>=1.0,<3",
         "numpy>=1.26,<3",
+        "scipy>=1.11,<2",
         "pillow>=10,<14",
         "h5py>=3.10,<4",
         "onnx>=1.17,<2",

@@ -11,13 +11,15 @@ import argparse
 import time
 from pathlib import Path
 
+import datasets
+
 from etfuser_hf import ETFuserImageProcessor
 from etfuser_hf.data.face_datasets import load_face_dataset
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.fetch import default_cache_dir
-from etfuser_hf.training.feature_cache import PriorFeatureCache
-from etfuser_hf.training.recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
+from etfuser_hf.training.main import cache_prior_features
+from etfuser_hf.training.tasks import DEFAULT_PRIORS
 
 
 def main() -> None:
@@ -30,19 +32,17 @@ def main() -> None:
     args = parser.parse_args()
     cache_dir = args.cache_dir or default_cache_dir()
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
-    model = build_etfuser_from_face_priors({name: prior_dirs[name] for name in args.priors}, ["_"] * 2, args.image_size)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
-    cache = PriorFeatureCache(model, processor, cache_dir / "features")
     if args.dataset is None:
         splits = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}
     else:
         data = load_face_dataset(args.dataset)
         splits = dict(data) if hasattr(data, "keys") else {"data": data}
-    for name, split in splits.items():
-        start = time.perf_counter()
-        cached = cache(split)
-        print(f"{name}: {len(cached)} images, columns {[c for c in cached.column_names if c.startswith('prior__')]}, "
-              f"{time.perf_counter() - start:.1f} s -> {cache.cache_dir}")
+    start = time.perf_counter()
+    cached = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size)
+    for name, split in cached.items():
+        print(f"{name}: {len(split)} images, columns {[c for c in split.column_names if c.startswith('prior__')]}")
+    print(f"{time.perf_counter() - start:.1f} s -> {cache_dir / 'features'}")
 
 
 if __name__ == "__main__":

@@ -5,8 +5,8 @@ ablation is one line, e.g.
 
     register_variant("ensemble-tokens-4", "ET-Fuser ablation: 4 ensemble tokens", num_ensemble_tokens=4)
 
-then `python training/train.py --variants ensemble-tokens-4` (groups: "baseline" always runs, "ablation" with
---ablations, "companion" with --companion NAME).
+then `python training/train.py --variants ensemble-tokens-4` (groups: "ablation" with --ablations, "companion" with
+--companion NAME; they join the first task's table beside the protocol's rows, `etfuser_hf.training.protocol`).
 """
 
 from etfuser_hf.training.variants import VARIANTS, Variant, register_variant

@@ -51,8 +51,12 @@ def test_etfuser_from_real_priors_trains_on_real_faces(real_prior_dirs, face_cro
     torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.1).step()
     assert torch.isfinite(outputs.loss)
     assert outputs.prior_attention.shape == (2, 4)
-    assert model.etfuser.embeddings.ensemble_tokens.grad.abs().sum() > 0
+    # the zero-initialised gate keeps the canonical model as it was at step 0, and is what learns first
+    assert model.etfuser.fusion_gate.grad.abs().sum() > 0
     assert all(torch.equal(p, before[n]) for n, p in model.named_parameters() if n in before)
+    model.zero_grad()
+    model(pixel_values, labels=torch.tensor([3, 3])).loss.backward()  # the gate is open now: the token learns
+    assert model.etfuser.embeddings.ensemble_tokens.grad.abs().sum() > 0
 
     # the frozen priors still give their original outputs inside ET-Fuser: the mirrored astronaut is the same identity
     features = model.etfuser.extract_prior_features(pixel_values)
@@ -64,28 +68,44 @@ def test_etfuser_from_real_priors_trains_on_real_faces(real_prior_dirs, face_cro
     torch.testing.assert_close(reloaded(pixel_values).logits, model.eval()(pixel_values).logits)
 
 
-def test_main_job_end_to_end_with_multitask_and_companion_options(real_prior_dirs, tmp_path):
-    """training/train.py on the real priors, shrunk to a few steps: the main table holds the companion and
-    multi-task rows with p-values against ET-Fuser, and the multi-task comparison is in metrics.json and results.md."""
+def test_main_job_end_to_end_on_the_protocol_with_seeds_fractions_and_multitask(real_prior_dirs, tmp_path):
+    """training/train.py on the real priors, shrunk to a few steps: one table per task on the test split with every
+    protocol row over two seeds, the splits recorded, label efficiency, the multi-task comparison and a model card
+    with the tables."""
     import json
 
+    from etfuser_hf.hub.model_card import build_model_card
     from etfuser_hf.training.main import main
 
     output_dir = tmp_path / "run"
-    main(["--num-train", "16", "--num-eval", "12", "--image-size", "64", "--max-steps", "2", "--batch-size", "8",
-          "--no-baselines", "--companion", "jigsaw", "--multitask", "mask", "--output-dir", str(output_dir)])
+    main(["--tasks", "expression", "landmarks", "--num-train", "16", "--num-validation", "8", "--num-test", "8",
+          "--image-size", "64", "--max-steps", "2", "--batch-size", "8", "--seeds", "2", "--label-fractions", "0.5",
+          "1.0", "--companion", "jigsaw", "--multitask", "mask", "--output-dir", str(output_dir)])
     metrics = json.loads((output_dir / "metrics.json").read_text())
-    rows = {row["variant"]: row for row in metrics["results"]}
-    assert list(rows) == ["et-fuser", "aux-jigsaw", "multitask-expression+mask"]
-    for name in ("aux-jigsaw", "multitask-expression+mask"):
-        assert 0.0 <= rows[name]["p_value_vs_main"] <= 1.0 and 0.0 <= rows[name]["mcnemar_p_vs_main"] <= 1.0
+    protocol = metrics["protocol"]
+    assert protocol["seeds"] == [0, 1] and protocol["splits"]["sizes"] == {"train": 16, "validation": 8, "test": 8}
+    assert json.loads((output_dir / "splits.json").read_text()) == protocol["splits"]
+    expression, landmarks = protocol["tasks"]["expression"], protocol["tasks"]["landmarks"]
+    assert [row["variant"] for row in expression["rows"]] == [
+        "et-fuser", "canonical", "concat-mlp", "et-fuser-priors-only", "probe-best-prior", "aux-jigsaw"]
+    assert [row["variant"] for row in landmarks["rows"]][:5] == [row["variant"] for row in expression["rows"]][:5]
+    assert expression["split"] == landmarks["split"] == "test" and landmarks["metric"] == "nme"
+    for row in expression["rows"][1:] + landmarks["rows"][1:]:
+        assert len(row["test"]["per_seed"]) == 2 and len(row["p_per_seed_vs_main"]) == 2
+        assert row["p_seeds_ttest_vs_main"] is None or 0.0 <= row["p_seeds_ttest_vs_main"] <= 1.0
+        assert row["params_total"] >= row["params_trainable"] > 0
+    canonical = next(row for row in expression["rows"] if row["variant"] == "canonical")
+    fused = expression["rows"][0]
+    assert canonical["params_trainable"] < fused["params_trainable"]  # ET-Fuser adds its fusion module
+    efficiency = metrics["label_efficiency"]["expression"]["rows"]
+    assert set(efficiency) == {"canonical", "concat-mlp", "et-fuser"} and set(efficiency["et-fuser"]) == {"0.5", "1.0"}
+    assert efficiency["et-fuser"]["1.0"]["per_seed"] == fused["test"]["per_seed"]  # fraction 1.0 is the protocol run
+    assert "plots/label_efficiency.png" in metrics["plots"]
     comparison = metrics["multitask"]
-    assert [row["task"] for row in comparison["tasks"]] == ["expression", "mask"]
-    # the expression branch of the multi-task model is the main table's row; et-fuser is its single-task reference
-    assert comparison["tasks"][0]["multi_task"] == rows["multitask-expression+mask"]["metrics"]
-    assert comparison["tasks"][0]["single_task"] == rows["et-fuser"]["metrics"]
-    params = comparison["params"]
-    # one set of frozen priors and one backbone instead of two
-    assert params["multi_task"]["params_total"] < params["single_task_models"]["params_total"]
-    assert params["multi_task"]["params_trainable"] < params["single_task_models"]["params_trainable"]
-    assert "## One multi-task model against single-task models" in (output_dir / "results.md").read_text()
+    assert [row["task"] for row in comparison["tasks"]] == ["expression", "mask"] and comparison["split"] == "test"
+    assert comparison["tasks"][0]["single_task"]["accuracy"] == round(fused["test"]["per_seed"][0], 4)
+    assert comparison["params"]["multi_task"]["params_total"] < comparison["params"]["single_task_models"]["params_total"]
+    results = (output_dir / "results.md").read_text()
+    assert results.startswith("> **SYNTHETIC data.**") and "### landmarks: test-split NME" in results
+    card = build_model_card(output_dir).text
+    assert card.count("| et-fuser |") >= 2 and "test split" in card and "| canonical |" in card and " ± " in card

@@ -185,7 +185,7 @@ def test_pvalues_on_constructed_outcomes():
     b = np.array([0] * 6 + [1] * 4 + [1] * 50, bool)
     assert mcnemar_pvalue(a, b) == pytest.approx(0.75390625)
     assert 0.3 < paired_bootstrap_pvalue(a, b) <= 1.0
-    with pytest.raises(ValueError, match="same eval examples"):
+    with pytest.raises(ValueError, match="same examples"):
         paired_bootstrap_pvalue(a, b[:-1])
 
 
@@ -285,16 +285,29 @@ def test_register_variant_refuses_duplicates_and_unknown_groups():
     assert "new-one" not in VARIANTS
 
 
-def test_the_flags_select_registry_entries():
-    from etfuser_hf.training.main import parse_args, selected_variants
+def test_the_flags_select_protocol_rows_and_registry_entries():
+    from etfuser_hf.training.main import parse_args, protocol_rows
+    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
 
-    assert selected_variants(parse_args([])) == ["backbone-only"]
-    assert selected_variants(parse_args(["--no-baselines"])) == []
-    two_priors = selected_variants(parse_args(["--ablations", "--priors", "age", "expression"]))
-    assert "priors-1" in two_priors and "priors-2" not in two_priors and "mask-isolated" in two_priors
-    assert not any(name.startswith("aux-") for name in two_priors)
-    assert selected_variants(parse_args(["--no-baselines", "--companion", "jigsaw", "--variants", "mask-isolated"])) \
-        == ["mask-isolated", "aux-jigsaw"]
+    expression = SYNTHETIC_TASKS["expression"]
+
+    def names(argv, first=True):
+        return [row.name for row in protocol_rows(parse_args(argv), expression, first)]
+
+    assert names([]) == ["et-fuser", "canonical", "concat-mlp", "et-fuser-priors-only", "probe-best-prior"]
+    assert names(["--no-baselines"]) == ["et-fuser"]
+    ablations = names(["--no-baselines", "--ablations", "--priors", "age", "expression", "face_landmarks"])
+    # two priors besides the canonical expression net: priors-1 drops one, priors-2 would drop none
+    assert "priors-1" in ablations and "priors-2" not in ablations and "mask-isolated" in ablations
+    assert "fusion-prepend-token" not in ablations  # the FER net is a CNN: no token sequence to prepend to
+    assert not any(name.startswith("aux-") for name in ablations)
+    assert names(["--no-baselines", "--companion", "jigsaw", "--variants", "mask-isolated"]) == [
+        "et-fuser", "mask-isolated", "aux-jigsaw"]
+    assert names(["--ablations"], first=False) == names([])  # opt-in rows go to the first task only
+    with pytest.raises(ValueError, match="aux-inpainting: needs a token-sequence canonical model.*scratch-vit"):
+        names(["--companion", "inpainting"])
+    assert parse_args(["--task", "mask"]).tasks == ["mask"]
+    assert parse_args([]).tasks == ["expression", "age_group", "landmarks"] and parse_args([]).seeds == 3
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -353,30 +366,39 @@ def _manifest(folder, rows):
     return folder / "labels.csv"
 
 
-def test_load_data_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
+def test_load_splits_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
     from etfuser_hf.data.face_datasets import FaceDatasetError
-    from etfuser_hf.training.main import load_data, parse_args
+    from etfuser_hf.training.main import load_splits, parse_args
+    from etfuser_hf.training.tasks import resolve_tasks
+
+    def splits_of(argv):
+        args = parse_args(argv)
+        return load_splits(args, resolve_tasks(args.tasks, synthetic=False))
 
     good = _manifest(tmp_path / "good", [(f"{i}.png", "happy" if i % 2 else "sad") for i in range(10)])
-    train_data, eval_data = load_data(parse_args(["--dataset", str(good), "--task", "mood"]))
-    assert train_data.features["mood"].names == ["happy", "sad"] and (len(train_data), len(eval_data)) == (8, 2)
-    assert sorted(eval_data["mood"]) == [0, 1]  # stratified
+    splits, record = splits_of(["--dataset", str(good), "--task", "mood"])
+    assert splits["train"].features["mood"].names == ["happy", "sad"]
+    assert {name: len(split) for name, split in splits.items()} == {"train": 6, "validation": 2, "test": 2}
+    assert sorted(splits["test"]["mood"]) == [0, 1] and "70/15/15" in record["origin"]["test"]  # stratified
 
     missing = _manifest(tmp_path / "missing", [(f"{i}.png", "happy") for i in range(3)] + [("gone.png", "sad")])
     with pytest.raises(FaceDatasetError, match=r"labels.csv row 5: image file .*gone.png does not exist"):
-        load_data(parse_args(["--dataset", str(missing), "--task", "mood"]))
+        splits_of(["--dataset", str(missing), "--task", "mood"])
     with pytest.raises(ValueError, match=r"no column 'label'; columns: \['image', 'mood'\]"):
-        load_data(parse_args(["--dataset", str(good), "--task", "label"]))
+        splits_of(["--dataset", str(good), "--task", "label"])
     with pytest.raises(ValueError, match=r"no column 'pose'; columns: \['image', 'mood'\]"):
-        load_data(parse_args(["--dataset", str(good), "--task", "mood", "--multitask", "pose"]))
+        splits_of(["--dataset", str(good), "--task", "mood", "--multitask", "pose"])
 
 
 def test_multitask_columns_must_be_class_labels():
-    from etfuser_hf.training.main import label_columns, load_data, parse_args
+    from etfuser_hf.training.main import load_splits, parse_args
+    from etfuser_hf.training.tasks import resolve_tasks
 
-    args = parse_args(["--num-train", "4", "--num-eval", "2", "--image-size", "32", "--multitask", "mask", "expression"])
-    assert label_columns(args) == ["expression", "mask"]
-    train_data, eval_data = load_data(args)
-    assert train_data.features["mask"].names == ["no_mask", "mask"] and len(eval_data) == 2
+    argv = ["--num-train", "4", "--num-validation", "2", "--num-test", "2", "--image-size", "32", "--tasks",
+            "expression"]
+    args = parse_args(argv + ["--multitask", "mask", "expression"])
+    splits, _ = load_splits(args, resolve_tasks(args.tasks, synthetic=True))
+    assert splits["train"].features["mask"].names == ["no_mask", "mask"] and len(splits["test"]) == 2
     with pytest.raises(ValueError, match=r"label column 'landmarks' must be a ClassLabel column"):
-        load_data(parse_args(["--num-train", "4", "--num-eval", "2", "--image-size", "32", "--multitask", "landmarks"]))
+        args = parse_args(argv + ["--multitask", "landmarks"])
+        load_splits(args, resolve_tasks(args.tasks, synthetic=True))

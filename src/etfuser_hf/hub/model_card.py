@@ -25,6 +25,9 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
+from ..training.results import render_multitask_markdown
+from ..training.run_folder import render_label_efficiency_markdown, render_protocol_markdown
+
 MODEL_DIR_PLACEHOLDER = "./et-fuser"
 CARD_TEMPLATE_PATH = Path(__file__).with_name("templates") / "modelcard_template.md"  # Jinja, rendered by ModelCard
 REQUIRED_METRICS_KEYS = ("task", "problem_type", "label_names", "dataset", "model", "main_variant", "results")
@@ -240,8 +243,6 @@ def _evaluation_table(metrics: Mapping[str, Any]) -> str:
 
 def _multitask_table(metrics: Mapping[str, Any]) -> str | None:
     """The `--multitask` comparison of the run, where it has one."""
-    from ..training.results import render_multitask_markdown
-
     return render_multitask_markdown(metrics["multitask"]).rstrip() if metrics.get("multitask") else None
 
 
@@ -291,6 +292,9 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
         "input_size": f"{size.get('height', config.get('image_size'))}x{size.get('width', config.get('image_size'))}",
         "evaluation_table": _evaluation_table(metrics),
         "multitask_table": _multitask_table(metrics),
+        "protocol_markdown": render_protocol_markdown(metrics["protocol"]) if metrics.get("protocol") else None,
+        "label_efficiency_markdown": (render_label_efficiency_markdown(metrics["label_efficiency"])
+                                      if metrics.get("label_efficiency") else None),
         "main_variant": metrics["main_variant"],
         "main_metrics": ", ".join(f"{METRIC_NAMES.get(key, key)} {_number(value)}"
                                   for key, value in _main_row(metrics)["metrics"].items()),

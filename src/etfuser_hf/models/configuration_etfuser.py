@@ -21,10 +21,12 @@ from transformers.image_utils import (
 
 from .configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
 
-FEATURE_CHOICES = ("pooled", "cls", "mean", "topk")
+FEATURE_CHOICES = ("pooled", "cls", "mean", "topk", "logits")
 COLOR_MODES = ("rgb", "bgr", "grayscale")
 ATTENTION_MASK_STRATEGIES = ("full", "ensemble_reads_priors", "isolated")
-FUSION_MODES = ("prepend_token", "add_to_pooled", "concat_before_head", "priors_only", "none")
+FUSION_MODES = ("prepend_token", "add_to_pooled", "concat_before_head", "concat_priors", "priors_only", "none")
+# modes that work with any backbone (CNN or transformer); prepend_token needs a token-sequence backbone
+POOLED_FUSION_MODES = ("add_to_pooled", "concat_before_head", "concat_priors")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 REGRESSION_LOSSES = ("mse", "l1", "smooth_l1")
 LANDMARK_LOSSES = ("l1", "mse", "smooth_l1", "wing")
@@ -81,6 +83,18 @@ def infer_feature_dim(config: PreTrainedConfig) -> int:
     )
 
 
+def infer_logits_dim(config: PreTrainedConfig) -> int:
+    """Width of an encoder's own head output (`feature="logits"`): 2 x landmarks for a landmark net, the descriptor
+    size of a recognition net, one score per age bin, else one per label."""
+    if getattr(config, "num_landmarks", None):
+        return 2 * int(config.num_landmarks)
+    if getattr(config, "descriptor_size", None):
+        return int(config.descriptor_size)
+    if getattr(config, "age_bins", None):
+        return len(config.age_bins)
+    return int(config.num_labels)
+
+
 def _as_pair(size: int | list[int] | tuple[int, int], where: str) -> tuple[int, int]:
     if isinstance(size, int):
         size = (size, size)
@@ -100,7 +114,9 @@ class EncoderSpec:
     Args:
         config: the encoder's own config (any vision `PreTrainedConfig`, or a dict with `model_type`).
         feature: which output becomes fusion tokens: `"pooled"` (pooler output, 1 token), `"cls"` (first token),
-            `"mean"` (mean over tokens or spatial positions), `"topk"` (the `num_tokens` patch tokens of largest norm).
+            `"mean"` (mean over tokens or spatial positions), `"topk"` (the `num_tokens` patch tokens of largest norm),
+            `"logits"` (the encoder's own head output as one token: the 68 landmark coordinates of a landmark net, the
+            7 expression scores, the age-bin scores, a face descriptor).
         num_tokens: number of tokens for `feature="topk"`.
         image_size: input size of the encoder; defaults to `config.image_size` (224 where absent).
         image_mean / image_std: per-channel normalisation; default from the config or the model family.
@@ -160,7 +176,7 @@ class EncoderSpec:
         if self.pixel_scale <= 0:
             raise ValueError(f"{where}.pixel_scale must be positive, got {self.pixel_scale}.")
         if self.feature_dim is None:
-            self.feature_dim = infer_feature_dim(config)
+            self.feature_dim = infer_logits_dim(config) if self.feature == "logits" else infer_feature_dim(config)
 
     def _family_normalisation(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         model_type = self.config.model_type
@@ -291,8 +307,19 @@ class ETFuserConfig(PreTrainedConfig):
         fusion_mode (`str`, defaults to `"prepend_token"`): how the ensemble token enters the task model:
             `"prepend_token"` inserted after the CLS token of a token-sequence backbone (ViT, DeiT, DINOv2, CLIP
             vision) so every backbone layer attends to it; `"add_to_pooled"` projected and added to the backbone's
-            pooled output; `"concat_before_head"` concatenated with the pooled output; `"priors_only"` no backbone,
-            the ensemble token is the representation; `"none"` backbone alone (a baseline, priors are not run).
+            pooled output; `"concat_before_head"` concatenated with the pooled output; `"concat_priors"` a baseline
+            without the ensemble token: the projected prior features concatenated, through an MLP, then concatenated
+            with the pooled output; `"priors_only"` no backbone, the ensemble token is the representation; `"none"`
+            backbone alone (a baseline, priors are not run). CNN backbones (the converted face networks, ConvNeXt,
+            ResNet) take `add_to_pooled`, `concat_before_head` and `concat_priors`; token-sequence backbones all modes.
+        fusion_gate (`bool`, defaults to `True`): multiply the ensemble token fused by `add_to_pooled` or
+            `prepend_token` by a learnable per-channel gate `tanh(g)`, with `g` zero at initialisation (as in gated
+            cross-attention adapters), so training starts exactly from the canonical model alone.
+        backbone_learning_rate_scale (`float`, defaults to 1.0): learning rate of a pretrained canonical model
+            relative to the new modules; `ETFuserTrainer` builds the optimizer's parameter groups from it.
+        ensemble_loss_weight (`float`, defaults to 0.0): deep supervision of the ensemble token: during training,
+            a small head on the ensemble token alone adds `weight x` the task loss, so the fusion module learns from
+            the labels directly while the gate is still nearly closed. Inference ignores that head.
         num_landmarks (`int`, defaults to 68): landmarks predicted by `ETFuserForLandmarkDetection`.
         interocular_indices (`list[int]`, defaults to `[36, 45]`): outer eye corners used to normalise NME.
         landmark_loss (`str`, defaults to `"l1"`): one of `"l1"`, `"mse"`, `"smooth_l1"`, `"wing"`.
@@ -343,6 +370,9 @@ class ETFuserConfig(PreTrainedConfig):
     num_ensemble_tokens: int = 1
     attention_mask_strategy: str = "full"
     fusion_mode: str = "prepend_token"
+    fusion_gate: bool = True
+    backbone_learning_rate_scale: float | int = 1.0
+    ensemble_loss_weight: float | int = 0.0
     num_landmarks: int = 68
     interocular_indices: list[int] | tuple[int, int] = (36, 45)
     landmark_loss: str = "l1"
@@ -409,6 +439,15 @@ class ETFuserConfig(PreTrainedConfig):
             raise ValueError(
                 f"interocular_indices must be two landmark indices in [0, {self.num_landmarks}), got {self.interocular_indices}."
             )
+        if isinstance(self.ensemble_loss_weight, bool) or not self.ensemble_loss_weight >= 0:
+            raise ValueError(f"ensemble_loss_weight must be a number >= 0, got {self.ensemble_loss_weight!r}.")
+        if not isinstance(self.fusion_gate, bool):
+            raise ValueError(f"fusion_gate must be a bool, got {self.fusion_gate!r}.")
+        if isinstance(self.backbone_learning_rate_scale, bool) or not self.backbone_learning_rate_scale > 0:
+            raise ValueError(f"backbone_learning_rate_scale must be a positive number, got "
+                             f"{self.backbone_learning_rate_scale!r}.")
+        if self.fusion_mode == "concat_priors" and not self.priors:
+            raise ValueError("fusion_mode='concat_priors' needs at least one prior in `priors`.")
         if self.fusion_mode == "priors_only" and not self.priors:
             raise ValueError("fusion_mode='priors_only' needs at least one prior in `priors`.")
 

@@ -45,6 +45,11 @@ def select_feature_tokens(outputs: ModelOutput, spec: EncoderSpec, where: str) -
     `last_hidden_state` may be a token sequence (batch, N, D) or a feature map (batch, D, h, w); feature maps are
     read as h*w tokens.
     """
+    if spec.feature == "logits":
+        logits = getattr(outputs, "logits", None)
+        if logits is None:
+            raise ValueError(f"{where}: feature='logits' but the encoder returned no logits; use 'pooled' or 'mean'.")
+        return logits.flatten(1).unsqueeze(1)
     if spec.feature == "pooled":
         pooled = getattr(outputs, "pooler_output", None)
         if pooled is None:

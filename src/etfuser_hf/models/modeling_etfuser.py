@@ -7,6 +7,7 @@ the pretrained base, the base model, the shared loss helper and the task heads.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager, nullcontext
@@ -23,7 +24,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
-from .configuration_etfuser import EncoderSpec, ETFuserConfig
+from .configuration_etfuser import POOLED_FUSION_MODES, EncoderSpec, ETFuserConfig
 from .encoders import (
     build_encoder,
     load_pretrained_encoder,
@@ -369,6 +370,8 @@ class ETFuserPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.ensemble_tokens, mean=0.0, std=std)
         elif isinstance(module, ETFuserPriorProjection):
             init.trunc_normal_(module.prior_embedding, mean=0.0, std=std)
+        elif isinstance(module, ETFuserModel) and module.fusion_gate is not None:
+            init.zeros_(module.fusion_gate)
 
     @classmethod
     def from_priors_pretrained(
@@ -421,46 +424,63 @@ class ETFuserPreTrainedModel(PreTrainedModel):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+class ETFuserConcatPriors(nn.Module):
+    """The `concat_priors` baseline: every projected prior token concatenated, (batch, T * hidden_size), through one
+    hidden layer to (batch, hidden_size). No ensemble token and no attention: what the ensemble token is compared to."""
+
+    def __init__(self, config: ETFuserConfig):
+        super().__init__()
+        num_tokens = sum(spec.num_output_tokens for spec in config.priors.values())
+        self.dense = nn.Linear(num_tokens * config.hidden_size, config.hidden_size)
+        self.activation = ACT2FN[config.hidden_act]
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, prior_tokens: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.activation(self.dense(prior_tokens.flatten(1))))
+
+
 class ETFuserModel(ETFuserPreTrainedModel):
-    """Runs the frozen priors, fuses their tokens with the ensemble token(s) and fuses the result into the backbone.
+    """Runs the frozen priors, fuses their tokens with the ensemble token(s) and fuses the result into the backbone
+    (the canonical task model).
 
     `pooler_output` (batch, `fused_size`) is the representation every task head reads.
     """
 
     def __init__(self, config: ETFuserConfig):
         super().__init__(config)
+        mode = config.fusion_mode
         # the "none" baseline is the backbone alone: no prior weights, no fusion module
-        fused_priors = {} if config.fusion_mode == "none" else config.priors
+        fused_priors = {} if mode == "none" else config.priors
         self.priors = nn.ModuleDict({name: build_encoder(spec) for name, spec in fused_priors.items()})
-        self.embeddings = ETFuserEmbeddings(config) if config.fusion_mode != "none" else None
-        self.fusion = ETFuserFusion(config) if config.fusion_mode != "none" else None
+        self.embeddings = ETFuserEmbeddings(config) if mode != "none" else None
+        self.fusion = ETFuserFusion(config) if mode not in ("none", "concat_priors") else None
+        self.concat_priors = ETFuserConcatPriors(config) if mode == "concat_priors" else None
         self.backbone = build_encoder(config.backbone) if config.backbone is not None else None
         self.backbone_embeddings_path: str | None = None  # a path, not a module: a second reference would be saved twice
-        self.ensemble_to_backbone = None
-        mode = config.fusion_mode
-        if self.backbone is not None:
-            backbone_width = config.backbone.feature_dim
-            if mode == "prepend_token":
-                if config.backbone.config.model_type not in TOKEN_SEQUENCE_BACKBONES:
-                    raise ValueError(
-                        f"fusion_mode='prepend_token' needs a token-sequence backbone {TOKEN_SEQUENCE_BACKBONES}, got "
-                        f"{config.backbone.config.model_type!r}; use 'add_to_pooled' or 'concat_before_head'."
-                    )
-                self.backbone_embeddings_path = next(
-                    path for path, _ in self.backbone.named_modules() if path.split(".")[-1] == "embeddings"
-                )
-                backbone_width = config.backbone.config.hidden_size
-            if mode in ("prepend_token", "add_to_pooled"):
-                self.ensemble_to_backbone = nn.Linear(config.hidden_size, backbone_width)
-        self.fused_size = {
-            "prepend_token": config.backbone.feature_dim if config.backbone else 0,
-            "add_to_pooled": config.backbone.feature_dim if config.backbone else 0,
-            "concat_before_head": (config.backbone.feature_dim if config.backbone else 0) + config.hidden_size,
-            "priors_only": config.hidden_size,
-            "none": config.backbone.feature_dim if config.backbone else 0,
-        }[mode]
+        self.ensemble_to_backbone = self.fusion_gate = None
+        backbone_width = config.backbone.feature_dim if config.backbone is not None else 0
+        if mode == "prepend_token":
+            self.backbone_embeddings_path = self._token_backbone_embeddings()
+            backbone_width = config.backbone.config.hidden_size
+        if mode in ("prepend_token", "add_to_pooled"):
+            self.ensemble_to_backbone = nn.Linear(config.hidden_size, backbone_width)
+            if config.fusion_gate:
+                self.fusion_gate = nn.Parameter(torch.zeros(backbone_width))
+        widths = {"concat_before_head": backbone_width + config.hidden_size, "priors_only": config.hidden_size,
+                  "concat_priors": backbone_width + config.hidden_size}
+        self.fused_size = widths.get(mode, config.backbone.feature_dim if config.backbone is not None else 0)
         self.post_init()
         self.freeze_priors()
+
+    def _token_backbone_embeddings(self) -> str:
+        """Path of the embedding module of a token-sequence backbone, where `prepend_token` inserts the token."""
+        model_type = self.config.backbone.config.model_type
+        if model_type not in TOKEN_SEQUENCE_BACKBONES:
+            raise ValueError(
+                f"fusion_mode='prepend_token' needs a token-sequence backbone {TOKEN_SEQUENCE_BACKBONES}, got "
+                f"{model_type!r}; use one of {POOLED_FUSION_MODES}, which work with any backbone."
+            )
+        return next(path for path, _ in self.backbone.named_modules() if path.split(".")[-1] == "embeddings")
 
     def freeze_priors(self) -> None:
         """Frozen priors never train: no gradients, eval mode (dropout/batch-norm statistics fixed)."""
@@ -524,6 +544,49 @@ class ETFuserModel(ETFuserPreTrainedModel):
             if missing:
                 raise ValueError(f"prior_features is missing priors {missing}; expected keys {list(self.config.priors)}.")
 
+    def _fuse_priors(
+        self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
+        output_attentions: bool, output_hidden_states: bool,
+    ) -> ETFuserModelOutput:
+        """Prior tokens -> ensemble-token attention. Returns the fusion-side fields of the output (no pooler yet);
+        for `concat_priors`, `ensemble_tokens` holds the concatenated priors' MLP output (batch, 1, hidden_size)."""
+        if prior_features is None:
+            prior_features = self.extract_prior_features(pixel_values)
+        batch_size = next(iter(prior_features.values())).shape[0] if prior_features else pixel_values.shape[0]
+        embedded, prior_tokens = self.embeddings(prior_features, batch_size)
+        if self.concat_priors is not None:
+            return ETFuserModelOutput(ensemble_tokens=self.concat_priors(prior_tokens).unsqueeze(1),
+                                      prior_tokens=prior_tokens)
+        sequence, hidden_states, attentions = self.fusion(embedded, output_attentions, output_hidden_states)
+        prior_attention = None
+        if output_attentions and self.config.priors:
+            prior_attention = attention_over_priors(attentions[-1], self.config)
+        return ETFuserModelOutput(last_hidden_state=sequence, ensemble_tokens=sequence[:, : self.config.num_ensemble_tokens],
+                                  prior_tokens=prior_tokens, hidden_states=hidden_states, attentions=attentions,
+                                  prior_attention=prior_attention)
+
+    def _ensemble_for_backbone(self, ensemble: torch.Tensor) -> torch.Tensor:
+        """(batch, E, hidden_size) -> (batch, E, backbone width), gated by tanh(g) where `config.fusion_gate`."""
+        projected = self.ensemble_to_backbone(ensemble)
+        return projected * torch.tanh(self.fusion_gate) if self.fusion_gate is not None else projected
+
+    def _run_backbone(self, pixel_values: torch.Tensor, ensemble: torch.Tensor | None) -> torch.Tensor:
+        """The canonical task model on `pixel_values`, with the ensemble token fused in: (batch, fused_size)."""
+        spec, mode = self.config.backbone, self.config.fusion_mode
+        backbone_inputs = prepare_encoder_inputs(pixel_values, spec)
+        with torch.no_grad() if spec.frozen else nullcontext():
+            if mode == "prepend_token":
+                with self._ensemble_tokens_in_backbone(self._ensemble_for_backbone(ensemble)):
+                    backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
+            else:
+                backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
+        pooled = pool_tokens(select_feature_tokens(backbone_outputs, spec, "backbone"))
+        if mode == "add_to_pooled":
+            return pooled + pool_tokens(self._ensemble_for_backbone(ensemble)).to(pooled.dtype)
+        if mode in ("concat_before_head", "concat_priors"):
+            return torch.cat([pooled, pool_tokens(ensemble).to(pooled.dtype)], dim=-1)
+        return pooled
+
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
@@ -545,45 +608,14 @@ class ETFuserModel(ETFuserPreTrainedModel):
         )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         self._check_inputs(pixel_values, prior_features)
-        mode = self.config.fusion_mode
-
-        sequence = ensemble = prior_tokens = hidden_states = attentions = prior_attention = None
-        if mode != "none":
-            if prior_features is None:
-                prior_features = self.extract_prior_features(pixel_values)
-            batch_size = next(iter(prior_features.values())).shape[0] if prior_features else pixel_values.shape[0]
-            embedded, prior_tokens = self.embeddings(prior_features, batch_size)
-            sequence, hidden_states, attentions = self.fusion(embedded, output_attentions, output_hidden_states)
-            ensemble = sequence[:, : self.config.num_ensemble_tokens]
-            if output_attentions and self.config.priors:
-                prior_attention = attention_over_priors(attentions[-1], self.config)
-
+        fused = ETFuserModelOutput()
+        if self.config.fusion_mode != "none":
+            fused = self._fuse_priors(pixel_values, prior_features, output_attentions, output_hidden_states)
         if self.backbone is None:
-            pooled = pool_tokens(ensemble)
+            pooled = pool_tokens(fused.ensemble_tokens)
         else:
-            spec = self.config.backbone
-            backbone_inputs = prepare_encoder_inputs(pixel_values, spec)
-            with torch.no_grad() if spec.frozen else nullcontext():
-                if mode == "prepend_token":
-                    with self._ensemble_tokens_in_backbone(self.ensemble_to_backbone(ensemble)):
-                        backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
-                else:
-                    backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
-            pooled = pool_tokens(select_feature_tokens(backbone_outputs, spec, "backbone"))
-            if mode == "add_to_pooled":
-                pooled = pooled + self.ensemble_to_backbone(pool_tokens(ensemble))
-            elif mode == "concat_before_head":
-                pooled = torch.cat([pooled, pool_tokens(ensemble).to(pooled.dtype)], dim=-1)
-
-        output = ETFuserModelOutput(
-            last_hidden_state=sequence,
-            pooler_output=pooled,
-            ensemble_tokens=ensemble,
-            prior_tokens=prior_tokens,
-            hidden_states=hidden_states,
-            attentions=attentions,
-            prior_attention=prior_attention,
-        )
+            pooled = self._run_backbone(pixel_values, fused.ensemble_tokens)
+        output = dataclasses.replace(fused, pooler_output=pooled)  # rebuilt, so keys keep the documented order
         return output if return_dict else output.to_tuple()
 
 
@@ -666,6 +698,15 @@ class ETFuserTaskHead(nn.Module):
         return self.dense(self.dropout(pooled))
 
 
+def ensemble_head(config: ETFuserConfig, num_outputs: int) -> ETFuserTaskHead | None:
+    """The training-only head of `config.ensemble_loss_weight` (deep supervision of the ensemble token), where the
+    ensemble token is fused into a canonical model; None otherwise."""
+    fused = config.fusion_mode in ("prepend_token", "add_to_pooled", "concat_before_head")
+    if not config.ensemble_loss_weight or not fused or config.backbone is None:
+        return None
+    return ETFuserTaskHead(config.hidden_size, num_outputs, config.classifier_dropout)
+
+
 class ETFuserForImageClassification(ETFuserPreTrainedModel):
     """ET-Fuser with a classification/regression head: single-label (expression), multi-label (attributes, action
     units) or regression (age), chosen by `config.problem_type` (inferred from the labels when unset)."""
@@ -675,6 +716,7 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         self.num_labels = config.num_labels
         self.etfuser = ETFuserModel(config)
         self.classifier = ETFuserTaskHead(self.etfuser.fused_size, config.num_labels, config.classifier_dropout)
+        self.ensemble_head = ensemble_head(config, config.num_labels)
         self.auxiliary = ETFuserAuxiliaryTasks(config) if config.auxiliary_tasks else None
         self.post_init()
 
@@ -708,6 +750,10 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         if labels is not None:
             problem_type = self.config.problem_type or infer_problem_type(self.num_labels, labels)
             loss = compute_task_loss(logits, labels.to(logits.device), problem_type, self.config.regression_loss)
+            if self.training and self.ensemble_head is not None:
+                ensemble_logits = self.ensemble_head(pool_tokens(outputs.ensemble_tokens))
+                loss = loss + self.config.ensemble_loss_weight * compute_task_loss(
+                    ensemble_logits, labels.to(logits.device), problem_type, self.config.regression_loss)
             if self.training and self.auxiliary is not None and pixel_values is not None:
                 loss = loss + self.auxiliary.weighted_sum(self.auxiliary(self.etfuser, pixel_values, landmarks))
         output = ETFuserImageClassifierOutput(
@@ -727,6 +773,7 @@ class ETFuserForLandmarkDetection(ETFuserPreTrainedModel):
         super().__init__(config)
         self.etfuser = ETFuserModel(config)
         self.landmark_head = ETFuserTaskHead(self.etfuser.fused_size, 2 * config.num_landmarks, config.classifier_dropout)
+        self.ensemble_head = ensemble_head(config, 2 * config.num_landmarks)
         self.post_init()
 
     def forward(
@@ -756,6 +803,10 @@ class ETFuserForLandmarkDetection(ETFuserPreTrainedModel):
         if labels is not None:
             labels = labels.to(landmarks.device)
             loss = compute_task_loss(landmarks, labels, "landmarks", self.config.landmark_loss)
+            if self.training and self.ensemble_head is not None:
+                ensemble_points = torch.sigmoid(self.ensemble_head(pool_tokens(outputs.ensemble_tokens)))
+                loss = loss + self.config.ensemble_loss_weight * compute_task_loss(
+                    ensemble_points.view_as(landmarks), labels, "landmarks", self.config.landmark_loss)
             nme = normalized_mean_error(landmarks, labels.to(landmarks.dtype), self.config.interocular_indices)
         output = ETFuserLandmarkOutput(
             loss=loss,

@@ -8,10 +8,23 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import PIL.Image
 import torch
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .feature_cache import PRIOR_COLUMN_PREFIX
+
+
+def pixel_values(images: Sequence[Any], processor: ETFuserImageProcessor) -> torch.Tensor:
+    """(batch, 3, H, W) RGB in [0, 1], exactly what `processor(images)` returns. Images already RGB at the processor's
+    size (the synthetic faces, aligned crops) skip the processor's per-image conversions: in a training loop of
+    a small canonical model those cost more than the model itself."""
+    size = (processor.size["width"], processor.size["height"])
+    if processor.do_rescale and not processor.do_normalize and all(
+            isinstance(image, PIL.Image.Image) and image.mode == "RGB" and image.size == size for image in images):
+        array = np.stack([np.asarray(image) for image in images])
+        return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(1.0 / processor.rescale_factor)
+    return processor(list(images), return_tensors="pt")["pixel_values"]
 
 
 @dataclass
@@ -27,11 +40,12 @@ class FaceCollator:
     include_landmarks: bool = False  # for the landmark-based auxiliary tasks
     include_pixel_values: bool = True  # a priors_only model fed from the cache needs no pixels at all
 
+    problem_type: str = "single_label_classification"  # or "landmarks": labels are the (68, 2) `label_column`
+
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = self.label_batch(rows)
         if self.include_pixel_values:
-            images = [row[self.image_column] for row in rows]
-            batch["pixel_values"] = self.processor(images, return_tensors="pt")["pixel_values"]
+            batch["pixel_values"] = pixel_values([row[self.image_column] for row in rows], self.processor)
         if self.include_landmarks:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
         cached = [key for key in rows[0] if key.startswith(PRIOR_COLUMN_PREFIX)] if self.use_cached_features else []
@@ -43,6 +57,8 @@ class FaceCollator:
         return batch
 
     def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        if self.problem_type == "landmarks":
+            return {"labels": landmark_targets(rows, self.label_column)}
         return {"labels": class_ids(rows, self.label_column, self.num_labels)}
 
 
@@ -59,6 +75,15 @@ class MultiTaskFaceCollator(FaceCollator):
 
     def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return {f"{column}_labels": class_ids(rows, column, num_labels) for column, num_labels in self.tasks.items()}
+
+
+def landmark_targets(rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
+    """(batch, K, 2) float32 landmark targets in [0, 1], or a ValueError naming the first malformed row."""
+    targets = [np.asarray(row[column], np.float32) for row in rows]
+    for index, target in enumerate(targets):
+        if target.ndim != 2 or target.shape[1] != 2 or not np.isfinite(target).all():
+            raise ValueError(f"{column}: row {index} must hold finite (K, 2) landmarks, got shape {target.shape}.")
+    return torch.from_numpy(np.stack(targets))
 
 
 def class_ids(rows: Sequence[Mapping[str, Any]], column: str, num_labels: int) -> torch.Tensor:

@@ -1,17 +1,19 @@
-"""Train and evaluate ET-Fuser with the Trainer, compare it with baselines, and write a run folder.
+"""The paper's comparison, done on three splits, several tasks and several seeds, and a run folder for the Hub.
 
-With no arguments this is the README's main job: the real converted face priors (face-api recognition + 68
-landmarks, dlib age, FER2013 expression; fetched and converted once), a small ViT backbone, the SYNTHETIC offline
-default dataset (expression task), baselines (backbone alone, a linear probe per prior, concatenated priors + MLP)
-with paired-bootstrap and McNemar p-values, and `runs/etfuser-synthetic/`.
+With no arguments this is the README's main job, on the SYNTHETIC offline default: three tasks (expression, age
+group, 68 landmarks), each with a real pretrained canonical model fine-tuned (the FER net, the dlib age net, the
+face-api landmark net) and the other converted face networks as frozen priors; per task and seed the rows of
+`protocol.PROTOCOL_ROWS` (canonical alone, canonical + concatenated priors + MLP, canonical + ET-Fuser, ET-Fuser on
+the priors alone, the best single prior's linear probe) selected on validation and tested once; tables of mean ± std
+over `--seeds` with p-values on the test split; `runs/etfuser-synthetic/`.
 
-    python training/train.py                                 # main job (a few minutes on 2 CPU cores)
-    python training/train.py --ablations                     # + mask strategy / fusion mode / number of priors
-    python training/train.py --task mask --bf16 --lora       # another label, CPU bf16 autocast, LoRA adapters
-    python training/train.py --variants mask-isolated priors-2   # any entries of etfuser_hf.training.variants.VARIANTS
-    python training/train.py --multitask expression mask      # one cross-task model against two single-task models
-    torchrun --nproc_per_node 2 training/train.py --no-baselines   # data parallel (gloo on CPU, nccl on GPUs)
-    accelerate launch --multi_gpu training/train.py --no-baselines
+    python training/train.py                                  # main job (under 15 minutes on 2 CPU cores)
+    python training/train.py --tasks expression --seeds 5      # one task, five seeds
+    python training/train.py --label-fractions 0.05 0.2 1.0    # + label efficiency (test metric vs labels)
+    python training/train.py --canonical path/to/vit           # any HF vision AutoModel folder as the canonical model
+    python training/train.py --dataset path/to/RAF-DB/basic --tasks label     # your data (train/validation/test)
+    python training/train.py --ablations --multitask expression mask          # + ablations, + one cross-task model
+    torchrun --nproc_per_node 2 training/train.py --seeds 1 --tasks expression   # data parallel (gloo on CPU)
 """
 
 from __future__ import annotations
@@ -28,119 +30,151 @@ import torch
 
 from ..data.face_datasets import load_face_dataset
 from ..data.labels import check_label_column, encode_label_column
-from ..data.synthetic_faces import make_synthetic_faces
 from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
-from .collators import FaceCollator, MultiTaskFaceCollator
-from .feature_cache import PriorFeatureCache, pooled_prior_features
+from .feature_cache import PriorFeatureCache
+from .label_efficiency import label_efficiency, save_label_efficiency_plot
+from .multitask_run import run_multitask_comparison
 from .plots import save_plots
-from .probes import fit_probe
-from .recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
-from .results import (
-    count_parameters,
-    mean_prior_attention,
-    multitask_comparison,
-    results_table,
-)
+from .protocol import MAIN_ROW, PROTOCOL_ROWS, ProtocolContext, ProtocolJob, ProtocolRow, run_jobs
+from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES, prior_entries
+from .results import mean_prior_attention
 from .run_folder import write_run_folder
-from .trainer_runs import apply_lora, train_multitask_variant, train_variant
+from .splits import synthetic_splits, user_splits
+from .task_tables import reading, task_table
+from .tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS, FaceTask, resolve_tasks, task_priors
 from .variants import VARIANTS
 
 
 def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     companion_names = [name.removeprefix("aux-") for name, variant in VARIANTS.items() if variant.group == "companion"]
-    parser.add_argument("--dataset", default=None,
-                        help="your data instead of the synthetic default: a local layout etfuser_hf.data.face_datasets reads "
-                             "(FER2013 CSV, RAF-DB, UTKFace, CelebA, AffectNet CSV, manifest, imagefolder) or a hub id")
-    parser.add_argument("--dataset-format", default=None, help="force a format (see etfuser_hf.data.face_datasets.FORMATS)")
-    parser.add_argument("--task", default="expression",
-                        help="label column: expression | mask | age_group for the synthetic default, or a "
-                             "ClassLabel column of --dataset (default: expression; 'label' is typical for --dataset)")
-    parser.add_argument("--priors", nargs="+", default=list(DEFAULT_PRIORS), choices=list(DEFAULT_PRIORS),
-                        help="converted face priors to fuse (default: all four)")
-    parser.add_argument("--num-train", type=int, default=2400, help="synthetic training images")
-    parser.add_argument("--num-eval", type=int, default=800, help="synthetic evaluation images")
-    parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--epochs", type=float, default=10)
-    parser.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--learning-rate", type=float, default=3e-4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast or GPU)")
-    parser.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU only)")
-    parser.add_argument("--lora", action="store_true", help="LoRA on the backbone and fusion attention")
-    parser.add_argument("--lora-rank", type=int, default=8)
-    parser.add_argument("--early-stopping", type=int, default=3, help="patience in evaluations (0 disables)")
-    parser.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", default=None,
-                        help="a checkpoint folder, or 'latest' for the newest in the main variant's folder")
-    parser.add_argument("--no-cache", action="store_true", help="run the priors in every step instead of caching")
-    parser.add_argument("--no-baselines", action="store_true", help="train ET-Fuser only")
-    parser.add_argument("--ablations", action="store_true", help="also train the ablation variants")
-    parser.add_argument("--companion", nargs="+", default=[], choices=companion_names,
-                        help="also train ET-Fuser with these companion-paper auxiliary tasks (synthetic data only)")
-    parser.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS), metavar="NAME",
-                        help=f"also train these entries of etfuser_hf.training.variants.VARIANTS: {', '.join(VARIANTS)}")
-    parser.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
-                        help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (e.g. "
-                             "'expression mask'; --task is added if missing) and a single-task ET-Fuser per column, "
-                             "and compare them in accuracy (p-values) and parameters")
-    parser.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
-    parser.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
-    return parser.parse_args(argv)
+    data = parser.add_argument_group("data and tasks")
+    data.add_argument("--dataset", default=None,
+                      help="your data instead of the synthetic default: a local layout etfuser_hf.data reads (FER2013 "
+                           "CSV, RAF-DB, UTKFace, CelebA, AffectNet CSV, manifest, imagefolder)")
+    data.add_argument("--dataset-format", default=None, help="force a format (see etfuser_hf.data.face_datasets.FORMATS)")
+    data.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
+                      help=f"tasks, one table each (synthetic: {', '.join(SYNTHETIC_TASKS)}; default all three; "
+                           "--dataset: ClassLabel columns, default 'label')")
+    data.add_argument("--task", default=None, help="one task (same as --tasks TASK)")
+    data.add_argument("--canonical", default=None,
+                      help="canonical model for every task: a converted prior (expression, age, face_landmarks, "
+                           "face_recognition), an HF vision AutoModel folder, or 'scratch-vit' (a ViT trained from "
+                           "scratch: an ablation); default per task: the FER net, the dlib age net, the landmark net")
+    data.add_argument("--priors", nargs="+", default=list(DEFAULT_PRIORS), choices=list(DEFAULT_PRIORS),
+                      help="converted face networks to use (each task's canonical one is not also a prior)")
+    data.add_argument("--num-train", type=int, default=1000, help="synthetic training images")
+    data.add_argument("--num-validation", type=int, default=400, help="synthetic validation images")
+    data.add_argument("--num-test", "--num-eval", type=int, default=600, help="synthetic test images")
+    data.add_argument("--data-seed", type=int, default=1234, help="seed of the synthetic generator / user split")
+    data.add_argument("--image-size", type=int, default=112)
+    run = parser.add_argument_group("training budget (the same for every row)")
+    run.add_argument("--seeds", type=int, default=3, help="model seeds per row (mean ± std over them)")
+    run.add_argument("--seed", type=int, default=0, help="first model seed (seeds are seed .. seed+N-1)")
+    run.add_argument("--epochs", type=float, default=6)
+    run.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
+    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--learning-rate", type=float, default=6e-3,
+                     help="the same for every row; chosen on validation (docs/recipe.md)")
+    run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
+    run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast or GPU)")
+    run.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU only)")
+    run.add_argument("--lora", action="store_true", help="LoRA adapters on the et-fuser row (merged before saving)")
+    run.add_argument("--lora-rank", type=int, default=8)
+    run.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", default=None, choices=["latest"],
+                     help="'latest': continue every run of an interrupted job from its newest checkpoint")
+    extra = parser.add_argument_group("beyond the protocol")
+    extra.add_argument("--no-baselines", action="store_true", help="train the et-fuser row only")
+    extra.add_argument("--label-fractions", nargs="+", type=float, default=[], metavar="F",
+                       help="label efficiency: canonical, concat-mlp and et-fuser on these fractions of the training "
+                            "labels (e.g. 0.05 0.2 1.0), plotted as test metric vs fraction")
+    extra.add_argument("--ablations", action="store_true", help="also train the ablation variants (first task)")
+    extra.add_argument("--companion", nargs="+", default=[], choices=companion_names,
+                       help="also train ET-Fuser with these companion-paper auxiliary tasks (first task)")
+    extra.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS), metavar="NAME",
+                       help=f"also train these entries of etfuser_hf.training.variants.VARIANTS: {', '.join(VARIANTS)}")
+    extra.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
+                       help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (the first task's "
+                            "is added) against a single-task ET-Fuser per column (first seed)")
+    output = parser.add_argument_group("output")
+    output.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
+    output.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
+    output.add_argument("--workers", type=int, default=2,
+                        help="training runs in parallel, one torch thread each (default 2; 1 runs them in-process)")
+    output.add_argument("--no-cache", action="store_true", help="run the priors in every step instead of caching")
+    args = parser.parse_args(argv)
+    if args.task is not None:
+        args.tasks = [args.task] + [task for task in args.tasks or [] if task != args.task]
+    if args.tasks is None:
+        args.tasks = list(SYNTHETIC_TASKS) if args.dataset is None else ["label"]
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}.")
+    return args
 
 
-def label_columns(args: argparse.Namespace) -> list[str]:
-    """`--task` first, then the other `--multitask` columns."""
-    return [args.task] + [column for column in dict.fromkeys(args.multitask) if column != args.task]
-
-
-def load_data(args: argparse.Namespace):
-    """(train, eval) datasets with an `image` column and a ClassLabel column per label column (`--task` and the
-    `--multitask` ones; plain integer or string labels of a manifest are encoded); a dataset without a
-    test/validation split is split 80/20, stratified by `--task`."""
+def load_splits(args: argparse.Namespace, tasks: list[FaceTask]) -> tuple[datasets.DatasetDict, dict]:
+    """Train / validation / test with checked label columns, and the record of how they were made."""
     if args.dataset is None:
-        data = make_synthetic_faces(args.num_train + args.num_eval, args.image_size, args.seed)
-        train_data, eval_data = (data.select(range(args.num_train)),
-                                 data.select(range(args.num_train, args.num_train + args.num_eval)))
+        splits, record = synthetic_splits({"train": args.num_train, "validation": args.num_validation,
+                                           "test": args.num_test}, args.image_size, args.data_seed)
     else:
         data = load_face_dataset(args.dataset, args.dataset_format)
-        for column in label_columns(args):
+        for column in dict.fromkeys([task.column for task in tasks] + list(args.multitask)):
             data = encode_label_column(data, column)
-        eval_split = None
-        if isinstance(data, datasets.DatasetDict):
-            eval_split = next((name for name in ("test", "validation") if name in data), None)
-            if eval_split is not None and "train" in data:
-                train_data, eval_data = data["train"], data[eval_split]
-            else:
-                data, eval_split = datasets.concatenate_datasets(list(data.values())), None
-        if eval_split is None:
-            parts = data.train_test_split(test_size=0.2, seed=args.seed, stratify_by_column=args.task)
-            train_data, eval_data = parts["train"], parts["test"]
-    for column in label_columns(args):
-        feature = train_data.features.get(column)
+        splits, record = user_splits(data, str(args.dataset), tasks[0].column, args.data_seed)
+    for column in dict.fromkeys([task.column for task in tasks if task.is_classification] + list(args.multitask)):
+        feature = splits["train"].features.get(column)
         if not isinstance(feature, datasets.ClassLabel):
             raise ValueError(f"label column {column!r} must be a ClassLabel column of the dataset, got {feature!r}; "
-                             f"columns: {list(train_data.features)}.")
-        check_label_column(train_data, column, feature.num_classes, "train split")
-        check_label_column(eval_data, column, feature.num_classes, "eval split")
-    return train_data, eval_data
+                             f"columns: {list(splits['train'].features)}.")
+        for name, split in splits.items():
+            check_label_column(split, column, feature.num_classes, f"{name} split")
+    return splits, record.to_dict()
 
 
-def selected_variants(args: argparse.Namespace) -> list[str]:
-    """Registry entries to train besides ET-Fuser, in registry order: the baselines unless --no-baselines, the
-    ablations with --ablations, the named companion tasks and --variants; prior-count ablations that would not
-    drop a prior are skipped."""
+def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
+                         cache_dir: Path, image_size: int) -> datasets.DatasetDict:
+    """Every selected prior runs once per image (all tasks share the columns; each model reads its own priors)."""
+    reader = ETFuserForImageClassification.from_priors_pretrained(
+        priors=prior_entries(prior_dirs, list(prior_dirs)), backbone=None, fusion_mode="priors_only", num_labels=2,
+        image_size=image_size, **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
+    cache = PriorFeatureCache(reader, processor, cache_dir / "features")
+    return datasets.DatasetDict({name: cache(split) for name, split in splits.items()})
+
+
+def needs_token_backbone(overrides: dict) -> bool:
+    """prepend_token and the patch-level auxiliary tasks work only on a ViT-style canonical model."""
+    token_tasks = {"inpainting", "masked_pixels", "landmark_heatmap"}
+    return overrides.get("fusion_mode") == "prepend_token" or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
+
+
+def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list[ProtocolRow]:
+    """The rows to train for `task`: the protocol (or et-fuser alone), and for the first task the opt-in registry
+    entries (ablations, companion tasks, --variants) as overrides of the default recipe; prior-count ablations that
+    would not drop a prior are skipped."""
+    rows = [row for row in PROTOCOL_ROWS if not args.no_baselines or row.name == MAIN_ROW]
+    if not first:
+        return rows
     wanted = set(args.variants) | {f"aux-{name}" for name in args.companion}
-    names = []
     for name, variant in VARIANTS.items():
-        if variant.num_priors is not None and variant.num_priors >= len(args.priors):
+        if variant.num_priors is not None and variant.num_priors >= len(task_priors(task, args.priors)):
             continue
-        if (name in wanted or (variant.group == "baseline" and not args.no_baselines)
-                or (variant.group == "ablation" and args.ablations)):
-            names.append(name)
-    return names
+        if not (name in wanted or (variant.group == "ablation" and args.ablations)):
+            continue
+        if needs_token_backbone(variant.overrides) and task.canonical in DEFAULT_PRIORS:
+            if name in wanted:
+                raise ValueError(f"{name}: needs a token-sequence canonical model (ViT-style), but {task.name!r} uses "
+                                 f"the CNN {task.canonical!r}; pass --canonical scratch-vit or a ViT folder.")
+            print(f"skipping {name}: it needs a token-sequence canonical model, {task.canonical!r} is a CNN")
+            continue
+        overrides = dict(variant.overrides)
+        if variant.num_priors is not None:
+            overrides["num_priors"] = variant.num_priors
+        rows.append(ProtocolRow(name, variant.description, overrides))
+    return rows
 
 
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
@@ -149,131 +183,104 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     cache_dir = args.cache_dir or default_cache_dir()
     output_dir = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(args.seed)
-
+    tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical)
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
-    train_data, eval_data = load_data(args)
-    label_names = train_data.features[args.task].names
+    splits, split_record = load_splits(args, tasks)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
-
-    def etfuser(labels=label_names, **overrides):
-        torch.manual_seed(args.seed)  # every variant starts from the same fusion/backbone initialisation
-        return build_etfuser_from_face_priors({name: prior_dirs[name] for name in overrides.pop("priors", args.priors)},
-                                              labels, args.image_size, **overrides)
-
-    model = etfuser()
     if not args.no_cache:
-        cache = PriorFeatureCache(model, processor, cache_dir / "features")
-        train_data, eval_data = cache(train_data), cache(eval_data)
-    collator_options = dict(use_cached_features=not args.no_cache,
-                            include_landmarks="landmarks" in train_data.column_names)
-    collator = FaceCollator(processor, args.task, len(label_names), **collator_options)
-    run_settings = dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
-                        learning_rate=args.learning_rate, seed=args.seed, bf16=args.bf16, fp16=args.fp16)
+        splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size)
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
+    context = ProtocolContext(
+        splits, prior_dirs, processor, args.image_size, output_dir,
+        dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
+             learning_rate=args.learning_rate, bf16=args.bf16, fp16=args.fp16, disable_tqdm=True),
+        args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
+        args.resume_from_checkpoint == "latest")
 
-    def train(name, description, variant_model, resume=None, variant_collator=collator):
-        return train_variant(name, description, variant_model, train_data, eval_data, variant_collator,
-                             output_dir / "checkpoints" / name, early_stopping_patience=args.early_stopping or None,
-                             resume_from_checkpoint=resume, **run_settings)
-
-    resume = args.resume_from_checkpoint
-    if resume == "latest":
-        resume = True
-    description = f"ET-Fuser: {len(args.priors)} frozen priors, ensemble token added to the ViT's pooled output"
-    main_model = apply_lora(model, args.lora_rank) if args.lora else model
-    main_result, main_trainer = train("et-fuser", description + (" (LoRA)" if args.lora else ""), main_model, resume)
-    results = [main_result]
-
+    jobs = []
+    for index, task in enumerate(tasks):
+        for row in protocol_rows(args, task, first=index == 0):
+            overrides = dict(row.overrides)
+            if "num_priors" in overrides:
+                overrides["priors"] = task_priors(task, args.priors)[: overrides.pop("num_priors")]
+            for seed in seeds:
+                save = output_dir / "model" if (index == 0 and row.name == MAIN_ROW and seed == seeds[0]) else None
+                jobs.append(ProtocolJob(row, task, seed, overrides, save_to=save))
     model_dir = output_dir / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)
-    if args.lora:
-        main_model.save_pretrained(output_dir / "lora_adapter")
-        main_model = main_model.merge_and_unload()
-    main_model.save_pretrained(model_dir)
+
+    def report(job: ProtocolJob, result) -> None:
+        print(f"[{time.perf_counter() - start:6.0f} s] {job.task.name} / {job.row.name} / seed {job.seed}: test "
+              f"{job.task.metric} {result.metrics[job.task.metric]:.4f} (validation "
+              f"{result.validation_metrics[job.task.metric]:.4f})", flush=True)
+
+    results = run_jobs(jobs, context, args.workers, report)
+    tables, runs_by_task = {}, {}
+    for task in tasks:
+        runs: dict[str, list] = {}
+        for job, result in zip(jobs, results):
+            if job.task == task:
+                runs.setdefault(job.row.name, []).append(result)
+        tables[task.name] = task_table(task, runs, seeds, MAIN_ROW, {row.name: row.description for row in PROTOCOL_ROWS})
+        runs_by_task[task.name] = runs
+
+    first = tasks[0]
+    main_model = (ETFuserForImageClassification if first.is_classification else ETFuserForLandmarkDetection
+                  ).from_pretrained(model_dir, dtype=torch.float32).eval()
     processor.save_pretrained(model_dir)
 
-    def train_registered(name):
-        variant = VARIANTS[name]
-        overrides, description = dict(variant.overrides), variant.description
-        if variant.num_priors is not None:
-            overrides["priors"] = args.priors[:variant.num_priors]
-            description += f" ({', '.join(overrides['priors'])})"
-        results.append(train(name, description, etfuser(**overrides))[0])
+    efficiency = None
+    if args.label_fractions:
+        efficiency = label_efficiency(tasks, args.label_fractions, seeds, context, args.data_seed, tables,
+                                      args.workers)
+    multitask = None
+    if args.multitask:
+        multitask = run_multitask_comparison(first, args.multitask, seeds[0], context, runs_by_task[first.name])
 
-    variants = selected_variants(args)
-    for name in variants:
-        if VARIANTS[name].group == "baseline":
-            train_registered(name)
-    labels = np.asarray(eval_data[args.task])
-    if not args.no_baselines and not args.no_cache:  # the probes read the cached prior features
-        train_labels = np.asarray(train_data[args.task])
-        for name in args.priors:
-            results.append(fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior",
-                                     pooled_prior_features(train_data, [name]), train_labels,
-                                     pooled_prior_features(eval_data, [name]), labels, seed=args.seed))
-        results.append(fit_probe("concat-mlp", "all priors' features concatenated + MLP",
-                                 pooled_prior_features(train_data, args.priors), train_labels,
-                                 pooled_prior_features(eval_data, args.priors), labels, hidden_size=256,
-                                 seed=args.seed))
-    for name in variants:
-        if VARIANTS[name].group != "baseline":
-            train_registered(name)
-
-    def train_multitask(columns):
-        """One ETFuserForMultiTaskFaceAnalysis over `columns` against a single-task ET-Fuser per column (the main model
-        for --task): the comparison for the run folder, and the --task branch as a row of the main table."""
-        task_labels = {column: train_data.features[column].names for column in columns}
-        multitask_model, name = etfuser(task_labels), "multitask-" + "+".join(columns)
-        num_labels = {column: len(names) for column, names in task_labels.items()}
-        multitask_collator = MultiTaskFaceCollator(processor, num_labels, **collator_options)
-        branches = train_multitask_variant(
-            name, f"one cross-task ET-Fuser for {', '.join(columns)}", multitask_model, train_data, eval_data,
-            multitask_collator, output_dir / "checkpoints" / name, early_stopping_patience=args.early_stopping or None,
-            **run_settings)[0]
-        single_results, single_models = {args.task: main_result}, [main_model]
-        for column in columns[1:]:
-            single_models.append(etfuser(task_labels[column]))
-            column_collator = FaceCollator(processor, column, num_labels[column], **collator_options)
-            single_results[column] = train(f"single-{column}", f"ET-Fuser for {column} alone", single_models[-1],
-                                           variant_collator=column_collator)[0]
-        comparison = multitask_comparison(single_results, branches,
-                                          {column: np.asarray(eval_data[column]) for column in columns},
-                                          [count_parameters(single) for single in single_models],
-                                          count_parameters(multitask_model))
-        results.append(branches[args.task])
-        return comparison
-
-    multitask = train_multitask(label_columns(args)) if len(label_columns(args)) > 1 else None
-
-    rows = results_table(results, "et-fuser", labels)
-    attention = mean_prior_attention(main_model, eval_data, collator)  # LoRA: the merged model
-    plots = save_plots(output_dir / "plots", main_result, labels, label_names, attention)
+    main_runs = runs_by_task[first.name][MAIN_ROW]
+    collator = context.collator(first, main_model)
+    attention = mean_prior_attention(main_model, splits["test"], collator) if main_model.config.priors else {}
+    test_labels = np.asarray(splits["test"][first.column])
+    plots = save_plots(output_dir / "plots", main_runs[0], test_labels, label_names.get(first.name) or [], attention)
+    if efficiency:
+        plots += save_label_efficiency_plot(output_dir / "plots", efficiency, args.dataset is None)
+    legacy_rows = [{"variant": row["variant"], "description": row["description"],
+                    "metrics": {key: value["mean"] for key, value in row["test"].items() if key != "per_seed"},
+                    "p_value_vs_main": row.get("p_seeds_ttest_vs_main"),
+                    "mcnemar_p_vs_main": (row.get("p_per_seed_vs_main") or [None])[0],
+                    "test": "paired t-test across seeds; per-seed McNemar/bootstrap (first seed shown), test split"}
+                   for row in tables[first.name]["rows"]]
     summary = {
-        "task": args.task,
-        "problem_type": "single_label_classification",
-        "label_names": label_names,
-        "dataset": {"name": args.dataset or "etfuser-synthetic-faces", "split": "test", "num_samples": len(eval_data),
-                    "synthetic": args.dataset is None,
-                    "description": (f"SYNTHETIC faces from etfuser_hf.data.synthetic_faces (seed {args.seed}, "
-                                    f"{args.image_size}px); {len(train_data)} train / {len(eval_data)} eval images")
-                    if args.dataset is None else f"{args.dataset}: {len(train_data)} train / {len(eval_data)} eval"},
+        "task": first.name,
+        "problem_type": first.problem_type,
+        "label_names": label_names.get(first.name) or [],
+        "dataset": {"name": args.dataset or "etfuser-synthetic-faces", "split": "test",
+                    "num_samples": len(splits["test"]), "synthetic": args.dataset is None,
+                    "description": (f"SYNTHETIC faces from etfuser_hf.data.synthetic_faces (seed {args.data_seed}, "
+                                    f"{args.image_size}px); " if args.dataset is None else f"{args.dataset}: ")
+                                   + " / ".join(f"{len(splits[name])} {name}" for name in splits) + " images"},
         "model": {"priors": {name: {"model_type": main_model.config.priors[name].config.model_type,
-                                    "source": str(prior_dirs[name])} for name in args.priors},
-                  "backbone": "ViT (hidden 192, 4 layers, patch 16), random init",
-                  **count_parameters(main_model)},
+                                    "source": str(prior_dirs[name])} for name in main_model.config.priors},
+                  "backbone": f"{first.canonical} (pretrained canonical model, fine-tuned)",
+                  **main_runs[0].params},
         "prior_attention": attention,
+        "protocol": {"splits": split_record, "seeds": seeds, "tasks": tables,
+                     "reading": [reading(table) for table in tables.values()],
+                     "recipe": {**DEFAULT_RECIPE, "prior_features": PRIOR_FEATURES},
+                     "budget": {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
+                                "learning_rate": args.learning_rate, "early_stopping": args.early_stopping}},
+        **({"label_efficiency": efficiency} if efficiency else {}),
         **({"multitask": multitask} if multitask else {}),
         "plots": [f"plots/{name}" for name in plots],
-        "training": {"epochs": main_trainer.state.epoch, "steps": main_trainer.state.global_step,
-                     "seconds": round(main_result.seconds, 1), "seed": args.seed, "bf16": args.bf16,
-                     "lora": args.lora, "cached_prior_features": not args.no_cache,
+        "training": {"epochs": args.epochs, "seconds": round(main_runs[0].seconds, 1), "seed": seeds[0],
+                     "seeds": seeds, "bf16": args.bf16, "cached_prior_features": not args.no_cache,
                      "total_seconds": round(time.perf_counter() - start, 1)},
     }
-    write_run_folder(output_dir, summary, rows, "et-fuser")
+    write_run_folder(output_dir, summary, legacy_rows, MAIN_ROW)
     print((output_dir / "results.md").read_text())
-    print(json.dumps({"prior_attention": attention, "total_seconds": summary["training"]["total_seconds"],
-                      "run_folder": str(output_dir)}, indent=2))
+    print(json.dumps({"total_seconds": summary["training"]["total_seconds"], "run_folder": str(output_dir)}, indent=2))
     return summary
 
 

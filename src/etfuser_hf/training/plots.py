@@ -34,16 +34,18 @@ def save_plots(folder: Path, main: VariantResult, labels: np.ndarray, label_name
     written.append("loss_curve.png")
 
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    for key in ("eval_accuracy", "eval_macro_f1"):
+    for key in ("eval_accuracy", "eval_macro_f1", "eval_nme"):
         points = [(entry["epoch"], entry[key]) for entry in history if key in entry]
         if points:
             axis.plot(*zip(*points), marker="o", label=key.removeprefix("eval_"))
-    axis.set(xlabel="epoch", ylabel="score", title=f"{main.name}: eval metrics", ylim=(0, 1))
+    axis.set(xlabel="epoch", ylabel="score", title=f"{main.name}: validation metrics", ylim=(0, 1))
     axis.legend()
     figure.tight_layout()
     figure.savefig(folder / "metric_curve.png", dpi=120)
     written.append("metric_curve.png")
 
+    if not label_names:  # a regression task (landmarks) has no confusion matrix
+        return _attention_plot(folder, prior_attention, written)
     matrix = np.zeros((len(label_names), len(label_names)), dtype=int)
     np.add.at(matrix, (labels, main.predictions), 1)
     figure, axis = plt.subplots(figsize=(5, 4.5))
@@ -56,6 +58,12 @@ def save_plots(folder: Path, main: VariantResult, labels: np.ndarray, label_name
     figure.tight_layout()
     figure.savefig(folder / "confusion_matrix.png", dpi=120)
     written.append("confusion_matrix.png")
+
+    return _attention_plot(folder, prior_attention, written)
+
+
+def _attention_plot(folder: Path, prior_attention: Mapping[str, float], written: list[str]) -> list[str]:
+    import matplotlib.pyplot as plt
 
     if prior_attention:
         figure, axis = plt.subplots(figsize=(5, 3))

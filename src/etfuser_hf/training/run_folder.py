@@ -1,4 +1,4 @@
-"""The run folder: metrics.json (the documented schema) and results.md."""
+"""The run folder: metrics.json (the documented schema), splits.json and results.md."""
 
 from __future__ import annotations
 
@@ -9,18 +9,57 @@ from pathlib import Path
 from typing import Any
 
 from .results import render_multitask_markdown, render_results_markdown
+from .task_tables import render_task_table
+
+SYNTHETIC_BANNER = ("> **SYNTHETIC data.** Every number below is measured on generated faces "
+                    "(`etfuser_hf.data.synthetic_faces`), not on photographs of real people.\n\n")
+
+
+def render_protocol_markdown(protocol: Mapping[str, Any]) -> str:
+    """The per-task tables (test split, mean ± std over seeds), the splits and the reading of the numbers."""
+    splits = protocol["splits"]
+    lines = ["## The comparison (test split; every choice made on validation)", "",
+             f"Splits ({splits['source']}, seed {splits['seed']}): "
+             + ", ".join(f"{name} {size}" for name, size in splits["sizes"].items())
+             + f". Model seeds: {', '.join(map(str, protocol['seeds']))}.", ""]
+    for table in protocol["tasks"].values():
+        lines += [render_task_table(table)]
+    lines += ["Reading:", ""] + [f"- {sentence}" for sentence in protocol.get("reading", [])]
+    return "\n".join(lines) + "\n"
+
+
+def render_label_efficiency_markdown(curves: Mapping[str, Any]) -> str:
+    lines = ["## Label efficiency (test split, mean ± std over seeds)", ""]
+    for task, curve in curves.items():
+        fractions = list(next(iter(curve["rows"].values())))
+        lines += [f"| {task}: test {curve['metric']} | " + " | ".join(f"{float(f):g} of train" for f in fractions) + " |",
+                  "|---|" + "---|" * len(fractions)]
+        for name, points in curve["rows"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{points[f]['mean']:.4f} ± {points[f]['std']:.4f}"
+                                                   for f in fractions) + " |")
+        lines.append("")
+    return "\n".join(lines)
 
 
 def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
                      main: str) -> Path:
-    """metrics.json (the documented schema) and results.md (with the multi-task comparison where `summary` has one
-    under "multitask", from `multitask_comparison`)."""
+    """metrics.json (the documented schema), splits.json (how the splits were made, where `summary` has a
+    "protocol") and results.md: the per-task tables, or the single table of `rows`, then the label-efficiency and
+    multi-task sections where `summary` has them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "metrics.json").write_text(json.dumps({**summary, "main_variant": main, "results": list(rows)}, indent=2))
-    text = render_results_markdown(rows, main)
+    protocol = summary.get("protocol")
+    banner = SYNTHETIC_BANNER if (summary.get("dataset") or {}).get("synthetic") else ""
+    if protocol:
+        (folder / "splits.json").write_text(json.dumps(protocol["splits"], indent=2))
+        text = banner + render_protocol_markdown(protocol)
+    else:
+        text = banner + render_results_markdown(rows, main)
+    if summary.get("label_efficiency"):
+        text += "\n" + render_label_efficiency_markdown(summary["label_efficiency"])
     if summary.get("multitask"):
-        text += ("\n## One multi-task model against single-task models\n\n"
+        text += ("\n## One multi-task model against single-task models (test split)\n\n"
                  + render_multitask_markdown(summary["multitask"]))
     (folder / "results.md").write_text(text)
     return folder

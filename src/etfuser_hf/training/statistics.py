@@ -1,41 +1,62 @@
-"""Significance of one model against another on the same evaluation examples."""
+"""Significance of one model against another, with scipy: on the same test examples (exact McNemar through
+`scipy.stats.binomtest` for correctness, paired bootstrap through `scipy.stats.bootstrap` for any per-example score
+such as NME) and across seeds (`scipy.stats.ttest_rel` on the per-seed test metrics)."""
 
 from __future__ import annotations
 
-import math
+from collections.abc import Sequence
 
 import numpy as np
+from scipy import stats
 
 from .variants import VariantResult
 
 
-def paired_bootstrap_pvalue(
-    correct_a: np.ndarray, correct_b: np.ndarray, num_resamples: int = 5000, seed: int = 0
-) -> float:
-    """Two-sided paired bootstrap test of equal accuracy: resamples eval examples, recentres the accuracy difference
-    under the null and returns the share of resampled differences at least as extreme as the observed one."""
-    correct_a, correct_b = np.asarray(correct_a, np.float64), np.asarray(correct_b, np.float64)
-    if correct_a.shape != correct_b.shape or correct_a.ndim != 1:
-        raise ValueError("correct_a and correct_b must be 1-D arrays over the same eval examples.")
-    differences = correct_a - correct_b
+def _paired(scores_a: np.ndarray, scores_b: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    scores_a, scores_b = np.asarray(scores_a, dtype), np.asarray(scores_b, dtype)
+    if scores_a.shape != scores_b.shape or scores_a.ndim != 1:
+        raise ValueError(f"scores_a and scores_b must be 1-D arrays over the same examples, got shapes "
+                         f"{scores_a.shape} and {scores_b.shape}.")
+    return scores_a, scores_b
+
+
+def paired_bootstrap_pvalue(scores_a: np.ndarray, scores_b: np.ndarray, num_resamples: int = 5000, seed: int = 0
+                            ) -> float:
+    """Two-sided paired bootstrap test of equal mean score (accuracy from 0/1 correctness, or mean NME): the
+    bootstrap distribution of the mean per-example difference (`scipy.stats.bootstrap`), recentred under the null;
+    returns the share of resampled differences at least as extreme as the observed one."""
+    scores_a, scores_b = _paired(scores_a, scores_b, np.float64)
+    differences = scores_a - scores_b
     observed = differences.mean()
-    if np.all(differences == 0):
-        return 1.0
-    rng = np.random.default_rng(seed)
-    indices = rng.integers(0, len(differences), (num_resamples, len(differences)))
-    resampled = differences[indices].mean(axis=1) - observed
+    if np.all(differences == differences[0]):
+        return 1.0 if observed == 0 else 1.0 / (num_resamples + 1)
+    result = stats.bootstrap((differences,), np.mean, n_resamples=num_resamples, method="percentile",
+                             vectorized=True, rng=np.random.default_rng(seed))
+    resampled = result.bootstrap_distribution - observed
     return float((np.sum(np.abs(resampled) >= abs(observed)) + 1) / (num_resamples + 1))
 
 
 def mcnemar_pvalue(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
-    """Exact (binomial) two-sided McNemar test on the discordant pairs."""
-    correct_a, correct_b = np.asarray(correct_a, bool), np.asarray(correct_b, bool)
+    """Exact two-sided McNemar test: a binomial test (`scipy.stats.binomtest`, p = 1/2) on the discordant pairs."""
+    correct_a, correct_b = _paired(correct_a, correct_b, bool)
     only_a, only_b = int(np.sum(correct_a & ~correct_b)), int(np.sum(~correct_a & correct_b))
-    discordant = only_a + only_b
-    if discordant == 0:
+    if only_a + only_b == 0:
         return 1.0
-    tail = sum(math.comb(discordant, k) for k in range(min(only_a, only_b) + 1)) / 2**discordant
-    return float(min(1.0, 2 * tail))
+    return float(stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
+
+
+def seed_ttest_pvalue(metric_a: Sequence[float], metric_b: Sequence[float]) -> float | None:
+    """Paired t-test across seeds (`scipy.stats.ttest_rel`) of two variants' per-seed test metrics; None with fewer
+    than two seeds, 1.0 when the two are identical on every seed."""
+    metric_a, metric_b = _paired(metric_a, metric_b, np.float64)
+    if len(metric_a) < 2:
+        return None
+    differences = metric_a - metric_b
+    if np.all(differences == 0):
+        return 1.0
+    if np.all(differences == differences[0]):  # zero variance, non-zero mean: as significant as it gets
+        return 0.0
+    return float(stats.ttest_rel(metric_a, metric_b).pvalue)
 
 
 def paired_pvalues(reference: VariantResult, other: VariantResult, labels: np.ndarray) -> tuple[float, float]:

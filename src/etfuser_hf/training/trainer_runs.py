@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import datasets
@@ -18,6 +18,31 @@ from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .collators import FaceCollator, MultiTaskFaceCollator
 from .variants import VariantResult
+
+
+class ETFuserTrainer(Trainer):
+    """`Trainer` whose optimizer gives a pretrained canonical model (`etfuser.backbone`) its own learning rate:
+    `config.backbone_learning_rate_scale` times that of the new modules (fusion, projections, heads), so the new
+    modules can move fast without dragging the pretrained weights away from what they already know."""
+
+    def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
+        model = self.model if model is None else model
+        scale = float(getattr(getattr(model, "config", None), "backbone_learning_rate_scale", 1.0))
+        if self.optimizer is not None or scale == 1.0:
+            return super().create_optimizer(model)
+        decay = set(self.get_decay_parameter_names(model))
+        groups: dict[tuple[bool, bool], list[nn.Parameter]] = {}
+        for name, parameter in model.named_parameters():
+            if parameter.requires_grad:
+                groups.setdefault((".backbone." in f".{name}", name in decay), []).append(parameter)
+        optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+        learning_rate = optimizer_kwargs.pop("lr", self.args.learning_rate)
+        self.optimizer = optimizer_cls(
+            [{"params": parameters, "lr": learning_rate * (scale if in_backbone else 1.0),
+              "weight_decay": self.args.weight_decay if decayed else 0.0}
+             for (in_backbone, decayed), parameters in groups.items()],
+            lr=learning_rate, **optimizer_kwargs)
+        return self.optimizer
 
 
 def training_arguments(output_dir: str | os.PathLike, **overrides: Any) -> TrainingArguments:
@@ -51,8 +76,8 @@ def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datase
     """One Trainer run: (trainer, eval-set prediction, training seconds)."""
     args = training_arguments(output_dir, **argument_overrides)
     callbacks = [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks)
+    trainer = ETFuserTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+                             data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     seconds = time.perf_counter() - start
@@ -69,18 +94,44 @@ def train_variant(
     output_dir: str | os.PathLike,
     early_stopping_patience: int | None = 3,
     resume_from_checkpoint: str | bool | None = None,
+    test_dataset: datasets.Dataset | None = None,
     **argument_overrides: Any,
 ) -> tuple[VariantResult, Trainer]:
-    """Fine-tunes one variant with the Trainer and returns its eval-set predictions and metrics."""
-    trainer, prediction, seconds = _fit(
-        model, train_dataset, eval_dataset, collator, output_dir,
-        make_compute_metrics("single_label_classification", collator.num_labels), early_stopping_patience,
-        resume_from_checkpoint, **argument_overrides)
-    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-    metrics = {key.removeprefix("test_"): float(value) for key, value in prediction.metrics.items()
-               if key.removeprefix("test_") in ("accuracy", "macro_f1")}
-    result = VariantResult(name, description, logits.argmax(-1), logits, metrics, trainer.state.log_history, seconds)
+    """Fine-tunes one variant with the Trainer. Early stopping and the best checkpoint read `eval_dataset` (the
+    validation split) only; `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint,
+    and is what the result reports (`result.split == "test"`)."""
+    classification = collator.problem_type == "single_label_classification"
+    compute_metrics = make_compute_metrics(collator.problem_type, collator.num_labels if classification else None)
+    selection = {"metric_for_best_model": "accuracy" if classification else "nme", "greater_is_better": classification}
+    trainer, validation, seconds = _fit(model, train_dataset, eval_dataset, collator, output_dir, compute_metrics,
+                                        early_stopping_patience, resume_from_checkpoint,
+                                        **{**selection, **argument_overrides})
+    reported = trainer.predict(test_dataset) if test_dataset is not None else validation
+    outputs = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions
+    keys = ("accuracy", "macro_f1") if classification else ("nme",)
+
+    def metrics_of(prediction) -> dict[str, float]:
+        return {key.split("_", 1)[1]: float(value) for key, value in prediction.metrics.items()
+                if key.split("_", 1)[1] in keys}
+
+    labels = np.asarray(reported.label_ids)
+    if classification:
+        predictions = outputs.argmax(-1)
+        scores = (predictions == labels).astype(np.float64)
+    else:
+        predictions = outputs
+        scores = per_image_nme(outputs, labels, getattr(getattr(model, "config", None), "interocular_indices", (36, 45)))
+    result = VariantResult(name, description, predictions, outputs, metrics_of(reported), trainer.state.log_history,
+                           seconds, metrics_of(validation), scores, "test" if test_dataset is not None else "validation")
     return result, trainer
+
+
+def per_image_nme(landmarks: np.ndarray, targets: np.ndarray, interocular_indices: Sequence[int]) -> np.ndarray:
+    """(N,) inter-ocular normalised mean error of each image (the per-example score NME's paired tests use)."""
+    landmarks, targets = (np.asarray(a, np.float64).reshape(len(a), -1, 2) for a in (landmarks, targets))
+    left, right = interocular_indices
+    interocular = np.maximum(np.linalg.norm(targets[:, left] - targets[:, right], axis=-1), 1e-6)
+    return np.linalg.norm(landmarks - targets, axis=-1).mean(axis=-1) / interocular
 
 
 def train_multitask_variant(
@@ -92,18 +143,27 @@ def train_multitask_variant(
     collator: MultiTaskFaceCollator,
     output_dir: str | os.PathLike,
     early_stopping_patience: int | None = 3,
+    test_dataset: datasets.Dataset | None = None,
     **argument_overrides: Any,
 ) -> tuple[dict[str, VariantResult], Trainer]:
     """`train_variant` for a multi-task model with single-label branches: one `VariantResult` per task (its branch's
-    eval predictions), the best checkpoint chosen by the mean of the tasks' accuracies."""
-    trainer, prediction, seconds = _fit(
+    predictions on `test_dataset`, else on `eval_dataset`), the best checkpoint chosen on `eval_dataset` by the mean
+    of the tasks' accuracies."""
+    trainer, validation, seconds = _fit(
         model, train_dataset, eval_dataset, collator, output_dir, make_multitask_compute_metrics(model.config.tasks),
         early_stopping_patience, None, label_names=model.trainer_label_names, metric_for_best_model="mean_accuracy",
         **argument_overrides)
-    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    reported = trainer.predict(test_dataset) if test_dataset is not None else validation
+    logits = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions
+    labels = reported.label_ids if isinstance(reported.label_ids, (tuple, list)) else (reported.label_ids,)
     results = {}
-    for task in model.config.tasks:
-        metrics = {metric: float(prediction.metrics[f"test_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")}
-        results[task] = VariantResult(name, f"{description} ({task} branch)", np.asarray(logits[task]).argmax(-1),
-                                      np.asarray(logits[task]), metrics, trainer.state.log_history, seconds)
+    for (task, task_labels) in zip(model.config.tasks, labels):
+        metrics = {metric: float(reported.metrics[f"test_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")}
+        predictions = np.asarray(logits[task]).argmax(-1)
+        results[task] = VariantResult(
+            name, f"{description} ({task} branch)", predictions, np.asarray(logits[task]), metrics,
+            trainer.state.log_history, seconds,
+            {metric: float(validation.metrics[f"test_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")},
+            (predictions == np.asarray(task_labels)).astype(np.float64),
+            "test" if test_dataset is not None else "validation")
     return results, trainer

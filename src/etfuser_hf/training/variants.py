@@ -23,18 +23,23 @@ class Variant:
 
 @dataclass
 class VariantResult:
-    """Everything the comparison table needs of one trained variant."""
+    """Everything the comparison tables need of one trained variant, on the split it is reported on (`split`):
+    the test split when training was given one, else the validation split it was selected on."""
 
     name: str
     description: str
-    predictions: np.ndarray  # (N,) predicted class ids on the eval set
-    logits: np.ndarray  # (N, num_labels)
+    predictions: np.ndarray  # (N,) predicted class ids, or (N, K, 2) landmarks
+    logits: np.ndarray  # (N, num_labels) head output (landmarks: (N, K, 2))
     metrics: dict[str, float]
     log_history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
+    validation_metrics: dict[str, float] = field(default_factory=dict)
+    scores: np.ndarray | None = None  # (N,) per-example score on `split`: 1.0/0.0 correct, or NME
+    split: str = "validation"
+    params: dict[str, int] = field(default_factory=dict)
 
 
-VARIANT_GROUPS = ("baseline", "ablation", "companion")
+VARIANT_GROUPS = ("ablation", "companion")  # the baselines are the protocol's rows (protocol.PROTOCOL_ROWS)
 
 
 VARIANTS: dict[str, Variant] = {}
@@ -52,8 +57,6 @@ def register_variant(name: str, description: str, group: str = "ablation", num_p
     return VARIANTS[name]
 
 
-register_variant("backbone-only", "the ViT backbone alone (fusion_mode=none, no priors)", "baseline",
-                 fusion_mode="none")
 
 
 register_variant("mask-ensemble-reads-priors", "ET-Fuser ablation: attention_mask_strategy=ensemble_reads_priors",
@@ -71,8 +74,6 @@ register_variant("fusion-concat-before-head", "ET-Fuser ablation: fusion_mode=co
                  fusion_mode="concat_before_head")
 
 
-register_variant("fusion-priors-only", "ET-Fuser ablation: fusion_mode=priors_only (no backbone)",
-                 fusion_mode="priors_only", backbone=None)
 
 
 for _count in (1, 2, 3):

@@ -1,0 +1,75 @@
+"""The paper's "negligible cost" claim, measured: one training epoch of canonical model + ET-Fuser (frozen priors read
+from the feature cache) over one epoch of the canonical model alone, per task, in one run.
+
+    python benchmarks/training_cost.py [--num-images 512] [--repeats 2]
+
+Both models train with the same Trainer settings on the same SYNTHETIC images; each epoch is timed `--repeats` times
+(alternating the two) and the fastest is kept, so a background hiccup does not decide the ratio. Goal: <= 1.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+
+import torch
+
+from etfuser_hf.models.image_processing_etfuser import ETFuserImageProcessor
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.training.collators import FaceCollator
+from etfuser_hf.training.main import cache_prior_features
+from etfuser_hf.training.recipe import build_task_model
+from etfuser_hf.training.splits import synthetic_splits
+from etfuser_hf.training.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
+from etfuser_hf.training.trainer_runs import ETFuserTrainer, training_arguments
+
+
+def epoch_seconds(model, data, collator, batch_size: int) -> float:
+    """Wall time of one training epoch (no evaluation, no checkpoint) with the main job's Trainer."""
+    with tempfile.TemporaryDirectory() as folder:
+        arguments = training_arguments(folder, num_train_epochs=1, per_device_train_batch_size=batch_size,
+                                       eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
+                                       logging_steps=10_000, disable_tqdm=True, learning_rate=1e-3)
+        trainer = ETFuserTrainer(model=model, args=arguments, train_dataset=data, data_collator=collator)
+        start = time.perf_counter()
+        trainer.train()
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-images", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--tasks", nargs="+", default=list(SYNTHETIC_TASKS), choices=list(SYNTHETIC_TASKS))
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    prior_dirs = ensure_face_priors(names=DEFAULT_PRIORS)
+    splits, _ = synthetic_splits({"train": args.num_images, "validation": 1, "test": 1}, 112, seed=99)
+    processor = ETFuserImageProcessor(size={"height": 112, "width": 112})
+    from etfuser_hf.priors.fetch import default_cache_dir
+
+    train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112)["train"]
+    print(f"{args.num_images} SYNTHETIC images, batch {args.batch_size}, torch threads {torch.get_num_threads()}; "
+          f"prior features cached (the frozen priors do not run in either epoch)")
+    print(f"{'task':10s} {'canonical':>14s} {'canonical + ET-Fuser':>22s} {'ratio':>7s}   trainable params (+fusion)")
+    for name in args.tasks:
+        task = SYNTHETIC_TASKS[name]
+        labels = train.features[task.column].names if task.is_classification else None
+        models = {mode: build_task_model(task, prior_dirs, labels, 112, **({"fusion_mode": "none"} if mode == "canonical"
+                                                                          else {}))
+                  for mode in ("canonical", "et-fuser")}
+        collators = {mode: FaceCollator(processor, task.column, len(labels or ()), problem_type=task.problem_type,
+                                        use_cached_features=mode == "et-fuser") for mode in models}
+        best = {mode: float("inf") for mode in models}
+        for _ in range(args.repeats):
+            for mode, model in models.items():
+                best[mode] = min(best[mode], epoch_seconds(model, train, collators[mode], args.batch_size))
+        trainable = {mode: sum(p.numel() for p in model.parameters() if p.requires_grad) for mode, model in models.items()}
+        print(f"{name:10s} {best['canonical']:12.2f} s {best['et-fuser']:20.2f} s {best['et-fuser'] / best['canonical']:7.3f}"
+              f"   {trainable['canonical']:,} -> {trainable['et-fuser']:,}")
+
+
+if __name__ == "__main__":
+    main()

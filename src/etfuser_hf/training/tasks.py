@@ -1,0 +1,102 @@
+"""The tasks of the paper's comparison: what is predicted, how it is scored, and which pretrained network is the
+canonical task model (the other converted face networks are its frozen priors).
+
+    expression  -> the FER2013 mini-Xception, fine-tuned; priors: recognition, landmarks, age
+    age_group   -> the dlib age net, fine-tuned; priors: recognition, landmarks, expression
+    landmarks   -> the face-api 68-point net, fine-tuned (NME, lower is better); priors: recognition, age, expression
+
+`--canonical` replaces the canonical model with any HF vision `AutoModel` folder (ViT, ConvNeXt, ...), or with
+`scratch-vit`, a small ViT trained from scratch (an ablation, never the default: on a few thousand images it learns
+almost nothing, which makes every comparison uninformative).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from transformers import ViTConfig
+
+DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
+SCRATCH_CANONICAL = "scratch-vit"
+
+
+@dataclass(frozen=True)
+class FaceTask:
+    """One row group of the comparison.
+
+    Args:
+        name: the task's name in tables (`expression`, `age_group`, `landmarks`, or a user dataset's label column).
+        column: the dataset column holding the target (class ids, or (68, 2) landmarks in [0, 1]).
+        problem_type: `"single_label_classification"` or `"landmarks"`.
+        canonical: the default canonical model: a converted prior's name, a model folder, or `scratch-vit`.
+    """
+
+    name: str
+    column: str
+    problem_type: str
+    canonical: str
+
+    @property
+    def is_classification(self) -> bool:
+        return self.problem_type == "single_label_classification"
+
+    @property
+    def metric(self) -> str:
+        """The headline test metric: accuracy (higher is better) or inter-ocular NME (lower is better)."""
+        return "accuracy" if self.is_classification else "nme"
+
+    @property
+    def greater_is_better(self) -> bool:
+        return self.is_classification
+
+
+SYNTHETIC_TASKS = {
+    "expression": FaceTask("expression", "expression", "single_label_classification", "expression"),
+    "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age"),
+    "landmarks": FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks"),
+}
+
+
+def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None = None) -> list[FaceTask]:
+    """`--tasks` as `FaceTask`s. On the synthetic default the names are `SYNTHETIC_TASKS` keys; on a user dataset each
+    name is a ClassLabel column, with `canonical` (default: the FER net) as its canonical model."""
+    tasks = []
+    for name in names:
+        if synthetic:
+            if name not in SYNTHETIC_TASKS:
+                raise ValueError(f"--tasks: unknown synthetic task {name!r}; expected some of {list(SYNTHETIC_TASKS)}.")
+            task = SYNTHETIC_TASKS[name]
+        else:
+            task = FaceTask(name, name, "single_label_classification", "expression")
+        tasks.append(task if canonical is None else FaceTask(task.name, task.column, task.problem_type, canonical))
+    return tasks
+
+
+def small_vit_backbone(image_size: int = 112) -> ViTConfig:
+    """The `scratch-vit` canonical model: a ViT-Tiny-width, 4-layer ViT/16, randomly initialised."""
+    return ViTConfig(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=384,
+                     image_size=image_size, patch_size=16)
+
+
+def canonical_source(canonical: str, prior_dirs: Mapping[str, str | os.PathLike], image_size: int = 112) -> Any:
+    """What `from_priors_pretrained(backbone=...)` takes for `canonical`: a converted prior's folder, a model folder
+    or id as given, or the from-scratch ViT config."""
+    if canonical == SCRATCH_CANONICAL:
+        return small_vit_backbone(image_size)
+    if canonical in prior_dirs:
+        return prior_dirs[canonical]
+    if canonical in DEFAULT_PRIORS:
+        raise ValueError(f"--canonical {canonical!r} is a face prior that was not converted; add it to --priors.")
+    if not Path(canonical).is_dir():
+        raise ValueError(f"--canonical: {canonical!r} is neither a converted face prior {list(DEFAULT_PRIORS)}, "
+                         f"{SCRATCH_CANONICAL!r}, nor a model folder (offline: hub ids need a local copy).")
+    return canonical
+
+
+def task_priors(task: FaceTask, priors: Sequence[str]) -> list[str]:
+    """The frozen priors of `task`: the selected face networks other than its canonical model."""
+    return [name for name in priors if name != task.canonical]
