@@ -129,6 +129,17 @@ def test_committed_card_is_generated_and_valid():
     assert "## Evaluation" in loaded.text and f'MODEL_DIR = "{MODEL_DIR_PLACEHOLDER}"' in python_blocks(loaded.text)[0]
 
 
+def test_committed_card_reports_the_protocol_per_task_on_the_test_split():
+    """The committed card comes from the default main job: one table per task (expression, age group, landmarks), each
+    with an et-fuser row and a canonical row as mean ± std on the test split, and the synthetic banner."""
+    text = (REPO_ROOT / "model_cards" / "et-fuser" / "README.md").read_text()
+    rows = [line for line in text.splitlines() if line.startswith("| et-fuser |")]
+    assert len(rows) >= 3 and all(" ± " in row for row in rows)
+    assert text.count("| canonical |") >= 3 and "test split" in text and "SYNTHETIC" in text
+    for task in ("expression", "age_group", "landmarks"):
+        assert f"### {task}: test-split" in text
+
+
 def test_module_command_line_writes_the_card(tiny_run, tmp_path, capsys):
     main([str(tiny_run), "--output", str(tmp_path / "card" / "README.md"), "--name", "et-fuser-tiny"])
     assert "model card written to" in capsys.readouterr().out

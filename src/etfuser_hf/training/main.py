@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -66,7 +67,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
                            "scratch: an ablation); default per task: the FER net, the dlib age net, the landmark net")
     data.add_argument("--priors", nargs="+", default=list(DEFAULT_PRIORS), choices=list(DEFAULT_PRIORS),
                       help="converted face networks to use (each task's canonical one is not also a prior)")
-    data.add_argument("--num-train", type=int, default=1000, help="synthetic training images")
+    data.add_argument("--num-train", type=int, default=800, help="synthetic training images")
     data.add_argument("--num-validation", type=int, default=400, help="synthetic validation images")
     data.add_argument("--num-test", "--num-eval", type=int, default=600, help="synthetic test images")
     data.add_argument("--data-seed", type=int, default=1234, help="seed of the synthetic generator / user split")
@@ -74,11 +75,11 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     run = parser.add_argument_group("training budget (the same for every row)")
     run.add_argument("--seeds", type=int, default=3, help="model seeds per row (mean ± std over them)")
     run.add_argument("--seed", type=int, default=0, help="first model seed (seeds are seed .. seed+N-1)")
-    run.add_argument("--epochs", type=float, default=6)
+    run.add_argument("--epochs", type=float, default=5)
     run.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
     run.add_argument("--batch-size", type=int, default=32)
-    run.add_argument("--learning-rate", type=float, default=6e-3,
-                     help="the same for every row; chosen on validation (docs/recipe.md)")
+    run.add_argument("--learning-rate", type=float, default=None,
+                     help="the same for every row of a task; default per task, chosen on validation (docs/recipe.md)")
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast or GPU)")
     run.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU only)")
@@ -112,6 +113,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
         args.tasks = list(SYNTHETIC_TASKS) if args.dataset is None else ["label"]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}.")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        args.workers = 1  # under torchrun / accelerate the Trainer parallelises each run itself
     return args
 
 
@@ -183,7 +186,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     cache_dir = args.cache_dir or default_cache_dir()
     output_dir = args.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical)
+    tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     splits, split_record = load_splits(args, tasks)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, output_dir,
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
-             learning_rate=args.learning_rate, bf16=args.bf16, fp16=args.fp16, disable_tqdm=True),
+             bf16=args.bf16, fp16=args.fp16, disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
         args.resume_from_checkpoint == "latest")
 
@@ -270,7 +273,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
                      "reading": [reading(table) for table in tables.values()],
                      "recipe": {**DEFAULT_RECIPE, "prior_features": PRIOR_FEATURES},
                      "budget": {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
-                                "learning_rate": args.learning_rate, "early_stopping": args.early_stopping}},
+                                "learning_rate": {task.name: task.learning_rate for task in tasks},
+                                "early_stopping": args.early_stopping}},
         **({"label_efficiency": efficiency} if efficiency else {}),
         **({"multitask": multitask} if multitask else {}),
         "plots": [f"plots/{name}" for name in plots],

@@ -35,11 +35,12 @@ def run_multitask_comparison(first: FaceTask, columns: Sequence[str], seed: int,
     branches, _ = train_multitask_variant(
         name, f"one cross-task ET-Fuser for {', '.join(columns)}", model, splits["train"], splits["validation"],
         collator, context.output_dir / "checkpoints" / name, early_stopping_patience=context.early_stopping,
-        test_dataset=splits["test"], **{**context.run_settings, "seed": seed, "data_seed": seed})
+        test_dataset=splits["test"],
+        **{"learning_rate": first.learning_rate, **context.run_settings, "seed": seed, "data_seed": seed})
     main_row = next(row for row in PROTOCOL_ROWS if row.name == MAIN_ROW)
     single = {first.column: first_runs[MAIN_ROW][0]}
     for column in columns[1:]:
-        task = FaceTask(column, column, "single_label_classification", first.canonical)
+        task = FaceTask(column, column, "single_label_classification", first.canonical, first.learning_rate)
         context.label_names = {**context.label_names, column: task_labels[column]}
         single[column] = train_row(main_row, task, seed, context)
     comparison = multitask_comparison(single, branches, {column: np.asarray(splits["test"][column])

@@ -95,7 +95,8 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
     result, _ = train_variant(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
-        test_dataset=context.splits["test"], **{**context.run_settings, "seed": seed, "data_seed": seed})
+        test_dataset=context.splits["test"],
+        **{"learning_rate": task.learning_rate, **context.run_settings, "seed": seed, "data_seed": seed})
     result.params = count_parameters(model)
     if trained is not model:
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)

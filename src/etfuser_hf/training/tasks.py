@@ -12,6 +12,7 @@ almost nothing, which makes every comparison uninformative).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from transformers import ViTConfig
 
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 SCRATCH_CANONICAL = "scratch-vit"
+DEFAULT_LEARNING_RATE = 3e-3
 
 
 @dataclass(frozen=True)
@@ -33,12 +35,15 @@ class FaceTask:
         column: the dataset column holding the target (class ids, or (68, 2) landmarks in [0, 1]).
         problem_type: `"single_label_classification"` or `"landmarks"`.
         canonical: the default canonical model: a converted prior's name, a model folder, or `scratch-vit`.
+        learning_rate: the learning rate of every row of this task (one for all rows, so no baseline is handicapped),
+            chosen on validation for the synthetic default (docs/recipe.md); `--learning-rate` overrides it.
     """
 
     name: str
     column: str
     problem_type: str
     canonical: str
+    learning_rate: float = DEFAULT_LEARNING_RATE
 
     @property
     def is_classification(self) -> bool:
@@ -54,16 +59,20 @@ class FaceTask:
         return self.is_classification
 
 
+# Learning rates from the validation sweeps of the canonical model alone (docs/recipe.md): the small FER net gains up
+# to 1.2e-2; the dlib age net (a 2.7M-parameter ResNet) diverges there and is best at 3e-3.
 SYNTHETIC_TASKS = {
-    "expression": FaceTask("expression", "expression", "single_label_classification", "expression"),
-    "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age"),
-    "landmarks": FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks"),
+    "expression": FaceTask("expression", "expression", "single_label_classification", "expression", 1.2e-2),
+    "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age", 3e-3),
+    "landmarks": FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks", 3e-3),
 }
 
 
-def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None = None) -> list[FaceTask]:
+def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None = None,
+                  learning_rate: float | None = None) -> list[FaceTask]:
     """`--tasks` as `FaceTask`s. On the synthetic default the names are `SYNTHETIC_TASKS` keys; on a user dataset each
-    name is a ClassLabel column, with `canonical` (default: the FER net) as its canonical model."""
+    name is a ClassLabel column, with `canonical` (default: the FER net) as its canonical model. `canonical` and
+    `learning_rate` replace the tasks' own where given."""
     tasks = []
     for name in names:
         if synthetic:
@@ -72,7 +81,8 @@ def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None =
             task = SYNTHETIC_TASKS[name]
         else:
             task = FaceTask(name, name, "single_label_classification", "expression")
-        tasks.append(task if canonical is None else FaceTask(task.name, task.column, task.problem_type, canonical))
+        tasks.append(dataclasses.replace(task, **{key: value for key, value in (
+            ("canonical", canonical), ("learning_rate", learning_rate)) if value is not None}))
     return tasks
 
 
