@@ -198,6 +198,13 @@ def test_analyze_summary_and_time_course(table, media, tmp_path):
         plot_time_course(table, "missing.mp4", tmp_path / "missing.png")
 
 
+def test_cli_analyze_help_through_the_cli_entry_module():
+    result = subprocess.run([sys.executable, "-m", "etfuser_hf.cli", "analyze", "--help"], capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": SRC})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("usage: etfuser analyze") and "--every-n-frames" in result.stdout
+
+
 def test_analyze_is_lazy_on_the_package():
     code = ("import sys, etfuser_hf; assert 'pandas' not in sys.modules and 'av' not in sys.modules; "
             "from etfuser_hf.hub.analysis import analyze; assert etfuser_hf.analyze is analyze")

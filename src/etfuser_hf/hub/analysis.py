@@ -226,10 +226,13 @@ def _chunks(items: Iterator[MediaItem], size: int) -> Iterator[list[MediaItem]]:
         yield chunk
 
 
+def _empty(schema: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+
+
 def empty_table(model: ETFuserForImageClassification) -> pd.DataFrame:
     """A table with `analyze`'s columns and dtypes and no rows."""
-    schema = table_schema(model)
-    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+    return _empty(table_schema(model))
 
 
 def analyze(
@@ -292,7 +295,7 @@ def _analyze_files(files: list[str], table: _Table, run, detector: MTCNN, batch_
             parts.append(_analyze_chunk(chunk, table, run, detector, batch_size, max_faces))
             bar.update(sum(item.error is None for item in chunk))
     if not parts:
-        return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in table.schema.items()})
+        return _empty(table.schema)
     return pd.concat(parts, ignore_index=True)
 
 
