@@ -37,6 +37,11 @@ setup(
         "scikit-image>=0.24,<0.27",
         "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",
+        # etfuser_hf.analyze: the table, Parquet output, and video decoding (PyAV wheels ship their own FFmpeg);
+        # tested with pandas 3.1, pyarrow 26, av 18.1
+        "pandas>=2.2,<4",
+        "pyarrow>=15,<27",
+        "av>=12,<19",
     ],
     extras_require={
         "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],

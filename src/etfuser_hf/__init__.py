@@ -55,6 +55,15 @@ def _register() -> None:
 
 _register()
 
+
+def __getattr__(name: str):
+    # `etfuser_hf.analyze` pulls in pandas, PyAV and onnxruntime: only when it is first used
+    if name == "analyze":
+        from .hub.analysis import analyze
+
+        return analyze
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 __all__ = [
     "EncoderSpec",
     "ETFuserConfig",
@@ -72,4 +81,5 @@ __all__ = [
     "normalized_mean_error",
     "FACE_PRIOR_CONFIG_CLASSES",
     "FACE_PRIOR_MODEL_CLASSES",
+    "analyze",
 ]

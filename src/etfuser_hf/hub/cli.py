@@ -17,6 +17,7 @@ sub-commands:
   export     ONNX (verified with onnxruntime) and torch.export of a saved ET-Fuser
   card       write the Hub model card of a run folder
   demo       annotate a photo: faces, predicted labels, per-prior attention
+  analyze    images, folders and videos in, one table (CSV/Parquet) out: a row per face per frame
 """
 
 
@@ -95,6 +96,63 @@ def card(args: argparse.Namespace) -> None:
     print(f"model card written to {write_model_card(args.run_folder, args.output, args.name)}")
 
 
+def analyze_files(args: argparse.Namespace) -> int:
+    """`etfuser analyze`: shards the files over processes when started by `accelerate launch` (or torchrun); the
+    main process merges the parts into `--output`. Returns the exit status: 1 when any input failed."""
+    from accelerate import PartialState
+
+    from .analysis import analyze, empty_table, load_model
+    from .analysis_backends import ensure_analysis_onnx
+    from .analysis_report import (
+        check_table_path,
+        merge_tables,
+        plot_time_course,
+        summarize,
+        video_sources,
+        write_table,
+    )
+    from .media import expand_inputs
+
+    output = check_table_path(args.output, "--output")
+    files = expand_inputs(args.paths)
+    # analyze runs on the CPU; without cpu=True a CPU-only machine would ignore the processes torchrun started
+    state = PartialState(cpu=True)
+    if args.backend == "onnx":
+        # one process exports, the others then find the cached graph
+        with state.main_process_first():
+            model, size, folder = load_model(args.model)
+            ensure_analysis_onnx(model, folder, size)
+    options = dict(model=args.model, batch_size=args.batch_size, backend=args.backend,
+                   every_n_frames=args.every_n_frames, max_faces=args.max_faces,
+                   progress=not args.no_progress and state.is_main_process)
+    with state.split_between_processes(files) as part:
+        table = analyze(part, **options) if part else empty_table(load_model(args.model)[0])
+    if state.num_processes > 1:
+        parts = [output.with_name(f"{output.name}.part{rank}-of-{state.num_processes}.parquet")
+                 for rank in range(state.num_processes)]
+        write_table(table, parts[state.process_index])
+        state.wait_for_everyone()
+        if not state.is_main_process:
+            # the main process reports failures: a worker exiting non-zero makes the launcher kill the merge
+            return 0
+        table = merge_tables(parts)
+        for path in parts:
+            path.unlink()
+    write_table(table, output)
+    summary = summarize(table)
+    if args.summary:
+        write_table(summary, args.summary)
+    for source in video_sources(table) if args.plots else []:
+        plot_time_course(table, source, Path(args.plots) / f"{Path(source).stem}_time_course.png")
+    failed = table[table["status"] == "error"]
+    print(f"{len(table)} rows ({int((table['status'] == 'ok').sum())} faces, {len(failed)} errors) from "
+          f"{table['source'].nunique()} files written to {output}")
+    print(summary[["source", "frames", "frames_with_face", "faces", "errors", "top_label"]].to_string(index=False))
+    for row in failed.itertuples():
+        print(f"error: {row.source}: {row.error}", file=sys.stderr)
+    return 1 if len(failed) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etfuser", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -139,6 +197,24 @@ def build_parser() -> argparse.ArgumentParser:
                               "an annotated image with per-prior attention bars.")
     add_arguments(sub)
     sub.set_defaults(handler=lambda args: run_demo(args.image, args.model, args.output))
+
+    sub = commands.add_parser("analyze", help="images, folders, videos -> one table of faces",
+                              description="Detect and analyse every face in images, folders (recursive) and videos; "
+                              "write one row per face per image or frame (etfuser_hf.hub.analysis documents the "
+                              "columns). Exits 1 when an input could not be read. Under `accelerate launch -m "
+                              "etfuser_hf.cli analyze ...` the files are sharded over the processes.")
+    sub.add_argument("paths", nargs="+", help="image files, video files and folders")
+    sub.add_argument("--model", default=None, help="saved ET-Fuser folder (default: newest runs/*/model)")
+    sub.add_argument("--output", default="results.csv", help="table to write: .csv or .parquet (default: results.csv)")
+    sub.add_argument("--batch-size", type=int, default=32, help="frames per detection chunk and faces per model batch")
+    sub.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                     help="torch, or onnx (exported once per model folder, cached; run with onnxruntime)")
+    sub.add_argument("--every-n-frames", type=int, default=1, help="analyse every n-th video frame (default: 1)")
+    sub.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per frame")
+    sub.add_argument("--summary", default=None, help="also write the per-file summary table (.csv or .parquet)")
+    sub.add_argument("--plots", default=None, help="folder for one time-course PNG per video")
+    sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.set_defaults(handler=analyze_files)
     return parser
 
 
@@ -150,7 +226,9 @@ def main(argv: list[str] | None = None) -> None:
         train_main(argv[1:], prog="etfuser train")
         return
     args = build_parser().parse_args(argv)
-    args.handler(args)
+    status = args.handler(args)
+    if status:
+        raise SystemExit(status)
 
 
 if __name__ == "__main__":

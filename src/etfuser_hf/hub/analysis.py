@@ -1,0 +1,336 @@
+"""Face analysis at scale: `analyze(inputs, model=...)` -> one `pandas.DataFrame`, a row per face per image or frame.
+
+Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
+chunks of `batch_size` frames: MTCNN detects and aligns the faces of a chunk, then the faces go through the fused
+model in batches of `batch_size` (PyTorch, or onnxruntime with `backend="onnx"`). Bad inputs never abort the run:
+they get a row with `status == "error"` and the reason, and a warning in the log.
+
+The table (columns in this order; `table_schema(model)` gives the exact names and dtypes for one model):
+
+| column | dtype | meaning |
+|---|---|---|
+| `source` | string | the file, as given or as found under a given folder |
+| `frame` | int64 | decoded frame index in a video; 0 for an image; -1 when the whole file failed |
+| `timestamp` | float64 | the frame's presentation time in seconds; NaN for images and failures |
+| `face` | int64 | face index in the image or frame, best detector score first; -1 on `no_face` and `error` rows |
+| `status` | string | `ok` (a face), `no_face` (an image or frame without one; one row) or `error` |
+| `error` | string | why the file (or the rest of a video) failed; empty otherwise |
+| `box_x0`, `box_y0`, `box_x1`, `box_y1` | float32 | face box in image pixels |
+| `score` | float32 | MTCNN's face probability |
+| `left_eye_x`, `left_eye_y`, ... `mouth_right_y` | float32 | the five alignment points in image pixels (eyes, nose, mouth corners as seen in the image) |
+| `label` | string | predicted label: argmax class (single-label) or the classes with probability >= 0.5 joined by `|` (multi-label); absent for regression |
+| `prob_<label>` | float32 | per-class probability (softmax, or sigmoid for multi-label); regression models have `value` (or `value_<label>` for several outputs) instead |
+| `attention_<prior>` | float32 | share of the ensemble token's attention on each prior (sums to 1); absent without priors |
+| `<prior>_age` | float32 | years, from a dlib age prior: softmax-weighted mean of its 81 age bins |
+| `<prior>_prob_<expression>` | float32 | the FER expression prior's own 7 probabilities |
+| `<prior>_x00`, `<prior>_y00` ... `<prior>_x67`, `<prior>_y67` | float32 | a face-api landmark prior's 68 points, in image pixels |
+
+Float columns are NaN where they do not apply (`no_face` and `error` rows). The readout columns exist only for the
+priors the model has: a model without an age prior has no `*_age` column.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..models.modeling_etfuser import ETFuserForImageClassification
+from ..priors.face_detection import ARCFACE_TEMPLATE_112, MTCNN, detect_and_align, similarity_transform
+from .analysis_backends import OnnxBackend, TorchBackend, readout_priors
+from .media import MediaItem, count_frames, expand_inputs, iter_media
+
+logger = logging.getLogger("etfuser_hf.analysis")
+
+POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+META_COLUMNS = {"source": "string", "frame": "int64", "timestamp": "float64", "face": "int64", "status": "string",
+                "error": "string"}
+DETECTION_COLUMNS = ["box_x0", "box_y0", "box_x1", "box_y1", "score"] + [
+    f"{point}_{axis}" for point in POINT_NAMES for axis in ("x", "y")]
+BACKENDS = ("torch", "onnx")
+
+
+def _problem_type(config) -> str:
+    if config.problem_type:
+        return config.problem_type
+    return "single_label_classification" if config.num_labels > 1 else "regression"
+
+
+def _label_names(config) -> list[str]:
+    return [str(config.id2label[index]) for index in range(config.num_labels)]
+
+
+def _task_columns(model: ETFuserForImageClassification) -> list[str]:
+    names = _label_names(model.config)
+    if _problem_type(model.config) == "regression":
+        return ["value"] if len(names) == 1 else [f"value_{name}" for name in names]
+    return [f"prob_{name}" for name in names]
+
+
+def _readout_columns(model: ETFuserForImageClassification) -> dict[str, list[str]]:
+    columns = {}
+    for name, kind in readout_priors(model).items():
+        prior_config = model.etfuser.priors[name].config
+        if kind == "age":
+            columns[name] = [f"{name}_age"]
+        elif kind == "expression":
+            columns[name] = [f"{name}_prob_{prior_config.id2label[i]}" for i in range(len(prior_config.id2label))]
+        else:
+            columns[name] = [f"{name}_{axis}{i:02d}" for i in range(prior_config.num_landmarks) for axis in ("x", "y")]
+    return columns
+
+
+def table_schema(model: ETFuserForImageClassification) -> dict[str, str]:
+    """Column name -> pandas dtype of `analyze`'s table for `model`, in column order (see the module docstring)."""
+    float_columns = list(DETECTION_COLUMNS)
+    text = {} if _problem_type(model.config) == "regression" else {"label": "string"}
+    float_columns += _task_columns(model)
+    float_columns += [f"attention_{name}" for name in model.etfuser.priors]
+    for columns in _readout_columns(model).values():
+        float_columns += columns
+    schema = dict(META_COLUMNS)
+    schema.update({name: "float32" for name in DETECTION_COLUMNS})
+    schema.update(text)
+    schema.update({name: "float32" for name in float_columns[len(DETECTION_COLUMNS):]})
+    return schema
+
+
+def load_model(model: str | os.PathLike | ETFuserForImageClassification | None
+               ) -> tuple[ETFuserForImageClassification, int, Path | None]:
+    """The classifier, the side of the square face crops it takes, and its folder (None for an in-memory model)."""
+    from ..models.image_processing_etfuser import ETFuserImageProcessor
+    from .demo import default_model_dir
+
+    if isinstance(model, ETFuserForImageClassification):
+        return model.eval(), int(model.config.image_size), None
+    if model is None:
+        model = default_model_dir()
+    if not isinstance(model, (str, os.PathLike)):
+        raise TypeError(f"model: expected a saved ET-Fuser folder or an ETFuserForImageClassification, "
+                        f"got {type(model).__name__}.")
+    folder = Path(model)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"model: {folder} is not a saved ET-Fuser folder (no config.json).")
+    loaded = ETFuserForImageClassification.from_pretrained(folder, dtype=torch.float32).eval()
+    if getattr(loaded.config, "tasks", None):
+        raise ValueError("model: multi-task ET-Fuser folders are not supported by analyze; pass a single-task model.")
+    size = int(loaded.config.image_size)
+    if (folder / "preprocessor_config.json").is_file():
+        processor_size = ETFuserImageProcessor.from_pretrained(folder).size
+        if processor_size["height"] != processor_size["width"]:
+            raise ValueError(f"model: analyze needs square face crops, the processor asks for {processor_size}.")
+        size = int(processor_size["height"])
+    return loaded, size, folder
+
+
+class _Table:
+    """Turns detections and model outputs into columns, one chunk of frames at a time."""
+
+    def __init__(self, model: ETFuserForImageClassification, crop_size: int):
+        self.config = model.config
+        self.schema = table_schema(model)
+        self.problem_type = _problem_type(model.config)
+        self.labels = np.asarray(_label_names(model.config), dtype=object)
+        self.priors = list(model.etfuser.priors)
+        self.readouts = readout_priors(model)
+        self.readout_columns = _readout_columns(model)
+        self.age_bins = {name: np.asarray(model.etfuser.priors[name].config.age_bins, dtype=np.float64)
+                         for name, kind in self.readouts.items() if kind == "age"}
+        self.crop_size = crop_size
+
+    def task_values(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """(values (faces, columns) for the `prob_*`/`value*` columns, labels (faces,) or None for regression)."""
+        if self.problem_type == "regression":
+            return logits, None
+        if self.problem_type == "multi_label_classification":
+            probabilities = 1.0 / (1.0 + np.exp(-logits))
+            labels = np.array(["|".join(self.labels[row >= 0.5]) for row in probabilities], dtype=object)
+            return probabilities, labels
+        probabilities = _softmax(logits)
+        return probabilities, self.labels[probabilities.argmax(-1)]
+
+    def readout_values(self, name: str, raw: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+        kind = self.readouts[name]
+        if kind == "age":
+            return (_softmax(raw.astype(np.float64)) @ self.age_bins[name])[:, None]
+        if kind == "expression":
+            return _softmax(raw)
+        # face-api's points are fractions of the aligned crop; map them back through each face's alignment
+        points = raw.reshape(raw.shape[0], -1, 2).astype(np.float64) * self.crop_size
+        template = ARCFACE_TEMPLATE_112 * (self.crop_size / 112.0)
+        mapped = np.empty_like(points)
+        for index, five in enumerate(landmarks5):
+            crop_to_image = similarity_transform(template, np.asarray(five, dtype=np.float64))
+            mapped[index] = points[index] @ crop_to_image[:, :2].T + crop_to_image[:, 2]
+        return mapped.reshape(raw.shape[0], -1)
+
+    def frame(self, rows: list[dict[str, Any]], face_rows: np.ndarray, detections: np.ndarray,
+              outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+        """`rows`: the meta columns of each row; `face_rows`: the row of each face (faces,); `detections`
+        (faces, 15): box, score, five points; `outputs`: the backend's outputs for those faces."""
+        columns: dict[str, Any] = {name: [row[name] for row in rows] for name in META_COLUMNS}
+        count = len(rows)
+
+        def scatter(values: np.ndarray) -> np.ndarray:
+            full = np.full((count, values.shape[1]), np.nan, dtype=np.float32)
+            full[face_rows] = values
+            return full
+
+        blocks = [(DETECTION_COLUMNS, detections)]
+        if len(face_rows):
+            task, labels = self.task_values(outputs["logits"])
+        else:
+            task, labels = np.zeros((0, len(_task_columns_of(self.schema)))), np.zeros(0, dtype=object)
+        blocks.append((_task_columns_of(self.schema), task))
+        if self.priors:
+            blocks.append(([f"attention_{name}" for name in self.priors],
+                           outputs["prior_attention"] if len(face_rows) else np.zeros((0, len(self.priors)))))
+        landmarks5 = detections[:, 5:].reshape(-1, 5, 2)
+        for name, names in self.readout_columns.items():
+            values = self.readout_values(name, outputs[f"readout.{name}"], landmarks5) if len(face_rows) else \
+                np.zeros((0, len(names)))
+            blocks.append((names, values))
+        for names, values in blocks:
+            full = scatter(np.asarray(values, dtype=np.float32).reshape(len(face_rows), len(names)))
+            columns.update({name: full[:, index] for index, name in enumerate(names)})
+        if "label" in self.schema:
+            label_column = np.full(count, None, dtype=object)
+            label_column[face_rows] = labels
+            columns["label"] = label_column
+        return pd.DataFrame(columns)[list(self.schema)].astype(self.schema)
+
+
+def _task_columns_of(schema: dict[str, str]) -> list[str]:
+    return [name for name in schema if name.startswith(("prob_", "value"))]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def _chunks(items: Iterator[MediaItem], size: int) -> Iterator[list[MediaItem]]:
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _empty(schema: dict[str, str]) -> pd.DataFrame:
+    return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
+
+
+def empty_table(model: ETFuserForImageClassification) -> pd.DataFrame:
+    """A table with `analyze`'s columns and dtypes and no rows."""
+    return _empty(table_schema(model))
+
+
+def analyze(
+    inputs: str | os.PathLike | Sequence[str | os.PathLike],
+    model: str | os.PathLike | ETFuserForImageClassification | None = None,
+    batch_size: int = 32,
+    backend: str = "torch",
+    every_n_frames: int = 1,
+    max_faces: int | None = None,
+    detector: MTCNN | None = None,
+    progress: bool = True,
+    cache_dir: str | os.PathLike | None = None,
+) -> pd.DataFrame:
+    """Detects, aligns and analyses every face in `inputs`; returns one row per face per image or video frame.
+
+    Args:
+        inputs: an image, a video, a folder (searched recursively for both) or a list of these.
+        model: a saved ET-Fuser classification folder (default: the newest `runs/*/model`) or a loaded
+            `ETFuserForImageClassification` (torch backend only).
+        batch_size: frames per detection chunk and faces per model batch.
+        backend: "torch" or "onnx" (the fused model exported once per model folder, run with onnxruntime).
+        every_n_frames: analyse every n-th frame of a video (1: all).
+        max_faces: keep at most this many faces per image or frame (highest scores first); None keeps all.
+        detector: an `MTCNN`; default: the converted facenet-pytorch weights from the prior cache.
+        progress: show a tqdm bar (frames).
+        cache_dir: where the ONNX export is cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
+
+    Returns:
+        A `pandas.DataFrame` with the columns and dtypes of `table_schema(model)` (documented in this module).
+    """
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}.")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
+    if not isinstance(every_n_frames, int) or isinstance(every_n_frames, bool) or every_n_frames < 1:
+        raise ValueError(f"every_n_frames: expected an int >= 1, got {every_n_frames!r}.")
+    files = expand_inputs(inputs)
+    model, crop_size, folder = load_model(model)
+    if backend == "onnx":
+        if folder is None:
+            raise ValueError("backend: 'onnx' needs model= as a saved folder (its hash keys the export cache).")
+        run = OnnxBackend(model, folder, crop_size, cache_dir)
+    else:
+        run = TorchBackend(model)
+    if detector is None:
+        from ..priors.convert_face_priors import ensure_face_priors
+
+        detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
+    return _analyze_files(files, _Table(model, crop_size), run, detector, batch_size, every_n_frames, max_faces, progress)
+
+
+def _analyze_files(files: list[str], table: _Table, run, detector: MTCNN, batch_size: int, every_n_frames: int,
+                   max_faces: int | None, progress: bool) -> pd.DataFrame:
+    from tqdm.auto import tqdm
+
+    total = sum(count_frames(path, every_n_frames) for path in files) if progress else None
+    parts = []
+    with tqdm(total=total or None, unit="frame", desc="analyze", disable=not progress) as bar:
+        for chunk in _chunks(iter_media(files, every_n_frames), batch_size):
+            parts.append(_analyze_chunk(chunk, table, run, detector, batch_size, max_faces))
+            bar.update(sum(item.error is None for item in chunk))
+    if not parts:
+        return _empty(table.schema)
+    return pd.concat(parts, ignore_index=True)
+
+
+def _analyze_chunk(chunk: list[MediaItem], table: _Table, run, detector: MTCNN, batch_size: int,
+                   max_faces: int | None) -> pd.DataFrame:
+    good = [item for item in chunk if item.error is None]
+    detections = iter(detect_and_align([item.image for item in good], output_size=table.crop_size, detector=detector,
+                                       max_faces=max_faces) if good else [])
+    rows, face_rows, boxes, crops = [], [], [], []
+    for item in chunk:
+        meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
+        if item.error is not None:
+            logger.warning("%s: %s", item.source, item.error)
+            rows.append({**meta, "face": -1, "status": "error", "error": item.error})
+            continue
+        found = next(detections)
+        if not found.found:
+            rows.append({**meta, "face": -1, "status": "no_face"})
+            continue
+        for index in range(len(found)):
+            face_rows.append(len(rows))
+            rows.append({**meta, "face": index, "status": "ok"})
+        boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
+        crops.append(found.faces)
+    outputs: dict[str, np.ndarray] = {}
+    if crops:
+        faces = np.concatenate(crops)
+        batches = []
+        for start in range(0, len(faces), batch_size):
+            pixel_values = faces[start:start + batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+            batches.append(run(np.ascontiguousarray(pixel_values)))
+        outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+    detected = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32)
+    return table.frame(rows, np.asarray(face_rows, dtype=np.int64), detected, outputs)
+
+
+__all__ = ["BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "analyze", "empty_table", "load_model",
+           "table_schema"]

@@ -1,0 +1,146 @@
+"""The graph `etfuser_hf.analyze` runs on batches of aligned faces, and its two backends.
+
+`AnalysisGraph` runs every prior once, keeps both the tokens ET-Fuser fuses and the prior's own output (its "readout":
+age bins, expression scores, 68 landmarks), and feeds the tokens to the fused model as `prior_features`, so nothing
+runs twice. The torch backend calls it directly; the ONNX backend exports it once per model folder (cached under
+`<cache>/analysis_onnx/<hash of the folder>.onnx`) and runs it with onnxruntime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..models.encoders import prepare_encoder_inputs, select_feature_tokens
+from ..models.modeling_etfuser import ETFuserForImageClassification
+from ..priors.fetch import default_cache_dir
+
+# Prior model types whose own output the table reports, and what that output is.
+READOUT_KINDS = {
+    "etfuser_dlib_age": "age",
+    "etfuser_fer_mini_xception": "expression",
+    "etfuser_faceapi_landmarks": "landmarks",
+}
+# Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
+GRAPH_VERSION = "1"
+
+
+def readout_priors(model: ETFuserForImageClassification) -> dict[str, str]:
+    """Prior name -> readout kind, for the fused priors that have a head the table reports."""
+    return {name: READOUT_KINDS[prior.config.model_type] for name, prior in model.etfuser.priors.items()
+            if prior.config.model_type in READOUT_KINDS}
+
+
+class AnalysisGraph(nn.Module):
+    """`pixel_values (batch, 3, S, S)` RGB in [0, 1] -> `(logits (batch, num_labels), prior_attention (batch,
+    num_priors) when the model fuses priors, then one readout per `readout_priors` entry: the prior's raw `logits`)`."""
+
+    def __init__(self, model: ETFuserForImageClassification):
+        super().__init__()
+        self.model = model.eval()
+        self.readouts = readout_priors(model)
+        self.has_attention = bool(model.etfuser.priors)
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["logits"] + (["prior_attention"] if self.has_attention else []) + [f"readout.{name}" for name in self.readouts]
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        core = self.model.etfuser
+        features, readouts = {}, []
+        for name, prior in core.priors.items():
+            spec = self.model.config.priors[name]
+            outputs = prior(pixel_values=prepare_encoder_inputs(pixel_values, spec), return_dict=True)
+            features[name] = select_feature_tokens(outputs, spec, f"priors[{name!r}]")
+            if name in self.readouts:
+                readouts.append(outputs.logits)
+        outputs = self.model(pixel_values=pixel_values, prior_features=features or None,
+                             output_attentions=self.has_attention, return_dict=True)
+        head = (outputs.logits,) + ((outputs.prior_attention,) if self.has_attention else ())
+        return head + tuple(readouts)
+
+
+class TorchBackend:
+    """Runs `AnalysisGraph` in PyTorch under `torch.inference_mode`."""
+
+    def __init__(self, model: ETFuserForImageClassification):
+        self.graph = AnalysisGraph(model)
+
+    def __call__(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+        """`pixel_values` float32 `(batch, 3, S, S)` -> output name -> float32 array (batch, ...)."""
+        with torch.inference_mode():
+            outputs = self.graph(torch.from_numpy(pixel_values))
+        return {name: value.float().numpy() for name, value in zip(self.graph.output_names, outputs)}
+
+
+def folder_hash(model_dir: str | os.PathLike) -> str:
+    """sha256 over the folder's config and weights (and GRAPH_VERSION): the ONNX cache key."""
+    digest = hashlib.sha256(GRAPH_VERSION.encode())
+    folder = Path(model_dir)
+    files = sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix in (".json", ".safetensors")))
+    if not files:
+        raise FileNotFoundError(f"model: {folder} holds no config.json / *.safetensors to hash.")
+    for path in files:
+        digest.update(path.name.encode())
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 22), b""):
+                digest.update(chunk)
+    return digest.hexdigest()[:32]
+
+
+def export_analysis_onnx(model: ETFuserForImageClassification, output_path: str | os.PathLike, image_size: int) -> Path:
+    """Exports `AnalysisGraph(model)` with a dynamic batch axis to `output_path` (written atomically)."""
+    graph = AnalysisGraph(model).eval()
+    output_path = Path(output_path)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    example = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
+    program = torch.onnx.export(graph, (example,), dynamo=True, input_names=["pixel_values"], verbose=False,
+                                output_names=graph.output_names,
+                                dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}})
+    # a process killed mid-write must not leave a truncated model in the cache
+    partial = output_path.with_name(f"{output_path.name}.{os.getpid()}.partial")
+    program.save(str(partial))
+    os.replace(partial, output_path)
+    return output_path
+
+
+def cached_onnx_path(model_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
+    return Path(cache_dir or default_cache_dir()) / "analysis_onnx" / f"{folder_hash(model_dir)}.onnx"
+
+
+def ensure_analysis_onnx(model: ETFuserForImageClassification, model_dir: str | os.PathLike, image_size: int,
+                         cache_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
+    """The cached export of `model` (loaded from `model_dir`), and whether this call had to write it."""
+    path = cached_onnx_path(model_dir, cache_dir)
+    if path.is_file():
+        return path, False
+    return export_analysis_onnx(model, path, image_size), True
+
+
+class OnnxBackend:
+    """Runs the exported `AnalysisGraph` with onnxruntime; exports it first when the cache has no copy for this
+    model folder."""
+
+    def __init__(self, model: ETFuserForImageClassification, model_dir: str | os.PathLike, image_size: int,
+                 cache_dir: str | os.PathLike | None = None):
+        import onnxruntime
+
+        self.path, self.exported = ensure_analysis_onnx(model, model_dir, image_size, cache_dir)
+        options = onnxruntime.SessionOptions()
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.output_names = [output.name for output in self.session.get_outputs()]
+
+    def __call__(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
+        """`pixel_values` float32 `(batch, 3, S, S)` -> output name -> float32 array (batch, ...)."""
+        return dict(zip(self.output_names, self.session.run(None, {"pixel_values": pixel_values})))
+
+
+__all__ = ["READOUT_KINDS", "AnalysisGraph", "OnnxBackend", "TorchBackend", "cached_onnx_path", "ensure_analysis_onnx",
+           "export_analysis_onnx",
+           "folder_hash", "readout_priors"]

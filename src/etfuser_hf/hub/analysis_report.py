@@ -1,0 +1,117 @@
+"""What to do with `analyze`'s table: write and read it (CSV or Parquet), merge the parts of a multi-process run,
+summarise it per source file, and plot a video's per-class probabilities over time."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from .analysis import META_COLUMNS
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_table_path(path: str | os.PathLike, argument: str) -> Path:
+    """`path` as a Path, or a ValueError naming `argument` when it is not a .csv or .parquet file name."""
+    path = Path(path)
+    if path.suffix.lower() not in TABLE_SUFFIXES:
+        raise ValueError(f"{argument}: expected a .csv or .parquet file name, got {str(path)!r}.")
+    return path
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Writes `table` as CSV or Parquet, chosen by the suffix of `path`."""
+    path = check_table_path(path, "output")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        table.to_parquet(path, index=False)
+    return path
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Reads a table written by `write_table`; CSV gets the documented dtypes back (text columns as `string`,
+    model outputs as float32, empty `error` cells as "")."""
+    path = check_table_path(path, "path")
+    if path.suffix.lower() == ".parquet":
+        return pd.read_parquet(path)
+    table = pd.read_csv(path, dtype={name: dtype for name, dtype in META_COLUMNS.items()} | {"label": "string"})
+    table["error"] = table["error"].fillna("")
+    floats = [name for name in table.columns if name not in META_COLUMNS and name != "label"]
+    return table.astype({name: "float32" for name in floats})
+
+
+def merge_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
+    """Concatenates part tables in the given order (the processes' ranks: each holds a contiguous slice of the
+    inputs), skipping empty parts so the dtypes come from the parts that have rows."""
+    tables = [read_table(path) for path in paths]
+    non_empty = [table for table in tables if len(table)] or tables[:1]
+    return pd.concat(non_empty, ignore_index=True)
+
+
+def _probability_columns(table: pd.DataFrame) -> list[str]:
+    return [name for name in table.columns if name.startswith("prob_") or name == "value" or name.startswith("value_")]
+
+
+def summarize(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per source file: frames analysed, frames with a face, faces, errors, the most frequent predicted label,
+    and the mean of every per-class probability, attention share and prior readout over its faces."""
+    rows = []
+    averaged = [name for name in table.columns if name in _probability_columns(table) or name.startswith("attention_")
+                or name.endswith("_age") or "_prob_" in name]
+    for source, group in table.groupby("source", sort=False):
+        faces = group[group["status"] == "ok"]
+        analysed = group[group["status"] != "error"]
+        row = {
+            "source": source,
+            "frames": int(analysed["frame"].nunique()),
+            "frames_with_face": int(faces["frame"].nunique()),
+            "faces": len(faces),
+            "errors": int((group["status"] == "error").sum()),
+            "top_label": faces["label"].mode().iloc[0] if "label" in faces and len(faces) else pd.NA,
+        }
+        row.update({f"mean_{name}": float(faces[name].mean()) if len(faces) else float("nan") for name in averaged})
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    return summary.astype({"source": "string", "top_label": "string"}) if len(summary) else summary
+
+
+def plot_time_course(table: pd.DataFrame, source: str, path: str | os.PathLike) -> Path:
+    """Writes a PNG of the per-class probabilities (or regression values) over time for one video: one line per
+    class, read from the best-scoring face of each frame (`face == 0`); frames without a face leave gaps."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    frames = table[(table["source"] == source) & (table["status"] != "error")]
+    if frames.empty:
+        raise ValueError(f"source: no analysed frames of {source!r} in the table.")
+    frames = frames[frames["face"] <= 0].drop_duplicates("frame").sort_values("frame")
+    time = frames["timestamp"] if frames["timestamp"].notna().any() else frames["frame"]
+    figure, axes = plt.subplots(figsize=(9, 3.5))
+    for name in _probability_columns(frames):
+        axes.plot(time.to_numpy(), frames[name].to_numpy(dtype=float), label=name.removeprefix("prob_"))
+    axes.set_xlabel("time (s)" if time is frames["timestamp"] else "frame")
+    axes.set_ylabel("probability")
+    axes.set_title(Path(source).name)
+    axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def video_sources(table: pd.DataFrame) -> list[str]:
+    """Sources with a timestamp on at least one row: the videos."""
+    return table.loc[table["timestamp"].notna(), "source"].drop_duplicates().tolist()
+
+
+__all__ = ["TABLE_SUFFIXES", "check_table_path", "merge_tables", "plot_time_course", "read_table", "summarize", "video_sources",
+           "write_table"]
