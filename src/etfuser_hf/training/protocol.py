@@ -40,8 +40,8 @@ class ProtocolRow:
 
 MAIN_ROW = "et-fuser"
 PROTOCOL_ROWS = (
-    ProtocolRow(MAIN_ROW, "canonical model + ET-Fuser: the ensemble token over the frozen priors, gated into the "
-                          "canonical model's pooled feature"),
+    ProtocolRow(MAIN_ROW, "canonical model + ET-Fuser: the ensemble token over the frozen priors, fused into the "
+                          "canonical model (fusion mode in the table heading)"),
     ProtocolRow("canonical", "the pretrained canonical model alone, fine-tuned (the baseline to beat)",
                 {"fusion_mode": "none"}),
     ProtocolRow("concat-mlp", "canonical model + the frozen priors' features concatenated through an MLP "
@@ -86,8 +86,9 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
     import torch
 
     torch.manual_seed(seed)
+    fusion = task.fusion if row.name == MAIN_ROW or row.overrides.get("fusion_mode") is None else {}
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
-                             **{**row.overrides, **overrides})
+                             **{**fusion, **row.overrides, **overrides})
     collator = context.collator(task, model)
     trained = apply_lora(model, context.lora_rank) if context.lora_rank and row.name == MAIN_ROW else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"

@@ -62,6 +62,7 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[VariantResult]], seed
         "greater_is_better": task.greater_is_better,
         "canonical": task.canonical,
         "learning_rate": task.learning_rate,
+        "fusion_mode": dict(task.fusion).get("fusion_mode", "add_to_pooled"),
         "split": "test",
         "seeds": list(seeds),
         "tests": {"p_seeds_ttest_vs_main": "paired t-test across seeds (scipy.stats.ttest_rel), test split",
@@ -88,8 +89,8 @@ def render_task_table(table: Mapping[str, Any]) -> str:
     per_seed_test = "McNemar" if metric == "accuracy" else "bootstrap"
     lines = [
         f"### {table['task']}: test-split {METRIC_LABELS.get(metric, metric)}, mean ± std over seeds "
-        f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; learning rate "
-        f"{table.get('learning_rate', '?')} for every row)",
+        f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser fusion mode "
+        f"`{table.get('fusion_mode', 'add_to_pooled')}`; learning rate {table.get('learning_rate', '?')} for every row)",
         "",
         f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
         f"p vs {main}, {per_seed_test} per seed (test split) | params | trainable | description |",
