@@ -58,7 +58,7 @@ def main() -> None:
         task = SYNTHETIC_TASKS[name]
         labels = train.features[task.column].names if task.is_classification else None
         models = {mode: build_task_model(task, prior_dirs, labels, 112, **({"fusion_mode": "none"} if mode == "canonical"
-                                                                          else {}))
+                                                                          else dict(task.fusion)))
                   for mode in ("canonical", "et-fuser")}
         collators = {mode: FaceCollator(processor, task.column, len(labels or ()), problem_type=task.problem_type,
                                         use_cached_features=mode == "et-fuser") for mode in models}
