@@ -12,6 +12,7 @@ import numpy as np
 
 from .protocol import MAIN_ROW, PROTOCOL_ROWS, ProtocolContext, ProtocolJob, run_jobs
 from .splits import subsample_train
+from .task_tables import mean_std
 from .tasks import FaceTask
 
 EFFICIENCY_ROWS = ("canonical", "concat-mlp", MAIN_ROW)
@@ -36,10 +37,7 @@ def label_efficiency(tasks: Sequence[FaceTask], fractions: Sequence[float], seed
                     train = subsample_train(context.splits["train"], fraction, data_seed)
                     jobs = [ProtocolJob(row, task, seed, train=train) for seed in seeds]
                     values = [result.metrics[task.metric] for result in run_jobs(jobs, context, workers)]
-                values = np.asarray(values, np.float64)
-                points[str(fraction)] = {"mean": round(float(values.mean()), 4),
-                                         "std": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4),
-                                         "per_seed": [round(float(value), 4) for value in values],
+                points[str(fraction)] = {**mean_std(values), "per_seed": [round(float(value), 4) for value in values],
                                          "num_train": max(1, round(fraction * len(context.splits["train"])))}
             per_row[name] = points
         curves[task.name] = {"metric": task.metric, "split": "test", "rows": per_row}

@@ -122,11 +122,11 @@ def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train:
                            targets["train"], features["validation"], targets["validation"], seed=seed,
                            problem_type=task.problem_type, test_features=features["test"],
                            test_labels=targets["test"])
-        candidates.append((name, result))
+        candidates.append((name, result, features["train"].shape[1]))
     sign = 1.0 if task.greater_is_better else -1.0
-    name, best = max(candidates, key=lambda item: sign * item[1].validation_metrics[task.metric])
+    name, best, width = max(candidates, key=lambda item: sign * item[1].validation_metrics[task.metric])
     best.name, best.description = "probe-best-prior", f"linear probe on the best single prior ({name}, on validation)"
-    probe = int(np.prod(best.logits.shape[1:])) * (pooled_prior_features(splits["test"][:1], [name]).shape[1] + 1)
+    probe = int(np.prod(best.logits.shape[1:])) * (width + 1)
     best.params = {"params_total": saved_parameter_count(context.prior_dirs[name]) + probe, "params_trainable": probe}
     return best
 

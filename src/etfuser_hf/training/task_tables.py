@@ -16,7 +16,8 @@ from .variants import VariantResult
 METRIC_LABELS = {"accuracy": "accuracy", "nme": "NME (lower is better)", "macro_f1": "macro-F1"}
 
 
-def _mean_std(values: Sequence[float]) -> dict[str, float]:
+def mean_std(values: Sequence[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value), rounded to 4 places."""
     values = np.asarray(values, np.float64)
     return {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)}
 
@@ -43,14 +44,14 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[VariantResult]], seed
         row: dict[str, Any] = {
             "variant": name,
             "description": (descriptions or {}).get(name, results[0].description),
-            "test": {metric: _mean_std(test), "per_seed": [round(value, 4) for value in test]},
-            "validation": {metric: _mean_std([result.validation_metrics[metric] for result in results])},
+            "test": {metric: mean_std(test), "per_seed": [round(value, 4) for value in test]},
+            "validation": {metric: mean_std([result.validation_metrics[metric] for result in results])},
             "params_total": results[0].params.get("params_total"),
             "params_trainable": results[0].params.get("params_trainable"),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
         if task.is_classification:
-            row["test"]["macro_f1"] = _mean_std([result.metrics["macro_f1"] for result in results])
+            row["test"]["macro_f1"] = mean_std([result.metrics["macro_f1"] for result in results])
         if name != main:
             row["p_seeds_ttest_vs_main"] = seed_ttest_pvalue([result.metrics[metric] for result in reference], test)
             row["p_per_seed_vs_main"] = [per_seed_pvalue(task, ref, result, seed)

@@ -14,7 +14,7 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
 
 from ..metrics import make_compute_metrics, make_multitask_compute_metrics
-from ..models.modeling_etfuser import ETFuserPreTrainedModel
+from ..models.modeling_etfuser import ETFuserPreTrainedModel, normalized_mean_error
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .collators import FaceCollator, MultiTaskFaceCollator
 from .variants import VariantResult
@@ -128,10 +128,9 @@ def train_variant(
 
 def per_image_nme(landmarks: np.ndarray, targets: np.ndarray, interocular_indices: Sequence[int]) -> np.ndarray:
     """(N,) inter-ocular normalised mean error of each image (the per-example score NME's paired tests use)."""
-    landmarks, targets = (np.asarray(a, np.float64).reshape(len(a), -1, 2) for a in (landmarks, targets))
-    left, right = interocular_indices
-    interocular = np.maximum(np.linalg.norm(targets[:, left] - targets[:, right], axis=-1), 1e-6)
-    return np.linalg.norm(landmarks - targets, axis=-1).mean(axis=-1) / interocular
+    landmarks, targets = (torch.from_numpy(np.asarray(array, np.float64).reshape(len(array), -1, 2))
+                          for array in (landmarks, targets))
+    return normalized_mean_error(landmarks, targets, tuple(interocular_indices)).numpy()
 
 
 def train_multitask_variant(
