@@ -49,8 +49,10 @@ from .tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS, FaceTask, resolve_tasks, tas
 from .variants import VARIANTS
 
 
-def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser(prog: str | None = None, description: str | None = __doc__) -> argparse.ArgumentParser:
+    """The main job's options (data, budget, output); `training/sweep.py` adds its own to the same parser."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     companion_names = [name.removeprefix("aux-") for name, variant in VARIANTS.items() if variant.group == "companion"]
     data = parser.add_argument_group("data and tasks")
     data.add_argument("--dataset", default=None,
@@ -106,6 +108,12 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None) -> argpar
     output.add_argument("--workers", type=int, default=2,
                         help="training runs in parallel, one torch thread each (default 2; 1 runs them in-process)")
     output.add_argument("--no-cache", action="store_true", help="run the priors in every step instead of caching")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None, prog: str | None = None,
+               parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+    parser = parser or build_parser(prog)
     args = parser.parse_args(argv)
     if args.task is not None:
         args.tasks = [args.task] + [task for task in args.tasks or [] if task != args.task]
@@ -180,26 +188,35 @@ def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list
     return rows
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
-    args = parse_args(argv, prog)
-    start = time.perf_counter()
+def prepare_protocol(args: argparse.Namespace) -> tuple[list[FaceTask], ProtocolContext, dict]:
+    """The tasks, the shared context of their runs (splits with cached prior columns, priors, budget) and the record
+    of how the splits were made."""
     cache_dir = args.cache_dir or default_cache_dir()
-    output_dir = args.output_dir
-    output_dir.mkdir(parents=True, exist_ok=True)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
     tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     splits, split_record = load_splits(args, tasks)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
     if not args.no_cache:
         splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size)
-    seeds = list(range(args.seed, args.seed + args.seeds))
     label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
     context = ProtocolContext(
-        splits, prior_dirs, processor, args.image_size, output_dir,
+        splits, prior_dirs, processor, args.image_size, args.output_dir,
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
              bf16=args.bf16, fp16=args.fp16, disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
         args.resume_from_checkpoint == "latest")
+    return tasks, context, split_record
+
+
+def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
+    args = parse_args(argv, prog)
+    start = time.perf_counter()
+    tasks, context, split_record = prepare_protocol(args)
+    splits, prior_dirs, processor, label_names = (context.splits, context.prior_dirs, context.processor,
+                                                  context.label_names)
+    output_dir = args.output_dir
+    seeds = list(range(args.seed, args.seed + args.seeds))
 
     jobs = []
     for index, task in enumerate(tasks):
@@ -274,6 +291,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
                      "recipe": {**DEFAULT_RECIPE, "prior_features": PRIOR_FEATURES},
                      "budget": {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
                                 "learning_rate": {task.name: task.learning_rate for task in tasks},
+                                "row_learning_rates": {task.name: dict(task.row_learning_rates) for task in tasks},
                                 "early_stopping": args.early_stopping}},
         **({"label_efficiency": efficiency} if efficiency else {}),
         **({"multitask": multitask} if multitask else {}),

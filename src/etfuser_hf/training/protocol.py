@@ -76,13 +76,15 @@ class ProtocolContext:
 
 def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolContext,
               train: datasets.Dataset | None = None, keep_model: Callable[[Any], None] | None = None,
-              **overrides: Any) -> VariantResult:
+              learning_rate: float | None = None, evaluate_test: bool = True, **overrides: Any) -> VariantResult:
     """Trains `row` for `task` with `seed` (the model's initialisation and the data order) and returns its test-split
     result with validation metrics and parameter counts. `train` replaces the training split (label fractions);
-    `keep_model` receives the trained model (the run folder saves the main row's)."""
+    `keep_model` receives the trained model (the run folder saves the main row's); `learning_rate` replaces the
+    row's own (`task.row_learning_rate`); `evaluate_test=False` (validation sweeps) never predicts the test split and
+    reports validation."""
     train = context.splits["train"] if train is None else train
     if row.probe:
-        return best_prior_probe(task, seed, context, train)
+        return best_prior_probe(task, seed, context, train, evaluate_test)
     import torch
 
     torch.manual_seed(seed)
@@ -96,8 +98,9 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
     result, _ = train_variant(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
-        test_dataset=context.splits["test"],
-        **{"learning_rate": task.learning_rate, **context.run_settings, "seed": seed, "data_seed": seed})
+        test_dataset=context.splits["test"] if evaluate_test else None,
+        **{"learning_rate": task.row_learning_rate(row.name), **context.run_settings, "seed": seed, "data_seed": seed,
+           **({"learning_rate": learning_rate} if learning_rate is not None else {})})
     result.params = count_parameters(model)
     if trained is not model:
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
@@ -108,20 +111,20 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
     return result
 
 
-def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train: datasets.Dataset) -> VariantResult:
+def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train: datasets.Dataset,
+                     evaluate_test: bool = True) -> VariantResult:
     """A linear probe on each frozen prior's cached feature; the one best on validation is reported on test."""
-    splits = context.splits
+    data = {"train": train, "validation": context.splits["validation"],
+            **({"test": context.splits["test"]} if evaluate_test else {})}
     candidates = []
     for name in task_priors(task, list(context.prior_dirs)):
-        features = {split: pooled_prior_features(data, [name]) for split, data in
-                    (("train", train), ("validation", splits["validation"]), ("test", splits["test"]))}
-        targets = {split: np.asarray(data[task.column], np.float32 if not task.is_classification else np.int64)
-                   for split, data in (("train", train), ("validation", splits["validation"]),
-                                       ("test", splits["test"]))}
+        features = {split: pooled_prior_features(rows, [name]) for split, rows in data.items()}
+        targets = {split: np.asarray(rows[task.column], np.float32 if not task.is_classification else np.int64)
+                   for split, rows in data.items()}
         result = fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior", features["train"],
                            targets["train"], features["validation"], targets["validation"], seed=seed,
-                           problem_type=task.problem_type, test_features=features["test"],
-                           test_labels=targets["test"])
+                           problem_type=task.problem_type, test_features=features.get("test"),
+                           test_labels=targets.get("test"))
         candidates.append((name, result, features["train"].shape[1]))
     sign = 1.0 if task.greater_is_better else -1.0
     name, best, width = max(candidates, key=lambda item: sign * item[1].validation_metrics[task.metric])
@@ -149,6 +152,8 @@ class ProtocolJob:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     train: datasets.Dataset | None = None
     save_to: Path | None = None
+    learning_rate: float | None = None  # None: the row's own on this task
+    evaluate_test: bool = True  # False in validation sweeps
 
 
 def _run_job(job: ProtocolJob, context: ProtocolContext, threads: int | None) -> VariantResult:
@@ -157,7 +162,8 @@ def _run_job(job: ProtocolJob, context: ProtocolContext, threads: int | None) ->
     if threads is not None:
         torch.set_num_threads(threads)
     keep = (lambda model: model.save_pretrained(job.save_to)) if job.save_to is not None else None
-    return train_row(job.row, job.task, job.seed, context, train=job.train, keep_model=keep, **job.overrides)
+    return train_row(job.row, job.task, job.seed, context, train=job.train, keep_model=keep,
+                     learning_rate=job.learning_rate, evaluate_test=job.evaluate_test, **job.overrides)
 
 
 def run_jobs(jobs: Sequence[ProtocolJob], context: ProtocolContext, workers: int = 1,

@@ -48,6 +48,7 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[VariantResult]], seed
             "validation": {metric: mean_std([result.validation_metrics[metric] for result in results])},
             "params_total": results[0].params.get("params_total"),
             "params_trainable": results[0].params.get("params_trainable"),
+            "learning_rate": None if name.startswith("probe") else task.row_learning_rate(name),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
         if task.is_classification:
@@ -84,6 +85,10 @@ def _params(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def _rate(value: float | None) -> str:
+    return "—" if value is None else f"{value:g}"
+
+
 def render_task_table(table: Mapping[str, Any]) -> str:
     """Markdown of `task_table`: a heading naming the task, the metric and the split, then one row per variant."""
     metric, main = table["metric"], table["main_variant"]
@@ -91,11 +96,12 @@ def render_task_table(table: Mapping[str, Any]) -> str:
     lines = [
         f"### {table['task']}: test-split {METRIC_LABELS.get(metric, metric)}, mean ± std over seeds "
         f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser fusion mode "
-        f"`{table.get('fusion_mode', 'add_to_pooled')}`; learning rate {table.get('learning_rate', '?')} for every row)",
+        f"`{table.get('fusion_mode', 'add_to_pooled')}`; learning rate {table.get('learning_rate', '?')} for every row "
+        f"that fine-tunes the canonical model)",
         "",
         f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
-        f"p vs {main}, {per_seed_test} per seed (test split) | params | trainable | description |",
-        "|---|---|---|---|---|---|---|---|",
+        f"p vs {main}, {per_seed_test} per seed (test split) | params | trainable | lr | description |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table["rows"]:
         t_test = row.get("p_seeds_ttest_vs_main")
@@ -104,7 +110,9 @@ def render_task_table(table: Mapping[str, Any]) -> str:
             f"| {row['variant']} | {_cell(row['test'][metric])} | {_cell(row['validation'][metric])} | "
             f"{'—' if t_test is None else f'{t_test:.4f}'} | "
             f"{'—' if per_seed is None else ', '.join(f'{value:.4f}' for value in per_seed)} | "
-            f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | {row['description']} |")
+            f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
+            f"{_rate(row.get('learning_rate'))} | "
+            f"{row['description']} |")
     return "\n".join(lines) + "\n"
 
 

@@ -35,9 +35,12 @@ class FaceTask:
         column: the dataset column holding the target (class ids, or (68, 2) landmarks in [0, 1]).
         problem_type: `"single_label_classification"` or `"landmarks"`.
         canonical: the default canonical model: a converted prior's name, a model folder, or `scratch-vit`.
-        learning_rate: the learning rate of every row of this task (one for all rows, so no baseline is handicapped),
-            chosen on validation for the synthetic default (docs/recipe.md); `--learning-rate` overrides it.
+        learning_rate: the learning rate of the rows that fine-tune the canonical model, one for all of them so that
+            no baseline is handicapped, chosen on validation for the synthetic default (docs/recipe.md).
         fusion: `ETFuserConfig` overrides of the default recipe for this task's et-fuser row, chosen on validation.
+        row_learning_rates: `{row name: learning rate}` for rows that train only new modules (ET-Fuser on the priors
+            alone), whose best rate differs from the canonical model's, chosen on validation (`training/sweep.py`).
+            `--learning-rate` replaces all of them.
     """
 
     name: str
@@ -46,6 +49,11 @@ class FaceTask:
     canonical: str
     learning_rate: float = DEFAULT_LEARNING_RATE
     fusion: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    row_learning_rates: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+    def row_learning_rate(self, row: str) -> float:
+        """The learning rate `row` trains with on this task."""
+        return self.row_learning_rates.get(row, self.learning_rate)
 
     @property
     def is_classification(self) -> bool:
@@ -86,8 +94,11 @@ def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None =
             task = SYNTHETIC_TASKS[name]
         else:
             task = FaceTask(name, name, "single_label_classification", "expression")
-        tasks.append(dataclasses.replace(task, **{key: value for key, value in (
-            ("canonical", canonical), ("learning_rate", learning_rate)) if value is not None}))
+        if canonical is not None:
+            task = dataclasses.replace(task, canonical=canonical)
+        if learning_rate is not None:
+            task = dataclasses.replace(task, learning_rate=learning_rate, row_learning_rates={})
+        tasks.append(task)
     return tasks
 
 

@@ -1,0 +1,95 @@
+"""Choosing the recipe on the validation split only: protocol rows trained under candidate learning rates (and, for
+rows with new modules next to a pretrained canonical model, a faster rate for the new modules), tabulated as
+validation metric mean ± std over seeds. The test split is never predicted (`evaluate_test=False`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .protocol import ProtocolContext, ProtocolJob, ProtocolRow, run_jobs
+from .task_tables import mean_std
+from .tasks import FaceTask
+
+
+@dataclass(frozen=True)
+class SweepCandidate:
+    """One setting of one row: `learning_rate` for the row's new modules, and the canonical model's share of it
+    (`backbone_learning_rate_scale`, 1.0: the same rate)."""
+
+    row: ProtocolRow
+    learning_rate: float
+    backbone_learning_rate_scale: float = 1.0
+
+    @property
+    def label(self) -> str:
+        scale = "" if self.backbone_learning_rate_scale == 1.0 else f", canonical x{self.backbone_learning_rate_scale:g}"
+        return f"{self.row.name} (lr {self.learning_rate:g}{scale})"
+
+    def job_row(self) -> ProtocolRow:
+        """The row under a name of its own, so that every candidate keeps its own checkpoint folder."""
+        overrides = dict(self.row.overrides)
+        if self.backbone_learning_rate_scale != 1.0:
+            overrides["backbone_learning_rate_scale"] = self.backbone_learning_rate_scale
+        name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
+        return dataclasses.replace(self.row, name=name, overrides=overrides)
+
+
+def sweep_candidates(task: FaceTask, rows: Sequence[ProtocolRow], learning_rates: Sequence[float],
+                     new_module_speedups: Sequence[float] = ()) -> list[SweepCandidate]:
+    """Every row at every rate of `learning_rates`, then at every speed-up `k` of `new_module_speedups`: a row with
+    new modules beside the canonical model trains them at `k x task.learning_rate` and the canonical model at
+    `task.learning_rate` (its rate in every other row); rows without such modules (`canonical`, the priors alone)
+    take `k = 1` only, the task's rate."""
+    candidates = []
+    for row in rows:
+        candidates += [SweepCandidate(row, rate) for rate in learning_rates]
+        has_new_modules = row.overrides.get("fusion_mode") not in ("none", "priors_only")
+        for speedup in dict.fromkeys(new_module_speedups if has_new_modules else
+                                     [k for k in new_module_speedups if k == 1.0]):
+            candidates.append(SweepCandidate(row, speedup * task.learning_rate, 1.0 / speedup))
+    return candidates
+
+
+def run_sweep(task: FaceTask, candidates: Sequence[SweepCandidate], seeds: Sequence[int], context: ProtocolContext,
+              workers: int = 1) -> list[dict[str, Any]]:
+    """Trains every candidate with every seed (validation only) and returns one record per candidate:
+    `{"candidate", "row", "learning_rate", "backbone_learning_rate_scale", "validation": mean ± std, "per_seed"}`."""
+    jobs = [ProtocolJob(candidate.job_row(), task, seed, learning_rate=candidate.learning_rate, evaluate_test=False)
+            for candidate in candidates for seed in seeds]
+    results = run_jobs(jobs, context, workers)
+    records = []
+    for index, candidate in enumerate(candidates):
+        scores = [result.metrics[task.metric] for result in results[index * len(seeds): (index + 1) * len(seeds)]]
+        records.append({"candidate": candidate.label, "row": candidate.row.name,
+                        "learning_rate": candidate.learning_rate,
+                        "backbone_learning_rate_scale": candidate.backbone_learning_rate_scale,
+                        "validation": mean_std(scores), "per_seed": [round(score, 4) for score in scores]})
+    return records
+
+
+def best_candidates(task: FaceTask, records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
+    """Per row, the record with the best validation mean."""
+    sign = 1.0 if task.greater_is_better else -1.0
+    best: dict[str, Mapping[str, Any]] = {}
+    for record in records:
+        current = best.get(record["row"])
+        if current is None or sign * record["validation"]["mean"] > sign * current["validation"]["mean"]:
+            best[record["row"]] = record
+    return best
+
+
+def render_sweep(task: FaceTask, records: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
+    """Markdown: one line per candidate, the best of each row in bold."""
+    best = {id(record) for record in best_candidates(task, records).values()}
+    lines = [f"### {task.name}: validation {task.metric}, mean ± std over seeds {', '.join(map(str, seeds))} "
+             f"(validation split only; test never predicted)", "",
+             f"| row | lr (new modules) | canonical lr scale | validation {task.metric} | per seed |", "|---|---|---|---|---|"]
+    for record in records:
+        cell = f"{record['validation']['mean']:.4f} ± {record['validation']['std']:.4f}"
+        lines.append(f"| {record['row']} | {record['learning_rate']:g} | {record['backbone_learning_rate_scale']:g} | "
+                     f"{f'**{cell}**' if id(record) in best else cell} | "
+                     f"{', '.join(f'{score:.4f}' for score in record['per_seed'])} |")
+    return "\n".join(lines) + "\n"

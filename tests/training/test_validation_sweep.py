@@ -1,0 +1,92 @@
+"""The validation sweep behind the recipe (training/validation_sweep.py, training/sweep.py) and per-row learning
+rates: a sweep never predicts the test split, speed-ups give the new modules a faster rate than the canonical model,
+and the rates chosen per row reach the Trainer. Select with `-k "split or seed or canonical"`."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import datasets
+import pytest
+
+from etfuser_hf import ETFuserImageProcessor
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.training import protocol
+from etfuser_hf.training.protocol import PROTOCOL_ROWS, ProtocolContext, train_row
+from etfuser_hf.training.splits import synthetic_splits
+from etfuser_hf.training.tasks import SYNTHETIC_TASKS, FaceTask, resolve_tasks
+from etfuser_hf.training.validation_sweep import best_candidates, render_sweep, run_sweep, sweep_candidates
+
+ROWS = {row.name: row for row in PROTOCOL_ROWS}
+TASK = FaceTask("expression", "expression", "single_label_classification", "expression", 1e-3,
+                row_learning_rates={"et-fuser-priors-only": 3e-4})
+
+
+def test_validation_sweep_never_predicts_the_test_split(tmp_path):
+    prior_dirs = ensure_face_priors(names=("face_recognition", "expression"))
+    splits, _ = synthetic_splits({"train": 8, "validation": 8, "test": 4}, image_size=64, seed=3)
+    # A test split that cannot be batched: any prediction on it raises, so the sweep passing proves it never looked.
+    labels = splits["test"].features["expression"]
+    broken = datasets.Dataset.from_dict({**splits["test"].to_dict(), "expression": [99] * 4},
+                                        features=datasets.Features({**splits["test"].features,
+                                                                    "expression": datasets.Value("int64")}))
+    splits = datasets.DatasetDict({**splits, "test": broken})
+    context = ProtocolContext(splits, prior_dirs, ETFuserImageProcessor(size={"height": 64, "width": 64}), 64,
+                              tmp_path, {"max_steps": 2, "per_device_train_batch_size": 4, "disable_tqdm": True}, None, {"expression": labels.names})
+    candidates = sweep_candidates(TASK, [ROWS["canonical"], ROWS["et-fuser"]], [1e-3])
+    records = run_sweep(TASK, candidates, [0], context)
+    assert [record["row"] for record in records] == ["canonical", "et-fuser"]
+    assert all(0.0 <= record["validation"]["mean"] <= 1.0 and len(record["per_seed"]) == 1 for record in records)
+    with pytest.raises(ValueError, match="outside id2label"):
+        train_row(ROWS["canonical"], TASK, 0, context)  # the planted test split does raise when predicted
+
+
+def test_speedups_give_new_modules_a_faster_rate_and_the_canonical_model_the_tasks_rate():
+    candidates = sweep_candidates(TASK, [ROWS["canonical"], ROWS["et-fuser"], ROWS["et-fuser-priors-only"]],
+                                  [], new_module_speedups=[1, 3])
+    by_row = {}
+    for candidate in candidates:
+        by_row.setdefault(candidate.row.name, []).append(candidate)
+    assert [(c.learning_rate, c.backbone_learning_rate_scale) for c in by_row["et-fuser"]] == [(1e-3, 1.0),
+                                                                                               (3e-3, 1 / 3)]
+    assert [(c.learning_rate, c.backbone_learning_rate_scale) for c in by_row["canonical"]] == [(1e-3, 1.0)]
+    assert len(by_row["et-fuser-priors-only"]) == 1  # no canonical model to keep slower
+    fast = by_row["et-fuser"][1]
+    job_row = fast.job_row()
+    assert job_row.overrides["backbone_learning_rate_scale"] == pytest.approx(1 / 3)
+    assert fast.learning_rate * job_row.overrides["backbone_learning_rate_scale"] == pytest.approx(TASK.learning_rate)
+    assert len({candidate.job_row().name for candidate in candidates}) == len(candidates)  # own checkpoint folders
+
+
+def test_best_candidate_follows_the_metrics_direction_and_is_marked():
+    records = [{"candidate": f"r{i}", "row": "et-fuser", "learning_rate": rate, "backbone_learning_rate_scale": 1.0,
+                "validation": {"mean": mean, "std": 0.0}, "per_seed": [mean]}
+               for i, (rate, mean) in enumerate([(1e-3, 0.5), (3e-3, 0.7), (1e-2, 0.6)])]
+    assert best_candidates(TASK, records)["et-fuser"]["learning_rate"] == 3e-3
+    assert best_candidates(SYNTHETIC_TASKS["landmarks"], records)["et-fuser"]["learning_rate"] == 1e-3  # NME: lower
+    markdown = render_sweep(TASK, records, [0])
+    assert "| et-fuser | 0.003 | 1 | **0.7000 ± 0.0000** |" in markdown and "validation split only" in markdown
+
+
+def test_row_learning_rates_reach_the_trainer_and_learning_rate_flag_replaces_them(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_train_variant(name, *args, **kwargs):
+        seen[name] = kwargs["learning_rate"]
+        raise StopIteration  # the model is built; what the Trainer would get is all this test needs
+
+    monkeypatch.setattr(protocol, "train_variant", fake_train_variant)
+    monkeypatch.setattr(protocol, "build_task_model", lambda *args, **kwargs: type("M", (), {"config": None})())
+    monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model: None)
+    context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
+    for row in ("canonical", "et-fuser-priors-only"):
+        with pytest.raises(StopIteration):
+            train_row(ROWS[row], TASK, 0, context)
+    assert seen == {"canonical": 1e-3, "et-fuser-priors-only": 3e-4}
+    with pytest.raises(StopIteration):
+        train_row(ROWS["canonical"], TASK, 0, context, learning_rate=5e-2)
+    assert seen["canonical"] == 5e-2
+    (flagged,) = resolve_tasks(["age_group"], synthetic=True, learning_rate=1e-4)
+    base = SYNTHETIC_TASKS["age_group"]
+    assert flagged.row_learning_rates == {} and flagged.row_learning_rate("et-fuser-priors-only") == 1e-4
+    assert dataclasses.replace(flagged, learning_rate=base.learning_rate).canonical == base.canonical
