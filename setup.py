@@ -46,6 +46,7 @@ setup(
     extras_require={
         "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
         "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
+        "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py: RSS of the process tree
     },
     entry_points={"console_scripts": ["etfuser=etfuser_hf.cli:main"]},
     classifiers=[

@@ -19,7 +19,8 @@ from etfuser_hf.training.validation_sweep import best_candidates, render_sweep, 
 
 ROWS = {row.name: row for row in PROTOCOL_ROWS}
 TASK = FaceTask("expression", "expression", "single_label_classification", "expression", 1e-3,
-                row_learning_rates={"et-fuser-priors-only": 3e-4})
+                row_learning_rates={"et-fuser-priors-only": 3e-4, "concat-mlp": 3e-3},
+                row_overrides={"concat-mlp": {"backbone_learning_rate_scale": 1 / 3}})
 
 
 def test_validation_sweep_never_predicts_the_test_split(tmp_path):
@@ -69,24 +70,31 @@ def test_best_candidate_follows_the_metrics_direction_and_is_marked():
 
 
 def test_row_learning_rates_reach_the_trainer_and_learning_rate_flag_replaces_them(monkeypatch, tmp_path):
-    seen = {}
+    seen, built = {}, {}
 
     def fake_train_variant(name, *args, **kwargs):
         seen[name] = kwargs["learning_rate"]
         raise StopIteration  # the model is built; what the Trainer would get is all this test needs
 
     monkeypatch.setattr(protocol, "train_variant", fake_train_variant)
-    monkeypatch.setattr(protocol, "build_task_model", lambda *args, **kwargs: type("M", (), {"config": None})())
+    def fake_build_task_model(task, *args, **overrides):
+        built[len(built)] = overrides
+        return type("Model", (), {"config": None})()
+
+    monkeypatch.setattr(protocol, "build_task_model", fake_build_task_model)
     monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model: None)
     context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
-    for row in ("canonical", "et-fuser-priors-only"):
+    for row in ("canonical", "et-fuser-priors-only", "concat-mlp"):
         with pytest.raises(StopIteration):
             train_row(ROWS[row], TASK, 0, context)
-    assert seen == {"canonical": 1e-3, "et-fuser-priors-only": 3e-4}
+    assert seen == {"canonical": 1e-3, "et-fuser-priors-only": 3e-4, "concat-mlp": 3e-3}
+    assert "backbone_learning_rate_scale" not in built[0] and built[2]["backbone_learning_rate_scale"] == 1 / 3
+    assert built[2]["fusion_mode"] == "concat_priors"
     with pytest.raises(StopIteration):
         train_row(ROWS["canonical"], TASK, 0, context, learning_rate=5e-2)
     assert seen["canonical"] == 5e-2
     (flagged,) = resolve_tasks(["age_group"], synthetic=True, learning_rate=1e-4)
     base = SYNTHETIC_TASKS["age_group"]
-    assert flagged.row_learning_rates == {} and flagged.row_learning_rate("et-fuser-priors-only") == 1e-4
+    assert flagged.row_learning_rates == {} == flagged.row_overrides
+    assert flagged.row_learning_rate("et-fuser-priors-only") == 1e-4
     assert dataclasses.replace(flagged, learning_rate=base.learning_rate).canonical == base.canonical

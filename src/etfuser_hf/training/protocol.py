@@ -90,7 +90,7 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
     torch.manual_seed(seed)
     fusion = task.fusion if row.name == MAIN_ROW or row.overrides.get("fusion_mode") is None else {}
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
-                             **{**fusion, **row.overrides, **overrides})
+                             **{**fusion, **row.overrides, **task.row_overrides.get(row.name, {}), **overrides})
     collator = context.collator(task, model)
     trained = apply_lora(model, context.lora_rank) if context.lora_rank and row.name == MAIN_ROW else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"

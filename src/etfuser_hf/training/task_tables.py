@@ -49,6 +49,7 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[VariantResult]], seed
             "params_total": results[0].params.get("params_total"),
             "params_trainable": results[0].params.get("params_trainable"),
             "learning_rate": None if name.startswith("probe") else task.row_learning_rate(name),
+            "canonical_learning_rate_scale": task.row_overrides.get(name, {}).get("backbone_learning_rate_scale", 1.0),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
         if task.is_classification:
@@ -85,8 +86,12 @@ def _params(value: int | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
-def _rate(value: float | None) -> str:
-    return "—" if value is None else f"{value:g}"
+def _rate(row: Mapping[str, Any]) -> str:
+    """The row's learning rate, and the canonical model's where it trains slower than the new modules."""
+    rate, scale = row.get("learning_rate"), row.get("canonical_learning_rate_scale", 1.0)
+    if rate is None:
+        return "—"
+    return f"{rate:g}" if scale == 1.0 else f"{rate:g} (canonical {rate * scale:.3g})"
 
 
 def render_task_table(table: Mapping[str, Any]) -> str:
@@ -96,8 +101,8 @@ def render_task_table(table: Mapping[str, Any]) -> str:
     lines = [
         f"### {table['task']}: test-split {METRIC_LABELS.get(metric, metric)}, mean ± std over seeds "
         f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser fusion mode "
-        f"`{table.get('fusion_mode', 'add_to_pooled')}`; learning rate {table.get('learning_rate', '?')} for every row "
-        f"that fine-tunes the canonical model)",
+        f"`{table.get('fusion_mode', 'add_to_pooled')}`; the canonical model fine-tuned at learning rate "
+        f"{table.get('learning_rate', '?')} in every row, each row's rate chosen on validation in the lr column)",
         "",
         f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
         f"p vs {main}, {per_seed_test} per seed (test split) | params | trainable | lr | description |",
@@ -111,7 +116,7 @@ def render_task_table(table: Mapping[str, Any]) -> str:
             f"{'—' if t_test is None else f'{t_test:.4f}'} | "
             f"{'—' if per_seed is None else ', '.join(f'{value:.4f}' for value in per_seed)} | "
             f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
-            f"{_rate(row.get('learning_rate'))} | "
+            f"{_rate(row)} | "
             f"{row['description']} |")
     return "\n".join(lines) + "\n"
 

@@ -38,9 +38,12 @@ class FaceTask:
         learning_rate: the learning rate of the rows that fine-tune the canonical model, one for all of them so that
             no baseline is handicapped, chosen on validation for the synthetic default (docs/recipe.md).
         fusion: `ETFuserConfig` overrides of the default recipe for this task's et-fuser row, chosen on validation.
-        row_learning_rates: `{row name: learning rate}` for rows that train only new modules (ET-Fuser on the priors
-            alone), whose best rate differs from the canonical model's, chosen on validation (`training/sweep.py`).
-            `--learning-rate` replaces all of them.
+        row_learning_rates: `{row name: learning rate}` where a row's best rate on validation differs from
+            `learning_rate` (`training/sweep.py`): ET-Fuser on the priors alone trains only new modules; a row with new
+            modules beside the canonical model may train them faster than the canonical model (`row_overrides`).
+        row_overrides: `{row name: ETFuserConfig overrides}` chosen with those rates, e.g.
+            `backbone_learning_rate_scale` to keep the canonical model at `learning_rate`. `--learning-rate` replaces
+            both mappings: one rate for every row.
     """
 
     name: str
@@ -50,6 +53,7 @@ class FaceTask:
     learning_rate: float = DEFAULT_LEARNING_RATE
     fusion: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     row_learning_rates: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    row_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     def row_learning_rate(self, row: str) -> float:
         """The learning rate `row` trains with on this task."""
@@ -73,11 +77,18 @@ class FaceTask:
 # to 1.2e-2; the dlib age net (a 2.7M-parameter ResNet) diverges there and is best at 3e-3. For landmarks the priors
 # carry far more than the canonical net's pooled feature, and the zero-gated addition lets them in too slowly:
 # concatenation before the head was best on validation (NME 0.062 against 0.116 gated, 0.106 canonical alone).
+# Per row (training/sweep.py, docs/recipe.md): ET-Fuser on the priors alone is best at 1e-3 on every task (at
+# expression's 1.2e-2 it stayed at chance); concat-mlp on expression is best with its new modules at 3x the canonical
+# model's rate; every other row is best at the task's rate.
+PRIORS_ONLY_LEARNING_RATE = {"et-fuser-priors-only": 1e-3}
 SYNTHETIC_TASKS = {
-    "expression": FaceTask("expression", "expression", "single_label_classification", "expression", 1.2e-2),
-    "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age", 3e-3),
+    "expression": FaceTask("expression", "expression", "single_label_classification", "expression", 1.2e-2,
+                           row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "concat-mlp": 3.6e-2},
+                           row_overrides={"concat-mlp": {"backbone_learning_rate_scale": 1 / 3}}),
+    "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age", 3e-3,
+                          row_learning_rates=PRIORS_ONLY_LEARNING_RATE),
     "landmarks": FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks", 3e-3,
-                          {"fusion_mode": "concat_before_head"}),
+                          {"fusion_mode": "concat_before_head"}, row_learning_rates=PRIORS_ONLY_LEARNING_RATE),
 }
 
 
@@ -97,7 +108,7 @@ def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None =
         if canonical is not None:
             task = dataclasses.replace(task, canonical=canonical)
         if learning_rate is not None:
-            task = dataclasses.replace(task, learning_rate=learning_rate, row_learning_rates={})
+            task = dataclasses.replace(task, learning_rate=learning_rate, row_learning_rates={}, row_overrides={})
         tasks.append(task)
     return tasks
 
