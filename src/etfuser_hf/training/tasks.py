@@ -78,17 +78,20 @@ class FaceTask:
 # carry far more than the canonical net's pooled feature, and the zero-gated addition lets them in too slowly:
 # concatenation before the head was best on validation (NME 0.062 against 0.116 gated, 0.106 canonical alone).
 # Per row (training/sweep.py, docs/recipe.md): ET-Fuser on the priors alone is best at 1e-3 on every task (at
-# expression's 1.2e-2 it stayed at chance); concat-mlp on expression is best with its new modules at 3x the canonical
-# model's rate; every other row is best at the task's rate.
+# expression's 1.2e-2 it stayed at chance); concat-mlp on expression, and both et-fuser and concat-mlp on landmarks,
+# are best with their new modules at 3x the canonical model's rate; every other row is best at the task's rate.
 PRIORS_ONLY_LEARNING_RATE = {"et-fuser-priors-only": 1e-3}
+CANONICAL_AT_A_THIRD = {"backbone_learning_rate_scale": 1 / 3}
 SYNTHETIC_TASKS = {
     "expression": FaceTask("expression", "expression", "single_label_classification", "expression", 1.2e-2,
                            row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "concat-mlp": 3.6e-2},
-                           row_overrides={"concat-mlp": {"backbone_learning_rate_scale": 1 / 3}}),
+                           row_overrides={"concat-mlp": CANONICAL_AT_A_THIRD}),
     "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age", 3e-3,
                           row_learning_rates=PRIORS_ONLY_LEARNING_RATE),
     "landmarks": FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks", 3e-3,
-                          {"fusion_mode": "concat_before_head"}, row_learning_rates=PRIORS_ONLY_LEARNING_RATE),
+                          {"fusion_mode": "concat_before_head"},
+                          row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "et-fuser": 9e-3, "concat-mlp": 9e-3},
+                          row_overrides={"et-fuser": CANONICAL_AT_A_THIRD, "concat-mlp": CANONICAL_AT_A_THIRD}),
 }
 
 
