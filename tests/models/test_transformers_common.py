@@ -1,0 +1,92 @@
+"""Transformers' common model and config tests (from the installed version's sdist, see transformers_common.py) run
+against ET-Fuser for the three fusion modes that apply to ViT backbones. Every skipped common test is listed in
+`SKIPPED` with the reason it does not apply to ET-Fuser."""
+
+from __future__ import annotations
+
+import unittest
+
+import pytest
+import torch
+from conftest import tiny_etfuser_config
+from transformers_common import import_common_tests
+
+from etfuser_hf import ETFuserConfig, ETFuserForImageClassification, ETFuserModel
+
+modeling_common, configuration_common = import_common_tests()
+
+SKIPPED = {
+    # text-model tests: no vocabulary, no input embeddings
+    "test_inputs_embeds": "no input embeddings: the input is pixel_values",
+    "test_inputs_embeds_matches_input_ids": "no input_ids",
+    "test_model_get_set_embeddings": "no token embeddings to get or set",
+    "test_resize_tokens_embeddings": "no token embeddings",
+    "test_resize_embeddings_untied": "no token embeddings",
+    "test_resize_embeddings_untied_no_reinit_on_post_init": "no token embeddings",
+    "test_feed_forward_chunking": "the fusion MLP is not chunked (a few tokens per image)",
+}
+
+
+class ETFuserModelTester:
+    """Builds the tiny configs and inputs the common tests ask for."""
+
+    def __init__(self, parent: unittest.TestCase, fusion_mode: str, batch_size: int = 3):
+        self.parent = parent
+        self.fusion_mode = fusion_mode
+        self.batch_size = batch_size
+        self.image_size = 32
+        self.num_channels = 3
+        config = self.get_config()
+        self.hidden_size = config.hidden_size
+        self.num_hidden_layers = config.num_hidden_layers
+        self.num_attention_heads = config.num_attention_heads
+        self.num_labels = config.num_labels
+        # the fusion sequence: ensemble token(s) then every prior's tokens
+        self.seq_length = config.num_ensemble_tokens + sum(spec.num_output_tokens for spec in config.priors.values())
+        self.is_training = True
+
+    def get_config(self) -> ETFuserConfig:
+        return tiny_etfuser_config(fusion_mode=self.fusion_mode, num_hidden_layers=2)
+
+    def prepare_config_and_inputs(self):
+        pixel_values = modeling_common.floats_tensor([self.batch_size, self.num_channels, self.image_size,
+                                                      self.image_size], scale=1.0)
+        labels = modeling_common.ids_tensor([self.batch_size], self.num_labels)
+        return self.get_config(), pixel_values, labels
+
+    def prepare_config_and_inputs_for_common(self):
+        config, pixel_values, _ = self.prepare_config_and_inputs()
+        return config, {"pixel_values": pixel_values}
+
+
+class ETFuserCommonTests(modeling_common.ModelTesterMixin):
+    all_model_classes = (ETFuserModel, ETFuserForImageClassification)
+    fusion_mode = "prepend_token"
+    test_resize_embeddings = False
+    test_torch_exportable = False  # ExportTesterMixin is stubbed; tests/hub covers torch.export and ONNX
+    has_attentions = True
+    _is_composite = True
+
+    def setUp(self):
+        self.model_tester = ETFuserModelTester(self, self.fusion_mode)
+        self.config_tester = configuration_common.ConfigTester(self, config_class=ETFuserConfig,
+                                                               has_text_modality=False)
+
+    def test_config(self):
+        self.config_tester.run_common_tests()
+
+
+for _name, _reason in SKIPPED.items():
+    setattr(ETFuserCommonTests, _name, unittest.skip(_reason)(lambda self: None))
+
+
+class TestPrependToken(ETFuserCommonTests, unittest.TestCase):
+    fusion_mode = "prepend_token"
+
+
+class TestAddToPooled(ETFuserCommonTests, unittest.TestCase):
+    fusion_mode = "add_to_pooled"
+
+
+class TestConcatBeforeHead(ETFuserCommonTests, unittest.TestCase):
+    fusion_mode = "concat_before_head"
