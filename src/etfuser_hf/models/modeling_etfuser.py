@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
+from transformers.utils.import_utils import is_tracing
 
 from .configuration_etfuser import POOLED_FUSION_MODES, EncoderSpec, ETFuserConfig
 from .encoders import (
@@ -439,6 +441,22 @@ class ETFuserConcatPriors(nn.Module):
         return self.dropout(self.activation(self.dense(prior_tokens.flatten(1))))
 
 
+def check_pixel_values(pixel_values: torch.Tensor) -> None:
+    """Eager checks of `pixel_values` (batch, 3, H, W): a non-empty batch of finite values; a `UserWarning` when they
+    reach past 1 (0..255 pixels where RGB in [0, 1] is expected). One min/max reduction over the batch."""
+    if pixel_values.shape[0] == 0:
+        raise ValueError(f"pixel_values: got an empty batch, shape {tuple(pixel_values.shape)}; expected at least "
+                         "one image (batch, 3, height, width).")
+    low, high = torch.aminmax(pixel_values.detach())
+    low, high = float(low), float(high)
+    if not (torch.isfinite(torch.tensor([low, high])).all()):  # NaN propagates through min/max; inf lands there
+        bad = int((~torch.isfinite(pixel_values)).sum())
+        raise ValueError(f"pixel_values: expected finite values (RGB in [0, 1]), got {bad} NaN or inf value(s).")
+    if high > 1.01:
+        warnings.warn(f"pixel_values reach {high:g}, but ET-Fuser expects RGB in [0, 1] (0..255 pixels? divide by "
+                      "255, or use ETFuserImageProcessor).", UserWarning, stacklevel=4)
+
+
 class ETFuserModel(ETFuserPreTrainedModel):
     """Runs the frozen priors, fuses their tokens with the ensemble token(s) and fuses the result into the backbone
     (the canonical task model).
@@ -539,6 +557,8 @@ class ETFuserModel(ETFuserPreTrainedModel):
             )
         if not pixel_values.is_floating_point():
             raise ValueError(f"pixel_values must be a float tensor in [0, 1], got dtype {pixel_values.dtype}.")
+        if not is_tracing(pixel_values):  # value checks need a host sync: eager only, never under trace/export/compile
+            check_pixel_values(pixel_values)
         if prior_features is not None and self.config.fusion_mode != "none":
             missing = sorted(set(self.config.priors) - set(prior_features))
             if missing:
