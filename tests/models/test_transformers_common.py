@@ -5,9 +5,9 @@ against ET-Fuser for the three fusion modes that apply to ViT backbones. Every s
 from __future__ import annotations
 
 import unittest
+from unittest import mock
 
 import pytest
-import torch
 from conftest import tiny_etfuser_config
 from transformers_common import import_common_tests
 
@@ -59,6 +59,20 @@ class ETFuserModelTester:
         return config, {"pixel_values": pixel_values}
 
 
+# Open conformance gaps the common tests find (strict xfail: they fail today, and pass the day the gap is closed).
+KNOWN_GAPS = {
+    "test_attn_implementation_composite_models": "ETFuserConfig declares no sub_configs yet: attn_implementation does "
+    "not reach the priors/backbone per sub-model (and the ConvNeXt prior has no SDPA)",
+    "test_can_set_attention_dynamically": "set_attn_implementation('sdpa') is refused because the ConvNeXt prior has no "
+    "SDPA and there are no sub_configs to give it eager",
+    "test_can_set_attention_dynamically_composite_model": "no sub_configs (see above)",
+    "test_can_capture_specific_layers_hidden_states": "output_hidden_states as a list of layer indices is not "
+    "supported yet (the model does not use the output-capture utilities)",
+    "test_reverse_loading_mapping": "save_pretrained passes save_original_format=False, so nested ViT/CLIP keys are "
+    "saved under runtime names and no reverse key mapping is performed",
+}
+
+
 class ETFuserCommonTests(modeling_common.ModelTesterMixin):
     all_model_classes = (ETFuserModel, ETFuserForImageClassification)
     fusion_mode = "prepend_token"
@@ -66,6 +80,23 @@ class ETFuserCommonTests(modeling_common.ModelTesterMixin):
     test_torch_exportable = False  # ExportTesterMixin is stubbed; tests/hub covers torch.export and ONNX
     has_attentions = True
     _is_composite = True
+
+    @classmethod
+    def setUpClass(cls):
+        # What registering a library model in its Auto mappings does: the common tests read these names to know
+        # which class is the base model (no loss) and which one takes image-classification labels.
+        from transformers.models.auto import modeling_auto
+
+        cls._mappings = [mock.patch.dict(modeling_auto.MODEL_MAPPING_NAMES, {"etfuser": "ETFuserModel"}),
+                         mock.patch.dict(modeling_auto.MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES,
+                                         {"etfuser": "ETFuserForImageClassification"})]
+        for patch in cls._mappings:
+            patch.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        for patch in cls._mappings:
+            patch.stop()
 
     def setUp(self):
         self.model_tester = ETFuserModelTester(self, self.fusion_mode)
@@ -78,15 +109,22 @@ class ETFuserCommonTests(modeling_common.ModelTesterMixin):
 
 for _name, _reason in SKIPPED.items():
     setattr(ETFuserCommonTests, _name, unittest.skip(_reason)(lambda self: None))
+for _name, _reason in KNOWN_GAPS.items():
+    setattr(ETFuserCommonTests, _name, pytest.mark.xfail(reason=_reason, strict=True)(
+        getattr(modeling_common.ModelTesterMixin, _name)))
 
 
+# About 110 s per fusion mode on 2 cores: run with `-m slow`.
+@pytest.mark.slow
 class TestPrependToken(ETFuserCommonTests, unittest.TestCase):
     fusion_mode = "prepend_token"
 
 
+@pytest.mark.slow
 class TestAddToPooled(ETFuserCommonTests, unittest.TestCase):
     fusion_mode = "add_to_pooled"
 
 
+@pytest.mark.slow
 class TestConcatBeforeHead(ETFuserCommonTests, unittest.TestCase):
     fusion_mode = "concat_before_head"
