@@ -451,6 +451,14 @@ class ETFuserConfig(PreTrainedConfig):
         if self.fusion_mode == "priors_only" and not self.priors:
             raise ValueError("fusion_mode='priors_only' needs at least one prior in `priors`.")
 
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> ETFuserConfig:
+        # A saved config (it carries `transformers_version`) without `fusion_gate` predates the gate: it was trained
+        # ungated, so it reloads ungated. Built in code, the default stays `True`.
+        if "transformers_version" in config_dict and "fusion_gate" not in config_dict and "fusion_gate" not in kwargs:
+            config_dict = {**config_dict, "fusion_gate": False}
+        return super().from_dict(config_dict, **kwargs)
+
     @property
     def backbone_config(self) -> PreTrainedConfig | None:
         """The task backbone's own config (None for `fusion_mode="priors_only"`)."""
