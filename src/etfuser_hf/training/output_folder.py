@@ -11,17 +11,24 @@ class OutputExistsError(FileExistsError):
     """The output folder or file already holds results and neither overwrite nor resume was asked for."""
 
 
-def prepare_output_dir(path: str | os.PathLike, overwrite: bool, resume: bool = False,
-                       flag: str = "--overwrite") -> Path:
-    """Creates `path` (and its parents) and returns it. An existing, non-empty folder is refused with
+def check_output_dir(path: str | os.PathLike, overwrite: bool, resume: bool = False,
+                     flag: str = "--overwrite") -> Path:
+    """Returns `path` if a run may write into it, creating nothing. An existing, non-empty folder is refused with
     `OutputExistsError` unless `overwrite` (files in it may then be replaced) or `resume` (a run continues in it);
-    a path that is an existing file is always refused. Nothing is deleted here."""
+    a path that is an existing file is always refused."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise OutputExistsError(f"output folder {path} is an existing file; expected a folder or a new path.")
     if path.is_dir() and any(path.iterdir()) and not (overwrite or resume):
         raise OutputExistsError(f"output folder {path} exists and is not empty (it holds an earlier run?); pass "
                                 f"{flag} to write into it anyway, or choose another folder.")
+    return path
+
+
+def prepare_output_dir(path: str | os.PathLike, overwrite: bool, resume: bool = False,
+                       flag: str = "--overwrite") -> Path:
+    """`check_output_dir`, then creates `path` (and its parents) and returns it. Nothing is deleted here."""
+    path = check_output_dir(path, overwrite, resume, flag)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -41,4 +48,4 @@ def prepare_output_files(paths: Iterable[str | os.PathLike], overwrite: bool, fl
     return paths
 
 
-__all__ = ["OutputExistsError", "prepare_output_dir", "prepare_output_files"]
+__all__ = ["OutputExistsError", "check_output_dir", "prepare_output_dir", "prepare_output_files"]
