@@ -254,6 +254,28 @@ def test_from_pretrained_with_missing_weights_is_deterministic(tmp_path):
     assert set(own_parameter_names(reloaded)) <= set(dropped)
 
 
+def test_missing_weights_get_the_values_of_a_fresh_model(monkeypatch):
+    """As transformers' test_can_init_all_missing_weights: with the init seeded per module, `from_pretrained` with no
+    weights at all gives exactly the weights of `__init__`, the CLIP prior's included (its attention and MLP
+    initialise their linears from the parent module)."""
+    from transformers import PreTrainedModel
+    from transformers.trainer_utils import set_seed
+
+    initialize = PreTrainedModel._initialize_weights
+
+    def seeded(self, *args, **kwargs):
+        set_seed(42)
+        initialize(self, *args, **kwargs)
+
+    monkeypatch.setattr(PreTrainedModel, "_initialize_weights", seeded)
+    for model_class in (ETFuserModel, ETFuserForImageClassification):
+        config = tiny_etfuser_config(fusion_mode="add_to_pooled")
+        from_init = model_class(copy.deepcopy(config)).state_dict()
+        from_nothing = model_class.from_pretrained(None, config=copy.deepcopy(config), state_dict={}).state_dict()
+        assert sorted(from_init) == sorted(from_nothing)
+        assert [key for key in from_init if not torch.equal(from_init[key], from_nothing[key])] == []
+
+
 # --- no custom-code prompt ------------------------------------------------------------------------------------------
 
 

@@ -8,7 +8,7 @@ import unittest
 from unittest import mock
 
 import pytest
-from conftest import tiny_etfuser_config
+from conftest import tiny_etfuser_config, tiny_priors
 from transformers_common import import_common_tests
 
 from etfuser_hf import ETFuserConfig, ETFuserForImageClassification, ETFuserModel
@@ -72,6 +72,9 @@ class ETFuserCommonTests(modeling_common.ModelTesterMixin):
     test_torch_exportable = False  # ExportTesterMixin is stubbed; tests/hub covers torch.export and ONNX
     has_attentions = True
     _is_composite = True
+    # the test dates models by the copyright year of their config file and skips older ones; run it: it is the
+    # library's own check that `_init_weights` covers every weight (issue 12)
+    test_can_init_all_missing_weights_before_2023 = True
 
     @classmethod
     def setUpClass(cls):
@@ -122,3 +125,28 @@ class TestAddToPooled(ETFuserCommonTests, unittest.TestCase):
 @pytest.mark.slow
 class TestConcatBeforeHead(ETFuserCommonTests, unittest.TestCase):
     fusion_mode = "concat_before_head"
+
+
+class SdpaPriorsModelTester(ETFuserModelTester):
+    """Priors that all have SDPA (ViT, CLIP vision): with the ConvNeXt prior the `str` form of
+    `test_can_set_attention_dynamically` skips itself ("Parts of this model don't support sdpa")."""
+
+    def get_config(self) -> ETFuserConfig:
+        priors = {name: spec for name, spec in tiny_priors().items() if name != "convnext"}
+        return tiny_etfuser_config(fusion_mode=self.fusion_mode, num_hidden_layers=2, priors=priors)
+
+
+@pytest.mark.slow
+class TestAttentionDispatchWithSdpaPriors(unittest.TestCase):
+    """The attention-dispatch common tests again, on priors that all support SDPA."""
+
+    all_model_classes = ETFuserCommonTests.all_model_classes
+    _is_composite = True
+    has_attentions = True
+    test_can_set_attention_dynamically = modeling_common.ModelTesterMixin.test_can_set_attention_dynamically
+    test_can_set_attention_dynamically_composite_model = (
+        modeling_common.ModelTesterMixin.test_can_set_attention_dynamically_composite_model)
+    test_attn_implementation_composite_models = modeling_common.ModelTesterMixin.test_attn_implementation_composite_models
+
+    def setUp(self):
+        self.model_tester = SdpaPriorsModelTester(self, "prepend_token")

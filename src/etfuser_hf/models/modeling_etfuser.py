@@ -424,6 +424,21 @@ class ETFuserPreTrainedModel(PreTrainedModel):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @torch.no_grad()
+    @init.guard_torch_init_functions()
+    def initialize_weights(self) -> None:
+        """transformers' `initialize_weights` (each sub-model's modules go to that sub-model's `_init_weights`), with
+        one difference: each sub-model is treated by its own "custom code" flag, not this model's. Under the custom-code
+        flag transformers counts a module without parameters of its own as initialised, which would skip a library
+        sub-model's parent-level inits on `from_pretrained` (CLIP's attention and MLP set their linears' std)."""
+
+        def apply(module: nn.Module, owner: PreTrainedModel) -> None:
+            for child in module.children():
+                apply(child, child if isinstance(child, PreTrainedModel) else owner)
+            owner._initialize_weights(module, owner.is_custom_code())
+
+        apply(self, self)
+
+    @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """The model's own parameters: linears (fusion layers, prior projections, heads, `ensemble_to_backbone`,
         the concat-priors MLP) and LayerNorms by the library default, the ensemble tokens and per-prior embeddings
