@@ -642,7 +642,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         if not is_tracing(pixel_values):  # value checks need a host sync: eager only, never under trace/export/compile
             check_pixel_values(pixel_values)
         if prior_features is not None and self.config.priors and self.config.fusion_mode != "none":
-            batch = next(iter(prior_features.values())).shape[0]
+            batch = prior_features[next(iter(self.config.priors))].shape[0]
             if batch != pixel_values.shape[0]:
                 raise ValueError(f"prior_features hold {batch} images but pixel_values {pixel_values.shape[0]}; "
                                  "expected the features of the same batch.")
