@@ -53,7 +53,7 @@ def test_a_damaged_file_is_rebuilt_from_the_archive(cache, caplog):
     _damage(folder)
     with caplog.at_level(logging.WARNING, logger="etfuser_hf.priors.convert_face_priors"):
         assert ensure_face_priors(cache, names=["expression"])["expression"] == folder
-    assert "model.safetensors: sha256 mismatch" in caplog.text and "rebuilding it from the pinned archive" in caplog.text
+    assert "model.safetensors: sha256 mismatch" in caplog.text and "Rebuilding it from the pinned archive" in caplog.text
     assert digests(folder) == good
     verify_prior_folder(folder)
     assert sorted(path.name for path in folder.parent.iterdir()) == ["expression"]  # no staging left behind

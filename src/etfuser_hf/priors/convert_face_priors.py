@@ -273,7 +273,7 @@ def _ensure_one(name: str, cache_dir: Path, repair: bool) -> Path:
         if not repair:
             raise ChecksumError(f"{error} Delete {folder} (or call ensure_face_priors(repair=True)) to rebuild it "
                                 "from the pinned archive.") from None
-        logger.warning("prior %s: %s; rebuilding it from the pinned archive.", name, error)
+        logger.warning("prior %s: %s Rebuilding it from the pinned archive.", name, error)
     return build_prior(name, cache_dir, replace=True)
 
 
