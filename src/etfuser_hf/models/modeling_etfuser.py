@@ -639,9 +639,10 @@ class ETFuserModel(ETFuserPreTrainedModel):
             )
         if not pixel_values.is_floating_point():
             raise ValueError(f"pixel_values must be a float tensor in [0, 1], got dtype {pixel_values.dtype}.")
-        if not is_tracing(pixel_values):  # value checks need a host sync: eager only, never under trace/export/compile
+        tracing = is_tracing(pixel_values)
+        if not tracing:  # value checks need a host sync: eager only, never under trace/export/compile
             check_pixel_values(pixel_values)
-        if prior_features is not None and self.config.priors and self.config.fusion_mode != "none":
+        if prior_features is not None and self.config.priors and self.config.fusion_mode != "none" and not tracing:
             batch = prior_features[next(iter(self.config.priors))].shape[0]
             if batch != pixel_values.shape[0]:
                 raise ValueError(f"prior_features hold {batch} images but pixel_values {pixel_values.shape[0]}; "
@@ -654,7 +655,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         missing = sorted(set(self.config.priors) - set(prior_features))
         if missing:
             raise ValueError(f"prior_features is missing priors {missing}; expected keys {list(self.config.priors)}.")
-        batch_sizes = set()
+        batch_sizes = []
         for name, spec in self.config.priors.items():
             features = prior_features[name]
             expected = (spec.num_output_tokens, spec.feature_dim)
@@ -662,10 +663,12 @@ class ETFuserModel(ETFuserPreTrainedModel):
                 got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
                 raise ValueError(f"prior_features[{name!r}] must have shape (batch, {expected[0]}, {expected[1]}) "
                                  f"(the prior's selected tokens, as extract_prior_features gives them), got {got}.")
-            batch_sizes.add(features.shape[0])
-        if len(batch_sizes) > 1:
-            raise ValueError(f"prior_features: every prior needs the same batch size, got {sorted(batch_sizes)}.")
-        if 0 in batch_sizes:
+            batch_sizes.append(features.shape[0])
+        if not batch_sizes or is_tracing(prior_features[next(iter(self.config.priors))]):
+            return  # batch sizes are symbolic under export: comparing them would add guards, not catch mistakes
+        if len(set(batch_sizes)) > 1:
+            raise ValueError(f"prior_features: every prior needs the same batch size, got {sorted(set(batch_sizes))}.")
+        if batch_sizes[0] == 0:
             raise ValueError("prior_features: got an empty batch; expected the features of at least one image.")
 
     def _fuse_priors(
