@@ -44,7 +44,7 @@ setup(
         "av>=12,<19",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
+        "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1", "parameterized>=0.9,<1"],
         "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
         "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py: RSS of the process tree
     },

@@ -157,12 +157,16 @@ def test_cli_analyze_writes_csv_and_parquet_and_exits_non_zero_on_a_bad_file(tab
     assert pd.read_csv(tmp_path / "summary.csv")["faces"].tolist() == [1, 0, 0, 6]
 
 
-def test_cli_analyze_exit_zero_and_argument_errors(model_dir, media, tmp_path):
+def test_cli_analyze_exit_zero_and_argument_errors(model_dir, media, tmp_path, capsys):
     main(["analyze", str(media / "clip.mp4"), "--model", str(model_dir), "--output", str(tmp_path / "ok.csv"),
           "--no-progress"])
     assert len(read_table(tmp_path / "ok.csv")) == 6
-    with pytest.raises(ValueError, match="--output: expected a .csv or .parquet"):
+    capsys.readouterr()
+    # a bad argument: one line on stderr naming it, exit status 2, no traceback (the CLI's rule for every sub-command)
+    with pytest.raises(SystemExit) as failure:
         main(["analyze", str(media / "clip.mp4"), "--model", str(model_dir), "--output", str(tmp_path / "x.txt")])
+    assert failure.value.code == 2
+    assert "etfuser analyze: error: --output: expected a .csv or .parquet" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

@@ -387,6 +387,17 @@ def classifier_model():
     (lambda m: m(torch.rand(2, 3, 32, 32), labels=torch.tensor([0.5, 1.0])), ValueError, "multi-hot of shape"),
     (lambda m: m(torch.rand(2, 3, 32, 32), prior_features={"vit": torch.rand(2, 1, 32)}), ValueError,
      r"prior_features is missing priors \['clip', 'convnext'\]"),
+    (lambda m: m(torch.rand(2, 3, 32, 32), prior_features=[torch.rand(2, 1, 32)]), TypeError,
+     "prior_features must be a dict prior name -> tensor"),
+    (lambda m: m(torch.rand(2, 3, 32, 32), prior_features={"vit": torch.rand(2, 1, 99), "clip": torch.rand(2, 1, 32),
+                                                           "convnext": torch.rand(2, 3, 16)}), ValueError,
+     r"prior_features\['vit'\] must have shape \(batch, 1, 32\) .*got \(2, 1, 99\)"),
+    (lambda m: m(torch.rand(2, 3, 32, 32), prior_features={"vit": torch.rand(2, 1, 32), "clip": torch.rand(3, 1, 32),
+                                                           "convnext": torch.rand(2, 3, 16)}), ValueError,
+     r"prior_features: every prior needs the same batch size, got \[2, 3\]"),
+    (lambda m: m(torch.rand(3, 3, 32, 32), prior_features={"vit": torch.rand(2, 1, 32), "clip": torch.rand(2, 1, 32),
+                                                           "convnext": torch.rand(2, 3, 16)}), ValueError,
+     "prior_features hold 2 images but pixel_values 3"),
 ])
 def test_bad_model_inputs_raise_clear_errors(classifier_model, call, error, message):
     with pytest.raises(error, match=message):

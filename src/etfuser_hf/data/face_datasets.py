@@ -278,13 +278,14 @@ def load_manifest(path: str | Path, image_column: str = "image", label_names: di
     return datasets.Dataset.from_list(rows, features=features)
 
 
-def load_imagefolder(root: str | Path) -> datasets.Dataset | datasets.DatasetDict:
-    """One sub-folder per class (optionally under train/ validation/ test/), via datasets' `imagefolder` builder."""
+def load_imagefolder(root: str | Path, check_images: bool = True) -> datasets.Dataset | datasets.DatasetDict:
+    """One sub-folder per class (optionally under train/ validation/ test/), via datasets' `imagefolder` builder.
+    `check_images=False` leaves unreadable files in (for callers that report and skip them one by one)."""
     root = Path(root)
     images = sorted(p for p in root.rglob("*") if p.suffix.lower() in _IMAGE_SUFFIXES)
     if not images:
         raise FaceDatasetError(f"{root}: no examples found (empty dataset): no {sorted(_IMAGE_SUFFIXES)} files.")
-    for path in images:
+    for path in images if check_images else ():
         _check_image(path, str(path.relative_to(root)))
     return datasets.load_dataset("imagefolder", data_dir=str(root))
 

@@ -27,56 +27,143 @@ def _load(model_dir: str):
     from ..models.image_processing_etfuser import ETFuserImageProcessor
     from ..models.modeling_etfuser import ETFuserForImageClassification
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr carries one line per bad input; loading bars would bury them
     if not (Path(model_dir) / "config.json").is_file():
         raise SystemExit(f"model_dir: {model_dir} is not a saved ET-Fuser folder (no config.json).")
     model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
     return model, ETFuserImageProcessor.from_pretrained(model_dir)
 
 
-def predict(args: argparse.Namespace) -> None:
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# The face detector's smallest window is 12 pixels: anything smaller cannot hold a face.
+MIN_IMAGE_SIDE = 12
+
+
+class BadImage(ValueError):
+    """One input image that cannot be used; the message is the reason (the caller adds the path)."""
+
+
+def open_image(source: str | Path | bytes) -> "PIL.Image.Image":
+    """Opens and fully decodes an image (a path or encoded bytes) as RGB; `BadImage` with the reason otherwise:
+    a missing file, not an image, truncated or corrupt, smaller than `MIN_IMAGE_SIDE` pixels."""
+    import io
+
     import PIL.Image
 
+    if not isinstance(source, bytes) and not Path(source).exists():
+        raise BadImage("no such file or folder")
+    try:
+        with PIL.Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            image.load()  # decode now: PIL opens lazily and a truncated file fails only here
+            rgb = image.convert("RGB")
+    except PIL.UnidentifiedImageError:
+        raise BadImage("not an image file (PIL cannot identify it)") from None
+    except (OSError, SyntaxError, ValueError) as error:  # PIL's decoders raise these for damaged files
+        raise BadImage(f"truncated or corrupt image ({error})") from None
+    if min(rgb.size) < MIN_IMAGE_SIDE:
+        raise BadImage(f"image is {rgb.width}x{rgb.height} pixels; expected at least "
+                       f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    return rgb
+
+
+def report_bad(path: object, reason: object) -> None:
+    """One line on stderr per unusable input: `path: reason`."""
+    print(f"{path}: {reason}", file=sys.stderr)
+
+
+def expand_images(paths: list[str]) -> tuple[list[str], int]:
+    """Files as given, folders replaced by their image files (sorted); returns (paths, number of bad entries
+    reported: missing paths and folders without images)."""
+    expanded, bad = [], 0
+    for path in paths:
+        if Path(path).is_dir():
+            found = sorted(str(p) for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                report_bad(path, f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+                bad += 1
+            expanded += found
+        elif not Path(path).exists():
+            report_bad(path, "no such file or folder")
+            bad += 1
+        else:
+            expanded.append(path)
+    return expanded, bad
+
+
+def predict(args: argparse.Namespace) -> int:
     from .demo import predict_faces
 
     model, processor = _load(args.model_dir)
+    paths, bad = expand_images(args.images)
     results = {}
-    for image_path in args.images:
-        if not Path(image_path).is_file():
-            raise SystemExit(f"images: {image_path} does not exist.")
-        predictions = predict_faces(PIL.Image.open(image_path), model, processor)
+    for image_path in paths:
+        try:
+            image = open_image(image_path)
+        except BadImage as error:
+            report_bad(image_path, error)
+            bad += 1
+            continue
+        predictions = predict_faces(image, model, processor)
         results[image_path] = [{"box": [round(float(v), 1) for v in p.box], "label": p.label,
                                 "score": round(p.score, 4), "prior_attention": p.prior_attention} for p in predictions]
     print(json.dumps(results, indent=2))
+    return 1 if bad else 0
 
 
-def evaluate(args: argparse.Namespace) -> None:
+def evaluate(args: argparse.Namespace) -> int:
+    import datasets
     import numpy as np
     import torch
 
-    from ..data.face_datasets import load_face_dataset
+    from ..data.face_datasets import detect_format, load_face_dataset
     from ..data.synthetic_faces import make_synthetic_faces
     from ..metrics import accuracy, macro_f1
 
+    datasets.disable_progress_bars()
     model, processor = _load(args.model_dir)
     if args.dataset is None:
         data = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed)
     else:
-        data = load_face_dataset(args.dataset)
+        # imagefolder: bad files are reported one by one below instead of refusing the whole folder at load
+        options = {"check_images": False} if detect_format(args.dataset) == "imagefolder" else {}
+        data = load_face_dataset(args.dataset, **options)
         data = data[args.split] if hasattr(data, "keys") else data
-    predictions = []
+    data = data.cast_column("image", datasets.Image(decode=False))
+    predictions, labels, bad = [], [], 0
     for start in range(0, len(data), 64):
         batch = data[start : start + 64]
-        with torch.no_grad():
-            logits = model(**processor(batch["image"], return_tensors="pt")).logits
-        predictions.extend(logits.argmax(-1).tolist())
-    labels = np.asarray(data[args.task])
-    print(json.dumps({"num_samples": len(labels), "accuracy": accuracy(predictions, labels),
+        images, batch_labels = [], []
+        for offset, (encoded, label) in enumerate(zip(batch["image"], batch[args.task])):
+            where = encoded.get("path") or f"{args.dataset or 'synthetic'}[{start + offset}]"
+            try:
+                images.append(open_image(encoded["bytes"] if encoded.get("bytes") else encoded["path"]))
+            except BadImage as error:
+                report_bad(where, error)
+                bad += 1
+                continue
+            batch_labels.append(label)
+        if images:
+            with torch.no_grad():
+                logits = model(**processor(images, return_tensors="pt")).logits
+            predictions.extend(logits.argmax(-1).tolist())
+            labels.extend(batch_labels)
+    if not labels:
+        raise ValueError(f"dataset: none of its {len(data)} images could be read; nothing to evaluate.")
+    labels = np.asarray(labels)
+    print(json.dumps({"num_samples": len(labels), "num_skipped": bad, "accuracy": accuracy(predictions, labels),
                       "macro_f1": macro_f1(predictions, labels, model.config.num_labels)}, indent=2))
+    return 1 if bad else 0
 
 
 def export(args: argparse.Namespace) -> None:
+    from ..training.output_folder import prepare_output_files
     from .export import export_onnx, export_program, verify_onnx
 
+    output = Path(args.output)
+    targets = [output, output.with_name(output.name + ".data")]  # the exporter's external-data file, when large
+    prepare_output_files(targets + ([output.with_suffix(".pt2")] if args.torch_export else []), args.overwrite)
     model, _ = _load(args.model_dir)
     path = export_onnx(model, args.output)
     print(f"ONNX written to {path}")
@@ -91,8 +178,10 @@ def export(args: argparse.Namespace) -> None:
 
 
 def card(args: argparse.Namespace) -> None:
+    from ..training.output_folder import prepare_output_files
     from .model_card import write_model_card
 
+    prepare_output_files([args.output], args.overwrite)
     print(f"model card written to {write_model_card(args.run_folder, args.output, args.name)}")
 
 
@@ -161,7 +250,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("predict", help="classify the faces in images",
                               description="Detect, align and classify every face in each image; prints JSON.")
     sub.add_argument("model_dir", help="a saved ET-Fuser folder (e.g. runs/etfuser-synthetic/model)")
-    sub.add_argument("images", nargs="+", help="image files")
+    sub.add_argument("images", nargs="+", help="image files or folders of them; unreadable ones are reported on "
+                     "stderr (path: reason), the rest are predicted, and the exit status is then 1")
     sub.set_defaults(handler=predict)
 
     commands.add_parser("train", help="train ET-Fuser and baselines (the main job)", add_help=False,
@@ -182,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--output", default="et-fuser.onnx", help="ONNX file to write (default: et-fuser.onnx)")
     sub.add_argument("--no-verify", action="store_true", help="skip the onnxruntime comparison")
     sub.add_argument("--torch-export", action="store_true", help="also save a torch.export program (.pt2)")
+    sub.add_argument("--overwrite", action="store_true", help="replace existing output files (refused otherwise)")
     sub.set_defaults(handler=export)
 
     sub = commands.add_parser("card", help="write the Hub model card of a run folder",
@@ -189,6 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("run_folder", help="a folder written by `etfuser train` (e.g. runs/etfuser-synthetic)")
     sub.add_argument("--output", default="model_cards/et-fuser/README.md")
     sub.add_argument("--name", default="et-fuser", help="model name in the card (default: et-fuser)")
+    sub.add_argument("--overwrite", action="store_true", help="replace an existing card (refused otherwise)")
     sub.set_defaults(handler=card)
 
     from .demo import add_arguments, run_demo
@@ -226,7 +318,11 @@ def main(argv: list[str] | None = None) -> None:
         train_main(argv[1:], prog="etfuser train")
         return
     args = build_parser().parse_args(argv)
-    status = args.handler(args)
+    try:
+        status = args.handler(args)
+    except (OSError, ValueError) as error:  # bad input and refused outputs: the message says it all, no traceback
+        print(f"etfuser {args.command}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     if status:
         raise SystemExit(status)
 

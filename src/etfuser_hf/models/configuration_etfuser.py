@@ -278,6 +278,31 @@ def normalise_auxiliary_tasks(tasks: dict[str, Any]) -> dict[str, dict[str, Any]
     return normalised
 
 
+PRIOR_SUB_CONFIG_SUFFIX = "_prior_config"
+
+
+class _EncoderSubConfigs:
+    """`ETFuserConfig.sub_configs`: one entry per nested encoder config, as composite configs (CLIP, LLaVA) declare
+    theirs, so that `attn_implementation` (given to `from_pretrained`, set with `set_attn_implementation`) and `dtype`
+    reach each encoder. Keys: `"backbone_config"` and `"<name>_prior_config"` per prior; the fusion module follows the
+    top-level implementation (key `""`). The priors are sub-configs only where a prior model is built (not under
+    `fusion_mode="none"`). On the class, where no priors are known yet, only the backbone is listed."""
+
+    def __get__(self, instance: ETFuserConfig | None, owner: type) -> dict[str, type]:
+        if instance is None:
+            return {"backbone_config": AutoConfig}
+        state = instance.__dict__
+        sub_configs: dict[str, type] = {}
+        backbone = state.get("backbone")
+        if isinstance(backbone, EncoderSpec):
+            sub_configs["backbone_config"] = type(backbone.config)
+        if state.get("fusion_mode") != "none":
+            for name, spec in (state.get("priors") or {}).items():
+                if isinstance(spec, EncoderSpec):  # not yet coerced while the dataclass __init__ runs
+                    sub_configs[f"{name}{PRIOR_SUB_CONFIG_SUFFIX}"] = type(spec.config)
+        return sub_configs
+
+
 @strict
 class ETFuserConfig(PreTrainedConfig):
     r"""
@@ -450,6 +475,24 @@ class ETFuserConfig(PreTrainedConfig):
             raise ValueError("fusion_mode='concat_priors' needs at least one prior in `priors`.")
         if self.fusion_mode == "priors_only" and not self.priors:
             raise ValueError("fusion_mode='priors_only' needs at least one prior in `priors`.")
+
+    sub_configs = _EncoderSubConfigs()
+
+    def __getattr__(self, key: str) -> Any:
+        # `<name>_prior_config`: prior `name`'s own config, the attribute each `sub_configs` key names
+        if key.endswith(PRIOR_SUB_CONFIG_SUFFIX):
+            spec = (self.__dict__.get("priors") or {}).get(key[: -len(PRIOR_SUB_CONFIG_SUFFIX)])
+            if isinstance(spec, EncoderSpec):
+                return spec.config
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {key!r}")
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> ETFuserConfig:
+        # A saved config (it carries `transformers_version`) without `fusion_gate` predates the gate: it was trained
+        # ungated, so it reloads ungated. Built in code, the default stays `True`.
+        if "transformers_version" in config_dict and "fusion_gate" not in config_dict and "fusion_gate" not in kwargs:
+            config_dict = {**config_dict, "fusion_gate": False}
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def backbone_config(self) -> PreTrainedConfig | None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModel, PreTrainedModel
+from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import ModelOutput
 
 from .configuration_etfuser import EncoderSpec
@@ -71,10 +72,29 @@ def select_feature_tokens(outputs: ModelOutput, spec: EncoderSpec, where: str) -
     return hidden.gather(1, indices.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
 
 
+def encoder_model_class(config: PreTrainedConfig) -> type[PreTrainedModel] | None:
+    """The class `build_encoder` instantiates for `config` (None where the Auto registry does not know it)."""
+    model_class = FACE_PRIOR_MODEL_CLASSES.get(config.model_type)
+    if model_class is None and type(config) in MODEL_MAPPING:
+        model_class = MODEL_MAPPING[type(config)]
+    return model_class
+
+
+def supported_attn_implementation(model_class: type[PreTrainedModel] | None, requested: str | None) -> str | None:
+    """`requested` where the encoder class can run it; "eager" for an SDPA request to a class without SDPA (ConvNeXt,
+    the converted CNN priors: they have no attention layers), so "sdpa" for a whole ET-Fuser means "wherever any"."""
+    if requested is not None and "sdpa" in requested and model_class is not None and not model_class._supports_sdpa:
+        return "eager"
+    return requested
+
+
 def build_encoder(spec: EncoderSpec) -> PreTrainedModel:
     """Instantiates an encoder from its config; the project's own priors resolve without the Auto registry."""
-    model_class = FACE_PRIOR_MODEL_CLASSES.get(spec.config.model_type)
-    if model_class is not None:
+    model_class = encoder_model_class(spec.config)
+    implementation = supported_attn_implementation(model_class, spec.config._attn_implementation)
+    if implementation != spec.config._attn_implementation:
+        spec.config._attn_implementation = implementation
+    if spec.config.model_type in FACE_PRIOR_MODEL_CLASSES:
         return model_class(spec.config)
     return AutoModel.from_config(spec.config)
 

@@ -6,6 +6,7 @@ inside the model (see `prepare_encoder_inputs`), so one `pixel_values` tensor fe
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -36,7 +37,23 @@ def _check_image(image: Any, where: str) -> None:
     )
 
 
-def _to_pil_rgb(image: Any) -> PIL.Image.Image:
+def _float_to_uint8(array: np.ndarray, where: str) -> np.ndarray:
+    """Float pixels -> uint8. [0, 1] is expected; a float image whose maximum lies in (1, 255] is taken as 0..255,
+    divided by 255 and reported (clipping it to [0, 1] would turn it white); non-finite or larger values are refused."""
+    if not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ValueError(f"{where}: expected finite pixel values, got {bad} NaN or inf value(s).")
+    high = float(array.max()) if array.size else 0.0
+    if high > 255.0:
+        raise ValueError(f"{where}: expected float pixels in [0, 1] (or uint8 0..255), got a maximum of {high:g}.")
+    if high > 1.0:
+        warnings.warn(f"{where}: float pixels reach {high:g}, expected [0, 1]; read them as 0..255 and divided by "
+                      "255. Pass uint8 arrays or floats in [0, 1] to silence this.", UserWarning, stacklevel=4)
+        array = array / 255.0
+    return (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
+def _to_pil_rgb(image: Any, where: str = "images") -> PIL.Image.Image:
     """Any accepted image -> an RGB PIL image. Grey and RGBA are converted; float arrays are read as [0, 1]."""
     if isinstance(image, PIL.Image.Image):
         return image.convert("RGB") if image.mode != "RGB" else image
@@ -47,8 +64,8 @@ def _to_pil_rgb(image: Any) -> PIL.Image.Image:
         array = np.moveaxis(array, 0, -1)
     if array.dtype != np.uint8:
         if not np.issubdtype(array.dtype, np.floating):
-            raise ValueError(f"images: expected uint8 (0..255) or float ([0, 1]) pixels, got dtype {array.dtype}.")
-        array = (np.clip(array, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+            raise ValueError(f"{where}: expected uint8 (0..255) or float ([0, 1]) pixels, got dtype {array.dtype}.")
+        array = _float_to_uint8(array.astype(np.float64, copy=False), where)
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[array.shape[-1]]
     return PIL.Image.fromarray(array[..., 0] if mode == "L" else array, mode=mode).convert("RGB")
 
@@ -58,7 +75,8 @@ class ETFuserImageProcessor(PilBackend):
     Produces `pixel_values` of shape `(batch, 3, size["height"], size["width"])`, RGB, float in [0, 1].
 
     Accepts a PIL image, a numpy array or torch tensor (HWC or CHW; uint8 in 0..255 or float in [0, 1]), grey or
-    RGBA (converted to RGB), or a list of them.
+    RGBA (converted to RGB), or a list of them. NaN/inf pixels are refused; a float image whose values reach past 1
+    (up to 255) is read as 0..255 and divided by 255, with a `UserWarning` saying so.
 
     Args:
         size (`dict[str, int]`, defaults to `{"height": 224, "width": 224}`): output size.
@@ -83,7 +101,7 @@ class ETFuserImageProcessor(PilBackend):
             raise ValueError("images: got an empty list.")
         for index, image in enumerate(batch):
             _check_image(image, f"images[{index}]")
-        batch = [_to_pil_rgb(image) for image in batch]
+        batch = [_to_pil_rgb(image, f"images[{index}]") for index, image in enumerate(batch)]
         return super().preprocess(batch, *args, **kwargs)
 
 

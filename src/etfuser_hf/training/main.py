@@ -38,6 +38,7 @@ from ..priors.fetch import default_cache_dir
 from .feature_cache import PriorFeatureCache
 from .label_efficiency import label_efficiency, save_label_efficiency_plot
 from .multitask_run import run_multitask_comparison
+from .output_folder import OutputExistsError, check_output_dir
 from .plots import save_plots
 from .protocol import MAIN_ROW, PROTOCOL_ROWS, ProtocolContext, ProtocolJob, ProtocolRow, run_jobs
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES, prior_entries
@@ -104,6 +105,8 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
                             "is added) against a single-task ET-Fuser per column (first seed)")
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
+    output.add_argument("--overwrite", action="store_true",
+                        help="write into an existing, non-empty --output-dir (refused otherwise, unless resuming)")
     output.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
     output.add_argument("--workers", type=int, default=2,
                         help="training runs in parallel, one torch thread each (default 2; 1 runs them in-process)")
@@ -123,6 +126,14 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None,
         parser.error(f"--seeds must be at least 1, got {args.seeds}.")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         args.workers = 1  # under torchrun / accelerate the Trainer parallelises each run itself
+    # Checked before any work (main creates the folder), so a refused folder costs nothing; rank 0 only, as the other ranks of a torchrun job
+    # may start after rank 0 has written into the folder.
+    if int(os.environ.get("RANK", "0")) == 0:
+        try:
+            check_output_dir(args.output_dir, args.overwrite, resume=args.resume_from_checkpoint is not None,
+                             flag="--overwrite (or --resume_from_checkpoint latest, to continue that run)")
+        except OutputExistsError as error:
+            parser.error(f"--output-dir: {error}")
     return args
 
 
