@@ -201,7 +201,7 @@ class MTCNN(nn.Module):
         return detect_batch(self, images, max_pixels)
 
 
-def _size_groups(images: Sequence[np.ndarray], max_pixels: int) -> list[list[int]]:
+def size_groups(images: Sequence[np.ndarray], max_pixels: int) -> list[list[int]]:
     """Indices of same-sized images (they stack into one PNet batch), split so no batch exceeds `max_pixels`."""
     by_size: dict[tuple[int, int], list[int]] = {}
     for index, image in enumerate(images):
@@ -242,7 +242,7 @@ def detect_batch(detector: MTCNN, images: Sequence[np.ndarray], max_pixels: int 
 
     # Stage 1: PNet over each stack's image pyramid proposes windows; suppression per image and scale.
     proposals, owners = [], []
-    for group in _size_groups(images, max_pixels):
+    for group in size_groups(images, max_pixels):
         stack = (torch.stack([images[index] for index in group]).permute(0, 3, 1, 2).to(dtype) - 127.5) / 128.0
         members = torch.tensor(group)
         height, width = stack.shape[2:]
