@@ -1,8 +1,10 @@
 """Face analysis at scale: `analyze(inputs, model=...)` -> one `pandas.DataFrame`, a row per face per image or frame.
 
 Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
-chunks of `batch_size` frames: MTCNN detects and aligns the faces of a chunk, then the faces go through the fused
-model in batches of `batch_size` (PyTorch, or onnxruntime with `backend="onnx"`). Bad inputs never abort the run:
+chunks of `batch_size` frames: MTCNN detects the faces of a whole chunk at once (`MTCNN.detect_batch`: each network
+runs once over all frames of the chunk) and aligns them all in one `grid_sample`, then the faces go through the fused
+model in batches of `batch_size`. With `backend="onnx"` MTCNN's networks and the fused graph run under onnxruntime,
+otherwise in PyTorch. Bad inputs never abort the run:
 they get a row with `status == "error"` and the reason, and a warning in the log.
 
 The table (columns in this order; `table_schema(model)` gives the exact names and dtypes for one model):

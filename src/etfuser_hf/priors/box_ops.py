@@ -111,20 +111,20 @@ def _suppress_groups(boxes: torch.Tensor, order: torch.Tensor, starts: torch.Ten
 
 
 def summed_area_table(image: torch.Tensor) -> torch.Tensor:
-    """uint8 `image` (H, W, 3) -> (H + 1, W + 1, 3) integer table, `table[y, x]` = the sum of `image[:y, :x]`. Integer
-    sums are exact (a float32 table would lose small boxes' few-pixel cells in a large image's running sums), and
-    int32 holds any image up to 8.4 megapixels."""
+    """uint8 `image` (H, W, 3) -> (3, H + 1, W + 1) integer table, `table[:, y, x]` = the sum of `image[:y, :x]`.
+    Integer sums are exact (a float32 table would lose small boxes' few-pixel cells in a large image's running sums),
+    and int32 holds any image up to 8.4 megapixels."""
     height, width = image.shape[:2]
     dtype = torch.int32 if height * width * 255 < 2**31 else torch.int64
-    table = torch.zeros(height + 1, width + 1, 3, dtype=dtype)
-    table[1:, 1:] = image.to(dtype).cumsum(0, dtype=dtype).cumsum(1, dtype=dtype)
+    table = torch.zeros(3, height + 1, width + 1, dtype=dtype)
+    table[:, 1:, 1:] = image.permute(2, 0, 1).to(dtype).cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
     return table
 
 
 def area_crops(table: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """Every box of `boxes` (N, 4; rounded to pixels) cut out of the image whose `summed_area_table` is `table` and
     area-resized to `size` x `size`, in MTCNN's input range ((pixel - 127.5) / 128, 0 outside the image): (N, 3, size,
-    size) float32, in one gather.
+    size) float32, from four gathers.
 
     Area resizing averages, for each output cell, the input rows [floor(i h / size), ceil((i + 1) h / size)) and
     the columns likewise (PyTorch's adaptive average pooling, which `F.interpolate(mode="area")` is); the table gives
@@ -132,27 +132,32 @@ def area_crops(table: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Ten
     count = boxes.shape[0]
     if count == 0:
         return torch.zeros(0, 3, size, size)
-    height, width = table.shape[0] - 1, table.shape[1] - 1
+    height, width = table.shape[1] - 1, table.shape[2] - 1
     x1, y1, x2, y2 = boxes.round().long().unbind(1)
     x2, y2 = torch.maximum(x2, x1 + 1), torch.maximum(y2, y1 + 1)
     cells = torch.arange(size)
 
-    def bounds(first: torch.Tensor, length: torch.Tensor, limit: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def bounds(first: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         low = first[:, None] + torch.div(cells[None] * length[:, None], size, rounding_mode="floor")
         high = first[:, None] + torch.div((cells[None] + 1) * length[:, None] + size - 1, size, rounding_mode="floor")
-        return torch.stack([low, high], -1), torch.stack([low, high], -1).clamp(0, limit)  # (N, size, 2)
+        return low, high  # (N, size) each
 
-    rows, inside_rows = bounds(y1, y2 - y1, height)
-    cols, inside_cols = bounds(x1, x2 - x1, width)
-    # the four corners of every cell, (N, size, size, 2, 2), gathered at once from the flattened table
-    corners = inside_rows[:, :, None, :, None] * (width + 1) + inside_cols[:, None, :, None, :]
-    values = table.reshape(-1, 3)[corners.reshape(-1)].reshape(count, size, size, 2, 2, 3)
+    top, bottom = bounds(y1, y2 - y1)
+    left, right = bounds(x1, x2 - x1)
+    cell_area = ((bottom - top)[:, :, None] * (right - left)[:, None, :]).float()
+    top, bottom, left, right = top.clamp(0, height), bottom.clamp(0, height), left.clamp(0, width), right.clamp(0, width)
+    inside = ((bottom - top)[:, :, None] * (right - left)[:, None, :]).float()
+    # flat positions of the four corners of every cell, offset per channel: (3, N, size, size) each
+    flat = table.reshape(-1)
+    channel = (torch.arange(3) * ((height + 1) * (width + 1)))[:, None, None, None]
+
+    def corner(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        return torch.take(flat, channel + (rows * (width + 1))[None, :, :, None] + cols[None, :, None, :])
+
     # integer arithmetic until each cell's sum is known (exact), float only for the per-cell mean
-    sums = (values[..., 1, 1, :] - values[..., 0, 1, :] - values[..., 1, 0, :] + values[..., 0, 0, :]).float()
-    inside = (inside_rows[..., 1] - inside_rows[..., 0])[:, :, None] * (inside_cols[..., 1] - inside_cols[..., 0])[:, None]
-    cell_area = (rows[..., 1] - rows[..., 0])[:, :, None] * (cols[..., 1] - cols[..., 0])[:, None]
-    normalised = (sums - 127.5 * inside[..., None].float()) / (128.0 * cell_area[..., None].float())
-    return normalised.permute(0, 3, 1, 2).contiguous()
+    sums = (corner(bottom, right) - corner(top, right) - corner(bottom, left) + corner(top, left)).float()
+    normalised = (sums - 127.5 * inside) / (128.0 * cell_area)
+    return normalised.permute(1, 0, 2, 3).contiguous()
 
 
 __all__ = ["MAX_MATRIX_ENTRIES", "area_crops", "batched_nms", "nms", "summed_area_table"]
