@@ -19,7 +19,7 @@ counts (the machine is shared, and other processes only ever make a run slower).
 alignment alone, three ways, to show where the time goes. Goals (issue 14): (a) >= 1.5x (d), and (a) within 1.2x of
 (c), i.e. time (a) / time (c) <= 1.2.
 
-    python benchmarks/analysis_throughput.py [--model DIR] [--images 32] [--frames 96] [--batch-size 32] [--repeats 3]
+    python benchmarks/analysis_throughput.py [--model DIR] [--images 16] [--frames 48] [--batch-size 32] [--repeats 2]
 """
 
 from __future__ import annotations
@@ -191,10 +191,10 @@ def analyzed(files, model_dir: Path, backend: str, batch_size: int, detector: MT
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=None, help="saved ET-Fuser folder (default: the default recipe, built here)")
-    parser.add_argument("--images", type=int, default=32)
-    parser.add_argument("--frames", type=int, default=96)
+    parser.add_argument("--images", type=int, default=16)
+    parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as workdir:
@@ -228,11 +228,13 @@ def main() -> None:
         for run in runs.values():  # warm-up, not timed
             run(files[:2])
         best = {name: (0, float("inf")) for name in runs}
-        for _ in range(args.repeats):
+        for repeat in range(args.repeats):
             for name, run in runs.items():
                 start = time.perf_counter()
                 faces = run(files)
-                best[name] = (faces, min(best[name][1], time.perf_counter() - start))
+                seconds = time.perf_counter() - start
+                best[name] = (faces, min(best[name][1], seconds))
+                print(f"  round {repeat + 1}: {name} {faces} faces in {seconds:.2f} s", flush=True)
     print(f"inputs: {args.images} photos + a {args.frames}-frame video, 256x256; model {model_dir.name} "
           f"(priors {', '.join(model.config.priors)}; canonical {type(model.etfuser.backbone).__name__}); "
           f"batch {args.batch_size}; {torch.get_num_threads()} threads; best of {args.repeats} after a warm-up; "
