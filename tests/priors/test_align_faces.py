@@ -7,7 +7,12 @@ import numpy as np
 from PIL import Image
 from skimage import data
 
-from etfuser_hf.priors.face_detection import align_face, align_faces, similarity_transform, similarity_transforms
+from etfuser_hf.priors.face_detection import (
+    align_face,
+    align_faces,
+    similarity_transform,
+    similarity_transforms,
+)
 
 FIVE = np.array([[200.3, 110.2], [245.1, 108.7], [222.4, 135.9], [205.2, 160.1], [240.8, 158.3]])
 

@@ -44,7 +44,13 @@ import pandas as pd
 import torch
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
-from ..priors.face_detection import ARCFACE_TEMPLATE_112, MTCNN, OnnxMTCNN, detect_and_align, similarity_transforms
+from ..priors.face_detection import (
+    ARCFACE_TEMPLATE_112,
+    MTCNN,
+    OnnxMTCNN,
+    detect_and_align,
+    similarity_transforms,
+)
 from .analysis_backends import OnnxBackend, TorchBackend, readout_priors
 from .media import MediaItem, count_frames, expand_inputs, iter_media
 
