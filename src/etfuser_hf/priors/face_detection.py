@@ -199,7 +199,8 @@ def detect_and_align(
             (or (H, W) grey).
         output_size: side of the aligned square crops (the template is scaled from 112).
         detector: an `MTCNN` (or an `OnnxMTCNN`); by default the converted facenet-pytorch weights from the prior
-            cache. All images are detected together (`detect_batch`) and all faces aligned together (`align_faces`).
+            cache. All images are detected together (`detect_batch`; a detector with only MTCNN's one-image
+            `detect` is called image by image) and all faces aligned together (`align_faces`).
         cache_dir: prior cache (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`) used when `detector` is None.
         max_faces: keep at most this many faces per image (highest scores first); None keeps all.
 
@@ -221,7 +222,10 @@ def detect_and_align(
     if detector is None:
         detector = _default_detector(None if cache_dir is None else str(cache_dir))
 
-    found = detector.detect_batch(arrays)
+    if hasattr(detector, "detect_batch"):
+        found = detector.detect_batch(arrays)
+    else:  # any object with MTCNN's one-image `detect` (a stand-in, an older detector) still works
+        found = [detector.detect(array) for array in arrays]
     if max_faces is not None:
         found = [(boxes[:max_faces], scores[:max_faces], points[:max_faces]) for boxes, scores, points in found]
     faces = align_faces(arrays, [points for _, _, points in found], output_size)
