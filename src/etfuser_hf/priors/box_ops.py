@@ -7,6 +7,7 @@ Both reproduce the one-image, one-box-at-a-time versions (`nms` here, `_crops` i
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 # Overlap matrices are (groups, n, n); above this many entries per call the groups are taken a few at a time, and a
@@ -110,54 +111,56 @@ def _suppress_groups(boxes: torch.Tensor, order: torch.Tensor, starts: torch.Ten
     return members[_greedy_keep(suppresses, valid)]
 
 
-def summed_area_table(image: torch.Tensor) -> torch.Tensor:
+def summed_area_table(image: np.ndarray) -> np.ndarray:
     """uint8 `image` (H, W, 3) -> (3, H + 1, W + 1) integer table, `table[:, y, x]` = the sum of `image[:y, :x]`.
     Integer sums are exact (a float32 table would lose small boxes' few-pixel cells in a large image's running sums),
     and int32 holds any image up to 8.4 megapixels."""
     height, width = image.shape[:2]
-    dtype = torch.int32 if height * width * 255 < 2**31 else torch.int64
-    table = torch.zeros(3, height + 1, width + 1, dtype=dtype)
-    table[:, 1:, 1:] = image.permute(2, 0, 1).to(dtype).cumsum(1, dtype=dtype).cumsum(2, dtype=dtype)
+    dtype = np.int32 if height * width * 255 < 2**31 else np.int64
+    table = np.zeros((3, height + 1, width + 1), dtype)
+    np.cumsum(np.cumsum(image.transpose(2, 0, 1), axis=1, dtype=dtype), axis=2, dtype=dtype, out=table[:, 1:, 1:])
     return table
 
 
-def area_crops(table: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+def area_crops(table: np.ndarray, boxes: torch.Tensor, size: int) -> np.ndarray:
     """Every box of `boxes` (N, 4; rounded to pixels) cut out of the image whose `summed_area_table` is `table` and
     area-resized to `size` x `size`, in MTCNN's input range ((pixel - 127.5) / 128, 0 outside the image): (N, 3, size,
     size) float32, from four gathers.
 
     Area resizing averages, for each output cell, the input rows [floor(i h / size), ceil((i + 1) h / size)) and
     the columns likewise (PyTorch's adaptive average pooling, which `F.interpolate(mode="area")` is); the table gives
-    each cell's sum from its four corners. Pixels outside the image are 0 after normalisation, i.e. 127.5 before."""
+    each cell's sum from its four corners. Pixels outside the image are 0 after normalisation, i.e. 127.5 before.
+    numpy, not torch: these are many small element-wise steps, and torch's OpenMP parallel regions stall on every one
+    of them when another process holds a core (up to 70x slower on a shared 2-core machine)."""
     count = boxes.shape[0]
     if count == 0:
-        return torch.zeros(0, 3, size, size)
+        return np.zeros((0, 3, size, size), np.float32)
     height, width = table.shape[1] - 1, table.shape[2] - 1
-    x1, y1, x2, y2 = boxes.round().long().unbind(1)
-    x2, y2 = torch.maximum(x2, x1 + 1), torch.maximum(y2, y1 + 1)
-    cells = torch.arange(size)
+    x1, y1, x2, y2 = boxes.round().long().numpy().T  # torch's rounding, as the box-by-box crops
+    x2, y2 = np.maximum(x2, x1 + 1), np.maximum(y2, y1 + 1)
+    cells = np.arange(size)
 
-    def bounds(first: torch.Tensor, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        low = first[:, None] + torch.div(cells[None] * length[:, None], size, rounding_mode="floor")
-        high = first[:, None] + torch.div((cells[None] + 1) * length[:, None] + size - 1, size, rounding_mode="floor")
+    def bounds(first: np.ndarray, length: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        low = first[:, None] + cells[None] * length[:, None] // size
+        high = first[:, None] + ((cells[None] + 1) * length[:, None] + size - 1) // size
         return low, high  # (N, size) each
 
     top, bottom = bounds(y1, y2 - y1)
     left, right = bounds(x1, x2 - x1)
-    cell_area = ((bottom - top)[:, :, None] * (right - left)[:, None, :]).float()
-    top, bottom, left, right = top.clamp(0, height), bottom.clamp(0, height), left.clamp(0, width), right.clamp(0, width)
-    inside = ((bottom - top)[:, :, None] * (right - left)[:, None, :]).float()
-    # flat positions of the four corners of every cell, offset per channel: (3, N, size, size) each
+    cell_area = ((bottom - top)[:, :, None] * (right - left)[:, None, :]).astype(np.float32)
+    top, bottom = top.clip(0, height), bottom.clip(0, height)
+    left, right = left.clip(0, width), right.clip(0, width)
+    inside = ((bottom - top)[:, :, None] * (right - left)[:, None, :]).astype(np.float32)
     flat = table.reshape(-1)
-    channel = (torch.arange(3) * ((height + 1) * (width + 1)))[:, None, None, None]
+    channel = (np.arange(3) * ((height + 1) * (width + 1)))[:, None, None, None]
 
-    def corner(rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
-        return torch.take(flat, channel + (rows * (width + 1))[None, :, :, None] + cols[None, :, None, :])
+    def corner(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:  # (3, N, size, size)
+        return flat.take(channel + (rows * (width + 1))[None, :, :, None] + cols[None, :, None, :])
 
     # integer arithmetic until each cell's sum is known (exact), float only for the per-cell mean
-    sums = (corner(bottom, right) - corner(top, right) - corner(bottom, left) + corner(top, left)).float()
-    normalised = (sums - 127.5 * inside) / (128.0 * cell_area)
-    return normalised.permute(1, 0, 2, 3).contiguous()
+    sums = (corner(bottom, right) - corner(top, right) - corner(bottom, left) + corner(top, left)).astype(np.float32)
+    normalised = (sums - np.float32(127.5) * inside) / (np.float32(128.0) * cell_area)
+    return np.ascontiguousarray(normalised.transpose(1, 0, 2, 3))
 
 
 __all__ = ["MAX_MATRIX_ENTRIES", "area_crops", "batched_nms", "nms", "summed_area_table"]

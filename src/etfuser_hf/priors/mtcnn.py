@@ -213,13 +213,14 @@ def size_groups(images: Sequence[np.ndarray], max_pixels: int) -> list[list[int]
     return groups
 
 
-def _crops_of(tables: dict[int, torch.Tensor], boxes: torch.Tensor, owners: torch.Tensor, size: int) -> torch.Tensor:
+def _crops_of(tables: dict[int, np.ndarray], boxes: torch.Tensor, owners: torch.Tensor, size: int) -> torch.Tensor:
     """`area_crops` for boxes of many images: one gather per image, the crops in the order of `boxes`."""
-    crops = torch.zeros(boxes.shape[0], 3, size, size)
-    for owner in owners.unique().tolist():
-        mine = owners == owner
-        crops[mine] = area_crops(tables[owner], boxes[mine], size)
-    return crops
+    crops = np.zeros((boxes.shape[0], 3, size, size), np.float32)
+    owned = owners.numpy()
+    for owner in np.unique(owned).tolist():
+        mine = owned == owner
+        crops[mine] = area_crops(tables[owner], boxes[torch.from_numpy(mine)], size)
+    return torch.from_numpy(crops)
 
 
 @torch.no_grad()
@@ -235,7 +236,8 @@ def detect_batch(detector: MTCNN, images: Sequence[np.ndarray], max_pixels: int 
     callables with the same inputs and outputs (`mtcnn_onnx.OnnxMTCNN` passes onnxruntime sessions)."""
     pnet, rnet, onet = nets or (detector.pnet, detector.rnet, detector.onet)
     dtype = torch.float32 if nets else detector.pnet.conv1.weight.dtype
-    images = [torch.from_numpy(np.array(image, copy=True)) for image in images]  # uint8 (H, W, 3)
+    arrays = [np.ascontiguousarray(image) for image in images]  # uint8 (H, W, 3)
+    images = [torch.from_numpy(np.array(image, copy=True)) for image in arrays]
     empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
     if not images:
         return []
@@ -266,7 +268,7 @@ def detect_batch(detector: MTCNN, images: Sequence[np.ndarray], max_pixels: int 
     candidates, owners = candidates[keep], owners[keep]
     boxes = _squarify(_apply_offsets(candidates[:, :4], candidates[:, 5:9]))
     # RNet's and ONet's crops come from one summed-area table per image (the images that still have candidates)
-    tables = {owner: summed_area_table(images[owner]) for owner in owners.unique().tolist()}
+    tables = {owner: summed_area_table(arrays[owner]) for owner in owners.unique().tolist()}
 
     # Stage 2: RNet rescores and refines 24x24 crops of every image's candidates in one call.
     offsets, probs = rnet(_crops_of(tables, boxes, owners, 24))  # never empty: stage 1 kept at least one window
