@@ -227,5 +227,7 @@ def test_analyze_two_processes_give_the_one_process_table(table, model_dir, medi
                           timeout=600)
     assert done.returncode != 0 and "notes.jpg" in done.stderr  # the bad file still fails the run
     sharded = read_table(output)
-    pd.testing.assert_frame_equal(sharded, table, check_exact=False, atol=1e-5)
+    # detection batches frames differently across shards; float rounding in those batches can move a crop pixel by
+    # one grey level, and the priors' readouts by ~1e-4 of their value
+    pd.testing.assert_frame_equal(sharded, table, check_exact=False, atol=1e-5, rtol=1e-4)
     assert not list(tmp_path.glob("*.part*"))  # the parts were merged and removed

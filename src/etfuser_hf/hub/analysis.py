@@ -1,8 +1,10 @@
 """Face analysis at scale: `analyze(inputs, model=...)` -> one `pandas.DataFrame`, a row per face per image or frame.
 
 Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
-chunks of `batch_size` frames: MTCNN detects and aligns the faces of a chunk, then the faces go through the fused
-model in batches of `batch_size` (PyTorch, or onnxruntime with `backend="onnx"`). Bad inputs never abort the run:
+chunks of `batch_size` frames: MTCNN detects the faces of a whole chunk at once (`MTCNN.detect_batch`: each network
+runs once over all frames of the chunk) and aligns them all in one `grid_sample`, then the faces go through the fused
+model in batches of `batch_size`. With `backend="onnx"` MTCNN's networks and the fused graph run under onnxruntime,
+otherwise in PyTorch. Bad inputs never abort the run:
 they get a row with `status == "error"` and the reason, and a warning in the log.
 
 The table (columns in this order; `table_schema(model)` gives the exact names and dtypes for one model):
@@ -42,7 +44,13 @@ import pandas as pd
 import torch
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
-from ..priors.face_detection import ARCFACE_TEMPLATE_112, MTCNN, detect_and_align, similarity_transform
+from ..priors.face_detection import (
+    ARCFACE_TEMPLATE_112,
+    MTCNN,
+    OnnxMTCNN,
+    detect_and_align,
+    similarity_transforms,
+)
 from .analysis_backends import OnnxBackend, TorchBackend, readout_priors
 from .media import MediaItem, count_frames, expand_inputs, iter_media
 
@@ -164,10 +172,8 @@ class _Table:
         # face-api's points are fractions of the aligned crop; map them back through each face's alignment
         points = raw.reshape(raw.shape[0], -1, 2).astype(np.float64) * self.crop_size
         template = ARCFACE_TEMPLATE_112 * (self.crop_size / 112.0)
-        mapped = np.empty_like(points)
-        for index, five in enumerate(landmarks5):
-            crop_to_image = similarity_transform(template, np.asarray(five, dtype=np.float64))
-            mapped[index] = points[index] @ crop_to_image[:, :2].T + crop_to_image[:, 2]
+        crop_to_image = similarity_transforms(template, landmarks5)  # (faces, 2, 3), the alignment of each face
+        mapped = np.einsum("fpj,fij->fpi", points, crop_to_image[:, :, :2]) + crop_to_image[:, None, :, 2]
         return mapped.reshape(raw.shape[0], -1)
 
     def frame(self, rows: list[dict[str, Any]], face_rows: np.ndarray, detections: np.ndarray,
@@ -242,7 +248,7 @@ def analyze(
     backend: str = "torch",
     every_n_frames: int = 1,
     max_faces: int | None = None,
-    detector: MTCNN | None = None,
+    detector: MTCNN | OnnxMTCNN | None = None,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
@@ -256,9 +262,10 @@ def analyze(
         backend: "torch" or "onnx" (the fused model exported once per model folder, run with onnxruntime).
         every_n_frames: analyse every n-th frame of a video (1: all).
         max_faces: keep at most this many faces per image or frame (highest scores first); None keeps all.
-        detector: an `MTCNN`; default: the converted facenet-pytorch weights from the prior cache.
+        detector: an `MTCNN` (or `OnnxMTCNN`); default: the converted facenet-pytorch weights from the prior cache.
+            With `backend="onnx"` an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
         progress: show a tqdm bar (frames).
-        cache_dir: where the ONNX export is cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
+        cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
 
     Returns:
         A `pandas.DataFrame` with the columns and dtypes of `table_schema(model)` (documented in this module).
@@ -281,11 +288,13 @@ def analyze(
         from ..priors.convert_face_priors import ensure_face_priors
 
         detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
+    if backend == "onnx" and isinstance(detector, MTCNN):
+        detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
     return _analyze_files(files, _Table(model, crop_size), run, detector, batch_size, every_n_frames, max_faces, progress)
 
 
-def _analyze_files(files: list[str], table: _Table, run, detector: MTCNN, batch_size: int, every_n_frames: int,
-                   max_faces: int | None, progress: bool) -> pd.DataFrame:
+def _analyze_files(files: list[str], table: _Table, run, detector: MTCNN | OnnxMTCNN, batch_size: int,
+                   every_n_frames: int, max_faces: int | None, progress: bool) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
     total = sum(count_frames(path, every_n_frames) for path in files) if progress else None
@@ -299,7 +308,7 @@ def _analyze_files(files: list[str], table: _Table, run, detector: MTCNN, batch_
     return pd.concat(parts, ignore_index=True)
 
 
-def _analyze_chunk(chunk: list[MediaItem], table: _Table, run, detector: MTCNN, batch_size: int,
+def _analyze_chunk(chunk: list[MediaItem], table: _Table, run, detector: MTCNN | OnnxMTCNN, batch_size: int,
                    max_faces: int | None) -> pd.DataFrame:
     good = [item for item in chunk if item.error is None]
     detections = iter(detect_and_align([item.image for item in good], output_size=table.crop_size, detector=detector,

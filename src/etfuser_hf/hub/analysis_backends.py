@@ -133,6 +133,8 @@ class OnnxBackend:
         self.path, self.exported = ensure_analysis_onnx(model, model_dir, image_size, cache_dir)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # idle onnxruntime threads spin by default, stealing the cores detection needs between two batches
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.output_names = [output.name for output in self.session.get_outputs()]
 

@@ -11,15 +11,19 @@ The weights are fetched and converted once by `ensure_face_priors(names=["mtcnn"
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from .convert_face_priors import ensure_face_priors
-from .mtcnn import MTCNN, MTCNNONet, MTCNNPNet, MTCNNRNet, nms
+from .mtcnn import MTCNN, MTCNNONet, MTCNNPNet, MTCNNRNet, nms, size_groups
+from .mtcnn_onnx import OnnxMTCNN
 
 # The five-point template of ArcFace/InsightFace for a 112x112 crop (x, y in pixels).
 ARCFACE_TEMPLATE_112 = np.array(
@@ -89,6 +93,60 @@ def similarity_transform(source: np.ndarray, target: np.ndarray) -> np.ndarray:
     return np.array([[a, -b, tx], [b, a, ty]])
 
 
+def similarity_transforms(source: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """`similarity_transform` for many point sets at once: `source` and `target` (N, K, 2) (either may be one (K, 2)
+    set shared by all) -> (N, 2, 3). The least-squares solution in closed form: centre both sets, then
+    a = sum(s . t) / sum(|s|^2), b = sum(s x t) / sum(|s|^2), and the translation maps one centroid onto the other."""
+    source, target = np.asarray(source, np.float64), np.asarray(target, np.float64)
+    source, target = np.broadcast_arrays(source, target)
+    source_mean, target_mean = source.mean(axis=-2, keepdims=True), target.mean(axis=-2, keepdims=True)
+    s, t = source - source_mean, target - target_mean
+    norm = (s ** 2).sum(axis=(-2, -1))
+    a = (s * t).sum(axis=(-2, -1)) / norm
+    b = (s[..., 0] * t[..., 1] - s[..., 1] * t[..., 0]).sum(axis=-1) / norm
+    rotation = np.stack([np.stack([a, -b], -1), np.stack([b, a], -1)], -2)  # (N, 2, 2)
+    shift = target_mean[..., 0, :] - np.einsum("nij,nj->ni", rotation, source_mean[..., 0, :])
+    return np.concatenate([rotation, shift[..., None]], axis=-1)
+
+
+def align_faces(images: Sequence[np.ndarray], landmarks: Sequence[np.ndarray], output_size: int = 112,
+                max_pixels: int = 1 << 22) -> list[np.ndarray]:
+    """`align_face` for every face of every image at once: `images` uint8 (H, W, 3), `landmarks[i]` (faces, 5, 2) of
+    image i -> one uint8 (faces, output_size, output_size, 3) array per image.
+
+    Same-sized images are stacked (at most `max_pixels` pixels per stack) and sampled in one `grid_sample` call, with
+    PIL's conventions so the crops equal `align_face`'s up to a rare off-by-one from float rounding: output pixel
+    centres map through the template->image similarity, points outside the image are black, inside ones are bilinear
+    with edge clamping, and the value is truncated to uint8."""
+    template = ARCFACE_TEMPLATE_112 * (output_size / 112.0)
+    results = [np.zeros((len(points), output_size, output_size, 3), np.uint8) for points in landmarks]
+    centres = np.arange(output_size, dtype=np.float64) + 0.5
+    ys, xs = np.meshgrid(centres, centres, indexing="ij")
+    pixel_centres = np.stack([xs, ys, np.ones_like(xs)], axis=-1)  # (S, S, 3)
+    for group in size_groups(images, max_pixels):
+        group = [index for index in group if len(landmarks[index])]
+        if not group:
+            continue
+        height, width = images[group[0]].shape[:2]
+        most = max(len(landmarks[index]) for index in group)
+        # every face's sampling positions in image pixels, (images, most faces, S, S, 2); missing faces stay outside
+        positions = np.full((len(group), most, output_size, output_size, 2), -1.0)
+        for row, index in enumerate(group):
+            inverse = similarity_transforms(template, np.asarray(landmarks[index], np.float64))
+            positions[row, : len(inverse)] = np.einsum("fij,yxj->fyxi", inverse, pixel_centres)
+        inside = ((positions >= 0) & (positions < np.array([width, height]))).all(-1)
+        grid = positions / np.array([width, height]) * 2 - 1  # align_corners=False: pixel u sits at 2u / W - 1
+        grid = torch.from_numpy(grid.reshape(len(group), most * output_size, output_size, 2)).float()
+        stack = torch.from_numpy(np.stack([images[index] for index in group])).permute(0, 3, 1, 2).float()
+        sampled = F.grid_sample(stack, grid, mode="bilinear", padding_mode="border", align_corners=False)
+        sampled = sampled.reshape(len(group), 3, most, output_size, output_size).permute(0, 2, 3, 4, 1).numpy()
+        # PIL truncates; the epsilon absorbs float32 landing just under an integer PIL computes exactly
+        crops = np.floor(sampled + 1e-4).clip(0, 255).astype(np.uint8) * inside[..., None]
+        for row, index in enumerate(group):
+            results[index] = crops[row, : len(landmarks[index])]
+    return results
+
+
 def align_face(image: Image.Image, landmarks: np.ndarray, output_size: int = 112) -> np.ndarray:
     """Warps `image` so the five `landmarks` (5, 2) land on the ArcFace template scaled to `output_size`; returns
     (output_size, output_size, 3) uint8."""
@@ -130,7 +188,7 @@ def _default_detector(cache_dir: str | None) -> MTCNN:
 def detect_and_align(
     images,
     output_size: int = 112,
-    detector: MTCNN | None = None,
+    detector: MTCNN | OnnxMTCNN | None = None,
     cache_dir: str | Path | None = None,
     max_faces: int | None = None,
 ) -> list[FaceDetections]:
@@ -140,7 +198,9 @@ def detect_and_align(
         images: one image or a list/tuple of images; each a `PIL.Image.Image` or a numpy uint8 array (H, W, 3) RGB
             (or (H, W) grey).
         output_size: side of the aligned square crops (the template is scaled from 112).
-        detector: an `MTCNN`; by default the converted facenet-pytorch weights from the prior cache.
+        detector: an `MTCNN` (or an `OnnxMTCNN`); by default the converted facenet-pytorch weights from the prior
+            cache. All images are detected together (`detect_batch`; a detector with only MTCNN's one-image
+            `detect` is called image by image) and all faces aligned together (`align_faces`).
         cache_dir: prior cache (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`) used when `detector` is None.
         max_faces: keep at most this many faces per image (highest scores first); None keeps all.
 
@@ -162,16 +222,15 @@ def detect_and_align(
     if detector is None:
         detector = _default_detector(None if cache_dir is None else str(cache_dir))
 
-    results = []
-    for array in arrays:
-        boxes, scores, landmarks = detector.detect(array)
-        if max_faces is not None:
-            boxes, scores, landmarks = boxes[:max_faces], scores[:max_faces], landmarks[:max_faces]
-        picture = Image.fromarray(array)
-        faces = np.stack([align_face(picture, points, output_size) for points in landmarks]) if len(boxes) else (
-            np.zeros((0, output_size, output_size, 3), np.uint8)
-        )
-        results.append(FaceDetections(boxes=boxes, scores=scores, landmarks=landmarks, faces=faces))
+    if hasattr(detector, "detect_batch"):
+        found = detector.detect_batch(arrays)
+    else:  # any object with MTCNN's one-image `detect` (a stand-in, an older detector) still works
+        found = [detector.detect(array) for array in arrays]
+    if max_faces is not None:
+        found = [(boxes[:max_faces], scores[:max_faces], points[:max_faces]) for boxes, scores, points in found]
+    faces = align_faces(arrays, [points for _, _, points in found], output_size)
+    results = [FaceDetections(boxes=boxes, scores=scores, landmarks=points, faces=crops)
+               for (boxes, scores, points), crops in zip(found, faces)]
     return results
 
 
@@ -182,8 +241,11 @@ __all__ = [
     "MTCNNONet",
     "MTCNNPNet",
     "MTCNNRNet",
+    "OnnxMTCNN",
     "align_face",
+    "align_faces",
     "detect_and_align",
     "nms",
     "similarity_transform",
+    "similarity_transforms",
 ]

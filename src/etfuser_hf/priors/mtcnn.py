@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,8 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
+
+from .box_ops import area_crops, batched_nms, nms, summed_area_table
 
 MTCNN_DEFAULTS = {"min_face_size": 20.0, "thresholds": [0.6, 0.7, 0.7], "factor": 0.709}
 
@@ -83,28 +85,6 @@ class MTCNNONet(nn.Module):
         return self.dense6_2(hidden), self.dense6_3(hidden), self.dense6_1(hidden).softmax(dim=1)
 
 
-def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str = "union") -> torch.Tensor:
-    """Greedy non-maximum suppression. `boxes` (N, 4) as x1, y1, x2, y2; returns the kept indices, best first.
-    `mode="min"` divides the intersection by the smaller area instead of the union (MTCNN's last stage)."""
-    if mode not in ("union", "min"):
-        raise ValueError(f"mode: expected 'union' or 'min', got {mode!r}.")
-    areas = (boxes[:, 2] - boxes[:, 0]).clamp(min=0) * (boxes[:, 3] - boxes[:, 1]).clamp(min=0)
-    order = scores.argsort(descending=True)
-    keep = []
-    while order.numel() > 0:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        top_left = torch.maximum(boxes[best, :2], boxes[rest, :2])
-        bottom_right = torch.minimum(boxes[best, 2:], boxes[rest, 2:])
-        intersection = (bottom_right - top_left).clamp(min=0).prod(dim=1)
-        if mode == "min":
-            overlap = intersection / torch.minimum(areas[best], areas[rest]).clamp(min=1e-12)
-        else:
-            overlap = intersection / (areas[best] + areas[rest] - intersection).clamp(min=1e-12)
-        order = rest[overlap <= threshold]
-    return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)
-
-
 def _apply_offsets(boxes: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
     """Bounding-box regression: offsets are fractions of the box width/height added to each corner."""
     size = (boxes[:, 2:4] - boxes[:, 0:2]).repeat(1, 2)
@@ -135,7 +115,8 @@ def _crops(image: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
 
 class MTCNN(nn.Module):
     """The P/R/O-Net cascade. `detect(image)` takes one RGB uint8 image (H, W, 3) and returns boxes (N, 4), scores
-    (N,) and landmarks (N, 5, 2) as float32 numpy arrays in image pixel coordinates, best score first."""
+    (N,) and landmarks (N, 5, 2) as float32 numpy arrays in image pixel coordinates, best score first.
+    `detect_batch(images)` gives the same for many images, running each network over all of them at once."""
 
     def __init__(self, min_face_size: float = 20.0, thresholds: Sequence[float] = (0.6, 0.7, 0.7), factor: float = 0.709):
         super().__init__()
@@ -213,3 +194,99 @@ class MTCNN(nn.Module):
         boxes = _apply_offsets(boxes, offsets)
         keep = nms(boxes, scores, 0.7, mode="min")
         return boxes[keep].float().numpy(), scores[keep].float().numpy(), landmarks[keep].float().numpy()
+
+    def detect_batch(self, images: Sequence[np.ndarray], max_pixels: int = 1 << 22
+                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """`detect` for a list of RGB uint8 images (any sizes): see `detect_batch` below."""
+        return detect_batch(self, images, max_pixels)
+
+
+def size_groups(images: Sequence[np.ndarray], max_pixels: int) -> list[list[int]]:
+    """Indices of same-sized images (they stack into one PNet batch), split so no batch exceeds `max_pixels`."""
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for index, image in enumerate(images):
+        by_size.setdefault(tuple(image.shape[:2]), []).append(index)
+    groups = []
+    for (height, width), members in by_size.items():
+        step = max(1, max_pixels // (height * width))
+        groups.extend(members[start:start + step] for start in range(0, len(members), step))
+    return groups
+
+
+def _crops_of(tables: dict[int, np.ndarray], boxes: torch.Tensor, owners: torch.Tensor, size: int) -> torch.Tensor:
+    """`area_crops` for boxes of many images: one gather per image, the crops in the order of `boxes`."""
+    crops = np.zeros((boxes.shape[0], 3, size, size), np.float32)
+    owned = owners.numpy()
+    for owner in np.unique(owned).tolist():
+        mine = owned == owner
+        crops[mine] = area_crops(tables[owner], boxes[torch.from_numpy(mine)], size)
+    return torch.from_numpy(crops)
+
+
+@torch.no_grad()
+def detect_batch(detector: MTCNN, images: Sequence[np.ndarray], max_pixels: int = 1 << 22,
+                 nets: tuple[Callable, Callable, Callable] | None = None
+                 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`detector.detect` for many images at once: PNet runs once per pyramid scale over each stack of same-sized
+    images (at most `max_pixels` input pixels per stack, which bounds memory on large frames), RNet and ONet once over
+    the candidates of all images, and every suppression step handles all images in one `batched_nms` call.
+
+    Returns one `(boxes (N, 4), scores (N,), landmarks (N, 5, 2))` float32 tuple per image, best score first, equal to
+    `detector.detect(image)` up to float rounding. `nets` replaces `(detector.pnet, detector.rnet, detector.onet)` by
+    callables with the same inputs and outputs (`mtcnn_onnx.OnnxMTCNN` passes onnxruntime sessions)."""
+    pnet, rnet, onet = nets or (detector.pnet, detector.rnet, detector.onet)
+    dtype = torch.float32 if nets else detector.pnet.conv1.weight.dtype
+    arrays = [np.ascontiguousarray(image) for image in images]  # uint8 (H, W, 3)
+    images = [torch.from_numpy(np.array(image, copy=True)) for image in arrays]
+    empty = (np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0, 5, 2), np.float32))
+    if not images:
+        return []
+
+    # Stage 1: PNet over each stack's image pyramid proposes windows; suppression per image and scale.
+    proposals, owners = [], []
+    for group in size_groups(images, max_pixels):
+        stack = (torch.stack([images[index] for index in group]).permute(0, 3, 1, 2).to(dtype) - 127.5) / 128.0
+        members = torch.tensor(group)
+        height, width = stack.shape[2:]
+        for scale in detector._scales(height, width):
+            scaled = F.interpolate(stack, size=(math.ceil(height * scale), math.ceil(width * scale)), mode="area")
+            offsets, probs = pnet(scaled)
+            images_, rows, cols = torch.nonzero(probs[:, 1] >= detector.thresholds[0], as_tuple=True)
+            if rows.numel() == 0:
+                continue
+            corners = torch.stack([cols, rows], dim=1).to(dtype) * 2
+            boxes = torch.cat([corners, corners + 12], dim=1) / scale
+            scores = probs[images_, 1, rows, cols]
+            candidates = torch.cat([boxes, scores[:, None], offsets[images_, :, rows, cols]], dim=1)
+            keep = batched_nms(boxes, scores, members[images_], 0.5)
+            proposals.append(candidates[keep])
+            owners.append(members[images_][keep])
+    if not proposals:
+        return [empty for _ in images]
+    candidates, owners = torch.cat(proposals), torch.cat(owners)
+    keep = batched_nms(candidates[:, :4], candidates[:, 4], owners, 0.7)
+    candidates, owners = candidates[keep], owners[keep]
+    boxes = _squarify(_apply_offsets(candidates[:, :4], candidates[:, 5:9]))
+    # RNet's and ONet's crops come from one summed-area table per image (the images that still have candidates)
+    tables = {owner: summed_area_table(arrays[owner]) for owner in owners.unique().tolist()}
+
+    # Stage 2: RNet rescores and refines 24x24 crops of every image's candidates in one call.
+    offsets, probs = rnet(_crops_of(tables, boxes, owners, 24))  # never empty: stage 1 kept at least one window
+    keep = probs[:, 1] > detector.thresholds[1]
+    boxes, scores, offsets, owners = boxes[keep], probs[keep, 1], offsets[keep], owners[keep]
+    keep = batched_nms(boxes, scores, owners, 0.7)
+    boxes, owners = _squarify(_apply_offsets(boxes[keep], offsets[keep])), owners[keep]
+    if boxes.shape[0] == 0:
+        return [empty for _ in images]
+
+    # Stage 3: ONet gives the final score, box and five landmarks from 48x48 crops, again in one call.
+    offsets, points, probs = onet(_crops_of(tables, boxes, owners, 48))
+    keep = probs[:, 1] > detector.thresholds[2]
+    boxes, scores, offsets, points, owners = boxes[keep], probs[keep, 1], offsets[keep], points[keep], owners[keep]
+    size = boxes[:, 2:4] - boxes[:, 0:2]
+    landmarks = torch.stack([points[:, :5], points[:, 5:]], dim=2) * size[:, None, :] + boxes[:, None, 0:2]
+    boxes = _apply_offsets(boxes, offsets)
+    keep = batched_nms(boxes, scores, owners, 0.7, mode="min")  # best first, so each image's share is too
+    boxes, scores, landmarks = boxes[keep].float().numpy(), scores[keep].float().numpy(), landmarks[keep].float().numpy()
+    owners = owners[keep].numpy()
+    return [(boxes[owners == index], scores[owners == index], landmarks[owners == index]) for index in range(len(images))]
