@@ -277,6 +277,14 @@ def test_every_registered_variant_builds_and_trains_a_step(faces, processor):
         assert len(model.etfuser.priors) == expected_priors, name
 
 
+@pytest.fixture
+def empty_working_folder(tmp_path, monkeypatch):
+    """The main job's flags parsed from an empty folder: the default --output-dir, runs/etfuser-synthetic, may hold
+    the user's own earlier run, which parsing rightly refuses to write into."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
 def test_register_variant_refuses_duplicates_and_unknown_groups():
     with pytest.raises(ValueError, match="already registered"):
         register_variant("mask-isolated", "again", attention_mask_strategy="isolated")
@@ -285,7 +293,7 @@ def test_register_variant_refuses_duplicates_and_unknown_groups():
     assert "new-one" not in VARIANTS
 
 
-def test_the_flags_select_protocol_rows_and_registry_entries():
+def test_the_flags_select_protocol_rows_and_registry_entries(empty_working_folder):
     from etfuser_hf.training.main import parse_args, protocol_rows
     from etfuser_hf.training.tasks import SYNTHETIC_TASKS
 
@@ -366,7 +374,7 @@ def _manifest(folder, rows):
     return folder / "labels.csv"
 
 
-def test_load_splits_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
+def test_load_splits_encodes_manifest_labels_and_reports_bad_rows(tmp_path, empty_working_folder):
     from etfuser_hf.data.face_datasets import FaceDatasetError
     from etfuser_hf.training.main import load_splits, parse_args
     from etfuser_hf.training.tasks import resolve_tasks
@@ -390,7 +398,7 @@ def test_load_splits_encodes_manifest_labels_and_reports_bad_rows(tmp_path):
         splits_of(["--dataset", str(good), "--task", "mood", "--multitask", "pose"])
 
 
-def test_multitask_columns_must_be_class_labels():
+def test_multitask_columns_must_be_class_labels(empty_working_folder):
     from etfuser_hf.training.main import load_splits, parse_args
     from etfuser_hf.training.tasks import resolve_tasks
 
