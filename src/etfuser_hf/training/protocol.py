@@ -95,12 +95,13 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
     trained = apply_lora(model, context.lora_rank) if context.lora_rank and row.name == MAIN_ROW else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"
     resume = context.resume and any(checkpoints.glob("checkpoint-*"))
+    settings = {"learning_rate": task.row_learning_rate(row.name), **context.run_settings, "seed": seed, "data_seed": seed}
+    if learning_rate is not None:  # a sweep's candidate rate wins over every other
+        settings["learning_rate"] = learning_rate
     result, _ = train_variant(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
-        test_dataset=context.splits["test"] if evaluate_test else None,
-        **{"learning_rate": task.row_learning_rate(row.name), **context.run_settings, "seed": seed, "data_seed": seed,
-           **({"learning_rate": learning_rate} if learning_rate is not None else {})})
+        test_dataset=context.splits["test"] if evaluate_test else None, **settings)
     result.params = count_parameters(model)
     if trained is not model:
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
