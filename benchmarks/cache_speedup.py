@@ -23,6 +23,7 @@ from transformers import Trainer, TrainerCallback
 
 from etfuser_hf import ETFuserImageProcessor
 from etfuser_hf.data.synthetic_faces import EXPRESSIONS, make_synthetic_faces
+from etfuser_hf.models.fusion_modes import fusion_mode_properties
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.feature_cache import PriorFeatureCache
@@ -62,18 +63,19 @@ def main() -> None:
     data = make_synthetic_faces(args.num_images, image_size=112, seed=0)
     processor = ETFuserImageProcessor(size={"height": 112, "width": 112})
     torch.manual_seed(0)
-    overrides = {"fusion_mode": args.fusion_mode, **({"backbone": None} if args.fusion_mode == "priors_only" else {})}
+    reads_pixels = fusion_mode_properties(args.fusion_mode).canonical_model
+    overrides = {"fusion_mode": args.fusion_mode, **({} if reads_pixels else {"backbone": None})}
     model = build_etfuser_from_face_priors(prior_dirs, EXPRESSIONS, image_size=112, **overrides)
     initial = {key: value.clone() for key, value in model.state_dict().items()}
     without_collator = FaceCollator(processor, "expression", len(EXPRESSIONS), use_cached_features=False)
     with_collator = FaceCollator(processor, "expression", len(EXPRESSIONS),
-                                 include_pixel_values=args.fusion_mode != "priors_only")
+                                 include_pixel_values=reads_pixels)
     timings = {"without": [], "with": []}
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
         cached = PriorFeatureCache(model, processor, folder)(data)
         build = time.perf_counter() - start
-        if args.fusion_mode == "priors_only":  # nothing reads the pixels any more: do not decode them
+        if not reads_pixels:  # only the canonical model reads the pixels past the cache: do not decode them
             cached = cached.remove_columns(["image"])
         # interleaved repeats, best of each: a shared machine's load spikes inflate single timings
         for _ in range(args.repeats):

@@ -11,6 +11,9 @@ from transformers import (
     AutoModelForImageClassification,
 )
 
+# the class itself: `transformers.AutoVideoProcessor` is a placeholder that needs torchvision just to be registered with
+from transformers.models.auto.video_processing_auto import AutoVideoProcessor
+
 from .models.configuration_etfuser import EncoderSpec, ETFuserConfig
 from .models.configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
 from .models.image_processing_etfuser import ETFuserImageProcessor
@@ -41,6 +44,11 @@ def _register() -> None:
     AutoModel.register(ETFuserConfig, ETFuserModel, exist_ok=True)
     AutoModelForImageClassification.register(ETFuserConfig, ETFuserForImageClassification, exist_ok=True)
     AutoImageProcessor.register(ETFuserConfig, slow_image_processor_class=ETFuserImageProcessor, exist_ok=True)
+    # ET-Fuser has no video processor, and registering none says so: the pipeline probes for one, derives
+    # "ETFuserVideoProcessor" from the image processor's auto_map, and without a local entry for ETFuserConfig it would
+    # ask whether to run the folder's code (`input()`, which blocks a notebook). With it, the probe resolves locally
+    # and finds nothing, as for any image-only model of transformers.
+    AutoVideoProcessor.register(ETFuserConfig, video_processor_classes={}, exist_ok=True)
     for model_type, config_class in FACE_PRIOR_CONFIG_CLASSES.items():
         AutoConfig.register(model_type, config_class, exist_ok=True)
         AutoModel.register(config_class, FACE_PRIOR_MODEL_CLASSES[model_type], exist_ok=True)

@@ -168,7 +168,10 @@ def test_trust_remote_code_load_without_the_package(tmp_path, pixel_values):
     ETFuserImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     saved = json.loads((folder / "config.json").read_text())
     assert saved["auto_map"]["AutoModelForImageClassification"] == "modeling_etfuser.ETFuserForImageClassification"
-    torch.save(pixel_values, tmp_path / "inputs.pt")
+    # every module the remote-code set imports relatively is copied (custom_object_save follows the relative imports)
+    assert {"fusion_modes.py", "input_checks.py", "losses.py", "encoders.py"} <= {p.name for p in folder.glob("*.py")}
+    labels = torch.arange(pixel_values.shape[0]) % model.config.num_labels
+    torch.save({"pixel_values": pixel_values, "labels": labels}, tmp_path / "inputs.pt")
     script = textwrap.dedent(f"""
         import importlib.abc, sys, torch
 
@@ -191,14 +194,22 @@ def test_trust_remote_code_load_without_the_package(tmp_path, pixel_values):
         processor = AutoImageProcessor.from_pretrained(folder, trust_remote_code=True)
         assert type(processor).__name__ == "ETFuserImageProcessor", type(processor)
         inputs = torch.load({str(tmp_path / 'inputs.pt')!r}, weights_only=True)
-        torch.save(model.eval()(inputs).logits, {str(tmp_path / 'remote.pt')!r})
+        outputs = model.eval()(**inputs)  # the loss (losses.py) and the input checks (input_checks.py) run here
+        try:
+            model(inputs["pixel_values"] * 1e30)
+            raise AssertionError("huge pixel values must be refused")
+        except ValueError as error:
+            assert "largest 16-bit pixel value" in str(error), error
+        torch.save({{"logits": outputs.logits, "loss": outputs.loss}}, {str(tmp_path / 'remote.pt')!r})
     """)
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env["HF_MODULES_CACHE"] = str(tmp_path / "modules")
     # without PYTHONPATH the repository's src/ is not on the path; an installed copy is hidden by the finder above
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path, env=env)
     remote = torch.load(tmp_path / "remote.pt", weights_only=True)
-    assert (remote - model(pixel_values).logits).abs().max() <= 1e-5
+    local = model(pixel_values, labels=labels)
+    assert (remote["logits"] - local.logits).abs().max() <= 1e-5
+    torch.testing.assert_close(remote["loss"], local.loss, rtol=1e-5, atol=1e-6)
 
 
 def test_from_priors_pretrained_assembles_one_self_contained_checkpoint(tmp_path, pixel_values):
@@ -337,6 +348,33 @@ def test_image_classification_pipeline_returns_labelled_scores(tmp_path):
     image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
     predictions = classifier(image, top_k=5)
     assert {p["label"] for p in predictions} == set(labels)
+    assert sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_pipeline_on_the_quick_start_folder_never_asks_to_run_custom_code(tmp_path, monkeypatch):
+    """The README quick start's folder (`from_priors_pretrained` with a saved ViT prior, ETFuserImageProcessor beside
+    it). The pipeline also probes for a video processor; with the package imported that probe must resolve locally,
+    not ask "Do you wish to run the custom code? [y/N]" (which blocks a notebook)."""
+    torch.manual_seed(0)
+    ViTModel(tiny_vit_config()).save_pretrained(tmp_path / "prior")
+    model = ETFuserForImageClassification.from_priors_pretrained(
+        priors={"identity": tmp_path / "prior"}, backbone=tiny_vit_config(num_hidden_layers=2), image_size=32,
+        num_labels=3, hidden_size=32, num_attention_heads=4, intermediate_size=64, fusion_mode="prepend_token")
+    model.save_pretrained(tmp_path / "et-fuser")
+    ETFuserImageProcessor(size={"height": 32, "width": 32}).save_pretrained(tmp_path / "et-fuser")
+    questions = []
+
+    def no_questions(prompt: str = "") -> str:
+        # recorded as well as raised: the pipeline swallows a failing optional component, the error alone would pass
+        questions.append(prompt)
+        raise AssertionError(f"input() was called: {prompt}")
+
+    monkeypatch.setattr("builtins.input", no_questions)
+    classifier = pipeline("image-classification", model=str(tmp_path / "et-fuser"))
+    image = PIL.Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    predictions = classifier(image, top_k=3)
+    assert questions == []
+    assert {p["label"] for p in predictions} == {"LABEL_0", "LABEL_1", "LABEL_2"}
     assert sum(p["score"] for p in predictions) == pytest.approx(1.0, abs=1e-4)
 
 

@@ -20,13 +20,11 @@ from transformers.image_utils import (
 )
 
 from .configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
+from .fusion_modes import FUSION_MODES, FusionMode, fusion_mode_properties
 
 FEATURE_CHOICES = ("pooled", "cls", "mean", "topk", "logits")
 COLOR_MODES = ("rgb", "bgr", "grayscale")
 ATTENTION_MASK_STRATEGIES = ("full", "ensemble_reads_priors", "isolated")
-FUSION_MODES = ("prepend_token", "add_to_pooled", "concat_before_head", "concat_priors", "priors_only", "none")
-# modes that work with any backbone (CNN or transformer); prepend_token needs a token-sequence backbone
-POOLED_FUSION_MODES = ("add_to_pooled", "concat_before_head", "concat_priors")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
 REGRESSION_LOSSES = ("mse", "l1", "smooth_l1")
 LANDMARK_LOSSES = ("l1", "mse", "smooth_l1", "wing")
@@ -296,7 +294,8 @@ class _EncoderSubConfigs:
         backbone = state.get("backbone")
         if isinstance(backbone, EncoderSpec):
             sub_configs["backbone_config"] = type(backbone.config)
-        if state.get("fusion_mode") != "none":
+        fusion = FUSION_MODES.get(state.get("fusion_mode"))  # None while the dataclass __init__ runs
+        if fusion is None or fusion.runs_priors:
             for name, spec in (state.get("priors") or {}).items():
                 if isinstance(spec, EncoderSpec):  # not yet coerced while the dataclass __init__ runs
                     sub_configs[f"{name}{PRIOR_SUB_CONFIG_SUFFIX}"] = type(spec.config)
@@ -420,9 +419,10 @@ class ETFuserConfig(PreTrainedConfig):
         for name in self.priors:
             if not isinstance(name, str) or not _PRIOR_NAME.match(name):
                 raise ValueError(f"priors: prior name {name!r} must be a Python identifier (letters, digits, '_').")
-        if self.fusion_mode == "priors_only":
+        if not fusion_mode_properties(self.fusion_mode).canonical_model:
             if self.backbone is not None:
-                raise ValueError("backbone must be None when fusion_mode='priors_only' (the fusion module is the model).")
+                raise ValueError(f"backbone must be None when fusion_mode={self.fusion_mode!r} (the fusion module is "
+                                 "the model).")
         else:
             backbone = self.backbone if self.backbone is not None else {"model_type": "vit"}
             self.backbone = EncoderSpec.coerce(backbone, where="backbone", frozen=False)
@@ -444,7 +444,7 @@ class ETFuserConfig(PreTrainedConfig):
     def _check_choices(self) -> None:
         choices = {
             "attention_mask_strategy": ATTENTION_MASK_STRATEGIES,
-            "fusion_mode": FUSION_MODES,
+            "fusion_mode": tuple(FUSION_MODES),
             "landmark_loss": LANDMARK_LOSSES,
             "regression_loss": REGRESSION_LOSSES,
         }
@@ -471,10 +471,8 @@ class ETFuserConfig(PreTrainedConfig):
         if isinstance(self.backbone_learning_rate_scale, bool) or not self.backbone_learning_rate_scale > 0:
             raise ValueError(f"backbone_learning_rate_scale must be a positive number, got "
                              f"{self.backbone_learning_rate_scale!r}.")
-        if self.fusion_mode == "concat_priors" and not self.priors:
-            raise ValueError("fusion_mode='concat_priors' needs at least one prior in `priors`.")
-        if self.fusion_mode == "priors_only" and not self.priors:
-            raise ValueError("fusion_mode='priors_only' needs at least one prior in `priors`.")
+        if self.fusion_properties.needs_priors and not self.priors:
+            raise ValueError(f"fusion_mode={self.fusion_mode!r} needs at least one prior in `priors`.")
 
     sub_configs = _EncoderSubConfigs()
 
@@ -493,6 +491,11 @@ class ETFuserConfig(PreTrainedConfig):
         if "transformers_version" in config_dict and "fusion_gate" not in config_dict and "fusion_gate" not in kwargs:
             config_dict = {**config_dict, "fusion_gate": False}
         return super().from_dict(config_dict, **kwargs)
+
+    @property
+    def fusion_properties(self) -> FusionMode:
+        """What `fusion_mode` builds and how it fuses (its entry of `fusion_modes.FUSION_MODES`)."""
+        return FUSION_MODES[self.fusion_mode]
 
     @property
     def backbone_config(self) -> PreTrainedConfig | None:

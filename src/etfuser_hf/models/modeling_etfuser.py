@@ -1,15 +1,15 @@
 """PyTorch ET-Fuser: frozen task priors -> projected prior tokens -> ensemble-token self-attention -> fusion into a
 trainable task backbone -> task heads.
 
-Reading order: outputs, encoder plumbing (input adapters and feature selection), fusion embeddings, fusion layers,
-the pretrained base, the base model, the shared loss helper and the task heads.
+Reading order: outputs, fusion embeddings, fusion layers, the pretrained base, the base model and the task heads.
+Beside it: how each `fusion_mode` builds and fuses (fusion_modes.py), the encoders' input views and feature selection
+(encoders.py), the eager input checks (input_checks.py) and the heads' shared loss (losses.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import warnings
 from collections.abc import Callable, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -26,10 +26,9 @@ from transformers.core_model_loading import WeightRenaming, rename_source_key
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
-from transformers.utils.import_utils import is_tracing
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_etfuser import POOLED_FUSION_MODES, PRIOR_SUB_CONFIG_SUFFIX, EncoderSpec, ETFuserConfig
+from .configuration_etfuser import PRIOR_SUB_CONFIG_SUFFIX, EncoderSpec, ETFuserConfig
 from .encoders import (
     build_encoder,
     load_pretrained_encoder,
@@ -38,6 +37,9 @@ from .encoders import (
     select_feature_tokens,
     supported_attn_implementation,
 )
+from .fusion_modes import POOLED_FUSION_MODES
+from .input_checks import check_inputs
+from .losses import compute_task_loss, infer_problem_type, normalized_mean_error
 from .modeling_auxiliary import ETFuserAuxiliaryTasks
 
 logger = logging.get_logger(__name__)
@@ -143,11 +145,6 @@ class ETFuserLandmarkOutput(ModelOutput):
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
     prior_attention: torch.FloatTensor | None = None
-
-
-# ----------------------------------------------------------------------------------------------------------------------
-# Encoder plumbing: one pixel_values input, a view of it per encoder, and the feature tokens each encoder gives
-# ----------------------------------------------------------------------------------------------------------------------
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -520,22 +517,6 @@ class ETFuserConcatPriors(nn.Module):
         return self.dropout(self.activation(self.dense(prior_tokens.flatten(1))))
 
 
-def check_pixel_values(pixel_values: torch.Tensor) -> None:
-    """Eager checks of `pixel_values` (batch, 3, H, W): a non-empty batch of finite values; a `UserWarning` when they
-    reach past 1 (0..255 pixels where RGB in [0, 1] is expected). One min/max reduction over the batch."""
-    if pixel_values.shape[0] == 0:
-        raise ValueError(f"pixel_values: got an empty batch, shape {tuple(pixel_values.shape)}; expected at least "
-                         "one image (batch, 3, height, width).")
-    low, high = torch.aminmax(pixel_values.detach())
-    low, high = float(low), float(high)
-    if not (torch.isfinite(torch.tensor([low, high])).all()):  # NaN propagates through min/max; inf lands there
-        bad = int((~torch.isfinite(pixel_values)).sum())
-        raise ValueError(f"pixel_values: expected finite values (RGB in [0, 1]), got {bad} NaN or inf value(s).")
-    if high > 1.01:
-        warnings.warn(f"pixel_values reach {high:g}, but ET-Fuser expects RGB in [0, 1] (0..255 pixels? divide by "
-                      "255, or use ETFuserImageProcessor).", UserWarning, stacklevel=4)
-
-
 class ETFuserModel(ETFuserPreTrainedModel):
     """Runs the frozen priors, fuses their tokens with the ensemble token(s) and fuses the result into the backbone
     (the canonical task model).
@@ -545,27 +526,31 @@ class ETFuserModel(ETFuserPreTrainedModel):
 
     def __init__(self, config: ETFuserConfig):
         super().__init__(config)
-        mode = config.fusion_mode
-        # the "none" baseline is the backbone alone: no prior weights, no fusion module
-        fused_priors = {} if mode == "none" else config.priors
+        fusion = config.fusion_properties
+        # a mode without priors (the "none" baseline) is the backbone alone: no prior weights, no fusion module
+        fused_priors = config.priors if fusion.runs_priors else {}
         self.priors = nn.ModuleDict({name: build_encoder(spec) for name, spec in fused_priors.items()})
-        self.embeddings = ETFuserEmbeddings(config) if mode != "none" else None
-        self.fusion = ETFuserFusion(config) if mode not in ("none", "concat_priors") else None
-        self.concat_priors = ETFuserConcatPriors(config) if mode == "concat_priors" else None
+        self.embeddings = ETFuserEmbeddings(config) if fusion.runs_priors else None
+        self.fusion = ETFuserFusion(config) if fusion.runs_priors and fusion.ensemble_token else None
+        concatenates_priors = fusion.runs_priors and not fusion.ensemble_token
+        self.concat_priors = ETFuserConcatPriors(config) if concatenates_priors else None
         self.backbone = build_encoder(config.backbone) if config.backbone is not None else None
         self.backbone_embeddings_path: str | None = None  # a path, not a module: a second reference would be saved twice
         self.ensemble_to_backbone = self.fusion_gate = None
         backbone_width = config.backbone.feature_dim if config.backbone is not None else 0
-        if mode == "prepend_token":
+        if fusion.into_token_sequence:
             self.backbone_embeddings_path = self._token_backbone_embeddings()
             backbone_width = config.backbone.config.hidden_size
-        if mode in ("prepend_token", "add_to_pooled"):
+        if fusion.projects_to_backbone:
             self.ensemble_to_backbone = nn.Linear(config.hidden_size, backbone_width)
             if config.fusion_gate:
                 self.fusion_gate = nn.Parameter(torch.zeros(backbone_width))
-        widths = {"concat_before_head": backbone_width + config.hidden_size, "priors_only": config.hidden_size,
-                  "concat_priors": backbone_width + config.hidden_size}
-        self.fused_size = widths.get(mode, config.backbone.feature_dim if config.backbone is not None else 0)
+        if not fusion.canonical_model:
+            self.fused_size = config.hidden_size
+        elif fusion.at_pooled == "concat":
+            self.fused_size = config.backbone.feature_dim + config.hidden_size
+        else:
+            self.fused_size = config.backbone.feature_dim
         self.post_init()
         self.freeze_priors()
 
@@ -574,8 +559,8 @@ class ETFuserModel(ETFuserPreTrainedModel):
         model_type = self.config.backbone.config.model_type
         if model_type not in TOKEN_SEQUENCE_BACKBONES:
             raise ValueError(
-                f"fusion_mode='prepend_token' needs a token-sequence backbone {TOKEN_SEQUENCE_BACKBONES}, got "
-                f"{model_type!r}; use one of {POOLED_FUSION_MODES}, which work with any backbone."
+                f"fusion_mode={self.config.fusion_mode!r} needs a token-sequence backbone {TOKEN_SEQUENCE_BACKBONES}, "
+                f"got {model_type!r}; use one of {POOLED_FUSION_MODES}, which work with any backbone."
             )
         return next(path for path, _ in self.backbone.named_modules() if path.split(".")[-1] == "embeddings")
 
@@ -614,7 +599,8 @@ class ETFuserModel(ETFuserPreTrainedModel):
 
         def insert(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
             if not isinstance(output, torch.Tensor) or output.dim() != 3:
-                raise ValueError("fusion_mode='prepend_token': the backbone embeddings did not return (batch, L, D).")
+                raise ValueError(f"fusion_mode={self.config.fusion_mode!r}: the backbone embeddings did not return "
+                                 "(batch, L, D).")
             return torch.cat([output[:, :1], tokens.to(output.dtype), output[:, 1:]], dim=1)
 
         handle = self.backbone.get_submodule(self.backbone_embeddings_path).register_forward_hook(insert)
@@ -622,54 +608,6 @@ class ETFuserModel(ETFuserPreTrainedModel):
             yield
         finally:
             handle.remove()
-
-    def _check_inputs(self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None):
-        """Clear errors, naming the argument and what was expected, before any encoder runs."""
-        if prior_features is not None and self.config.fusion_mode != "none":
-            self._check_prior_features(prior_features)
-        if pixel_values is None:
-            if self.backbone is not None or prior_features is None:
-                raise ValueError("pixel_values is required (prior_features alone suffice only for fusion_mode='priors_only').")
-            return
-        if not isinstance(pixel_values, torch.Tensor):
-            raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; use ETFuserImageProcessor.")
-        if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
-            raise ValueError(
-                f"pixel_values must have shape (batch, 3, height, width) (RGB in [0, 1]), got {tuple(pixel_values.shape)}."
-            )
-        if not pixel_values.is_floating_point():
-            raise ValueError(f"pixel_values must be a float tensor in [0, 1], got dtype {pixel_values.dtype}.")
-        tracing = is_tracing(pixel_values)
-        if not tracing:  # value checks need a host sync: eager only, never under trace/export/compile
-            check_pixel_values(pixel_values)
-        if prior_features is not None and self.config.priors and self.config.fusion_mode != "none" and not tracing:
-            batch = prior_features[next(iter(self.config.priors))].shape[0]
-            if batch != pixel_values.shape[0]:
-                raise ValueError(f"prior_features hold {batch} images but pixel_values {pixel_values.shape[0]}; "
-                                 "expected the features of the same batch.")
-
-    def _check_prior_features(self, prior_features: Mapping[str, torch.Tensor]) -> None:
-        if not isinstance(prior_features, Mapping):
-            raise TypeError(f"prior_features must be a dict prior name -> tensor (what extract_prior_features returns), "
-                            f"got {type(prior_features).__name__}.")
-        missing = sorted(set(self.config.priors) - set(prior_features))
-        if missing:
-            raise ValueError(f"prior_features is missing priors {missing}; expected keys {list(self.config.priors)}.")
-        batch_sizes = []
-        for name, spec in self.config.priors.items():
-            features = prior_features[name]
-            expected = (spec.num_output_tokens, spec.feature_dim)
-            if not isinstance(features, torch.Tensor) or features.dim() != 3 or tuple(features.shape[1:]) != expected:
-                got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
-                raise ValueError(f"prior_features[{name!r}] must have shape (batch, {expected[0]}, {expected[1]}) "
-                                 f"(the prior's selected tokens, as extract_prior_features gives them), got {got}.")
-            batch_sizes.append(features.shape[0])
-        if not batch_sizes or is_tracing(prior_features[next(iter(self.config.priors))]):
-            return  # batch sizes are symbolic under export: comparing them would add guards, not catch mistakes
-        if len(set(batch_sizes)) > 1:
-            raise ValueError(f"prior_features: every prior needs the same batch size, got {sorted(set(batch_sizes))}.")
-        if batch_sizes[0] == 0:
-            raise ValueError("prior_features: got an empty batch; expected the features of at least one image.")
 
     def _fuse_priors(
         self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
@@ -698,18 +636,18 @@ class ETFuserModel(ETFuserPreTrainedModel):
 
     def _run_backbone(self, pixel_values: torch.Tensor, ensemble: torch.Tensor | None) -> torch.Tensor:
         """The canonical task model on `pixel_values`, with the ensemble token fused in: (batch, fused_size)."""
-        spec, mode = self.config.backbone, self.config.fusion_mode
+        spec, fusion = self.config.backbone, self.config.fusion_properties
         backbone_inputs = prepare_encoder_inputs(pixel_values, spec)
         with torch.no_grad() if spec.frozen else nullcontext():
-            if mode == "prepend_token":
+            if fusion.into_token_sequence:
                 with self._ensemble_tokens_in_backbone(self._ensemble_for_backbone(ensemble)):
                     backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
             else:
                 backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
         pooled = pool_tokens(select_feature_tokens(backbone_outputs, spec, "backbone"))
-        if mode == "add_to_pooled":
+        if fusion.at_pooled == "add":
             return pooled + pool_tokens(self._ensemble_for_backbone(ensemble)).to(pooled.dtype)
-        if mode in ("concat_before_head", "concat_priors"):
+        if fusion.at_pooled == "concat":
             return torch.cat([pooled, pool_tokens(ensemble).to(pooled.dtype)], dim=-1)
         return pooled
 
@@ -754,9 +692,9 @@ class ETFuserModel(ETFuserPreTrainedModel):
     ) -> ETFuserModelOutput:
         """The forward, under transformers' output capture (which reads `output_hidden_states`/`output_attentions`
         from the call or the config and adds the captured `hidden_states`/`attentions` to the output)."""
-        self._check_inputs(pixel_values, prior_features)
+        check_inputs(self.config, pixel_values, prior_features)
         fused = ETFuserModelOutput()
-        if self.config.fusion_mode != "none":
+        if self.config.fusion_properties.runs_priors:
             fused = self._fuse_priors(pixel_values, prior_features, bool(output_attentions))
         if self.backbone is None:
             pooled = pool_tokens(fused.ensemble_tokens)
@@ -766,70 +704,8 @@ class ETFuserModel(ETFuserPreTrainedModel):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Shared loss helper and task heads
+# Task heads (their losses: losses.py)
 # ----------------------------------------------------------------------------------------------------------------------
-
-
-def wing_loss(prediction: torch.Tensor, target: torch.Tensor, width: float = 0.1, curvature: float = 0.02) -> torch.Tensor:
-    """Wing loss (Feng et al., CVPR 2018) on normalised coordinates: log-shaped for small errors, L1 for large."""
-    error = (prediction - target).abs()
-    offset = width - width * torch.log1p(torch.tensor(width / curvature, dtype=error.dtype, device=error.device))
-    return torch.where(error < width, width * torch.log1p(error / curvature), error - offset).mean()
-
-
-def infer_problem_type(num_labels: int, labels: torch.Tensor) -> str:
-    """transformers' rule: one output -> regression; integer labels -> single-label; otherwise multi-label."""
-    if num_labels == 1:
-        return "regression"
-    if labels.dtype in (torch.long, torch.int, torch.int16, torch.int8, torch.uint8):
-        return "single_label_classification"
-    return "multi_label_classification"
-
-
-def compute_task_loss(
-    logits: torch.Tensor, labels: torch.Tensor, problem_type: str, loss_name: str | None = None
-) -> torch.Tensor:
-    """One loss for every head, chosen by `problem_type`.
-
-    Args:
-        logits: (batch, num_outputs) head output (for landmarks: (batch, K, 2) coordinates).
-        labels: class ids (batch,) for single-label; multi-hot (batch, num_labels) for multi-label; targets of the
-            logits' shape for regression and landmarks.
-        problem_type: `"single_label_classification"`, `"multi_label_classification"`, `"regression"` or `"landmarks"`.
-        loss_name: for regression `"mse" | "l1" | "smooth_l1"`; for landmarks also `"wing"`.
-    """
-    num_outputs = logits.shape[-1]
-    if problem_type == "single_label_classification":
-        if labels.dim() != 1 or labels.is_floating_point():
-            raise ValueError(f"labels for single-label classification must be integer class ids (batch,), got "
-                             f"{labels.dtype} of shape {tuple(labels.shape)}.")
-        invalid = ((labels < 0) & (labels != -100)) | (labels >= num_outputs)
-        if invalid.any():
-            raise ValueError(f"labels must be class ids in [0, {num_outputs}) (or -100 to ignore), got "
-                             f"{labels[invalid].tolist()}.")
-        return F.cross_entropy(logits.view(-1, num_outputs), labels.view(-1))
-    if problem_type == "multi_label_classification":
-        if labels.shape != logits.shape:
-            raise ValueError(f"multi-label labels must be multi-hot of shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
-        return F.binary_cross_entropy_with_logits(logits, labels.to(logits.dtype))
-    if problem_type in ("regression", "landmarks"):
-        target = labels.to(logits.dtype)
-        if num_outputs == 1 and problem_type == "regression" and target.dim() == 1:
-            target = target.unsqueeze(-1)
-        if target.shape != logits.shape:
-            raise ValueError(f"{problem_type} labels must have shape {tuple(logits.shape)}, got {tuple(labels.shape)}.")
-        losses = {"mse": F.mse_loss, "l1": F.l1_loss, "smooth_l1": F.smooth_l1_loss, "wing": wing_loss}
-        return losses[loss_name or "mse"](logits, target)
-    raise ValueError(f"unknown problem_type {problem_type!r}.")
-
-
-def normalized_mean_error(
-    landmarks: torch.Tensor, target: torch.Tensor, interocular_indices: tuple[int, int] | list[int]
-) -> torch.Tensor:
-    """Per-image NME: mean point-to-point error (batch, K, 2) divided by the target's inter-ocular distance. (batch,)"""
-    left, right = interocular_indices
-    interocular = (target[:, left] - target[:, right]).norm(dim=-1).clamp_min(1e-6)
-    return (landmarks - target).norm(dim=-1).mean(dim=-1) / interocular
 
 
 class ETFuserTaskHead(nn.Module):
@@ -847,8 +723,7 @@ class ETFuserTaskHead(nn.Module):
 def ensemble_head(config: ETFuserConfig, num_outputs: int) -> ETFuserTaskHead | None:
     """The training-only head of `config.ensemble_loss_weight` (deep supervision of the ensemble token), where the
     ensemble token is fused into a canonical model; None otherwise."""
-    fused = config.fusion_mode in ("prepend_token", "add_to_pooled", "concat_before_head")
-    if not config.ensemble_loss_weight or not fused or config.backbone is None:
+    if not config.ensemble_loss_weight or not config.fusion_properties.supervises_ensemble_token:
         return None
     return ETFuserTaskHead(config.hidden_size, num_outputs, config.classifier_dropout)
 

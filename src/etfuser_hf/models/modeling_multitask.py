@@ -25,13 +25,13 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from .configuration_etfuser import ETFuserConfig
+from .losses import compute_task_loss
 from .modeling_auxiliary import ETFuserAuxiliaryTasks
 from .modeling_etfuser import (
     ETFuserMLP,
     ETFuserModel,
     ETFuserPreTrainedModel,
     ETFuserTaskHead,
-    compute_task_loss,
 )
 
 

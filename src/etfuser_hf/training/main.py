@@ -31,6 +31,7 @@ import torch
 
 from ..data.face_datasets import load_face_dataset
 from ..data.labels import check_label_column, encode_label_column
+from ..models.fusion_modes import fusion_mode_properties
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection
 from ..priors.convert_face_priors import ensure_face_priors
@@ -170,7 +171,8 @@ def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, process
 def needs_token_backbone(overrides: dict) -> bool:
     """prepend_token and the patch-level auxiliary tasks work only on a ViT-style canonical model."""
     token_tasks = {"inpainting", "masked_pixels", "landmark_heatmap"}
-    return overrides.get("fusion_mode") == "prepend_token" or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
+    into_tokens = "fusion_mode" in overrides and fusion_mode_properties(overrides["fusion_mode"]).into_token_sequence
+    return into_tokens or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
 
 
 def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list[ProtocolRow]:

@@ -70,7 +70,7 @@ class ProtocolContext:
     def collator(self, task: FaceTask, model: Any) -> FaceCollator:
         config = model.config
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
-                            use_cached_features=config.fusion_mode != "none",
+                            use_cached_features=config.fusion_properties.runs_priors,
                             include_pixel_values=config.backbone is not None, problem_type=task.problem_type)
 
 

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..models.fusion_modes import fusion_mode_properties
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection, ETFuserPreTrainedModel
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .tasks import DEFAULT_PRIORS, SCRATCH_CANONICAL, FaceTask, canonical_source, task_priors
@@ -47,7 +48,7 @@ def build_task_model(
     `fusion_mode="none"` is the canonical model alone, `"priors_only"` drops it)."""
     settings: dict[str, Any] = {**DEFAULT_RECIPE, "image_size": image_size}
     settings.update(overrides)
-    if settings["fusion_mode"] == "priors_only":
+    if not fusion_mode_properties(settings["fusion_mode"]).canonical_model:
         settings["backbone"] = None
     elif "backbone" not in settings:
         settings["backbone"] = canonical_source(task.canonical, prior_dirs, image_size)

@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..models.fusion_modes import fusion_mode_properties
 from .protocol import ProtocolContext, ProtocolJob, ProtocolRow, run_jobs
 from .task_tables import mean_std
 from .tasks import FaceTask
@@ -46,7 +47,8 @@ def sweep_candidates(task: FaceTask, rows: Sequence[ProtocolRow], learning_rates
     candidates = []
     for row in rows:
         candidates += [SweepCandidate(row, rate) for rate in learning_rates]
-        has_new_modules = row.overrides.get("fusion_mode") not in ("none", "priors_only")
+        mode = row.overrides.get("fusion_mode")  # None: the task's own mode, an ensemble token beside the canonical
+        has_new_modules = mode is None or fusion_mode_properties(mode).adds_modules_to_canonical_model
         for speedup in dict.fromkeys(new_module_speedups if has_new_modules else
                                      [k for k in new_module_speedups if k == 1.0]):
             candidates.append(SweepCandidate(row, speedup * task.learning_rate, 1.0 / speedup))

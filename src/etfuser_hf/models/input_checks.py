@@ -1,0 +1,99 @@
+"""Eager checks of the model inputs: a clear error, naming the argument and what was expected, before any encoder runs.
+
+Value checks need a host sync, so they run in eager mode only, never under tracing, export or compile
+(`benchmarks/overhead.py` measures their cost).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import torch
+from transformers.utils.import_utils import is_tracing
+
+from .configuration_etfuser import ETFuserConfig
+
+# The largest value of a 16-bit pixel: no image encoding reaches past it, and far larger finite values (1e30) overflow
+# the encoders to NaN/inf logits. Values between 1 and this limit only warn (0..255 pixels, say).
+PIXEL_VALUE_LIMIT = 65535.0
+
+
+def check_inputs(
+    config: ETFuserConfig, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None
+) -> None:
+    """Checks the arguments of `ETFuserModel.forward`: `pixel_values` (batch, 3, H, W) float RGB in [0, 1], and
+    `prior_features` as `extract_prior_features` returns them, of the same batch."""
+    runs_priors = config.fusion_properties.runs_priors
+    if prior_features is not None and runs_priors:
+        check_prior_features(config, prior_features)
+    if pixel_values is None:
+        if config.backbone is not None or prior_features is None:
+            raise ValueError("pixel_values is required (prior_features alone suffice only for fusion_mode='priors_only').")
+        return
+    if not isinstance(pixel_values, torch.Tensor):
+        raise TypeError(f"pixel_values must be a torch.Tensor, got {type(pixel_values).__name__}; use ETFuserImageProcessor.")
+    if pixel_values.dim() != 4 or pixel_values.shape[1] != 3:
+        raise ValueError(
+            f"pixel_values must have shape (batch, 3, height, width) (RGB in [0, 1]), got {tuple(pixel_values.shape)}."
+        )
+    if not pixel_values.is_floating_point():
+        raise ValueError(f"pixel_values must be a float tensor in [0, 1], got dtype {pixel_values.dtype}.")
+    tracing = is_tracing(pixel_values)
+    if not tracing:
+        check_pixel_values(pixel_values)
+    if prior_features is not None and config.priors and runs_priors and not tracing:
+        batch = prior_features[next(iter(config.priors))].shape[0]
+        if batch != pixel_values.shape[0]:
+            raise ValueError(f"prior_features hold {batch} images but pixel_values {pixel_values.shape[0]}; "
+                             "expected the features of the same batch.")
+
+
+def check_prior_features(config: ETFuserConfig, prior_features: Mapping[str, torch.Tensor]) -> None:
+    """One (batch, num_output_tokens, feature_dim) tensor per prior of `config.priors`, all of one non-empty batch."""
+    if not isinstance(prior_features, Mapping):
+        raise TypeError(f"prior_features must be a dict prior name -> tensor (what extract_prior_features returns), "
+                        f"got {type(prior_features).__name__}.")
+    missing = sorted(set(config.priors) - set(prior_features))
+    if missing:
+        raise ValueError(f"prior_features is missing priors {missing}; expected keys {list(config.priors)}.")
+    batch_sizes = []
+    for name, spec in config.priors.items():
+        features = prior_features[name]
+        expected = (spec.num_output_tokens, spec.feature_dim)
+        if not isinstance(features, torch.Tensor) or features.dim() != 3 or tuple(features.shape[1:]) != expected:
+            got = tuple(features.shape) if isinstance(features, torch.Tensor) else type(features).__name__
+            raise ValueError(f"prior_features[{name!r}] must have shape (batch, {expected[0]}, {expected[1]}) "
+                             f"(the prior's selected tokens, as extract_prior_features gives them), got {got}.")
+        batch_sizes.append(features.shape[0])
+    if not batch_sizes or is_tracing(prior_features[next(iter(config.priors))]):
+        return  # batch sizes are symbolic under export: comparing them would add guards, not catch mistakes
+    if len(set(batch_sizes)) > 1:
+        raise ValueError(f"prior_features: every prior needs the same batch size, got {sorted(set(batch_sizes))}.")
+    if batch_sizes[0] == 0:
+        raise ValueError("prior_features: got an empty batch; expected the features of at least one image.")
+
+
+def check_pixel_values(pixel_values: torch.Tensor) -> None:
+    """Value checks of `pixel_values` (batch, 3, H, W): a non-empty batch of finite values at most
+    `PIXEL_VALUE_LIMIT` in magnitude; a `UserWarning` when they reach past 1 (0..255 pixels where RGB in [0, 1] is
+    expected). One min/max reduction over the batch."""
+    if pixel_values.shape[0] == 0:
+        raise ValueError(f"pixel_values: got an empty batch, shape {tuple(pixel_values.shape)}; expected at least "
+                         "one image (batch, 3, height, width).")
+    low, high = torch.aminmax(pixel_values.detach())
+    low, high = float(low), float(high)
+    if not (torch.isfinite(torch.tensor([low, high])).all()):  # NaN propagates through min/max; inf lands there
+        bad = int((~torch.isfinite(pixel_values)).sum())
+        raise ValueError(f"pixel_values: expected finite values (RGB in [0, 1]), got {bad} NaN or inf value(s).")
+    extreme = high if high >= -low else low
+    if abs(extreme) > PIXEL_VALUE_LIMIT:
+        raise ValueError(f"pixel_values: expected RGB in [0, 1] (never beyond +-{PIXEL_VALUE_LIMIT:g}, the largest "
+                         f"16-bit pixel value), got a value of {extreme:g}, which no image encoding gives (values far "
+                         "out overflow the encoders to NaN/inf logits).")
+    if high > 1.01:
+        warnings.warn(f"pixel_values reach {high:g}, but ET-Fuser expects RGB in [0, 1] (0..255 pixels? divide by "
+                      "255, or use ETFuserImageProcessor).", UserWarning, stacklevel=4)
+
+
+__all__ = ["PIXEL_VALUE_LIMIT", "check_inputs", "check_pixel_values", "check_prior_features"]
