@@ -336,6 +336,7 @@ class ETFuserConfig(PreTrainedConfig):
             with the pooled output; `"priors_only"` no backbone, the ensemble token is the representation; `"none"`
             backbone alone (a baseline, priors are not run). CNN backbones (the converted face networks, ConvNeXt,
             ResNet) take `add_to_pooled`, `concat_before_head` and `concat_priors`; token-sequence backbones all modes.
+            What each mode builds is its entry of `fusion_modes.FUSION_MODES` (`config.fusion_properties`).
         fusion_gate (`bool`, defaults to `True`): multiply the ensemble token fused by `add_to_pooled` or
             `prepend_token` by a learnable per-channel gate `tanh(g)`, with `g` zero at initialisation (as in gated
             cross-attention adapters), so training starts exactly from the canonical model alone.
