@@ -49,3 +49,13 @@ def test_a_new_mode_is_one_table_entry(monkeypatch):
     # the concatenated half is the pooled ensemble token itself
     torch.testing.assert_close(outputs.pooler_output[:, config.backbone.feature_dim:], outputs.ensemble_tokens.mean(1))
     assert model.ensemble_to_backbone is not None and model.backbone_embeddings_path is not None
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"at_pooled": "multiply"}, "at_pooled must be None, 'add' or 'concat'"),
+    ({"canonical_model": False, "at_pooled": "add"}, "fusing into the backbone needs canonical_model=True"),
+    ({"runs_priors": False}, "an ensemble token or needed priors need runs_priors=True"),
+])
+def test_an_inconsistent_entry_is_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        FusionMode("new_mode", **{"runs_priors": True, "ensemble_token": True, "canonical_model": True, **settings})

@@ -36,6 +36,14 @@ class FusionMode:
     into_token_sequence: bool = False
     at_pooled: str | None = None
 
+    def __post_init__(self) -> None:
+        if self.at_pooled not in (None, "add", "concat"):
+            raise ValueError(f"FusionMode {self.name!r}: at_pooled must be None, 'add' or 'concat', got {self.at_pooled!r}.")
+        if (self.into_token_sequence or self.at_pooled) and not self.canonical_model:
+            raise ValueError(f"FusionMode {self.name!r}: fusing into the backbone needs canonical_model=True.")
+        if (self.ensemble_token or self.needs_priors) and not self.runs_priors:
+            raise ValueError(f"FusionMode {self.name!r}: an ensemble token or needed priors need runs_priors=True.")
+
     @property
     def projects_to_backbone(self) -> bool:
         """The ensemble token is mapped to the backbone's width (`ensemble_to_backbone`, gated by `fusion_gate`)."""
