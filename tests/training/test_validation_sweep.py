@@ -99,3 +99,22 @@ def test_row_learning_rates_reach_the_trainer_and_learning_rate_flag_replaces_th
     assert flagged.row_learning_rates == {} == flagged.row_overrides
     assert flagged.row_learning_rate("et-fuser-priors-only") == 1e-4
     assert dataclasses.replace(flagged, learning_rate=base.learning_rate).canonical == base.canonical
+
+
+def test_etfuser_sweep_runs_the_sweep_job_and_writes_its_tables(tmp_path, monkeypatch):
+    """`etfuser sweep` (the same job as training/sweep.py): its own options on top of the main job's, and sweep.md /
+    sweep.json in --output-dir, on a shrunken synthetic default."""
+    import json
+
+    from etfuser_hf.hub.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["sweep", "--tasks", "expression", "--rows", "canonical", "--learning-rates", "1e-3", "3e-3",
+          "--num-train", "8", "--num-validation", "4", "--num-test", "4", "--image-size", "64", "--max-steps", "1",
+          "--batch-size", "4", "--seeds", "1", "--workers", "1", "--priors", "expression", "face_recognition"])
+    summary = json.loads((tmp_path / "runs" / "sweep" / "sweep.json").read_text())
+    assert summary["seeds"] == [0] and list(summary["tasks"]) == ["expression"]
+    assert [(record["row"], record["learning_rate"]) for record in summary["tasks"]["expression"]] == [
+        ("canonical", 1e-3), ("canonical", 3e-3)]
+    table = (tmp_path / "runs" / "sweep" / "sweep.md").read_text()
+    assert table.startswith("SYNTHETIC data; validation split only.") and "| canonical | 0.003 | 1 |" in table
