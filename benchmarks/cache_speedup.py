@@ -28,7 +28,7 @@ from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.feature_cache import PriorFeatureCache
 from etfuser_hf.training.recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
-from etfuser_hf.training.trainer_runs import training_arguments
+from etfuser_hf.training.trainer import training_arguments
 
 
 class EpochTimer(TrainerCallback):

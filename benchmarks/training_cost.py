@@ -24,7 +24,7 @@ from etfuser_hf.training.main import cache_prior_features
 from etfuser_hf.training.recipe import build_task_model
 from etfuser_hf.training.splits import synthetic_splits
 from etfuser_hf.training.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
-from etfuser_hf.training.trainer_runs import ETFuserTrainer, training_arguments
+from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
 
 
 def epoch_seconds(model, data, collator, batch_size: int) -> tuple[float, float]:

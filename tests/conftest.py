@@ -64,3 +64,29 @@ def tiny_config() -> ETFuserConfig:
 @pytest.fixture
 def pixel_values() -> torch.Tensor:
     return torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+
+
+def tiny_protocol() -> dict:
+    """A run folder's metrics.json `protocol` for one task (expression) and two seeds, its table built by the main
+    job's own `task_table` from made-up runs: et-fuser at test accuracy 0.6 / 0.5 (mean 0.55), canonical at 0.4 / 0.4,
+    macro-F1 0.5 / 0.35 throughout; validation 0.05 below test."""
+    import numpy as np
+
+    from etfuser_hf.training.task_tables import task_table
+    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.trainer import RunResult
+
+    rng = np.random.default_rng(0)
+
+    def run(name: str, accuracy: float, macro_f1: float) -> RunResult:
+        scores = (rng.random(40) < accuracy).astype(np.float64)  # per-image correctness, for the paired tests
+        return RunResult(name, name, np.zeros(40, int), np.zeros((40, 7)), {"accuracy": accuracy, "macro_f1": macro_f1},
+                         seconds=1.0, validation_metrics={"accuracy": accuracy - 0.05}, scores=scores, split="test")
+
+    task = FaceTask("expression", "expression", "single_label_classification", "expression", learning_rate=1e-3)
+    runs = {"et-fuser": [run("et-fuser", 0.6, 0.5), run("et-fuser", 0.5, 0.5)],
+            "canonical": [run("canonical", 0.4, 0.35), run("canonical", 0.4, 0.35)]}
+    descriptions = {"et-fuser": "ET-Fuser", "canonical": "the canonical model alone"}
+    table = task_table(task, runs, [0, 1], "et-fuser", descriptions)
+    return {"splits": {"source": "synthetic", "seed": 0, "sizes": {"train": 80, "validation": 40, "test": 40}},
+            "seeds": [0, 1], "tasks": {"expression": table}, "reading": ["expression: made-up numbers."]}

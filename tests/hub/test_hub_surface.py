@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_etfuser_config
+from conftest import REPO_ROOT, tiny_etfuser_config, tiny_protocol
 from huggingface_hub import ModelCard
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
@@ -35,19 +35,13 @@ def run_folder(tmp_path_factory):
                                  label2id={name: i for i, name in enumerate(LABELS)})
     ETFuserForImageClassification(config).save_pretrained(folder / "model")
     ETFuserImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder / "model")
-    results = [
-        {"variant": "et-fuser", "description": "ET-Fuser", "metrics": {"accuracy": 0.61, "macro_f1": 0.58},
-         "p_value_vs_main": None, "mcnemar_p_vs_main": None},
-        {"variant": "backbone-only", "description": "ViT alone", "metrics": {"accuracy": 0.41, "macro_f1": 0.37},
-         "p_value_vs_main": 0.0002, "mcnemar_p_vs_main": 0.0001},
-    ]
     summary = {
         "task": "expression", "problem_type": "single_label_classification", "label_names": LABELS,
         "dataset": {"name": "etfuser-synthetic-faces", "split": "test", "num_samples": 800, "synthetic": True,
                     "description": "SYNTHETIC faces"},
         "model": {"priors": {"vit": {"model_type": "vit", "source": "random"}}, "backbone": "ViT",
                   "params_total": 1000, "params_trainable": 400, "params_fusion": 20},
-        "main_variant": "et-fuser", "results": results, "prior_attention": {"vit": 0.4, "convnext": 0.3, "clip": 0.3},
+        "protocol": tiny_protocol(), "prior_attention": {"vit": 0.4, "convnext": 0.3, "clip": 0.3},
     }
     (folder / "metrics.json").write_text(json.dumps(summary))
     return folder
@@ -60,9 +54,9 @@ def test_card_metadata_loads_and_validates(run_folder, tmp_path):
     assert data["license"] == "apache-2.0" and data["library_name"] == "transformers"
     assert data["pipeline_tag"] == "image-classification" and "synthetic-data" in data["tags"]
     results = data["model-index"][0]["results"][0]
-    assert {m["type"]: m["value"] for m in results["metrics"]} == {"accuracy": 0.61, "macro_f1": 0.58}
+    assert {m["type"]: m["value"] for m in results["metrics"]} == {"accuracy": 0.55, "macro_f1": 0.5}
     text = card.text
-    assert "SYNTHETIC" in text and "| backbone-only | 0.4100 | 0.3700 | 0.0002 | 0.0001 |" in text
+    assert "SYNTHETIC" in text and "| canonical | 0.4000 ± 0.0000 | 0.3500 ± 0.0000 |" in text
     for arxiv in ("2507.01290", "2105.06421", "2404.14606"):
         assert arxiv in text
     assert "Pattern Recognition" in text
@@ -121,7 +115,7 @@ def test_torch_export_with_dynamic_batch(run_folder):
     torch.testing.assert_close(program.module()(pixel_values), model(pixel_values).logits)
 
 
-@pytest.mark.parametrize("command", ["", "predict", "train", "evaluate", "export", "card", "demo"])
+@pytest.mark.parametrize("command", ["", "predict", "train", "sweep", "evaluate", "export", "card", "demo"])
 def test_cli_help_for_every_subcommand(command):
     result = subprocess.run([sys.executable, "-m", "etfuser_hf", *([command] if command else []), "--help"],
                             capture_output=True, text=True, env={"PYTHONPATH": str(REPO_ROOT / "src"),

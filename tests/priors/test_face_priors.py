@@ -39,7 +39,7 @@ from etfuser_hf.priors.convert_face_priors import PRIOR_NAMES, ensure_face_prior
 from etfuser_hf.priors.fetch import ChecksumError, FacePriorError, extract_members
 
 FIXTURES = Path(__file__).parent / "fixtures"
-ASTRONAUT_FACE_BOX = (160, 50, 290, 180)  # the same crop as training/reference_outputs/fer_reference.py
+ASTRONAUT_FACE_BOX = (160, 50, 290, 180)  # the same crop as tests/priors/fixtures/generate/fer_reference.py
 
 
 def _cache_dir() -> Path:

@@ -1,5 +1,5 @@
 """face-api priors (recognition + 68-point landmarks): conversion from the npm package, equivalence with the original
-TF.js runtime (fixtures from training/reference_outputs/faceapi_reference.mjs), Auto loading, bad inputs."""
+TF.js runtime (fixtures from tests/priors/fixtures/generate/faceapi_reference.mjs), Auto loading, bad inputs."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def load_inputs(size: int) -> np.ndarray:
 
 def test_reference_inputs_are_reproducible():
     spec = importlib.util.spec_from_file_location(
-        "faceapi_inputs", REPO_ROOT / "training" / "reference_outputs" / "faceapi_inputs.py"
+        "faceapi_inputs", REPO_ROOT / "tests" / "priors" / "fixtures" / "generate" / "faceapi_inputs.py"
     )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

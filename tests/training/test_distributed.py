@@ -34,7 +34,7 @@ def test_two_process_data_parallel_run_ends_with_identical_weights(tmp_path):
         from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
         from etfuser_hf.data.synthetic_faces import make_synthetic_faces
         from etfuser_hf.training.collators import FaceCollator
-        from etfuser_hf.training.trainer_runs import training_arguments
+        from etfuser_hf.training.trainer import training_arguments
         torch.manual_seed(0)
         model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7))
         args = training_arguments({str(tmp_path / 'out')!r}, max_steps=3, per_device_train_batch_size=2,

@@ -16,13 +16,14 @@ from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training.collators import FaceCollator, pixel_values
-from etfuser_hf.training.protocol import PROTOCOL_ROWS, ProtocolContext, train_row
+from etfuser_hf.training.protocol import ProtocolContext, train_run
 from etfuser_hf.training.recipe import build_task_model
+from etfuser_hf.training.rows import PROTOCOL_ROWS
 from etfuser_hf.training.splits import subsample_train, synthetic_splits, user_splits
 from etfuser_hf.training.statistics import mcnemar_pvalue, paired_bootstrap_pvalue, seed_ttest_pvalue
 from etfuser_hf.training.task_tables import render_task_table, task_table
 from etfuser_hf.training.tasks import SYNTHETIC_TASKS, FaceTask
-from etfuser_hf.training.trainer_runs import ETFuserTrainer, train_variant, training_arguments
+from etfuser_hf.training.trainer import ETFuserTrainer, train_model, training_arguments
 
 CANONICAL_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 
@@ -90,7 +91,7 @@ def test_split_selection_reads_validation_never_test(tmp_path):
     for name, test_split in (("real", test), ("planted", planted)):
         torch.manual_seed(0)
         model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7, fusion_mode="add_to_pooled"))
-        result, trainer = train_variant(name, "", model, train, validation, collator, tmp_path / name,
+        result, trainer = train_model(name, "", model, train, validation, collator, tmp_path / name,
                                         early_stopping_patience=2, test_dataset=test_split, num_train_epochs=3,
                                         per_device_train_batch_size=4, learning_rate=5e-3, disable_tqdm=True)
         outcomes.append((result, trainer.state.best_global_step, model.classifier.dense.weight.detach().clone()))
@@ -124,7 +125,7 @@ def test_pretrained_canonical_model_is_loaded_not_reinitialised_and_is_trained(p
                               None, {"expression": list(range(7))})
     trained = []
     row = next(row for row in PROTOCOL_ROWS if row.name == "canonical")
-    train_row(row, task, 0, context, keep_model=trained.append)
+    train_run(row, task, 0, context, keep_model=trained.append)
     moved = [key for key, tensor in trained[0].etfuser.backbone.state_dict().items()
              if tensor.is_floating_point() and not torch.equal(tensor, saved[key])]
     assert moved, "fine-tuning did not change the canonical model's weights"
@@ -171,7 +172,7 @@ def test_landmarks_canonical_task_trains_and_reports_per_image_nme(prior_dirs, t
     context = ProtocolContext(tiny_splits, prior_dirs, ETFuserImageProcessor(size={"height": 64, "width": 64}), 64,
                               tmp_path, {"max_steps": 1, "per_device_train_batch_size": 8, "disable_tqdm": True})
     row = next(row for row in PROTOCOL_ROWS if row.name == "canonical")
-    result = train_row(row, task, 0, context)
+    result = train_run(row, task, 0, context)
     assert result.predictions.shape == (8, 68, 2) and result.scores.shape == (8,)
     assert result.metrics["nme"] == pytest.approx(float(result.scores.mean()), rel=1e-5)
     assert result.validation_metrics["nme"] > 0 and result.params["params_trainable"] > 0
@@ -188,7 +189,7 @@ def test_seeds_give_distinct_runs_and_a_mean_and_std(prior_dirs, tiny_splits, tm
                               tmp_path, {"max_steps": 2, "per_device_train_batch_size": 8, "learning_rate": 1e-2,
                                          "disable_tqdm": True}, None, {"expression": list(range(7))})
     rows = [row for row in PROTOCOL_ROWS if row.name in ("et-fuser", "canonical")]
-    runs = {row.name: [train_row(row, task, seed, context) for seed in (0, 1)] for row in rows}
+    runs = {row.name: [train_run(row, task, seed, context) for seed in (0, 1)] for row in rows}
     first, second = runs["et-fuser"]
     assert not np.allclose(first.logits, second.logits), "two seeds gave the same model"
     table = task_table(task, runs, [0, 1], "et-fuser")

@@ -1,5 +1,5 @@
 """Training with the Trainer: prior-feature cache, bf16 on CPU, resume after interruption, early stopping, LoRA,
-significance tests, the variant registry, the run folder and bad inputs (the two-process run: test_distributed.py)."""
+significance tests, the optional rows, the run folder and bad inputs (the two-process run: test_distributed.py)."""
 
 from __future__ import annotations
 
@@ -22,20 +22,20 @@ from etfuser_hf.training.collators import FaceCollator, MultiTaskFaceCollator
 from etfuser_hf.training.feature_cache import PriorFeatureCache, prior_fingerprint
 from etfuser_hf.training.plots import save_plots
 from etfuser_hf.training.probes import fit_probe
-from etfuser_hf.training.results import (
-    mean_prior_attention,
-    multitask_comparison,
-    results_table,
-)
-from etfuser_hf.training.run_folder import write_run_folder
+from etfuser_hf.training.measurements import mean_prior_attention
+from etfuser_hf.training.multitask import multitask_table
+from etfuser_hf.training.rows import MAIN_ROW, OPTIONAL_ROWS, register_row
+from etfuser_hf.training.run_writer import write_run_folder
 from etfuser_hf.training.statistics import mcnemar_pvalue, paired_bootstrap_pvalue
-from etfuser_hf.training.trainer_runs import (
+from etfuser_hf.training.task_tables import task_table
+from etfuser_hf.training.tasks import FaceTask
+from etfuser_hf.training.trainer import (
+    RunResult,
     apply_lora,
-    train_multitask_variant,
-    train_variant,
+    train_model,
+    train_multitask_model,
     training_arguments,
 )
-from etfuser_hf.training.variants import VARIANTS, VariantResult, register_variant
 
 
 @pytest.fixture(scope="module")
@@ -189,13 +189,13 @@ def test_pvalues_on_constructed_outcomes():
         paired_bootstrap_pvalue(a, b[:-1])
 
 
-def test_train_variant_evaluates_per_epoch_and_stops_early(faces, processor, tmp_path):
+def test_train_model_evaluates_per_epoch_and_stops_early(faces, processor, tmp_path):
     collator = FaceCollator(processor, "expression", 7)
     # learning rate 0: the eval metric never improves, so patience 1 must end the run long before 6 epochs
-    result, trainer = train_variant("tiny", "a tiny ET-Fuser", tiny_model(), faces.select(range(8)),
-                                    faces.select(range(8, 12)), collator, tmp_path, early_stopping_patience=1,
-                                    num_train_epochs=6, per_device_train_batch_size=4, learning_rate=0.0,
-                                    warmup_steps=0, disable_tqdm=True, logging_steps=1)
+    result, trainer = train_model("tiny", "a tiny ET-Fuser", tiny_model(), faces.select(range(8)),
+                                  faces.select(range(8, 12)), collator, tmp_path, early_stopping_patience=1,
+                                  num_train_epochs=6, per_device_train_batch_size=4, learning_rate=0.0,
+                                  warmup_steps=0, disable_tqdm=True, logging_steps=1)
     evaluations = [entry for entry in trainer.state.log_history if "eval_accuracy" in entry]
     assert 1 <= len(evaluations) <= 2 and trainer.state.epoch <= 2
     assert set(result.metrics) == {"accuracy", "macro_f1"} and 0 <= result.metrics["accuracy"] <= 1
@@ -203,14 +203,14 @@ def test_train_variant_evaluates_per_epoch_and_stops_early(faces, processor, tmp
     assert result.metrics["accuracy"] == pytest.approx(np.mean(result.predictions == np.asarray(faces[8:12]["expression"])))
 
 
-def test_train_multitask_variant_gives_each_branch_its_predictions(faces, processor, tmp_path):
+def test_train_multitask_model_gives_each_branch_its_predictions(faces, processor, tmp_path):
     from etfuser_hf import ETFuserForMultiTaskFaceAnalysis
 
     torch.manual_seed(0)
     tasks = {"expression": {"problem_type": "single_label_classification", "num_labels": 7},
              "mask": {"problem_type": "single_label_classification", "num_labels": 2}}
     model = ETFuserForMultiTaskFaceAnalysis(tiny_etfuser_config(tasks=tasks))
-    results, trainer = train_multitask_variant(
+    results, trainer = train_multitask_model(
         "multitask", "tiny", model, faces.select(range(8)), faces.select(range(8, 12)),
         MultiTaskFaceCollator(processor, {"expression": 7, "mask": 2}), tmp_path, num_train_epochs=1,
         per_device_train_batch_size=4, disable_tqdm=True)
@@ -224,17 +224,17 @@ def test_train_multitask_variant_gives_each_branch_its_predictions(faces, proces
         (evaluation["eval_expression_accuracy"] + evaluation["eval_mask_accuracy"]) / 2)
 
 
-def test_multitask_comparison_pairs_each_branch_with_its_single_task_model():
+def test_multitask_table_pairs_each_branch_with_its_single_task_model():
     labels = {"expression": np.tile([0, 1, 2], 20), "mask": np.tile([0, 1], 30)}
 
     def result(predictions):
-        return VariantResult("v", "", predictions, np.eye(3)[predictions],
+        return RunResult("v", "", predictions, np.eye(3)[predictions],
                              {"accuracy": float(np.mean(predictions == labels["expression"])), "macro_f1": 0.5})
 
     single = {"expression": result(labels["expression"].copy()), "mask": result(labels["mask"].copy())}
     multi = {"expression": result(np.zeros(60, int)), "mask": result(labels["mask"].copy())}
     params = [{"params_total": 10, "params_trainable": 4}, {"params_total": 10, "params_trainable": 4}]
-    comparison = multitask_comparison(single, multi, labels, params, {"params_total": 12, "params_trainable": 5})
+    comparison = multitask_table(single, multi, labels, params, {"params_total": 12, "params_trainable": 5})
     expression, mask = comparison["tasks"]
     assert expression["task"] == "expression" and expression["p_value"] < 0.01 and expression["mcnemar_p"] < 1e-6
     assert mask["p_value"] == 1.0 and mask["mcnemar_p"] == 1.0
@@ -259,21 +259,21 @@ def test_mean_prior_attention_is_a_distribution_over_the_priors(faces, processor
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# variant registry
+# optional rows
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def test_every_registered_variant_builds_and_trains_a_step(faces, processor):
+def test_every_optional_row_builds_and_trains_a_step(faces, processor):
     batch = FaceCollator(processor, "expression", 7, include_landmarks=True)([faces[i] for i in range(2)])
-    for name, variant in VARIANTS.items():
-        overrides = dict(variant.overrides)
-        if variant.num_priors is not None:
-            overrides["priors"] = dict(list(tiny_priors().items())[:variant.num_priors])
+    for name, row in OPTIONAL_ROWS.items():
+        overrides = dict(row.overrides)
+        if row.num_priors is not None:
+            overrides["priors"] = dict(list(tiny_priors().items())[:row.num_priors])
         model = tiny_model(**overrides).train()
         loss = model(**batch).loss
         loss.backward()
         assert torch.isfinite(loss), name
-        expected_priors = 0 if overrides.get("fusion_mode") == "none" else variant.num_priors or len(tiny_priors())
+        expected_priors = 0 if overrides.get("fusion_mode") == "none" else row.num_priors or len(tiny_priors())
         assert len(model.etfuser.priors) == expected_priors, name
 
 
@@ -285,15 +285,17 @@ def empty_working_folder(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_register_variant_refuses_duplicates_and_unknown_groups():
-    with pytest.raises(ValueError, match="already registered"):
-        register_variant("mask-isolated", "again", attention_mask_strategy="isolated")
+def test_register_row_refuses_duplicates_and_unknown_groups():
+    with pytest.raises(ValueError, match="row 'mask-isolated' is already registered"):
+        register_row("mask-isolated", "again", attention_mask_strategy="isolated")
+    with pytest.raises(ValueError, match="row 'canonical' is already registered"):  # a protocol row's name
+        register_row("canonical", "again", fusion_mode="none")
     with pytest.raises(ValueError, match="group must be one of"):
-        register_variant("new-one", "text", group="extra")
-    assert "new-one" not in VARIANTS
+        register_row("new-one", "text", group="extra")
+    assert "new-one" not in OPTIONAL_ROWS and "canonical" not in OPTIONAL_ROWS
 
 
-def test_the_flags_select_protocol_rows_and_registry_entries(empty_working_folder):
+def test_the_flags_select_protocol_and_optional_rows(empty_working_folder):
     from etfuser_hf.training.main import parse_args, protocol_rows
     from etfuser_hf.training.tasks import SYNTHETIC_TASKS
 
@@ -324,32 +326,42 @@ def test_the_flags_select_protocol_rows_and_registry_entries(empty_working_folde
 
 
 def test_run_folder_has_the_documented_format(tmp_path):
+    """The run folder from a protocol summary: metrics.json holds each row's numbers once (its `protocol` tables, no
+    second copy), splits.json the splits, results.md the tables; and the plots of the main row's first run."""
     from etfuser_hf.hub.model_card import REQUIRED_METRICS_KEYS
 
     labels = np.tile([0, 1, 2], 20)
     history = [{"epoch": 1.0, "loss": 1.1}, {"epoch": 1.0, "eval_loss": 0.9, "eval_accuracy": 0.5, "eval_macro_f1": 0.4},
                {"epoch": 2.0, "loss": 0.7}, {"epoch": 2.0, "eval_loss": 0.6, "eval_accuracy": 0.9, "eval_macro_f1": 0.9}]
-    main = VariantResult("et-fuser", "main", labels.copy(), np.eye(3)[labels], {"accuracy": 1.0, "macro_f1": 1.0},
-                         history, 2.0)
-    worse = VariantResult("backbone-only", "backbone", np.zeros_like(labels), np.eye(3)[np.zeros_like(labels)],
-                          {"accuracy": 1 / 3, "macro_f1": 1 / 6})
-    rows = results_table([main, worse], "et-fuser", labels)
-    assert rows[0]["p_value_vs_main"] is None and rows[1]["p_value_vs_main"] < 0.01
-    assert rows[1]["mcnemar_p_vs_main"] < 1e-6
+
+    def run(name: str, predictions: np.ndarray, accuracy: float) -> RunResult:
+        return RunResult(name, name, predictions, np.eye(3)[predictions], {"accuracy": accuracy, "macro_f1": accuracy},
+                         history, 2.0, {"accuracy": accuracy}, (predictions == labels).astype(np.float64), "test")
+
+    main = run(MAIN_ROW, labels.copy(), 1.0)
+    worse = run("canonical", np.zeros_like(labels), 1 / 3)
+    task = FaceTask("expression", "expression", "single_label_classification", "expression")
+    table = task_table(task, {MAIN_ROW: [main], "canonical": [worse]}, [0], MAIN_ROW)
+    assert table["rows"][1]["p_per_seed_vs_main"][0] < 1e-6  # McNemar on the test predictions
     plots = save_plots(tmp_path / "plots", main, labels, ["a", "b", "c"], {"x": 0.7, "y": 0.3})
     assert plots == ["loss_curve.png", "metric_curve.png", "confusion_matrix.png", "prior_attention.png"]
     for name in plots:
         with Image.open(tmp_path / "plots" / name) as image:
             assert image.format == "PNG" and min(image.size) > 100
+    splits = {"source": "synthetic", "seed": 1, "sizes": {"train": 10, "validation": 5, "test": 60}}
     summary = {"task": "expression", "problem_type": "single_label_classification", "label_names": ["a", "b", "c"],
                "dataset": {"name": "d", "split": "test", "num_samples": 60, "synthetic": True, "description": ""},
-               "model": {"priors": {}, "backbone": "vit"}, "prior_attention": {"x": 0.7, "y": 0.3}, "training": {}}
-    write_run_folder(tmp_path, summary, rows, "et-fuser")
+               "model": {"priors": {}, "backbone": "vit"}, "prior_attention": {"x": 0.7, "y": 0.3}, "training": {},
+               "protocol": {"splits": splits, "seeds": [0], "tasks": {"expression": table}, "reading": ["r."]}}
+    write_run_folder(tmp_path, summary)
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert set(REQUIRED_METRICS_KEYS) <= set(metrics) and metrics["main_variant"] == "et-fuser"
-    assert [row["variant"] for row in metrics["results"]] == ["et-fuser", "backbone-only"]
-    table = (tmp_path / "results.md").read_text()
-    assert "| et-fuser | 1.0000 | 1.0000 | — | — |" in table and "| backbone-only | 0.3333 |" in table
+    assert set(REQUIRED_METRICS_KEYS) <= set(metrics) and "results" not in metrics
+    assert metrics["protocol"]["tasks"]["expression"]["main_variant"] == MAIN_ROW
+    assert json.loads((tmp_path / "splits.json").read_text()) == splits
+    results = (tmp_path / "results.md").read_text()
+    assert results.startswith("> **SYNTHETIC data.**") and "Splits (synthetic, seed 1): train 10" in results
+    assert "| et-fuser | 1.0000 ± 0.0000 | 1.0000 ± 0.0000 | — | — |" in results
+    assert "| canonical | 0.3333 ± 0.0000 |" in results and "- r." in results
 
 
 # ----------------------------------------------------------------------------------------------------------------------

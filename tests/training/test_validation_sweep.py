@@ -12,10 +12,11 @@ import pytest
 from etfuser_hf import ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training import protocol
-from etfuser_hf.training.protocol import PROTOCOL_ROWS, ProtocolContext, train_row
+from etfuser_hf.training.protocol import ProtocolContext, train_run
+from etfuser_hf.training.rows import PROTOCOL_ROWS
 from etfuser_hf.training.splits import synthetic_splits
 from etfuser_hf.training.tasks import SYNTHETIC_TASKS, FaceTask, resolve_tasks
-from etfuser_hf.training.validation_sweep import best_candidates, render_sweep, run_sweep, sweep_candidates
+from etfuser_hf.training.validation_sweep import best_candidates, render_sweep, sweep_candidates, train_candidates
 
 ROWS = {row.name: row for row in PROTOCOL_ROWS}
 TASK = FaceTask("expression", "expression", "single_label_classification", "expression", 1e-3,
@@ -35,11 +36,11 @@ def test_validation_sweep_never_predicts_the_test_split(tmp_path):
     context = ProtocolContext(splits, prior_dirs, ETFuserImageProcessor(size={"height": 64, "width": 64}), 64,
                               tmp_path, {"max_steps": 2, "per_device_train_batch_size": 4, "disable_tqdm": True}, None, {"expression": labels.names})
     candidates = sweep_candidates(TASK, [ROWS["canonical"], ROWS["et-fuser"]], [1e-3])
-    records = run_sweep(TASK, candidates, [0], context)
+    records = train_candidates(TASK, candidates, [0], context)
     assert [record["row"] for record in records] == ["canonical", "et-fuser"]
     assert all(0.0 <= record["validation"]["mean"] <= 1.0 and len(record["per_seed"]) == 1 for record in records)
     with pytest.raises(ValueError, match="outside id2label"):
-        train_row(ROWS["canonical"], TASK, 0, context)  # the planted test split does raise when predicted
+        train_run(ROWS["canonical"], TASK, 0, context)  # the planted test split does raise when predicted
 
 
 def test_speedups_give_new_modules_a_faster_rate_and_the_canonical_model_the_tasks_rate():
@@ -53,10 +54,10 @@ def test_speedups_give_new_modules_a_faster_rate_and_the_canonical_model_the_tas
     assert [(c.learning_rate, c.backbone_learning_rate_scale) for c in by_row["canonical"]] == [(1e-3, 1.0)]
     assert len(by_row["et-fuser-priors-only"]) == 1  # no canonical model to keep slower
     fast = by_row["et-fuser"][1]
-    job_row = fast.job_row()
-    assert job_row.overrides["backbone_learning_rate_scale"] == pytest.approx(1 / 3)
-    assert fast.learning_rate * job_row.overrides["backbone_learning_rate_scale"] == pytest.approx(TASK.learning_rate)
-    assert len({candidate.job_row().name for candidate in candidates}) == len(candidates)  # own checkpoint folders
+    row = fast.as_row()
+    assert row.overrides["backbone_learning_rate_scale"] == pytest.approx(1 / 3)
+    assert fast.learning_rate * row.overrides["backbone_learning_rate_scale"] == pytest.approx(TASK.learning_rate)
+    assert len({candidate.as_row().name for candidate in candidates}) == len(candidates)  # own checkpoint folders
 
 
 def test_best_candidate_follows_the_metrics_direction_and_is_marked():
@@ -72,11 +73,11 @@ def test_best_candidate_follows_the_metrics_direction_and_is_marked():
 def test_row_learning_rates_reach_the_trainer_and_learning_rate_flag_replaces_them(monkeypatch, tmp_path):
     seen, built = {}, {}
 
-    def fake_train_variant(name, *args, **kwargs):
+    def fake_train_model(name, *args, **kwargs):
         seen[name] = kwargs["learning_rate"]
         raise StopIteration  # the model is built; what the Trainer would get is all this test needs
 
-    monkeypatch.setattr(protocol, "train_variant", fake_train_variant)
+    monkeypatch.setattr(protocol, "train_model", fake_train_model)
     def fake_build_task_model(task, *args, **overrides):
         built[len(built)] = overrides
         return type("Model", (), {"config": None})()
@@ -86,15 +87,34 @@ def test_row_learning_rates_reach_the_trainer_and_learning_rate_flag_replaces_th
     context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
     for row in ("canonical", "et-fuser-priors-only", "concat-mlp"):
         with pytest.raises(StopIteration):
-            train_row(ROWS[row], TASK, 0, context)
+            train_run(ROWS[row], TASK, 0, context)
     assert seen == {"canonical": 1e-3, "et-fuser-priors-only": 3e-4, "concat-mlp": 3e-3}
     assert "backbone_learning_rate_scale" not in built[0] and built[2]["backbone_learning_rate_scale"] == 1 / 3
     assert built[2]["fusion_mode"] == "concat_priors"
     with pytest.raises(StopIteration):
-        train_row(ROWS["canonical"], TASK, 0, context, learning_rate=5e-2)
+        train_run(ROWS["canonical"], TASK, 0, context, learning_rate=5e-2)
     assert seen["canonical"] == 5e-2
     (flagged,) = resolve_tasks(["age_group"], synthetic=True, learning_rate=1e-4)
     base = SYNTHETIC_TASKS["age_group"]
     assert flagged.row_learning_rates == {} == flagged.row_overrides
     assert flagged.row_learning_rate("et-fuser-priors-only") == 1e-4
     assert dataclasses.replace(flagged, learning_rate=base.learning_rate).canonical == base.canonical
+
+
+def test_etfuser_sweep_runs_the_sweep_job_and_writes_its_tables(tmp_path, monkeypatch):
+    """`etfuser sweep` (the same job as training/sweep.py): its own options on top of the main job's, and sweep.md /
+    sweep.json in --output-dir, on a shrunken synthetic default."""
+    import json
+
+    from etfuser_hf.hub.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    main(["sweep", "--tasks", "expression", "--rows", "canonical", "--learning-rates", "1e-3", "3e-3",
+          "--num-train", "8", "--num-validation", "4", "--num-test", "4", "--image-size", "64", "--max-steps", "1",
+          "--batch-size", "4", "--seeds", "1", "--workers", "1", "--priors", "expression", "face_recognition"])
+    summary = json.loads((tmp_path / "runs" / "sweep" / "sweep.json").read_text())
+    assert summary["seeds"] == [0] and list(summary["tasks"]) == ["expression"]
+    assert [(record["row"], record["learning_rate"]) for record in summary["tasks"]["expression"]] == [
+        ("canonical", 1e-3), ("canonical", 3e-3)]
+    table = (tmp_path / "runs" / "sweep" / "sweep.md").read_text()
+    assert table.startswith("SYNTHETIC data; validation split only.") and "| canonical | 0.003 | 1 |" in table

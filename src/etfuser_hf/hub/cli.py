@@ -13,6 +13,7 @@ ensemble token.
 sub-commands:
   predict    classify the faces in images with a saved ET-Fuser
   train      train ET-Fuser and its baselines (the main job; `etfuser train --help` for its options)
+  sweep      choose learning rates on the validation split (`etfuser sweep --help` for its options)
   evaluate   accuracy and macro-F1 of a saved ET-Fuser on a dataset
   export     ONNX (verified with onnxruntime) and torch.export of a saved ET-Fuser
   card       write the Hub model card of a run folder
@@ -158,7 +159,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> None:
-    from ..training.output_folder import prepare_output_files
+    from ..training.output_guard import prepare_output_files
     from .export import export_onnx, export_program, verify_onnx
 
     output = Path(args.output)
@@ -178,7 +179,7 @@ def export(args: argparse.Namespace) -> None:
 
 
 def card(args: argparse.Namespace) -> None:
-    from ..training.output_folder import prepare_output_files
+    from ..training.output_guard import prepare_output_files
     from .model_card import write_model_card
 
     prepare_output_files([args.output], args.overwrite)
@@ -256,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("train", help="train ET-Fuser and baselines (the main job)", add_help=False,
                         description="All options: `etfuser train --help`.")
+    commands.add_parser("sweep", help="learning rates chosen on validation (the recipe's sweep)", add_help=False,
+                        description="All options: `etfuser sweep --help`.")
 
     sub = commands.add_parser("evaluate", help="accuracy and macro-F1 of a saved model",
                               description="Evaluate a saved ET-Fuser on the synthetic default or a local dataset.")
@@ -316,6 +319,11 @@ def main(argv: list[str] | None = None) -> None:
         from ..training.main import main as train_main
 
         train_main(argv[1:], prog="etfuser train")
+        return
+    if argv and argv[0] == "sweep":
+        from ..training.validation_sweep import main as sweep_main
+
+        sweep_main(argv[1:], prog="etfuser sweep")
         return
     args = build_parser().parse_args(argv)
     try:

@@ -3,11 +3,13 @@
     python -m etfuser_hf card runs/etfuser-synthetic --output model_cards/et-fuser/README.md
     python -m etfuser_hf.hub.model_card runs/etfuser-synthetic --output model_cards/et-fuser/README.md
 
-Everything in the card comes from the run folder: `metrics.json` (results, p-values, parameter counts, dataset),
+Everything in the card comes from the run folder: `metrics.json` (its `protocol`: one table per task with every
+row's test metrics and p-values; parameter counts, dataset),
 `model/config.json` (fusion settings, each prior's input contract), `model/preprocessor_config.json` (input size)
 and each prior's `NOTICE` (source archive and licence) where the prior's `source` folder still exists.
 
-The YAML metadata is built with `huggingface_hub.ModelCardData` / `EvalResult` (model-index from the main variant)
+The YAML metadata is built with `huggingface_hub.ModelCardData` / `EvalResult` (model-index: the main row of the
+first task's table, mean over seeds on the test split)
 and checked offline by `validate_model_card`. Every fenced ```python block is self-contained and reads the model
 folder as `MODEL_DIR = "./et-fuser"`; the tests substitute a saved model there and run each block.
 """
@@ -25,12 +27,12 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from ..training.results import render_multitask_markdown
-from ..training.run_folder import render_label_efficiency_markdown, render_protocol_markdown
+from ..training.multitask import render_multitask_markdown
+from ..training.run_writer import render_label_efficiency_markdown, render_protocol_markdown
 
 MODEL_DIR_PLACEHOLDER = "./et-fuser"
 CARD_TEMPLATE_PATH = Path(__file__).with_name("templates") / "modelcard_template.md"  # Jinja, rendered by ModelCard
-REQUIRED_METRICS_KEYS = ("task", "problem_type", "label_names", "dataset", "model", "main_variant", "results")
+REQUIRED_METRICS_KEYS = ("task", "problem_type", "label_names", "dataset", "model", "protocol")
 
 # Fallback provenance of the project's converted priors (model_type -> what, source, licence), used when the run
 # folder's prior `source` no longer holds the NOTICE written by convert_face_priors.py.
@@ -110,8 +112,13 @@ def load_run(run_folder: str | Path) -> dict[str, Any]:
     missing = [key for key in REQUIRED_METRICS_KEYS if key not in metrics]
     if missing:
         raise ValueError(f"run_folder: metrics.json lacks keys {missing}; expected {list(REQUIRED_METRICS_KEYS)}.")
-    if not any(row.get("variant") == metrics["main_variant"] for row in metrics["results"]):
-        raise ValueError(f"run_folder: metrics.json has no results row for main_variant {metrics['main_variant']!r}.")
+    table = (metrics["protocol"].get("tasks") or {}).get(metrics["task"])
+    if table is None:
+        raise ValueError(f"run_folder: metrics.json's protocol has no table for its task {metrics['task']!r}; tables: "
+                         f"{list(metrics['protocol'].get('tasks') or {})}.")
+    if not any(row.get("variant") == table.get("main_variant") for row in table.get("rows", [])):
+        raise ValueError(f"run_folder: the {metrics['task']!r} table of metrics.json has no row for its main_variant "
+                         f"{table.get('main_variant')!r}.")
     notices = {}
     for name, prior in (metrics["model"].get("priors") or {}).items():
         notice = Path(str(prior.get("source") or "")) / "NOTICE"
@@ -124,8 +131,16 @@ def load_run(run_folder: str | Path) -> dict[str, Any]:
     }
 
 
-def _main_row(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
-    return next(row for row in metrics["results"] if row["variant"] == metrics["main_variant"])
+def _main_table(metrics: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The protocol's table of the saved model's task (the first task of the run)."""
+    return metrics["protocol"]["tasks"][metrics["task"]]
+
+
+def _main_metrics(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The main row's test metrics of that table, each the mean over seeds."""
+    table = _main_table(metrics)
+    row = next(row for row in table["rows"] if row["variant"] == table["main_variant"])
+    return {key: value["mean"] for key, value in row["test"].items() if isinstance(value, Mapping)}
 
 
 def _provenance(name: str, model_type: str, notice: str | None) -> tuple[str, str, str]:
@@ -145,7 +160,7 @@ def _provenance(name: str, model_type: str, notice: str | None) -> tuple[str, st
 
 
 def card_data_from_run(run: Mapping[str, Any], model_name: str = "et-fuser") -> ModelCardData:
-    """Licence, library, pipeline tag, tags, dataset, metrics and a model-index with the main variant's results.
+    """Licence, library, pipeline tag, tags, dataset, metrics and a model-index with the main row's test results.
 
     `base_model` is left out on purpose: the priors are converted locally from registry packages, and the Hub only
     accepts existing Hub model ids there. The dataset is named as metrics.json names it (a local, generated dataset
@@ -166,11 +181,11 @@ def card_data_from_run(run: Mapping[str, Any], model_name: str = "et-fuser") -> 
             metric_name=METRIC_NAMES.get(key, key),
             metric_value=round(float(value), 4),
         )
-        for key, value in _main_row(metrics)["metrics"].items()
+        for key, value in _main_metrics(metrics).items()
         if isinstance(value, (int, float)) and math.isfinite(value)
     ]
     if not eval_results:
-        raise ValueError(f"run_folder: the main variant {metrics['main_variant']!r} has no numeric metrics.")
+        raise ValueError(f"run_folder: the main row {_main_table(metrics)['main_variant']!r} has no numeric metrics.")
     return ModelCardData(
         model_name=model_name,
         license="apache-2.0",
@@ -222,25 +237,6 @@ def validate_model_card(card: ModelCard, online: bool = False) -> None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> str:
-    if value is None:
-        return "—"
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
-
-
-def _evaluation_table(metrics: Mapping[str, Any]) -> str:
-    rows = metrics["results"]
-    keys = list(dict.fromkeys(key for row in rows for key in row["metrics"]))
-    header = ["variant", *(METRIC_NAMES.get(key, key) for key in keys), "p (bootstrap)", "p (McNemar)", "description"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for row in rows:
-        variant = f"**{row['variant']}**" if row["variant"] == metrics["main_variant"] else row["variant"]
-        cells = [variant, *(_number(row["metrics"].get(key)) for key in keys), _number(row.get("p_value_vs_main")),
-                 _number(row.get("mcnemar_p_vs_main")), str(row.get("description", "")).replace("|", "\\|")]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def _multitask_table(metrics: Mapping[str, Any]) -> str | None:
     """The `--multitask` comparison of the run, where it has one."""
     return render_multitask_markdown(metrics["multitask"]).rstrip() if metrics.get("multitask") else None
@@ -290,14 +286,11 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
         "fusion": {key: config.get(key) for key in ("hidden_size", "num_hidden_layers", "num_attention_heads",
                                                     "num_ensemble_tokens", "attention_mask_strategy", "fusion_mode")},
         "input_size": f"{size.get('height', config.get('image_size'))}x{size.get('width', config.get('image_size'))}",
-        "evaluation_table": _evaluation_table(metrics),
         "multitask_table": _multitask_table(metrics),
-        "protocol_markdown": render_protocol_markdown(metrics["protocol"]) if metrics.get("protocol") else None,
+        "protocol_markdown": render_protocol_markdown(metrics["protocol"]),
         "label_efficiency_markdown": (render_label_efficiency_markdown(metrics["label_efficiency"])
                                       if metrics.get("label_efficiency") else None),
-        "main_variant": metrics["main_variant"],
-        "main_metrics": ", ".join(f"{METRIC_NAMES.get(key, key)} {_number(value)}"
-                                  for key, value in _main_row(metrics)["metrics"].items()),
+        "main_variant": _main_table(metrics)["main_variant"],
         "prior_attention": ", ".join(f"`{name}` {value:.3f}" for name, value in attention.items()),
         "training": metrics.get("training"),
         "citations": CITATIONS,
@@ -308,7 +301,7 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
 
 
 def build_model_card(run_folder: str | Path, model_name: str = "et-fuser") -> ModelCard:
-    """The card of `run_folder`'s main variant, its metadata validated offline."""
+    """The card of `run_folder`'s saved model (its main row), its metadata validated offline."""
     run = load_run(run_folder)
     card = ModelCard.from_template(card_data_from_run(run, model_name), template_path=CARD_TEMPLATE_PATH,
                                    **_context(run, model_name))

@@ -1,12 +1,21 @@
 """Prior-feature cache: frozen priors run once per image; their features are stored as Arrow columns keyed by the
-image content hash and the priors' fingerprint (weights + input contract)."""
+image content hash and the priors' fingerprint (weights + input contract). `cache_prior_features` fills it for the
+main job's splits; `main` precomputes it ahead of the job:
+
+    python training/cache_priors.py [--dataset PATH] [--num-images N]
+
+writes Arrow files `prior-features-<key>.arrow` under `<cache>/features`, which `training/train.py` then reads
+instead of running the priors (a changed prior or preprocessing gets a new key, so a stale cache is never read).
+"""
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +23,14 @@ import datasets
 import numpy as np
 import torch
 
+from ..data.face_datasets import load_face_dataset
+from ..data.synthetic_faces import make_synthetic_faces
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.modeling_etfuser import ETFuserPreTrainedModel
+from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
+from ..priors.convert_face_priors import ensure_face_priors
+from ..priors.fetch import default_cache_dir
+from .recipe import DEFAULT_RECIPE, prior_entries
+from .tasks import DEFAULT_PRIORS
 
 PRIOR_COLUMN_PREFIX = "prior__"
 
@@ -76,3 +91,39 @@ def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np
     """(N, sum of feature dims): each cached prior's tokens averaged, concatenated in `names` order."""
     columns = [np.asarray(dataset[PRIOR_COLUMN_PREFIX + name], dtype=np.float32).mean(axis=1) for name in names]
     return np.concatenate(columns, axis=1)
+
+
+def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
+                         cache_dir: Path, image_size: int) -> datasets.DatasetDict:
+    """Every selected prior runs once per image (all tasks share the columns; each model reads its own priors)."""
+    reader = ETFuserForImageClassification.from_priors_pretrained(
+        priors=prior_entries(prior_dirs, list(prior_dirs)), backbone=None, fusion_mode="priors_only", num_labels=2,
+        image_size=image_size, **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
+    cache = PriorFeatureCache(reader, processor, cache_dir / "features")
+    return datasets.DatasetDict({name: cache(split) for name, split in splits.items()})
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
+    """Precomputes the selected priors' features of the synthetic default (or `--dataset`) into the cache."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default=None, help="a local dataset layout (default: the synthetic faces)")
+    parser.add_argument("--num-images", type=int, default=3200, help="synthetic images (default: 3200)")
+    parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--priors", nargs="+", default=list(DEFAULT_PRIORS), choices=list(DEFAULT_PRIORS))
+    parser.add_argument("--cache-dir", type=Path, default=None)
+    args = parser.parse_args(None if argv is None else list(argv))
+    cache_dir = args.cache_dir or default_cache_dir()
+    prior_dirs = ensure_face_priors(cache_dir, args.priors)
+    processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
+    if args.dataset is None:
+        splits = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}
+    else:
+        data = load_face_dataset(args.dataset)
+        splits = dict(data) if hasattr(data, "keys") else {"data": data}
+    start = time.perf_counter()
+    cached = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size)
+    for name, split in cached.items():
+        columns = [column for column in split.column_names if column.startswith(PRIOR_COLUMN_PREFIX)]
+        print(f"{name}: {len(split)} images, columns {columns}")
+    print(f"{time.perf_counter() - start:.1f} s -> {cache_dir / 'features'}")

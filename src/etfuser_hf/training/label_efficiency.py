@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import MAIN_ROW, PROTOCOL_ROWS, ProtocolContext, ProtocolJob, run_jobs
+from .protocol import ProtocolContext, Run, train_runs
+from .rows import MAIN_ROW, PROTOCOL_ROWS
 from .splits import subsample_train
 from .task_tables import mean_std
 from .tasks import FaceTask
@@ -35,8 +36,8 @@ def label_efficiency(tasks: Sequence[FaceTask], fractions: Sequence[float], seed
                     values = table_rows[name]["test"]["per_seed"]
                 else:
                     train = subsample_train(context.splits["train"], fraction, data_seed)
-                    jobs = [ProtocolJob(row, task, seed, train=train) for seed in seeds]
-                    values = [result.metrics[task.metric] for result in run_jobs(jobs, context, workers)]
+                    runs = [Run(row, task, seed, train=train) for seed in seeds]
+                    values = [result.metrics[task.metric] for result in train_runs(runs, context, workers)]
                 points[str(fraction)] = {**mean_std(values), "per_seed": [round(float(value), 4) for value in values],
                                          "num_train": max(1, round(fraction * len(context.splits["train"])))}
             per_row[name] = points

@@ -36,26 +36,26 @@ from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
-from .feature_cache import PriorFeatureCache
+from .feature_cache import cache_prior_features
 from .label_efficiency import label_efficiency, save_label_efficiency_plot
-from .multitask_run import run_multitask_comparison
-from .output_folder import OutputExistsError, check_output_dir
+from .measurements import mean_prior_attention
+from .multitask import train_multitask_comparison
+from .output_guard import OutputExistsError, check_output_dir
 from .plots import save_plots
-from .protocol import MAIN_ROW, PROTOCOL_ROWS, ProtocolContext, ProtocolJob, ProtocolRow, run_jobs
-from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES, prior_entries
-from .results import mean_prior_attention
-from .run_folder import write_run_folder
+from .protocol import ProtocolContext, Run, train_runs
+from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES
+from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
+from .run_writer import write_run_folder
 from .splits import synthetic_splits, user_splits
 from .task_tables import reading, task_table
 from .tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS, FaceTask, resolve_tasks, task_priors
-from .variants import VARIANTS
 
 
 def build_parser(prog: str | None = None, description: str | None = __doc__) -> argparse.ArgumentParser:
     """The main job's options (data, budget, output); `training/sweep.py` adds its own to the same parser."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    companion_names = [name.removeprefix("aux-") for name, variant in VARIANTS.items() if variant.group == "companion"]
+    companion_names = [name.removeprefix("aux-") for name, row in OPTIONAL_ROWS.items() if row.group == "companion"]
     data = parser.add_argument_group("data and tasks")
     data.add_argument("--dataset", default=None,
                       help="your data instead of the synthetic default: a local layout etfuser_hf.data reads (FER2013 "
@@ -96,11 +96,12 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     extra.add_argument("--label-fractions", nargs="+", type=float, default=[], metavar="F",
                        help="label efficiency: canonical, concat-mlp and et-fuser on these fractions of the training "
                             "labels (e.g. 0.05 0.2 1.0), plotted as test metric vs fraction")
-    extra.add_argument("--ablations", action="store_true", help="also train the ablation variants (first task)")
+    extra.add_argument("--ablations", action="store_true", help="also train the ablation rows (first task)")
     extra.add_argument("--companion", nargs="+", default=[], choices=companion_names,
                        help="also train ET-Fuser with these companion-paper auxiliary tasks (first task)")
-    extra.add_argument("--variants", nargs="+", default=[], choices=list(VARIANTS), metavar="NAME",
-                       help=f"also train these entries of etfuser_hf.training.variants.VARIANTS: {', '.join(VARIANTS)}")
+    extra.add_argument("--variants", nargs="+", default=[], choices=list(OPTIONAL_ROWS), metavar="NAME",
+                       help="also train these rows of etfuser_hf.training.rows.OPTIONAL_ROWS (first task): "
+                            f"{', '.join(OPTIONAL_ROWS)}")
     extra.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
                        help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (the first task's "
                             "is added) against a single-task ET-Fuser per column (first seed)")
@@ -158,16 +159,6 @@ def load_splits(args: argparse.Namespace, tasks: list[FaceTask]) -> tuple[datase
     return splits, record.to_dict()
 
 
-def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
-                         cache_dir: Path, image_size: int) -> datasets.DatasetDict:
-    """Every selected prior runs once per image (all tasks share the columns; each model reads its own priors)."""
-    reader = ETFuserForImageClassification.from_priors_pretrained(
-        priors=prior_entries(prior_dirs, list(prior_dirs)), backbone=None, fusion_mode="priors_only", num_labels=2,
-        image_size=image_size, **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
-    cache = PriorFeatureCache(reader, processor, cache_dir / "features")
-    return datasets.DatasetDict({name: cache(split) for name, split in splits.items()})
-
-
 def needs_token_backbone(overrides: dict) -> bool:
     """prepend_token and the patch-level auxiliary tasks work only on a ViT-style canonical model."""
     token_tasks = {"inpainting", "masked_pixels", "landmark_heatmap"}
@@ -175,29 +166,25 @@ def needs_token_backbone(overrides: dict) -> bool:
     return into_tokens or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
 
 
-def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list[ProtocolRow]:
-    """The rows to train for `task`: the protocol (or et-fuser alone), and for the first task the opt-in registry
-    entries (ablations, companion tasks, --variants) as overrides of the default recipe; prior-count ablations that
-    would not drop a prior are skipped."""
+def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list[Row]:
+    """The rows to train for `task`: the protocol (or et-fuser alone), and for the first task the optional rows asked
+    for (ablations, companion tasks, --variants); prior-count ablations that would not drop a prior are skipped."""
     rows = [row for row in PROTOCOL_ROWS if not args.no_baselines or row.name == MAIN_ROW]
     if not first:
         return rows
     wanted = set(args.variants) | {f"aux-{name}" for name in args.companion}
-    for name, variant in VARIANTS.items():
-        if variant.num_priors is not None and variant.num_priors >= len(task_priors(task, args.priors)):
+    for name, row in OPTIONAL_ROWS.items():
+        if row.num_priors is not None and row.num_priors >= len(task_priors(task, args.priors)):
             continue
-        if not (name in wanted or (variant.group == "ablation" and args.ablations)):
+        if not (name in wanted or (row.group == "ablation" and args.ablations)):
             continue
-        if needs_token_backbone(variant.overrides) and task.canonical in DEFAULT_PRIORS:
+        if needs_token_backbone(row.overrides) and task.canonical in DEFAULT_PRIORS:
             if name in wanted:
                 raise ValueError(f"{name}: needs a token-sequence canonical model (ViT-style), but {task.name!r} uses "
                                  f"the CNN {task.canonical!r}; pass --canonical scratch-vit or a ViT folder.")
             print(f"skipping {name}: it needs a token-sequence canonical model, {task.canonical!r} is a CNN")
             continue
-        overrides = dict(variant.overrides)
-        if variant.num_priors is not None:
-            overrides["num_priors"] = variant.num_priors
-        rows.append(ProtocolRow(name, variant.description, overrides))
+        rows.append(row)
     return rows
 
 
@@ -231,33 +218,31 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     output_dir = args.output_dir
     seeds = list(range(args.seed, args.seed + args.seeds))
 
-    jobs = []
+    runs = []
     for index, task in enumerate(tasks):
         for row in protocol_rows(args, task, first=index == 0):
-            overrides = dict(row.overrides)
-            if "num_priors" in overrides:
-                overrides["priors"] = task_priors(task, args.priors)[: overrides.pop("num_priors")]
+            overrides = {} if row.num_priors is None else {"priors": task_priors(task, args.priors)[: row.num_priors]}
             for seed in seeds:
                 save = output_dir / "model" if (index == 0 and row.name == MAIN_ROW and seed == seeds[0]) else None
-                jobs.append(ProtocolJob(row, task, seed, overrides, save_to=save))
+                runs.append(Run(row, task, seed, overrides, save_to=save))
     model_dir = output_dir / "model"
     if model_dir.exists():
         shutil.rmtree(model_dir)
 
-    def report(job: ProtocolJob, result) -> None:
-        print(f"[{time.perf_counter() - start:6.0f} s] {job.task.name} / {job.row.name} / seed {job.seed}: test "
-              f"{job.task.metric} {result.metrics[job.task.metric]:.4f} (validation "
-              f"{result.validation_metrics[job.task.metric]:.4f})", flush=True)
+    def report(run: Run, result) -> None:
+        print(f"[{time.perf_counter() - start:6.0f} s] {run.task.name} / {run.row.name} / seed {run.seed}: test "
+              f"{run.task.metric} {result.metrics[run.task.metric]:.4f} (validation "
+              f"{result.validation_metrics[run.task.metric]:.4f})", flush=True)
 
-    results = run_jobs(jobs, context, args.workers, report)
-    tables, runs_by_task = {}, {}
+    results = train_runs(runs, context, args.workers, report)
+    tables, results_by_task = {}, {}
     for task in tasks:
-        runs: dict[str, list] = {}
-        for job, result in zip(jobs, results):
-            if job.task == task:
-                runs.setdefault(job.row.name, []).append(result)
-        tables[task.name] = task_table(task, runs, seeds, MAIN_ROW, {row.name: row.description for row in PROTOCOL_ROWS})
-        runs_by_task[task.name] = runs
+        by_row: dict[str, list] = {}
+        for run, result in zip(runs, results):
+            if run.task == task:
+                by_row.setdefault(run.row.name, []).append(result)
+        tables[task.name] = task_table(task, by_row, seeds, MAIN_ROW, {row.name: row.description for row in PROTOCOL_ROWS})
+        results_by_task[task.name] = by_row
 
     first = tasks[0]
     main_model = (ETFuserForImageClassification if first.is_classification else ETFuserForLandmarkDetection
@@ -270,21 +255,15 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
                                       args.workers)
     multitask = None
     if args.multitask:
-        multitask = run_multitask_comparison(first, args.multitask, seeds[0], context, runs_by_task[first.name])
+        multitask = train_multitask_comparison(first, args.multitask, seeds[0], context, results_by_task[first.name])
 
-    main_runs = runs_by_task[first.name][MAIN_ROW]
+    main_results = results_by_task[first.name][MAIN_ROW]
     collator = context.collator(first, main_model)
     attention = mean_prior_attention(main_model, splits["test"], collator) if main_model.config.priors else {}
     test_labels = np.asarray(splits["test"][first.column])
-    plots = save_plots(output_dir / "plots", main_runs[0], test_labels, label_names.get(first.name) or [], attention)
+    plots = save_plots(output_dir / "plots", main_results[0], test_labels, label_names.get(first.name) or [], attention)
     if efficiency:
         plots += save_label_efficiency_plot(output_dir / "plots", efficiency, args.dataset is None)
-    legacy_rows = [{"variant": row["variant"], "description": row["description"],
-                    "metrics": {key: value["mean"] for key, value in row["test"].items() if key != "per_seed"},
-                    "p_value_vs_main": row.get("p_seeds_ttest_vs_main"),
-                    "mcnemar_p_vs_main": (row.get("p_per_seed_vs_main") or [None])[0],
-                    "test": "paired t-test across seeds; per-seed McNemar/bootstrap (first seed shown), test split"}
-                   for row in tables[first.name]["rows"]]
     summary = {
         "task": first.name,
         "problem_type": first.problem_type,
@@ -297,7 +276,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         "model": {"priors": {name: {"model_type": main_model.config.priors[name].config.model_type,
                                     "source": str(prior_dirs[name])} for name in main_model.config.priors},
                   "backbone": f"{first.canonical} (pretrained canonical model, fine-tuned)",
-                  **main_runs[0].params},
+                  **main_results[0].params},
         "prior_attention": attention,
         "protocol": {"splits": split_record, "seeds": seeds, "tasks": tables,
                      "reading": [reading(table) for table in tables.values()],
@@ -309,11 +288,11 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         **({"label_efficiency": efficiency} if efficiency else {}),
         **({"multitask": multitask} if multitask else {}),
         "plots": [f"plots/{name}" for name in plots],
-        "training": {"epochs": args.epochs, "seconds": round(main_runs[0].seconds, 1), "seed": seeds[0],
+        "training": {"epochs": args.epochs, "seconds": round(main_results[0].seconds, 1), "seed": seeds[0],
                      "seeds": seeds, "bf16": args.bf16, "cached_prior_features": not args.no_cache,
                      "total_seconds": round(time.perf_counter() - start, 1)},
     }
-    write_run_folder(output_dir, summary, legacy_rows, MAIN_ROW)
+    write_run_folder(output_dir, summary)
     print((output_dir / "results.md").read_text())
     print(json.dumps({"total_seconds": summary["training"]["total_seconds"], "run_folder": str(output_dir)}, indent=2))
     return summary

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .variants import VariantResult
+from .trainer import RunResult
 
 
-def save_plots(folder: Path, main: VariantResult, labels: np.ndarray, label_names: Sequence[str],
+def save_plots(folder: Path, main: RunResult, labels: np.ndarray, label_names: Sequence[str],
                prior_attention: Mapping[str, float]) -> list[str]:
-    """Loss and metric curves, the confusion matrix and the per-prior attention bar chart of the main variant."""
+    """Loss and metric curves, the confusion matrix and the per-prior attention bar chart of the main row's first run."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -10,8 +10,7 @@ import torch
 from torch import nn
 
 from ..metrics import accuracy, macro_f1
-from .trainer_runs import per_image_nme
-from .variants import VariantResult
+from .trainer import RunResult, per_image_nme
 
 
 def fit_probe(
@@ -27,7 +26,7 @@ def fit_probe(
     problem_type: str = "single_label_classification",
     test_features: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
-) -> VariantResult:
+) -> RunResult:
     """A probe on fixed features with standardised inputs: for classification a linear layer (`hidden_size=None`)
     or a one-hidden-layer MLP, full-batch AdamW; for landmarks ridge regression onto the (K, 2) points.
 
@@ -61,7 +60,7 @@ def fit_probe(
     validation = evaluate(eval_features, eval_labels)
     reported = validation if test_features is None else evaluate(test_features, test_labels)
     predictions, outputs, metrics, scores = reported
-    return VariantResult(name, description, predictions, outputs, metrics, seconds=time.perf_counter() - start,
+    return RunResult(name, description, predictions, outputs, metrics, seconds=time.perf_counter() - start,
                          validation_metrics=validation[2], scores=scores,
                          split="validation" if test_features is None else "test")
 

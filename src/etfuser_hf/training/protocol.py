@@ -1,9 +1,6 @@
-"""The paper's comparison for one task and one seed: every row gets the same splits, the same pretrained parts and the
-same training budget; each is selected on validation (early stopping, best checkpoint) and evaluated once on test.
-
-Rows (`PROTOCOL_ROWS`): the pretrained canonical model alone, fine-tuned; canonical + the priors' features
-concatenated through an MLP; canonical + ET-Fuser; ET-Fuser on the priors alone; and the best single prior under a
-linear probe (the prior chosen on validation).
+"""Training the comparison's runs: one run is one row (`rows.Row`) of one task trained with one seed. Every row gets
+the same splits, the same pretrained parts and the same training budget; each run is selected on validation (early
+stopping, best checkpoint) and evaluated once on test. `train_runs` trains many, in parallel processes if asked.
 """
 
 from __future__ import annotations
@@ -20,41 +17,17 @@ import numpy as np
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .collators import FaceCollator
 from .feature_cache import pooled_prior_features
+from .measurements import count_parameters
 from .probes import fit_probe
 from .recipe import build_task_model
-from .results import count_parameters
+from .rows import MAIN_ROW, Row
 from .tasks import FaceTask, task_priors
-from .trainer_runs import apply_lora, train_variant
-from .variants import VariantResult
-
-
-@dataclass(frozen=True)
-class ProtocolRow:
-    """One row of a task table: `overrides` of the default recipe, or the best-single-prior linear probe."""
-
-    name: str
-    description: str
-    overrides: Mapping[str, Any] = field(default_factory=dict)
-    probe: bool = False
-
-
-MAIN_ROW = "et-fuser"
-PROTOCOL_ROWS = (
-    ProtocolRow(MAIN_ROW, "canonical model + ET-Fuser: the ensemble token over the frozen priors, fused into the "
-                          "canonical model (fusion mode in the table heading)"),
-    ProtocolRow("canonical", "the pretrained canonical model alone, fine-tuned (the baseline to beat)",
-                {"fusion_mode": "none"}),
-    ProtocolRow("concat-mlp", "canonical model + the frozen priors' features concatenated through an MLP "
-                              "(no ensemble token)", {"fusion_mode": "concat_priors"}),
-    ProtocolRow("et-fuser-priors-only", "ET-Fuser on the frozen priors alone (no canonical model)",
-                {"fusion_mode": "priors_only"}),
-    ProtocolRow("probe-best-prior", "linear probe on the single best frozen prior (chosen on validation)", probe=True),
-)
+from .trainer import RunResult, apply_lora, train_model
 
 
 @dataclass
 class ProtocolContext:
-    """What every row of a run shares: the data (with cached prior columns), the priors, the budget."""
+    """What every run shares: the data (with cached prior columns), the priors, the budget."""
 
     splits: datasets.DatasetDict
     prior_dirs: Mapping[str, str | os.PathLike]
@@ -74,9 +47,9 @@ class ProtocolContext:
                             include_pixel_values=config.backbone is not None, problem_type=task.problem_type)
 
 
-def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolContext,
+def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
               train: datasets.Dataset | None = None, keep_model: Callable[[Any], None] | None = None,
-              learning_rate: float | None = None, evaluate_test: bool = True, **overrides: Any) -> VariantResult:
+              learning_rate: float | None = None, evaluate_test: bool = True, **overrides: Any) -> RunResult:
     """Trains `row` for `task` with `seed` (the model's initialisation and the data order) and returns its test-split
     result with validation metrics and parameter counts. `train` replaces the training split (label fractions);
     `keep_model` receives the trained model (the run folder saves the main row's); `learning_rate` replaces the
@@ -98,7 +71,7 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
     settings = {"learning_rate": task.row_learning_rate(row.name), **context.run_settings, "seed": seed, "data_seed": seed}
     if learning_rate is not None:  # a sweep's candidate rate wins over every other
         settings["learning_rate"] = learning_rate
-    result, _ = train_variant(
+    result, _ = train_model(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
         test_dataset=context.splits["test"] if evaluate_test else None, **settings)
@@ -113,7 +86,7 @@ def train_row(row: ProtocolRow, task: FaceTask, seed: int, context: ProtocolCont
 
 
 def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train: datasets.Dataset,
-                     evaluate_test: bool = True) -> VariantResult:
+                     evaluate_test: bool = True) -> RunResult:
     """A linear probe on each frozen prior's cached feature; the one best on validation is reported on test."""
     data = {"train": train, "validation": context.splits["validation"],
             **({"test": context.splits["test"]} if evaluate_test else {})}
@@ -144,10 +117,11 @@ def saved_parameter_count(folder: str | os.PathLike) -> int:
 
 
 @dataclass(frozen=True)
-class ProtocolJob:
-    """One independent training run of the comparison; `save_to` keeps its trained model as a saved folder."""
+class Run:
+    """One independent training run of the comparison: `row` of `task` with `seed`; `overrides` of the row's recipe,
+    `train` in place of the training split, `save_to` keeps the trained model as a saved folder."""
 
-    row: ProtocolRow
+    row: Row
     task: FaceTask
     seed: int
     overrides: Mapping[str, Any] = field(default_factory=dict)
@@ -157,36 +131,36 @@ class ProtocolJob:
     evaluate_test: bool = True  # False in validation sweeps
 
 
-def _run_job(job: ProtocolJob, context: ProtocolContext, threads: int | None) -> VariantResult:
+def _train_in_worker(run: Run, context: ProtocolContext, threads: int | None) -> RunResult:
     import torch
 
     if threads is not None:
         torch.set_num_threads(threads)
-    keep = (lambda model: model.save_pretrained(job.save_to)) if job.save_to is not None else None
-    return train_row(job.row, job.task, job.seed, context, train=job.train, keep_model=keep,
-                     learning_rate=job.learning_rate, evaluate_test=job.evaluate_test, **job.overrides)
+    keep = (lambda model: model.save_pretrained(run.save_to)) if run.save_to is not None else None
+    return train_run(run.row, run.task, run.seed, context, train=run.train, keep_model=keep,
+                     learning_rate=run.learning_rate, evaluate_test=run.evaluate_test, **run.overrides)
 
 
-def run_jobs(jobs: Sequence[ProtocolJob], context: ProtocolContext, workers: int = 1,
-             report: Callable[[ProtocolJob, VariantResult], None] | None = None) -> list[VariantResult]:
-    """Runs `jobs` (results in `jobs` order). With `workers > 1` they run in that many spawned processes of one
+def train_runs(runs: Sequence[Run], context: ProtocolContext, workers: int = 1,
+               report: Callable[[Run, RunResult], None] | None = None) -> list[RunResult]:
+    """Trains `runs` (results in `runs` order). With `workers > 1` they train in that many spawned processes of one
     torch thread each: the runs are independent and seeded, so the results do not depend on the schedule, and on
     small canonical models one thread per run uses the cores better than threads inside one run."""
-    if workers <= 1 or len(jobs) <= 1:
+    if workers <= 1 or len(runs) <= 1:
         results = []
-        for job in jobs:
-            results.append(_run_job(job, context, None))
+        for run in runs:
+            results.append(_train_in_worker(run, context, None))
             if report is not None:
-                report(job, results[-1])
+                report(run, results[-1])
         return results
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = [pool.submit(_run_job, job, context, 1) for job in jobs]
+        futures = [pool.submit(_train_in_worker, run, context, 1) for run in runs]
         results = []
-        for job, future in zip(jobs, futures):
+        for run, future in zip(runs, futures):
             results.append(future.result())
             if report is not None:
-                report(job, results[-1])
+                report(run, results[-1])
     return results

@@ -88,7 +88,7 @@ def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stra
 
 
 def subsample_train(train: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
-    """The first `fraction` of a seeded permutation of train (label efficiency): the same rows for every variant."""
+    """The first `fraction` of a seeded permutation of train (label efficiency): the same images for every row."""
     if not 0 < fraction <= 1:
         raise ValueError(f"label fraction must be in (0, 1], got {fraction}.")
     count = max(1, round(fraction * len(train)))

@@ -5,11 +5,13 @@ such as NME) and across seeds (`scipy.stats.ttest_rel` on the per-seed test metr
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import stats
 
-from .variants import VariantResult
+if TYPE_CHECKING:  # the type only: this module needs scipy, not the Trainer
+    from .trainer import RunResult
 
 
 def _paired(scores_a: np.ndarray, scores_b: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:
@@ -46,7 +48,7 @@ def mcnemar_pvalue(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
 
 
 def seed_ttest_pvalue(metric_a: Sequence[float], metric_b: Sequence[float]) -> float | None:
-    """Paired t-test across seeds (`scipy.stats.ttest_rel`) of two variants' per-seed test metrics; None with fewer
+    """Paired t-test across seeds (`scipy.stats.ttest_rel`) of two rows' per-seed test metrics; None with fewer
     than two seeds, 1.0 when the two are identical on every seed."""
     metric_a, metric_b = _paired(metric_a, metric_b, np.float64)
     if len(metric_a) < 2:
@@ -59,7 +61,7 @@ def seed_ttest_pvalue(metric_a: Sequence[float], metric_b: Sequence[float]) -> f
     return float(stats.ttest_rel(metric_a, metric_b).pvalue)
 
 
-def paired_pvalues(reference: VariantResult, other: VariantResult, labels: np.ndarray) -> tuple[float, float]:
+def paired_pvalues(reference: RunResult, other: RunResult, labels: np.ndarray) -> tuple[float, float]:
     """p-values of `other` against `reference` on the same eval set, rounded to 4 places: (paired bootstrap over
     5000 resamples, two-sided; exact McNemar) on per-image correctness."""
     reference_correct, correct = reference.predictions == labels, other.predictions == labels

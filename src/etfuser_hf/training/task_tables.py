@@ -5,13 +5,15 @@ test predictions: exact McNemar for correctness, paired bootstrap for NME), and 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .statistics import mcnemar_pvalue, paired_bootstrap_pvalue, seed_ttest_pvalue
 from .tasks import FaceTask
-from .variants import VariantResult
+
+if TYPE_CHECKING:  # the type only: tables need numpy and scipy, not the Trainer
+    from .trainer import RunResult
 
 METRIC_LABELS = {"accuracy": "accuracy", "nme": "NME (lower is better)", "macro_f1": "macro-F1"}
 
@@ -22,7 +24,7 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)}
 
 
-def per_seed_pvalue(task: FaceTask, reference: VariantResult, other: VariantResult, seed: int) -> float:
+def per_seed_pvalue(task: FaceTask, reference: RunResult, other: RunResult, seed: int) -> float:
     """The paired test of one seed's test predictions: McNemar on correctness, or bootstrap on per-image NME."""
     if reference.scores is None or other.scores is None:
         raise ValueError(f"{other.name}: per-example test scores are needed for the paired test.")
@@ -31,7 +33,7 @@ def per_seed_pvalue(task: FaceTask, reference: VariantResult, other: VariantResu
     return round(paired_bootstrap_pvalue(reference.scores, other.scores, seed=seed), 4)
 
 
-def task_table(task: FaceTask, runs: Mapping[str, Sequence[VariantResult]], seeds: Sequence[int], main: str,
+def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: Sequence[int], main: str,
                descriptions: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The table of `task` from `runs` (row name -> one result per seed, in `seeds` order)."""
     reference = runs[main]
@@ -95,7 +97,7 @@ def _rate(row: Mapping[str, Any]) -> str:
 
 
 def render_task_table(table: Mapping[str, Any]) -> str:
-    """Markdown of `task_table`: a heading naming the task, the metric and the split, then one row per variant."""
+    """Markdown of `task_table`: a heading naming the task, the metric and the split, then one line per row."""
     metric, main = table["metric"], table["main_variant"]
     per_seed_test = "McNemar" if metric == "accuracy" else "bootstrap"
     lines = [

@@ -1,10 +1,12 @@
-"""One Trainer run per variant (bf16 on CPU, early stopping, resume, optional LoRA), returning its eval predictions."""
+"""One run (one model, one seed) with the 🤗 Trainer: bf16 on CPU, early stopping, resume, optional LoRA; and
+`RunResult`, what a run gives the tables."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import datasets
@@ -17,7 +19,24 @@ from ..metrics import make_compute_metrics, make_multitask_compute_metrics
 from ..models.modeling_etfuser import ETFuserPreTrainedModel, normalized_mean_error
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .collators import FaceCollator, MultiTaskFaceCollator
-from .variants import VariantResult
+
+
+@dataclass
+class RunResult:
+    """Everything the comparison tables need of one trained run, on the split it is reported on (`split`): the test
+    split when training was given one, else the validation split it was selected on."""
+
+    name: str
+    description: str
+    predictions: np.ndarray  # (N,) predicted class ids, or (N, K, 2) landmarks
+    logits: np.ndarray  # (N, num_labels) head output (landmarks: (N, K, 2))
+    metrics: dict[str, float]
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    validation_metrics: dict[str, float] = field(default_factory=dict)
+    scores: np.ndarray | None = None  # (N,) per-example score on `split`: 1.0/0.0 correct, or NME
+    split: str = "validation"
+    params: dict[str, int] = field(default_factory=dict)
 
 
 class ETFuserTrainer(Trainer):
@@ -84,7 +103,7 @@ def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datase
     return trainer, trainer.predict(eval_dataset), seconds
 
 
-def train_variant(
+def train_model(
     name: str,
     description: str,
     model: nn.Module,
@@ -96,8 +115,8 @@ def train_variant(
     resume_from_checkpoint: str | bool | None = None,
     test_dataset: datasets.Dataset | None = None,
     **argument_overrides: Any,
-) -> tuple[VariantResult, Trainer]:
-    """Fine-tunes one variant with the Trainer. Early stopping and the best checkpoint read `eval_dataset` (the
+) -> tuple[RunResult, Trainer]:
+    """Fine-tunes `model` with the Trainer (one run). Early stopping and the best checkpoint read `eval_dataset` (the
     validation split) only; `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint,
     and is what the result reports (`result.split == "test"`)."""
     classification = collator.problem_type == "single_label_classification"
@@ -121,7 +140,7 @@ def train_variant(
     else:
         predictions = outputs
         scores = per_image_nme(outputs, labels, getattr(getattr(model, "config", None), "interocular_indices", (36, 45)))
-    result = VariantResult(name, description, predictions, outputs, metrics_of(reported), trainer.state.log_history,
+    result = RunResult(name, description, predictions, outputs, metrics_of(reported), trainer.state.log_history,
                            seconds, metrics_of(validation), scores, "test" if test_dataset is not None else "validation")
     return result, trainer
 
@@ -133,7 +152,7 @@ def per_image_nme(landmarks: np.ndarray, targets: np.ndarray, interocular_indice
     return normalized_mean_error(landmarks, targets, tuple(interocular_indices)).numpy()
 
 
-def train_multitask_variant(
+def train_multitask_model(
     name: str,
     description: str,
     model: ETFuserForMultiTaskFaceAnalysis,
@@ -144,8 +163,8 @@ def train_multitask_variant(
     early_stopping_patience: int | None = 3,
     test_dataset: datasets.Dataset | None = None,
     **argument_overrides: Any,
-) -> tuple[dict[str, VariantResult], Trainer]:
-    """`train_variant` for a multi-task model with single-label branches: one `VariantResult` per task (its branch's
+) -> tuple[dict[str, RunResult], Trainer]:
+    """`train_model` for a multi-task model with single-label branches: one `RunResult` per task (its branch's
     predictions on `test_dataset`, else on `eval_dataset`), the best checkpoint chosen on `eval_dataset` by the mean
     of the tasks' accuracies."""
     trainer, validation, seconds = _fit(
@@ -159,7 +178,7 @@ def train_multitask_variant(
     for (task, task_labels) in zip(model.config.tasks, labels):
         metrics = {metric: float(reported.metrics[f"test_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")}
         predictions = np.asarray(logits[task]).argmax(-1)
-        results[task] = VariantResult(
+        results[task] = RunResult(
             name, f"{description} ({task} branch)", predictions, np.asarray(logits[task]), metrics,
             trainer.state.log_history, seconds,
             {metric: float(validation.metrics[f"test_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")},

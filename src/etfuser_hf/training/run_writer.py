@@ -1,14 +1,14 @@
-"""The run folder: metrics.json (the documented schema), splits.json and results.md."""
+"""Writes the run folder: metrics.json (the documented schema), splits.json and results.md."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .results import render_multitask_markdown, render_results_markdown
+from .multitask import render_multitask_markdown
 from .task_tables import render_task_table
 
 SYNTHETIC_BANNER = ("> **SYNTHETIC data.** Every number below is measured on generated faces "
@@ -41,21 +41,17 @@ def render_label_efficiency_markdown(curves: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any], rows: Sequence[Mapping[str, Any]],
-                     main: str) -> Path:
-    """metrics.json (the documented schema), splits.json (how the splits were made, where `summary` has a
-    "protocol") and results.md: the per-task tables, or the single table of `rows`, then the label-efficiency and
-    multi-task sections where `summary` has them."""
+def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any]) -> Path:
+    """metrics.json (`summary`, the documented schema: its "protocol" holds every row's numbers), splits.json (how
+    the splits were made) and results.md: the per-task tables, then the label-efficiency and multi-task sections
+    where `summary` has them."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metrics.json").write_text(json.dumps({**summary, "main_variant": main, "results": list(rows)}, indent=2))
-    protocol = summary.get("protocol")
+    (folder / "metrics.json").write_text(json.dumps(summary, indent=2))
+    protocol = summary["protocol"]
     banner = SYNTHETIC_BANNER if (summary.get("dataset") or {}).get("synthetic") else ""
-    if protocol:
-        (folder / "splits.json").write_text(json.dumps(protocol["splits"], indent=2))
-        text = banner + render_protocol_markdown(protocol)
-    else:
-        text = banner + render_results_markdown(rows, main)
+    (folder / "splits.json").write_text(json.dumps(protocol["splits"], indent=2))
+    text = banner + render_protocol_markdown(protocol)
     if summary.get("label_efficiency"):
         text += "\n" + render_label_efficiency_markdown(summary["label_efficiency"])
     if summary.get("multitask"):

@@ -1,0 +1,36 @@
+"""What is measured of a trained model besides its metrics: its parameter counts and the ensemble token's mean
+attention per prior."""
+
+from __future__ import annotations
+
+import datasets
+import torch
+
+from ..models.modeling_etfuser import ETFuserPreTrainedModel
+from .collators import FaceCollator
+
+
+def count_parameters(model: ETFuserPreTrainedModel) -> dict[str, int]:
+    """Total and trainable parameters, and those of the fusion module (all but the encoders and the head)."""
+    base = model.base_model
+    total = sum(p.numel() for p in model.parameters())
+    encoders = sum(p.numel() for p in base.priors.parameters())
+    encoders += sum(p.numel() for p in base.backbone.parameters()) if base.backbone is not None else 0
+    head = total - sum(p.numel() for p in base.parameters())
+    return {"params_total": total, "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
+            "params_fusion": total - encoders - head}
+
+
+def mean_prior_attention(model: ETFuserPreTrainedModel, dataset: datasets.Dataset, collator: FaceCollator,
+                         batch_size: int = 64) -> dict[str, float]:
+    """The ensemble token's attention per prior (last fusion layer), averaged over `dataset`."""
+    model.eval()
+    totals, count = None, 0
+    for start in range(0, len(dataset), batch_size):
+        batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        batch.pop("labels")
+        with torch.inference_mode():
+            attention = model(**batch, output_attentions=True).prior_attention
+        totals = attention.sum(0) if totals is None else totals + attention.sum(0)
+        count += attention.shape[0]
+    return {name: round(float(value) / count, 4) for name, value in zip(model.config.priors, totals)}

@@ -1,0 +1,68 @@
+"""The rows of the comparison: what a task table compares, each an override of the default recipe (or the
+best-single-prior linear probe). `PROTOCOL_ROWS` are trained for every task; `OPTIONAL_ROWS` (ablations,
+companion-paper tasks), filled by `register_row`, join the first task's table when asked for (one line adds one)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of a task table: ET-Fuser built by `recipe.build_task_model` with `overrides` of the default recipe
+    (ETFuserConfig keyword arguments), on the first `num_priors` of the selected priors where that is set; or, with
+    `probe`, the linear probe on the best single prior."""
+
+    name: str
+    description: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    probe: bool = False
+    group: str = "protocol"  # "protocol" (always trained), "ablation" (--ablations) or "companion" (--companion)
+    num_priors: int | None = None
+
+
+MAIN_ROW = "et-fuser"
+PROTOCOL_ROWS = (
+    Row(MAIN_ROW, "canonical model + ET-Fuser: the ensemble token over the frozen priors, fused into the "
+                  "canonical model (fusion mode in the table heading)"),
+    Row("canonical", "the pretrained canonical model alone, fine-tuned (the baseline to beat)",
+        {"fusion_mode": "none"}),
+    Row("concat-mlp", "canonical model + the frozen priors' features concatenated through an MLP (no ensemble token)",
+        {"fusion_mode": "concat_priors"}),
+    Row("et-fuser-priors-only", "ET-Fuser on the frozen priors alone (no canonical model)",
+        {"fusion_mode": "priors_only"}),
+    Row("probe-best-prior", "linear probe on the single best frozen prior (chosen on validation)", probe=True),
+)
+
+OPTIONAL_GROUPS = ("ablation", "companion")
+OPTIONAL_ROWS: dict[str, Row] = {}
+
+
+def register_row(name: str, description: str, group: str = "ablation", num_priors: int | None = None,
+                 **overrides: Any) -> Row:
+    """Adds `name` to `OPTIONAL_ROWS` (e.g. `register_row("mask-isolated", "...", attention_mask_strategy="isolated")`);
+    `training/train.py` trains it under `--ablations`, `--companion` or `--variants name`."""
+    if group not in OPTIONAL_GROUPS:
+        raise ValueError(f"group must be one of {OPTIONAL_GROUPS}, got {group!r}.")
+    if name in OPTIONAL_ROWS or any(row.name == name for row in PROTOCOL_ROWS):
+        raise ValueError(f"row {name!r} is already registered.")
+    OPTIONAL_ROWS[name] = Row(name, description, dict(overrides), group=group, num_priors=num_priors)
+    return OPTIONAL_ROWS[name]
+
+
+register_row("mask-ensemble-reads-priors", "ET-Fuser ablation: attention_mask_strategy=ensemble_reads_priors",
+             attention_mask_strategy="ensemble_reads_priors")
+register_row("mask-isolated", "ET-Fuser ablation: attention_mask_strategy=isolated", attention_mask_strategy="isolated")
+register_row("fusion-prepend-token", "ET-Fuser ablation: fusion_mode=prepend_token", fusion_mode="prepend_token")
+register_row("fusion-concat-before-head", "ET-Fuser ablation: fusion_mode=concat_before_head",
+             fusion_mode="concat_before_head")
+for _count in (1, 2, 3):
+    register_row(f"priors-{_count}", f"ET-Fuser ablation: only the first {_count} selected prior(s)", num_priors=_count)
+register_row("aux-jigsaw", "ET-Fuser + HMTL jigsaw puzzling (3x3 grid, weight 0.1)", "companion",
+             auxiliary_tasks={"jigsaw": {"grid": 3}})
+register_row("aux-inpainting", "ET-Fuser + HMTL in-painting (L1 + perceptual loss on the first prior)", "companion",
+             auxiliary_tasks={"inpainting": True})
+register_row("aux-multilevel", "ET-Fuser + pixel / patch / component face-prior tasks", "companion",
+             auxiliary_tasks={"masked_pixels": True, "landmark_heatmap": True, "components": True})
