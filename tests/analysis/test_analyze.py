@@ -18,11 +18,11 @@ from conftest import REPO_ROOT, tiny_etfuser_config, tiny_vit_config
 
 import etfuser_hf
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.hub.analysis import analyze, table_schema
-from etfuser_hf.hub.analysis_backends import OnnxBackend
-from etfuser_hf.hub.analysis_report import plot_time_course, read_table, summarize
+from etfuser_hf.analysis.backends import OnnxBackend
+from etfuser_hf.analysis.media import write_video
+from etfuser_hf.analysis.pipeline import analyze, table_schema
+from etfuser_hf.analysis.report import plot_time_course, read_table, summarize
 from etfuser_hf.hub.cli import main
-from etfuser_hf.hub.media import write_video
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -79,7 +79,7 @@ def test_analyze_folder_gives_face_no_face_and_error_rows(model_dir, media, capl
     assert len(flat) == 1 and flat.iloc[0]["status"] == "no_face" and flat.iloc[0]["face"] == -1
     assert np.isnan(flat.iloc[0]["box_x0"]) and pd.isna(flat.iloc[0]["label"])
     bad = by_name["notes.jpg"]
-    assert len(bad) == 1 and bad.iloc[0]["status"] == "error" and "unreadable image" in bad.iloc[0]["error"]
+    assert len(bad) == 1 and bad.iloc[0]["status"] == "error" and "not an image file" in bad.iloc[0]["error"]
     assert any("notes.jpg" in record.getMessage() for record in caplog.records)
 
 
@@ -211,7 +211,7 @@ def test_cli_analyze_help_through_the_cli_entry_module():
 
 def test_analyze_is_lazy_on_the_package():
     code = ("import sys, etfuser_hf; assert 'pandas' not in sys.modules and 'av' not in sys.modules; "
-            "from etfuser_hf.hub.analysis import analyze; assert etfuser_hf.analyze is analyze")
+            "from etfuser_hf.analysis.pipeline import analyze; assert etfuser_hf.analyze is analyze")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": SRC})
     assert etfuser_hf.analyze is analyze
 
