@@ -3,6 +3,7 @@ landmark priors on scikit-image's astronaut photo, public domain)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -97,6 +98,19 @@ def test_analyze_video_rows_per_frame_with_prior_readouts(table, media):
     assert (video["expression_prob_happy"] > 0.5).all()
     nose_gap = np.hypot(video["face_landmarks_x30"] - video["nose_x"], video["face_landmarks_y30"] - video["nose_y"])
     assert (nose_gap < 8).all(), nose_gap.tolist()
+
+
+def test_predict_and_analyze_give_the_same_answer_for_the_astronaut(model_dir, media, table, capsys):
+    photo = media / "photos" / "astronaut.png"
+    main(["predict", str(model_dir), str(photo)])
+    (face,) = json.loads(capsys.readouterr().out)[str(photo)]
+    row = table[table["source"] == str(photo)].iloc[0]
+    assert face["label"] == row["label"]
+    np.testing.assert_allclose([face["outputs"][f"prob_{label}"] for label in LABELS],
+                               row[[f"prob_{label}" for label in LABELS]].to_numpy(float), atol=1e-4)
+    assert face["score"] == pytest.approx(row[f"prob_{row['label']}"], abs=1e-4)
+    np.testing.assert_allclose([face["prior_attention"][name] for name in PRIORS],
+                               row[[f"attention_{name}" for name in PRIORS]].to_numpy(float), atol=1e-5)
 
 
 def test_video_every_n_frames_and_a_broken_video(model_dir, media, tmp_path):

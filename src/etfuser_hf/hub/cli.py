@@ -139,6 +139,14 @@ def card(args: argparse.Namespace) -> None:
     print(f"model card written to {write_model_card(args.run_folder, args.output, args.name)}")
 
 
+def demo(args: argparse.Namespace) -> int:
+    """`etfuser demo`: annotated photos (`hub/demo.py`)."""
+    from .demo import run_demo
+
+    run_demo(args.image, args.model, args.output)
+    return 0
+
+
 def analyze_files(args: argparse.Namespace) -> int:
     """`etfuser analyze`: shards the files over processes when started by `accelerate launch` (or torchrun); the
     main process merges the parts into `--output`. Returns the exit status: 1 when any input failed."""
@@ -233,12 +241,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--overwrite", action="store_true", help="replace an existing card (refused otherwise)")
     sub.set_defaults(handler=card)
 
-    from .demo import add_arguments, run_demo
+    from .demo import add_arguments
 
     sub = commands.add_parser("demo", help="annotate a photo", description="Detect faces, classify them and write "
                               "an annotated image with per-prior attention bars.")
     add_arguments(sub)
-    sub.set_defaults(handler=lambda args: run_demo(args.image, args.model, args.output))
+    sub.set_defaults(handler=demo)
 
     sub = commands.add_parser("analyze", help="images, folders, videos -> one table of faces",
                               description="Detect and analyse every face in images, folders (recursive) and videos; "
