@@ -40,12 +40,10 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.face_detection import (
