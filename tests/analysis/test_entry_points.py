@@ -80,7 +80,8 @@ def test_one_definition_of_the_image_suffixes_and_one_model_loader():
     assert not [module.__name__ for module in modules if "_load" in vars(module) or "expand_images" in vars(module)]
 
 
-@pytest.mark.parametrize("command", ["predict", "analyze", "analyze-onnx", "demo", "evaluate"])
+@pytest.mark.parametrize("command", ["predict", "analyze", pytest.param("analyze-onnx", marks=pytest.mark.slow),
+                                     "demo", "evaluate"])  # analyze-onnx: ~30 s, it exports the graph and MTCNN
 def test_every_entry_point_loads_the_model_once(command, model_dirs, nested, tmp_path, monkeypatch):
     # a cache of our own for the ONNX exports, with the converted priors (MTCNN) of the real one
     (tmp_path / "cache").mkdir()
