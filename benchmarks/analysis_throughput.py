@@ -43,9 +43,10 @@ import skimage.data
 import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.hub.analysis import analyze, load_model
-from etfuser_hf.hub.analysis_backends import ensure_analysis_onnx
-from etfuser_hf.hub.media import expand_inputs, iter_media, write_video
+from etfuser_hf.analysis.backends import ensure_analysis_onnx
+from etfuser_hf.analysis.media import expand_inputs, iter_media, write_video
+from etfuser_hf.analysis.pipeline import analyze
+from etfuser_hf.analysis.saved_model import load_model
 from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.priors.convert_face_priors import RECIPES, ensure_face_priors
 from etfuser_hf.priors.face_detection import MTCNN, OnnxMTCNN, align_face, align_faces
@@ -205,7 +206,8 @@ def main() -> None:
         workdir = Path(workdir)
         files = expand_inputs(make_inputs(workdir / "media", args.images, args.frames))
         model_dir = Path(args.model) if args.model else default_model(workdir / "model")
-        model, size, _ = load_model(model_dir)
+        loaded = load_model(model_dir)
+        model, size = loaded.model, loaded.crop_size
         detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
         # one-off exports, cached, not timed: the fused graph, MTCNN's nets, and (c)'s separate encoders
         onnx_path, _ = ensure_analysis_onnx(model, model_dir, size)

@@ -67,7 +67,7 @@ _register()
 def __getattr__(name: str):
     # `etfuser_hf.analyze` pulls in pandas, PyAV and onnxruntime: only when it is first used
     if name == "analyze":
-        from .hub.analysis import analyze
+        from .analysis.pipeline import analyze
 
         return analyze
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -22,93 +22,43 @@ sub-commands:
 """
 
 
-def _load(model_dir: str):
-    import torch
-
-    from ..models.image_processing_etfuser import ETFuserImageProcessor
-    from ..models.modeling_etfuser import ETFuserForImageClassification
-
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # stderr carries one line per bad input; loading bars would bury them
-    if not (Path(model_dir) / "config.json").is_file():
-        raise SystemExit(f"model_dir: {model_dir} is not a saved ET-Fuser folder (no config.json).")
-    model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
-    return model, ETFuserImageProcessor.from_pretrained(model_dir)
-
-
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-# The face detector's smallest window is 12 pixels: anything smaller cannot hold a face.
-MIN_IMAGE_SIDE = 12
-
-
-class BadImage(ValueError):
-    """One input image that cannot be used; the message is the reason (the caller adds the path)."""
-
-
-def open_image(source: str | Path | bytes) -> "PIL.Image.Image":
-    """Opens and fully decodes an image (a path or encoded bytes) as RGB; `BadImage` with the reason otherwise:
-    a missing file, not an image, truncated or corrupt, smaller than `MIN_IMAGE_SIDE` pixels."""
-    import io
-
-    import PIL.Image
-
-    if not isinstance(source, bytes) and not Path(source).exists():
-        raise BadImage("no such file or folder")
-    try:
-        with PIL.Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            image.load()  # decode now: PIL opens lazily and a truncated file fails only here
-            rgb = image.convert("RGB")
-    except PIL.UnidentifiedImageError:
-        raise BadImage("not an image file (PIL cannot identify it)") from None
-    except (OSError, SyntaxError, ValueError) as error:  # PIL's decoders raise these for damaged files
-        raise BadImage(f"truncated or corrupt image ({error})") from None
-    if min(rgb.size) < MIN_IMAGE_SIDE:
-        raise BadImage(f"image is {rgb.width}x{rgb.height} pixels; expected at least "
-                       f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
-    return rgb
-
-
 def report_bad(path: object, reason: object) -> None:
     """One line on stderr per unusable input: `path: reason`."""
     print(f"{path}: {reason}", file=sys.stderr)
 
 
-def expand_images(paths: list[str]) -> tuple[list[str], int]:
-    """Files as given, folders replaced by their image files (sorted); returns (paths, number of bad entries
-    reported: missing paths and folders without images)."""
-    expanded, bad = [], 0
-    for path in paths:
+def predict(args: argparse.Namespace) -> int:
+    """`etfuser predict`: the faces of each image through the analysis path (`FaceAnalyzer`, as `etfuser analyze`),
+    printed as JSON; folders are searched recursively for images. Returns 1 when any input was unusable."""
+    from ..analysis.media import IMAGE_SUFFIXES, expand_inputs, is_video, iter_media
+    from ..analysis.pipeline import FaceAnalyzer
+    from ..analysis.report import face_predictions
+    from ..analysis.saved_model import load_model
+
+    analyzer = FaceAnalyzer(load_model(args.model_dir))
+    files, bad = [], 0
+    for path in args.images:
         if Path(path).is_dir():
-            found = sorted(str(p) for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = expand_inputs(path, IMAGE_SUFFIXES)
             if not found:
-                report_bad(path, f"folder holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+                report_bad(path, f"folder holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
                 bad += 1
-            expanded += found
-        elif not Path(path).exists():
-            report_bad(path, "no such file or folder")
+            files += found
+        elif is_video(path):
+            report_bad(path, "a video; `etfuser analyze` reads videos")
             bad += 1
         else:
-            expanded.append(path)
-    return expanded, bad
-
-
-def predict(args: argparse.Namespace) -> int:
-    from .demo import predict_faces
-
-    model, processor = _load(args.model_dir)
-    paths, bad = expand_images(args.images)
+            files.append(path)  # missing and unreadable files are reported in the table's order below
     results = {}
-    for image_path in paths:
-        try:
-            image = open_image(image_path)
-        except BadImage as error:
-            report_bad(image_path, error)
+    for source, rows in analyzer(iter_media(files)).groupby("source", sort=False):
+        if rows["status"].iloc[0] == "error":
+            report_bad(source, rows["error"].iloc[0])
             bad += 1
             continue
-        predictions = predict_faces(image, model, processor)
-        results[image_path] = [{"box": [round(float(v), 1) for v in p.box], "label": p.label,
-                                "score": round(p.score, 4), "prior_attention": p.prior_attention} for p in predictions]
+        results[source] = [{"box": [round(float(v), 1) for v in face.box], "label": face.label,
+                            "score": None if face.score is None else round(face.score, 4),
+                            "outputs": {name: round(value, 4) for name, value in face.outputs.items()},
+                            "prior_attention": face.prior_attention} for face in face_predictions(rows)]
     print(json.dumps(results, indent=2))
     return 1 if bad else 0
 
@@ -118,12 +68,15 @@ def evaluate(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
+    from ..analysis.media import BadImage, open_image
+    from ..analysis.saved_model import load_model
     from ..data.face_datasets import detect_format, load_face_dataset
     from ..data.synthetic_faces import make_synthetic_faces
     from ..metrics import accuracy, macro_f1
 
     datasets.disable_progress_bars()
-    model, processor = _load(args.model_dir)
+    loaded = load_model(args.model_dir)
+    model, processor = loaded.model, loaded.processor
     if args.dataset is None:
         data = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed)
     else:
@@ -159,13 +112,14 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def export(args: argparse.Namespace) -> None:
+    from ..analysis.saved_model import load_model
     from ..training.output_guard import prepare_output_files
     from .export import export_onnx, export_program, verify_onnx
 
     output = Path(args.output)
     targets = [output, output.with_name(output.name + ".data")]  # the exporter's external-data file, when large
     prepare_output_files(targets + ([output.with_suffix(".pt2")] if args.torch_export else []), args.overwrite)
-    model, _ = _load(args.model_dir)
+    model = load_model(args.model_dir).model
     path = export_onnx(model, args.output)
     print(f"ONNX written to {path}")
     if not args.no_verify:
@@ -186,14 +140,22 @@ def card(args: argparse.Namespace) -> None:
     print(f"model card written to {write_model_card(args.run_folder, args.output, args.name)}")
 
 
+def demo(args: argparse.Namespace) -> int:
+    """`etfuser demo`: annotated photos (`hub/demo.py`)."""
+    from .demo import run_demo
+
+    run_demo(args.image, args.model, args.output)
+    return 0
+
+
 def analyze_files(args: argparse.Namespace) -> int:
     """`etfuser analyze`: shards the files over processes when started by `accelerate launch` (or torchrun); the
     main process merges the parts into `--output`. Returns the exit status: 1 when any input failed."""
     from accelerate import PartialState
 
-    from .analysis import analyze, empty_table, load_model
-    from .analysis_backends import ensure_analysis_onnx
-    from .analysis_report import (
+    from ..analysis.media import expand_inputs
+    from ..analysis.pipeline import FaceAnalyzer
+    from ..analysis.report import (
         check_table_path,
         merge_tables,
         plot_time_course,
@@ -201,22 +163,18 @@ def analyze_files(args: argparse.Namespace) -> int:
         video_sources,
         write_table,
     )
-    from .media import expand_inputs
 
     output = check_table_path(args.output, "--output")
     files = expand_inputs(args.paths)
     # analyze runs on the CPU; without cpu=True a CPU-only machine would ignore the processes torchrun started
     state = PartialState(cpu=True)
-    if args.backend == "onnx":
-        # one process exports, the others then find the cached graph
-        with state.main_process_first():
-            model, size, folder = load_model(args.model)
-            ensure_analysis_onnx(model, folder, size)
-    options = dict(model=args.model, batch_size=args.batch_size, backend=args.backend,
-                   every_n_frames=args.every_n_frames, max_faces=args.max_faces,
-                   progress=not args.no_progress and state.is_main_process)
+    # the model loads once per process; with --backend onnx the main process exports first, the others then find
+    # the cached graphs
+    with state.main_process_first():
+        analyzer = FaceAnalyzer(args.model, args.backend, args.batch_size, args.max_faces)
     with state.split_between_processes(files) as part:
-        table = analyze(part, **options) if part else empty_table(load_model(args.model)[0])
+        table = analyzer.analyze_files(part, args.every_n_frames,
+                                       progress=not args.no_progress and state.is_main_process)
     if state.num_processes > 1:
         parts = [output.with_name(f"{output.name}.part{rank}-of-{state.num_processes}.parquet")
                  for rank in range(state.num_processes)]
@@ -286,16 +244,16 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--overwrite", action="store_true", help="replace an existing card (refused otherwise)")
     sub.set_defaults(handler=card)
 
-    from .demo import add_arguments, run_demo
+    from .demo import add_arguments
 
     sub = commands.add_parser("demo", help="annotate a photo", description="Detect faces, classify them and write "
                               "an annotated image with per-prior attention bars.")
     add_arguments(sub)
-    sub.set_defaults(handler=lambda args: run_demo(args.image, args.model, args.output))
+    sub.set_defaults(handler=demo)
 
     sub = commands.add_parser("analyze", help="images, folders, videos -> one table of faces",
                               description="Detect and analyse every face in images, folders (recursive) and videos; "
-                              "write one row per face per image or frame (etfuser_hf.hub.analysis documents the "
+                              "write one row per face per image or frame (etfuser_hf.analysis.pipeline documents the "
                               "columns). Exits 1 when an input could not be read. Under `accelerate launch -m "
                               "etfuser_hf.cli analyze ...` the files are sharded over the processes.")
     sub.add_argument("paths", nargs="+", help="image files, video files and folders")
@@ -326,6 +284,9 @@ def main(argv: list[str] | None = None) -> None:
         sweep_main(argv[1:], prog="etfuser sweep")
         return
     args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stderr carries one line per bad input; loading bars would bury them
     try:
         status = args.handler(args)
     except (OSError, ValueError) as error:  # bad input and refused outputs: the message says it all, no traceback

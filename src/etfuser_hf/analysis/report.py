@@ -1,15 +1,18 @@
 """What to do with `analyze`'s table: write and read it (CSV or Parquet), merge the parts of a multi-process run,
-summarise it per source file, and plot a video's per-class probabilities over time."""
+summarise it per source file, plot a video's per-class probabilities over time, and read its faces back as
+`FacePrediction`s (what `etfuser predict` prints and the demo draws)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .analysis import META_COLUMNS
+from .pipeline import META_COLUMNS, model_output_columns
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
@@ -53,15 +56,11 @@ def merge_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return pd.concat(non_empty, ignore_index=True)
 
 
-def _probability_columns(table: pd.DataFrame) -> list[str]:
-    return [name for name in table.columns if name.startswith("prob_") or name == "value" or name.startswith("value_")]
-
-
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """One row per source file: frames analysed, frames with a face, faces, errors, the most frequent predicted label,
     and the mean of every per-class probability, attention share and prior readout over its faces."""
     rows = []
-    averaged = [name for name in table.columns if name in _probability_columns(table) or name.startswith("attention_")
+    averaged = [name for name in table.columns if name in model_output_columns(table.columns) or name.startswith("attention_")
                 or name.endswith("_age") or "_prob_" in name]
     for source, group in table.groupby("source", sort=False):
         faces = group[group["status"] == "ok"]
@@ -94,7 +93,7 @@ def plot_time_course(table: pd.DataFrame, source: str, path: str | os.PathLike) 
     frames = frames[frames["face"] <= 0].drop_duplicates("frame").sort_values("frame")
     time = frames["timestamp"] if frames["timestamp"].notna().any() else frames["frame"]
     figure, axes = plt.subplots(figsize=(9, 3.5))
-    for name in _probability_columns(frames):
+    for name in model_output_columns(frames.columns):
         axes.plot(time.to_numpy(), frames[name].to_numpy(dtype=float), label=name.removeprefix("prob_"))
     axes.set_xlabel("time (s)" if time is frames["timestamp"] else "frame")
     axes.set_ylabel("probability")
@@ -108,10 +107,57 @@ def plot_time_course(table: pd.DataFrame, source: str, path: str | os.PathLike) 
     return path
 
 
+@dataclass
+class FacePrediction:
+    """One face of the table.
+
+    box: (4,) x0, y0, x1, y1 in image pixels.
+    label: the table's `label` (argmax class, or the classes >= 0.5 joined by `|`); None for regression.
+    score: the probability of `label` (single-label) or the highest class probability (multi-label); None for
+        regression.
+    outputs: the model's outputs by column name (`prob_<label>`, or `value` / `value_<label>`).
+    prior_attention: share of the ensemble token's attention per prior (empty without priors).
+    """
+
+    box: np.ndarray
+    label: str | None
+    score: float | None
+    outputs: dict[str, float]
+    prior_attention: dict[str, float]
+
+    @property
+    def caption(self) -> str:
+        """`label score`, or the values of a regression head."""
+        if self.label is None:
+            return " ".join(f"{name.removeprefix('value_')}={value:.2f}" if name != "value" else f"{value:.2f}"
+                            for name, value in self.outputs.items())
+        return f"{self.label or '(none)'} {self.score:.2f}"
+
+
+def face_predictions(table: pd.DataFrame) -> list[FacePrediction]:
+    """The `ok` rows of `table` (faces), in table order, as `FacePrediction`s."""
+    outputs = model_output_columns(table.columns)
+    attention = [name for name in table.columns if name.startswith("attention_")]
+    faces = []
+    for _, row in table[table["status"] == "ok"].iterrows():
+        values = {name: float(row[name]) for name in outputs}
+        label = str(row["label"]) if "label" in table else None
+        if label is None:
+            score = None
+        elif f"prob_{label}" in values:
+            score = values[f"prob_{label}"]
+        else:  # multi-label: several classes or none above 0.5
+            score = max(values.values())
+        faces.append(FacePrediction(
+            box=row[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(dtype=float), label=label, score=score,
+            outputs=values, prior_attention={name.removeprefix("attention_"): float(row[name]) for name in attention}))
+    return faces
+
+
 def video_sources(table: pd.DataFrame) -> list[str]:
     """Sources with a timestamp on at least one row: the videos."""
     return table.loc[table["timestamp"].notna(), "source"].drop_duplicates().tolist()
 
 
-__all__ = ["TABLE_SUFFIXES", "check_table_path", "merge_tables", "plot_time_course", "read_table", "summarize", "video_sources",
+__all__ = ["TABLE_SUFFIXES", "FacePrediction", "check_table_path", "face_predictions", "merge_tables", "plot_time_course", "read_table", "summarize", "video_sources",
            "write_table"]

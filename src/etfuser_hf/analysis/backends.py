@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..models.encoders import prepare_encoder_inputs, select_feature_tokens
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.fetch import default_cache_dir
 
@@ -51,18 +52,26 @@ class AnalysisGraph(nn.Module):
         return ["logits"] + (["prior_attention"] if self.has_attention else []) + [f"readout.{name}" for name in self.readouts]
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        core = self.model.etfuser
-        features, readouts = {}, []
-        for name, prior in core.priors.items():
-            spec = self.model.config.priors[name]
-            outputs = prior(pixel_values=prepare_encoder_inputs(pixel_values, spec), return_dict=True)
-            features[name] = select_feature_tokens(outputs, spec, f"priors[{name!r}]")
-            if name in self.readouts:
-                readouts.append(outputs.logits)
+        with self._captured_readouts() as readouts:
+            features = self.model.etfuser.extract_prior_features(pixel_values)
         outputs = self.model(pixel_values=pixel_values, prior_features=features or None,
                              output_attentions=self.has_attention, return_dict=True)
         head = (outputs.logits,) + ((outputs.prior_attention,) if self.has_attention else ())
-        return head + tuple(readouts)
+        return head + tuple(readouts[name] for name in self.readouts)
+
+    @contextmanager
+    def _captured_readouts(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Collects the raw `logits` of each readout prior while `extract_prior_features` runs it, so the prior runs
+        once for both its tokens and its own head."""
+        readouts: dict[str, torch.Tensor] = {}
+        handles = [self.model.etfuser.priors[name].register_forward_hook(
+            lambda module, args, output, name=name: readouts.__setitem__(name, output.logits))
+            for name in self.readouts]
+        try:
+            yield readouts
+        finally:
+            for handle in handles:
+                handle.remove()
 
 
 class TorchBackend:

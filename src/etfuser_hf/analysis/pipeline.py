@@ -1,5 +1,9 @@
 """Face analysis at scale: `analyze(inputs, model=...)` -> one `pandas.DataFrame`, a row per face per image or frame.
 
+`FaceAnalyzer` is the detect -> align -> predict path; `analyze`, `etfuser predict`, `etfuser analyze` and the demo
+all go through it, so they read the same crop size from the processor and the same head (softmax, sigmoid or
+regression) from the config.
+
 Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
 chunks of `batch_size` frames: MTCNN detects the faces of a whole chunk at once (`MTCNN.detect_batch`: each network
 runs once over all frames of the chunk) and aligns them all in one `grid_sample`, then the faces go through the fused
@@ -35,13 +39,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.face_detection import (
@@ -51,8 +53,9 @@ from ..priors.face_detection import (
     detect_and_align,
     similarity_transforms,
 )
-from .analysis_backends import OnnxBackend, TorchBackend, readout_priors
+from .backends import OnnxBackend, TorchBackend, readout_priors
 from .media import MediaItem, count_frames, expand_inputs, iter_media
+from .saved_model import LoadedModel, load_model
 
 logger = logging.getLogger("etfuser_hf.analysis")
 
@@ -107,34 +110,6 @@ def table_schema(model: ETFuserForImageClassification) -> dict[str, str]:
     schema.update(text)
     schema.update({name: "float32" for name in float_columns[len(DETECTION_COLUMNS):]})
     return schema
-
-
-def load_model(model: str | os.PathLike | ETFuserForImageClassification | None
-               ) -> tuple[ETFuserForImageClassification, int, Path | None]:
-    """The classifier, the side of the square face crops it takes, and its folder (None for an in-memory model)."""
-    from ..models.image_processing_etfuser import ETFuserImageProcessor
-    from .demo import default_model_dir
-
-    if isinstance(model, ETFuserForImageClassification):
-        return model.eval(), int(model.config.image_size), None
-    if model is None:
-        model = default_model_dir()
-    if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model: expected a saved ET-Fuser folder or an ETFuserForImageClassification, "
-                        f"got {type(model).__name__}.")
-    folder = Path(model)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model: {folder} is not a saved ET-Fuser folder (no config.json).")
-    loaded = ETFuserForImageClassification.from_pretrained(folder, dtype=torch.float32).eval()
-    if getattr(loaded.config, "tasks", None):
-        raise ValueError("model: multi-task ET-Fuser folders are not supported by analyze; pass a single-task model.")
-    size = int(loaded.config.image_size)
-    if (folder / "preprocessor_config.json").is_file():
-        processor_size = ETFuserImageProcessor.from_pretrained(folder).size
-        if processor_size["height"] != processor_size["width"]:
-            raise ValueError(f"model: analyze needs square face crops, the processor asks for {processor_size}.")
-        size = int(processor_size["height"])
-    return loaded, size, folder
 
 
 class _Table:
@@ -192,8 +167,8 @@ class _Table:
         if len(face_rows):
             task, labels = self.task_values(outputs["logits"])
         else:
-            task, labels = np.zeros((0, len(_task_columns_of(self.schema)))), np.zeros(0, dtype=object)
-        blocks.append((_task_columns_of(self.schema), task))
+            task, labels = np.zeros((0, len(model_output_columns(self.schema)))), np.zeros(0, dtype=object)
+        blocks.append((model_output_columns(self.schema), task))
         if self.priors:
             blocks.append(([f"attention_{name}" for name in self.priors],
                            outputs["prior_attention"] if len(face_rows) else np.zeros((0, len(self.priors)))))
@@ -212,8 +187,9 @@ class _Table:
         return pd.DataFrame(columns)[list(self.schema)].astype(self.schema)
 
 
-def _task_columns_of(schema: dict[str, str]) -> list[str]:
-    return [name for name in schema if name.startswith(("prob_", "value"))]
+def model_output_columns(columns: Iterable[str]) -> list[str]:
+    """The `prob_*` / `value` / `value_*` columns among `columns`: the fused model's own outputs."""
+    return [name for name in columns if name.startswith("prob_") or name == "value" or name.startswith("value_")]
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -221,7 +197,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
-def _chunks(items: Iterator[MediaItem], size: int) -> Iterator[list[MediaItem]]:
+def _chunks(items: Iterable[MediaItem], size: int) -> Iterator[list[MediaItem]]:
     chunk = []
     for item in items:
         chunk.append(item)
@@ -241,9 +217,105 @@ def empty_table(model: ETFuserForImageClassification) -> pd.DataFrame:
     return _empty(table_schema(model))
 
 
+class FaceAnalyzer:
+    """The detect -> align -> predict path: `MediaItem`s in, `analyze`'s table out.
+
+    Args:
+        model: a saved ET-Fuser classification folder (default: the newest `runs/*/model`), a loaded
+            `ETFuserForImageClassification` (torch backend only) or a `LoadedModel`.
+        backend: "torch" or "onnx" (the fused model exported once per model folder, run with onnxruntime).
+        batch_size: frames per detection chunk and faces per model batch.
+        max_faces: keep at most this many faces per image or frame (highest scores first); None keeps all.
+        detector: an `MTCNN` (or `OnnxMTCNN`); default: the converted facenet-pytorch weights from the prior cache.
+            With `backend="onnx"` an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
+        cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
+    """
+
+    def __init__(self, model: str | os.PathLike | ETFuserForImageClassification | LoadedModel | None = None,
+                 backend: str = "torch", batch_size: int = 32, max_faces: int | None = None,
+                 detector: MTCNN | OnnxMTCNN | None = None, cache_dir: str | os.PathLike | None = None):
+        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}.")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
+        loaded = load_model(model)
+        crop_size = loaded.crop_size
+        if backend == "onnx":
+            if loaded.folder is None:
+                raise ValueError("backend: 'onnx' needs model= as a saved folder (its hash keys the export cache).")
+            self.run = OnnxBackend(loaded.model, loaded.folder, crop_size, cache_dir)
+        else:
+            self.run = TorchBackend(loaded.model)
+        if detector is None:
+            from ..priors.convert_face_priors import ensure_face_priors
+
+            detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
+        if backend == "onnx" and isinstance(detector, MTCNN):
+            detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
+        self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
+        self.table = _Table(loaded.model, crop_size)
+
+    def __call__(self, items: Iterable[MediaItem]) -> pd.DataFrame:
+        """The table's rows for `items`, detected `batch_size` frames at a time; failed items become `error` rows."""
+        parts = [self.analyze_chunk(chunk) for chunk in _chunks(items, self.batch_size)]
+        return pd.concat(parts, ignore_index=True) if parts else _empty(self.table.schema)
+
+    def analyze_files(self, files: Sequence[str], every_n_frames: int = 1, progress: bool = True) -> pd.DataFrame:
+        """`analyze` on files already expanded (`expand_inputs`): each failure logged as a warning, a tqdm bar
+        (frames) when `progress`."""
+        from tqdm.auto import tqdm
+
+        items = iter_media(files, every_n_frames)
+        total = sum(count_frames(path, every_n_frames) for path in files) if progress else None
+        with tqdm(total=total or None, unit="frame", desc="analyze", disable=not progress) as bar:
+            def watched() -> Iterator[MediaItem]:
+                for item in items:
+                    if item.error is None:
+                        bar.update()
+                    else:
+                        logger.warning("%s: %s", item.source, item.error)
+                    yield item
+
+            return self(watched())
+
+    def analyze_chunk(self, chunk: list[MediaItem]) -> pd.DataFrame:
+        """The rows of one chunk of frames: MTCNN detects all its frames at once, the faces go through the model in
+        batches of `batch_size`."""
+        table = self.table
+        good = [item for item in chunk if item.error is None]
+        detections = iter(detect_and_align([item.image for item in good], output_size=table.crop_size,
+                                           detector=self.detector, max_faces=self.max_faces) if good else [])
+        rows, face_rows, boxes, crops = [], [], [], []
+        for item in chunk:
+            meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
+            if item.error is not None:
+                rows.append({**meta, "face": -1, "status": "error", "error": item.error})
+                continue
+            found = next(detections)
+            if not found.found:
+                rows.append({**meta, "face": -1, "status": "no_face"})
+                continue
+            for index in range(len(found)):
+                face_rows.append(len(rows))
+                rows.append({**meta, "face": index, "status": "ok"})
+            boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
+            crops.append(found.faces)
+        outputs: dict[str, np.ndarray] = {}
+        if crops:
+            faces = np.concatenate(crops)
+            batches = []
+            for start in range(0, len(faces), self.batch_size):
+                pixel_values = faces[start:start + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+                batches.append(self.run(np.ascontiguousarray(pixel_values)))
+            outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+        detected = np.concatenate(boxes).astype(np.float32) if boxes else \
+            np.zeros((0, len(DETECTION_COLUMNS)), np.float32)
+        return table.frame(rows, np.asarray(face_rows, dtype=np.int64), detected, outputs)
+
+
 def analyze(
     inputs: str | os.PathLike | Sequence[str | os.PathLike],
-    model: str | os.PathLike | ETFuserForImageClassification | None = None,
+    model: str | os.PathLike | ETFuserForImageClassification | LoadedModel | None = None,
     batch_size: int = 32,
     backend: str = "torch",
     every_n_frames: int = 1,
@@ -256,8 +328,8 @@ def analyze(
 
     Args:
         inputs: an image, a video, a folder (searched recursively for both) or a list of these.
-        model: a saved ET-Fuser classification folder (default: the newest `runs/*/model`) or a loaded
-            `ETFuserForImageClassification` (torch backend only).
+        model: a saved ET-Fuser classification folder (default: the newest `runs/*/model`), a loaded
+            `ETFuserForImageClassification` (torch backend only) or a `LoadedModel` (`load_model`).
         batch_size: frames per detection chunk and faces per model batch.
         backend: "torch" or "onnx" (the fused model exported once per model folder, run with onnxruntime).
         every_n_frames: analyse every n-th frame of a video (1: all).
@@ -270,76 +342,11 @@ def analyze(
     Returns:
         A `pandas.DataFrame` with the columns and dtypes of `table_schema(model)` (documented in this module).
     """
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}.")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
-    if not isinstance(every_n_frames, int) or isinstance(every_n_frames, bool) or every_n_frames < 1:
-        raise ValueError(f"every_n_frames: expected an int >= 1, got {every_n_frames!r}.")
+    iter_media([], every_n_frames)  # refuses a bad every_n_frames before the model loads
     files = expand_inputs(inputs)
-    model, crop_size, folder = load_model(model)
-    if backend == "onnx":
-        if folder is None:
-            raise ValueError("backend: 'onnx' needs model= as a saved folder (its hash keys the export cache).")
-        run = OnnxBackend(model, folder, crop_size, cache_dir)
-    else:
-        run = TorchBackend(model)
-    if detector is None:
-        from ..priors.convert_face_priors import ensure_face_priors
-
-        detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
-    if backend == "onnx" and isinstance(detector, MTCNN):
-        detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
-    return _analyze_files(files, _Table(model, crop_size), run, detector, batch_size, every_n_frames, max_faces, progress)
+    analyzer = FaceAnalyzer(model, backend, batch_size, max_faces, detector, cache_dir)
+    return analyzer.analyze_files(files, every_n_frames, progress)
 
 
-def _analyze_files(files: list[str], table: _Table, run, detector: MTCNN | OnnxMTCNN, batch_size: int,
-                   every_n_frames: int, max_faces: int | None, progress: bool) -> pd.DataFrame:
-    from tqdm.auto import tqdm
-
-    total = sum(count_frames(path, every_n_frames) for path in files) if progress else None
-    parts = []
-    with tqdm(total=total or None, unit="frame", desc="analyze", disable=not progress) as bar:
-        for chunk in _chunks(iter_media(files, every_n_frames), batch_size):
-            parts.append(_analyze_chunk(chunk, table, run, detector, batch_size, max_faces))
-            bar.update(sum(item.error is None for item in chunk))
-    if not parts:
-        return _empty(table.schema)
-    return pd.concat(parts, ignore_index=True)
-
-
-def _analyze_chunk(chunk: list[MediaItem], table: _Table, run, detector: MTCNN | OnnxMTCNN, batch_size: int,
-                   max_faces: int | None) -> pd.DataFrame:
-    good = [item for item in chunk if item.error is None]
-    detections = iter(detect_and_align([item.image for item in good], output_size=table.crop_size, detector=detector,
-                                       max_faces=max_faces) if good else [])
-    rows, face_rows, boxes, crops = [], [], [], []
-    for item in chunk:
-        meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
-        if item.error is not None:
-            logger.warning("%s: %s", item.source, item.error)
-            rows.append({**meta, "face": -1, "status": "error", "error": item.error})
-            continue
-        found = next(detections)
-        if not found.found:
-            rows.append({**meta, "face": -1, "status": "no_face"})
-            continue
-        for index in range(len(found)):
-            face_rows.append(len(rows))
-            rows.append({**meta, "face": index, "status": "ok"})
-        boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
-        crops.append(found.faces)
-    outputs: dict[str, np.ndarray] = {}
-    if crops:
-        faces = np.concatenate(crops)
-        batches = []
-        for start in range(0, len(faces), batch_size):
-            pixel_values = faces[start:start + batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-            batches.append(run(np.ascontiguousarray(pixel_values)))
-        outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
-    detected = np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32)
-    return table.frame(rows, np.asarray(face_rows, dtype=np.int64), detected, outputs)
-
-
-__all__ = ["BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "analyze", "empty_table", "load_model",
-           "table_schema"]
+__all__ = ["BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "FaceAnalyzer", "analyze", "empty_table",
+           "table_schema", "model_output_columns"]

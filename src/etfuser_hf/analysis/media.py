@@ -1,5 +1,5 @@
-"""Inputs of `etfuser_hf.analyze`: paths (image files, folders searched recursively, videos) expanded into a stream
-of RGB frames, decoded lazily so a long video never sits in memory at once.
+"""Inputs of the face analysis (`analyze`, `etfuser predict`, the demo): paths (image files, folders searched
+recursively, videos) expanded into a stream of RGB frames, decoded lazily so a long video never sits in memory at once.
 
 Every problem with one input (missing path, unreadable image, broken or truncated video) becomes a `MediaItem` with
 `error` set instead of an exception, so a bulk run reports it and carries on.
@@ -7,6 +7,7 @@ Every problem with one input (missing path, unreadable image, broken or truncate
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ import PIL.Image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+# The face detector's smallest window is 12 pixels: anything smaller cannot hold a face.
+MIN_IMAGE_SIDE = 12
 
 
 @dataclass
@@ -53,13 +57,14 @@ def _check_inputs(inputs) -> list[str]:
     raise TypeError(f"inputs: expected a path or a list of paths (images, videos, folders), got {type(inputs).__name__}.")
 
 
-def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    """Files to analyse, in a stable order: each path as given, folders replaced by the image and video files found
-    under them (recursively, by extension, sorted). Missing paths stay in the list; `iter_media` reports them."""
+def expand_inputs(inputs: str | os.PathLike | Sequence[str | os.PathLike],
+                  suffixes: frozenset[str] = MEDIA_SUFFIXES) -> list[str]:
+    """Files to analyse, in a stable order: each path as given, folders replaced by the files with one of `suffixes`
+    found under them (recursively, sorted). Missing paths stay in the list; `iter_media` reports them."""
     files: list[str] = []
     for path in _check_inputs(inputs):
         if Path(path).is_dir():
-            found = [p for p in Path(path).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES]
+            found = [p for p in Path(path).rglob("*") if p.is_file() and p.suffix.lower() in suffixes]
             files.extend(str(p) for p in sorted(found))
         else:
             files.append(path)
@@ -88,15 +93,34 @@ def count_frames(path: str, every_n_frames: int = 1) -> int:
     return -(-int(frames) // every_n_frames) if frames else 0
 
 
+class BadImage(ValueError):
+    """One input image that cannot be used; the message is the reason (the caller adds the path)."""
+
+
+def open_image(source: str | os.PathLike | bytes) -> PIL.Image.Image:
+    """Opens and fully decodes an image (a path or encoded bytes) as RGB; `BadImage` with the reason otherwise:
+    a missing file, not an image, truncated or corrupt, smaller than `MIN_IMAGE_SIDE` pixels."""
+    if not isinstance(source, bytes) and not Path(source).exists():
+        raise BadImage("no such file or folder")
+    try:
+        with PIL.Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+            image.load()  # decode now: PIL opens lazily and a truncated file fails only here
+            rgb = image.convert("RGB")
+    except PIL.UnidentifiedImageError:
+        raise BadImage("not an image file (PIL cannot identify it)") from None
+    except Exception as error:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
+        raise BadImage(f"truncated or corrupt image ({error})") from None
+    if min(rgb.size) < MIN_IMAGE_SIDE:
+        raise BadImage(f"image is {rgb.width}x{rgb.height} pixels; expected at least "
+                       f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
+    return rgb
+
+
 def _read_image(path: str) -> MediaItem:
     try:
-        with PIL.Image.open(path) as image:
-            array = np.asarray(image.convert("RGB"))
-    except Exception as error:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
-        return MediaItem(path, -1, float("nan"), error=f"unreadable image: {error}")
-    if min(array.shape[:2]) < 12:
-        return MediaItem(path, -1, float("nan"), error=f"image too small for face detection: {array.shape[1]}x{array.shape[0]}")
-    return MediaItem(path, 0, float("nan"), image=array)
+        return MediaItem(path, 0, float("nan"), image=np.asarray(open_image(path)))
+    except BadImage as error:
+        return MediaItem(path, -1, float("nan"), error=str(error))
 
 
 def _read_video(path: str, every_n_frames: int) -> Iterator[MediaItem]:
@@ -127,9 +151,14 @@ def _read_video(path: str, every_n_frames: int) -> Iterator[MediaItem]:
 
 def iter_media(files: Iterable[str], every_n_frames: int = 1) -> Iterator[MediaItem]:
     """Streams `MediaItem`s for `files` (from `expand_inputs`): one per image, one per kept video frame (every
-    `every_n_frames`-th decoded frame, starting with the first), one with `error` set per failure."""
+    `every_n_frames`-th decoded frame, starting with the first), one with `error` set per failure. A bad
+    `every_n_frames` is refused here, before anything is read."""
     if not isinstance(every_n_frames, int) or isinstance(every_n_frames, bool) or every_n_frames < 1:
         raise ValueError(f"every_n_frames: expected an int >= 1, got {every_n_frames!r}.")
+    return _iter_media(files, every_n_frames)
+
+
+def _iter_media(files: Iterable[str], every_n_frames: int) -> Iterator[MediaItem]:
     for path in files:
         if not Path(path).exists():
             yield MediaItem(path, -1, float("nan"), error="no such file or folder")
@@ -161,5 +190,5 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     return path
 
 
-__all__ = ["IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "MediaItem", "count_frames", "expand_inputs", "is_video", "iter_media",
-           "write_video"]
+__all__ = ["IMAGE_SUFFIXES", "MEDIA_SUFFIXES", "MIN_IMAGE_SIDE", "VIDEO_SUFFIXES", "BadImage", "MediaItem", "count_frames",
+           "expand_inputs", "is_video", "iter_media", "open_image", "write_video"]

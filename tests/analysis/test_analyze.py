@@ -3,6 +3,7 @@ landmark priors on scikit-image's astronaut photo, public domain)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import subprocess
@@ -18,11 +19,11 @@ from conftest import REPO_ROOT, tiny_etfuser_config, tiny_vit_config
 
 import etfuser_hf
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.hub.analysis import analyze, table_schema
-from etfuser_hf.hub.analysis_backends import OnnxBackend
-from etfuser_hf.hub.analysis_report import plot_time_course, read_table, summarize
+from etfuser_hf.analysis.backends import OnnxBackend
+from etfuser_hf.analysis.media import write_video
+from etfuser_hf.analysis.pipeline import analyze, table_schema
+from etfuser_hf.analysis.report import plot_time_course, read_table, summarize
 from etfuser_hf.hub.cli import main
-from etfuser_hf.hub.media import write_video
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -79,7 +80,7 @@ def test_analyze_folder_gives_face_no_face_and_error_rows(model_dir, media, capl
     assert len(flat) == 1 and flat.iloc[0]["status"] == "no_face" and flat.iloc[0]["face"] == -1
     assert np.isnan(flat.iloc[0]["box_x0"]) and pd.isna(flat.iloc[0]["label"])
     bad = by_name["notes.jpg"]
-    assert len(bad) == 1 and bad.iloc[0]["status"] == "error" and "unreadable image" in bad.iloc[0]["error"]
+    assert len(bad) == 1 and bad.iloc[0]["status"] == "error" and "not an image file" in bad.iloc[0]["error"]
     assert any("notes.jpg" in record.getMessage() for record in caplog.records)
 
 
@@ -97,6 +98,19 @@ def test_analyze_video_rows_per_frame_with_prior_readouts(table, media):
     assert (video["expression_prob_happy"] > 0.5).all()
     nose_gap = np.hypot(video["face_landmarks_x30"] - video["nose_x"], video["face_landmarks_y30"] - video["nose_y"])
     assert (nose_gap < 8).all(), nose_gap.tolist()
+
+
+def test_predict_and_analyze_give_the_same_answer_for_the_astronaut(model_dir, media, table, capsys):
+    photo = media / "photos" / "astronaut.png"
+    main(["predict", str(model_dir), str(photo)])
+    (face,) = json.loads(capsys.readouterr().out)[str(photo)]
+    row = table[table["source"] == str(photo)].iloc[0]
+    assert face["label"] == row["label"]
+    np.testing.assert_allclose([face["outputs"][f"prob_{label}"] for label in LABELS],
+                               row[[f"prob_{label}" for label in LABELS]].to_numpy(float), atol=1e-4)
+    assert face["score"] == pytest.approx(row[f"prob_{row['label']}"], abs=1e-4)
+    np.testing.assert_allclose([face["prior_attention"][name] for name in PRIORS],
+                               row[[f"attention_{name}" for name in PRIORS]].to_numpy(float), atol=1e-5)
 
 
 def test_video_every_n_frames_and_a_broken_video(model_dir, media, tmp_path):
@@ -211,7 +225,7 @@ def test_cli_analyze_help_through_the_cli_entry_module():
 
 def test_analyze_is_lazy_on_the_package():
     code = ("import sys, etfuser_hf; assert 'pandas' not in sys.modules and 'av' not in sys.modules; "
-            "from etfuser_hf.hub.analysis import analyze; assert etfuser_hf.analyze is analyze")
+            "from etfuser_hf.analysis.pipeline import analyze; assert etfuser_hf.analyze is analyze")
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, "PYTHONPATH": SRC})
     assert etfuser_hf.analyze is analyze
 

@@ -1,0 +1,8 @@
+"""Face analysis: images, folders and videos in, faces detected, aligned and run through a fused ET-Fuser model out.
+
+`media.py` (inputs: suffixes, opening images, folder and video expansion), `saved_model.py` (the one model loader),
+`pipeline.py` (`FaceAnalyzer`, the detect -> align -> predict path, and `analyze`), `backends.py` (the graph it runs,
+in PyTorch or onnxruntime) and `report.py` (what to do with the table). `etfuser predict`, `etfuser analyze` and the
+demo in `hub/` all go through `FaceAnalyzer`. The modules are imported on use: pandas, PyAV and onnxruntime load
+only when an analysis runs.
+"""
