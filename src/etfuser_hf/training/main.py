@@ -52,7 +52,7 @@ from .tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS, FaceTask, resolve_tasks, tas
 
 
 def build_parser(prog: str | None = None, description: str | None = __doc__) -> argparse.ArgumentParser:
-    """The main job's options (data, budget, output); `training/sweep.py` adds its own to the same parser."""
+    """The main job's options (data, budget, output); the sweep (`validation_sweep.main`) adds its own to them."""
     parser = argparse.ArgumentParser(prog=prog, description=description,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     companion_names = [name.removeprefix("aux-") for name, row in OPTIONAL_ROWS.items() if row.group == "companion"]
