@@ -20,8 +20,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from face_report import PhotoResult  # noqa: E402, VideoResult, analyze_photo, analyze_video
-from space_model import ModelNotFound  # noqa: E402, load_space_model, model_choices
+from face_report import PhotoResult, VideoResult, analyze_photo, analyze_video  # noqa: E402
+from space_model import ModelNotFound, load_space_model, model_choices  # noqa: E402
 
 logger = logging.getLogger("etfuser_space")
 DEFAULT_CONCURRENCY = 2  # one request per CPU core of a free Space; more only queue behind each other
