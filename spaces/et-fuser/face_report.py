@@ -189,7 +189,8 @@ def analyze_photo(path: str | None, space: SpaceModel) -> PhotoResult:
         message=note or f"{len(faces)} face{'s' * (len(faces) != 1)} found.",
         annotated=_draw(image, faces, priors),
         table=table,
-        faces=faces[["face", "label", *_probability_columns(faces), "score"]].round(4).reset_index(drop=True),
+        faces=faces[["face", "label"]].join(faces[[*_probability_columns(faces), "score"]].astype("float64").round(4))
+        .reset_index(drop=True),
         readings=_readings(faces, space, priors),
         attention=faces.melt(id_vars="face", value_vars=attention, var_name="prior", value_name="share")
         .assign(prior=lambda frame: frame["prior"].str.removeprefix("attention_"),
