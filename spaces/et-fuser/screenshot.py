@@ -30,12 +30,12 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_app(model: str | os.PathLike, timeout: float = 60.0):
-    """Starts `app.py --model model` on a free 127.0.0.1 port; yields its URL; stops it on exit."""
+def running_app(model: str | os.PathLike, timeout: float = 60.0, arguments: tuple[str, ...] = ()):
+    """Starts `app.py --model model *arguments` on a free 127.0.0.1 port; yields its URL; stops it on exit."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     log = tempfile.TemporaryFile()
-    process = subprocess.Popen([sys.executable, str(APP), "--model", str(model), "--port", str(port)],
+    process = subprocess.Popen([sys.executable, str(APP), "--model", str(model), "--port", str(port), *arguments],
                                stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRADIO_SERVER_NAME": "127.0.0.1"})
     try:
         deadline = time.monotonic() + timeout
