@@ -44,7 +44,10 @@ setup(
         "av>=12,<19",
     ],
     extras_require={
-        "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1", "parameterized>=0.9,<1"],
+        # the Space's tests drive it through gradio_client and headless Chromium (Selenium; the browser from apt)
+        "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1", "parameterized>=0.9,<1",
+                 "gradio>=6.31,<6.32", "gradio_client>=2.7,<3", "selenium>=4.20,<5"],
+        "space": ["gradio>=6.31,<6.32"],  # spaces/et-fuser; tested with gradio 6.31.0 (it pins pillow<13)
         "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
         "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py: RSS of the process tree
     },

@@ -1,0 +1,164 @@
+"""Which ET-Fuser the Space serves: finding a model folder (the main job's, a path, or a Hub id), loading it once, the
+synthetic-data banner its run recorded, and the pretrained network its canonical model was fine-tuned from.
+
+Nothing here is inference: the page's answers all come from `etfuser_hf.analyze` (face_report.py).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from etfuser_hf import ETFuserForImageClassification
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.face_detection import MTCNN
+
+MAIN_JOB_MODEL = Path("runs/etfuser-synthetic/model")  # training/main.py: --output-dir default + "/model"
+MAIN_JOB_COMMAND = "pip install torch==2.13.0 -e . && python training/train.py"
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+PRETRAINED_PREFIX = "pretrained_"  # prior names of the reference model: its columns read `pretrained_<prior>_*`
+
+
+class ModelNotFound(Exception):
+    """No ET-Fuser folder where the picker points; the message says how to make one."""
+
+
+@dataclass
+class SpaceModel:
+    """A loaded ET-Fuser and what the page says about it.
+
+    folder: the saved model folder.
+    model: the classifier, in eval mode.
+    banner: the synthetic-data warning recorded by its run (markdown), or None when the run was on real data or
+        the folder carries no record.
+    reference: a priors-only ET-Fuser whose only prior is the pretrained network the canonical model was fine-tuned
+        from (frozen, as converted), so `analyze` reports that network's own reading; None when the canonical model is
+        not a converted face network or the model already has it as a prior.
+    canonical_prior: the name of the converted face network the canonical model started from, or None.
+    """
+
+    folder: Path
+    model: ETFuserForImageClassification
+    banner: str | None
+    reference: ETFuserForImageClassification | None
+    canonical_prior: str | None
+
+
+def no_model_message(choice: str | None) -> str:
+    where = f"`{choice}`" if choice else f"`{MAIN_JOB_MODEL}` (the main job's model)"
+    return (f"**No trained ET-Fuser model at {where}.** Make one with the main job (about an hour on 2 CPU cores, "
+            f"SYNTHETIC faces):\n\n```\n{MAIN_JOB_COMMAND}\n```\n\nthen restart the Space, or start it with "
+            f"`python spaces/et-fuser/app.py --model <folder>` (any saved ET-Fuser classification folder).")
+
+
+def model_choices(extra: str | None = None) -> list[str]:
+    """The picker's entries: the start-up choice, the main job's model, then every other `runs/*/model` (newest first)."""
+    found = sorted(Path("runs").glob("*/model/config.json"), key=lambda path: path.stat().st_mtime, reverse=True)
+    choices = [extra] if extra else []
+    for folder in [MAIN_JOB_MODEL] + [path.parent for path in found]:
+        if str(folder) not in choices:
+            choices.append(str(folder))
+    return choices
+
+
+def resolve_model_folder(choice: str | None) -> Path:
+    """A local ET-Fuser folder for `choice` (a folder, or a Hub id downloaded once); ModelNotFound otherwise."""
+    folder = Path(choice) if choice else MAIN_JOB_MODEL
+    if (folder / "config.json").is_file():
+        return folder
+    if choice and not folder.exists() and HUB_ID.match(choice):
+        from huggingface_hub import snapshot_download
+
+        try:
+            return Path(snapshot_download(choice))
+        except Exception as error:  # noqa: BLE001 - offline, private or missing repos all mean "not here"
+            raise ModelNotFound(f"**Could not fetch `{choice}` from the Hub** ({type(error).__name__}).\n\n"
+                                + no_model_message(None)) from error
+    raise ModelNotFound(no_model_message(choice))
+
+
+def synthetic_banner(folder: Path) -> str | None:
+    """The warning the run recorded for `folder`: its run folder's `metrics.json` (`dataset.synthetic`, written by
+    the main job beside `model/`), else the Hub card's `synthetic-data` tag (a folder exported with its README)."""
+    for metrics_path in (folder / "metrics.json", folder.parent / "metrics.json"):
+        if metrics_path.is_file():
+            try:
+                dataset = json.loads(metrics_path.read_text(encoding="utf-8")).get("dataset") or {}
+            except (json.JSONDecodeError, AttributeError):
+                continue
+            if not dataset.get("synthetic"):
+                return None
+            description = str(dataset.get("description") or dataset.get("name") or "generated faces").strip()
+            return _banner_text(description)
+    card = folder / "README.md"
+    if card.is_file():
+        from huggingface_hub import ModelCard
+
+        if "synthetic-data" in (ModelCard.load(card).data.tags or []):
+            return _banner_text("its model card is tagged synthetic-data")
+    return None
+
+
+def _banner_text(description: str) -> str:
+    return ("**SYNTHETIC training data.** This model was trained on generated faces, not photographs of real people "
+            f"({description}). Its answers on real photos are not validated; the pretrained networks' own readings "
+            "are shown beside them.")
+
+
+def _converted_prior_types() -> dict[str, str]:
+    """Converted face network name -> its model_type, for the networks in the prior cache (MTCNN excluded)."""
+    folders = ensure_face_priors()
+    return {name: json.loads((path / "config.json").read_text())["model_type"]
+            for name, path in folders.items() if name != "mtcnn"}
+
+
+def pretrained_reference(model: ETFuserForImageClassification) -> tuple[str | None, ETFuserForImageClassification | None]:
+    """(the converted network the canonical model was fine-tuned from, a priors-only ET-Fuser over its pretrained copy
+    when the model does not already carry that network as a frozen prior)."""
+    backbone = model.config.backbone
+    if backbone is None:
+        return None, None
+    kinds = _converted_prior_types()
+    canonical = next((name for name, kind in kinds.items() if kind == backbone.config.model_type), None)
+    if canonical is None:
+        return None, None
+    if any(spec.config.model_type == kinds[canonical] for spec in model.config.priors.values()):
+        return canonical, None
+    reference = ETFuserForImageClassification.from_priors_pretrained(
+        priors={PRETRAINED_PREFIX + canonical: ensure_face_priors(names=[canonical])[canonical]},
+        fusion_mode="priors_only", image_size=model.config.image_size, hidden_size=16, num_attention_heads=2,
+        intermediate_size=32, num_labels=model.config.num_labels, id2label=dict(model.config.id2label),
+        label2id=dict(model.config.label2id), problem_type=model.config.problem_type)
+    return canonical, reference.eval()
+
+
+_LOCK = threading.Lock()
+_LOADED: dict[tuple[str, float], SpaceModel] = {}
+_DETECTOR: list[MTCNN] = []
+
+
+def load_space_model(choice: str | None) -> SpaceModel:
+    """The model `choice` names, loaded once per folder and modification time (the queue's workers share it)."""
+    folder = resolve_model_folder(choice)
+    key = (str(folder.resolve()), (folder / "config.json").stat().st_mtime)
+    with _LOCK:
+        if key not in _LOADED:
+            model = ETFuserForImageClassification.from_pretrained(folder, dtype=torch.float32).eval()
+            if getattr(model.config, "tasks", None):
+                raise ModelNotFound(f"`{folder}` is a multi-task ET-Fuser; the Space shows single-task models.")
+            canonical, reference = pretrained_reference(model)
+            _LOADED[key] = SpaceModel(folder, model, synthetic_banner(folder), reference, canonical)
+        return _LOADED[key]
+
+
+def face_detector() -> MTCNN:
+    """The converted facenet-pytorch MTCNN, loaded once."""
+    with _LOCK:
+        if not _DETECTOR:
+            _DETECTOR.append(MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"]))
+        return _DETECTOR[0]

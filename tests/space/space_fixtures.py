@@ -1,0 +1,54 @@
+"""Fixtures of the Space's tests: a run folder laid out as the main job writes it (`<run>/model/` beside
+`<run>/metrics.json` recording synthetic data), whose model is shaped like the main job's expression model: the
+converted FER net as the canonical model (random-free: its pretrained weights), the real age and 68-landmark networks
+as frozen priors, and a tiny random fusion module. Real priors mean the real MTCNN finds the astronaut's face."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import PIL.Image
+import pytest
+import skimage.data
+import torch
+
+from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SPACE_DIR = REPO_ROOT / "spaces" / "et-fuser"
+sys.path.insert(0, str(SPACE_DIR))  # the Space's modules sit beside its app.py, as on the Hub
+
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+PRIORS = ("age", "face_landmarks")
+
+
+def write_run_folder(run: Path, synthetic: bool = True) -> Path:
+    """`run/model` (a saved ET-Fuser and its processor) and `run/metrics.json` with the main job's dataset record."""
+    dirs = ensure_face_priors(names=PRIORS + ("expression", "mtcnn"))
+    torch.manual_seed(0)
+    model = ETFuserForImageClassification.from_priors_pretrained(
+        priors={name: dirs[name] for name in PRIORS}, backbone=dirs["expression"], fusion_mode="add_to_pooled",
+        image_size=112, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_labels=7,
+        id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},
+        problem_type="single_label_classification")
+    model.save_pretrained(run / "model")
+    ETFuserImageProcessor(size={"height": 112, "width": 112}).save_pretrained(run / "model")
+    dataset = {"name": "etfuser-synthetic-faces", "split": "test", "num_samples": 600, "synthetic": synthetic,
+               "description": "SYNTHETIC faces from etfuser_hf.data.synthetic_faces (seed 1234, 112px); 600 test images"}
+    (run / "metrics.json").write_text(json.dumps({"task": "expression", "dataset": dataset}))
+    return run / "model"
+
+
+@pytest.fixture(scope="session")
+def space_model_dir(tmp_path_factory):
+    return write_run_folder(tmp_path_factory.mktemp("etfuser-synthetic"))
+
+
+@pytest.fixture(scope="session")
+def astronaut_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    PIL.Image.fromarray(skimage.data.astronaut()).save(path)
+    return path

@@ -1,0 +1,59 @@
+"""`training.forgetting`: agreement of a fine-tuned expression ET-Fuser with the pretrained FER net on the real faces
+that ship in scikit-image (the astronaut, aligned by the real MTCNN, and LFW's 100 grey faces)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from etfuser_hf import ETFuserForImageClassification
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.training.forgetting import LFW_FACES, expression_agreement, real_faces
+
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return real_faces(112)
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The FER net as the canonical model with the age net as a prior and a tiny random fusion module."""
+    dirs = ensure_face_priors(names=["expression", "age"])
+    torch.manual_seed(0)
+    return ETFuserForImageClassification.from_priors_pretrained(
+        priors={"age": dirs["age"]}, backbone=dirs["expression"], fusion_mode="add_to_pooled", image_size=112,
+        hidden_size=32, num_attention_heads=4, intermediate_size=64, num_labels=7, id2label=dict(enumerate(LABELS)),
+        label2id={name: i for i, name in enumerate(LABELS)})
+
+
+def test_real_faces_are_the_aligned_astronaut_then_lfw_in_rgb(faces):
+    assert faces.shape == (1 + LFW_FACES, 112, 112, 3) and faces.dtype == np.uint8
+    astronaut, lfw = faces[0].astype(int), faces[1:].astype(int)
+    assert np.abs(astronaut[..., 0] - astronaut[..., 2]).mean() > 10  # a colour photo
+    assert (lfw[..., 0] == lfw[..., 1]).all() and (lfw[..., 1] == lfw[..., 2]).all()  # grey copied to RGB
+    assert lfw.std() > 20  # upscaled faces, not blank
+
+
+def test_agreement_counts_matching_labels_against_the_pretrained_fer_net(model, faces):
+    with torch.no_grad():  # a model that forgot everything: it always answers "angry"
+        model.classifier.dense.bias.fill_(-100.0)
+        model.classifier.dense.bias[LABELS.index("angry")] = 100.0
+    report = expression_agreement(model, faces=faces)
+    assert report["num_faces"] == len(faces) and report["fine_tuned_histogram"] == {"angry": len(faces)}
+    pretrained = report["pretrained_histogram"]
+    assert sum(pretrained.values()) == len(faces)
+    assert report["agreement"] == pytest.approx(pretrained.get("angry", 0) / len(faces))
+    # the real FER net reads most of these real faces as happy (the smiling astronaut among them)
+    assert next(iter(pretrained)) == "happy" and pretrained["happy"] > 0.3 * len(faces)
+    assert expression_agreement(model, faces=faces[:1])["pretrained_histogram"] == {"happy": 1}
+
+
+def test_agreement_rejects_what_it_cannot_measure(model, faces):
+    with pytest.raises(ValueError, match="faces: expected uint8"):
+        expression_agreement(model, faces=faces.astype(np.float32))
+    with pytest.raises(TypeError, match="ETFuserForImageClassification"):
+        expression_agreement(object())
