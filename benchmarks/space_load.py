@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--requests-per-client", type=int, default=3)
     parser.add_argument("--single-requests", type=int, default=5, help="sequential requests for the single latency")
-    parser.add_argument("--concurrency", type=int, default=None, help="the started app's --concurrency")
+    parser.add_argument("--max-batch-size", type=int, default=None, help="the started app's --max-batch-size")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds; later requests are not sent")
     args = parser.parse_args(argv)
     if args.clients < 1 or args.requests_per_client < 1 or args.single_requests < 1:
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
                      f"got {args.clients * args.requests_per_client}.")
     if args.url is not None and urlparse(args.url).hostname not in LOCAL_HOSTS:
         parser.error(f"--url: only an app on 127.0.0.1 / localhost, got {args.url!r}.")
-    app_arguments = ("--concurrency", str(args.concurrency)) if args.concurrency else ()
+    app_arguments = ("--max-batch-size", str(args.max_batch_size)) if args.max_batch_size else ()
     with (nullcontext(args.url) if args.url else running_app(args.model, arguments=app_arguments)) as url:
         report = run(url, str(Path(args.model).resolve()) if not args.url else args.model, args.clients,
                      args.requests_per_client, args.single_requests, args.time_limit)

@@ -1,11 +1,14 @@
 """ET-Fuser as a Gradio Space: upload a photo or a short video, see every face the model finds.
 
-    python spaces/et-fuser/app.py                               # the main job's model, http://127.0.0.1:7860
+    etfuser space                                              # the newest runs/*/model, http://127.0.0.1:7860
     python spaces/et-fuser/app.py --model path/to/model --port 7861
     ETFUSER_SPACE_MODEL=user/et-fuser python app.py             # on the Hub: a model id from the front matter
 
-Each answer comes from `etfuser_hf.analyze` (face_report.py); every problem with an upload or a model folder is a
-message in the page, never a stack trace. Requests go through Gradio's queue, at most `--concurrency` at a time.
+Each answer comes from `FaceAnalyzer`, the path `etfuser_hf.analyze` runs (face_report.py); every problem with an
+upload or a model folder is a message in the page, never a stack trace. Requests go through Gradio's queue and are
+analysed one batch at a time: the photos queued meanwhile (up to `--max-batch-size`) share one detection pass and one
+model batch. One at a time because the work is compute-bound (a second worker on 2 cores only halves the speed of
+each) and because every request shares one loaded model.
 """
 
 from __future__ import annotations
@@ -16,15 +19,18 @@ import os
 import tempfile
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine unless asked
+# Read once, when torch loads OpenMP. Spinning workers on a shared 2-core host (a free Space, this CI) wait for a
+# descheduled sibling at every op: benchmarks/space_load.py measured 5-20x slower analyses without it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from face_report import PhotoResult, VideoResult, analyze_photo, analyze_video  # noqa: E402
+from face_report import PhotoResult, VideoResult, analyze_photos, analyze_video  # noqa: E402
 from space_model import ModelNotFound, load_space_model, model_choices  # noqa: E402
 
 logger = logging.getLogger("etfuser_space")
-DEFAULT_CONCURRENCY = 2  # one request per CPU core of a free Space; more only queue behind each other
+DEFAULT_MAX_BATCH_SIZE = 8
 QUEUE_SIZE = 64
 TITLE = "# ET-Fuser: face analysis with an ensemble token over frozen face networks"
 INTRO = ("Every face is boxed with the model's label and probability, its age estimate and 68 landmarks (from the "
@@ -49,19 +55,38 @@ def _csv(table: pd.DataFrame) -> str | None:
     return handle.name
 
 
-def photo_outputs(path: str | None, model_choice: str | None) -> tuple:
-    """The photo tab's outputs: banner, message, annotated image, faces, readings, attention bars, table, CSV."""
-    banner = ""
-    try:
-        space = load_space_model(model_choice)
-        banner = _banner(space)
-        result = analyze_photo(path, space)
-    except ModelNotFound as missing:
-        result = PhotoResult(message=str(missing))
-    except Exception as error:  # noqa: BLE001 - the page gets a message, the log the traceback
-        result = PhotoResult(message=_internal_error(error))
+PHOTO_OUTPUTS = 8  # banner, message, annotated image, faces, readings, attention bars, table, CSV
+
+
+def _photo_row(banner: str, result: PhotoResult) -> tuple:
     return (banner, result.message, result.annotated, result.faces, result.readings, result.attention, result.table,
             _csv(result.table))
+
+
+def photo_batch(paths: list[str | None], model_choices_: list[str | None]) -> list[list]:
+    """The photo tab's outputs for a batch of queued requests (Gradio `batch=True`: one list per input, one list per
+    output): the requests that picked the same model are analysed together."""
+    rows: list[tuple | None] = [None] * len(paths)
+    for choice in dict.fromkeys(model_choices_):
+        members = [index for index, picked in enumerate(model_choices_) if picked == choice]
+        banner = ""
+        try:
+            space = load_space_model(choice)
+            banner = _banner(space)
+            results = analyze_photos([paths[index] for index in members], space)
+        except ModelNotFound as missing:
+            results = [PhotoResult(message=str(missing))] * len(members)
+        except Exception as error:  # noqa: BLE001 - the page gets a message, the log the traceback
+            results = [PhotoResult(message=_internal_error(error))] * len(members)
+        for index, result in zip(members, results):
+            rows[index] = _photo_row(banner, result)
+    return [list(column) for column in zip(*rows)] if rows else [[] for _ in range(PHOTO_OUTPUTS)]
+
+
+def photo_outputs(path: str | None, model_choice: str | None) -> tuple:
+    """The photo tab's outputs for one request: banner, message, annotated image, faces, readings, attention bars,
+    table, CSV."""
+    return tuple(column[0] for column in photo_batch([path], [model_choice]))
 
 
 def video_outputs(path: str | None, every_n_frames: float, model_choice: str | None) -> tuple:
@@ -88,14 +113,14 @@ def model_status(model_choice: str | None) -> str:
         return _internal_error(error)
 
 
-def build_app(model: str | None = None, concurrency: int = DEFAULT_CONCURRENCY) -> gr.Blocks:
-    """The page; `model` is the picker's start-up choice (default: the main job's model)."""
+def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> gr.Blocks:
+    """The page; `model` is the picker's start-up choice (default: the newest `runs/*/model`)."""
     choices = model_choices(model)
     with gr.Blocks(title="ET-Fuser") as app:
         gr.Markdown(TITLE + "\n\n" + INTRO)
-        picker = gr.Dropdown(choices, value=choices[0], allow_custom_value=True, label="Model",
+        picker = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True, label="Model",
                              info="any saved ET-Fuser classification folder (or a Hub model id)")
-        banner = gr.Markdown(model_status(choices[0]), elem_id="banner")
+        banner = gr.Markdown(model_status(choices[0] if choices else None), elem_id="banner")
         with gr.Tab("Photo"):
             with gr.Row():
                 photo = gr.File(label="Photo", file_types=["image"], elem_id="photo-input")
@@ -121,29 +146,41 @@ def build_app(model: str | None = None, concurrency: int = DEFAULT_CONCURRENCY) 
                                  label="Class probabilities over time (best face of each frame)")
             video_table = gr.Dataframe(label="Per sampled frame and face", interactive=False, elem_id="video-table")
             video_csv = gr.File(label="table as CSV")
-        picker.change(model_status, picker, banner, concurrency_limit=concurrency)
-        photo_button.click(photo_outputs, [photo, picker],
+        picker.change(model_status, picker, banner, concurrency_id="analysis")
+        photo_button.click(photo_batch, [photo, picker],
                            [banner, photo_message, annotated, faces, readings, attention, photo_table, photo_csv],
-                           api_name="analyze_photo", concurrency_limit=concurrency, concurrency_id="analysis")
+                           api_name="analyze_photo", batch=True, max_batch_size=max_batch_size,
+                           concurrency_id="analysis")
         video_button.click(video_outputs, [video, every, picker], [banner, video_message, course, video_table, video_csv],
-                           api_name="analyze_video", concurrency_limit=concurrency, concurrency_id="analysis")
-    return app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency)
+                           api_name="analyze_video", concurrency_id="analysis")
+    return app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=os.environ.get("ETFUSER_SPACE_MODEL"),
-                        help="saved ET-Fuser folder or Hub model id (default: runs/etfuser-synthetic/model)")
-    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
-    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
-                        help=f"requests analysed at once (default {DEFAULT_CONCURRENCY}); the rest wait in the queue")
+    add_arguments(parser)
     args = parser.parse_args(argv)
-    if args.concurrency < 1:
-        parser.error(f"--concurrency: expected an int >= 1, got {args.concurrency}.")
+    if args.max_batch_size < 1:
+        parser.error(f"--max-batch-size: expected an int >= 1, got {args.max_batch_size}.")
+    serve(args.model, args.port, args.max_batch_size)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of `app.py` and `etfuser space`."""
+    parser.add_argument("--model", default=os.environ.get("ETFUSER_SPACE_MODEL"),
+                        help="saved ET-Fuser folder or Hub model id (default: the newest runs/*/model)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
+                        help="port on 127.0.0.1 (default 7860)")
+    parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                        help=f"queued photos analysed together (default {DEFAULT_MAX_BATCH_SIZE})")
+
+
+def serve(model: str | None, port: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
+    """Builds the page and serves it until interrupted."""
     logging.basicConfig(level=logging.INFO)
     # 127.0.0.1 unless the host says otherwise (a Hub Space sets GRADIO_SERVER_NAME=0.0.0.0)
-    build_app(args.model, args.concurrency).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                                                   server_port=args.port)
+    build_app(model, max_batch_size).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
+                                           server_port=port)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,20 @@
-"""What the page shows for a photo or a video, built from `etfuser_hf.analyze`'s table (the one inference path) and the
-demo's drawing (`etfuser_hf.hub.demo.annotate`): nothing here detects, aligns or runs a network itself.
+"""What the page shows for photos or a video, built from the table of `FaceAnalyzer` (the path `etfuser_hf.analyze`
+runs) and the demo's drawing (`etfuser_hf.hub.demo.annotate`): nothing here detects, aligns or runs a network itself.
 
-Bad input never raises: `analyze` turns an unreadable or tiny file into an `error` row and a face-less image into a
+Photos are answered in batches (the queued uploads of several users at once): MTCNN detects the faces of all of them
+in one `FaceAnalyzer.detect`, and both the model and the pretrained reference read the same aligned crops
+(`FaceAnalyzer.predict`), so each photo is detected once.
+
+Bad input never raises: the analysis turns an unreadable or tiny file into an `error` row and a face-less image into a
 `no_face` row, and both become the page's message.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,9 +23,10 @@ import pandas as pd
 import PIL.Image
 import PIL.ImageDraw
 
-import etfuser_hf
-from etfuser_hf.hub.demo import FacePrediction, annotate
-from space_model import PRETRAINED_PREFIX, SpaceModel, face_detector
+from etfuser_hf.analysis.media import MediaItem, is_video, iter_media
+from etfuser_hf.analysis.report import face_predictions
+from etfuser_hf.hub.demo import annotate
+from space_model import PRETRAINED_PREFIX, SpaceModel
 
 MAX_SIDE = 1280  # larger photos are downscaled first: MTCNN's cost grows with the pixel count
 MAX_VIDEO_FRAMES = 90  # analysed frames per video at most (the sampling stride grows to stay under it)
@@ -65,22 +71,16 @@ def _problem(table: pd.DataFrame) -> str | None:
     return None
 
 
-def _bounded_photo(path: str, workdir: Path) -> tuple[str, str]:
-    """(the path to analyse, a note): photos over MAX_SIDE pixels a side are downscaled into `workdir` first. Files
-    PIL cannot even size are passed on unchanged, for `analyze` to report."""
-    try:
-        with PIL.Image.open(path) as image:
-            width, height = image.size
-            if max(width, height) <= MAX_SIDE:
-                return path, ""
-            scale = MAX_SIDE / max(width, height)
-            small = image.convert("RGB").resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                                                PIL.Image.Resampling.LANCZOS)
-    except (OSError, ValueError, PIL.Image.DecompressionBombError):
-        return path, ""
-    target = workdir / "downscaled.png"
-    small.save(target)
-    return str(target), f"The photo ({width}×{height}) was downscaled to {small.width}×{small.height} for analysis."
+def _bounded(item: MediaItem) -> tuple[MediaItem, str]:
+    """(`item`, a note): photos over MAX_SIDE pixels a side are downscaled first."""
+    if item.error is not None or max(item.image.shape[:2]) <= MAX_SIDE:
+        return item, ""
+    height, width = item.image.shape[:2]
+    scale = MAX_SIDE / max(width, height)
+    small = PIL.Image.fromarray(item.image).resize((max(1, round(width * scale)), max(1, round(height * scale))),
+                                                   PIL.Image.Resampling.LANCZOS)
+    note = f"The photo ({width}×{height}) was downscaled to {small.width}×{small.height} for analysis."
+    return dataclasses.replace(item, image=np.asarray(small)), note
 
 
 def _probability_columns(table: pd.DataFrame) -> list[str]:
@@ -108,13 +108,7 @@ def _readout_priors(table: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
 
 def _draw(image: PIL.Image.Image, faces: pd.DataFrame, priors: dict[str, dict[str, list[str]]]) -> PIL.Image.Image:
     """The demo's boxes, labels and attention bars, then each face's 68 landmarks and age estimate on top."""
-    probabilities = _probability_columns(faces)
-    attention = [name for name in faces.columns if name.startswith("attention_")]
-    predictions = [FacePrediction(row[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(float), str(row["label"]),
-                                  float(row[probabilities].max()),
-                                  {name.removeprefix("attention_"): float(row[name]) for name in attention})
-                   for _, row in faces.iterrows()]
-    canvas = annotate(image, predictions)
+    canvas = annotate(image, face_predictions(faces))
     draw = PIL.ImageDraw.Draw(canvas)
     radius = max(1.5, canvas.width / 400)
     for _, row in faces.iterrows():
@@ -154,40 +148,62 @@ def _readings(faces: pd.DataFrame, space: SpaceModel, priors: dict[str, dict[str
     return pd.DataFrame(rows, columns=["face", "who", "reading"])
 
 
-def _with_reference(table: pd.DataFrame, space: SpaceModel, path: str) -> pd.DataFrame:
-    """`table` plus the pretrained canonical network's readout columns, from `analyze` with the reference model (the
-    same detector on the same file finds the same faces in the same order)."""
-    if space.reference is None:
-        return table
-    reference = etfuser_hf.analyze(path, model=space.reference, detector=face_detector(), progress=False)
-    extra = [name for name in reference.columns if name.startswith(PRETRAINED_PREFIX)]
-    if len(reference) != len(table) or not np.allclose(reference["box_x0"].fillna(0), table["box_x0"].fillna(0)):
-        return table
-    return pd.concat([table, reference[extra].set_axis(table.index)], axis=1)
+def _upload_problem(path: str | None, kind: str) -> str | None:
+    """The page's message for an upload that is not there at all: nothing chosen, or an empty file."""
+    if not path:
+        return f"**No file uploaded.** Choose {kind} first."
+    if Path(path).stat().st_size == 0:
+        return "**The uploaded file is empty** (0 bytes)."
+    return None
+
+
+def _photo_item(index: int, path: str) -> MediaItem:
+    """The decoded photo (or why it cannot be read), its source the batch index so that uploads of the same file
+    by two users stay apart."""
+    if is_video(path):
+        return MediaItem(str(index), -1, float("nan"), error="this is a video; use the Video tab")
+    return dataclasses.replace(next(iter_media([path])), source=str(index))
+
+
+def analyze_photos(paths: Sequence[str | None], space: SpaceModel) -> list[PhotoResult]:
+    """Everything the page shows for each uploaded photo (`paths` as Gradio saved them; None when nothing was
+    uploaded): one detection pass over all of them, read by the model and by the pretrained reference."""
+    results: dict[int, PhotoResult] = {}
+    items, notes = {}, {}
+    for index, path in enumerate(paths):
+        problem = _upload_problem(path, "a photo (JPEG, PNG, WebP, ...)")
+        if problem is not None:
+            results[index] = PhotoResult(message=problem)
+        else:
+            items[index], notes[index] = _bounded(_photo_item(index, path))
+    if items:
+        detected = space.analyzer.detect(list(items.values()))
+        table = space.analyzer.predict(detected)
+        if space.reference is not None:
+            reference = space.reference.predict(detected)
+            extra = [name for name in reference.columns if name.startswith(PRETRAINED_PREFIX)]
+            table = pd.concat([table, reference[extra]], axis=1)
+        for index, item in items.items():
+            rows = table[table["source"] == str(index)].reset_index(drop=True)
+            results[index] = _photo_result(rows.assign(source=Path(paths[index]).name), item, notes[index], space)
+    return [results[index] for index in range(len(paths))]
 
 
 def analyze_photo(path: str | None, space: SpaceModel) -> PhotoResult:
-    """Everything the page shows for one uploaded photo (`path` as Gradio saved it; None when nothing was uploaded)."""
-    if not path:
-        return PhotoResult(message="**No file uploaded.** Choose a photo (JPEG, PNG, WebP, ...) first.")
-    if Path(path).stat().st_size == 0:
-        return PhotoResult(message="**The uploaded file is empty** (0 bytes).")
-    with tempfile.TemporaryDirectory() as workdir:
-        source, note = _bounded_photo(path, Path(workdir))
-        table = etfuser_hf.analyze(source, model=space.model, detector=face_detector(), progress=False)
-        problem = _problem(table)
-        if problem is not None:
-            return PhotoResult(message=problem, table=table)
-        table = _with_reference(table, space, source)
-        with PIL.Image.open(source) as image:
-            image = image.convert("RGB")
-    table = table.assign(source=Path(path).name)
+    """`analyze_photos` for one photo."""
+    return analyze_photos([path], space)[0]
+
+
+def _photo_result(table: pd.DataFrame, item: MediaItem, note: str, space: SpaceModel) -> PhotoResult:
+    problem = _problem(table)
+    if problem is not None:
+        return PhotoResult(message=problem, table=table)
     faces = table[table["status"] == "ok"]
     priors = _readout_priors(faces)
     attention = [name for name in faces.columns if name.startswith("attention_")]
     return PhotoResult(
         message=note or f"{len(faces)} face{'s' * (len(faces) != 1)} found.",
-        annotated=_draw(image, faces, priors),
+        annotated=_draw(PIL.Image.fromarray(item.image), faces, priors),
         table=table,
         faces=faces[["face", "label"]].join(faces[[*_probability_columns(faces), "score"]].astype("float64").round(4))
         .reset_index(drop=True),
@@ -213,13 +229,11 @@ def _stride(path: str, every_n_frames: int) -> int:
 
 def analyze_video(path: str | None, space: SpaceModel, every_n_frames: int = 5) -> VideoResult:
     """The table per sampled frame and the time course of the class probabilities of each frame's best face."""
-    if not path:
-        return VideoResult(message="**No file uploaded.** Choose a short video (MP4, WebM, MOV, ...) first.")
-    if Path(path).stat().st_size == 0:
-        return VideoResult(message="**The uploaded file is empty** (0 bytes).")
+    problem = _upload_problem(path, "a short video (MP4, WebM, MOV, ...)")
+    if problem is not None:
+        return VideoResult(message=problem)
     stride = _stride(path, max(1, int(every_n_frames)))
-    table = etfuser_hf.analyze(path, model=space.model, detector=face_detector(), every_n_frames=stride,
-                               progress=False).assign(source=Path(path).name)
+    table = space.analyzer.analyze_files([path], stride, progress=False).assign(source=Path(path).name)
     problem = _problem(table)
     if problem is not None:
         return VideoResult(message=problem, table=table)

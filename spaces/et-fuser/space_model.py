@@ -1,7 +1,10 @@
-"""Which ET-Fuser the Space serves: finding a model folder (the main job's, a path, or a Hub id), loading it once, the
-synthetic-data banner its run recorded, and the pretrained network its canonical model was fine-tuned from.
+"""Which ET-Fuser the Space serves: finding a model folder (a path, a Hub id, or by default the newest `runs/*/model`,
+where the main job saves its model), loading it once with `etfuser_hf.analysis.saved_model.load_model` (the loader of
+`analyze` and every `etfuser` command), the synthetic-data banner its run recorded, and the pretrained network its
+canonical model was fine-tuned from.
 
-Nothing here is inference: the page's answers all come from `etfuser_hf.analyze` (face_report.py).
+Nothing here is inference: the page's answers all come from `FaceAnalyzer`, the path `etfuser_hf.analyze` runs
+(face_report.py).
 """
 
 from __future__ import annotations
@@ -12,20 +15,19 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from etfuser_hf import ETFuserForImageClassification
+from etfuser_hf.analysis.pipeline import FaceAnalyzer
+from etfuser_hf.analysis.saved_model import LoadedModel, default_model_dir, load_model
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.face_detection import MTCNN
 
-MAIN_JOB_MODEL = Path("runs/etfuser-synthetic/model")  # training/main.py: --output-dir default + "/model"
 MAIN_JOB_COMMAND = "pip install torch==2.13.0 -e . && python training/train.py"
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 PRETRAINED_PREFIX = "pretrained_"  # prior names of the reference model: its columns read `pretrained_<prior>_*`
 
 
 class ModelNotFound(Exception):
-    """No ET-Fuser folder where the picker points; the message says how to make one."""
+    """No ET-Fuser the Space can serve where the picker points; the message says how to make one."""
 
 
 @dataclass
@@ -33,45 +35,61 @@ class SpaceModel:
     """A loaded ET-Fuser and what the page says about it.
 
     folder: the saved model folder.
-    model: the classifier, in eval mode.
+    analyzer: the detect -> align -> predict path over the model (`etfuser_hf.analyze`'s), in eval mode.
     banner: the synthetic-data warning recorded by its run (markdown), or None when the run was on real data or
         the folder carries no record.
-    reference: a priors-only ET-Fuser whose only prior is the pretrained network the canonical model was fine-tuned
-        from (frozen, as converted), so `analyze` reports that network's own reading; None when the canonical model is
-        not a converted face network or the model already has it as a prior.
+    reference: the same path over a priors-only ET-Fuser whose only prior is the pretrained network the canonical
+        model was fine-tuned from (frozen, as converted), so its table reports that network's own reading on the same
+        aligned crops; None when the canonical model is not a converted face network or the model already has it as
+        a prior.
     canonical_prior: the name of the converted face network the canonical model started from, or None.
     """
 
     folder: Path
-    model: ETFuserForImageClassification
+    analyzer: FaceAnalyzer
     banner: str | None
-    reference: ETFuserForImageClassification | None
+    reference: FaceAnalyzer | None
     canonical_prior: str | None
+
+    @property
+    def loaded(self) -> LoadedModel:
+        return self.analyzer.loaded
+
+    @property
+    def model(self) -> ETFuserForImageClassification:
+        return self.analyzer.loaded.model
 
 
 def no_model_message(choice: str | None) -> str:
-    where = f"`{choice}`" if choice else f"`{MAIN_JOB_MODEL}` (the main job's model)"
-    return (f"**No trained ET-Fuser model at {where}.** Make one with the main job (about an hour on 2 CPU cores, "
-            f"SYNTHETIC faces):\n\n```\n{MAIN_JOB_COMMAND}\n```\n\nthen restart the Space, or start it with "
-            f"`python spaces/et-fuser/app.py --model <folder>` (any saved ET-Fuser classification folder).")
+    where = f"`{choice}`" if choice else "`runs/*/model` (where the main job saves its model)"
+    return (f"**No trained ET-Fuser model at {where}.** Make one with the main job (at most 15 minutes on 2 CPU cores, "
+            f"on SYNTHETIC faces):\n\n```\n{MAIN_JOB_COMMAND}\n```\n\nthen pick it here, or start the Space with "
+            f"`etfuser space --model <folder>` (any saved ET-Fuser classification folder).")
 
 
 def model_choices(extra: str | None = None) -> list[str]:
-    """The picker's entries: the start-up choice, the main job's model, then every other `runs/*/model` (newest first)."""
+    """The picker's entries: the start-up choice, then every `runs/*/model` (newest first: the first is the default,
+    `default_model_dir()`)."""
     found = sorted(Path("runs").glob("*/model/config.json"), key=lambda path: path.stat().st_mtime, reverse=True)
     choices = [extra] if extra else []
-    for folder in [MAIN_JOB_MODEL] + [path.parent for path in found]:
+    for folder in (path.parent for path in found):
         if str(folder) not in choices:
             choices.append(str(folder))
     return choices
 
 
 def resolve_model_folder(choice: str | None) -> Path:
-    """A local ET-Fuser folder for `choice` (a folder, or a Hub id downloaded once); ModelNotFound otherwise."""
-    folder = Path(choice) if choice else MAIN_JOB_MODEL
+    """A local ET-Fuser folder for `choice` (a folder, a Hub id downloaded once, or None: `default_model_dir()`);
+    ModelNotFound otherwise."""
+    if not choice:
+        try:
+            return default_model_dir()
+        except FileNotFoundError as missing:
+            raise ModelNotFound(no_model_message(None)) from missing
+    folder = Path(choice)
     if (folder / "config.json").is_file():
         return folder
-    if choice and not folder.exists() and HUB_ID.match(choice):
+    if not folder.exists() and HUB_ID.match(choice):
         from huggingface_hub import snapshot_download
 
         try:
@@ -117,9 +135,10 @@ def _converted_prior_types() -> dict[str, str]:
             for name, path in folders.items() if name != "mtcnn"}
 
 
-def pretrained_reference(model: ETFuserForImageClassification) -> tuple[str | None, ETFuserForImageClassification | None]:
+def pretrained_reference(loaded: LoadedModel) -> tuple[str | None, ETFuserForImageClassification | None]:
     """(the converted network the canonical model was fine-tuned from, a priors-only ET-Fuser over its pretrained copy
-    when the model does not already carry that network as a frozen prior)."""
+    taking the same crops, when the model does not already carry that network as a frozen prior)."""
+    model = loaded.model
     backbone = model.config.backbone
     if backbone is None:
         return None, None
@@ -131,7 +150,7 @@ def pretrained_reference(model: ETFuserForImageClassification) -> tuple[str | No
         return canonical, None
     reference = ETFuserForImageClassification.from_priors_pretrained(
         priors={PRETRAINED_PREFIX + canonical: ensure_face_priors(names=[canonical])[canonical]},
-        fusion_mode="priors_only", image_size=model.config.image_size, hidden_size=16, num_attention_heads=2,
+        fusion_mode="priors_only", image_size=loaded.crop_size, hidden_size=16, num_attention_heads=2,
         intermediate_size=32, num_labels=model.config.num_labels, id2label=dict(model.config.id2label),
         label2id=dict(model.config.label2id), problem_type=model.config.problem_type)
     return canonical, reference.eval()
@@ -143,22 +162,25 @@ _DETECTOR: list[MTCNN] = []
 
 
 def load_space_model(choice: str | None) -> SpaceModel:
-    """The model `choice` names, loaded once per folder and modification time (the queue's workers share it)."""
+    """The model `choice` names, loaded once per folder and modification time (every request shares it)."""
     folder = resolve_model_folder(choice)
     key = (str(folder.resolve()), (folder / "config.json").stat().st_mtime)
     with _LOCK:
         if key not in _LOADED:
-            model = ETFuserForImageClassification.from_pretrained(folder, dtype=torch.float32).eval()
-            if getattr(model.config, "tasks", None):
-                raise ModelNotFound(f"`{folder}` is a multi-task ET-Fuser; the Space shows single-task models.")
-            canonical, reference = pretrained_reference(model)
-            _LOADED[key] = SpaceModel(folder, model, synthetic_banner(folder), reference, canonical)
+            try:
+                loaded = load_model(folder)
+            except (OSError, ValueError) as error:  # a multi-task model, a broken folder: said in the page
+                raise ModelNotFound(f"**Cannot serve `{folder}`:** {error}") from error
+            canonical, reference = pretrained_reference(loaded)
+            detector = _face_detector()  # one MTCNN: the reference reads the faces the model's analyzer found
+            _LOADED[key] = SpaceModel(
+                folder, FaceAnalyzer(loaded, detector=detector), synthetic_banner(folder),
+                None if reference is None else FaceAnalyzer(reference, detector=detector), canonical)
         return _LOADED[key]
 
 
-def face_detector() -> MTCNN:
-    """The converted facenet-pytorch MTCNN, loaded once."""
-    with _LOCK:
-        if not _DETECTOR:
-            _DETECTOR.append(MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"]))
-        return _DETECTOR[0]
+def _face_detector() -> MTCNN:
+    """The converted facenet-pytorch MTCNN, loaded once (call under _LOCK)."""
+    if not _DETECTOR:
+        _DETECTOR.append(MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"]))
+    return _DETECTOR[0]

@@ -4,6 +4,7 @@ over real priors, every kind of bad upload, a video, and the model picker's mess
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import PIL.Image
@@ -13,14 +14,12 @@ from space_fixtures import LABELS, astronaut_path, space_model_dir, write_run_fo
 
 import etfuser_hf
 import face_report
-from app import photo_outputs, video_outputs
+import space_model
+from app import photo_batch, photo_outputs, video_outputs
+from etfuser_hf.analysis import saved_model
+from etfuser_hf.analysis.media import write_video
 from face_report import analyze_photo, analyze_video
 from space_model import MAIN_JOB_COMMAND, ModelNotFound, load_space_model, synthetic_banner
-
-try:  # the media helpers move to etfuser_hf.analysis (issue 18)
-    from etfuser_hf.analysis.media import write_video
-except ImportError:
-    from etfuser_hf.hub.media import write_video
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +74,9 @@ def _flat(path):
 
 BAD_UPLOADS = {
     "non_image": ("notes.txt", lambda path: path.write_text("not a photo"), "unsupported file type '.txt'"),
-    "text_named_jpg": ("notes.jpg", lambda path: path.write_text("not a photo"), "unreadable image"),
+    "text_named_jpg": ("notes.jpg", lambda path: path.write_text("not a photo"), "not an image file"),
     "empty": ("empty.png", lambda path: path.write_bytes(b""), "The uploaded file is empty"),
-    "one_pixel": ("dot.png", lambda path: PIL.Image.new("RGB", (1, 1)).save(path), "too small for face detection: 1x1"),
+    "one_pixel": ("dot.png", lambda path: PIL.Image.new("RGB", (1, 1)).save(path), "image is 1x1 pixels"),
     "no_face": ("flat.png", _flat, "No face found"),
 }
 
@@ -122,11 +121,64 @@ def test_space_unreadable_video_is_a_message(tmp_path, space_model_dir):
     assert "Could not read this file" in message and "unreadable video" in message and course.empty
 
 
-def test_space_without_a_trained_model_says_how_to_make_one(tmp_path, astronaut_path):
+def test_space_without_a_trained_model_says_how_to_make_one(tmp_path, astronaut_path, monkeypatch):
     with pytest.raises(ModelNotFound, match="No trained ET-Fuser model"):
         load_space_model(str(tmp_path / "runs" / "etfuser-synthetic" / "model"))
     banner, message, *_ = photo_outputs(str(astronaut_path), str(tmp_path / "missing"))
     assert MAIN_JOB_COMMAND in message and banner == ""
+    # no choice: the newest runs/*/model, as every `etfuser` command; none here
+    monkeypatch.chdir(tmp_path)
+    banner, message, *_ = photo_outputs(str(astronaut_path), None)
+    assert "`runs/*/model`" in message and "at most 15 minutes on 2 CPU cores" in message and MAIN_JOB_COMMAND in message
+
+
+def test_space_default_model_is_the_newest_run_like_every_entry_point(tmp_path, monkeypatch, space_model_dir):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "etfuser-synthetic").mkdir(parents=True)
+    (tmp_path / "runs" / "etfuser-synthetic" / "model").symlink_to(space_model_dir, target_is_directory=True)
+    assert saved_model.default_model_dir() == Path("runs/etfuser-synthetic/model")
+    assert load_space_model(None).folder.resolve() == space_model_dir.resolve()
+
+
+def test_space_loads_through_the_one_model_loader():
+    # the Space has no loader of its own: `analyze`, the CLI and the demo use the same function (issue 18)
+    assert space_model.load_model is saved_model.load_model
+    assert space_model.default_model_dir is saved_model.default_model_dir
+    assert not hasattr(space_model, "MAIN_JOB_MODEL")
+
+
+def test_space_multi_task_folder_is_a_message(tmp_path, space_model_dir, monkeypatch):
+    def refuse(folder):
+        raise ValueError("model: multi-task ET-Fuser folders are not supported here; pass a single-task model.")
+
+    monkeypatch.setattr(space_model, "load_model", refuse)
+    space_model._LOADED.clear()
+    message = photo_outputs(None, str(space_model_dir))[1]
+    assert message.startswith(f"**Cannot serve `{space_model_dir}`:**") and "multi-task" in message
+    space_model._LOADED.clear()
+
+
+def test_space_batch_answers_each_request_with_its_own_photo(tmp_path, astronaut, astronaut_path, space_model_dir):
+    """Queued requests analysed together (Gradio batch=True) get the answer of their own upload, in order, equal to
+    the single-request answer; a request for a missing model gets its own message."""
+    fake = tmp_path / "fake.jpg"
+    fake.write_text("not a photo")
+    shifted = tmp_path / "shifted.png"
+    PIL.Image.fromarray(np.roll(skimage.data.astronaut(), 40, axis=1)).save(shifted)
+    model = str(space_model_dir)
+    columns = photo_batch([str(astronaut_path), str(fake), None, str(shifted), str(astronaut_path)],
+                          [model, model, model, model, str(tmp_path / "missing")])
+    assert len(columns) == 8 and all(len(column) == 5 for column in columns)
+    banners, messages, images, faces = columns[:4]
+    assert messages[0] == messages[3] == "1 face found."
+    assert "not an image file" in messages[1] and "No file uploaded" in messages[2]
+    assert "No trained ET-Fuser model" in messages[4] and banners[4] == "" and images[4] is None
+    assert all(banner.startswith("**SYNTHETIC") for banner in banners[:4])
+    np.testing.assert_allclose(faces[0].drop(columns="label").to_numpy(),
+                               astronaut.faces.drop(columns="label").to_numpy(), atol=1e-4)
+    # the shifted photo's face is 40 px to the right of the astronaut's
+    boxes = [columns[6][index].loc[0, "box_x0"] for index in (0, 3)]
+    assert boxes[1] - boxes[0] == pytest.approx(40, abs=3)
 
 
 def test_space_banner_is_read_from_the_run_folder_and_the_card(tmp_path, space_model_dir):
@@ -141,3 +193,16 @@ def test_space_banner_is_read_from_the_run_folder_and_the_card(tmp_path, space_m
     assert "tagged synthetic-data" in synthetic_banner(exported)
     (exported / "README.md").write_text("---\nlicense: apache-2.0\ntags:\n- et-fuser\n---\n# card\n")
     assert synthetic_banner(exported) is None
+
+
+def test_space_reference_reads_the_models_detection_and_refuses_other_crop_sizes(astronaut_path, space):
+    from etfuser_hf.analysis.media import iter_media
+    from etfuser_hf.analysis.pipeline import DetectedFaces
+
+    detected = space.analyzer.detect(list(iter_media([str(astronaut_path)])))
+    reference = space.reference.predict(detected)
+    np.testing.assert_array_equal(reference["box_x0"], space.analyzer.predict(detected)["box_x0"])
+    assert reference.filter(like="pretrained_expression_prob_").idxmax(axis=1).iloc[0].endswith("happy")
+    small = DetectedFaces([], np.zeros(0, np.int64), np.zeros((0, 15), np.float32), np.zeros((0, 32, 32, 3), np.uint8))
+    with pytest.raises(ValueError, match=r"detected: faces aligned to \(32, 32\), this model takes 112x112 crops"):
+        space.reference.predict(small)

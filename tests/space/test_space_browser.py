@@ -52,5 +52,5 @@ def test_space_browser_text_file_named_jpg_shows_the_error(page, tmp_path):
     fake = tmp_path / "holiday.jpg"
     fake.write_text("this is not a photo")
     message = analyse_photo(driver, url, fake)
-    assert "Could not read this file" in message and "unreadable image" in message
+    assert "Could not read this file" in message and "not an image file" in message
     assert not driver.find_elements(By.CSS_SELECTOR, "#annotated img")

@@ -1,8 +1,9 @@
 """Face analysis at scale: `analyze(inputs, model=...)` -> one `pandas.DataFrame`, a row per face per image or frame.
 
-`FaceAnalyzer` is the detect -> align -> predict path; `analyze`, `etfuser predict`, `etfuser analyze` and the demo
-all go through it, so they read the same crop size from the processor and the same head (softmax, sigmoid or
-regression) from the config.
+`FaceAnalyzer` is the detect -> align -> predict path; `analyze`, `etfuser predict`, `etfuser analyze`, the demo and
+the Space all go through it, so they read the same crop size from the processor and the same head (softmax, sigmoid
+or regression) from the config. Its two halves are public (`detect` -> `DetectedFaces` -> `predict`), so one detection
+can serve several models with the same crop size.
 
 Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
 chunks of `batch_size` frames: MTCNN detects the faces of a whole chunk at once (`MTCNN.detect_batch`: each network
@@ -40,6 +41,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -217,6 +219,22 @@ def empty_table(model: ETFuserForImageClassification) -> pd.DataFrame:
     return _empty(table_schema(model))
 
 
+@dataclass(frozen=True)
+class DetectedFaces:
+    """One chunk of frames after detection and alignment (`FaceAnalyzer.detect`), before any model ran.
+
+    rows: the meta columns (`META_COLUMNS`) of each table row: one per face, per face-less frame, per failure.
+    face_rows: (faces,) the row of each face.
+    detections: (faces, 15) float32 box, score and five points in image pixels (`DETECTION_COLUMNS`).
+    crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template.
+    """
+
+    rows: list[dict[str, Any]]
+    face_rows: np.ndarray
+    detections: np.ndarray
+    crops: np.ndarray
+
+
 class FaceAnalyzer:
     """The detect -> align -> predict path: `MediaItem`s in, `analyze`'s table out.
 
@@ -281,9 +299,13 @@ class FaceAnalyzer:
     def analyze_chunk(self, chunk: list[MediaItem]) -> pd.DataFrame:
         """The rows of one chunk of frames: MTCNN detects all its frames at once, the faces go through the model in
         batches of `batch_size`."""
-        table = self.table
+        return self.predict(self.detect(chunk))
+
+    def detect(self, chunk: list[MediaItem]) -> DetectedFaces:
+        """Detects and aligns the faces of all frames of `chunk` at once, at this model's crop size."""
+        crop_size = self.table.crop_size
         good = [item for item in chunk if item.error is None]
-        detections = iter(detect_and_align([item.image for item in good], output_size=table.crop_size,
+        detections = iter(detect_and_align([item.image for item in good], output_size=crop_size,
                                            detector=self.detector, max_faces=self.max_faces) if good else [])
         rows, face_rows, boxes, crops = [], [], [], []
         for item in chunk:
@@ -300,17 +322,26 @@ class FaceAnalyzer:
                 rows.append({**meta, "face": index, "status": "ok"})
             boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
             crops.append(found.faces)
+        return DetectedFaces(
+            rows, np.asarray(face_rows, dtype=np.int64),
+            np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
+            np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8))
+
+    def predict(self, detected: DetectedFaces) -> pd.DataFrame:
+        """The table's rows for faces `detect` found (by this analyzer or another one with the same crop size: one
+        detection serves several models), run through the model in batches of `batch_size`."""
+        if detected.crops.shape[1:3] != (self.table.crop_size,) * 2:
+            raise ValueError(f"detected: faces aligned to {detected.crops.shape[1:3]}, this model takes "
+                             f"{self.table.crop_size}x{self.table.crop_size} crops.")
         outputs: dict[str, np.ndarray] = {}
-        if crops:
-            faces = np.concatenate(crops)
+        faces = detected.crops
+        if len(faces):
             batches = []
             for start in range(0, len(faces), self.batch_size):
                 pixel_values = faces[start:start + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
                 batches.append(self.run(np.ascontiguousarray(pixel_values)))
             outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
-        detected = np.concatenate(boxes).astype(np.float32) if boxes else \
-            np.zeros((0, len(DETECTION_COLUMNS)), np.float32)
-        return table.frame(rows, np.asarray(face_rows, dtype=np.int64), detected, outputs)
+        return self.table.frame(detected.rows, detected.face_rows, detected.detections, outputs)
 
 
 def analyze(
@@ -348,5 +379,5 @@ def analyze(
     return analyzer.analyze_files(files, every_n_frames, progress)
 
 
-__all__ = ["BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "FaceAnalyzer", "analyze", "empty_table",
-           "table_schema", "model_output_columns"]
+__all__ = ["BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "DetectedFaces", "FaceAnalyzer", "analyze",
+           "empty_table", "table_schema", "model_output_columns"]

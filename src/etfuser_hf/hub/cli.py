@@ -19,7 +19,10 @@ sub-commands:
   card       write the Hub model card of a run folder
   demo       annotate a photo: faces, predicted labels, per-prior attention
   analyze    images, folders and videos in, one table (CSV/Parquet) out: a row per face per frame
+  space      the web demo (spaces/et-fuser, Gradio) on http://127.0.0.1:7860
 """
+# The Space folder is pushed to the Hub as it is, so it lives beside the package in a checkout, not inside it.
+SPACE_APP = Path(__file__).resolve().parents[3] / "spaces" / "et-fuser" / "app.py"
 
 
 def report_bad(path: object, reason: object) -> None:
@@ -148,6 +151,25 @@ def demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def space(args: argparse.Namespace) -> int:
+    """`etfuser space`: serves `spaces/et-fuser/app.py` of the checkout the package is installed from, in its own
+    interpreter (the app sets OpenMP's wait policy before torch loads). Returns the app's exit status."""
+    import importlib.util
+    import subprocess
+
+    if not SPACE_APP.is_file():
+        raise FileNotFoundError(f"no Space app at {SPACE_APP}: the Space (spaces/et-fuser) ships with the source "
+                                "repository, not with the installed package; install the package editable from a "
+                                "checkout (pip install -e '.[space]') or run `python spaces/et-fuser/app.py` there.")
+    if importlib.util.find_spec("gradio") is None:
+        raise OSError("the Space needs gradio: pip install -e '.[space]'")
+    command = [sys.executable, str(SPACE_APP), *(["--model", args.model] if args.model else []), "--port", str(args.port)]
+    try:
+        return subprocess.call(command)
+    except KeyboardInterrupt:  # Ctrl-C reached the app too, which stops by itself
+        return 130
+
+
 def analyze_files(args: argparse.Namespace) -> int:
     """`etfuser analyze`: shards the files over processes when started by `accelerate launch` (or torchrun); the
     main process merges the parts into `--output`. Returns the exit status: 1 when any input failed."""
@@ -268,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--plots", default=None, help="folder for one time-course PNG per video")
     sub.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.set_defaults(handler=analyze_files)
+
+    sub = commands.add_parser("space", help="the web demo on 127.0.0.1 (Gradio)",
+                              description="Serve the Space (spaces/et-fuser/app.py of this checkout) on 127.0.0.1: "
+                              "upload a photo or a short video in a browser, see every face the model finds.")
+    sub.add_argument("--model", default=None, help="saved ET-Fuser folder or Hub model id (default: newest runs/*/model)")
+    sub.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (default 7860)")
+    sub.set_defaults(handler=space)
     return parser
 
 
