@@ -42,6 +42,8 @@ setup(
         "pandas>=2.2,<4",
         "pyarrow>=15,<27",
         "av>=12,<19",
+        # head pose (analysis/pose.py): solvePnP; tested with opencv-python-headless 4.13.0
+        "opencv-python-headless>=4.10,<4.14",
     ],
     extras_require={
         # the Space's tests drive it through gradio_client and headless Chromium (Selenium; the browser from apt)
@@ -49,7 +51,7 @@ setup(
                  "gradio>=6.31,<6.32", "gradio_client>=2.7,<3", "selenium>=4.20,<5"],
         "space": ["gradio>=6.31,<6.32"],  # spaces/et-fuser; tested with gradio 6.31.0 (it pins pillow<13)
         "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
-        "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py: RSS of the process tree
+        "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py, analysis_long_video.py: RSS
     },
     entry_points={"console_scripts": ["etfuser=etfuser_hf.cli:main"]},
     classifiers=[

@@ -175,7 +175,7 @@ def load_space_model(choice: str | None) -> SpaceModel:
             detector = _face_detector()  # one MTCNN: the reference reads the faces the model's analyzer found
             _LOADED[key] = SpaceModel(
                 folder, FaceAnalyzer(loaded, detector=detector), synthetic_banner(folder),
-                None if reference is None else FaceAnalyzer(reference, detector=detector), canonical)
+                None if reference is None else FaceAnalyzer(reference, detector=detector, extras=()), canonical)
         return _LOADED[key]
 
 

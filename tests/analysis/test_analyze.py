@@ -150,11 +150,15 @@ def test_analyze_onnx_backend_matches_torch_and_is_cached(table, model_dir, medi
                    cache_dir=tmp_path, progress=False)
     exported = list((tmp_path / "analysis_onnx").glob("*.onnx"))
     assert len(exported) == 1
-    numeric = table.select_dtypes("number").columns
+    pose = ["yaw", "pitch", "roll"]  # degrees from a fit: a 1e-4 change of the landmarks moves them by ~1e-3
+    numeric = table.select_dtypes("number").columns.difference(pose)
     np.testing.assert_allclose(onnx[numeric].to_numpy(float), table[numeric].to_numpy(float), atol=2e-4, rtol=1e-4)
+    np.testing.assert_allclose(onnx[pose].to_numpy(float), table[pose].to_numpy(float), atol=0.05)
     assert onnx["label"].equals(table["label"]) and onnx["status"].equals(table["status"])
     model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32)
-    again = OnnxBackend(model, model_dir, 112, cache_dir=tmp_path)
+    from etfuser_hf.analysis.extras import EXTRAS, load_companions
+
+    again = OnnxBackend(model, model_dir, 112, cache_dir=tmp_path, companions=tuple(load_companions(model, EXTRAS)))
     assert not again.exported and again.path == exported[0]
 
 
@@ -243,5 +247,8 @@ def test_analyze_two_processes_give_the_one_process_table(table, model_dir, medi
     sharded = read_table(output)
     # detection batches frames differently across shards; float rounding in those batches can move a crop pixel by
     # one grey level, and the priors' readouts by ~1e-4 of their value
-    pd.testing.assert_frame_equal(sharded, table, check_exact=False, atol=1e-5, rtol=1e-4)
+    pose = ["yaw", "pitch", "roll"]  # degrees from a fit: ~1e-3 from such a change of the landmarks
+    pd.testing.assert_frame_equal(sharded.drop(columns=pose), table.drop(columns=pose), check_exact=False, atol=1e-5,
+                                  rtol=1e-4)
+    np.testing.assert_allclose(sharded[pose].to_numpy(float), table[pose].to_numpy(float), atol=0.05)
     assert not list(tmp_path.glob("*.part*"))  # the parts were merged and removed

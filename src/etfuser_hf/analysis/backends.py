@@ -18,8 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..models.configuration_etfuser import EncoderSpec
+from ..models.encoders import prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.fetch import default_cache_dir
+from .extras import Companion
 
 # Prior model types whose own output the table reports, and what that output is.
 READOUT_KINDS = {
@@ -28,7 +31,7 @@ READOUT_KINDS = {
     "etfuser_faceapi_landmarks": "landmarks",
 }
 # Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
-GRAPH_VERSION = "1"
+GRAPH_VERSION = "2"
 
 
 def readout_priors(model: ETFuserForImageClassification) -> dict[str, str]:
@@ -39,36 +42,49 @@ def readout_priors(model: ETFuserForImageClassification) -> dict[str, str]:
 
 class AnalysisGraph(nn.Module):
     """`pixel_values (batch, 3, S, S)` RGB in [0, 1] -> `(logits (batch, num_labels), prior_attention (batch,
-    num_priors) when the model fuses priors, then one readout per `readout_priors` entry: the prior's raw `logits`)`."""
+    num_priors) when the model fuses priors, then one readout per `readout_priors` entry and one per companion (see
+    `extras.py`): that prior's raw `logits`)`, named as `output_names`."""
 
-    def __init__(self, model: ETFuserForImageClassification):
+    def __init__(self, model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()):
         super().__init__()
         self.model = model.eval()
         self.readouts = readout_priors(model)
         self.has_attention = bool(model.etfuser.priors)
+        self.companions = tuple(companions)
+        self.companion_priors = nn.ModuleDict({c.extra: c.prior for c in self.companions if c.prior is not None})
+        self.companion_specs = {c.extra: EncoderSpec(config=c.prior.config) for c in self.companions
+                                if c.prior is not None}
 
     @property
     def output_names(self) -> list[str]:
-        return ["logits"] + (["prior_attention"] if self.has_attention else []) + [f"readout.{name}" for name in self.readouts]
+        return (["logits"] + (["prior_attention"] if self.has_attention else [])
+                + [f"readout.{name}" for name in self.readouts]
+                + [f"companion.{companion.extra}" for companion in self.companions])
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        with self._captured_readouts() as readouts:
+        captured_names = set(self.readouts) | {c.fused_name for c in self.companions if c.fused_name}
+        with self._captured_logits(captured_names) as captured:
             features = self.model.etfuser.extract_prior_features(pixel_values)
         outputs = self.model(pixel_values=pixel_values, prior_features=features or None,
                              output_attentions=self.has_attention, return_dict=True)
         head = (outputs.logits,) + ((outputs.prior_attention,) if self.has_attention else ())
-        return head + tuple(readouts[name] for name in self.readouts)
+        companions = tuple(
+            captured[companion.fused_name] if companion.fused_name else self.companion_priors[companion.extra](
+                pixel_values=prepare_encoder_inputs(pixel_values, self.companion_specs[companion.extra]),
+                return_dict=True).logits
+            for companion in self.companions)
+        return head + tuple(captured[name] for name in self.readouts) + companions
 
     @contextmanager
-    def _captured_readouts(self) -> Iterator[dict[str, torch.Tensor]]:
-        """Collects the raw `logits` of each readout prior while `extract_prior_features` runs it, so the prior runs
-        once for both its tokens and its own head."""
-        readouts: dict[str, torch.Tensor] = {}
+    def _captured_logits(self, names: set[str]) -> Iterator[dict[str, torch.Tensor]]:
+        """Collects the raw `logits` of the fused priors `names` while `extract_prior_features` runs them, so a prior
+        runs once for both its tokens and its own head."""
+        captured: dict[str, torch.Tensor] = {}
         handles = [self.model.etfuser.priors[name].register_forward_hook(
-            lambda module, args, output, name=name: readouts.__setitem__(name, output.logits))
-            for name in self.readouts]
+            lambda module, args, output, name=name: captured.__setitem__(name, output.logits))
+            for name in sorted(names)]
         try:
-            yield readouts
+            yield captured
         finally:
             for handle in handles:
                 handle.remove()
@@ -77,8 +93,8 @@ class AnalysisGraph(nn.Module):
 class TorchBackend:
     """Runs `AnalysisGraph` in PyTorch under `torch.inference_mode`."""
 
-    def __init__(self, model: ETFuserForImageClassification):
-        self.graph = AnalysisGraph(model)
+    def __init__(self, model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()):
+        self.graph = AnalysisGraph(model, companions)
 
     def __call__(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
         """`pixel_values` float32 `(batch, 3, S, S)` -> output name -> float32 array (batch, ...)."""
@@ -87,9 +103,11 @@ class TorchBackend:
         return {name: value.float().numpy() for name, value in zip(self.graph.output_names, outputs)}
 
 
-def folder_hash(model_dir: str | os.PathLike) -> str:
-    """sha256 over the folder's config and weights (and GRAPH_VERSION): the ONNX cache key."""
+def folder_hash(model_dir: str | os.PathLike, companions: tuple[Companion, ...] = ()) -> str:
+    """sha256 over the folder's config and weights, GRAPH_VERSION and the companions' weights: the ONNX cache key."""
     digest = hashlib.sha256(GRAPH_VERSION.encode())
+    for companion in companions:
+        digest.update(f"{companion.extra}\n{companion.key}\n".encode())
     folder = Path(model_dir)
     files = sorted(p for p in folder.iterdir() if p.is_file() and (p.suffix in (".json", ".safetensors")))
     if not files:
@@ -102,9 +120,10 @@ def folder_hash(model_dir: str | os.PathLike) -> str:
     return digest.hexdigest()[:32]
 
 
-def export_analysis_onnx(model: ETFuserForImageClassification, output_path: str | os.PathLike, image_size: int) -> Path:
-    """Exports `AnalysisGraph(model)` with a dynamic batch axis to `output_path` (written atomically)."""
-    graph = AnalysisGraph(model).eval()
+def export_analysis_onnx(model: ETFuserForImageClassification, output_path: str | os.PathLike, image_size: int,
+                         companions: tuple[Companion, ...] = ()) -> Path:
+    """Exports `AnalysisGraph(model, companions)` with a dynamic batch axis to `output_path` (written atomically)."""
+    graph = AnalysisGraph(model, companions).eval()
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
@@ -118,17 +137,19 @@ def export_analysis_onnx(model: ETFuserForImageClassification, output_path: str 
     return output_path
 
 
-def cached_onnx_path(model_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> Path:
-    return Path(cache_dir or default_cache_dir()) / "analysis_onnx" / f"{folder_hash(model_dir)}.onnx"
+def cached_onnx_path(model_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                     companions: tuple[Companion, ...] = ()) -> Path:
+    return Path(cache_dir or default_cache_dir()) / "analysis_onnx" / f"{folder_hash(model_dir, companions)}.onnx"
 
 
 def ensure_analysis_onnx(model: ETFuserForImageClassification, model_dir: str | os.PathLike, image_size: int,
-                         cache_dir: str | os.PathLike | None = None) -> tuple[Path, bool]:
-    """The cached export of `model` (loaded from `model_dir`), and whether this call had to write it."""
-    path = cached_onnx_path(model_dir, cache_dir)
+                         cache_dir: str | os.PathLike | None = None,
+                         companions: tuple[Companion, ...] = ()) -> tuple[Path, bool]:
+    """The cached export of `model` (loaded from `model_dir`) with `companions`, and whether this call wrote it."""
+    path = cached_onnx_path(model_dir, cache_dir, companions)
     if path.is_file():
         return path, False
-    return export_analysis_onnx(model, path, image_size), True
+    return export_analysis_onnx(model, path, image_size, companions), True
 
 
 class OnnxBackend:
@@ -136,10 +157,10 @@ class OnnxBackend:
     model folder."""
 
     def __init__(self, model: ETFuserForImageClassification, model_dir: str | os.PathLike, image_size: int,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, companions: tuple[Companion, ...] = ()):
         import onnxruntime
 
-        self.path, self.exported = ensure_analysis_onnx(model, model_dir, image_size, cache_dir)
+        self.path, self.exported = ensure_analysis_onnx(model, model_dir, image_size, cache_dir, companions)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle onnxruntime threads spin by default, stealing the cores detection needs between two batches

@@ -31,9 +31,18 @@ The table (columns in this order; `table_schema(model)` gives the exact names an
 | `<prior>_age` | float32 | years, from a dlib age prior: softmax-weighted mean of its 81 age bins |
 | `<prior>_prob_<expression>` | float32 | the FER expression prior's own 7 probabilities |
 | `<prior>_x00`, `<prior>_y00` ... `<prior>_x67`, `<prior>_y67` | float32 | a face-api landmark prior's 68 points, in image pixels |
+| `track` | int64 | the same face across the frames of one video (0, 1, ... per source; each face of a still image its own); -1 without a face |
+| `identity` | int64 | the same person across the whole run, by face descriptor (`tracking.py`: threshold 0.6, dlib's); -1 without a face |
+| `yaw`, `pitch`, `roll` | float32 | head pose in degrees from the 68 landmarks (`pose.py` gives the signs) |
+| `gender` | string | "female" or "male", dlib's gender net (the converted `gender` prior) |
+| `gender_probability` | float32 | its probability |
 
 Float columns are NaN where they do not apply (`no_face` and `error` rows). The readout columns exist only for the
-priors the model has: a model without an age prior has no `*_age` column.
+priors the model has: a model without an age prior has no `*_age` column. The last seven come from converted priors
+run beside the fused model (`extras.py`), chosen with `extras=` (default: all three groups, `EXTRAS`).
+
+`FaceAnalyzer.iter_chunks` yields the table one chunk of `batch_size` frames at a time, so a caller that writes each
+chunk out (`etfuser analyze --output`, `parts.py`) holds one chunk in memory whatever the length of the video.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from ..priors.face_detection import (
     similarity_transforms,
 )
 from .backends import OnnxBackend, TorchBackend, readout_priors
+from .extras import EXTRAS, ExtraColumns, check_extras, extra_schema, load_companions
 from .media import MediaItem, count_frames, expand_inputs, iter_media
 from .saved_model import LoadedModel, load_model
 
@@ -99,8 +109,9 @@ def _readout_columns(model: ETFuserForImageClassification) -> dict[str, list[str
     return columns
 
 
-def table_schema(model: ETFuserForImageClassification) -> dict[str, str]:
-    """Column name -> pandas dtype of `analyze`'s table for `model`, in column order (see the module docstring)."""
+def table_schema(model: ETFuserForImageClassification, extras: Sequence[str] = EXTRAS) -> dict[str, str]:
+    """Column name -> pandas dtype of `analyze`'s table for `model` with `extras`, in column order (see the module
+    docstring)."""
     float_columns = list(DETECTION_COLUMNS)
     text = {} if _problem_type(model.config) == "regression" else {"label": "string"}
     float_columns += _task_columns(model)
@@ -111,15 +122,16 @@ def table_schema(model: ETFuserForImageClassification) -> dict[str, str]:
     schema.update({name: "float32" for name in DETECTION_COLUMNS})
     schema.update(text)
     schema.update({name: "float32" for name in float_columns[len(DETECTION_COLUMNS):]})
+    schema.update(extra_schema(extras))
     return schema
 
 
 class _Table:
     """Turns detections and model outputs into columns, one chunk of frames at a time."""
 
-    def __init__(self, model: ETFuserForImageClassification, crop_size: int):
+    def __init__(self, model: ETFuserForImageClassification, crop_size: int, extras: Sequence[str]):
         self.config = model.config
-        self.schema = table_schema(model)
+        self.schema = table_schema(model, extras)
         self.problem_type = _problem_type(model.config)
         self.labels = np.asarray(_label_names(model.config), dtype=object)
         self.priors = list(model.etfuser.priors)
@@ -146,17 +158,13 @@ class _Table:
             return (_softmax(raw.astype(np.float64)) @ self.age_bins[name])[:, None]
         if kind == "expression":
             return _softmax(raw)
-        # face-api's points are fractions of the aligned crop; map them back through each face's alignment
-        points = raw.reshape(raw.shape[0], -1, 2).astype(np.float64) * self.crop_size
-        template = ARCFACE_TEMPLATE_112 * (self.crop_size / 112.0)
-        crop_to_image = similarity_transforms(template, landmarks5)  # (faces, 2, 3), the alignment of each face
-        mapped = np.einsum("fpj,fij->fpi", points, crop_to_image[:, :, :2]) + crop_to_image[:, None, :, 2]
-        return mapped.reshape(raw.shape[0], -1)
+        return crop_points_to_image(raw, landmarks5, self.crop_size).reshape(raw.shape[0], -1)
 
     def frame(self, rows: list[dict[str, Any]], face_rows: np.ndarray, detections: np.ndarray,
-              outputs: dict[str, np.ndarray]) -> pd.DataFrame:
+              outputs: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> pd.DataFrame:
         """`rows`: the meta columns of each row; `face_rows`: the row of each face (faces,); `detections`
-        (faces, 15): box, score, five points; `outputs`: the backend's outputs for those faces."""
+        (faces, 15): box, score, five points; `outputs`: the backend's outputs for those faces; `extras`: the extra
+        columns' values for those faces (`ExtraColumns.columns`)."""
         columns: dict[str, Any] = {name: [row[name] for row in rows] for name in META_COLUMNS}
         count = len(rows)
 
@@ -186,7 +194,22 @@ class _Table:
             label_column = np.full(count, None, dtype=object)
             label_column[face_rows] = labels
             columns["label"] = label_column
+        for name, values in extras.items():
+            dtype = self.schema[name]
+            full = np.full(count, -1 if dtype == "int64" else None if dtype == "string" else np.nan,
+                           dtype=np.int64 if dtype == "int64" else object if dtype == "string" else np.float32)
+            full[face_rows] = values
+            columns[name] = full
         return pd.DataFrame(columns)[list(self.schema)].astype(self.schema)
+
+
+def crop_points_to_image(raw: np.ndarray, landmarks5: np.ndarray, crop_size: int) -> np.ndarray:
+    """face-api points `raw (faces, 2 * points)` as fractions of the aligned crop -> `(faces, points, 2)` image
+    pixels, mapped back through each face's alignment (the similarity fitted to its five points `(faces, 5, 2)`)."""
+    points = raw.reshape(raw.shape[0], -1, 2).astype(np.float64) * crop_size
+    template = ARCFACE_TEMPLATE_112 * (crop_size / 112.0)
+    crop_to_image = similarity_transforms(template, landmarks5)  # (faces, 2, 3), the alignment of each face
+    return np.einsum("fpj,fij->fpi", points, crop_to_image[:, :, :2]) + crop_to_image[:, None, :, 2]
 
 
 def model_output_columns(columns: Iterable[str]) -> list[str]:
@@ -214,9 +237,9 @@ def _empty(schema: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
 
 
-def empty_table(model: ETFuserForImageClassification) -> pd.DataFrame:
+def empty_table(model: ETFuserForImageClassification, extras: Sequence[str] = EXTRAS) -> pd.DataFrame:
     """A table with `analyze`'s columns and dtypes and no rows."""
-    return _empty(table_schema(model))
+    return _empty(table_schema(model, extras))
 
 
 @dataclass(frozen=True)
@@ -227,12 +250,16 @@ class DetectedFaces:
     face_rows: (faces,) the row of each face.
     detections: (faces, 15) float32 box, score and five points in image pixels (`DETECTION_COLUMNS`).
     crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template.
+    frames: (source, number of faces) of each decoded frame, in order (the tracker links faces frame to frame).
+    image_sizes: (faces, 2) float64 width and height of each face's image (head pose's camera).
     """
 
     rows: list[dict[str, Any]]
     face_rows: np.ndarray
     detections: np.ndarray
     crops: np.ndarray
+    frames: list[tuple[str, int]]
+    image_sizes: np.ndarray
 
 
 class FaceAnalyzer:
@@ -247,23 +274,27 @@ class FaceAnalyzer:
         detector: an `MTCNN` (or `OnnxMTCNN`); default: the converted facenet-pytorch weights from the prior cache.
             With `backend="onnx"` an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
+        extras: the extra column groups (`extras.EXTRAS`: "identity", "pose", "gender"); () for none.
     """
 
     def __init__(self, model: str | os.PathLike | ETFuserForImageClassification | LoadedModel | None = None,
                  backend: str = "torch", batch_size: int = 32, max_faces: int | None = None,
-                 detector: MTCNN | OnnxMTCNN | None = None, cache_dir: str | os.PathLike | None = None):
+                 detector: MTCNN | OnnxMTCNN | None = None, cache_dir: str | os.PathLike | None = None,
+                 extras: Sequence[str] = EXTRAS):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}.")
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
+        extras = check_extras(extras)
         loaded = load_model(model)
         crop_size = loaded.crop_size
+        companions = tuple(load_companions(loaded.model, extras))
         if backend == "onnx":
             if loaded.folder is None:
                 raise ValueError("backend: 'onnx' needs model= as a saved folder (its hash keys the export cache).")
-            self.run = OnnxBackend(loaded.model, loaded.folder, crop_size, cache_dir)
+            self.run = OnnxBackend(loaded.model, loaded.folder, crop_size, cache_dir, companions)
         else:
-            self.run = TorchBackend(loaded.model)
+            self.run = TorchBackend(loaded.model, companions)
         if detector is None:
             from ..priors.convert_face_priors import ensure_face_priors
 
@@ -271,30 +302,39 @@ class FaceAnalyzer:
         if backend == "onnx" and isinstance(detector, MTCNN):
             detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
         self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
-        self.table = _Table(loaded.model, crop_size)
+        self.table = _Table(loaded.model, crop_size, extras)
+        self.extras = ExtraColumns(companions)
 
     def __call__(self, items: Iterable[MediaItem]) -> pd.DataFrame:
         """The table's rows for `items`, detected `batch_size` frames at a time; failed items become `error` rows."""
-        parts = [self.analyze_chunk(chunk) for chunk in _chunks(items, self.batch_size)]
+        parts = [part for _, part in self.iter_chunks(items)]
         return pd.concat(parts, ignore_index=True) if parts else _empty(self.table.schema)
 
-    def analyze_files(self, files: Sequence[str], every_n_frames: int = 1, progress: bool = True) -> pd.DataFrame:
-        """`analyze` on files already expanded (`expand_inputs`): each failure logged as a warning, a tqdm bar
-        (frames) when `progress`."""
+    def iter_chunks(self, items: Iterable[MediaItem], skip: int = 0) -> Iterator[tuple[int, pd.DataFrame]]:
+        """(chunk index, its rows) for each chunk of `batch_size` items, as they are made. The first `skip` chunks
+        are read but not analysed (a resumed run; restore the tracker with `extras.tracker` first)."""
+        for index, chunk in enumerate(_chunks(items, self.batch_size)):
+            if index >= skip:
+                yield index, self.analyze_chunk(chunk)
+
+    def watched(self, files: Sequence[str], every_n_frames: int = 1, progress: bool = True) -> Iterator[MediaItem]:
+        """`iter_media(files)` that logs each failure as a warning and, when `progress`, moves a tqdm bar (frames)."""
         from tqdm.auto import tqdm
 
         items = iter_media(files, every_n_frames)
         total = sum(count_frames(path, every_n_frames) for path in files) if progress else None
         with tqdm(total=total or None, unit="frame", desc="analyze", disable=not progress) as bar:
-            def watched() -> Iterator[MediaItem]:
-                for item in items:
-                    if item.error is None:
-                        bar.update()
-                    else:
-                        logger.warning("%s: %s", item.source, item.error)
-                    yield item
+            for item in items:
+                if item.error is None:
+                    bar.update()
+                else:
+                    logger.warning("%s: %s", item.source, item.error)
+                yield item
 
-            return self(watched())
+    def analyze_files(self, files: Sequence[str], every_n_frames: int = 1, progress: bool = True) -> pd.DataFrame:
+        """`analyze` on files already expanded (`expand_inputs`): each failure logged as a warning, a tqdm bar
+        (frames) when `progress`."""
+        return self(self.watched(files, every_n_frames, progress))
 
     def analyze_chunk(self, chunk: list[MediaItem]) -> pd.DataFrame:
         """The rows of one chunk of frames: MTCNN detects all its frames at once, the faces go through the model in
@@ -307,13 +347,14 @@ class FaceAnalyzer:
         good = [item for item in chunk if item.error is None]
         detections = iter(detect_and_align([item.image for item in good], output_size=crop_size,
                                            detector=self.detector, max_faces=self.max_faces) if good else [])
-        rows, face_rows, boxes, crops = [], [], [], []
+        rows, face_rows, boxes, crops, frames, sizes = [], [], [], [], [], []
         for item in chunk:
             meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
             if item.error is not None:
                 rows.append({**meta, "face": -1, "status": "error", "error": item.error})
                 continue
             found = next(detections)
+            frames.append((item.source, len(found) if found.found else 0))
             if not found.found:
                 rows.append({**meta, "face": -1, "status": "no_face"})
                 continue
@@ -322,10 +363,12 @@ class FaceAnalyzer:
                 rows.append({**meta, "face": index, "status": "ok"})
             boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
             crops.append(found.faces)
+            sizes += [item.image.shape[1::-1]] * len(found)
         return DetectedFaces(
             rows, np.asarray(face_rows, dtype=np.int64),
             np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
-            np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8))
+            np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8),
+            frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2))
 
     def predict(self, detected: DetectedFaces) -> pd.DataFrame:
         """The table's rows for faces `detect` found (by this analyzer or another one with the same crop size: one
@@ -341,7 +384,11 @@ class FaceAnalyzer:
                 pixel_values = faces[start:start + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
                 batches.append(self.run(np.ascontiguousarray(pixel_values)))
             outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
-        return self.table.frame(detected.rows, detected.face_rows, detected.detections, outputs)
+        boxes = detected.detections
+        landmarks = crop_points_to_image(outputs["companion.pose"], boxes[:, 5:].reshape(-1, 5, 2),
+                                         self.table.crop_size) if "companion.pose" in outputs else np.zeros((0, 68, 2))
+        extras = self.extras.columns(outputs, boxes[:, :4], detected.frames, landmarks, detected.image_sizes)
+        return self.table.frame(detected.rows, detected.face_rows, boxes, outputs, extras)
 
 
 def analyze(
@@ -354,6 +401,7 @@ def analyze(
     detector: MTCNN | OnnxMTCNN | None = None,
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
+    extras: Sequence[str] = EXTRAS,
 ) -> pd.DataFrame:
     """Detects, aligns and analyses every face in `inputs`; returns one row per face per image or video frame.
 
@@ -369,15 +417,18 @@ def analyze(
             With `backend="onnx"` an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
         progress: show a tqdm bar (frames).
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
+        extras: the extra column groups: "identity" (`track`, `identity`), "pose" (`yaw`, `pitch`, `roll`),
+            "gender" (`gender`, `gender_probability`); () for none.
 
     Returns:
-        A `pandas.DataFrame` with the columns and dtypes of `table_schema(model)` (documented in this module).
+        A `pandas.DataFrame` with the columns and dtypes of `table_schema(model, extras)` (documented in this
+        module). The whole table is in memory: for long videos write it as it is made (`etfuser analyze --output`).
     """
     iter_media([], every_n_frames)  # refuses a bad every_n_frames before the model loads
     files = expand_inputs(inputs)
-    analyzer = FaceAnalyzer(model, backend, batch_size, max_faces, detector, cache_dir)
+    analyzer = FaceAnalyzer(model, backend, batch_size, max_faces, detector, cache_dir, extras)
     return analyzer.analyze_files(files, every_n_frames, progress)
 
 
 __all__ = ["BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "DetectedFaces", "FaceAnalyzer", "analyze",
-           "empty_table", "table_schema", "model_output_columns"]
+           "crop_points_to_image", "empty_table", "table_schema", "model_output_columns"]

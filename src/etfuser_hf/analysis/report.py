@@ -5,6 +5,7 @@ summarise it per source file, plot a video's per-class probabilities over time, 
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .extras import EXTRA_COLUMNS
 from .pipeline import META_COLUMNS, model_output_columns
 
 TABLE_SUFFIXES = (".csv", ".parquet")
@@ -42,9 +44,11 @@ def read_table(path: str | os.PathLike) -> pd.DataFrame:
     path = check_table_path(path, "path")
     if path.suffix.lower() == ".parquet":
         return pd.read_parquet(path)
-    table = pd.read_csv(path, dtype={name: dtype for name, dtype in META_COLUMNS.items()} | {"label": "string"})
+    known = META_COLUMNS | {"label": "string"} | {name: dtype for columns in EXTRA_COLUMNS.values()
+                                                   for name, dtype in columns.items()}
+    table = pd.read_csv(path, dtype=known)
     table["error"] = table["error"].fillna("")
-    floats = [name for name in table.columns if name not in META_COLUMNS and name != "label"]
+    floats = [name for name in table.columns if name not in known]
     return table.astype({name: "float32" for name in floats})
 
 
@@ -56,27 +60,57 @@ def merge_tables(paths: Sequence[str | os.PathLike]) -> pd.DataFrame:
     return pd.concat(non_empty, ignore_index=True)
 
 
+class RunningSummary:
+    """`summarize` of a table given one part at a time (`update`), holding per source only counts, sums and the
+    frame numbers seen: what `etfuser analyze` keeps while it streams the parts into the output."""
+
+    def __init__(self):
+        self.sources: dict[str, dict] = {}
+        self.rows = 0
+        self.errors: list[tuple[str, str]] = []  # (source, error) of each error row
+
+    def update(self, table: pd.DataFrame) -> RunningSummary:
+        self.rows += len(table)
+        failed = table[table["status"] == "error"]
+        self.errors += list(zip(failed["source"].tolist(), failed["error"].tolist()))
+        averaged = [name for name in table.columns if name in model_output_columns(table.columns)
+                    or name.startswith("attention_") or name.endswith("_age") or "_prob_" in name]
+        for source, group in table.groupby("source", sort=False):
+            entry = self.sources.setdefault(source, {"frames": set(), "face_frames": set(), "faces": 0, "errors": 0,
+                                                     "labels": Counter(), "sums": {}, "counts": {}})
+            faces = group[group["status"] == "ok"]
+            entry["frames"].update(group.loc[group["status"] != "error", "frame"].tolist())
+            entry["face_frames"].update(faces["frame"].tolist())
+            entry["faces"] += len(faces)
+            entry["errors"] += int((group["status"] == "error").sum())
+            if "label" in faces:
+                entry["labels"].update(faces["label"].dropna().tolist())
+            for name in averaged:
+                values = faces[name].to_numpy(dtype=np.float64)
+                entry["sums"][name] = entry["sums"].get(name, 0.0) + float(np.nansum(values))
+                entry["counts"][name] = entry["counts"].get(name, 0) + int(np.isfinite(values).sum())
+        return self
+
+    def table(self) -> pd.DataFrame:
+        """One row per source file, as `summarize` documents."""
+        rows = []
+        for source, entry in self.sources.items():
+            labels = entry["labels"]
+            top = min(label for label, count in labels.items() if count == max(labels.values())) if labels else pd.NA
+            row = {"source": source, "frames": len(entry["frames"]), "frames_with_face": len(entry["face_frames"]),
+                   "faces": entry["faces"], "errors": entry["errors"], "top_label": top}
+            row.update({f"mean_{name}": total / entry["counts"][name] if entry["counts"][name] else float("nan")
+                        for name, total in entry["sums"].items()})
+            rows.append(row)
+        summary = pd.DataFrame(rows)
+        return summary.astype({"source": "string", "top_label": "string"}) if len(summary) else summary
+
+
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per source file: frames analysed, frames with a face, faces, errors, the most frequent predicted label,
-    and the mean of every per-class probability, attention share and prior readout over its faces."""
-    rows = []
-    averaged = [name for name in table.columns if name in model_output_columns(table.columns) or name.startswith("attention_")
-                or name.endswith("_age") or "_prob_" in name]
-    for source, group in table.groupby("source", sort=False):
-        faces = group[group["status"] == "ok"]
-        analysed = group[group["status"] != "error"]
-        row = {
-            "source": source,
-            "frames": int(analysed["frame"].nunique()),
-            "frames_with_face": int(faces["frame"].nunique()),
-            "faces": len(faces),
-            "errors": int((group["status"] == "error").sum()),
-            "top_label": faces["label"].mode().iloc[0] if "label" in faces and len(faces) else pd.NA,
-        }
-        row.update({f"mean_{name}": float(faces[name].mean()) if len(faces) else float("nan") for name in averaged})
-        rows.append(row)
-    summary = pd.DataFrame(rows)
-    return summary.astype({"source": "string", "top_label": "string"}) if len(summary) else summary
+    """One row per source file: frames analysed, frames with a face, faces, errors, the most frequent predicted label
+    (the first in alphabetical order on a tie), and the mean of every per-class probability, attention share and
+    prior readout over its faces."""
+    return RunningSummary().update(table).table()
 
 
 def plot_time_course(table: pd.DataFrame, source: str, path: str | os.PathLike) -> Path:
@@ -159,5 +193,5 @@ def video_sources(table: pd.DataFrame) -> list[str]:
     return table.loc[table["timestamp"].notna(), "source"].drop_duplicates().tolist()
 
 
-__all__ = ["TABLE_SUFFIXES", "FacePrediction", "check_table_path", "face_predictions", "merge_tables", "plot_time_course", "read_table", "summarize", "video_sources",
+__all__ = ["TABLE_SUFFIXES", "FacePrediction", "RunningSummary", "check_table_path", "face_predictions", "merge_tables", "plot_time_course", "read_table", "summarize", "video_sources",
            "write_table"]

@@ -171,20 +171,16 @@ def space(args: argparse.Namespace) -> int:
 
 
 def analyze_files(args: argparse.Namespace) -> int:
-    """`etfuser analyze`: shards the files over processes when started by `accelerate launch` (or torchrun); the
-    main process merges the parts into `--output`. Returns the exit status: 1 when any input failed."""
+    """`etfuser analyze`: each chunk of frames is written as a Parquet part as soon as it is made (`--resume`
+    continues an interrupted run from its parts); the files are sharded over processes when started by `accelerate
+    launch` (or torchrun), and the main process streams the parts into `--output`. Returns the exit status: 1 when any
+    input failed."""
     from accelerate import PartialState
 
     from ..analysis.media import expand_inputs
-    from ..analysis.pipeline import FaceAnalyzer
-    from ..analysis.report import (
-        check_table_path,
-        merge_tables,
-        plot_time_course,
-        summarize,
-        video_sources,
-        write_table,
-    )
+    from ..analysis.parts import analyze_to_parts, merge_parts, parts_folder
+    from ..analysis.pipeline import FaceAnalyzer, empty_table
+    from ..analysis.report import check_table_path, plot_time_course, video_sources, write_table
 
     output = check_table_path(args.output, "--output")
     files = expand_inputs(args.paths)
@@ -193,37 +189,38 @@ def analyze_files(args: argparse.Namespace) -> int:
     # the model loads once per process; with --backend onnx the main process exports first, the others then find
     # the cached graphs
     with state.main_process_first():
-        analyzer = FaceAnalyzer(args.model, args.backend, args.batch_size, args.max_faces)
+        analyzer = FaceAnalyzer(args.model, args.backend, args.batch_size, args.max_faces, extras=args.extras)
+    folder = parts_folder(output)
     with state.split_between_processes(files) as part:
-        table = analyzer.analyze_files(part, args.every_n_frames,
-                                       progress=not args.no_progress and state.is_main_process)
-    if state.num_processes > 1:
-        parts = [output.with_name(f"{output.name}.part{rank}-of-{state.num_processes}.parquet")
-                 for rank in range(state.num_processes)]
-        write_table(table, parts[state.process_index])
-        state.wait_for_everyone()
-        if not state.is_main_process:
-            # the main process reports failures: a worker exiting non-zero makes the launcher kill the merge
-            return 0
-        table = merge_tables(parts)
-        for path in parts:
-            path.unlink()
-    write_table(table, output)
-    summary = summarize(table)
+        analyze_to_parts(analyzer, part, args.every_n_frames, folder, args.resume, state.process_index,
+                         state.num_processes, progress=not args.no_progress and state.is_main_process)
+    state.wait_for_everyone()
+    if not state.is_main_process:
+        # the main process reports failures: a worker exiting non-zero makes the launcher kill the merge
+        return 0
+    parts = sorted(folder.glob(f"rank*-of-{state.num_processes:03d}-chunk*.parquet"))
+    running, courses = merge_parts(parts, output, empty_table(analyzer.loaded.model, analyzer.extras.extras),
+                                   keep_time_course=bool(args.plots))
+    for path in parts:
+        path.unlink()
+    folder.rmdir()
+    summary = running.table()
     if args.summary:
         write_table(summary, args.summary)
-    for source in video_sources(table) if args.plots else []:
-        plot_time_course(table, source, Path(args.plots) / f"{Path(source).stem}_time_course.png")
-    failed = table[table["status"] == "error"]
-    print(f"{len(table)} rows ({int((table['status'] == 'ok').sum())} faces, {len(failed)} errors) from "
-          f"{table['source'].nunique()} files written to {output}")
-    print(summary[["source", "frames", "frames_with_face", "faces", "errors", "top_label"]].to_string(index=False))
-    for row in failed.itertuples():
-        print(f"error: {row.source}: {row.error}", file=sys.stderr)
-    return 1 if len(failed) else 0
+    for source in video_sources(courses) if courses is not None else []:
+        plot_time_course(courses, source, Path(args.plots) / f"{Path(source).stem}_time_course.png")
+    faces, errors = int(summary["faces"].sum()) if len(summary) else 0, int(summary["errors"].sum()) if len(summary) else 0
+    print(f"{running.rows} rows ({faces} faces, {errors} errors) from {len(summary)} files written to {output}")
+    if len(summary):
+        print(summary[["source", "frames", "frames_with_face", "faces", "errors", "top_label"]].to_string(index=False))
+    for source, error in running.errors:
+        print(f"error: {source}: {error}", file=sys.stderr)
+    return 1 if errors else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ..analysis.extras import EXTRAS
+
     parser = argparse.ArgumentParser(prog="etfuser", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
@@ -289,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--summary", default=None, help="also write the per-file summary table (.csv or .parquet)")
     sub.add_argument("--plots", default=None, help="folder for one time-course PNG per video")
     sub.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sub.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run from the parts in <output>.parts/ (same inputs and options); "
+                     "without it a run starts afresh")
+    sub.add_argument("--extras", nargs="*", default=list(EXTRAS), choices=EXTRAS, metavar="EXTRA",
+                     help=f"extra column groups from converted priors: {', '.join(EXTRAS)} (default: all; "
+                     "none: `--extras` alone)")
     sub.set_defaults(handler=analyze_files)
 
     sub = commands.add_parser("space", help="the web demo on 127.0.0.1 (Gradio)",
