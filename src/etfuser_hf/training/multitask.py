@@ -35,7 +35,7 @@ def train_multitask_comparison(first: FaceTask, columns: Sequence[str], seed: in
     collator = MultiTaskFaceCollator(context.processor, {column: len(names) for column, names in task_labels.items()})
     name = "multitask-" + "+".join(columns)
     branches, _ = train_multitask_model(
-        name, f"one cross-task ET-Fuser for {', '.join(columns)}", model, splits["train"], splits["validation"],
+        name, f"one cross-task ET-Fuser for {', '.join(columns)}", model, context.train_split(seed), splits["validation"],
         collator, context.output_dir / "checkpoints" / name, early_stopping_patience=context.early_stopping,
         test_dataset=splits["test"],
         **{"learning_rate": first.learning_rate, **context.run_settings, "seed": seed, "data_seed": seed})

@@ -21,6 +21,7 @@ from .measurements import count_parameters
 from .probes import fit_probe
 from .recipe import build_task_model
 from .rows import MAIN_ROW, Row
+from .splits import draw_train
 from .tasks import FaceTask, task_priors
 from .trainer import RunResult, apply_lora, train_model
 
@@ -39,6 +40,14 @@ class ProtocolContext:
     label_names: Mapping[str, Sequence[str] | None] = field(default_factory=dict)  # task -> class names
     lora_rank: int | None = None  # LoRA adapters on the et-fuser row (fusion attention, and a ViT canonical's)
     resume: bool = False  # continue every run from its newest checkpoint, where it has one
+    train_size: int | None = None  # --resample-train: images each seed draws from splits["train"], the pool
+
+    def train_split(self, seed: int) -> datasets.Dataset:
+        """The training images of a run with model seed `seed`: the training split, or (`train_size`) the seed's own
+        draw from the pool."""
+        if self.train_size is None:
+            return self.splits["train"]
+        return draw_train(self.splits["train"], self.train_size, seed)
 
     def collator(self, task: FaceTask, model: Any) -> FaceCollator:
         config = model.config
@@ -55,7 +64,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     `keep_model` receives the trained model (the run folder saves the main row's); `learning_rate` replaces the
     row's own (`task.row_learning_rate`); `evaluate_test=False` (validation sweeps) never predicts the test split and
     reports validation."""
-    train = context.splits["train"] if train is None else train
+    train = context.train_split(seed) if train is None else train
     if row.probe:
         return best_prior_probe(task, seed, context, train, evaluate_test)
     import torch
