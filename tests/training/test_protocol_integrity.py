@@ -56,3 +56,88 @@ def test_integrity_resample_train_draws_each_seed_anew_from_a_fixed_pool():
     assert _labels(same["validation"]) == _labels(splits["validation"])  # the pool moves no other split
     with pytest.raises(ValueError, match="train_pool: a pool to draw 4 training images from needs more than 4"):
         synthetic_splits({"train": 4, "validation": 2, "test": 2}, image_size=32, train_pool=4)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the same tuning for every compared row
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_integrity_every_compared_row_gets_the_same_number_of_sweep_candidates():
+    from etfuser_hf.training.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.validation_sweep import candidates_per_row, sweep_candidates
+
+    compared = [row for row in PROTOCOL_ROWS if not row.probe]
+    task = SYNTHETIC_TASKS["expression"]
+    candidates = sweep_candidates(task, compared, [1e-2, 3e-2], [1, 3], priors_only_learning_rates=[1e-4, 3e-4, 1e-3, 3e-3])
+    counts = candidates_per_row([{"row": candidate.row.name} for candidate in candidates])
+    assert counts == {row.name: 4 for row in compared}
+    with pytest.raises(ValueError, match=r"needs as many rates as the other rows have candidates \(2 rates x 2"):
+        sweep_candidates(task, compared, [1e-2, 3e-2], [1, 3], priors_only_learning_rates=[1e-3])
+
+
+def test_integrity_sweep_rates_per_task_and_the_sweep_command_refuses_an_uneven_grid(tmp_path, capsys):
+    from etfuser_hf.training.validation_sweep import main, rates_by_task
+
+    assert rates_by_task(["1e-3", "age_group:5e-3"], ["expression", "age_group"], "--learning-rates") == {
+        "expression": [1e-3], "age_group": [1e-3, 5e-3]}
+    with pytest.raises(ValueError, match="names task 'landmarks', not one of --tasks"):
+        rates_by_task(["landmarks:1e-3"], ["expression"], "--learning-rates")
+    with pytest.raises(SystemExit):
+        main(["--tasks", "expression", "--rows", "canonical", "et-fuser-priors-only", "--learning-rates", "1e-3",
+              "--new-module-speedups", "1", "3", "--output-dir", str(tmp_path / "sweep")])
+    assert "--priors-only-learning-rates" in capsys.readouterr().err
+    assert not (tmp_path / "sweep" / "sweep.json").exists()
+
+
+def test_integrity_ablation_rows_train_with_the_et_fuser_rows_chosen_rate(monkeypatch, tmp_path):
+    from etfuser_hf.training import protocol
+    from etfuser_hf.training.protocol import ProtocolContext, train_run
+    from etfuser_hf.training.rows import OPTIONAL_ROWS
+    from etfuser_hf.training.tasks import FaceTask
+
+    task = FaceTask("expression", "expression", "single_label_classification", "expression", 1e-3,
+                    row_learning_rates={"et-fuser": 3e-3}, row_overrides={"et-fuser": {"backbone_learning_rate_scale": 1 / 3}})
+    seen = {}
+
+    def fake_build(task, *args, **overrides):
+        seen["overrides"] = overrides
+        return type("Model", (), {"config": None})()
+
+    def fake_train_model(name, *args, **kwargs):
+        seen["learning_rate"] = kwargs["learning_rate"]
+        raise StopIteration
+
+    monkeypatch.setattr(protocol, "build_task_model", fake_build)
+    monkeypatch.setattr(protocol, "train_model", fake_train_model)
+    monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model: None)
+    context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
+    with pytest.raises(StopIteration):
+        train_run(OPTIONAL_ROWS["mask-isolated"], task, 0, context)
+    assert seen["learning_rate"] == 3e-3 and seen["overrides"]["backbone_learning_rate_scale"] == 1 / 3
+    assert seen["overrides"]["attention_mask_strategy"] == "isolated"
+
+
+def test_integrity_concat_mlp_gets_the_same_deep_supervision_at_no_inference_cost():
+    import torch
+    from conftest import tiny_etfuser_config
+
+    from etfuser_hf import ETFuserForImageClassification
+
+    torch.manual_seed(0)
+    supervised = ETFuserForImageClassification(tiny_etfuser_config(fusion_mode="concat_priors", ensemble_loss_weight=1.0))
+    plain = ETFuserForImageClassification(tiny_etfuser_config(fusion_mode="concat_priors"))
+    assert supervised.ensemble_head is not None and plain.ensemble_head is None
+    assert supervised.ensemble_head.dense.in_features == supervised.config.hidden_size  # reads the MLP's output
+    plain.load_state_dict({k: v for k, v in supervised.state_dict().items() if not k.startswith("ensemble_head.")})
+    pixels, labels = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 1, 2, 3])
+    supervised.eval(), plain.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(supervised(pixels, labels=labels).loss, plain(pixels, labels=labels).loss)
+        supervised.train(), plain.train()
+        losses = []
+        for model in (supervised, plain):
+            torch.manual_seed(2)  # the same dropout masks
+            losses.append(model(pixels, labels=labels).loss)
+        assert losses[0] > losses[1] + 0.1  # + the head's cross-entropy, in training only

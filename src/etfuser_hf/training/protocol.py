@@ -71,20 +71,25 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
 
     torch.manual_seed(seed)
     fusion = task.fusion if row.name == MAIN_ROW or row.overrides.get("fusion_mode") is None else {}
+    # the row's own definition (and a sweep candidate's setting) over what was chosen for the row it is tuned as
+    settings = {**fusion, **task.row_overrides.get(row.tuned_as, {}), **row.overrides, **overrides}
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
-                             **{**fusion, **row.overrides, **task.row_overrides.get(row.name, {}), **overrides})
+                             **settings)
     collator = context.collator(task, model)
     trained = apply_lora(model, context.lora_rank) if context.lora_rank and row.name == MAIN_ROW else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"
     resume = context.resume and any(checkpoints.glob("checkpoint-*"))
-    settings = {"learning_rate": task.row_learning_rate(row.name), **context.run_settings, "seed": seed, "data_seed": seed}
+    arguments = {"learning_rate": task.row_learning_rate(row.tuned_as), **context.run_settings, "seed": seed,
+                 "data_seed": seed}
     if learning_rate is not None:  # a sweep's candidate rate wins over every other
-        settings["learning_rate"] = learning_rate
+        arguments["learning_rate"] = learning_rate
     result, _ = train_model(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
-        test_dataset=context.splits["test"] if evaluate_test else None, **settings)
+        test_dataset=context.splits["test"] if evaluate_test else None, **arguments)
     result.params = count_parameters(model)
+    result.learning_rate = arguments["learning_rate"]
+    result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
     if trained is not model:
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
         result.description += f" (LoRA rank {context.lora_rank}, merged)"

@@ -50,8 +50,9 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
             "validation": {metric: mean_std([result.validation_metrics[metric] for result in results])},
             "params_total": results[0].params.get("params_total"),
             "params_trainable": results[0].params.get("params_trainable"),
-            "learning_rate": None if name.startswith("probe") else task.row_learning_rate(name),
-            "canonical_learning_rate_scale": task.row_overrides.get(name, {}).get("backbone_learning_rate_scale", 1.0),
+            "learning_rate": results[0].learning_rate,
+            "canonical_learning_rate_scale": results[0].canonical_learning_rate_scale,
+            "candidates": task.candidates_per_row.get(name),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
         if task.is_classification:
@@ -76,6 +77,7 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
                                          "paired bootstrap of per-image NME (scipy.stats.bootstrap, 5000 resamples) "
                                          "per seed, test split")},
         "main_variant": main,
+        "candidates_per_row": dict(task.candidates_per_row),
         "rows": rows,
     }
 
@@ -107,8 +109,9 @@ def render_task_table(table: Mapping[str, Any]) -> str:
         f"{table.get('learning_rate', '?')} in every row, each row's rate chosen on validation in the lr column)",
         "",
         f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
-        f"p vs {main}, {per_seed_test} per seed (test split) | params | trainable | lr | description |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"p vs {main}, {per_seed_test} per seed (test split) | params | trainable | lr | candidates on validation | "
+        f"description |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table["rows"]:
         t_test = row.get("p_seeds_ttest_vs_main")
@@ -118,7 +121,7 @@ def render_task_table(table: Mapping[str, Any]) -> str:
             f"{'—' if t_test is None else f'{t_test:.4f}'} | "
             f"{'—' if per_seed is None else ', '.join(f'{value:.4f}' for value in per_seed)} | "
             f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
-            f"{_rate(row)} | "
+            f"{_rate(row)} | {'—' if row.get('candidates') is None else row['candidates']} | "
             f"{row['description']} |")
     return "\n".join(lines) + "\n"
 

@@ -37,6 +37,8 @@ class RunResult:
     scores: np.ndarray | None = None  # (N,) per-example score on `split`: 1.0/0.0 correct, or NME
     split: str = "validation"
     params: dict[str, int] = field(default_factory=dict)
+    learning_rate: float | None = None  # the new modules' (and head's) rate the run trained with; None: a probe
+    canonical_learning_rate_scale: float = 1.0  # the canonical model's share of `learning_rate`
 
 
 class ETFuserTrainer(Trainer):
