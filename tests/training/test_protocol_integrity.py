@@ -141,3 +141,159 @@ def test_integrity_concat_mlp_gets_the_same_deep_supervision_at_no_inference_cos
             torch.manual_seed(2)  # the same dropout masks
             losses.append(model(pixels, labels=labels).loss)
         assert losses[0] > losses[1] + 0.1  # + the head's cross-entropy, in training only
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the gate
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_gate_magnitude_is_logged_during_training_and_written_into_metrics_json(tmp_path):
+    import json
+
+    import torch
+    from conftest import tiny_etfuser_config
+
+    from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+    from etfuser_hf.training.collators import FaceCollator
+    from etfuser_hf.training.run_writer import write_run_folder
+    from etfuser_hf.training.task_tables import task_table
+    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.trainer import train_model
+
+    faces = make_synthetic_faces(12, image_size=32, seed=3)
+    collator = FaceCollator(ETFuserImageProcessor(size={"height": 32, "width": 32}), "expression", 7,
+                            use_cached_features=False)
+    results = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7, fusion_mode="add_to_pooled"))
+        assert torch.count_nonzero(model.etfuser.fusion_gate) == 0
+        result, trainer = train_model("et-fuser", "", model, faces.select(range(8)), faces.select(range(8, 12)),
+                                      collator, tmp_path / f"run{seed}", early_stopping_patience=None,
+                                      max_steps=4, per_device_train_batch_size=4, learning_rate=5e-2,
+                                      logging_steps=1, eval_strategy="steps", eval_steps=2, save_strategy="steps",
+                                      save_steps=2, disable_tqdm=True, seed=seed)
+        logged = [entry["gate_magnitude"] for entry in trainer.state.log_history if "gate_magnitude" in entry]
+        assert len(logged) >= 4 and logged[-1] > 0  # it opened from 0
+        expected = float(torch.tanh(model.etfuser.fusion_gate.detach()).abs().mean())
+        assert result.gate_magnitude == pytest.approx(expected)
+        results.append(result)
+    task = FaceTask("expression", "expression", "single_label_classification", "expression")
+    table = task_table(task, {"et-fuser": results}, [0, 1], "et-fuser")
+    write_run_folder(tmp_path / "folder", {"protocol": {"splits": {"source": "synthetic", "seed": 0, "sizes": {}},
+                                                        "seeds": [0, 1], "tasks": {"expression": table}}})
+    written = json.loads((tmp_path / "folder" / "metrics.json").read_text())
+    gate = written["protocol"]["tasks"]["expression"]["rows"][0]["gate_magnitude"]
+    assert gate["per_seed"] == [round(result.gate_magnitude, 4) for result in results]
+    assert "mean |tanh(g)|" in (tmp_path / "folder" / "results.md").read_text()
+
+
+@pytest.mark.parametrize("canonical_scale", [1.0, 0.25])
+def test_gate_is_not_weight_decayed(tmp_path, canonical_scale):
+    from conftest import tiny_etfuser_config
+
+    from etfuser_hf import ETFuserForImageClassification
+    from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
+
+    model = ETFuserForImageClassification(tiny_etfuser_config(fusion_mode="add_to_pooled",
+                                                              backbone_learning_rate_scale=canonical_scale))
+    arguments = training_arguments(tmp_path, weight_decay=0.05, eval_strategy="no", save_strategy="no",
+                                   load_best_model_at_end=False)
+    optimizer = ETFuserTrainer(model=model, args=arguments).create_optimizer()
+    decay = {id(parameter): group["weight_decay"] for group in optimizer.param_groups for parameter in group["params"]}
+    assert decay[id(model.etfuser.fusion_gate)] == 0.0
+    assert decay[id(model.etfuser.ensemble_to_backbone.weight)] == 0.05  # other weights still decay
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# LoRA
+# ----------------------------------------------------------------------------------------------------------------------
+
+# the default canonical model of each synthetic task, and the module types its adapters must sit on
+CNN_CANONICAL = {"expression": "FerMiniXceptionModel", "age_group": "DlibAgeModel", "landmarks": "FaceApiLandmarkModel"}
+
+
+@pytest.fixture(scope="module")
+def prior_dirs():
+    from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+
+    return ensure_face_priors(names=("face_recognition", "face_landmarks", "age", "expression"))
+
+
+@pytest.mark.parametrize("task_name", list(CNN_CANONICAL))
+def test_lora_on_the_default_cnn_canonical_model_trains_adapters_and_every_fusion_module(prior_dirs, task_name):
+    import torch
+
+    from etfuser_hf.training.recipe import build_task_model
+    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.trainer import apply_lora, lora_target_modules
+
+    task = SYNTHETIC_TASKS[task_name]
+    torch.manual_seed(0)
+    model = build_task_model(task, prior_dirs, list(range(7)) if task.is_classification else None, image_size=64,
+                             **task.fusion)
+    assert type(model.etfuser.backbone).__name__ == CNN_CANONICAL[task_name]
+    targets = lora_target_modules(model)
+    assert len(targets) >= 3, targets
+    wrapped = apply_lora(model, rank=4)
+    trainable = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    adapters = {name for name in trainable if "lora_" in name}
+    assert adapters and all(".backbone." in name for name in adapters)
+    assert not any(".priors." in name for name in trainable)
+    new = [name for name, _ in model.named_parameters() if not name.startswith(("etfuser.backbone.", "etfuser.priors."))]
+    assert set(new) <= trainable  # projections, tokens, fusion, gate, link, deep-supervision head, classifier
+    assert any("fusion_gate" in name for name in new) or task.fusion.get("fusion_mode") == "concat_before_head"
+    head = "classifier." if task.is_classification else "landmark_head."
+    assert any(name.startswith("ensemble_head.") for name in new) and any(name.startswith(head) for name in new)
+    pixels = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    labels = torch.tensor([1, 2]) if task.is_classification else torch.rand(2, 68, 2)
+    wrapped.train()
+    wrapped(pixel_values=pixels, labels=labels).loss.backward()
+    grads = {name: parameter.grad for name, parameter in model.named_parameters() if parameter.requires_grad}
+    moved = lambda prefix: any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if prefix in n)  # noqa: E731
+    assert all(grads[name] is not None and grads[name].abs().sum() > 0 for name in adapters if "lora_B" in name)
+    for part in ("etfuser.embeddings.", "etfuser.fusion.", "ensemble_head.", head):
+        assert moved(part), part
+    if task.fusion.get("fusion_mode") != "concat_before_head":
+        assert moved("fusion_gate")
+
+
+def test_lora_refuses_clearly_where_no_canonical_layer_matches():
+    import torch
+    from conftest import tiny_etfuser_config
+
+    from etfuser_hf import ETFuserForImageClassification
+    from etfuser_hf.models.modeling_face_priors import TFSamePadConv2d
+    from etfuser_hf.training.trainer import apply_lora
+
+    with pytest.raises(ValueError, match="--lora adapts the canonical model, but this model .*priors_only.* has none"):
+        apply_lora(ETFuserForImageClassification(tiny_etfuser_config(fusion_mode="priors_only")))
+    model = ETFuserForImageClassification(tiny_etfuser_config(fusion_mode="add_to_pooled"))
+    model.etfuser.backbone = torch.nn.Sequential(TFSamePadConv2d(3, 4, 3), torch.nn.Conv2d(4, 4, 3, groups=4))
+    with pytest.raises(ValueError, match="--lora: the canonical model Sequential has no layer LoRA can adapt"):
+        apply_lora(model)
+
+
+def test_lora_protocol_run_trains_the_canonical_row_with_adapters_too(prior_dirs, tmp_path):
+    import torch
+    from safetensors.torch import load_file
+
+    from etfuser_hf import ETFuserImageProcessor
+    from etfuser_hf.training.protocol import ProtocolContext, train_run
+    from etfuser_hf.training.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+
+    splits, _ = synthetic_splits({"train": 8, "validation": 4, "test": 4}, image_size=64, seed=7)
+    context = ProtocolContext(splits, prior_dirs, ETFuserImageProcessor(size={"height": 64, "width": 64}), 64,
+                              tmp_path, {"max_steps": 2, "per_device_train_batch_size": 4, "disable_tqdm": True},
+                              None, {"expression": list(range(7))}, lora_rank=4)
+    rows = {row.name: row for row in PROTOCOL_ROWS}
+    saved = load_file(str(prior_dirs["expression"] / "model.safetensors"))
+    for name in ("canonical", "et-fuser"):
+        kept = []
+        result = train_run(rows[name], SYNTHETIC_TASKS["expression"], 0, context, keep_model=kept.append)
+        assert "LoRA rank 4 on the canonical model" in result.description
+        assert result.params["params_trainable"] < result.params["params_total"]
+        merged = kept[0].etfuser.backbone.state_dict()
+        assert any(not torch.equal(merged[key], saved[key]) for key in saved if saved[key].is_floating_point())

@@ -93,7 +93,10 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast or GPU)")
     run.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU only)")
-    run.add_argument("--lora", action="store_true", help="LoRA adapters on the et-fuser row (merged before saving)")
+    run.add_argument("--lora", action="store_true",
+                     help="LoRA adapters on the canonical model of every row that fine-tunes it (canonical, "
+                          "concat-mlp, et-fuser: its linears and plain convs), the new modules trained fully, "
+                          "merged before saving")
     run.add_argument("--lora-rank", type=int, default=8)
     run.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", default=None, choices=["latest"],
                      help="'latest': continue every run of an interrupted job from its newest checkpoint")

@@ -38,7 +38,7 @@ class ProtocolContext:
     run_settings: dict[str, Any]  # TrainingArguments overrides (epochs, lr, batch size, bf16, ...)
     early_stopping: int | None = 3
     label_names: Mapping[str, Sequence[str] | None] = field(default_factory=dict)  # task -> class names
-    lora_rank: int | None = None  # LoRA adapters on the et-fuser row (fusion attention, and a ViT canonical's)
+    lora_rank: int | None = None  # LoRA adapters on the canonical model of every row that fine-tunes one
     resume: bool = False  # continue every run from its newest checkpoint, where it has one
     train_size: int | None = None  # --resample-train: images each seed draws from splits["train"], the pool
 
@@ -76,7 +76,9 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
                              **settings)
     collator = context.collator(task, model)
-    trained = apply_lora(model, context.lora_rank) if context.lora_rank and row.name == MAIN_ROW else model
+    # LoRA on the canonical model of every row that fine-tunes one, so that the rows compared stay alike
+    lora = context.lora_rank and model.config.backbone is not None
+    trained = apply_lora(model, context.lora_rank) if lora else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"
     resume = context.resume and any(checkpoints.glob("checkpoint-*"))
     arguments = {"learning_rate": task.row_learning_rate(row.tuned_as), **context.run_settings, "seed": seed,
@@ -92,7 +94,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
     if trained is not model:
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-        result.description += f" (LoRA rank {context.lora_rank}, merged)"
+        result.description += f" (LoRA rank {context.lora_rank} on the canonical model, merged)"
         model = trained.merge_and_unload()
     if keep_model is not None:
         keep_model(model)

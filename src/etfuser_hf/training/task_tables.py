@@ -24,6 +24,14 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)}
 
 
+def _gate(results: Sequence[RunResult]) -> dict[str, Any] | None:
+    """Mean |tanh(g)| of each seed's selected checkpoint, and their mean ± std; None for a row without a gate."""
+    values = [result.gate_magnitude for result in results]
+    if any(value is None for value in values):
+        return None
+    return {**mean_std(values), "per_seed": [round(value, 4) for value in values]}
+
+
 def per_seed_pvalue(task: FaceTask, reference: RunResult, other: RunResult, seed: int) -> float:
     """The paired test of one seed's test predictions: McNemar on correctness, or bootstrap on per-image NME."""
     if reference.scores is None or other.scores is None:
@@ -53,6 +61,7 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
             "learning_rate": results[0].learning_rate,
             "canonical_learning_rate_scale": results[0].canonical_learning_rate_scale,
             "candidates": task.candidates_per_row.get(name),
+            "gate_magnitude": _gate(results),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
         if task.is_classification:
@@ -123,6 +132,9 @@ def render_task_table(table: Mapping[str, Any]) -> str:
             f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
             f"{_rate(row)} | {'—' if row.get('candidates') is None else row['candidates']} | "
             f"{row['description']} |")
+    gates = [f"{row['variant']} {_cell(row['gate_magnitude'])}" for row in table["rows"] if row.get("gate_magnitude")]
+    if gates:
+        lines += ["", "Fusion gate of the selected checkpoints, mean |tanh(g)| over seeds: " + "; ".join(gates) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -143,4 +155,9 @@ def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
         parts.append(f"{verdict} {other} by {abs(mean[main] - mean[other]):.4f} {metric} "
                      f"(t-test over seeds p = {'n/a' if p is None else f'{p:.4f}'}, test split"
                      f"{'' if significant else ', not significant'})")
-    return f"{table['task']}: ET-Fuser is " + "; ".join(parts) + "."
+    sentence = f"{table['task']}: ET-Fuser is " + "; ".join(parts) + "."
+    gate = rows[main].get("gate_magnitude")
+    if gate is not None:
+        sentence += (f" Its fusion gate opened to mean |tanh(g)| = {gate['mean']:.4f} ± {gate['std']:.4f} "
+                     f"(0: closed, the canonical model alone; 1: fully open).")
+    return sentence
