@@ -297,3 +297,97 @@ def test_lora_protocol_run_trains_the_canonical_row_with_adapters_too(prior_dirs
         assert result.params["params_trainable"] < result.params["params_total"]
         merged = kept[0].etfuser.backbone.state_dict()
         assert any(not torch.equal(merged[key], saved[key]) for key in saved if saved[key].is_floating_point())
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# the probe, the paired test, Holm
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def test_integrity_probe_reads_no_test_label_before_its_one_test_prediction(prior_dirs, monkeypatch, tmp_path):
+    import datasets
+
+    from etfuser_hf import ETFuserImageProcessor
+    from etfuser_hf.training import protocol
+    from etfuser_hf.training.feature_cache import cache_prior_features
+    from etfuser_hf.training.protocol import ProtocolContext, best_prior_probe
+    from etfuser_hf.training.tasks import FaceTask
+
+    names = ("face_recognition", "age", "expression")  # expression is the canonical model: two priors to probe
+    dirs = {name: prior_dirs[name] for name in names}
+    processor = ETFuserImageProcessor(size={"height": 64, "width": 64})
+    splits, _ = synthetic_splits({"train": 16, "validation": 8, "test": 4}, image_size=64, seed=3)
+    splits = cache_prior_features(splits, dirs, processor, tmp_path / "cache", 64)
+    labels = splits["train"].features["expression"].names
+    planted = splits["test"].cast_column("expression", datasets.Value("int64")).map(lambda row: {"expression": 99})
+    splits = datasets.DatasetDict({**splits, "test": planted})
+    test_reads, fits = [], []
+    real_features, real_fit = protocol.pooled_prior_features, protocol.fit_probe
+    monkeypatch.setattr(protocol, "pooled_prior_features", lambda rows, prior: (
+        test_reads.append(prior) if rows is planted else None) or real_features(rows, prior))
+    monkeypatch.setattr(protocol, "fit_probe", lambda *args, **kwargs: (
+        fits.append(kwargs["test_labels"]) or real_fit(*args, **kwargs)))
+    context = ProtocolContext(splits, dirs, processor, 64, tmp_path, {}, None, {"expression": labels})
+    task = FaceTask("expression", "expression", "single_label_classification", "expression")
+    result = best_prior_probe(task, 0, context, splits["train"])
+    assert result.logits.shape == (4, 7)  # sized from the task's 7 labels, not from test's planted 99
+    assert result.metrics["accuracy"] == 0.0 and result.split == "test"
+    chosen = result.description.split("(")[1].split(",")[0]
+    assert test_reads == [[chosen]]  # one test prediction, of the prior chosen on validation
+    assert len(fits) == 3 and [labels is not None for labels in fits] == [False, False, True]
+
+
+def test_integrity_regression_paired_test_is_scipys_permutation_test():
+    import itertools
+
+    from scipy import stats
+
+    from etfuser_hf.training.statistics import paired_permutation_pvalue
+
+    rng = np.random.default_rng(0)
+    a, b = rng.uniform(0.05, 0.1, 10), rng.uniform(0.05, 0.1, 10) + 0.01
+    # at most 5000 resamples of 2^10 sign flips: exact, so it equals the hand-enumerated sign-flip test
+    differences, observed = a - b, abs(np.mean(a - b))
+    flips = np.array(list(itertools.product([1, -1], repeat=10)))
+    exact = np.mean(np.abs((flips * differences).mean(axis=1)) >= observed - 1e-12)
+    assert paired_permutation_pvalue(a, b) == pytest.approx(exact)
+    nme_a = rng.uniform(0.05, 0.10, 300)
+    nme_b = nme_a + rng.normal(0.002, 0.01, 300)
+    direct = stats.permutation_test((nme_a, nme_b), lambda x, y, axis: np.mean(x - y, axis=axis),
+                                    permutation_type="samples", vectorized=True, n_resamples=5000,
+                                    rng=np.random.default_rng(3)).pvalue
+    assert paired_permutation_pvalue(nme_a, nme_b, seed=3) == pytest.approx(direct)
+    assert paired_permutation_pvalue(nme_a, nme_a) == 1.0
+    with pytest.raises(ValueError, match="same examples"):
+        paired_permutation_pvalue(nme_a, nme_b[:5])
+
+
+def test_holm_correction_of_a_tasks_rows_known_values_and_table_column():
+    from etfuser_hf.training.statistics import holm_adjusted
+    from etfuser_hf.training.task_tables import render_task_table, task_table
+    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.trainer import RunResult
+
+    # p = 0.01, 0.04, 0.03 (m = 3): 3 x 0.01 = 0.03; 2 x 0.03 = 0.06; max(0.06, 1 x 0.04) = 0.06
+    assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+    assert holm_adjusted([0.5, None, 0.9]) == [1.0, None, 1.0]  # no test: outside the family (m = 2)
+    rng = np.random.default_rng(0)
+
+    def run(accuracy: float) -> RunResult:
+        scores = (rng.random(40) < accuracy).astype(np.float64)
+        return RunResult("r", "r", np.zeros(40, int), np.zeros((40, 7)), {"accuracy": accuracy, "macro_f1": 0.1},
+                         validation_metrics={"accuracy": accuracy}, scores=scores, split="test", learning_rate=1e-3)
+
+    task = FaceTask("expression", "expression", "single_label_classification", "expression",
+                    candidates_per_row={"et-fuser": 4, "canonical": 4, "concat-mlp": 4})
+    runs = {"et-fuser": [run(0.6), run(0.62), run(0.61)], "canonical": [run(0.5), run(0.55), run(0.52)],
+            "concat-mlp": [run(0.59), run(0.6), run(0.62)]}
+    table = task_table(task, runs, [0, 1, 2], "et-fuser")
+    others = [row for row in table["rows"] if row["variant"] != "et-fuser"]
+    raw = [row["p_seeds_ttest_vs_main"] for row in others]
+    assert [row["p_seeds_ttest_vs_main_holm"] for row in others] == pytest.approx(
+        [round(p, 4) for p in holm_adjusted(raw)], abs=1e-4)
+    assert min(raw) * 2 == pytest.approx(min(row["p_seeds_ttest_vs_main_holm"] for row in others), abs=1e-4)
+    markdown = render_task_table(table)
+    assert "Holm-adjusted p (over 2 rows)" in markdown and "Holm-corrected across the 2 rows" in markdown
+    assert "et-fuser 4, canonical 4, concat-mlp 4" in markdown and "| 4 |" in markdown

@@ -26,7 +26,7 @@ from etfuser_hf.training.measurements import mean_prior_attention
 from etfuser_hf.training.multitask import multitask_table
 from etfuser_hf.training.rows import MAIN_ROW, OPTIONAL_ROWS, register_row
 from etfuser_hf.training.run_writer import write_run_folder
-from etfuser_hf.training.statistics import mcnemar_pvalue, paired_bootstrap_pvalue
+from etfuser_hf.training.statistics import mcnemar_pvalue, paired_permutation_pvalue
 from etfuser_hf.training.task_tables import task_table
 from etfuser_hf.training.tasks import FaceTask
 from etfuser_hf.training.trainer import (
@@ -177,16 +177,16 @@ def test_lora_training_saves_loads_and_merges(faces, processor, tmp_path):
 def test_pvalues_on_constructed_outcomes():
     rng = np.random.default_rng(0)
     same = rng.random(200) < 0.6
-    assert paired_bootstrap_pvalue(same, same) == 1.0 and mcnemar_pvalue(same, same) == 1.0
+    assert paired_permutation_pvalue(same, same) == 1.0 and mcnemar_pvalue(same, same) == 1.0
     always, never = np.ones(200, bool), np.zeros(200, bool)
-    assert paired_bootstrap_pvalue(always, never) < 0.001 and mcnemar_pvalue(always, never) < 1e-10
+    assert paired_permutation_pvalue(always, never) < 0.001 and mcnemar_pvalue(always, never) < 1e-10
     # 10 discordant pairs split 6/4: exact two-sided binomial p = 2 * P(X <= 4 | n=10) = 0.7539
     a = np.array([1] * 6 + [0] * 4 + [1] * 50, bool)
     b = np.array([0] * 6 + [1] * 4 + [1] * 50, bool)
     assert mcnemar_pvalue(a, b) == pytest.approx(0.75390625)
-    assert 0.3 < paired_bootstrap_pvalue(a, b) <= 1.0
+    assert 0.3 < paired_permutation_pvalue(a, b) <= 1.0
     with pytest.raises(ValueError, match="same examples"):
-        paired_bootstrap_pvalue(a, b[:-1])
+        paired_permutation_pvalue(a, b[:-1])
 
 
 def test_train_model_evaluates_per_epoch_and_stops_early(faces, processor, tmp_path):

@@ -103,24 +103,31 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
 
 def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train: datasets.Dataset,
                      evaluate_test: bool = True) -> RunResult:
-    """A linear probe on each frozen prior's cached feature; the one best on validation is reported on test."""
-    data = {"train": train, "validation": context.splits["validation"],
-            **({"test": context.splits["test"]} if evaluate_test else {})}
-    candidates = []
-    for name in task_priors(task, list(context.prior_dirs)):
-        features = {split: pooled_prior_features(rows, [name]) for split, rows in data.items()}
-        targets = {split: np.asarray(rows[task.column], np.float32 if not task.is_classification else np.int64)
-                   for split, rows in data.items()}
-        result = fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior", features["train"],
-                           targets["train"], features["validation"], targets["validation"], seed=seed,
-                           problem_type=task.problem_type, test_features=features.get("test"),
-                           test_labels=targets.get("test"))
-        candidates.append((name, result, features["train"].shape[1]))
+    """A linear probe on each frozen prior's cached feature, fitted on train and scored on validation; only the one
+    best on validation is then predicted on test (the only time a test feature or label is read)."""
+    splits = {"train": train, "validation": context.splits["validation"]}
+    dtype = np.int64 if task.is_classification else np.float32
+    targets = {split: np.asarray(rows[task.column], dtype) for split, rows in splits.items()}
+    num_labels = len(context.label_names.get(task.name) or ()) or None
+
+    names = task_priors(task, list(context.prior_dirs))
+    features = {name: {split: pooled_prior_features(rows, [name]) for split, rows in splits.items()} for name in names}
+
+    def probe(name: str, test: datasets.Dataset | None = None) -> RunResult:
+        return fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior", features[name]["train"],
+                         targets["train"], features[name]["validation"], targets["validation"], seed=seed,
+                         problem_type=task.problem_type, num_labels=num_labels,
+                         test_features=None if test is None else pooled_prior_features(test, [name]),
+                         test_labels=None if test is None else np.asarray(test[task.column], dtype))
+
     sign = 1.0 if task.greater_is_better else -1.0
-    name, best, width = max(candidates, key=lambda item: sign * item[1].validation_metrics[task.metric])
+    scored = {name: probe(name) for name in names}
+    name = max(scored, key=lambda prior: sign * scored[prior].validation_metrics[task.metric])
+    best = probe(name, context.splits["test"]) if evaluate_test else scored[name]  # refitted: the same seeded fit
     best.name, best.description = "probe-best-prior", f"linear probe on the best single prior ({name}, on validation)"
-    probe = int(np.prod(best.logits.shape[1:])) * (width + 1)
-    best.params = {"params_total": saved_parameter_count(context.prior_dirs[name]) + probe, "params_trainable": probe}
+    probe_size = int(np.prod(best.logits.shape[1:])) * (features[name]["train"].shape[1] + 1)
+    best.params = {"params_total": saved_parameter_count(context.prior_dirs[name]) + probe_size,
+                   "params_trainable": probe_size}
     return best
 
 
