@@ -17,6 +17,7 @@ import numpy as np
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .collators import FaceCollator
 from .feature_cache import pooled_prior_features
+from .forgetting import real_face_agreement
 from .measurements import count_parameters
 from .probes import fit_probe
 from .recipe import build_task_model
@@ -96,6 +97,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
         result.description += f" (LoRA rank {context.lora_rank} on the canonical model, merged)"
         model = trained.merge_and_unload()
+    result.real_face_agreement = real_face_agreement(task.canonical, model)
     if keep_model is not None:
         keep_model(model)
     return result

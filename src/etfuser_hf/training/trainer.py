@@ -41,6 +41,7 @@ class RunResult:
     learning_rate: float | None = None  # the new modules' (and head's) rate the run trained with; None: a probe
     canonical_learning_rate_scale: float = 1.0  # the canonical model's share of `learning_rate`
     gate_magnitude: float | None = None  # mean |tanh(g)| of the selected checkpoint's fusion gate; None: no gate
+    real_face_agreement: float | None = None  # agreement with the pretrained canonical net on real faces (forgetting.py)
 
 
 class GateMagnitudeCallback(TrainerCallback):
