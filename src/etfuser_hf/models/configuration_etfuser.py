@@ -344,7 +344,8 @@ class ETFuserConfig(PreTrainedConfig):
             relative to the new modules; `ETFuserTrainer` builds the optimizer's parameter groups from it.
         ensemble_loss_weight (`float`, defaults to 0.0): deep supervision of the ensemble token: during training,
             a small head on the ensemble token alone adds `weight x` the task loss, so the fusion module learns from
-            the labels directly while the gate is still nearly closed. Inference ignores that head.
+            the labels directly while the gate is still nearly closed. With `concat_priors` the head reads the
+            concatenation MLP's output instead. Inference ignores that head.
         num_landmarks (`int`, defaults to 68): landmarks predicted by `ETFuserForLandmarkDetection`.
         interocular_indices (`list[int]`, defaults to `[36, 45]`): outer eye corners used to normalise NME.
         landmark_loss (`str`, defaults to `"l1"`): one of `"l1"`, `"mse"`, `"smooth_l1"`, `"wing"`.

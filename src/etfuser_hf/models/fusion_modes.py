@@ -56,8 +56,10 @@ class FusionMode:
 
     @property
     def supervises_ensemble_token(self) -> bool:
-        """`ensemble_loss_weight` applies: an ensemble token fused into a canonical model gets its own training head."""
-        return self.ensemble_token and self.canonical_model
+        """`ensemble_loss_weight` applies: the fusion output fused into a canonical model (the ensemble token, or the
+        concatenation MLP's output of `concat_priors`, so that both fusion rows get the same help) gets its own
+        training head."""
+        return self.runs_priors and self.canonical_model
 
 
 FUSION_MODES: dict[str, FusionMode] = {

@@ -721,8 +721,8 @@ class ETFuserTaskHead(nn.Module):
 
 
 def ensemble_head(config: ETFuserConfig, num_outputs: int) -> ETFuserTaskHead | None:
-    """The training-only head of `config.ensemble_loss_weight` (deep supervision of the ensemble token), where the
-    ensemble token is fused into a canonical model; None otherwise."""
+    """The training-only head of `config.ensemble_loss_weight` (deep supervision of the ensemble token, or of the
+    `concat_priors` MLP's output), where the fusion output meets a canonical model; None otherwise."""
     if not config.ensemble_loss_weight or not config.fusion_properties.supervises_ensemble_token:
         return None
     return ETFuserTaskHead(config.hidden_size, num_outputs, config.classifier_dropout)

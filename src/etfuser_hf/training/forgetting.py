@@ -15,6 +15,7 @@ fine-tuned canonical model inside the ET-Fuser.
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,11 @@ LFW_FACES = 100  # lfw_subset(): the first 100 of its 200 images are faces, the 
 
 def real_faces(image_size: int = 112) -> np.ndarray:
     """Real unlabelled faces, uint8 `(101, image_size, image_size, 3)` RGB: the aligned astronaut, then LFW's 100."""
+    return _real_faces(int(image_size)).copy()
+
+
+@lru_cache(maxsize=2)
+def _real_faces(image_size: int) -> np.ndarray:  # one MTCNN pass per process, however many runs measure
     import skimage.data
 
     astronaut = detect_and_align(skimage.data.astronaut(), output_size=image_size)[0]
@@ -89,4 +95,24 @@ def expression_agreement(model: ETFuserForImageClassification, pretrained: PreTr
             "pretrained_histogram": dict(Counter(original).most_common())}
 
 
-__all__ = ["LFW_FACES", "expression_agreement", "real_faces"]
+def measures_forgetting(canonical: str, model: Any) -> bool:
+    """Whether a run's agreement is measured: an expression classifier fine-tuned from the converted FER net
+    (`canonical == "expression"`); every other canonical model has no pretrained expression reading to agree with."""
+    config = getattr(model, "config", None)
+    return (canonical == "expression" and isinstance(model, ETFuserForImageClassification)
+            and config.backbone is not None and config.num_labels > 1
+            and config.problem_type in (None, "single_label_classification"))
+
+
+def real_face_agreement(canonical: str, model: Any) -> float | None:
+    """`expression_agreement(model)["agreement"]` where `measures_forgetting`, else None (the run tables' column)."""
+    if not measures_forgetting(canonical, model):
+        return None
+    was_training = model.training
+    try:
+        return round(expression_agreement(model)["agreement"], 4)
+    finally:
+        model.train(was_training)
+
+
+__all__ = ["LFW_FACES", "expression_agreement", "measures_forgetting", "real_face_agreement", "real_faces"]

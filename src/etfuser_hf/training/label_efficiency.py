@@ -35,11 +35,11 @@ def label_efficiency(tasks: Sequence[FaceTask], fractions: Sequence[float], seed
                 if fraction == 1.0 and name in table_rows:
                     values = table_rows[name]["test"]["per_seed"]
                 else:
-                    train = subsample_train(context.splits["train"], fraction, data_seed)
-                    runs = [Run(row, task, seed, train=train) for seed in seeds]
+                    runs = [Run(row, task, seed, train=subsample_train(context.train_split(seed), fraction, data_seed))
+                            for seed in seeds]
                     values = [result.metrics[task.metric] for result in train_runs(runs, context, workers)]
                 points[str(fraction)] = {**mean_std(values), "per_seed": [round(float(value), 4) for value in values],
-                                         "num_train": max(1, round(fraction * len(context.splits["train"])))}
+                                         "num_train": max(1, round(fraction * len(context.train_split(seeds[0]))))}
             per_row[name] = points
         curves[task.name] = {"metric": task.metric, "split": "test", "rows": per_row}
     return curves

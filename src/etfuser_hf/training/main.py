@@ -75,6 +75,12 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     data.add_argument("--num-validation", type=int, default=400, help="synthetic validation images")
     data.add_argument("--num-test", "--num-eval", type=int, default=600, help="synthetic test images")
     data.add_argument("--data-seed", type=int, default=1234, help="seed of the synthetic generator / user split")
+    data.add_argument("--resample-train", action="store_true",
+                      help="each model seed draws its --num-train training images anew from a fixed pool of "
+                           "--train-pool synthetic images, so that the seeds' spread includes the data's (default: "
+                           "off, every seed trains on the same images; splits.json says which)")
+    data.add_argument("--train-pool", type=int, default=None,
+                      help="pool size for --resample-train (default 2 x --num-train)")
     data.add_argument("--image-size", type=int, default=112)
     run = parser.add_argument_group("training budget (the same for every row)")
     run.add_argument("--seeds", type=int, default=3, help="model seeds per row (mean ± std over them)")
@@ -87,7 +93,10 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
     run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast or GPU)")
     run.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU only)")
-    run.add_argument("--lora", action="store_true", help="LoRA adapters on the et-fuser row (merged before saving)")
+    run.add_argument("--lora", action="store_true",
+                     help="LoRA adapters on the canonical model of every row that fine-tunes it (canonical, "
+                          "concat-mlp, et-fuser: its linears and plain convs), the new modules trained fully, "
+                          "merged before saving")
     run.add_argument("--lora-rank", type=int, default=8)
     run.add_argument("--resume_from_checkpoint", "--resume-from-checkpoint", default=None, choices=["latest"],
                      help="'latest': continue every run of an interrupted job from its newest checkpoint")
@@ -126,6 +135,11 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None,
         args.tasks = list(SYNTHETIC_TASKS) if args.dataset is None else ["label"]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}.")
+    if args.resample_train and args.dataset is not None:
+        parser.error("--resample-train: draws from a pool of synthetic images; a --dataset keeps its own train split.")
+    if args.train_pool is not None and not (args.resample_train and args.train_pool > args.num_train):
+        parser.error(f"--train-pool needs --resample-train and more than --num-train ({args.num_train}) images, "
+                     f"got {args.train_pool}.")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         args.workers = 1  # under torchrun / accelerate the Trainer parallelises each run itself
     # Checked before any work (main creates the folder), so a refused folder costs nothing; rank 0 only, as the other ranks of a torchrun job
@@ -142,8 +156,9 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None,
 def load_splits(args: argparse.Namespace, tasks: list[FaceTask]) -> tuple[datasets.DatasetDict, dict]:
     """Train / validation / test with checked label columns, and the record of how they were made."""
     if args.dataset is None:
+        pool = (args.train_pool or 2 * args.num_train) if args.resample_train else None
         splits, record = synthetic_splits({"train": args.num_train, "validation": args.num_validation,
-                                           "test": args.num_test}, args.image_size, args.data_seed)
+                                           "test": args.num_test}, args.image_size, args.data_seed, pool)
     else:
         data = load_face_dataset(args.dataset, args.dataset_format)
         for column in dict.fromkeys([task.column for task in tasks] + list(args.multitask)):
@@ -205,7 +220,7 @@ def prepare_protocol(args: argparse.Namespace) -> tuple[list[FaceTask], Protocol
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
              bf16=args.bf16, fp16=args.fp16, disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
-        args.resume_from_checkpoint == "latest")
+        args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None)
     return tasks, context, split_record
 
 
@@ -272,7 +287,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
                     "num_samples": len(splits["test"]), "synthetic": args.dataset is None,
                     "description": (f"SYNTHETIC faces from etfuser_hf.data.synthetic_faces (seed {args.data_seed}, "
                                     f"{args.image_size}px); " if args.dataset is None else f"{args.dataset}: ")
-                                   + " / ".join(f"{len(splits[name])} {name}" for name in splits) + " images"},
+                                   + " / ".join(f"{size} {name}" for name, size in split_record["sizes"].items()) + " images"},
         "model": {"priors": {name: {"model_type": main_model.config.priors[name].config.model_type,
                                     "source": str(prior_dirs[name])} for name in main_model.config.priors},
                   "backbone": f"{first.canonical} (pretrained canonical model, fine-tuned)",

@@ -1,5 +1,5 @@
-"""What is measured of a trained model besides its metrics: its parameter counts and the ensemble token's mean
-attention per prior."""
+"""What is measured of a trained model besides its metrics: its parameter counts, how far its fusion gate opened and
+the ensemble token's mean attention per prior."""
 
 from __future__ import annotations
 
@@ -19,6 +19,16 @@ def count_parameters(model: ETFuserPreTrainedModel) -> dict[str, int]:
     head = total - sum(p.numel() for p in base.parameters())
     return {"params_total": total, "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad),
             "params_fusion": total - encoders - head}
+
+
+def gate_magnitude(model: torch.nn.Module) -> float | None:
+    """Mean |tanh(g)| of the fusion gate `g` (0: closed, the canonical model alone; 1: fully open), or None for a
+    model without one. Reads any wrapper of the model (a PEFT model too) by the parameter's name."""
+    gates = [parameter for name, parameter in model.named_parameters() if name.split(".")[-1] == "fusion_gate"]
+    if not gates:
+        return None
+    with torch.no_grad():
+        return float(torch.tanh(gates[0].float()).abs().mean())
 
 
 def mean_prior_attention(model: ETFuserPreTrainedModel, dataset: datasets.Dataset, collator: FaceCollator,

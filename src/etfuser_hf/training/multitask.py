@@ -35,7 +35,7 @@ def train_multitask_comparison(first: FaceTask, columns: Sequence[str], seed: in
     collator = MultiTaskFaceCollator(context.processor, {column: len(names) for column, names in task_labels.items()})
     name = "multitask-" + "+".join(columns)
     branches, _ = train_multitask_model(
-        name, f"one cross-task ET-Fuser for {', '.join(columns)}", model, splits["train"], splits["validation"],
+        name, f"one cross-task ET-Fuser for {', '.join(columns)}", model, context.train_split(seed), splits["validation"],
         collator, context.output_dir / "checkpoints" / name, early_stopping_patience=context.early_stopping,
         test_dataset=splits["test"],
         **{"learning_rate": first.learning_rate, **context.run_settings, "seed": seed, "data_seed": seed})
@@ -63,12 +63,12 @@ def multitask_table(
     models together (`count_parameters` of each)."""
     rows = []
     for task, reference in single_task.items():
-        p_bootstrap, p_mcnemar = paired_pvalues(reference, multi_task[task], labels[task])
+        p_permutation, p_mcnemar = paired_pvalues(reference, multi_task[task], labels[task])
         rows.append({
             "task": task,
             "single_task": {key: round(value, 4) for key, value in reference.metrics.items()},
             "multi_task": {key: round(value, 4) for key, value in multi_task[task].metrics.items()},
-            "p_value": p_bootstrap,
+            "p_value": p_permutation,
             "mcnemar_p": p_mcnemar,
         })
     separate = {key: sum(params[key] for params in single_task_params) for key in ("params_total", "params_trainable")}
@@ -79,7 +79,7 @@ def multitask_table(
 def render_multitask_markdown(comparison: Mapping[str, Any]) -> str:
     """Markdown of `multitask_table`: the metrics per task, then the parameters."""
     lines = ["| task | single-task accuracy | multi-task accuracy | single-task macro-F1 | multi-task macro-F1 | "
-             "p (bootstrap) | p (McNemar) |", "|---|---|---|---|---|---|---|"]
+             "p (permutation) | p (McNemar) |", "|---|---|---|---|---|---|---|"]
     for row in comparison["tasks"]:
         lines.append(f"| {row['task']} | {row['single_task']['accuracy']:.4f} | {row['multi_task']['accuracy']:.4f} | "
                      f"{row['single_task']['macro_f1']:.4f} | {row['multi_task']['macro_f1']:.4f} | "

@@ -26,9 +26,11 @@ def fit_probe(
     problem_type: str = "single_label_classification",
     test_features: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
+    num_labels: int | None = None,
 ) -> RunResult:
     """A probe on fixed features with standardised inputs: for classification a linear layer (`hidden_size=None`)
-    or a one-hidden-layer MLP, full-batch AdamW; for landmarks ridge regression onto the (K, 2) points.
+    or a one-hidden-layer MLP over `num_labels` classes (default: as many as the train and validation labels
+    need; never sized from test), full-batch AdamW; for landmarks ridge regression onto the (K, 2) points.
 
     `eval_*` is the validation split; with `test_*` the result reports test (`split="test"`) and keeps the
     validation metrics in `validation_metrics`, otherwise it reports the validation split."""
@@ -43,9 +45,9 @@ def fit_probe(
     if problem_type == "landmarks":
         predict = _ridge_landmarks(standardise(train_features), np.asarray(train_labels, np.float32))
     else:
-        predict = _classifier(standardise(train_features), np.asarray(train_labels), int(max(
-            np.max(train_labels), np.max(eval_labels), -1 if test_labels is None else np.max(test_labels))) + 1,
-            hidden_size, epochs)
+        if num_labels is None:
+            num_labels = int(max(np.max(train_labels), np.max(eval_labels))) + 1
+        predict = _classifier(standardise(train_features), np.asarray(train_labels), num_labels, hidden_size, epochs)
 
     def evaluate(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float], np.ndarray]:
         outputs = predict(standardise(features))

@@ -17,10 +17,12 @@ import numpy as np
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .collators import FaceCollator
 from .feature_cache import pooled_prior_features
+from .forgetting import real_face_agreement
 from .measurements import count_parameters
 from .probes import fit_probe
 from .recipe import build_task_model
 from .rows import MAIN_ROW, Row
+from .splits import draw_train
 from .tasks import FaceTask, task_priors
 from .trainer import RunResult, apply_lora, train_model
 
@@ -37,8 +39,16 @@ class ProtocolContext:
     run_settings: dict[str, Any]  # TrainingArguments overrides (epochs, lr, batch size, bf16, ...)
     early_stopping: int | None = 3
     label_names: Mapping[str, Sequence[str] | None] = field(default_factory=dict)  # task -> class names
-    lora_rank: int | None = None  # LoRA adapters on the et-fuser row (fusion attention, and a ViT canonical's)
+    lora_rank: int | None = None  # LoRA adapters on the canonical model of every row that fine-tunes one
     resume: bool = False  # continue every run from its newest checkpoint, where it has one
+    train_size: int | None = None  # --resample-train: images each seed draws from splits["train"], the pool
+
+    def train_split(self, seed: int) -> datasets.Dataset:
+        """The training images of a run with model seed `seed`: the training split, or (`train_size`) the seed's own
+        draw from the pool."""
+        if self.train_size is None:
+            return self.splits["train"]
+        return draw_train(self.splits["train"], self.train_size, seed)
 
     def collator(self, task: FaceTask, model: Any) -> FaceCollator:
         config = model.config
@@ -55,31 +65,39 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     `keep_model` receives the trained model (the run folder saves the main row's); `learning_rate` replaces the
     row's own (`task.row_learning_rate`); `evaluate_test=False` (validation sweeps) never predicts the test split and
     reports validation."""
-    train = context.splits["train"] if train is None else train
+    train = context.train_split(seed) if train is None else train
     if row.probe:
         return best_prior_probe(task, seed, context, train, evaluate_test)
     import torch
 
     torch.manual_seed(seed)
     fusion = task.fusion if row.name == MAIN_ROW or row.overrides.get("fusion_mode") is None else {}
+    # the row's own definition (and a sweep candidate's setting) over what was chosen for the row it is tuned as
+    settings = {**fusion, **task.row_overrides.get(row.tuned_as, {}), **row.overrides, **overrides}
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
-                             **{**fusion, **row.overrides, **task.row_overrides.get(row.name, {}), **overrides})
+                             **settings)
     collator = context.collator(task, model)
-    trained = apply_lora(model, context.lora_rank) if context.lora_rank and row.name == MAIN_ROW else model
+    # LoRA on the canonical model of every row that fine-tunes one, so that the rows compared stay alike
+    lora = context.lora_rank and model.config.backbone is not None
+    trained = apply_lora(model, context.lora_rank) if lora else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"
     resume = context.resume and any(checkpoints.glob("checkpoint-*"))
-    settings = {"learning_rate": task.row_learning_rate(row.name), **context.run_settings, "seed": seed, "data_seed": seed}
+    arguments = {"learning_rate": task.row_learning_rate(row.tuned_as), **context.run_settings, "seed": seed,
+                 "data_seed": seed}
     if learning_rate is not None:  # a sweep's candidate rate wins over every other
-        settings["learning_rate"] = learning_rate
+        arguments["learning_rate"] = learning_rate
     result, _ = train_model(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
-        test_dataset=context.splits["test"] if evaluate_test else None, **settings)
+        test_dataset=context.splits["test"] if evaluate_test else None, **arguments)
     result.params = count_parameters(model)
+    result.learning_rate = arguments["learning_rate"]
+    result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
     if trained is not model:
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
-        result.description += f" (LoRA rank {context.lora_rank}, merged)"
+        result.description += f" (LoRA rank {context.lora_rank} on the canonical model, merged)"
         model = trained.merge_and_unload()
+    result.real_face_agreement = real_face_agreement(task.canonical, model)
     if keep_model is not None:
         keep_model(model)
     return result
@@ -87,24 +105,31 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
 
 def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train: datasets.Dataset,
                      evaluate_test: bool = True) -> RunResult:
-    """A linear probe on each frozen prior's cached feature; the one best on validation is reported on test."""
-    data = {"train": train, "validation": context.splits["validation"],
-            **({"test": context.splits["test"]} if evaluate_test else {})}
-    candidates = []
-    for name in task_priors(task, list(context.prior_dirs)):
-        features = {split: pooled_prior_features(rows, [name]) for split, rows in data.items()}
-        targets = {split: np.asarray(rows[task.column], np.float32 if not task.is_classification else np.int64)
-                   for split, rows in data.items()}
-        result = fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior", features["train"],
-                           targets["train"], features["validation"], targets["validation"], seed=seed,
-                           problem_type=task.problem_type, test_features=features.get("test"),
-                           test_labels=targets.get("test"))
-        candidates.append((name, result, features["train"].shape[1]))
+    """A linear probe on each frozen prior's cached feature, fitted on train and scored on validation; only the one
+    best on validation is then predicted on test (the only time a test feature or label is read)."""
+    splits = {"train": train, "validation": context.splits["validation"]}
+    dtype = np.int64 if task.is_classification else np.float32
+    targets = {split: np.asarray(rows[task.column], dtype) for split, rows in splits.items()}
+    num_labels = len(context.label_names.get(task.name) or ()) or None
+
+    names = task_priors(task, list(context.prior_dirs))
+    features = {name: {split: pooled_prior_features(rows, [name]) for split, rows in splits.items()} for name in names}
+
+    def probe(name: str, test: datasets.Dataset | None = None) -> RunResult:
+        return fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior", features[name]["train"],
+                         targets["train"], features[name]["validation"], targets["validation"], seed=seed,
+                         problem_type=task.problem_type, num_labels=num_labels,
+                         test_features=None if test is None else pooled_prior_features(test, [name]),
+                         test_labels=None if test is None else np.asarray(test[task.column], dtype))
+
     sign = 1.0 if task.greater_is_better else -1.0
-    name, best, width = max(candidates, key=lambda item: sign * item[1].validation_metrics[task.metric])
+    scored = {name: probe(name) for name in names}
+    name = max(scored, key=lambda prior: sign * scored[prior].validation_metrics[task.metric])
+    best = probe(name, context.splits["test"]) if evaluate_test else scored[name]  # refitted: the same seeded fit
     best.name, best.description = "probe-best-prior", f"linear probe on the best single prior ({name}, on validation)"
-    probe = int(np.prod(best.logits.shape[1:])) * (width + 1)
-    best.params = {"params_total": saved_parameter_count(context.prior_dirs[name]) + probe, "params_trainable": probe}
+    probe_size = int(np.prod(best.logits.shape[1:])) * (features[name]["train"].shape[1] + 1)
+    best.params = {"params_total": saved_parameter_count(context.prior_dirs[name]) + probe_size,
+                   "params_trainable": probe_size}
     return best
 
 

@@ -9,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+MAIN_ROW = "et-fuser"
+
+
 @dataclass(frozen=True)
 class Row:
     """One row of a task table: ET-Fuser built by `recipe.build_task_model` with `overrides` of the default recipe
@@ -22,8 +25,14 @@ class Row:
     group: str = "protocol"  # "protocol" (always trained), "ablation" (--ablations) or "companion" (--companion)
     num_priors: int | None = None
 
+    @property
+    def tuned_as(self) -> str:
+        """The row whose chosen learning rate and overrides (`FaceTask.row_learning_rates`, `row_overrides`) this row
+        trains with: its own for a protocol row; the et-fuser row's for an ablation or companion row, each a change
+        of ET-Fuser that was not tuned on its own."""
+        return self.name if self.group == "protocol" else MAIN_ROW
 
-MAIN_ROW = "et-fuser"
+
 PROTOCOL_ROWS = (
     Row(MAIN_ROW, "canonical model + ET-Fuser: the ensemble token over the frozen priors, fused into the "
                   "canonical model (fusion mode in the table heading)"),

@@ -2,7 +2,11 @@
 and test (evaluated once per trained model, at the end).
 
 - The synthetic default draws train, validation and test from disjoint sample indices of one seeded generator, so
-  each split is reproducible on its own and no image is in two splits.
+  each split is reproducible on its own and no image is in two splits. Train and validation are indices 0.. in
+  order; test is a range of its own from `TEST_FIRST_INDEX`, fixed whatever the other splits' sizes, which no sweep
+  or run before it used (they used indices 0..1999), so nothing was ever chosen on a test image.
+- `--resample-train` (off by default: every seed trains on the same images) draws each seed's training images anew
+  from a fixed, larger pool: the training indices plus extra ones from `POOL_FIRST_INDEX` (`draw_train`).
 - A user dataset keeps its own `validation` and `test` splits. With only train and test, validation is carved from
   train (stratified by the first task's labels), never from test; with one split only, it is cut 70/15/15.
 """
@@ -14,10 +18,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import datasets
+import numpy as np
 
 from ..data.synthetic_faces import make_synthetic_faces
 
 SPLITS = ("train", "validation", "test")
+TEST_FIRST_INDEX = 1_000_000  # the synthetic test split's first sample index
+POOL_FIRST_INDEX = 2_000_000  # the extra images of a --resample-train pool
+SAME_TRAIN_IMAGES = "every seed trains on the same training images (the default; --resample-train draws them anew)"
 
 
 @dataclass
@@ -29,28 +37,56 @@ class SplitRecord:
     seed: int
     origin: dict[str, str] = field(default_factory=dict)  # split -> where it came from
     generator: dict[str, Any] | None = None  # the synthetic generator's parameters
+    train_sampling: str = SAME_TRAIN_IMAGES
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def synthetic_splits(sizes: Mapping[str, int], image_size: int = 112, seed: int = 1234
+def _index_range(first: int, count: int) -> str:
+    return f"synthetic sample indices {first}..{first + count - 1}"
+
+
+def synthetic_splits(sizes: Mapping[str, int], image_size: int = 112, seed: int = 1234, train_pool: int | None = None
                      ) -> tuple[datasets.DatasetDict, SplitRecord]:
-    """Train, validation and test SYNTHETIC faces from one generator seed: sample indices 0..n_train-1 are train,
-    the next n_validation validation, the next n_test test (each sample depends only on its index and the seed)."""
+    """Train, validation and test SYNTHETIC faces from one generator seed (each sample depends only on its index and
+    the seed): indices 0..n_train-1 are train, the next n_validation validation, and test is indices
+    `TEST_FIRST_INDEX`.. whatever the other sizes. With `train_pool` (> n_train), "train" is a pool of that many
+    images (the n_train training indices, then `POOL_FIRST_INDEX`..) from which each seed draws n_train."""
     missing = [name for name in SPLITS if sizes.get(name, 0) < 1]
     if missing:
         raise ValueError(f"sizes: every split needs at least one image, got {dict(sizes)} (missing {missing}).")
-    total = sum(sizes[name] for name in SPLITS)
-    data = make_synthetic_faces(total, image_size, seed)
-    splits, origin, start = {}, {}, 0
-    for name in SPLITS:
-        splits[name] = data.select(range(start, start + sizes[name]))
-        origin[name] = f"synthetic sample indices {start}..{start + sizes[name] - 1}"
-        start += sizes[name]
-    record = SplitRecord("synthetic", {name: sizes[name] for name in SPLITS}, seed, origin,
+    n_train, n_validation, n_test = (sizes[name] for name in SPLITS)
+    if n_train + n_validation > TEST_FIRST_INDEX:
+        raise ValueError(f"sizes: train + validation ({n_train} + {n_validation}) would reach the synthetic test "
+                         f"split, which starts at sample index {TEST_FIRST_INDEX}; use at most {TEST_FIRST_INDEX} "
+                         f"train + validation images.")
+    extra = 0 if train_pool is None else train_pool - n_train
+    if extra < 0 or (train_pool is not None and extra == 0):
+        raise ValueError(f"train_pool: a pool to draw {n_train} training images from needs more than {n_train} "
+                         f"images, got {train_pool}.")
+    if n_test > POOL_FIRST_INDEX - TEST_FIRST_INDEX or extra > POOL_FIRST_INDEX - TEST_FIRST_INDEX:
+        raise ValueError(f"sizes: the test split and the training pool's extra images hold at most "
+                         f"{POOL_FIRST_INDEX - TEST_FIRST_INDEX} images each, got {n_test} and {extra}.")
+    make = lambda count, first: make_synthetic_faces(count, image_size, seed, first_index=first)  # noqa: E731
+    splits = {"train": make(n_train, 0), "validation": make(n_validation, n_train),
+              "test": make(n_test, TEST_FIRST_INDEX)}
+    origin = {"train": _index_range(0, n_train), "validation": _index_range(n_train, n_validation),
+              "test": _index_range(TEST_FIRST_INDEX, n_test) + " (a range of its own: it does not move with the train "
+                      "or validation sizes, and no sweep or earlier run used an index >= 2000)"}
+    record_sizes = {"train": n_train, "validation": n_validation, "test": n_test}
+    sampling = SAME_TRAIN_IMAGES
+    if extra:
+        splits["train"] = datasets.concatenate_datasets([splits["train"], make(extra, POOL_FIRST_INDEX)])
+        origin["train"] = (f"a pool of {train_pool}: {_index_range(0, n_train)} and "
+                           f"{_index_range(POOL_FIRST_INDEX, extra)}")
+        sampling = (f"--resample-train: each seed draws {n_train} of the {train_pool} pool images anew "
+                    f"(numpy default_rng(model seed), without replacement)")
+        record_sizes["train_pool"] = train_pool
+    record = SplitRecord("synthetic", record_sizes, seed, origin,
                          {"generator": "etfuser_hf.data.synthetic_faces.make_synthetic_faces",
-                          "num_samples": total, "image_size": image_size, "seed": seed})
+                          "image_size": image_size, "seed": seed, "test_first_index": TEST_FIRST_INDEX,
+                          **({"pool_first_index": POOL_FIRST_INDEX} if extra else {})}, sampling)
     return datasets.DatasetDict(splits), record
 
 
@@ -85,6 +121,13 @@ def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stra
         origin["ignored"] = f"splits {ignored} are not used"
     splits = datasets.DatasetDict({name: named[name] for name in SPLITS})
     return splits, SplitRecord(source, {name: len(splits[name]) for name in SPLITS}, seed, origin)
+
+
+def draw_train(pool: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
+    """`size` images of `pool` drawn without replacement by `seed` (--resample-train: each model seed its own)."""
+    if not 0 < size <= len(pool):
+        raise ValueError(f"cannot draw {size} training images from a pool of {len(pool)}.")
+    return pool.select(np.random.default_rng(seed).choice(len(pool), size, replace=False))
 
 
 def subsample_train(train: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:

@@ -1,6 +1,7 @@
 """Significance of one model against another, with scipy: on the same test examples (exact McNemar through
-`scipy.stats.binomtest` for correctness, paired bootstrap through `scipy.stats.bootstrap` for any per-example score
-such as NME) and across seeds (`scipy.stats.ttest_rel` on the per-seed test metrics)."""
+`scipy.stats.binomtest` for correctness, a paired permutation test through `scipy.stats.permutation_test` for any
+per-example score such as NME) and across seeds (`scipy.stats.ttest_rel` on the per-seed test metrics); and the Holm
+correction of a family of p-values (the rows of one task table)."""
 
 from __future__ import annotations
 
@@ -22,20 +23,18 @@ def _paired(scores_a: np.ndarray, scores_b: np.ndarray, dtype: type) -> tuple[np
     return scores_a, scores_b
 
 
-def paired_bootstrap_pvalue(scores_a: np.ndarray, scores_b: np.ndarray, num_resamples: int = 5000, seed: int = 0
-                            ) -> float:
-    """Two-sided paired bootstrap test of equal mean score (accuracy from 0/1 correctness, or mean NME): the
-    bootstrap distribution of the mean per-example difference (`scipy.stats.bootstrap`), recentred under the null;
-    returns the share of resampled differences at least as extreme as the observed one."""
+def paired_permutation_pvalue(scores_a: np.ndarray, scores_b: np.ndarray, num_resamples: int = 5000, seed: int = 0
+                              ) -> float:
+    """Two-sided paired permutation test of equal mean score (accuracy from 0/1 correctness, or mean NME):
+    `scipy.stats.permutation_test(..., permutation_type="samples")` on the mean per-example difference, which swaps
+    the two scores of random examples (exactly, over all swaps, when there are at most `num_resamples`)."""
     scores_a, scores_b = _paired(scores_a, scores_b, np.float64)
-    differences = scores_a - scores_b
-    observed = differences.mean()
-    if np.all(differences == differences[0]):
-        return 1.0 if observed == 0 else 1.0 / (num_resamples + 1)
-    result = stats.bootstrap((differences,), np.mean, n_resamples=num_resamples, method="percentile",
-                             vectorized=True, rng=np.random.default_rng(seed))
-    resampled = result.bootstrap_distribution - observed
-    return float((np.sum(np.abs(resampled) >= abs(observed)) + 1) / (num_resamples + 1))
+    if np.all(scores_a == scores_b):
+        return 1.0
+    result = stats.permutation_test((scores_a, scores_b), lambda a, b, axis: np.mean(a - b, axis=axis),
+                                    permutation_type="samples", vectorized=True, n_resamples=num_resamples,
+                                    alternative="two-sided", rng=np.random.default_rng(seed))
+    return float(result.pvalue)
 
 
 def mcnemar_pvalue(correct_a: np.ndarray, correct_b: np.ndarray) -> float:
@@ -61,9 +60,21 @@ def seed_ttest_pvalue(metric_a: Sequence[float], metric_b: Sequence[float]) -> f
     return float(stats.ttest_rel(metric_a, metric_b).pvalue)
 
 
+def holm_adjusted(pvalues: Sequence[float | None]) -> list[float | None]:
+    """Holm's step-down correction of a family of p-values (None: no test, left out of the family): the i-th
+    smallest of m becomes max over j <= i of min(1, (m - j + 1) p_(j)); it controls the family-wise error rate."""
+    present = sorted((p, index) for index, p in enumerate(pvalues) if p is not None)
+    adjusted: list[float | None] = [None] * len(pvalues)
+    running = 0.0
+    for rank, (p, index) in enumerate(present):
+        running = max(running, min(1.0, (len(present) - rank) * p))
+        adjusted[index] = running
+    return adjusted
+
+
 def paired_pvalues(reference: RunResult, other: RunResult, labels: np.ndarray) -> tuple[float, float]:
-    """p-values of `other` against `reference` on the same eval set, rounded to 4 places: (paired bootstrap over
-    5000 resamples, two-sided; exact McNemar) on per-image correctness."""
+    """p-values of `other` against `reference` on the same eval set, rounded to 4 places: (paired permutation test
+    over 5000 resamples, two-sided; exact McNemar) on per-image correctness."""
     reference_correct, correct = reference.predictions == labels, other.predictions == labels
-    return (round(paired_bootstrap_pvalue(reference_correct, correct), 4),
+    return (round(paired_permutation_pvalue(reference_correct, correct), 4),
             round(mcnemar_pvalue(reference_correct, correct), 4))

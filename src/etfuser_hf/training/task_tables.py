@@ -1,6 +1,7 @@
 """One table per task: every protocol row as mean ± std over seeds of its TEST-split metric (validation beside it),
 its significance against ET-Fuser on the test split (a paired t-test across seeds, and a paired test per seed on the
-test predictions: exact McNemar for correctness, paired bootstrap for NME), and its parameters."""
+test predictions: exact McNemar for correctness, a paired permutation test for NME), the t-test's p-values
+Holm-corrected across the rows of the task, and its parameters."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .statistics import mcnemar_pvalue, paired_bootstrap_pvalue, seed_ttest_pvalue
+from .statistics import holm_adjusted, mcnemar_pvalue, paired_permutation_pvalue, seed_ttest_pvalue
 from .tasks import FaceTask
 
 if TYPE_CHECKING:  # the type only: tables need numpy and scipy, not the Trainer
     from .trainer import RunResult
 
+REAL_FACE_AGREEMENT = ("Agreement with the pretrained canonical network before fine-tuning on 101 real faces (scikit-image's "
+                       "astronaut and LFW's 100; unlabelled, so an agreement, not an accuracy: how much of what it "
+                       "knew about real faces survived fine-tuning on SYNTHETIC ones)")
 METRIC_LABELS = {"accuracy": "accuracy", "nme": "NME (lower is better)", "macro_f1": "macro-F1"}
 
 
@@ -24,13 +28,23 @@ def mean_std(values: Sequence[float]) -> dict[str, float]:
     return {"mean": round(float(values.mean()), 4), "std": round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 4)}
 
 
+def _per_seed(results: Sequence[RunResult], attribute: str) -> dict[str, Any] | None:
+    """A per-run measurement (`gate_magnitude`: mean |tanh(g)| of the selected checkpoint's gate;
+    `real_face_agreement`: agreement with the pretrained canonical network on real faces) as mean ± std over seeds
+    with the per-seed values; None for a row that does not have it."""
+    values = [getattr(result, attribute) for result in results]
+    if any(value is None for value in values):
+        return None
+    return {**mean_std(values), "per_seed": [round(value, 4) for value in values]}
+
+
 def per_seed_pvalue(task: FaceTask, reference: RunResult, other: RunResult, seed: int) -> float:
-    """The paired test of one seed's test predictions: McNemar on correctness, or bootstrap on per-image NME."""
+    """The paired test of one seed's test predictions: McNemar on correctness, or a permutation test on NME."""
     if reference.scores is None or other.scores is None:
         raise ValueError(f"{other.name}: per-example test scores are needed for the paired test.")
     if task.is_classification:
         return round(mcnemar_pvalue(reference.scores > 0.5, other.scores > 0.5), 4)
-    return round(paired_bootstrap_pvalue(reference.scores, other.scores, seed=seed), 4)
+    return round(paired_permutation_pvalue(reference.scores, other.scores, seed=seed), 4)
 
 
 def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: Sequence[int], main: str,
@@ -50,8 +64,11 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
             "validation": {metric: mean_std([result.validation_metrics[metric] for result in results])},
             "params_total": results[0].params.get("params_total"),
             "params_trainable": results[0].params.get("params_trainable"),
-            "learning_rate": None if name.startswith("probe") else task.row_learning_rate(name),
-            "canonical_learning_rate_scale": task.row_overrides.get(name, {}).get("backbone_learning_rate_scale", 1.0),
+            "learning_rate": results[0].learning_rate,
+            "canonical_learning_rate_scale": results[0].canonical_learning_rate_scale,
+            "candidates": task.candidates_per_row.get(name),
+            "gate_magnitude": _per_seed(results, "gate_magnitude"),
+            "real_face_agreement": _per_seed(results, "real_face_agreement"),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
         if task.is_classification:
@@ -61,6 +78,9 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
             row["p_per_seed_vs_main"] = [per_seed_pvalue(task, ref, result, seed)
                                          for ref, result, seed in zip(reference, results, seeds)]
         rows.append(row)
+    others = [row for row in rows if row["variant"] != main]
+    for row, adjusted in zip(others, holm_adjusted([row["p_seeds_ttest_vs_main"] for row in others])):
+        row["p_seeds_ttest_vs_main_holm"] = None if adjusted is None else round(adjusted, 4)
     return {
         "task": task.name,
         "metric": metric,
@@ -73,9 +93,13 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
         "tests": {"p_seeds_ttest_vs_main": "paired t-test across seeds (scipy.stats.ttest_rel), test split",
                   "p_per_seed_vs_main": ("exact McNemar (scipy.stats.binomtest) per seed, test split"
                                          if task.is_classification else
-                                         "paired bootstrap of per-image NME (scipy.stats.bootstrap, 5000 resamples) "
-                                         "per seed, test split")},
+                                         "paired permutation test of per-image NME (scipy.stats.permutation_test, "
+                                         "permutation_type='samples', 5000 resamples) "
+                                         "per seed, test split"),
+                  "p_seeds_ttest_vs_main_holm": (f"the t-test's p-values Holm-corrected (step-down, family-wise "
+                                                 f"error) across the {len(others)} rows compared with {main}")},
         "main_variant": main,
+        "candidates_per_row": dict(task.candidates_per_row),
         "rows": rows,
     }
 
@@ -97,29 +121,41 @@ def _rate(row: Mapping[str, Any]) -> str:
 
 
 def render_task_table(table: Mapping[str, Any]) -> str:
-    """Markdown of `task_table`: a heading naming the task, the metric and the split, then one line per row."""
+    """Markdown of `task_table`: a heading naming the task, the metric, the split, the tuning and the correction,
+    then one line per row."""
     metric, main = table["metric"], table["main_variant"]
-    per_seed_test = "McNemar" if metric == "accuracy" else "bootstrap"
+    per_seed_test = "McNemar" if metric == "accuracy" else "permutation test"
+    others = sum(1 for row in table["rows"] if row["variant"] != main)
+    counts = ", ".join(f"{row} {count}" for row, count in (table.get("candidates_per_row") or {}).items())
+    tuning = f"each row's rates chosen on validation among its candidates: {counts}" if counts else "rates not swept"
     lines = [
         f"### {table['task']}: test-split {METRIC_LABELS.get(metric, metric)}, mean ± std over seeds "
         f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser fusion mode "
-        f"`{table.get('fusion_mode', 'add_to_pooled')}`; the canonical model fine-tuned at learning rate "
-        f"{table.get('learning_rate', '?')} in every row, each row's rate chosen on validation in the lr column)",
+        f"`{table.get('fusion_mode', 'add_to_pooled')}`; {tuning}; Holm: the t-test's p-values Holm-corrected "
+        f"across the {others} rows compared with {main})",
         "",
         f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
-        f"p vs {main}, {per_seed_test} per seed (test split) | params | trainable | lr | description |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"Holm-adjusted p (over {others} rows) | p vs {main}, {per_seed_test} per seed (test split) | params | "
+        f"trainable | lr (canonical) | candidates on validation | description |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in table["rows"]:
-        t_test = row.get("p_seeds_ttest_vs_main")
+        t_test, holm = row.get("p_seeds_ttest_vs_main"), row.get("p_seeds_ttest_vs_main_holm")
         per_seed = row.get("p_per_seed_vs_main")
         lines.append(
             f"| {row['variant']} | {_cell(row['test'][metric])} | {_cell(row['validation'][metric])} | "
-            f"{'—' if t_test is None else f'{t_test:.4f}'} | "
+            f"{'—' if t_test is None else f'{t_test:.4f}'} | {'—' if holm is None else f'{holm:.4f}'} | "
             f"{'—' if per_seed is None else ', '.join(f'{value:.4f}' for value in per_seed)} | "
             f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
-            f"{_rate(row)} | "
+            f"{_rate(row)} | {'—' if row.get('candidates') is None else row['candidates']} | "
             f"{row['description']} |")
+    gates = [f"{row['variant']} {_cell(row['gate_magnitude'])}" for row in table["rows"] if row.get("gate_magnitude")]
+    if gates:
+        lines += ["", "Fusion gate of the selected checkpoints, mean |tanh(g)| over seeds: " + "; ".join(gates) + "."]
+    agreements = [f"{row['variant']} {_cell(row['real_face_agreement'])}" for row in table["rows"]
+                  if row.get("real_face_agreement")]
+    if agreements:
+        lines += ["", f"{REAL_FACE_AGREEMENT}, mean ± std over seeds: " + "; ".join(agreements) + "."]
     return "\n".join(lines) + "\n"
 
 
@@ -135,9 +171,21 @@ def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
             continue
         gap = better * (mean[main] - mean[other])
         p = rows[other].get("p_seeds_ttest_vs_main")
+        holm = rows[other].get("p_seeds_ttest_vs_main_holm", p)
         verdict = ("better than" if gap > 0 else "worse than" if gap < 0 else "level with")
-        significant = p is not None and p < alpha
+        significant = holm is not None and holm < alpha
         parts.append(f"{verdict} {other} by {abs(mean[main] - mean[other]):.4f} {metric} "
-                     f"(t-test over seeds p = {'n/a' if p is None else f'{p:.4f}'}, test split"
+                     f"(t-test over seeds p = {'n/a' if p is None else f'{p:.4f}'}, Holm-adjusted "
+                     f"{'n/a' if holm is None else f'{holm:.4f}'}, test split"
                      f"{'' if significant else ', not significant'})")
-    return f"{table['task']}: ET-Fuser is " + "; ".join(parts) + "."
+    sentence = f"{table['task']}: ET-Fuser is " + "; ".join(parts) + "."
+    gate = rows[main].get("gate_magnitude")
+    if gate is not None:
+        sentence += (f" Its fusion gate opened to mean |tanh(g)| = {gate['mean']:.4f} ± {gate['std']:.4f} "
+                     f"(0: closed, the canonical model alone; 1: fully open).")
+    agreements = {name: row["real_face_agreement"]["mean"] for name, row in rows.items() if row.get("real_face_agreement")}
+    if agreements:
+        sentence += (" On real faces its rows agree with the pretrained canonical network on "
+                     + ", ".join(f"{value:.2f} ({name})" for name, value in agreements.items())
+                     + " of 101 faces (forgetting: 1.0 would keep every reading).")
+    return sentence

@@ -44,6 +44,8 @@ class FaceTask:
         row_overrides: `{row name: ETFuserConfig overrides}` chosen with those rates, e.g.
             `backbone_learning_rate_scale` to keep the canonical model at `learning_rate`. `--learning-rate` replaces
             both mappings: one rate for every row.
+        candidates_per_row: `{row name: number of settings tried on validation}` by the sweep that chose the rates
+            (printed beside the task tables, so that unequal tuning would show); empty where nothing was swept.
     """
 
     name: str
@@ -54,6 +56,7 @@ class FaceTask:
     fusion: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     row_learning_rates: Mapping[str, float] = dataclasses.field(default_factory=dict)
     row_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    candidates_per_row: Mapping[str, int] = dataclasses.field(default_factory=dict)
 
     def row_learning_rate(self, row: str) -> float:
         """The learning rate `row` trains with on this task."""
@@ -111,7 +114,8 @@ def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None =
         if canonical is not None:
             task = dataclasses.replace(task, canonical=canonical)
         if learning_rate is not None:
-            task = dataclasses.replace(task, learning_rate=learning_rate, row_learning_rates={}, row_overrides={})
+            task = dataclasses.replace(task, learning_rate=learning_rate, row_learning_rates={}, row_overrides={},
+                                       candidates_per_row={})
         tasks.append(task)
     return tasks
 

@@ -13,12 +13,13 @@ import datasets
 import numpy as np
 import torch
 from torch import nn
-from transformers import EarlyStoppingCallback, Trainer, TrainingArguments
+from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from ..metrics import make_compute_metrics, make_multitask_compute_metrics
 from ..models.modeling_etfuser import ETFuserPreTrainedModel, normalized_mean_error
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .collators import FaceCollator, MultiTaskFaceCollator
+from .measurements import gate_magnitude
 
 
 @dataclass
@@ -37,12 +38,36 @@ class RunResult:
     scores: np.ndarray | None = None  # (N,) per-example score on `split`: 1.0/0.0 correct, or NME
     split: str = "validation"
     params: dict[str, int] = field(default_factory=dict)
+    learning_rate: float | None = None  # the new modules' (and head's) rate the run trained with; None: a probe
+    canonical_learning_rate_scale: float = 1.0  # the canonical model's share of `learning_rate`
+    gate_magnitude: float | None = None  # mean |tanh(g)| of the selected checkpoint's fusion gate; None: no gate
+    real_face_agreement: float | None = None  # agreement with the pretrained canonical net on real faces (forgetting.py)
+
+
+class GateMagnitudeCallback(TrainerCallback):
+    """Adds `gate_magnitude` (mean |tanh(g)| of the fusion gate) to every log entry of `state.log_history`, so a
+    run's record shows how far, and when, the gate opened."""
+
+    def on_log(self, args, state, control, logs=None, model=None, **kwargs):
+        value = gate_magnitude(model) if model is not None else None
+        if value is not None and logs is not None:
+            logs["gate_magnitude"] = state.log_history[-1]["gate_magnitude"] = round(value, 6)
+
+
+# Parameters trained without weight decay besides the Trainer's own (biases, norms): the zero-initialised fusion gate,
+# which decay would pull back towards closed whatever the task loss says.
+NO_DECAY_PARAMETERS = ("fusion_gate",)
 
 
 class ETFuserTrainer(Trainer):
     """`Trainer` whose optimizer gives a pretrained canonical model (`etfuser.backbone`) its own learning rate:
     `config.backbone_learning_rate_scale` times that of the new modules (fusion, projections, heads), so the new
-    modules can move fast without dragging the pretrained weights away from what they already know."""
+    modules can move fast without dragging the pretrained weights away from what they already know; and which does
+    not weight-decay `NO_DECAY_PARAMETERS`."""
+
+    def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
+        return [name for name in super().get_decay_parameter_names(model)
+                if name.split(".")[-1] not in NO_DECAY_PARAMETERS]
 
     def create_optimizer(self, model: nn.Module | None = None) -> torch.optim.Optimizer:
         model = self.model if model is None else model
@@ -77,16 +102,51 @@ def training_arguments(output_dir: str | os.PathLike, **overrides: Any) -> Train
     return TrainingArguments(**settings)
 
 
-def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8, include_fusion: bool = True):
-    """Wraps `model` with LoRA adapters on the backbone's (and optionally the fusion module's) query/value projections;
-    the classifier trains fully and is saved with the adapters."""
+# Top-level modules of a converted face network that hold its own output head: the fused model reads its pooled
+# feature instead (unless the canonical model's feature is "logits"), so an adapter there would never learn.
+CANONICAL_OWN_HEADS = ("head", "classifier")
+
+
+def lora_target_modules(model: ETFuserPreTrainedModel) -> list[str]:
+    """The canonical model's layers that LoRA adapts, by full module name: every `nn.Linear` and every ungrouped
+    plain `nn.Conv2d` of `etfuser.backbone` (a ViT's projections and MLPs; the converted CNNs' stems, strided and
+    pointwise convs), outside the network's own output head. Depthwise convs and conv subclasses that pad in their
+    own forward (`TFSamePadConv2d`) are left alone: peft's adapter conv would not match their output."""
+    base = model.base_model
+    if base.backbone is None:
+        return []
+    reads_head = model.config.backbone.feature == "logits"
+    targets = []
+    for name, module in base.backbone.named_modules():
+        if not reads_head and name.split(".")[0] in CANONICAL_OWN_HEADS:
+            continue
+        if type(module) is nn.Linear or (type(module) is nn.Conv2d and module.groups == 1):
+            targets.append(f"{model.base_model_prefix}.backbone.{name}")
+    return targets
+
+
+def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8):
+    """Wraps `model` with LoRA adapters of `rank` on the canonical model's layers (`lora_target_modules`); every new
+    module (prior projections, ensemble tokens, fusion layers or concatenation MLP, gate, `ensemble_to_backbone`,
+    deep-supervision head, classifier) trains fully; the priors stay frozen. The adapter file alone does not hold the
+    new modules: keep the merged model (`merge_and_unload`), as the protocol does. Raises a clear error where the
+    canonical model has no layer an adapter fits, or where there is no canonical model."""
     from peft import LoraConfig, get_peft_model
 
-    scope = "(backbone|fusion)" if include_fusion else "backbone"
-    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0,
-                        target_modules=rf".*etfuser\.{scope}\..*\.(query|value|q_proj|v_proj)",
-                        modules_to_save=["classifier"])
-    return get_peft_model(model, config)
+    base = model.base_model
+    if base.backbone is None:
+        raise ValueError(f"--lora adapts the canonical model, but this model (fusion_mode="
+                         f"{model.config.fusion_mode!r}) has none; its modules are all new and train fully.")
+    targets = lora_target_modules(model)
+    if not targets:
+        raise ValueError(f"--lora: the canonical model {type(base.backbone).__name__} has no layer LoRA can adapt "
+                         f"(nn.Linear, or nn.Conv2d without groups or own padding); train it without --lora.")
+    frozen = (f"{model.base_model_prefix}.backbone.", f"{model.base_model_prefix}.priors.")
+    wrapped = get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, target_modules=targets))
+    for name, parameter in model.named_parameters():  # the same objects the wrapper trains
+        if not name.startswith(frozen):
+            parameter.requires_grad_(True)
+    return wrapped
 
 
 def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset, collator: FaceCollator,
@@ -94,7 +154,8 @@ def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datase
          resume_from_checkpoint: str | bool | None, **argument_overrides: Any):
     """One Trainer run: (trainer, eval-set prediction, training seconds)."""
     args = training_arguments(output_dir, **argument_overrides)
-    callbacks = [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
+    callbacks = [GateMagnitudeCallback()]
+    callbacks += [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
     trainer = ETFuserTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                              data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks)
     start = time.perf_counter()
@@ -141,7 +202,8 @@ def train_model(
         predictions = outputs
         scores = per_image_nme(outputs, labels, getattr(getattr(model, "config", None), "interocular_indices", (36, 45)))
     result = RunResult(name, description, predictions, outputs, metrics_of(reported), trainer.state.log_history,
-                           seconds, metrics_of(validation), scores, "test" if test_dataset is not None else "validation")
+                       seconds, metrics_of(validation), scores, "test" if test_dataset is not None else "validation",
+                       gate_magnitude=gate_magnitude(model))
     return result, trainer
 
 

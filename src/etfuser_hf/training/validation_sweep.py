@@ -1,12 +1,18 @@
-"""Choosing the recipe on the validation split only: protocol rows trained under candidate learning rates (and, for
-rows with new modules next to a pretrained canonical model, a faster rate for the new modules), tabulated as
-validation metric mean ± std over seeds. The test split is never predicted (`evaluate_test=False`).
+"""Choosing the recipe on the validation split only, with the same candidate grid for every compared row: each
+learning rate `r` of the grid for the canonical model, times each speed-up `k` for the modules that are new next to
+it (the fusion module and projections, the concatenation MLP, and every row's task head, the canonical row's too),
+which train at `k x r` while the canonical model trains at `r` (`backbone_learning_rate_scale = 1/k`). ET-Fuser on the
+priors alone has no canonical model: it gets as many candidates, all rates (`--priors-only-learning-rates`).
+Tabulated as validation metric mean ± std over seeds; the test split is never predicted (`evaluate_test=False`).
 
-    python training/sweep.py --tasks age_group --rows et-fuser-priors-only --learning-rates 1e-3 3e-3 1e-2
-    etfuser sweep --rows canonical et-fuser concat-mlp --new-module-speedups 1 3 10 --seeds 2
+    python training/sweep.py --tasks age_group --rows canonical et-fuser --learning-rates 3e-3 9e-3 \
+        --new-module-speedups 1 3
+    etfuser sweep --rows canonical et-fuser concat-mlp et-fuser-priors-only --learning-rates expression:1.2e-2 \
+        expression:3.6e-2 --new-module-speedups 1 3 --priors-only-learning-rates 3e-4 1e-3 3e-3 1e-2
 
-Takes every option of the main job (`training/train.py`: data, budget, --workers); writes `sweep.md` and `sweep.json`
-into --output-dir (default runs/sweep).
+A rate is `LR` (every task) or `TASK:LR` (that task only); without any for a task, its own rate. Takes every option
+of the main job (`training/train.py`: data, budget, --workers); writes `sweep.md` and `sweep.json` (with the number
+of candidates per row) into --output-dir (default runs/sweep).
 """
 
 from __future__ import annotations
@@ -21,15 +27,15 @@ from typing import Any
 from ..models.fusion_modes import fusion_mode_properties
 from .main import build_parser, parse_args, prepare_protocol
 from .protocol import ProtocolContext, Run, train_runs
-from .rows import PROTOCOL_ROWS, Row
+from .rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
 from .task_tables import mean_std
-from .tasks import FaceTask
+from .tasks import FaceTask, resolve_tasks
 
 
 @dataclass(frozen=True)
 class SweepCandidate:
-    """One setting of one row: `learning_rate` for the row's new modules, and the canonical model's share of it
-    (`backbone_learning_rate_scale`, 1.0: the same rate)."""
+    """One setting of one row: `learning_rate` for the row's new modules and head, and the canonical model's share
+    of it (`backbone_learning_rate_scale`, 1.0: the same rate)."""
 
     row: Row
     learning_rate: float
@@ -41,29 +47,68 @@ class SweepCandidate:
         return f"{self.row.name} (lr {self.learning_rate:g}{scale})"
 
     def as_row(self) -> Row:
-        """The row under a name of its own, so that every candidate keeps its own checkpoint folder."""
-        overrides = dict(self.row.overrides)
-        if self.backbone_learning_rate_scale != 1.0:
-            overrides["backbone_learning_rate_scale"] = self.backbone_learning_rate_scale
+        """The row under a name of its own, so that every candidate keeps its own checkpoint folder; its canonical
+        share is set even at 1.0, so that no setting chosen earlier for the row (`FaceTask.row_overrides`) leaks in."""
+        overrides = {**self.row.overrides, "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
         return dataclasses.replace(self.row, name=name, overrides=overrides)
 
 
-def sweep_candidates(task: FaceTask, rows: Sequence[Row], learning_rates: Sequence[float],
-                     new_module_speedups: Sequence[float] = ()) -> list[SweepCandidate]:
-    """Every row at every rate of `learning_rates`, then at every speed-up `k` of `new_module_speedups`: a row with
-    new modules beside the canonical model trains them at `k x task.learning_rate` and the canonical model at
-    `task.learning_rate` (its rate in every other row); rows without such modules (`canonical`, the priors alone)
-    take `k = 1` only, the task's rate."""
+def has_canonical_model(row: Row) -> bool:
+    """Whether `row` fine-tunes the canonical model (None: the task's own fusion mode, which always does)."""
+    mode = row.overrides.get("fusion_mode")
+    return mode is None or fusion_mode_properties(mode).canonical_model
+
+
+def sweep_candidates(task: FaceTask, rows: Sequence[Row], learning_rates: Sequence[float] = (),
+                     new_module_speedups: Sequence[float] = (),
+                     priors_only_learning_rates: Sequence[float] = ()) -> list[SweepCandidate]:
+    """The grid of every row that fine-tunes the canonical model: each rate of `learning_rates` (default: the task's
+    rate) for the canonical model, times each speed-up `k` of `new_module_speedups` (default 1) for its new modules
+    and head; a row without a canonical model takes `priors_only_learning_rates`, which must be as many, so that every
+    compared row has the same number of candidates."""
+    rates = list(dict.fromkeys(learning_rates or [task.learning_rate]))
+    speedups = list(dict.fromkeys(new_module_speedups or [1.0]))
+    if any(rate <= 0 for rate in rates + list(priors_only_learning_rates)) or any(k <= 0 for k in speedups):
+        raise ValueError(f"learning rates and speed-ups must be positive, got rates {rates + list(priors_only_learning_rates)}"
+                         f" and speed-ups {speedups}.")
+    grid = [(k * rate, 1.0 / k) for rate in rates for k in speedups]
     candidates = []
     for row in rows:
-        candidates += [SweepCandidate(row, rate) for rate in learning_rates]
-        mode = row.overrides.get("fusion_mode")  # None: the task's own mode, an ensemble token beside the canonical
-        has_new_modules = mode is None or fusion_mode_properties(mode).adds_modules_to_canonical_model
-        for speedup in dict.fromkeys(new_module_speedups if has_new_modules else
-                                     [k for k in new_module_speedups if k == 1.0]):
-            candidates.append(SweepCandidate(row, speedup * task.learning_rate, 1.0 / speedup))
+        if has_canonical_model(row):
+            candidates += [SweepCandidate(row, rate, scale) for rate, scale in grid]
+            continue
+        own = list(dict.fromkeys(priors_only_learning_rates))
+        if len(own) != len(grid):
+            raise ValueError(f"--priors-only-learning-rates: {row.name} has no canonical model, so it needs as many "
+                             f"rates as the other rows have candidates ({len(rates)} rates x {len(speedups)} "
+                             f"speed-ups = {len(grid)}) for the same tuning, got {own or 'none'} for {task.name}.")
+        candidates += [SweepCandidate(row, rate) for rate in own]
     return candidates
+
+
+def candidates_per_row(records: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """`{row: number of candidates tried}`, in the records' order."""
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[record["row"]] = counts.get(record["row"], 0) + 1
+    return counts
+
+
+def rates_by_task(values: Sequence[str], tasks: Sequence[str], option: str) -> dict[str, list[float]]:
+    """`--learning-rates` style values, each `LR` (every task) or `TASK:LR`, as `{task: [rates]}`."""
+    rates: dict[str, list[float]] = {task: [] for task in tasks}
+    for value in values:
+        task, _, rate = value.rpartition(":")
+        if task and task not in rates:
+            raise ValueError(f"{option}: {value!r} names task {task!r}, not one of --tasks {list(tasks)}.")
+        try:
+            number = float(rate)
+        except ValueError:
+            raise ValueError(f"{option}: expected LR or TASK:LR, got {value!r}.") from None
+        for name in [task] if task else tasks:
+            rates[name].append(number)
+    return rates
 
 
 def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds: Sequence[int],
@@ -97,8 +142,9 @@ def best_candidates(task: FaceTask, records: Sequence[Mapping[str, Any]]) -> dic
 def render_sweep(task: FaceTask, records: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
     """Markdown: one line per candidate, the best of each row in bold."""
     best = {id(record) for record in best_candidates(task, records).values()}
+    counts = ", ".join(f"{row} {count}" for row, count in candidates_per_row(records).items())
     lines = [f"### {task.name}: validation {task.metric}, mean ± std over seeds {', '.join(map(str, seeds))} "
-             f"(validation split only; test never predicted)", "",
+             f"(validation split only; test never predicted)", "", f"Candidates per row: {counts}.", "",
              f"| row | lr (new modules) | canonical lr scale | validation {task.metric} | per seed |", "|---|---|---|---|---|"]
     for record in records:
         cell = f"{record['validation']['mean']:.4f} ± {record['validation']['std']:.4f}"
@@ -113,27 +159,45 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     parser = build_parser(prog, __doc__)
     parser.set_defaults(output_dir=Path("runs/sweep"), seeds=2)
     sweep = parser.add_argument_group("sweep")
-    sweep.add_argument("--rows", nargs="+", default=["et-fuser"],
-                       choices=[row.name for row in PROTOCOL_ROWS if not row.probe])
-    sweep.add_argument("--learning-rates", nargs="+", type=float, default=[], metavar="LR",
-                       help="rates tried for every row (new modules and canonical model alike)")
+    rows = {row.name: row for row in PROTOCOL_ROWS if not row.probe} | OPTIONAL_ROWS
+    sweep.add_argument("--rows", nargs="+", default=["et-fuser"], choices=list(rows))
+    sweep.add_argument("--learning-rates", nargs="+", default=[], metavar="[TASK:]LR",
+                       help="the canonical model's rates, for every row that fine-tunes it (default: the task's)")
     sweep.add_argument("--new-module-speedups", nargs="+", type=float, default=[], metavar="K",
-                       help="rows that fine-tune the canonical model: new modules at K x the task's rate, the "
-                            "canonical model at the task's rate")
+                       help="new modules and task head (every row's, the canonical row's too) at K x the rate, the "
+                            "canonical model at the rate (default: 1)")
+    sweep.add_argument("--priors-only-learning-rates", nargs="+", default=[], metavar="[TASK:]LR",
+                       help="et-fuser-priors-only's rates: as many as the other rows' candidates")
     args = parse_args(None if argv is None else list(argv), parser=parser)
-    tasks, context, _ = prepare_protocol(args)
+    try:  # the grid is checked before any work: it needs no data
+        rates = rates_by_task(args.learning_rates, args.tasks, "--learning-rates")
+        own = rates_by_task(args.priors_only_learning_rates, args.tasks, "--priors-only-learning-rates")
+        grids = {task.name: sweep_candidates(task, [rows[name] for name in args.rows], rates[task.name],
+                                             args.new_module_speedups, own[task.name])
+                 for task in resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)}
+    except ValueError as error:
+        parser.error(str(error))
+    tasks, context, split_record = prepare_protocol(args)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    rows = [row for row in PROTOCOL_ROWS if row.name in args.rows]
     report, records = [], {}
     for task in tasks:
-        candidates = sweep_candidates(task, rows, args.learning_rates, args.new_module_speedups)
-        records[task.name] = train_candidates(task, candidates, seeds, context, args.workers)
+        records[task.name] = train_candidates(task, grids[task.name], seeds, context, args.workers)
         report.append(render_sweep(task, records[task.name], seeds))
         print(report[-1], flush=True)
-    summary = {"seeds": seeds, "tasks": records}
+    summary = {"seeds": seeds, "command": command_line(argv), "splits": split_record,
+               "candidates_per_row": {task: candidates_per_row(task_records) for task, task_records in records.items()},
+               "tasks": records}
     (args.output_dir / "sweep.md").write_text("SYNTHETIC data; validation split only.\n\n" + "\n".join(report))
     (args.output_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def command_line(argv: Sequence[str] | None) -> str:
+    """The sweep's own command line, for sweep.json: what reruns it."""
+    import shlex
+    import sys
+
+    return shlex.join(["python", "training/sweep.py", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
