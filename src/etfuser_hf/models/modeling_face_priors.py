@@ -384,8 +384,10 @@ class FacePriorPreTrainedModel(PreTrainedModel):
         self, pixel_values: torch.Tensor, output_hidden_states: bool
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """Last feature map `(batch_size, hidden_size, height, width)` and, when asked, the input of the first block
-        followed by every block's output."""
-        return self.encoder(self.embeddings(pixel_values), output_hidden_states)
+        followed by every block's output. Nets without a stem (no `embeddings`: face-api's landmark net, dlib's gender
+        net) feed the pixels to their first block."""
+        embeddings = getattr(self, "embeddings", None)
+        return self.encoder(pixel_values if embeddings is None else embeddings(pixel_values), output_hidden_states)
 
     def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         """The net's own output from the last feature map `(batch_size, hidden_size, height, width)` or its global
@@ -452,12 +454,6 @@ class FaceApiLandmarkModel(FacePriorPreTrainedModel):
         self.head = nn.Linear(config.hidden_size, 2 * config.num_landmarks)
         self.post_init()
 
-    def _encode(
-        self, pixel_values: torch.Tensor, output_hidden_states: bool
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        # No stem: the first dense block reads the pixels.
-        return self.encoder(pixel_values, output_hidden_states)
-
     def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(pooled)
 
@@ -500,12 +496,6 @@ class DlibGenderModel(FacePriorPreTrainedModel):
         self.fc = nn.Linear(config.flattened_size, config.intermediate_size)
         self.classifier = nn.Linear(config.intermediate_size, config.num_labels)
         self.post_init()
-
-    def _encode(
-        self, pixel_values: torch.Tensor, output_hidden_states: bool
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        # No stem: the first stage reads the pixels.
-        return self.encoder(pixel_values, output_hidden_states)
 
     def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         return self.classifier(F.relu(self.fc(hidden_state.flatten(1))))

