@@ -248,7 +248,10 @@ def test_analyze_two_processes_give_the_one_process_table(table, model_dir, medi
     # detection batches frames differently across shards; float rounding in those batches can move a crop pixel by
     # one grey level, and the priors' readouts by ~1e-4 of their value
     pose = ["yaw", "pitch", "roll"]  # degrees from a fit: ~1e-3 from such a change of the landmarks
-    pd.testing.assert_frame_equal(sharded.drop(columns=pose), table.drop(columns=pose), check_exact=False, atol=1e-5,
+    loose = pose + ["gender_probability"]  # the gender net reads a 32x32 chip: ~1e-4 from a one-level change
+    pd.testing.assert_frame_equal(sharded.drop(columns=loose), table.drop(columns=loose), check_exact=False, atol=1e-5,
                                   rtol=1e-4)
     np.testing.assert_allclose(sharded[pose].to_numpy(float), table[pose].to_numpy(float), atol=0.05)
+    np.testing.assert_allclose(sharded["gender_probability"].to_numpy(float),
+                               table["gender_probability"].to_numpy(float), atol=1e-3)
     assert not list(tmp_path.glob("*.part*"))  # the parts were merged and removed

