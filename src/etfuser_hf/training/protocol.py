@@ -16,7 +16,7 @@ import numpy as np
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .collators import FaceCollator
-from .feature_cache import pooled_prior_features
+from .feature_cache import feature_view, pooled_prior_features
 from .measurements import count_parameters
 from .probes import fit_probe
 from .recipe import build_task_model
@@ -40,11 +40,13 @@ class ProtocolContext:
     lora_rank: int | None = None  # LoRA adapters on the et-fuser row (fusion attention, and a ViT canonical's)
     resume: bool = False  # continue every run from its newest checkpoint, where it has one
 
-    def collator(self, task: FaceTask, model: Any) -> FaceCollator:
+    def collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None) -> FaceCollator:
+        """Batches for `model`, whose priors are read as `prior_feature` says (`recipe.build_task_model`)."""
         config = model.config
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
                             use_cached_features=config.fusion_properties.runs_priors,
-                            include_pixel_values=config.backbone is not None, problem_type=task.problem_type)
+                            include_pixel_values=config.backbone is not None, problem_type=task.problem_type,
+                            feature_view=feature_view(prior_feature))
 
 
 def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
@@ -62,13 +64,15 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
 
     torch.manual_seed(seed)
     fusion = task.fusion if row.name == MAIN_ROW or row.overrides.get("fusion_mode") is None else {}
+    recipe = {**fusion, **row.overrides, **task.row_overrides.get(row.tuning, {}), **overrides}
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
-                             **{**fusion, **row.overrides, **task.row_overrides.get(row.name, {}), **overrides})
-    collator = context.collator(task, model)
+                             **recipe)
+    collator = context.collator(task, model, recipe.get("prior_feature"))
     trained = apply_lora(model, context.lora_rank) if context.lora_rank and row.name == MAIN_ROW else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"
     resume = context.resume and any(checkpoints.glob("checkpoint-*"))
-    settings = {"learning_rate": task.row_learning_rate(row.name), **context.run_settings, "seed": seed, "data_seed": seed}
+    settings = {"learning_rate": task.row_learning_rate(row.tuning), **context.run_settings, "seed": seed,
+                "data_seed": seed}
     if learning_rate is not None:  # a sweep's candidate rate wins over every other
         settings["learning_rate"] = learning_rate
     result, _ = train_model(

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .rows import row_tuning
 from .statistics import mcnemar_pvalue, paired_bootstrap_pvalue, seed_ttest_pvalue
 from .tasks import FaceTask
 
@@ -50,8 +51,9 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
             "validation": {metric: mean_std([result.validation_metrics[metric] for result in results])},
             "params_total": results[0].params.get("params_total"),
             "params_trainable": results[0].params.get("params_trainable"),
-            "learning_rate": None if name.startswith("probe") else task.row_learning_rate(name),
-            "canonical_learning_rate_scale": task.row_overrides.get(name, {}).get("backbone_learning_rate_scale", 1.0),
+            "learning_rate": None if name.startswith("probe") else task.row_learning_rate(row_tuning(name)),
+            "canonical_learning_rate_scale": task.row_overrides.get(row_tuning(name), {}).get(
+                "backbone_learning_rate_scale", 1.0),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
         if task.is_classification:
