@@ -76,3 +76,31 @@ def test_spatial_sweep_candidates_cover_grid_sizes_and_canonical_tokens():
     assert candidates[0].as_row().overrides["backbone_learning_rate_scale"] == task.row_overrides["et-fuser"][
         "backbone_learning_rate_scale"]
     assert len({candidate.as_row().name for candidate in candidates}) == len(candidates)
+
+
+def test_grid_attention_maps_are_drawn_for_spatial_models_only(tmp_path):
+    import datasets
+    import PIL.Image
+    from conftest import tiny_etfuser_config, tiny_spatial_config
+
+    from etfuser_hf import ETFuserForImageClassification
+    from etfuser_hf.analysis.attention_maps import CANONICAL, attention_overlay, grid_attention
+    from etfuser_hf.training.plots import save_attention_maps
+
+    torch.manual_seed(0)
+    spatial = ETFuserForImageClassification(tiny_spatial_config("canonical_tokens", grid_size=3)).eval()
+    pooled = ETFuserForImageClassification(tiny_etfuser_config()).eval()
+    rng = np.random.default_rng(0)
+    faces = [PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+    maps = grid_attention(spatial, torch.rand(2, 3, 32, 32))
+    assert {name: grid.shape for name, grid in maps.items()} == {"fer": (2, 3, 3), "vit": (2, 3, 3),
+                                                                 CANONICAL: (2, 2, 2)}
+    assert all(np.allclose(grid.sum(axis=(1, 2)), 1.0, atol=1e-5) for grid in maps.values())
+    assert grid_attention(pooled, torch.rand(2, 3, 32, 32)) == {}
+    assert attention_overlay(faces[0], maps["fer"][0]).size == faces[0].size
+    test = datasets.Dataset.from_dict({"image": faces}, features=datasets.Features({"image": datasets.Image()}))
+    processor = ETFuserImageProcessor(size={"height": 32, "width": 32})
+    assert save_attention_maps(tmp_path, {"expression": spatial, "pooled": pooled}, test, processor) == [
+        "attention_maps.png"]
+    assert PIL.Image.open(tmp_path / "attention_maps.png").size[0] > 300
+    assert save_attention_maps(tmp_path / "none", {"pooled": pooled}, test, processor) == []

@@ -43,7 +43,7 @@ from .label_efficiency import label_efficiency, save_label_efficiency_plot
 from .measurements import mean_prior_attention
 from .multitask import train_multitask_comparison
 from .output_guard import OutputExistsError, check_output_dir
-from .plots import save_plots
+from .plots import save_attention_maps, save_plots
 from .protocol import ProtocolContext, Run, train_runs
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
@@ -171,6 +171,15 @@ def needs_token_backbone(overrides: dict) -> bool:
     return into_tokens or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
 
 
+def reads_grid_tokens(row: Row) -> bool:
+    """The row's ensemble token attends over grid tokens (so its attention can be drawn on the face)."""
+    mode = row.overrides.get("fusion_mode")
+    has_token = mode is None or fusion_mode_properties(mode).ensemble_token
+    feature = row.overrides.get("prior_feature") or {}
+    grids = [feature] if "feature" in feature else list(feature.values())
+    return has_token and any(spec.get("feature") == "grid" for spec in grids)
+
+
 def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list[Row]:
     """The rows to train for `task`: the protocol (or et-fuser alone), the spatial rows under --spatial, and for the
     first task the optional rows asked for (ablations, companion tasks, --variants); prior-count ablations that would
@@ -230,12 +239,16 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     output_dir = args.output_dir
     seeds = list(range(args.seed, args.seed + args.seeds))
 
-    runs = []
+    runs, pictured = [], {}  # pictured: task -> the saved model whose grid attention plots/attention_maps.png draws
     for index, task in enumerate(tasks):
-        for row in protocol_rows(args, task, first=index == 0):
+        rows = protocol_rows(args, task, first=index == 0)
+        picture_row = next((row for row in rows if reads_grid_tokens(row)), None)
+        for row in rows:
             overrides = {} if row.num_priors is None else {"priors": task_priors(task, args.priors)[: row.num_priors]}
             for seed in seeds:
                 save = output_dir / "model" if (index == 0 and row.name == MAIN_ROW and seed == seeds[0]) else None
+                if row is picture_row and seed == seeds[0]:
+                    save = pictured[task.name] = save or output_dir / "checkpoints" / "attention" / task.name
                 runs.append(Run(row, task, seed, overrides, save_to=save))
     model_dir = output_dir / "model"
     if model_dir.exists():
@@ -276,6 +289,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     plots = save_plots(output_dir / "plots", main_results[0], test_labels, label_names.get(first.name) or [], attention)
     if efficiency:
         plots += save_label_efficiency_plot(output_dir / "plots", efficiency, args.dataset is None)
+    if pictured:
+        models = {task.name: (ETFuserForImageClassification if task.is_classification else ETFuserForLandmarkDetection
+                              ).from_pretrained(pictured[task.name], dtype=torch.float32)
+                  for task in tasks if task.name in pictured}
+        plots += save_attention_maps(output_dir / "plots", models, splits["test"], processor,
+                                     synthetic=args.dataset is None)
     summary = {
         "task": first.name,
         "problem_type": first.problem_type,
