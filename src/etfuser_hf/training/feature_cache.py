@@ -70,8 +70,9 @@ def prior_fingerprint(model: ETFuserPreTrainedModel, name: str) -> str:
 
 class PriorFeatureCache:
     """Computes `model.etfuser.extract_prior_features` once per image and stores it as Arrow columns
-    `prior__<name>` in `cache_dir`, under a file name made of the images' content hashes and the priors' fingerprints:
-    a changed prior or preprocessing gets a new file, an unchanged one is read back instead of recomputed."""
+    `prior__<name>[@view]` in `cache_dir`, under a file name made of the images' content hashes, the priors'
+    fingerprints and the view: a changed prior or preprocessing gets a new file, an unchanged one is read back instead
+    of recomputed. A file holds its feature columns only (not the images), so each view costs only its own size."""
 
     def __init__(self, model: ETFuserPreTrainedModel, processor: ETFuserImageProcessor, cache_dir: str | os.PathLike,
                  batch_size: int = 64, view: str = ""):
@@ -83,6 +84,7 @@ class PriorFeatureCache:
     def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
         digest.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
+        digest.update(f"feature columns only, view {self.view!r}".encode())
         for image in dataset[image_column]:
             digest.update(image_content_hash(image).encode())
         return digest.hexdigest()[:24]
@@ -101,8 +103,11 @@ class PriorFeatureCache:
                 features = base.extract_prior_features(pixel_values)
             return {feature_column(name, self.view): value.float().numpy() for name, value in features.items()}
 
-        return dataset.map(extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
-                           load_from_cache_file=True, desc="prior features (cached)")
+        features = dataset.select_columns([image_column]).map(
+            extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
+            load_from_cache_file=True, remove_columns=[image_column], desc="prior features (cached)")
+        stale = [column for column in features.column_names if column in dataset.column_names]
+        return datasets.concatenate_datasets([dataset.remove_columns(stale), features], axis=1)
 
 
 def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np.ndarray:
