@@ -60,13 +60,18 @@ def test_spatial_rows_sit_beside_the_pooled_rows_they_are_compared_to():
 def test_spatial_sweep_candidates_cover_grid_sizes_and_canonical_tokens():
     task = SYNTHETIC_TASKS["landmarks"]
     prior_dirs = ensure_face_priors(names=("expression", "face_recognition", "age"))
-    candidates = spatial_candidates(task, [ROWS["et-fuser"], ROWS["concat-mlp"]], [1, 4, "native"],
+    candidates = spatial_candidates(task, [ROWS["et-fuser"], ROWS["concat-mlp"]], [1, 4, "native", "pooled"],
                                     [False, True], prior_dirs)
     tags = [(candidate.row.name, candidate.tag) for candidate in candidates]
     assert tags == [("et-fuser", "grid 1"), ("et-fuser", "grid 1 + canonical tokens"), ("et-fuser", "grid 4"),
                     ("et-fuser", "grid 4 + canonical tokens"), ("et-fuser", "grid native"),
-                    ("et-fuser", "grid native + canonical tokens"),
-                    ("concat-mlp", "grid 1"), ("concat-mlp", "grid 4"), ("concat-mlp", "grid native")]
+                    ("et-fuser", "grid native + canonical tokens"), ("et-fuser", "pooled"),
+                    ("et-fuser", "pooled + canonical tokens"),
+                    ("concat-mlp", "grid 1"), ("concat-mlp", "grid 4"), ("concat-mlp", "grid native"),
+                    ("concat-mlp", "pooled")]
+    assert candidates[6].settings == {} and candidates[-1].as_row().overrides == {
+        "fusion_mode": "concat_priors", "backbone_learning_rate_scale": task.row_overrides["concat-mlp"][
+            "backbone_learning_rate_scale"]}  # the pooled reference is the row as tuned
     native = candidates[4].settings["prior_feature"]
     assert {name: spec["grid_size"] for name, spec in native.items()} == {"expression": 4, "face_recognition": 2,
                                                                           "age": 3}

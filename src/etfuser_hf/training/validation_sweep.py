@@ -4,7 +4,7 @@ validation metric mean ± std over seeds. The test split is never predicted (`ev
 
     python training/sweep.py --tasks age_group --rows et-fuser-priors-only --learning-rates 1e-3 3e-3 1e-2
     etfuser sweep --rows canonical et-fuser concat-mlp --new-module-speedups 1 3 10 --seeds 2
-    etfuser sweep --tasks expression --rows et-fuser concat-mlp --grid-sizes 1 2 4 native --canonical-tokens off on
+    etfuser sweep --tasks expression --rows et-fuser concat-mlp --grid-sizes pooled 1 2 4 native --canonical-tokens off on
 
 Spatial candidates (`--grid-sizes`, `--canonical-tokens`) read every prior as grid tokens (`native`: each prior's
 own map size, at most `NATIVE_GRID_LIMIT`) at the row's own tuned rate; `on` also puts the canonical model's own grid
@@ -85,7 +85,7 @@ NATIVE_GRID_LIMIT = 7  # "native" grids: each prior's own map size up to this (t
 def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence[int | str],
                        canonical_tokens: Sequence[bool], prior_dirs: Mapping[str, Any]) -> list[SweepCandidate]:
     """Every row with every prior read as `grid_sizes` x `grid_sizes` tokens (`"native"`: each prior's own map size,
-    `native_grid_feature`), and for rows with an ensemble token fused into the canonical model each of
+    `native_grid_feature`; `"pooled"`: the recipe's one vector per prior, the reference), and for rows with an ensemble token fused into the canonical model each of
     `canonical_tokens` (True: `fusion_mode="canonical_tokens"`); each at the row's tuned rate on `task`."""
     candidates = []
     for row in rows:
@@ -93,11 +93,15 @@ def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence
         ensemble_in_canonical = mode is None or fusion_mode_properties(mode).supervises_ensemble_token
         scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
         for grid in grid_sizes:
-            prior_feature = (native_grid_feature(prior_dirs, NATIVE_GRID_LIMIT) if grid == "native"
-                             else {"feature": "grid", "grid_size": int(grid)})
+            prior_feature = {}
+            if grid == "native":
+                prior_feature = native_grid_feature(prior_dirs, NATIVE_GRID_LIMIT)
+            elif grid != "pooled":
+                prior_feature = {"feature": "grid", "grid_size": int(grid)}
             for canonical in canonical_tokens if ensemble_in_canonical else [False]:
-                settings = {"prior_feature": prior_feature, **({"fusion_mode": "canonical_tokens"} if canonical else {})}
-                tag = f"grid {grid}" + (" + canonical tokens" if canonical else "")
+                settings = {**({"prior_feature": prior_feature} if prior_feature else {}),
+                            **({"fusion_mode": "canonical_tokens"} if canonical else {})}
+                tag = ("pooled" if grid == "pooled" else f"grid {grid}") + (" + canonical tokens" if canonical else "")
                 candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale, settings, tag))
     return candidates
 
@@ -158,15 +162,16 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                        help="rows that fine-tune the canonical model: new modules at K x the task's rate, the "
                             "canonical model at the task's rate")
     sweep.add_argument("--grid-sizes", nargs="+", default=[], metavar="G",
-                       help="spatial candidates: every prior as G x G grid tokens (an int, or 'native': each prior's "
-                            "own map size), at each row's tuned rate")
+                       help="spatial candidates: every prior as G x G grid tokens (an int; 'native': each prior's "
+                            "own map size; 'pooled': the recipe's pooled vectors, the reference), at each row's tuned "
+                            "rate")
     sweep.add_argument("--canonical-tokens", nargs="+", default=["off"], choices=["off", "on"],
                        help="with --grid-sizes: without ('off') and/or with ('on') the canonical model's own grid "
                             "tokens in the fusion (fusion_mode=canonical_tokens)")
     args = parse_args(None if argv is None else list(argv), parser=parser)
     for grid in args.grid_sizes:
-        if grid != "native" and not (grid.isdigit() and int(grid) >= 1):
-            parser.error(f"--grid-sizes: expected positive ints or 'native', got {grid!r}.")
+        if grid not in ("native", "pooled") and not (grid.isdigit() and int(grid) >= 1):
+            parser.error(f"--grid-sizes: expected positive ints, 'native' or 'pooled', got {grid!r}.")
     rows = [row for row in PROTOCOL_ROWS if row.name in args.rows]
     canonical_tokens = [choice == "on" for choice in dict.fromkeys(args.canonical_tokens)]
     tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
