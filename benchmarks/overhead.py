@@ -8,6 +8,10 @@ priors + a ViT-S/16 backbone at 224x224, batch 32, CPU, inference (`torch.infere
 (b) <= 2 %.
 
     python benchmarks/overhead.py [--batch-size 32] [--repeats 3] [--fusion-mode prepend_token]
+    python benchmarks/overhead.py --grid-size 4 --fusion-mode canonical_tokens   # spatial tokens (14x14 patch grids)
+
+`--grid-size G` reads every prior's 14 x 14 patch grid as G x G grid tokens (`EncoderSpec(feature="grid")`) instead
+of its pooled output; under `--fusion-mode canonical_tokens` the backbone's own G x G tokens join the fusion too.
 """
 
 from __future__ import annotations
@@ -45,13 +49,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--fusion-mode", default="prepend_token")
+    parser.add_argument("--grid-size", type=int, default=0, help="G > 0: every prior as G x G grid tokens")
     args = parser.parse_args()
     torch.manual_seed(0)
 
+    read_as = {"feature": "grid", "grid_size": args.grid_size} if args.grid_size else {}
     config = ETFuserConfig(
-        priors={name: vit_small() for name in ("identity", "expression", "age")},
+        priors={name: {"config": vit_small(), **read_as} for name in ("identity", "expression", "age")},
         backbone=vit_small(),
         fusion_mode=args.fusion_mode,
+        canonical_grid_size=args.grid_size or 2,
     )
     model = ETFuserModel(config).eval()
     pixel_values = torch.rand(args.batch_size, 3, 224, 224)
@@ -84,11 +91,13 @@ def main() -> None:
     separate_time, fused_time = statistics.median(separate_times), statistics.median(fused_times)
     unchecked_time = statistics.median(unchecked_times)
 
+    tokens = f"{args.grid_size}x{args.grid_size} grid" if args.grid_size else "pooled"
     total = sum(p.numel() for p in model.parameters())
     encoders = sum(p.numel() for p in model.priors.parameters()) + sum(p.numel() for p in model.backbone.parameters())
     fusion = total - encoders
     print(f"config: 3 x ViT-S/16 priors + ViT-S/16 backbone, 224x224, batch {args.batch_size}, "
-          f"fusion_mode={args.fusion_mode}, fusion width {config.hidden_size} x {config.num_hidden_layers} layers, "
+          f"fusion_mode={args.fusion_mode}, prior tokens {tokens}, "
+          f"fusion width {config.hidden_size} x {config.num_hidden_layers} layers, "
           f"{torch.get_num_threads()} threads")
     print(f"priors + backbone separately: {separate_time:.3f} s   ET-Fuser forward: {fused_time:.3f} s")
     print(f"(a) forward time ratio ET-Fuser / separate = {fused_time / separate_time:.4f}   (target <= 1.03)")

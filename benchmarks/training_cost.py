@@ -2,11 +2,15 @@
 from the feature cache) over one epoch of the canonical model alone, per task, in one run.
 
     python benchmarks/training_cost.py [--num-images 512] [--repeats 3] [--threads 1]
+    python benchmarks/training_cost.py --grid-sizes 2 4 --canonical-tokens   # + spatial tokens, in the same run
 
 Both models train with the same Trainer settings on the same SYNTHETIC images; each epoch is timed `--repeats` times
 (alternating the two) and the fastest is kept, so a background hiccup does not decide the ratio. Two clocks: wall
 time, and the process's CPU time (all threads), which other programs on a shared machine barely move. `--threads`
-defaults to 1, the setting of the main job's training workers. Goal: <= 1.10.
+defaults to 1, the setting of the main job's training workers. `--grid-sizes` adds an ET-Fuser per size whose priors
+enter as g x g grid tokens (their grid view cached too), `--canonical-tokens` one more per size with the canonical
+model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each against the same canonical epoch.
+Goal: <= 1.10.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import torch
 from etfuser_hf.models.image_processing_etfuser import ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training.collators import FaceCollator
+from etfuser_hf.training.feature_cache import feature_view
 from etfuser_hf.training.main import cache_prior_features
 from etfuser_hf.training.recipe import build_task_model
 from etfuser_hf.training.splits import synthetic_splits
@@ -46,7 +51,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (the main job's workers use 1)")
     parser.add_argument("--tasks", nargs="+", default=list(SYNTHETIC_TASKS), choices=list(SYNTHETIC_TASKS))
+    parser.add_argument("--grid-sizes", nargs="+", type=int, default=[], metavar="G",
+                        help="also ET-Fuser over G x G grid tokens per prior")
+    parser.add_argument("--canonical-tokens", action="store_true",
+                        help="with --grid-sizes: also fusion_mode=canonical_tokens (the canonical model's G x G tokens)")
     args = parser.parse_args()
+    # variant -> (how the priors are read, ETFuserConfig overrides beyond the task's fusion)
+    variants = {"et-fuser": (None, {})}
+    for size in args.grid_sizes:
+        grid = {"feature": "grid", "grid_size": size}
+        variants[f"grid {size}"] = (grid, {})
+        if args.canonical_tokens:
+            variants[f"grid {size} + canonical"] = (grid, {"fusion_mode": "canonical_tokens", "canonical_grid_size": size})
     torch.manual_seed(0)
     torch.set_num_threads(args.threads)
     prior_dirs = ensure_face_priors(names=DEFAULT_PRIORS)
@@ -54,27 +70,33 @@ def main() -> None:
     processor = ETFuserImageProcessor(size={"height": 112, "width": 112})
     from etfuser_hf.priors.fetch import default_cache_dir
 
-    train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112)["train"]
+    views = [prior_feature for prior_feature, _ in variants.values() if prior_feature]
+    train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112, views)["train"]
     print(f"{args.num_images} SYNTHETIC images, batch {args.batch_size}, torch threads {torch.get_num_threads()}; "
           f"prior features cached (the frozen priors do not run in either epoch)")
-    print(f"{'task':10s} {'clock':5s} {'canonical':>12s} {'canonical + ET-Fuser':>22s} {'ratio':>7s}   trainable params")
+    print(f"{'task':10s} {'variant':22s} {'clock':5s} {'canonical':>12s} {'canonical + ET-Fuser':>22s} {'ratio':>7s}"
+          f"   trainable params")
     for name in args.tasks:
         task = SYNTHETIC_TASKS[name]
         labels = train.features[task.column].names if task.is_classification else None
-        models = {mode: build_task_model(task, prior_dirs, labels, 112, **({"fusion_mode": "none"} if mode == "canonical"
-                                                                          else dict(task.fusion)))
-                  for mode in ("canonical", "et-fuser")}
-        collators = {mode: FaceCollator(processor, task.column, len(labels or ()), problem_type=task.problem_type,
-                                        use_cached_features=mode == "et-fuser") for mode in models}
+        models = {"canonical": build_task_model(task, prior_dirs, labels, 112, fusion_mode="none")}
+        collators = {"canonical": FaceCollator(processor, task.column, len(labels or ()),
+                                               problem_type=task.problem_type, use_cached_features=False)}
+        for mode, (prior_feature, overrides) in variants.items():
+            models[mode] = build_task_model(task, prior_dirs, labels, 112, prior_feature=prior_feature,
+                                            **{**task.fusion, **overrides})
+            collators[mode] = FaceCollator(processor, task.column, len(labels or ()), problem_type=task.problem_type,
+                                           feature_view=feature_view(prior_feature))
         timings: dict[str, list[tuple[float, float]]] = {mode: [] for mode in models}
         for _ in range(args.repeats):
             for mode, model in models.items():
                 timings[mode].append(epoch_seconds(model, train, collators[mode], args.batch_size))
         trainable = {mode: sum(p.numel() for p in model.parameters() if p.requires_grad) for mode, model in models.items()}
-        for clock, column in (("wall", 0), ("CPU", 1)):
-            canonical, fused = (min(run[column] for run in timings[mode]) for mode in ("canonical", "et-fuser"))
-            print(f"{name:10s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s {fused / canonical:7.3f}"
-                  f"   {trainable['canonical']:,} -> {trainable['et-fuser']:,}")
+        for mode in variants:
+            for clock, column in (("wall", 0), ("CPU", 1)):
+                canonical, fused = (min(run[column] for run in timings[key]) for key in ("canonical", mode))
+                print(f"{name:10s} {mode:22s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s {fused / canonical:7.3f}"
+                      f"   {trainable['canonical']:,} -> {trainable[mode]:,}")
 
 
 if __name__ == "__main__":

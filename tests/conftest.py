@@ -56,6 +56,20 @@ def tiny_etfuser_config(**overrides) -> ETFuserConfig:
     return ETFuserConfig(**{**settings, **overrides})
 
 
+def tiny_spatial_config(fusion_mode: str = "add_to_pooled", grid_size: int = 2, **overrides) -> ETFuserConfig:
+    """Spatial tokens: a CNN prior (the FER mini-Xception architecture, random weights) and a ViT prior, both as
+    grid_size x grid_size grid tokens, on a ConvNeXt canonical model."""
+    from etfuser_hf.models.configuration_face_priors import FerMiniXceptionConfig
+
+    priors = {"fer": {"config": FerMiniXceptionConfig(), "feature": "grid", "grid_size": grid_size},
+              "vit": {"config": tiny_vit_config(), "feature": "grid", "grid_size": grid_size}}
+    settings = dict(priors=priors, backbone=ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
+                                                           image_size=32),
+                    image_size=32, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_labels=5,
+                    fusion_mode=fusion_mode)
+    return ETFuserConfig(**{**settings, **overrides})
+
+
 @pytest.fixture
 def tiny_config() -> ETFuserConfig:
     return tiny_etfuser_config()

@@ -31,7 +31,7 @@ def test_each_mode_builds_what_its_entry_says(name):
 
 
 def test_pooled_modes_are_the_ones_meeting_the_pooled_output():
-    assert POOLED_FUSION_MODES == ("add_to_pooled", "concat_before_head", "concat_priors")
+    assert POOLED_FUSION_MODES == ("add_to_pooled", "concat_before_head", "canonical_tokens", "concat_priors")
     with pytest.raises(ValueError, match=r"fusion_mode must be one of \('prepend_token', .*got 'sum'"):
         fusion_mode_properties("sum")
 
@@ -55,6 +55,7 @@ def test_a_new_mode_is_one_table_entry(monkeypatch):
     ({"at_pooled": "multiply"}, "at_pooled must be None, 'add' or 'concat'"),
     ({"canonical_model": False, "at_pooled": "add"}, "fusing into the backbone needs canonical_model=True"),
     ({"runs_priors": False}, "an ensemble token or needed priors need runs_priors=True"),
+    ({"canonical_tokens": True}, "canonical tokens need an ensemble token fused at the pooled output"),
 ])
 def test_an_inconsistent_entry_is_refused(settings, message):
     with pytest.raises(ValueError, match=message):

@@ -14,7 +14,7 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from conftest import REPO_ROOT, tiny_etfuser_config, tiny_vit_config
+from conftest import REPO_ROOT, tiny_etfuser_config, tiny_spatial_config, tiny_vit_config
 from safetensors import safe_open
 from transformers import (
     AutoImageProcessor,
@@ -161,8 +161,10 @@ def test_base_model_loads_into_head_model_and_back(tmp_path, pixel_values):
     assert isinstance(AutoModel.from_pretrained(tmp_path), ETFuserModel)
 
 
-def test_trust_remote_code_load_without_the_package(tmp_path, pixel_values):
-    model = seeded_model(ETFuserForImageClassification, tiny_etfuser_config())
+@pytest.mark.parametrize("make_config", [tiny_etfuser_config, lambda: tiny_spatial_config("canonical_tokens")],
+                         ids=["pooled", "spatial-grid"])
+def test_trust_remote_code_load_without_the_package(tmp_path, pixel_values, make_config):
+    model = seeded_model(ETFuserForImageClassification, make_config())
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     ETFuserImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)

@@ -85,7 +85,7 @@ def test_row_learning_rates_reach_the_trainer_and_learning_rate_flag_replaces_th
         return type("Model", (), {"config": None})()
 
     monkeypatch.setattr(protocol, "build_task_model", fake_build_task_model)
-    monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model: None)
+    monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model, prior_feature=None: None)
     context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
     for row in ("canonical", "et-fuser-priors-only", "concat-mlp"):
         with pytest.raises(StopIteration):

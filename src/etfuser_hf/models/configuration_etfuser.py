@@ -22,7 +22,7 @@ from transformers.image_utils import (
 from .configuration_face_priors import FACE_PRIOR_CONFIG_CLASSES
 from .fusion_modes import FUSION_MODES, FusionMode, fusion_mode_properties
 
-FEATURE_CHOICES = ("pooled", "cls", "mean", "topk", "logits")
+FEATURE_CHOICES = ("pooled", "cls", "mean", "topk", "logits", "grid")
 COLOR_MODES = ("rgb", "bgr", "grayscale")
 ATTENTION_MASK_STRATEGIES = ("full", "ensemble_reads_priors", "isolated")
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression")
@@ -114,8 +114,12 @@ class EncoderSpec:
         feature: which output becomes fusion tokens: `"pooled"` (pooler output, 1 token), `"cls"` (first token),
             `"mean"` (mean over tokens or spatial positions), `"topk"` (the `num_tokens` patch tokens of largest norm),
             `"logits"` (the encoder's own head output as one token: the 68 landmark coordinates of a landmark net, the
-            7 expression scores, the age-bin scores, a face descriptor).
+            7 expression scores, the age-bin scores, a face descriptor), `"grid"` (the last feature map, or a
+            token-sequence encoder's patch grid, adaptively average-pooled to `grid_size` x `grid_size` spatial tokens,
+            row-major; each gets a learned 2-D position embedding in the fusion).
         num_tokens: number of tokens for `feature="topk"`.
+        grid_size: cells per side for `feature="grid"` (1 is the mean over the map; larger than the map repeats
+            its cells).
         image_size: input size of the encoder; defaults to `config.image_size` (224 where absent).
         image_mean / image_std: per-channel normalisation; default from the config or the model family.
         pixel_scale: multiplier applied to [0, 1] pixels before normalisation (255 for nets trained on 0..255).
@@ -127,6 +131,7 @@ class EncoderSpec:
     config: PreTrainedConfig | dict[str, Any]
     feature: str = "pooled"
     num_tokens: int = 1
+    grid_size: int = 1
     image_size: int | list[int] | tuple[int, int] | None = None
     image_mean: list[float] | tuple[float, ...] | None = None
     image_std: list[float] | tuple[float, ...] | None = None
@@ -145,6 +150,10 @@ class EncoderSpec:
             raise ValueError(f"{where}.num_tokens must be a positive int, got {self.num_tokens!r}.")
         if self.feature != "topk" and self.num_tokens != 1:
             raise ValueError(f"{where}.num_tokens={self.num_tokens} only applies to feature='topk'.")
+        if isinstance(self.grid_size, bool) or not isinstance(self.grid_size, int) or self.grid_size < 1:
+            raise ValueError(f"{where}.grid_size must be a positive int, got {self.grid_size!r}.")
+        if self.feature != "grid" and self.grid_size != 1:
+            raise ValueError(f"{where}.grid_size={self.grid_size} only applies to feature='grid'.")
         if self.color_mode is None:
             self.color_mode = getattr(config, "color_mode", None) or (
                 "grayscale" if getattr(config, "num_channels", 3) == 1 else "rgb"
@@ -185,6 +194,8 @@ class EncoderSpec:
 
     @property
     def num_output_tokens(self) -> int:
+        if self.feature == "grid":
+            return self.grid_size * self.grid_size
         return self.num_tokens if self.feature == "topk" else 1
 
     def to_dict(self) -> dict[str, Any]:
@@ -336,12 +347,17 @@ class ETFuserConfig(PreTrainedConfig):
             with the pooled output; `"priors_only"` no backbone, the ensemble token is the representation; `"none"`
             backbone alone (a baseline, priors are not run). CNN backbones (the converted face networks, ConvNeXt,
             ResNet) take `add_to_pooled`, `concat_before_head` and `concat_priors`; token-sequence backbones all modes.
+            `"canonical_tokens"` (any backbone, meant for CNNs): the canonical model's own last feature map, as
+            `canonical_grid_size`² tokens with gradients into it, joins the fusion sequence beside the prior tokens,
+            and the ensemble token is added, gated, to the canonical model's pooled output (as `add_to_pooled`).
             What each mode builds is its entry of `fusion_modes.FUSION_MODES` (`config.fusion_properties`).
         fusion_gate (`bool`, defaults to `True`): multiply the ensemble token fused by `add_to_pooled` or
             `prepend_token` by a learnable per-channel gate `tanh(g)`, with `g` zero at initialisation (as in gated
             cross-attention adapters), so training starts exactly from the canonical model alone.
         backbone_learning_rate_scale (`float`, defaults to 1.0): learning rate of a pretrained canonical model
             relative to the new modules; `ETFuserTrainer` builds the optimizer's parameter groups from it.
+        canonical_grid_size (`int`, defaults to 2): cells per side of the canonical model's tokens under
+            `fusion_mode="canonical_tokens"`.
         ensemble_loss_weight (`float`, defaults to 0.0): deep supervision of the ensemble token: during training,
             a small head on the ensemble token alone adds `weight x` the task loss, so the fusion module learns from
             the labels directly while the gate is still nearly closed. With `concat_priors` the head reads the
@@ -399,6 +415,7 @@ class ETFuserConfig(PreTrainedConfig):
     fusion_gate: bool = True
     backbone_learning_rate_scale: float | int = 1.0
     ensemble_loss_weight: float | int = 0.0
+    canonical_grid_size: int = 2
     num_landmarks: int = 68
     interocular_indices: list[int] | tuple[int, int] = (36, 45)
     landmark_loss: str = "l1"
@@ -454,7 +471,7 @@ class ETFuserConfig(PreTrainedConfig):
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}.")
         for key in ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                    "num_ensemble_tokens", "num_landmarks", "image_size"):
+                    "num_ensemble_tokens", "num_landmarks", "image_size", "canonical_grid_size"):
             value = getattr(self, key)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{key} must be a positive int, got {value!r}.")

@@ -1,6 +1,6 @@
 """Encoder plumbing shared by ET-Fuser and its auxiliary heads: one `pixel_values` input, a view of it per encoder
-(`prepare_encoder_inputs`), the feature tokens each encoder gives (`select_feature_tokens`), and building or loading
-the encoders themselves."""
+(`prepare_encoder_inputs`), the feature tokens each encoder gives (`select_feature_tokens`, `grid_tokens`), and
+building or loading the encoders themselves."""
 
 from __future__ import annotations
 
@@ -56,6 +56,8 @@ def select_feature_tokens(outputs: ModelOutput, spec: EncoderSpec, where: str) -
         if pooled is None:
             raise ValueError(f"{where}: feature='pooled' but the encoder returned no pooler_output; use 'cls' or 'mean'.")
         return pooled.flatten(1).unsqueeze(1)
+    if spec.feature == "grid":
+        return grid_tokens(outputs, spec, spec.grid_size, where)
     hidden = outputs.last_hidden_state
     if hidden.dim() == 4:
         hidden = hidden.flatten(2).transpose(1, 2)
@@ -70,6 +72,48 @@ def select_feature_tokens(outputs: ModelOutput, spec: EncoderSpec, where: str) -
     # top-k by L2 norm: the most salient positions, a parameter-free choice that stays stable under fine-tuning
     indices = hidden.norm(dim=-1).topk(spec.num_tokens, dim=1).indices.sort(dim=1).values
     return hidden.gather(1, indices.unsqueeze(-1).expand(-1, -1, hidden.shape[-1]))
+
+
+def feature_map(outputs: ModelOutput, spec: EncoderSpec, where: str) -> torch.Tensor:
+    """The encoder's last spatial output as a map (batch, D, h, w): a CNN's `last_hidden_state` as it is; a
+    token-sequence encoder's patch tokens (CLS and register tokens dropped) laid back on their h x w patch grid."""
+    hidden = outputs.last_hidden_state
+    if hidden.dim() == 4:
+        return hidden
+    patch_size = getattr(spec.config, "patch_size", None)
+    if isinstance(patch_size, (list, tuple)):
+        patch_size = patch_size[0]
+    if isinstance(patch_size, int) and patch_size > 0:
+        height, width = spec.image_size[0] // patch_size, spec.image_size[1] // patch_size
+    else:  # no patch size (Swin-like): a square grid of the trailing tokens
+        height = width = int(hidden.shape[1] ** 0.5)
+    if height * width > hidden.shape[1]:
+        raise ValueError(f"{where}: feature='grid' expects {height}x{width} patch tokens, but the encoder returns "
+                         f"only {hidden.shape[1]} tokens.")
+    # the patch tokens come last: CLS (ViT, CLIP) and register tokens (DINOv2 with registers) precede them
+    patches = hidden[:, hidden.shape[1] - height * width:]
+    return patches.transpose(1, 2).reshape(hidden.shape[0], hidden.shape[2], height, width)
+
+
+def adaptive_pooling_matrix(size: int, bins: int, reference: torch.Tensor) -> torch.Tensor:
+    """(bins, size) averaging weights of adaptive average pooling (PyTorch's bins: [floor(i*size/bins),
+    ceil((i+1)*size/bins))), so the pooling is a matmul that every exporter (ONNX included) takes as it is."""
+    weights = torch.zeros(bins, size, dtype=reference.dtype, device=reference.device)
+    for index in range(bins):
+        start, end = (index * size) // bins, -((-(index + 1) * size) // bins)
+        weights[index, start:end] = 1.0 / (end - start)
+    return weights
+
+
+def grid_tokens(outputs: ModelOutput, spec: EncoderSpec, grid_size: int, where: str) -> torch.Tensor:
+    """The encoder's last feature map adaptively average-pooled to grid_size x grid_size tokens:
+    (batch, grid_size**2, D), row-major (token i * grid_size + j is row i, column j of the face). A grid larger than
+    the map repeats its cells; grid_size=1 is the mean over the map."""
+    features = feature_map(outputs, spec, where)
+    rows = adaptive_pooling_matrix(features.shape[2], grid_size, features)
+    columns = adaptive_pooling_matrix(features.shape[3], grid_size, features)
+    pooled = torch.einsum("ih,bdhw,jw->bijd", rows, features, columns)
+    return pooled.reshape(features.shape[0], grid_size * grid_size, features.shape[1])
 
 
 def encoder_model_class(config: PreTrainedConfig) -> type[PreTrainedModel] | None:

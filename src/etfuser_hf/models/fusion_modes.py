@@ -26,6 +26,9 @@ class FusionMode:
             backbone must be one (`TOKEN_SEQUENCE_BACKBONES`).
         at_pooled: how the fusion output meets the backbone's pooled output: `"add"` (projected to its width),
             `"concat"` (beside it, so the heads read both), or None.
+        canonical_tokens: the canonical model's last feature map, as `config.canonical_grid_size`² tokens with
+            gradients into the canonical model, joins the fusion sequence after the prior tokens, so the ensemble
+            token can relate where the canonical model sees something to where each prior does.
     """
 
     name: str
@@ -35,6 +38,7 @@ class FusionMode:
     needs_priors: bool = False
     into_token_sequence: bool = False
     at_pooled: str | None = None
+    canonical_tokens: bool = False
 
     def __post_init__(self) -> None:
         if self.at_pooled not in (None, "add", "concat"):
@@ -43,6 +47,9 @@ class FusionMode:
             raise ValueError(f"FusionMode {self.name!r}: fusing into the backbone needs canonical_model=True.")
         if (self.ensemble_token or self.needs_priors) and not self.runs_priors:
             raise ValueError(f"FusionMode {self.name!r}: an ensemble token or needed priors need runs_priors=True.")
+        if self.canonical_tokens and not (self.ensemble_token and self.canonical_model and self.at_pooled):
+            raise ValueError(f"FusionMode {self.name!r}: canonical tokens need an ensemble token fused at the pooled "
+                             "output of a canonical model.")
 
     @property
     def projects_to_backbone(self) -> bool:
@@ -70,6 +77,8 @@ FUSION_MODES: dict[str, FusionMode] = {
         FusionMode("add_to_pooled", runs_priors=True, ensemble_token=True, canonical_model=True, at_pooled="add"),
         FusionMode("concat_before_head", runs_priors=True, ensemble_token=True, canonical_model=True,
                    at_pooled="concat"),
+        FusionMode("canonical_tokens", runs_priors=True, ensemble_token=True, canonical_model=True, at_pooled="add",
+                   canonical_tokens=True),
         FusionMode("concat_priors", runs_priors=True, ensemble_token=False, canonical_model=True, needs_priors=True,
                    at_pooled="concat"),
         FusionMode("priors_only", runs_priors=True, ensemble_token=True, canonical_model=False, needs_priors=True),

@@ -31,6 +31,7 @@ from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 from .configuration_etfuser import PRIOR_SUB_CONFIG_SUFFIX, EncoderSpec, ETFuserConfig
 from .encoders import (
     build_encoder,
+    grid_tokens,
     load_pretrained_encoder,
     pool_tokens,
     prepare_encoder_inputs,
@@ -77,7 +78,8 @@ class ETFuserModelOutput(ModelOutput):
 
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch, num_ensemble_tokens + num_prior_tokens, hidden_size)`):
-            Output sequence of the fusion module (ensemble tokens first). None for `fusion_mode="none"`.
+            Output sequence of the fusion module (ensemble tokens first; under `fusion_mode="canonical_tokens"` the
+            canonical model's `canonical_grid_size`² tokens last). None for `fusion_mode="none"`.
         pooler_output (`torch.FloatTensor` of shape `(batch, fused_size)`):
             The fused representation the task heads read.
         ensemble_tokens (`torch.FloatTensor` of shape `(batch, num_ensemble_tokens, hidden_size)`):
@@ -152,46 +154,81 @@ class ETFuserLandmarkOutput(ModelOutput):
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-class ETFuserPriorProjection(nn.Module):
-    """Projects one prior's feature tokens (batch, n, feature_dim) to the fusion width (batch, n, hidden_size) and
-    tags them with a learned per-prior embedding, so the fusion layers know which prior a token came from."""
+class ETFuserGridPositionEmbedding(nn.Module):
+    """Learned 2-D position embedding of a grid_size x grid_size token grid: a row part plus a column part, (1,
+    grid_size**2, hidden_size) in the row-major order of `encoders.grid_tokens`."""
 
-    def __init__(self, spec: EncoderSpec, config: ETFuserConfig):
+    def __init__(self, grid_size: int, hidden_size: int):
         super().__init__()
-        self.dense = nn.Linear(spec.feature_dim, config.hidden_size)
+        self.grid_size = grid_size
+        self.rows = nn.Parameter(torch.zeros(grid_size, 1, hidden_size))
+        self.columns = nn.Parameter(torch.zeros(1, grid_size, hidden_size))
+
+    def forward(self) -> torch.Tensor:
+        return (self.rows + self.columns).reshape(1, self.grid_size * self.grid_size, -1)
+
+
+class ETFuserPriorProjection(nn.Module):
+    """Projects one encoder's feature tokens (batch, n, feature_dim) to the fusion width (batch, n, hidden_size) and
+    tags them with a learned per-encoder embedding, so the fusion layers know which prior a token came from; grid
+    tokens (`grid_size`) also get a 2-D position embedding, so they know where in the face it lies."""
+
+    def __init__(self, feature_dim: int, num_tokens: int, config: ETFuserConfig, grid_size: int | None = None):
+        super().__init__()
+        self.dense = nn.Linear(feature_dim, config.hidden_size)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.prior_embedding = nn.Parameter(torch.zeros(1, spec.num_output_tokens, config.hidden_size))
+        self.prior_embedding = nn.Parameter(torch.zeros(1, num_tokens, config.hidden_size))
+        self.position_embedding = ETFuserGridPositionEmbedding(grid_size, config.hidden_size) if grid_size else None
+
+    @classmethod
+    def for_spec(cls, spec: EncoderSpec, config: ETFuserConfig) -> ETFuserPriorProjection:
+        """The projection of a prior's selected tokens; a grid prior's one embedding is shared by its cells."""
+        if spec.feature == "grid":
+            return cls(spec.feature_dim, 1, config, grid_size=spec.grid_size)
+        return cls(spec.feature_dim, spec.num_output_tokens, config)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        return self.layernorm(self.dense(features.to(self.dense.weight.dtype))) + self.prior_embedding
+        tokens = self.layernorm(self.dense(features.to(self.dense.weight.dtype))) + self.prior_embedding
+        return tokens if self.position_embedding is None else tokens + self.position_embedding()
 
 
 class ETFuserEmbeddings(nn.Module):
-    """Builds the fusion sequence: the learnable ensemble token(s) followed by every prior's projected tokens."""
+    """Builds the fusion sequence: the learnable ensemble token(s), every prior's projected tokens and, under
+    `fusion_mode="canonical_tokens"`, the canonical model's own grid tokens last."""
 
     def __init__(self, config: ETFuserConfig):
         super().__init__()
         self.ensemble_tokens = nn.Parameter(torch.zeros(1, config.num_ensemble_tokens, config.hidden_size))
         self.projections = nn.ModuleDict(
-            {name: ETFuserPriorProjection(spec, config) for name, spec in config.priors.items()}
+            {name: ETFuserPriorProjection.for_spec(spec, config) for name, spec in config.priors.items()}
         )
+        self.canonical_projection = None
+        if config.fusion_properties.canonical_tokens:
+            self.canonical_projection = ETFuserPriorProjection(config.backbone.feature_dim, 1, config,
+                                                               grid_size=config.canonical_grid_size)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, prior_features: Mapping[str, torch.Tensor], batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Returns the fusion sequence (batch, E + T, hidden_size) and the projected prior tokens (batch, T, d)."""
+    def forward(self, prior_features: Mapping[str, torch.Tensor], batch_size: int,
+                canonical_features: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the fusion sequence (batch, E + T (+ C), hidden_size) and the projected prior tokens (batch, T, d);
+        `canonical_features` (batch, C, backbone feature_dim) are the canonical model's grid tokens."""
         ensemble = self.ensemble_tokens.expand(batch_size, -1, -1)
         prior_tokens = [projection(prior_features[name]) for name, projection in self.projections.items()]
-        if not prior_tokens:
-            return self.dropout(ensemble), ensemble[:, :0]
-        prior_tokens = torch.cat(prior_tokens, dim=1)
-        return self.dropout(torch.cat([ensemble, prior_tokens], dim=1)), prior_tokens
+        prior_tokens = torch.cat(prior_tokens, dim=1) if prior_tokens else ensemble[:, :0]
+        sequence = [ensemble, prior_tokens]
+        if self.canonical_projection is not None:
+            sequence.append(self.canonical_projection(canonical_features))
+        return self.dropout(torch.cat(sequence, dim=1)), prior_tokens
 
 
 def token_groups(config: ETFuserConfig) -> list[int]:
-    """Group id of every fusion token: 0 for ensemble tokens, p (1-based, `config.priors` order) for prior p."""
+    """Group id of every fusion token: 0 for ensemble tokens, p (1-based, `config.priors` order) for prior p, and
+    num_priors + 1 for the canonical model's tokens (`fusion_mode="canonical_tokens"`)."""
     groups = [0] * config.num_ensemble_tokens
     for index, spec in enumerate(config.priors.values(), start=1):
         groups += [index] * spec.num_output_tokens
+    if config.fusion_properties.canonical_tokens:
+        groups += [len(config.priors) + 1] * config.canonical_grid_size**2
     return groups
 
 
@@ -448,6 +485,9 @@ class ETFuserPreTrainedModel(PreTrainedModel):
             init.trunc_normal_(module.ensemble_tokens, mean=0.0, std=std)
         elif isinstance(module, ETFuserPriorProjection):
             init.trunc_normal_(module.prior_embedding, mean=0.0, std=std)
+        elif isinstance(module, ETFuserGridPositionEmbedding):
+            init.trunc_normal_(module.rows, mean=0.0, std=std)
+            init.trunc_normal_(module.columns, mean=0.0, std=std)
         elif isinstance(module, ETFuserModel) and module.fusion_gate is not None:
             init.zeros_(module.fusion_gate)
 
@@ -611,14 +651,15 @@ class ETFuserModel(ETFuserPreTrainedModel):
 
     def _fuse_priors(
         self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
-        output_attentions: bool,
+        output_attentions: bool, canonical_features: torch.Tensor | None = None,
     ) -> ETFuserModelOutput:
-        """Prior tokens -> ensemble-token attention. Returns the fusion-side fields of the output (no pooler yet);
-        for `concat_priors`, `ensemble_tokens` holds the concatenated priors' MLP output (batch, 1, hidden_size)."""
+        """Prior tokens (and the canonical model's grid tokens, `canonical_features`) -> ensemble-token attention.
+        Returns the fusion-side fields of the output (no pooler yet); for `concat_priors`, `ensemble_tokens` holds the
+        concatenated priors' MLP output (batch, 1, hidden_size)."""
         if prior_features is None:
             prior_features = self.extract_prior_features(pixel_values)
         batch_size = next(iter(prior_features.values())).shape[0] if prior_features else pixel_values.shape[0]
-        embedded, prior_tokens = self.embeddings(prior_features, batch_size)
+        embedded, prior_tokens = self.embeddings(prior_features, batch_size, canonical_features)
         if self.concat_priors is not None:
             return ETFuserModelOutput(ensemble_tokens=self.concat_priors(prior_tokens).unsqueeze(1),
                                       prior_tokens=prior_tokens)
@@ -634,16 +675,20 @@ class ETFuserModel(ETFuserPreTrainedModel):
         projected = self.ensemble_to_backbone(ensemble)
         return projected * torch.tanh(self.fusion_gate) if self.fusion_gate is not None else projected
 
-    def _run_backbone(self, pixel_values: torch.Tensor, ensemble: torch.Tensor | None) -> torch.Tensor:
-        """The canonical task model on `pixel_values`, with the ensemble token fused in: (batch, fused_size)."""
+    def _run_backbone(self, pixel_values: torch.Tensor, ensemble: torch.Tensor | None) -> ModelOutput:
+        """The canonical task model's outputs on `pixel_values`, with the ensemble token inserted into its token
+        sequence where the mode says so."""
         spec, fusion = self.config.backbone, self.config.fusion_properties
         backbone_inputs = prepare_encoder_inputs(pixel_values, spec)
         with torch.no_grad() if spec.frozen else nullcontext():
             if fusion.into_token_sequence:
                 with self._ensemble_tokens_in_backbone(self._ensemble_for_backbone(ensemble)):
-                    backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
-            else:
-                backbone_outputs = self.backbone(pixel_values=backbone_inputs, return_dict=True)
+                    return self.backbone(pixel_values=backbone_inputs, return_dict=True)
+            return self.backbone(pixel_values=backbone_inputs, return_dict=True)
+
+    def _fuse_at_pooled(self, backbone_outputs: ModelOutput, ensemble: torch.Tensor | None) -> torch.Tensor:
+        """The canonical model's pooled output with the ensemble token fused in: (batch, fused_size)."""
+        spec, fusion = self.config.backbone, self.config.fusion_properties
         pooled = pool_tokens(select_feature_tokens(backbone_outputs, spec, "backbone"))
         if fusion.at_pooled == "add":
             return pooled + pool_tokens(self._ensemble_for_backbone(ensemble)).to(pooled.dtype)
@@ -693,13 +738,20 @@ class ETFuserModel(ETFuserPreTrainedModel):
         """The forward, under transformers' output capture (which reads `output_hidden_states`/`output_attentions`
         from the call or the config and adds the captured `hidden_states`/`attentions` to the output)."""
         check_inputs(self.config, pixel_values, prior_features)
-        fused = ETFuserModelOutput()
-        if self.config.fusion_properties.runs_priors:
-            fused = self._fuse_priors(pixel_values, prior_features, bool(output_attentions))
+        fusion = self.config.fusion_properties
+        fused, backbone_outputs, canonical_features = ETFuserModelOutput(), None, None
+        if fusion.canonical_tokens:  # the canonical model runs first: its grid tokens are part of the fusion input
+            backbone_outputs = self._run_backbone(pixel_values, None)
+            canonical_features = grid_tokens(backbone_outputs, self.config.backbone, self.config.canonical_grid_size,
+                                             "backbone")
+        if fusion.runs_priors:
+            fused = self._fuse_priors(pixel_values, prior_features, bool(output_attentions), canonical_features)
         if self.backbone is None:
             pooled = pool_tokens(fused.ensemble_tokens)
         else:
-            pooled = self._run_backbone(pixel_values, fused.ensemble_tokens)
+            if backbone_outputs is None:
+                backbone_outputs = self._run_backbone(pixel_values, fused.ensemble_tokens)
+            pooled = self._fuse_at_pooled(backbone_outputs, fused.ensemble_tokens)
         return dataclasses.replace(fused, pooler_output=pooled)
 
 

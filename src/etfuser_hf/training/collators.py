@@ -12,7 +12,7 @@ import PIL.Image
 import torch
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from .feature_cache import PRIOR_COLUMN_PREFIX
+from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
 
 
 def pixel_values(images: Sequence[Any], processor: ETFuserImageProcessor) -> torch.Tensor:
@@ -30,7 +30,8 @@ def pixel_values(images: Sequence[Any], processor: ETFuserImageProcessor) -> tor
 @dataclass
 class FaceCollator:
     """Batches rows of a face dataset for ET-Fuser: `pixel_values` from `image_column`, `labels` from `label_column`
-    and, where a `PriorFeatureCache` added them, `prior_features` from the `prior__<name>` columns."""
+    and, where a `PriorFeatureCache` added them, `prior_features` from the `prior__<name>` columns (those of
+    `feature_view`, the model's way of reading the priors, where it is not the recipe's)."""
 
     processor: ETFuserImageProcessor
     label_column: str
@@ -39,6 +40,7 @@ class FaceCollator:
     use_cached_features: bool = True
     include_landmarks: bool = False  # for the landmark-based auxiliary tasks
     include_pixel_values: bool = True  # a priors_only model fed from the cache needs no pixels at all
+    feature_view: str = ""  # feature_cache.feature_view of the model's prior_feature
 
     problem_type: str = "single_label_classification"  # or "landmarks": labels are the (68, 2) `label_column`
 
@@ -48,11 +50,15 @@ class FaceCollator:
             batch["pixel_values"] = pixel_values([row[self.image_column] for row in rows], self.processor)
         if self.include_landmarks:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
-        cached = [key for key in rows[0] if key.startswith(PRIOR_COLUMN_PREFIX)] if self.use_cached_features else []
+        cached = {}
+        for key in rows[0] if self.use_cached_features else ():
+            name, _, view = key.removeprefix(PRIOR_COLUMN_PREFIX).partition(VIEW_SEPARATOR)
+            if key.startswith(PRIOR_COLUMN_PREFIX) and view == self.feature_view:
+                cached[name] = key
         if cached:
             batch["prior_features"] = {
-                key[len(PRIOR_COLUMN_PREFIX):]: torch.tensor(np.stack([np.asarray(row[key], np.float32) for row in rows]))
-                for key in cached
+                name: torch.tensor(np.stack([np.asarray(row[key], np.float32) for row in rows]))
+                for name, key in cached.items()
             }
         return batch
 

@@ -6,6 +6,9 @@ main job's splits; `main` precomputes it ahead of the job:
 
 writes Arrow files `prior-features-<key>.arrow` under `<cache>/features`, which `training/train.py` then reads
 instead of running the priors (a changed prior or preprocessing gets a new key, so a stale cache is never read).
+
+Column `prior__<name>` holds the recipe's way of reading prior `name` (`recipe.PRIOR_FEATURES`); another way (a row's
+`prior_feature`, e.g. grid tokens) is a column of its own, `prior__<name>@<view>` (`feature_view`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +36,20 @@ from .recipe import DEFAULT_RECIPE, prior_entries
 from .tasks import DEFAULT_PRIORS
 
 PRIOR_COLUMN_PREFIX = "prior__"
+VIEW_SEPARATOR = "@"  # never part of a prior name (a Python identifier)
+
+
+def feature_view(prior_feature: Mapping[str, Any] | None) -> str:
+    """The cache's name of a way of reading the priors (`recipe.build_task_model(prior_feature=...)`): "" for the
+    recipe's own, else e.g. "feature=grid,grid_size=2"."""
+    if not prior_feature:
+        return ""
+    return json.dumps(prior_feature, sort_keys=True, separators=(",", "=")).translate(str.maketrans("", "", '{}" '))
+
+
+def feature_column(name: str, view: str = "") -> str:
+    """The cache column of prior `name` read as `view` (`feature_view`)."""
+    return PRIOR_COLUMN_PREFIX + name + (VIEW_SEPARATOR + view if view else "")
 
 
 def image_content_hash(image: Any) -> str:
@@ -53,12 +70,13 @@ def prior_fingerprint(model: ETFuserPreTrainedModel, name: str) -> str:
 
 class PriorFeatureCache:
     """Computes `model.etfuser.extract_prior_features` once per image and stores it as Arrow columns
-    `prior__<name>` in `cache_dir`, under a file name made of the images' content hashes and the priors' fingerprints:
-    a changed prior or preprocessing gets a new file, an unchanged one is read back instead of recomputed."""
+    `prior__<name>[@view]` in `cache_dir`, under a file name made of the images' content hashes, the priors'
+    fingerprints and the view: a changed prior or preprocessing gets a new file, an unchanged one is read back instead
+    of recomputed. A file holds its feature columns only (not the images), so each view costs only its own size."""
 
     def __init__(self, model: ETFuserPreTrainedModel, processor: ETFuserImageProcessor, cache_dir: str | os.PathLike,
-                 batch_size: int = 64):
-        self.model, self.processor, self.batch_size = model, processor, batch_size
+                 batch_size: int = 64, view: str = ""):
+        self.model, self.processor, self.batch_size, self.view = model, processor, batch_size, view
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.fingerprints = {name: prior_fingerprint(model, name) for name in model.config.priors}
@@ -66,12 +84,14 @@ class PriorFeatureCache:
     def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
         digest.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
+        digest.update(f"feature columns only, view {self.view!r}".encode())
         for image in dataset[image_column]:
             digest.update(image_content_hash(image).encode())
         return digest.hexdigest()[:24]
 
     def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
-        """Returns `dataset` with one `prior__<name>` column per prior ((tokens, feature_dim) float32 per row)."""
+        """Returns `dataset` with one `feature_column(name, view)` column per prior ((tokens, feature_dim) float32 per
+        row)."""
         if len(dataset) == 0:
             raise ValueError("dataset is empty: nothing to cache.")
         base = self.model.base_model
@@ -81,10 +101,13 @@ class PriorFeatureCache:
             pixel_values = self.processor(batch[image_column], return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
                 features = base.extract_prior_features(pixel_values)
-            return {PRIOR_COLUMN_PREFIX + name: value.float().numpy() for name, value in features.items()}
+            return {feature_column(name, self.view): value.float().numpy() for name, value in features.items()}
 
-        return dataset.map(extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
-                           load_from_cache_file=True, desc="prior features (cached)")
+        features = dataset.select_columns([image_column]).map(
+            extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
+            load_from_cache_file=True, remove_columns=[image_column], desc="prior features (cached)")
+        stale = [column for column in features.column_names if column in dataset.column_names]
+        return datasets.concatenate_datasets([dataset.remove_columns(stale), features], axis=1)
 
 
 def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np.ndarray:
@@ -94,13 +117,20 @@ def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np
 
 
 def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
-                         cache_dir: Path, image_size: int) -> datasets.DatasetDict:
-    """Every selected prior runs once per image (all tasks share the columns; each model reads its own priors)."""
-    reader = ETFuserForImageClassification.from_priors_pretrained(
-        priors=prior_entries(prior_dirs, list(prior_dirs)), backbone=None, fusion_mode="priors_only", num_labels=2,
-        image_size=image_size, **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
-    cache = PriorFeatureCache(reader, processor, cache_dir / "features")
-    return datasets.DatasetDict({name: cache(split) for name, split in splits.items()})
+                         cache_dir: Path, image_size: int,
+                         prior_features: Sequence[Mapping[str, Any]] = ()) -> datasets.DatasetDict:
+    """Every selected prior runs once per image and way of reading it: the recipe's, then each of `prior_features`
+    (all tasks share the columns; each model reads its own priors, in its own view)."""
+    splits = datasets.DatasetDict(splits)
+    views = {feature_view(prior_feature): prior_feature for prior_feature in [None, *prior_features]}
+    for view, prior_feature in views.items():
+        reader = ETFuserForImageClassification.from_priors_pretrained(
+            priors=prior_entries(prior_dirs, list(prior_dirs), prior_feature), backbone=None,
+            fusion_mode="priors_only", num_labels=2, image_size=image_size,
+            **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
+        cache = PriorFeatureCache(reader, processor, cache_dir / "features", view=view)
+        splits = datasets.DatasetDict({name: cache(split) for name, split in splits.items()})
+    return splits
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:

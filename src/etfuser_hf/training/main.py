@@ -23,7 +23,9 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import datasets
 import numpy as np
@@ -41,7 +43,7 @@ from .label_efficiency import label_efficiency, save_label_efficiency_plot
 from .measurements import mean_prior_attention
 from .multitask import train_multitask_comparison
 from .output_guard import OutputExistsError, check_output_dir
-from .plots import save_plots
+from .plots import save_attention_maps, save_plots
 from .protocol import ProtocolContext, Run, train_runs
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
@@ -106,6 +108,9 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
                        help="label efficiency: canonical, concat-mlp and et-fuser on these fractions of the training "
                             "labels (e.g. 0.05 0.2 1.0), plotted as test metric vs fraction")
     extra.add_argument("--ablations", action="store_true", help="also train the ablation rows (first task)")
+    extra.add_argument("--spatial", action="store_true",
+                       help="also train the spatial-token rows on every task (et-fuser-pooled, et-fuser-spatial, "
+                            "et-fuser-spatial-canonical, concat-mlp-grid)")
     extra.add_argument("--companion", nargs="+", default=[], choices=companion_names,
                        help="also train ET-Fuser with these companion-paper auxiliary tasks (first task)")
     extra.add_argument("--variants", nargs="+", default=[], choices=list(OPTIONAL_ROWS), metavar="NAME",
@@ -181,17 +186,29 @@ def needs_token_backbone(overrides: dict) -> bool:
     return into_tokens or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
 
 
+def reads_grid_tokens(row: Row) -> bool:
+    """The row's ensemble token attends over grid tokens (so its attention can be drawn on the face)."""
+    mode = row.overrides.get("fusion_mode")
+    has_token = mode is None or fusion_mode_properties(mode).ensemble_token
+    feature = row.overrides.get("prior_feature") or {}
+    grids = [feature] if "feature" in feature else list(feature.values())
+    return has_token and any(spec.get("feature") == "grid" for spec in grids)
+
+
 def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list[Row]:
-    """The rows to train for `task`: the protocol (or et-fuser alone), and for the first task the optional rows asked
-    for (ablations, companion tasks, --variants); prior-count ablations that would not drop a prior are skipped."""
+    """The rows to train for `task`: the protocol (or et-fuser alone), the spatial rows under --spatial, and for the
+    first task the optional rows asked for (ablations, companion tasks, --variants); prior-count ablations that would
+    not drop a prior are skipped."""
     rows = [row for row in PROTOCOL_ROWS if not args.no_baselines or row.name == MAIN_ROW]
+    if getattr(args, "spatial", False):
+        rows += [row for row in OPTIONAL_ROWS.values() if row.group == "spatial"]
     if not first:
         return rows
     wanted = set(args.variants) | {f"aux-{name}" for name in args.companion}
     for name, row in OPTIONAL_ROWS.items():
         if row.num_priors is not None and row.num_priors >= len(task_priors(task, args.priors)):
             continue
-        if not (name in wanted or (row.group == "ablation" and args.ablations)):
+        if row in rows or not (name in wanted or (row.group == "ablation" and args.ablations)):
             continue
         if needs_token_backbone(row.overrides) and task.canonical in DEFAULT_PRIORS:
             if name in wanted:
@@ -203,9 +220,10 @@ def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list
     return rows
 
 
-def prepare_protocol(args: argparse.Namespace) -> tuple[list[FaceTask], ProtocolContext, dict]:
-    """The tasks, the shared context of their runs (splits with cached prior columns, priors, budget) and the record
-    of how the splits were made."""
+def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[str, Any]] = ()
+                     ) -> tuple[list[FaceTask], ProtocolContext, dict]:
+    """The tasks, the shared context of their runs (splits with cached prior columns, in the recipe's view and in each
+    of `prior_features`, priors, budget) and the record of how the splits were made."""
     cache_dir = args.cache_dir or default_cache_dir()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
@@ -213,7 +231,7 @@ def prepare_protocol(args: argparse.Namespace) -> tuple[list[FaceTask], Protocol
     splits, split_record = load_splits(args, tasks)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
     if not args.no_cache:
-        splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size)
+        splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size, prior_features)
     label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,
@@ -227,18 +245,25 @@ def prepare_protocol(args: argparse.Namespace) -> tuple[list[FaceTask], Protocol
 def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     args = parse_args(argv, prog)
     start = time.perf_counter()
-    tasks, context, split_record = prepare_protocol(args)
+    wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
+    views = [row.overrides["prior_feature"] for index, task in enumerate(wanted)
+             for row in protocol_rows(args, task, first=index == 0) if row.overrides.get("prior_feature")]
+    tasks, context, split_record = prepare_protocol(args, views)
     splits, prior_dirs, processor, label_names = (context.splits, context.prior_dirs, context.processor,
                                                   context.label_names)
     output_dir = args.output_dir
     seeds = list(range(args.seed, args.seed + args.seeds))
 
-    runs = []
+    runs, pictured = [], {}  # pictured: task -> the saved model whose grid attention plots/attention_maps.png draws
     for index, task in enumerate(tasks):
-        for row in protocol_rows(args, task, first=index == 0):
+        rows = protocol_rows(args, task, first=index == 0)
+        picture_row = next((row for row in rows if reads_grid_tokens(row)), None)
+        for row in rows:
             overrides = {} if row.num_priors is None else {"priors": task_priors(task, args.priors)[: row.num_priors]}
             for seed in seeds:
                 save = output_dir / "model" if (index == 0 and row.name == MAIN_ROW and seed == seeds[0]) else None
+                if row is picture_row and seed == seeds[0]:
+                    save = pictured[task.name] = save or output_dir / "checkpoints" / "attention" / task.name
                 runs.append(Run(row, task, seed, overrides, save_to=save))
     model_dir = output_dir / "model"
     if model_dir.exists():
@@ -279,6 +304,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     plots = save_plots(output_dir / "plots", main_results[0], test_labels, label_names.get(first.name) or [], attention)
     if efficiency:
         plots += save_label_efficiency_plot(output_dir / "plots", efficiency, args.dataset is None)
+    if pictured:
+        models = {task.name: (ETFuserForImageClassification if task.is_classification else ETFuserForLandmarkDetection
+                              ).from_pretrained(pictured[task.name], dtype=torch.float32)
+                  for task in tasks if task.name in pictured}
+        plots += save_attention_maps(output_dir / "plots", models, splits["test"], processor,
+                                     synthetic=args.dataset is None)
     summary = {
         "task": first.name,
         "problem_type": first.problem_type,

@@ -1,12 +1,18 @@
-"""Plots of the run folder: loss and metric curves, confusion matrix, per-prior attention."""
+"""Plots of the run folder: loss and metric curves, confusion matrix, per-prior attention, and where the ensemble
+token looks in each grid prior (`save_attention_maps`)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import datasets
 import numpy as np
 
+from ..analysis.attention_maps import face_rows, grid_attention, save_attention_figure
+from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..models.modeling_etfuser import ETFuserPreTrainedModel
+from .collators import pixel_values
 from .trainer import RunResult
 
 
@@ -74,3 +80,21 @@ def _attention_plot(folder: Path, prior_attention: Mapping[str, float], written:
         written.append("prior_attention.png")
     plt.close("all")
     return written
+
+
+def save_attention_maps(folder: Path, models: Mapping[str, ETFuserPreTrainedModel], test: datasets.Dataset,
+                        processor: ETFuserImageProcessor, num_faces: int = 3, synthetic: bool = True) -> list[str]:
+    """`attention_maps.png`: for the first `num_faces` test faces, each task's model's ensemble-token attention over
+    every grid prior, drawn on the face (`analysis.attention_maps`); nothing where no model reads grid tokens."""
+    faces = [test[index]["image"] for index in range(min(num_faces, len(test)))]
+    inputs = pixel_values(faces, processor)
+    rows = []
+    for task, model in models.items():
+        maps = grid_attention(model, inputs)
+        rows += face_rows(task, faces, maps) if maps else []
+    if not rows:
+        return []
+    data = "SYNTHETIC test faces" if synthetic else "test faces"
+    save_attention_figure(folder / "attention_maps.png", rows,
+                          title=f"ensemble token attention over each prior's grid, last fusion layer ({data})")
+    return ["attention_maps.png"]

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .collators import FaceCollator
-from .feature_cache import pooled_prior_features
+from .feature_cache import feature_view, pooled_prior_features
 from .forgetting import real_face_agreement
 from .measurements import count_parameters
 from .probes import fit_probe
@@ -50,11 +50,13 @@ class ProtocolContext:
             return self.splits["train"]
         return draw_train(self.splits["train"], self.train_size, seed)
 
-    def collator(self, task: FaceTask, model: Any) -> FaceCollator:
+    def collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None) -> FaceCollator:
+        """Batches for `model`, whose priors are read as `prior_feature` says (`recipe.build_task_model`)."""
         config = model.config
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
                             use_cached_features=config.fusion_properties.runs_priors,
-                            include_pixel_values=config.backbone is not None, problem_type=task.problem_type)
+                            include_pixel_values=config.backbone is not None, problem_type=task.problem_type,
+                            feature_view=feature_view(prior_feature))
 
 
 def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
@@ -73,16 +75,16 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     torch.manual_seed(seed)
     fusion = task.fusion if row.name == MAIN_ROW or row.overrides.get("fusion_mode") is None else {}
     # the row's own definition (and a sweep candidate's setting) over what was chosen for the row it is tuned as
-    settings = {**fusion, **task.row_overrides.get(row.tuned_as, {}), **row.overrides, **overrides}
+    recipe = {**fusion, **task.row_overrides.get(row.tuning, {}), **row.overrides, **overrides}
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
-                             **settings)
-    collator = context.collator(task, model)
+                             **recipe)
+    collator = context.collator(task, model, recipe.get("prior_feature"))
     # LoRA on the canonical model of every row that fine-tunes one, so that the rows compared stay alike
     lora = context.lora_rank and model.config.backbone is not None
     trained = apply_lora(model, context.lora_rank) if lora else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"
     resume = context.resume and any(checkpoints.glob("checkpoint-*"))
-    arguments = {"learning_rate": task.row_learning_rate(row.tuned_as), **context.run_settings, "seed": seed,
+    arguments = {"learning_rate": task.row_learning_rate(row.tuning), **context.run_settings, "seed": seed,
                  "data_seed": seed}
     if learning_rate is not None:  # a sweep's candidate rate wins over every other
         arguments["learning_rate"] = learning_rate

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..models.configuration_etfuser import EncoderSpec
+from ..models.encoders import feature_map, load_pretrained_encoder, prepare_encoder_inputs
 from ..models.fusion_modes import fusion_mode_properties
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection, ETFuserPreTrainedModel
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
@@ -30,9 +32,38 @@ DEFAULT_RECIPE: dict[str, Any] = dict(
 PRIOR_FEATURES: dict[str, dict[str, Any]] = {}
 
 
-def prior_entries(prior_dirs: Mapping[str, str | os.PathLike], names: Sequence[str]) -> dict[str, Any]:
-    """`from_priors_pretrained(priors=...)` entries for the converted priors `names`, read as `PRIOR_FEATURES` says."""
-    return {name: {"model": prior_dirs[name], **PRIOR_FEATURES.get(name, {})} for name in names}
+def prior_feature_for(prior_feature: Mapping[str, Any] | None, name: str) -> dict[str, Any]:
+    """The `EncoderSpec` fields `prior_feature` sets for prior `name`: `prior_feature` is either fields for every
+    prior (`{"feature": "grid", "grid_size": 2}`) or `{prior name: fields}` (each prior's own grid size)."""
+    if not prior_feature:
+        return {}
+    if all(isinstance(value, Mapping) for value in prior_feature.values()):
+        return dict(prior_feature.get(name, {}))
+    return dict(prior_feature)
+
+
+def prior_entries(prior_dirs: Mapping[str, str | os.PathLike], names: Sequence[str],
+                  prior_feature: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`from_priors_pretrained(priors=...)` entries for the converted priors `names`, read as `prior_feature` says
+    (see `prior_feature_for`), else as `PRIOR_FEATURES` says."""
+    return {name: {"model": prior_dirs[name], **(prior_feature_for(prior_feature, name) or PRIOR_FEATURES.get(name, {}))}
+            for name in names}
+
+
+def native_grid_feature(prior_dirs: Mapping[str, str | os.PathLike], limit: int) -> dict[str, dict[str, Any]]:
+    """`prior_feature` reading each prior of `prior_dirs` as grid tokens at its own last map's size (a side of at most
+    `limit`): the finest grid it has, found by running it once on a blank face."""
+    import torch
+
+    sides = {}
+    for name, folder in prior_dirs.items():
+        model, contract = load_pretrained_encoder(folder, f"priors[{name!r}]")
+        spec = EncoderSpec(config=model.config, **contract)
+        with torch.no_grad():
+            outputs = model(pixel_values=prepare_encoder_inputs(torch.zeros(1, 3, *spec.image_size), spec),
+                            return_dict=True)
+        sides[name] = min(max(feature_map(outputs, spec, name).shape[-2:]), limit)
+    return {name: {"feature": "grid", "grid_size": side} for name, side in sides.items()}
 
 
 def build_task_model(
@@ -41,10 +72,12 @@ def build_task_model(
     label_names: Sequence[str] | None,
     image_size: int = 112,
     priors: Sequence[str] | None = None,
+    prior_feature: Mapping[str, Any] | None = None,
     **overrides: Any,
 ) -> ETFuserPreTrainedModel:
     """ET-Fuser for `task`: its canonical model (`task.canonical`) made trainable, the other selected face networks
-    (`priors`, default all of `prior_dirs`) frozen, `DEFAULT_RECIPE` with `overrides` (any `ETFuserConfig` field;
+    (`priors`, default all of `prior_dirs`) frozen and read as `prior_feature` says (e.g. `{"feature": "grid",
+    "grid_size": 2}`; default `PRIOR_FEATURES`), `DEFAULT_RECIPE` with `overrides` (any `ETFuserConfig` field;
     `fusion_mode="none"` is the canonical model alone, `"priors_only"` drops it)."""
     settings: dict[str, Any] = {**DEFAULT_RECIPE, "image_size": image_size}
     settings.update(overrides)
@@ -61,7 +94,7 @@ def build_task_model(
         model_class = ETFuserForImageClassification
     else:
         model_class = ETFuserForLandmarkDetection
-    return model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names), **settings)
+    return model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names, prior_feature), **settings)
 
 
 def build_etfuser_from_face_priors(
@@ -89,4 +122,4 @@ def build_etfuser_from_face_priors(
 
 
 __all__ = ["DEFAULT_PRIORS", "DEFAULT_RECIPE", "PRIOR_FEATURES", "build_etfuser_from_face_priors", "build_task_model",
-           "prior_entries"]
+           "native_grid_feature", "prior_entries"]

@@ -15,8 +15,9 @@ MAIN_ROW = "et-fuser"
 @dataclass(frozen=True)
 class Row:
     """One row of a task table: ET-Fuser built by `recipe.build_task_model` with `overrides` of the default recipe
-    (ETFuserConfig keyword arguments), on the first `num_priors` of the selected priors where that is set; or, with
-    `probe`, the linear probe on the best single prior."""
+    (ETFuserConfig keyword arguments, and `prior_feature`: how the priors are read), on the first `num_priors` of the
+    selected priors where that is set; or, with `probe`, the linear probe on the best single prior. `tuned_as` names
+    the row whose per-task learning rate and overrides (`FaceTask.row_learning_rates`) it takes, where not its own."""
 
     name: str
     description: str
@@ -24,12 +25,15 @@ class Row:
     probe: bool = False
     group: str = "protocol"  # "protocol" (always trained), "ablation" (--ablations) or "companion" (--companion)
     num_priors: int | None = None
+    tuned_as: str | None = None
 
     @property
-    def tuned_as(self) -> str:
+    def tuning(self) -> str:
         """The row whose chosen learning rate and overrides (`FaceTask.row_learning_rates`, `row_overrides`) this row
-        trains with: its own for a protocol row; the et-fuser row's for an ablation or companion row, each a change
-        of ET-Fuser that was not tuned on its own."""
+        trains with: `tuned_as` where set; else its own for a protocol row, and the et-fuser row's for an ablation or
+        companion row, each a change of ET-Fuser that was not tuned on its own."""
+        if self.tuned_as is not None:
+            return self.tuned_as
         return self.name if self.group == "protocol" else MAIN_ROW
 
 
@@ -45,19 +49,20 @@ PROTOCOL_ROWS = (
     Row("probe-best-prior", "linear probe on the single best frozen prior (chosen on validation)", probe=True),
 )
 
-OPTIONAL_GROUPS = ("ablation", "companion")
+OPTIONAL_GROUPS = ("ablation", "companion", "spatial")
 OPTIONAL_ROWS: dict[str, Row] = {}
 
 
 def register_row(name: str, description: str, group: str = "ablation", num_priors: int | None = None,
-                 **overrides: Any) -> Row:
+                 tuned_as: str | None = None, **overrides: Any) -> Row:
     """Adds `name` to `OPTIONAL_ROWS` (e.g. `register_row("mask-isolated", "...", attention_mask_strategy="isolated")`);
-    `training/train.py` trains it under `--ablations`, `--companion` or `--variants name`."""
+    `training/train.py` trains it under `--ablations`, `--companion`, `--spatial` (every task) or `--variants name`."""
     if group not in OPTIONAL_GROUPS:
         raise ValueError(f"group must be one of {OPTIONAL_GROUPS}, got {group!r}.")
     if name in OPTIONAL_ROWS or any(row.name == name for row in PROTOCOL_ROWS):
         raise ValueError(f"row {name!r} is already registered.")
-    OPTIONAL_ROWS[name] = Row(name, description, dict(overrides), group=group, num_priors=num_priors)
+    OPTIONAL_ROWS[name] = Row(name, description, dict(overrides), group=group, num_priors=num_priors,
+                              tuned_as=tuned_as)
     return OPTIONAL_ROWS[name]
 
 
@@ -75,3 +80,24 @@ register_row("aux-inpainting", "ET-Fuser + HMTL in-painting (L1 + perceptual los
              auxiliary_tasks={"inpainting": True})
 register_row("aux-multilevel", "ET-Fuser + pixel / patch / component face-prior tasks", "companion",
              auxiliary_tasks={"masked_pixels": True, "landmark_heatmap": True, "components": True})
+
+def row_tuning(name: str) -> str:
+    """`Row.tuning` of the registered row `name` (a protocol row, or a sweep candidate: its own name)."""
+    row = OPTIONAL_ROWS.get(name)
+    return row.tuning if row is not None else name
+
+
+# Spatial tokens (each prior's last feature map as GRID x GRID tokens with a 2-D position embedding), each beside the
+# pooled row with the same information it is compared to; tuned as the pooled rows until a validation sweep
+# (`etfuser sweep --grid-sizes ...`) chooses their own settings.
+SPATIAL_GRID = {"feature": "grid", "grid_size": 2}
+register_row("et-fuser-pooled", "canonical model + ET-Fuser over one pooled vector per prior (today's et-fuser)",
+             "spatial", tuned_as=MAIN_ROW)
+register_row("et-fuser-spatial", "canonical model + ET-Fuser over 2x2 grid tokens per prior", "spatial",
+             tuned_as=MAIN_ROW, prior_feature=SPATIAL_GRID)
+register_row("et-fuser-spatial-canonical", "canonical model + ET-Fuser over 2x2 grid tokens per prior and the "
+             "canonical model's own 2x2 tokens (fusion_mode=canonical_tokens)", "spatial", tuned_as=MAIN_ROW,
+             prior_feature=SPATIAL_GRID, fusion_mode="canonical_tokens")
+register_row("concat-mlp-grid", "canonical model + the priors' 2x2 grid tokens concatenated (flattened) through an "
+             "MLP (no ensemble token): the same input as et-fuser-spatial", "spatial", tuned_as="concat-mlp",
+             prior_feature=SPATIAL_GRID, fusion_mode="concat_priors")

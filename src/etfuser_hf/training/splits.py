@@ -110,7 +110,7 @@ def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stra
     if "train" in named and "test" in named and "validation" not in named:
         named["train"], named["validation"] = carve(named["train"], validation_share, "validation")
         origin["validation"] = f"{validation_share:.0%} of the dataset's 'train' split (seed {seed}), never test"
-        origin["train"] = f"the rest of the dataset's 'train' split"
+        origin["train"] = "the rest of the dataset's 'train' split"
     elif not all(name in named for name in SPLITS):
         everything = datasets.concatenate_datasets(list(named.values()))
         rest, named["test"] = carve(everything, validation_share, "test")

@@ -9,6 +9,11 @@ Tabulated as validation metric mean ± std over seeds; the test split is never p
         --new-module-speedups 1 3
     etfuser sweep --rows canonical et-fuser concat-mlp et-fuser-priors-only --learning-rates expression:1.2e-2 \
         expression:3.6e-2 --new-module-speedups 1 3 --priors-only-learning-rates 3e-4 1e-3 3e-3 1e-2
+    etfuser sweep --tasks expression --rows et-fuser concat-mlp --grid-sizes pooled 1 2 4 native --canonical-tokens off on
+
+Spatial candidates (`--grid-sizes`, `--canonical-tokens`) read every prior as grid tokens (`native`: each prior's
+own map size, at most `NATIVE_GRID_LIMIT`) at the row's own tuned rate; `on` also puts the canonical model's own grid
+tokens into the fusion (`fusion_mode="canonical_tokens"`, rows with an ensemble token only).
 
 A rate is `LR` (every task) or `TASK:LR` (that task only); without any for a task, its own rate. Takes every option
 of the main job (`training/train.py`: data, budget, --workers); writes `sweep.md` and `sweep.json` (with the number
@@ -25,8 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from ..models.fusion_modes import fusion_mode_properties
+from ..priors.convert_face_priors import ensure_face_priors
+from ..priors.fetch import default_cache_dir
 from .main import build_parser, parse_args, prepare_protocol
 from .protocol import ProtocolContext, Run, train_runs
+from .recipe import native_grid_feature
 from .rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
 from .task_tables import mean_std
 from .tasks import FaceTask, resolve_tasks
@@ -35,22 +43,28 @@ from .tasks import FaceTask, resolve_tasks
 @dataclass(frozen=True)
 class SweepCandidate:
     """One setting of one row: `learning_rate` for the row's new modules and head, and the canonical model's share
-    of it (`backbone_learning_rate_scale`, 1.0: the same rate)."""
+    of it (`backbone_learning_rate_scale`, 1.0: the same rate); `settings`, named `tag`, are further overrides of
+    the row's recipe (a spatial candidate's `prior_feature` and `fusion_mode`)."""
 
     row: Row
     learning_rate: float
     backbone_learning_rate_scale: float = 1.0
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    tag: str = ""
 
     @property
     def label(self) -> str:
         scale = "" if self.backbone_learning_rate_scale == 1.0 else f", canonical x{self.backbone_learning_rate_scale:g}"
-        return f"{self.row.name} (lr {self.learning_rate:g}{scale})"
+        tag = f", {self.tag}" if self.tag else ""
+        return f"{self.row.name} (lr {self.learning_rate:g}{scale}{tag})"
 
     def as_row(self) -> Row:
         """The row under a name of its own, so that every candidate keeps its own checkpoint folder; its canonical
         share is set even at 1.0, so that no setting chosen earlier for the row (`FaceTask.row_overrides`) leaks in."""
-        overrides = {**self.row.overrides, "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
+        overrides = {**self.row.overrides, **self.settings,
+                     "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
+        name += f"-{self.tag.replace(' ', '-')}" if self.tag else ""
         return dataclasses.replace(self.row, name=name, overrides=overrides)
 
 
@@ -111,6 +125,33 @@ def rates_by_task(values: Sequence[str], tasks: Sequence[str], option: str) -> d
     return rates
 
 
+NATIVE_GRID_LIMIT = 7  # "native" grids: each prior's own map size up to this (the landmark net's 7x7 map)
+
+
+def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence[int | str],
+                       canonical_tokens: Sequence[bool], prior_dirs: Mapping[str, Any]) -> list[SweepCandidate]:
+    """Every row with every prior read as `grid_sizes` x `grid_sizes` tokens (`"native"`: each prior's own map size,
+    `native_grid_feature`; `"pooled"`: the recipe's one vector per prior, the reference), and for rows with an ensemble token fused into the canonical model each of
+    `canonical_tokens` (True: `fusion_mode="canonical_tokens"`); each at the row's tuned rate on `task`."""
+    candidates = []
+    for row in rows:
+        mode = row.overrides.get("fusion_mode")
+        ensemble_in_canonical = mode is None or fusion_mode_properties(mode).supervises_ensemble_token
+        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
+        for grid in grid_sizes:
+            prior_feature = {}
+            if grid == "native":
+                prior_feature = native_grid_feature(prior_dirs, NATIVE_GRID_LIMIT)
+            elif grid != "pooled":
+                prior_feature = {"feature": "grid", "grid_size": int(grid)}
+            for canonical in canonical_tokens if ensemble_in_canonical else [False]:
+                settings = {**({"prior_feature": prior_feature} if prior_feature else {}),
+                            **({"fusion_mode": "canonical_tokens"} if canonical else {})}
+                tag = ("pooled" if grid == "pooled" else f"grid {grid}") + (" + canonical tokens" if canonical else "")
+                candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale, settings, tag))
+    return candidates
+
+
 def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds: Sequence[int],
                      context: ProtocolContext, workers: int = 1) -> list[dict[str, Any]]:
     """Trains every candidate with every seed (validation only) and returns one record per candidate:
@@ -121,7 +162,7 @@ def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds
     records = []
     for index, candidate in enumerate(candidates):
         scores = [result.metrics[task.metric] for result in results[index * len(seeds): (index + 1) * len(seeds)]]
-        records.append({"candidate": candidate.label, "row": candidate.row.name,
+        records.append({"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.tag,
                         "learning_rate": candidate.learning_rate,
                         "backbone_learning_rate_scale": candidate.backbone_learning_rate_scale,
                         "validation": mean_std(scores), "per_seed": [round(score, 4) for score in scores]})
@@ -129,7 +170,7 @@ def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds
 
 
 def best_candidates(task: FaceTask, records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
-    """Per row, the record with the best validation mean."""
+    """Per row, the record with the best validation mean (over every candidate of that row, spatial ones included)."""
     sign = 1.0 if task.greater_is_better else -1.0
     best: dict[str, Mapping[str, Any]] = {}
     for record in records:
@@ -148,7 +189,8 @@ def render_sweep(task: FaceTask, records: Sequence[Mapping[str, Any]], seeds: Se
              f"| row | lr (new modules) | canonical lr scale | validation {task.metric} | per seed |", "|---|---|---|---|---|"]
     for record in records:
         cell = f"{record['validation']['mean']:.4f} ± {record['validation']['std']:.4f}"
-        lines.append(f"| {record['row']} | {record['learning_rate']:g} | {record['backbone_learning_rate_scale']:g} | "
+        row = record["row"] + (f" ({record['settings']})" if record.get("settings") else "")
+        lines.append(f"| {row} | {record['learning_rate']:g} | {record['backbone_learning_rate_scale']:g} | "
                      f"{f'**{cell}**' if id(record) in best else cell} | "
                      f"{', '.join(f'{score:.4f}' for score in record['per_seed'])} |")
     return "\n".join(lines) + "\n"
@@ -168,16 +210,37 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                             "canonical model at the rate (default: 1)")
     sweep.add_argument("--priors-only-learning-rates", nargs="+", default=[], metavar="[TASK:]LR",
                        help="et-fuser-priors-only's rates: as many as the other rows' candidates")
+    sweep.add_argument("--grid-sizes", nargs="+", default=[], metavar="G",
+                       help="spatial candidates: every prior as G x G grid tokens (an int; 'native': each prior's "
+                            "own map size; 'pooled': the recipe's pooled vectors, the reference), at each row's tuned "
+                            "rate")
+    sweep.add_argument("--canonical-tokens", nargs="+", default=["off"], choices=["off", "on"],
+                       help="with --grid-sizes: without ('off') and/or with ('on') the canonical model's own grid "
+                            "tokens in the fusion (fusion_mode=canonical_tokens)")
     args = parse_args(None if argv is None else list(argv), parser=parser)
+    for grid in args.grid_sizes:
+        if grid not in ("native", "pooled") and not (grid.isdigit() and int(grid) >= 1):
+            parser.error(f"--grid-sizes: expected positive ints, 'native' or 'pooled', got {grid!r}.")
+    # a spatial sweep alone trains its spatial candidates ('pooled' among them), not the rate grid as well
+    rate_grid = bool(args.learning_rates or args.new_module_speedups or args.priors_only_learning_rates
+                     or not args.grid_sizes)
+    canonical_tokens = [choice == "on" for choice in dict.fromkeys(args.canonical_tokens)]
     try:  # the grid is checked before any work: it needs no data
         rates = rates_by_task(args.learning_rates, args.tasks, "--learning-rates")
         own = rates_by_task(args.priors_only_learning_rates, args.tasks, "--priors-only-learning-rates")
-        grids = {task.name: sweep_candidates(task, [rows[name] for name in args.rows], rates[task.name],
-                                             args.new_module_speedups, own[task.name])
-                 for task in resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)}
+        tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
+        chosen = [rows[name] for name in args.rows]
+        grids = {task.name: sweep_candidates(task, chosen, rates[task.name], args.new_module_speedups, own[task.name])
+                 if rate_grid else [] for task in tasks}
     except ValueError as error:
         parser.error(str(error))
-    tasks, context, split_record = prepare_protocol(args)
+    if args.grid_sizes:
+        prior_dirs = ensure_face_priors(args.cache_dir or default_cache_dir(), args.priors)
+        for task in tasks:
+            grids[task.name] += spatial_candidates(task, chosen, args.grid_sizes, canonical_tokens, prior_dirs)
+    views = [candidate.settings["prior_feature"] for candidates in grids.values() for candidate in candidates
+             if "prior_feature" in candidate.settings]
+    tasks, context, split_record = prepare_protocol(args, views)
     seeds = list(range(args.seed, args.seed + args.seeds))
     report, records = [], {}
     for task in tasks:

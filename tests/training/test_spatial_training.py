@@ -1,0 +1,111 @@
+"""Spatial tokens in the training protocol: the feature cache stores grid views beside the recipe's, the spatial rows
+and their fair baselines, and the sweep's spatial candidates. Select with `-k "grid or spatial"`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from etfuser_hf import ETFuserImageProcessor
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.training.collators import FaceCollator
+from etfuser_hf.training.feature_cache import cache_prior_features, feature_column, feature_view
+from etfuser_hf.training.main import parse_args, protocol_rows
+from etfuser_hf.training.recipe import build_task_model
+from etfuser_hf.training.rows import OPTIONAL_ROWS, PROTOCOL_ROWS
+from etfuser_hf.training.splits import synthetic_splits
+from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+from etfuser_hf.training.validation_sweep import spatial_candidates
+
+GRID = {"feature": "grid", "grid_size": 2}
+ROWS = {row.name: row for row in PROTOCOL_ROWS}
+
+
+def test_cached_grid_features_give_the_same_logits_as_live_ones(tmp_path):
+    prior_dirs = ensure_face_priors(names=("expression", "face_recognition", "age"))
+    splits, _ = synthetic_splits({"train": 6, "validation": 2, "test": 2}, image_size=64, seed=5)
+    processor = ETFuserImageProcessor(size={"height": 64, "width": 64})
+    cached = cache_prior_features(splits, prior_dirs, processor, tmp_path, 64, [GRID])["train"]
+    view = feature_view(GRID)
+    assert np.asarray(cached[feature_column("age", view)][0]).shape == (4, 256)  # the dlib net's 3 x 3 map, 2 x 2 cells
+    assert np.asarray(cached[feature_column("age")][0]).shape == (1, 256)  # the recipe's pooled view stays
+    task = SYNTHETIC_TASKS["expression"]
+    model = build_task_model(task, prior_dirs, list(range(7)), 64, prior_feature=GRID).eval()
+    assert model.config.priors["age"].num_output_tokens == 4
+    with torch.no_grad():
+        model.base_model.fusion_gate.fill_(1.0)  # the priors' tokens count in the logits
+    rows = [cached[i] for i in range(4)]
+    from_cache = FaceCollator(processor, task.column, 7, feature_view=view)(rows)
+    live = FaceCollator(processor, task.column, 7, use_cached_features=False)(rows)
+    assert set(from_cache["prior_features"]) == {"age", "expression", "face_recognition"}  # all tasks share the cache
+    with torch.no_grad():
+        torch.testing.assert_close(model(**from_cache).logits, model(**live).logits, rtol=1e-4, atol=1e-5)
+
+
+def test_spatial_rows_sit_beside_the_pooled_rows_they_are_compared_to():
+    spatial = {name: row for name, row in OPTIONAL_ROWS.items() if row.group == "spatial"}
+    assert set(spatial) == {"et-fuser-pooled", "et-fuser-spatial", "et-fuser-spatial-canonical", "concat-mlp-grid"}
+    # the same input for the token and for concatenation; tuned as today's rows until a sweep chooses
+    assert spatial["concat-mlp-grid"].overrides["prior_feature"] == spatial["et-fuser-spatial"].overrides["prior_feature"]
+    assert spatial["concat-mlp-grid"].tuning == "concat-mlp" and spatial["et-fuser-pooled"].tuning == "et-fuser"
+    assert spatial["et-fuser-spatial-canonical"].overrides["fusion_mode"] == "canonical_tokens"
+    args = parse_args(["--spatial", "--output-dir", "/nonexistent/spatial-rows"])
+    for index, name in enumerate(args.tasks):
+        names = [row.name for row in protocol_rows(args, SYNTHETIC_TASKS[name], first=index == 0)]
+        assert set(spatial) <= set(names) and names[0] == "et-fuser"
+    default = parse_args(["--output-dir", "/nonexistent/spatial-rows"])
+    assert not {row.name for row in protocol_rows(default, SYNTHETIC_TASKS["expression"], True)} & set(spatial)
+
+
+def test_spatial_sweep_candidates_cover_grid_sizes_and_canonical_tokens():
+    task = SYNTHETIC_TASKS["landmarks"]
+    prior_dirs = ensure_face_priors(names=("expression", "face_recognition", "age"))
+    candidates = spatial_candidates(task, [ROWS["et-fuser"], ROWS["concat-mlp"]], [1, 4, "native", "pooled"],
+                                    [False, True], prior_dirs)
+    tags = [(candidate.row.name, candidate.tag) for candidate in candidates]
+    assert tags == [("et-fuser", "grid 1"), ("et-fuser", "grid 1 + canonical tokens"), ("et-fuser", "grid 4"),
+                    ("et-fuser", "grid 4 + canonical tokens"), ("et-fuser", "grid native"),
+                    ("et-fuser", "grid native + canonical tokens"), ("et-fuser", "pooled"),
+                    ("et-fuser", "pooled + canonical tokens"),
+                    ("concat-mlp", "grid 1"), ("concat-mlp", "grid 4"), ("concat-mlp", "grid native"),
+                    ("concat-mlp", "pooled")]
+    assert candidates[6].settings == {} and candidates[-1].as_row().overrides == {
+        "fusion_mode": "concat_priors", "backbone_learning_rate_scale": task.row_overrides["concat-mlp"][
+            "backbone_learning_rate_scale"]}  # the pooled reference is the row as tuned
+    native = candidates[4].settings["prior_feature"]
+    assert {name: spec["grid_size"] for name, spec in native.items()} == {"expression": 4, "face_recognition": 2,
+                                                                          "age": 3}
+    assert candidates[1].as_row().overrides["fusion_mode"] == "canonical_tokens"
+    # each at the row's tuned rate on the task (landmarks: et-fuser at 9e-3 with the canonical model at a third)
+    assert candidates[0].learning_rate == task.row_learning_rate("et-fuser")
+    assert candidates[0].as_row().overrides["backbone_learning_rate_scale"] == task.row_overrides["et-fuser"][
+        "backbone_learning_rate_scale"]
+    assert len({candidate.as_row().name for candidate in candidates}) == len(candidates)
+
+
+def test_grid_attention_maps_are_drawn_for_spatial_models_only(tmp_path):
+    import datasets
+    import PIL.Image
+    from conftest import tiny_etfuser_config, tiny_spatial_config
+
+    from etfuser_hf import ETFuserForImageClassification
+    from etfuser_hf.analysis.attention_maps import CANONICAL, attention_overlay, grid_attention
+    from etfuser_hf.training.plots import save_attention_maps
+
+    torch.manual_seed(0)
+    spatial = ETFuserForImageClassification(tiny_spatial_config("canonical_tokens", grid_size=3)).eval()
+    pooled = ETFuserForImageClassification(tiny_etfuser_config()).eval()
+    rng = np.random.default_rng(0)
+    faces = [PIL.Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)) for _ in range(2)]
+    maps = grid_attention(spatial, torch.rand(2, 3, 32, 32))
+    assert {name: grid.shape for name, grid in maps.items()} == {"fer": (2, 3, 3), "vit": (2, 3, 3),
+                                                                 CANONICAL: (2, 2, 2)}
+    assert all(np.allclose(grid.sum(axis=(1, 2)), 1.0, atol=1e-5) for grid in maps.values())
+    assert grid_attention(pooled, torch.rand(2, 3, 32, 32)) == {}
+    assert attention_overlay(faces[0], maps["fer"][0]).size == faces[0].size
+    test = datasets.Dataset.from_dict({"image": faces}, features=datasets.Features({"image": datasets.Image()}))
+    processor = ETFuserImageProcessor(size={"height": 32, "width": 32})
+    assert save_attention_maps(tmp_path, {"expression": spatial, "pooled": pooled}, test, processor) == [
+        "attention_maps.png"]
+    assert PIL.Image.open(tmp_path / "attention_maps.png").size[0] > 300
+    assert save_attention_maps(tmp_path / "none", {"pooled": pooled}, test, processor) == []
