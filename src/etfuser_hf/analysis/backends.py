@@ -194,7 +194,8 @@ def quantize_analysis_onnx(fp32_path: str | os.PathLike, output_path: str | os.P
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"pixel_values": calibration[start:start + 8]} for start in range(0, len(calibration), 8)])
+            self.batches = iter([{"pixel_values": calibration[start:start + 8]}
+                                 for start in range(0, len(calibration), 8)])
 
         def get_next(self):
             return next(self.batches, None)

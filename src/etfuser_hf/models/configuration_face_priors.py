@@ -316,7 +316,7 @@ class DlibGenderConfig(FacePriorConfig):
     ```python
     >>> from etfuser_hf.models.configuration_face_priors import DlibGenderConfig
     >>> from etfuser_hf.models.modeling_face_priors import DlibGenderModel
-    >>> model = DlibGenderModel(DlibGenderConfig())  # random weights; ensure_face_priors(names=["gender"]) for real ones
+    >>> model = DlibGenderModel(DlibGenderConfig())  # random weights; ensure_face_priors(names=["gender"]): real
     ```"""
 
     model_type = "etfuser_dlib_gender"

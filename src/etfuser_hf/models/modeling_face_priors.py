@@ -260,7 +260,9 @@ class DlibVggStage(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, num_convs: int):
         super().__init__()
         widths = [in_channels] + [out_channels] * num_convs
-        self.convs = nn.ModuleList(nn.Conv2d(widths[index], widths[index + 1], 3, padding=1) for index in range(num_convs))
+        self.convs = nn.ModuleList(
+            nn.Conv2d(widths[index], widths[index + 1], 3, padding=1) for index in range(num_convs)
+        )
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         for conv in self.convs:
