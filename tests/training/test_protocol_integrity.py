@@ -111,7 +111,7 @@ def test_integrity_ablation_rows_train_with_the_et_fuser_rows_chosen_rate(monkey
 
     monkeypatch.setattr(protocol, "build_task_model", fake_build)
     monkeypatch.setattr(protocol, "train_model", fake_train_model)
-    monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model: None)
+    monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model, prior_feature=None: None)
     context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
     with pytest.raises(StopIteration):
         train_run(OPTIONAL_ROWS["mask-isolated"], task, 0, context)

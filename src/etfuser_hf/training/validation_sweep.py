@@ -136,7 +136,8 @@ def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence
     candidates = []
     for row in rows:
         mode = row.overrides.get("fusion_mode")
-        ensemble_in_canonical = mode is None or fusion_mode_properties(mode).supervises_ensemble_token
+        properties = None if mode is None else fusion_mode_properties(mode)
+        ensemble_in_canonical = properties is None or (properties.ensemble_token and properties.canonical_model)
         scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
         for grid in grid_sizes:
             prior_feature = {}
