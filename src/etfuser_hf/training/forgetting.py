@@ -50,6 +50,11 @@ def _real_faces(image_size: int) -> np.ndarray:  # one MTCNN pass per process, h
     return np.concatenate([astronaut.faces[:1], grey]).astype(np.uint8)
 
 
+@lru_cache(maxsize=1)
+def _pretrained_fer_net() -> PreTrainedModel:  # read once per process: every expression run of a job compares with it
+    return AutoModel.from_pretrained(ensure_face_priors(names=["expression"])["expression"], dtype=torch.float32).eval()
+
+
 def _labels(logits: torch.Tensor, id2label: dict) -> list[str]:
     return [str(id2label[int(index)]) for index in logits.argmax(-1)]
 
@@ -75,8 +80,7 @@ def expression_agreement(model: ETFuserForImageClassification, pretrained: PreTr
         raise ValueError("model: has no canonical model (fusion_mode='priors_only'), so nothing was fine-tuned from "
                          "a pretrained network.")
     if pretrained is None:
-        pretrained = AutoModel.from_pretrained(ensure_face_priors(names=["expression"])["expression"],
-                                               dtype=torch.float32)
+        pretrained = _pretrained_fer_net()
     faces = real_faces(int(model.config.image_size)) if faces is None else faces
     if faces.ndim != 4 or faces.shape[-1] != 3 or faces.dtype != np.uint8:
         raise ValueError(f"faces: expected uint8 (N, S, S, 3) RGB crops, got {faces.dtype} {faces.shape}.")
