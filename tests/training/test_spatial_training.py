@@ -3,6 +3,8 @@ and their fair baselines, and the sweep's spatial candidates. Select with `-k "g
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -11,6 +13,7 @@ from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.feature_cache import cache_prior_features, feature_column, feature_view
 from etfuser_hf.training.main import parse_args, protocol_rows
+from etfuser_hf.training.protocol import distinct_rows, row_recipe
 from etfuser_hf.training.recipe import build_task_model
 from etfuser_hf.training.rows import OPTIONAL_ROWS, PROTOCOL_ROWS
 from etfuser_hf.training.splits import synthetic_splits
@@ -42,19 +45,35 @@ def test_cached_grid_features_give_the_same_logits_as_live_ones(tmp_path):
         torch.testing.assert_close(model(**from_cache).logits, model(**live).logits, rtol=1e-4, atol=1e-5)
 
 
-def test_spatial_rows_sit_beside_the_pooled_rows_they_are_compared_to():
-    spatial = {name: row for name, row in OPTIONAL_ROWS.items() if row.group == "spatial"}
-    assert set(spatial) == {"et-fuser-pooled", "et-fuser-spatial", "et-fuser-spatial-canonical", "concat-mlp-grid"}
-    # the same input for the token and for concatenation; tuned as today's rows until a sweep chooses
-    assert spatial["concat-mlp-grid"].overrides["prior_feature"] == spatial["et-fuser-spatial"].overrides["prior_feature"]
-    assert spatial["concat-mlp-grid"].tuning == "concat-mlp" and spatial["et-fuser-pooled"].tuning == "et-fuser"
-    assert spatial["et-fuser-spatial-canonical"].overrides["fusion_mode"] == "canonical_tokens"
+def test_spatial_rows_read_the_tasks_chosen_tokens_beside_the_pooled_rows_they_are_compared_to():
+    grid4 = {"feature": "grid", "grid_size": 4}
+    chosen = {"prior_feature": grid4, "fusion_mode": "canonical_tokens"}
+    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial=chosen)
+    recipes = {name: row_recipe(row, task) for name, row in ROWS.items()}
+    assert recipes["et-fuser"]["prior_feature"] == grid4 and recipes["et-fuser"]["fusion_mode"] == "canonical_tokens"
+    # concatenation over the very tokens et-fuser reads (its own fusion mode kept), and et-fuser over pooled priors
+    assert recipes["concat-mlp-grid"]["prior_feature"] == grid4
+    assert recipes["concat-mlp-grid"]["fusion_mode"] == "concat_priors"
+    assert "prior_feature" not in recipes["et-fuser-pooled"] and "fusion_mode" not in recipes["et-fuser-pooled"]
+    assert ROWS["concat-mlp-grid"].tuning == "concat-mlp" and ROWS["et-fuser-pooled"].tuning == "et-fuser"
+    assert task.row_learning_rate(ROWS["et-fuser-pooled"].tuning) == task.row_learning_rate("et-fuser")
+    # a row that would train exactly as an earlier one is trained once: on pooled priors the spatial pair collapses
+    pooled = dataclasses.replace(task, spatial={})
+    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), pooled)] == [
+        "et-fuser", "canonical", "concat-mlp", "et-fuser-priors-only", "probe-best-prior"]
+    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), task)] == [row.name for row in PROTOCOL_ROWS]
+    # a spatial sweep candidate reads the priors as its own settings say, never as the task chose
+    candidate = spatial_candidates(task, [ROWS["et-fuser"]], ["pooled"], [False], {})[0]
+    assert "prior_feature" not in row_recipe(candidate.as_row(), task)
+    exploratory = {name: row for name, row in OPTIONAL_ROWS.items() if row.group == "spatial"}
+    assert set(exploratory) == {"et-fuser-grid2", "et-fuser-grid2-canonical", "concat-mlp-grid2"}
+    assert exploratory["concat-mlp-grid2"].overrides["prior_feature"] == exploratory["et-fuser-grid2"].overrides[
+        "prior_feature"]
     args = parse_args(["--spatial", "--output-dir", "/nonexistent/spatial-rows"])
-    for index, name in enumerate(args.tasks):
-        names = [row.name for row in protocol_rows(args, SYNTHETIC_TASKS[name], first=index == 0)]
-        assert set(spatial) <= set(names) and names[0] == "et-fuser"
+    names = [row.name for row in protocol_rows(args, task, first=True)]
+    assert set(exploratory) <= set(names) and names[0] == "et-fuser"
     default = parse_args(["--output-dir", "/nonexistent/spatial-rows"])
-    assert not {row.name for row in protocol_rows(default, SYNTHETIC_TASKS["expression"], True)} & set(spatial)
+    assert not {row.name for row in protocol_rows(default, task, True)} & set(exploratory)
 
 
 def test_spatial_sweep_candidates_cover_grid_sizes_and_canonical_tokens():
@@ -109,3 +128,26 @@ def test_grid_attention_maps_are_drawn_for_spatial_models_only(tmp_path):
         "attention_maps.png"]
     assert PIL.Image.open(tmp_path / "attention_maps.png").size[0] > 300
     assert save_attention_maps(tmp_path / "none", {"pooled": pooled}, test, processor) == []
+
+
+def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_concatenation_over_them():
+    from etfuser_hf.training.task_tables import describe_tokens, reading, render_task_table, task_table
+    from etfuser_hf.training.trainer import RunResult
+
+    assert describe_tokens(None) == "pooled" and describe_tokens(GRID) == "grid 2"
+    assert describe_tokens({"age": {"feature": "grid", "grid_size": 3},
+                            "expression": {"feature": "grid", "grid_size": 4}}) == "grid age 3, expression 4"
+
+    def runs(name: str, accuracies: list[float]) -> list[RunResult]:
+        return [RunResult(name, name, np.zeros(20, int), np.zeros((20, 7)), {"accuracy": value, "macro_f1": 0.1},
+                          validation_metrics={"accuracy": value}, scores=np.ones(20) * (value > 0.5), split="test")
+                for value in accuracies]
+
+    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": GRID})
+    clear = {"et-fuser": runs("et-fuser", [0.70, 0.72, 0.71]), "canonical": runs("canonical", [0.52, 0.53, 0.55]),
+             "concat-mlp-grid": runs("concat-mlp-grid", [0.50, 0.51, 0.515])}
+    table = task_table(task, clear, [0, 1, 2], "et-fuser")
+    assert table["tokens"] == "grid 2" and "et-fuser prior tokens `grid 2`" in render_task_table(table)
+    assert "The ensemble token beats concatenation over the same prior tokens (concat-mlp-grid)" in reading(table)
+    level = {**clear, "concat-mlp-grid": runs("concat-mlp-grid", [0.71, 0.70, 0.72])}
+    assert "does not beat" in reading(task_table(task, level, [0, 1, 2], "et-fuser"))

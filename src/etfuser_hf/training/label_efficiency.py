@@ -1,5 +1,5 @@
-"""Label efficiency (the companion paper's few-shot protocol): the canonical model alone, concat-mlp and ET-Fuser
-trained on fractions of the training labels (the same seeded subset for every row), each selected on the full
+"""Label efficiency (the companion paper's few-shot protocol): the canonical model alone, concat-mlp (over pooled
+priors, and over the tokens et-fuser reads) and ET-Fuser trained on fractions of the training labels (the same seeded subset for every row), each selected on the full
 validation split and tested once; test metric against fraction, mean ± std over seeds."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import ProtocolContext, Run, train_runs
+from .protocol import ProtocolContext, Run, distinct_rows, train_runs
 from .rows import MAIN_ROW, PROTOCOL_ROWS
 from .splits import subsample_train
 from .task_tables import mean_std
 from .tasks import FaceTask
 
-EFFICIENCY_ROWS = ("canonical", "concat-mlp", MAIN_ROW)
+EFFICIENCY_ROWS = ("canonical", "concat-mlp", "concat-mlp-grid", MAIN_ROW)
 
 
 def label_efficiency(tasks: Sequence[FaceTask], fractions: Sequence[float], seeds: Sequence[int],
@@ -24,9 +24,11 @@ def label_efficiency(tasks: Sequence[FaceTask], fractions: Sequence[float], seed
                      workers: int = 1) -> dict[str, Any]:
     """`{task: {row: {fraction: {"mean", "std", "per_seed"}}}}` of the test metric. A fraction of 1.0 reuses the
     protocol's own runs (`tables`), which trained on the same full split with the same seeds."""
-    rows = {row.name: row for row in PROTOCOL_ROWS if row.name in EFFICIENCY_ROWS}
     curves: dict[str, Any] = {}
     for task in tasks:
+        # concat-mlp-grid only where the task's et-fuser reads other tokens than concat-mlp's pooled ones
+        rows = {row.name: row for row in distinct_rows([row for row in PROTOCOL_ROWS if row.name in EFFICIENCY_ROWS],
+                                                       task)}
         per_row: dict[str, Any] = {}
         table_rows = {row["variant"]: row for row in tables[task.name]["rows"]}
         for name, row in rows.items():

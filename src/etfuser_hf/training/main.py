@@ -3,8 +3,9 @@
 With no arguments this is the README's main job, on the SYNTHETIC offline default: three tasks (expression, age
 group, 68 landmarks), each with a real pretrained canonical model fine-tuned (the FER net, the dlib age net, the
 face-api landmark net) and the other converted face networks as frozen priors; per task and seed the rows of
-`protocol.PROTOCOL_ROWS` (canonical alone, canonical + concatenated priors + MLP, canonical + ET-Fuser, ET-Fuser on
-the priors alone, the best single prior's linear probe) selected on validation and tested once; tables of mean ± std
+`rows.PROTOCOL_ROWS` (canonical alone, canonical + concatenated priors + MLP, the same over et-fuser's tokens,
+canonical + ET-Fuser over the tokens chosen on validation, over one pooled vector per prior, ET-Fuser on the priors
+alone, the best single prior's linear probe) selected on validation and tested once; tables of mean ± std
 over `--seeds` with p-values on the test split; `runs/etfuser-synthetic/`.
 
     python training/train.py                                  # main job (under 15 minutes on 2 CPU cores)
@@ -44,7 +45,7 @@ from .measurements import mean_prior_attention
 from .multitask import train_multitask_comparison
 from .output_guard import OutputExistsError, check_output_dir
 from .plots import save_attention_maps, save_plots
-from .protocol import ProtocolContext, Run, train_runs
+from .protocol import ProtocolContext, Run, distinct_rows, row_recipe, train_runs
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
 from .run_writer import write_run_folder
@@ -105,12 +106,12 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     extra = parser.add_argument_group("beyond the protocol")
     extra.add_argument("--no-baselines", action="store_true", help="train the et-fuser row only")
     extra.add_argument("--label-fractions", nargs="+", type=float, default=[], metavar="F",
-                       help="label efficiency: canonical, concat-mlp and et-fuser on these fractions of the training "
-                            "labels (e.g. 0.05 0.2 1.0), plotted as test metric vs fraction")
+                       help="label efficiency: canonical, concat-mlp (pooled and over et-fuser's tokens) and et-fuser on "
+                            "these fractions of the training labels (e.g. 0.05 0.2 1.0), plotted as test metric vs fraction")
     extra.add_argument("--ablations", action="store_true", help="also train the ablation rows (first task)")
     extra.add_argument("--spatial", action="store_true",
-                       help="also train the spatial-token rows on every task (et-fuser-pooled, et-fuser-spatial, "
-                            "et-fuser-spatial-canonical, concat-mlp-grid)")
+                       help="also train the exploratory 2x2 spatial-token rows on every task (et-fuser-grid2, "
+                            "et-fuser-grid2-canonical, concat-mlp-grid2)")
     extra.add_argument("--companion", nargs="+", default=[], choices=companion_names,
                        help="also train ET-Fuser with these companion-paper auxiliary tasks (first task)")
     extra.add_argument("--variants", nargs="+", default=[], choices=list(OPTIONAL_ROWS), metavar="NAME",
@@ -186,11 +187,12 @@ def needs_token_backbone(overrides: dict) -> bool:
     return into_tokens or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
 
 
-def reads_grid_tokens(row: Row) -> bool:
-    """The row's ensemble token attends over grid tokens (so its attention can be drawn on the face)."""
-    mode = row.overrides.get("fusion_mode")
+def reads_grid_tokens(row: Row, task: FaceTask) -> bool:
+    """The row's ensemble token attends over grid tokens on `task` (so its attention can be drawn on the face)."""
+    recipe = row_recipe(row, task)
+    mode = recipe.get("fusion_mode")
     has_token = mode is None or fusion_mode_properties(mode).ensemble_token
-    feature = row.overrides.get("prior_feature") or {}
+    feature = recipe.get("prior_feature") or {}
     grids = [feature] if "feature" in feature else list(feature.values())
     return has_token and any(spec.get("feature") == "grid" for spec in grids)
 
@@ -202,6 +204,7 @@ def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list
     rows = [row for row in PROTOCOL_ROWS if not args.no_baselines or row.name == MAIN_ROW]
     if getattr(args, "spatial", False):
         rows += [row for row in OPTIONAL_ROWS.values() if row.group == "spatial"]
+    rows = distinct_rows(rows, task)
     if not first:
         return rows
     wanted = set(args.variants) | {f"aux-{name}" for name in args.companion}
@@ -246,8 +249,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     args = parse_args(argv, prog)
     start = time.perf_counter()
     wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
-    views = [row.overrides["prior_feature"] for index, task in enumerate(wanted)
-             for row in protocol_rows(args, task, first=index == 0) if row.overrides.get("prior_feature")]
+    views = [row_recipe(row, task)["prior_feature"] for index, task in enumerate(wanted)
+             for row in protocol_rows(args, task, first=index == 0) if row_recipe(row, task).get("prior_feature")]
     tasks, context, split_record = prepare_protocol(args, views)
     splits, prior_dirs, processor, label_names = (context.splits, context.prior_dirs, context.processor,
                                                   context.label_names)
@@ -257,7 +260,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     runs, pictured = [], {}  # pictured: task -> the saved model whose grid attention plots/attention_maps.png draws
     for index, task in enumerate(tasks):
         rows = protocol_rows(args, task, first=index == 0)
-        picture_row = next((row for row in rows if reads_grid_tokens(row)), None)
+        picture_row = next((row for row in rows if reads_grid_tokens(row, task)), None)
         for row in rows:
             overrides = {} if row.num_priors is None else {"priors": task_priors(task, args.priors)[: row.num_priors]}
             for seed in seeds:

@@ -59,6 +59,33 @@ class ProtocolContext:
                             feature_view=feature_view(prior_feature))
 
 
+def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The overrides of the default recipe that `row` trains with on `task` (`recipe.build_task_model` keywords):
+    the task's fusion (for et-fuser and rows that set no fusion mode of their own), what was chosen on validation for
+    the row it is tuned as, the task's chosen tokens for a spatial row (their fusion mode only where the row sets
+    none), then the row's own definition and `overrides` (a run's, or a sweep candidate's), each over the former."""
+    own_mode = row.overrides.get("fusion_mode")
+    fusion = task.fusion if row.name == MAIN_ROW or own_mode is None else {}
+    spatial = {}
+    if row.spatial:
+        spatial = {key: value for key, value in task.spatial.items() if key != "fusion_mode" or own_mode is None}
+    return {**fusion, **task.row_overrides.get(row.tuning, {}), **spatial, **row.overrides, **(overrides or {})}
+
+
+def distinct_rows(rows: Sequence[Row], task: FaceTask) -> list[Row]:
+    """`rows` less each one that would train exactly as an earlier one on `task` (the same recipe and rate: e.g.
+    et-fuser-pooled and concat-mlp-grid where the task reads one pooled vector per prior)."""
+    kept, seen = [], []
+    for row in rows:
+        key = (row.probe, row.num_priors, row_recipe(row, task), task.row_learning_rate(row.tuning))
+        if key in seen:
+            print(f"{task.name}: {row.name} trains exactly as an earlier row there; trained once")
+            continue
+        kept.append(row)
+        seen.append(key)
+    return kept
+
+
 def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
               train: datasets.Dataset | None = None, keep_model: Callable[[Any], None] | None = None,
               learning_rate: float | None = None, evaluate_test: bool = True, **overrides: Any) -> RunResult:
@@ -73,9 +100,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     import torch
 
     torch.manual_seed(seed)
-    fusion = task.fusion if row.name == MAIN_ROW or row.overrides.get("fusion_mode") is None else {}
-    # the row's own definition (and a sweep candidate's setting) over what was chosen for the row it is tuned as
-    recipe = {**fusion, **task.row_overrides.get(row.tuning, {}), **row.overrides, **overrides}
+    recipe = row_recipe(row, task, overrides)
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
                              **recipe)
     collator = context.collator(task, model, recipe.get("prior_feature"))

@@ -17,7 +17,9 @@ class Row:
     """One row of a task table: ET-Fuser built by `recipe.build_task_model` with `overrides` of the default recipe
     (ETFuserConfig keyword arguments, and `prior_feature`: how the priors are read), on the first `num_priors` of the
     selected priors where that is set; or, with `probe`, the linear probe on the best single prior. `tuned_as` names
-    the row whose per-task learning rate and overrides (`FaceTask.row_learning_rates`) it takes, where not its own."""
+    the row whose per-task learning rate and overrides (`FaceTask.row_learning_rates`) it takes, where not its own.
+    A `spatial` row reads the priors as its task's chosen tokens (`FaceTask.spatial`), so that the rows compared on
+    grid tokens read the same ones."""
 
     name: str
     description: str
@@ -26,6 +28,7 @@ class Row:
     group: str = "protocol"  # "protocol" (always trained), "ablation" (--ablations) or "companion" (--companion)
     num_priors: int | None = None
     tuned_as: str | None = None
+    spatial: bool = False
 
     @property
     def tuning(self) -> str:
@@ -37,13 +40,21 @@ class Row:
         return self.name if self.group == "protocol" else MAIN_ROW
 
 
+# et-fuser reads the priors as its task's chosen tokens (grid tokens where the spatial sweep chose them); beside it
+# the same ET-Fuser over one pooled vector per prior, and concat-mlp over the very tokens et-fuser reads, so that a
+# gain of the token over concatenation cannot come from more input alone. A row whose recipe equals an earlier row's
+# on a task (both where the task reads pooled priors) is trained once (`main.protocol_rows`).
 PROTOCOL_ROWS = (
     Row(MAIN_ROW, "canonical model + ET-Fuser: the ensemble token over the frozen priors, fused into the "
-                  "canonical model (fusion mode in the table heading)"),
+                  "canonical model (tokens and fusion mode in the table heading)", spatial=True),
     Row("canonical", "the pretrained canonical model alone, fine-tuned (the baseline to beat)",
         {"fusion_mode": "none"}),
-    Row("concat-mlp", "canonical model + the frozen priors' features concatenated through an MLP (no ensemble token)",
-        {"fusion_mode": "concat_priors"}),
+    Row("concat-mlp", "canonical model + the frozen priors' pooled features concatenated through an MLP (no "
+                      "ensemble token)", {"fusion_mode": "concat_priors"}),
+    Row("concat-mlp-grid", "canonical model + the same prior tokens as et-fuser, concatenated (flattened) through an "
+                           "MLP (no ensemble token)", {"fusion_mode": "concat_priors"}, tuned_as="concat-mlp",
+        spatial=True),
+    Row("et-fuser-pooled", "canonical model + ET-Fuser over one pooled vector per prior", tuned_as=MAIN_ROW),
     Row("et-fuser-priors-only", "ET-Fuser on the frozen priors alone (no canonical model)",
         {"fusion_mode": "priors_only"}),
     Row("probe-best-prior", "linear probe on the single best frozen prior (chosen on validation)", probe=True),
@@ -87,17 +98,14 @@ def row_tuning(name: str) -> str:
     return row.tuning if row is not None else name
 
 
-# Spatial tokens (each prior's last feature map as GRID x GRID tokens with a 2-D position embedding), each beside the
-# pooled row with the same information it is compared to; tuned as the pooled rows until a validation sweep
-# (`etfuser sweep --grid-sizes ...`) chooses their own settings.
-SPATIAL_GRID = {"feature": "grid", "grid_size": 2}
-register_row("et-fuser-pooled", "canonical model + ET-Fuser over one pooled vector per prior (today's et-fuser)",
-             "spatial", tuned_as=MAIN_ROW)
-register_row("et-fuser-spatial", "canonical model + ET-Fuser over 2x2 grid tokens per prior", "spatial",
-             tuned_as=MAIN_ROW, prior_feature=SPATIAL_GRID)
-register_row("et-fuser-spatial-canonical", "canonical model + ET-Fuser over 2x2 grid tokens per prior and the "
+# Exploratory spatial rows at a fixed 2x2 grid (each prior's last feature map as 2x2 tokens with a 2-D position
+# embedding), whatever the task chose; tuned as the rows they extend.
+GRID2 = {"feature": "grid", "grid_size": 2}
+register_row("et-fuser-grid2", "canonical model + ET-Fuser over 2x2 grid tokens per prior", "spatial",
+             tuned_as=MAIN_ROW, prior_feature=GRID2)
+register_row("et-fuser-grid2-canonical", "canonical model + ET-Fuser over 2x2 grid tokens per prior and the "
              "canonical model's own 2x2 tokens (fusion_mode=canonical_tokens)", "spatial", tuned_as=MAIN_ROW,
-             prior_feature=SPATIAL_GRID, fusion_mode="canonical_tokens")
-register_row("concat-mlp-grid", "canonical model + the priors' 2x2 grid tokens concatenated (flattened) through an "
-             "MLP (no ensemble token): the same input as et-fuser-spatial", "spatial", tuned_as="concat-mlp",
-             prior_feature=SPATIAL_GRID, fusion_mode="concat_priors")
+             prior_feature=GRID2, fusion_mode="canonical_tokens")
+register_row("concat-mlp-grid2", "canonical model + the priors' 2x2 grid tokens concatenated (flattened) through an "
+             "MLP (no ensemble token): the same input as et-fuser-grid2", "spatial", tuned_as="concat-mlp",
+             prior_feature=GRID2, fusion_mode="concat_priors")

@@ -87,7 +87,8 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
         "greater_is_better": task.greater_is_better,
         "canonical": task.canonical,
         "learning_rate": task.learning_rate,
-        "fusion_mode": dict(task.fusion).get("fusion_mode", "add_to_pooled"),
+        "fusion_mode": {**task.fusion, **task.spatial}.get("fusion_mode", "add_to_pooled"),
+        "tokens": describe_tokens(task.spatial.get("prior_feature")),
         "split": "test",
         "seeds": list(seeds),
         "tests": {"p_seeds_ttest_vs_main": "paired t-test across seeds (scipy.stats.ttest_rel), test split",
@@ -102,6 +103,18 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
         "candidates_per_row": dict(task.candidates_per_row),
         "rows": rows,
     }
+
+
+def describe_tokens(prior_feature: Mapping[str, Any] | None) -> str:
+    """How et-fuser reads the priors, in words: `"pooled"` (one vector per prior), `"grid 2"` (2 x 2 tokens each), or
+    per prior where their grids differ (`"grid age 3, expression 4"`)."""
+    if not prior_feature:
+        return "pooled"
+    specs = {"": prior_feature} if "feature" in prior_feature else dict(prior_feature)
+    sizes = {name: spec.get("grid_size") for name, spec in specs.items() if spec.get("feature") == "grid"}
+    if len(set(sizes.values())) == 1 and len(sizes) == len(specs):
+        return f"grid {next(iter(sizes.values()))}"
+    return "grid " + ", ".join(f"{name} {size}" for name, size in sorted(sizes.items()))
 
 
 def _cell(statistic: Mapping[str, float]) -> str:
@@ -130,8 +143,8 @@ def render_task_table(table: Mapping[str, Any]) -> str:
     tuning = f"each row's rates chosen on validation among its candidates: {counts}" if counts else "rates not swept"
     lines = [
         f"### {table['task']}: test-split {METRIC_LABELS.get(metric, metric)}, mean ± std over seeds "
-        f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser fusion mode "
-        f"`{table.get('fusion_mode', 'add_to_pooled')}`; {tuning}; Holm: the t-test's p-values Holm-corrected "
+        f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser prior tokens "
+        f"`{table.get('tokens', 'pooled')}`, fusion mode `{table.get('fusion_mode', 'add_to_pooled')}`; {tuning}; Holm: the t-test's p-values Holm-corrected "
         f"across the {others} rows compared with {main})",
         "",
         f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
@@ -159,14 +172,18 @@ def render_task_table(table: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+# the rows ET-Fuser is set against in a task's reading, where the table has them
+COMPARED_IN_READING = ("canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-pooled")
+
+
 def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
     """One sentence per task from its numbers: where ET-Fuser stands against the canonical model and concat-mlp."""
     metric, main = table["metric"], table["main_variant"]
     better = 1.0 if table["greater_is_better"] else -1.0
     rows = {row["variant"]: row for row in table["rows"]}
     mean = {name: row["test"][metric]["mean"] for name, row in rows.items()}
-    parts = []
-    for other in ("canonical", "concat-mlp"):
+    parts, beats = [], {}
+    for other in COMPARED_IN_READING:
         if other not in rows:
             continue
         gap = better * (mean[main] - mean[other])
@@ -174,11 +191,17 @@ def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
         holm = rows[other].get("p_seeds_ttest_vs_main_holm", p)
         verdict = ("better than" if gap > 0 else "worse than" if gap < 0 else "level with")
         significant = holm is not None and holm < alpha
+        beats[other] = gap > 0 and significant
         parts.append(f"{verdict} {other} by {abs(mean[main] - mean[other]):.4f} {metric} "
                      f"(t-test over seeds p = {'n/a' if p is None else f'{p:.4f}'}, Holm-adjusted "
                      f"{'n/a' if holm is None else f'{holm:.4f}'}, test split"
                      f"{'' if significant else ', not significant'})")
-    sentence = f"{table['task']}: ET-Fuser is " + "; ".join(parts) + "."
+    tokens = table.get("tokens", "pooled")
+    sentence = f"{table['task']}: ET-Fuser (prior tokens: {tokens}) is " + "; ".join(parts) + "."
+    concatenation = "concat-mlp-grid" if "concat-mlp-grid" in rows else "concat-mlp"
+    if concatenation in beats:
+        verdict = "beats" if beats[concatenation] else f"does not beat (Holm-adjusted p < {alpha:g} and a gain needed)"
+        sentence += f" The ensemble token {verdict} concatenation over the same prior tokens ({concatenation}) here."
     gate = rows[main].get("gate_magnitude")
     if gate is not None:
         sentence += (f" Its fusion gate opened to mean |tanh(g)| = {gate['mean']:.4f} ± {gate['std']:.4f} "

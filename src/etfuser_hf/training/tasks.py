@@ -46,6 +46,10 @@ class FaceTask:
             both mappings: one rate for every row.
         candidates_per_row: `{row name: number of settings tried on validation}` by the sweep that chose the rates
             (printed beside the task tables, so that unequal tuning would show); empty where nothing was swept.
+        spatial: how the rows marked `Row.spatial` (et-fuser, and concat-mlp-grid beside it) read the priors, chosen
+            on validation among grid sizes and canonical tokens (`training/sweep.py --grid-sizes`): `prior_feature`
+            (`recipe.build_task_model`) and, for a row with an ensemble token, `fusion_mode`; empty: one pooled
+            vector per prior.
     """
 
     name: str
@@ -57,6 +61,7 @@ class FaceTask:
     row_learning_rates: Mapping[str, float] = dataclasses.field(default_factory=dict)
     row_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     candidates_per_row: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    spatial: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def row_learning_rate(self, row: str) -> float:
         """The learning rate `row` trains with on this task."""

@@ -60,12 +60,13 @@ class SweepCandidate:
 
     def as_row(self) -> Row:
         """The row under a name of its own, so that every candidate keeps its own checkpoint folder; its canonical
-        share is set even at 1.0, so that no setting chosen earlier for the row (`FaceTask.row_overrides`) leaks in."""
+        share is set even at 1.0, so that no setting chosen earlier for the row (`FaceTask.row_overrides`) leaks in;
+        a spatial candidate reads the priors as its own settings say, never as the task chose (`FaceTask.spatial`)."""
         overrides = {**self.row.overrides, **self.settings,
                      "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
         name += f"-{self.tag.replace(' ', '-')}" if self.tag else ""
-        return dataclasses.replace(self.row, name=name, overrides=overrides)
+        return dataclasses.replace(self.row, name=name, overrides=overrides, spatial=self.row.spatial and not self.tag)
 
 
 def has_canonical_model(row: Row) -> bool:
