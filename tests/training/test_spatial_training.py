@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pytest
 import torch
 
 from etfuser_hf import ETFuserImageProcessor
@@ -45,26 +46,38 @@ def test_cached_grid_features_give_the_same_logits_as_live_ones(tmp_path):
         torch.testing.assert_close(model(**from_cache).logits, model(**live).logits, rtol=1e-4, atol=1e-5)
 
 
-def test_spatial_rows_read_the_tasks_chosen_tokens_beside_the_pooled_rows_they_are_compared_to():
+def test_spatial_rows_read_the_tasks_spatial_setting_beside_the_pooled_rows_they_are_compared_to():
     grid4 = {"feature": "grid", "grid_size": 4}
-    chosen = {"prior_feature": grid4, "fusion_mode": "canonical_tokens"}
-    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial=chosen)
+    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": grid4,
+                                                                       "fusion_mode": "canonical_tokens"})
     recipes = {name: row_recipe(row, task) for name, row in ROWS.items()}
-    assert recipes["et-fuser"]["prior_feature"] == grid4 and recipes["et-fuser"]["fusion_mode"] == "canonical_tokens"
-    # concatenation over the very tokens et-fuser reads (its own fusion mode kept), and et-fuser over pooled priors
+    assert recipes["et-fuser-spatial"]["prior_feature"] == grid4
+    assert recipes["et-fuser-spatial"]["fusion_mode"] == "canonical_tokens"
+    # concatenation over the very tokens the spatial row reads (its own fusion mode kept)
     assert recipes["concat-mlp-grid"]["prior_feature"] == grid4
     assert recipes["concat-mlp-grid"]["fusion_mode"] == "concat_priors"
-    assert "prior_feature" not in recipes["et-fuser-pooled"] and "fusion_mode" not in recipes["et-fuser-pooled"]
-    assert ROWS["concat-mlp-grid"].tuning == "concat-mlp" and ROWS["et-fuser-pooled"].tuning == "et-fuser"
+    for pooled in ("et-fuser", "et-fuser-pooled"):  # validation chose pooled tokens for et-fuser here
+        assert "prior_feature" not in recipes[pooled] and "fusion_mode" not in recipes[pooled]
+    assert ROWS["concat-mlp-grid"].tuning == "concat-mlp" and ROWS["et-fuser-spatial"].tuning == "et-fuser"
     assert task.row_learning_rate(ROWS["et-fuser-pooled"].tuning) == task.row_learning_rate("et-fuser")
-    # a row that would train exactly as an earlier one is trained once: on pooled priors the spatial pair collapses
-    pooled = dataclasses.replace(task, spatial={})
-    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), pooled)] == [
+    # a row that would train exactly as an earlier one is trained once
+    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), task)] == [
+        "et-fuser", "canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-spatial", "et-fuser-priors-only",
+        "probe-best-prior"]
+    spatial_main = dataclasses.replace(task, main_tokens="spatial")
+    assert row_recipe(ROWS["et-fuser"], spatial_main)["prior_feature"] == grid4
+    assert "et-fuser-spatial" not in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), spatial_main)]
+    assert "et-fuser-pooled" in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), spatial_main)]
+    no_spatial = dataclasses.replace(task, spatial={})
+    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), no_spatial)] == [
         "et-fuser", "canonical", "concat-mlp", "et-fuser-priors-only", "probe-best-prior"]
-    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), task)] == [row.name for row in PROTOCOL_ROWS]
+    with pytest.raises(ValueError, match="main_tokens='spatial' needs a spatial setting"):
+        dataclasses.replace(no_spatial, main_tokens="spatial")
+    with pytest.raises(ValueError, match="main_tokens: expected 'pooled' or 'spatial'"):
+        dataclasses.replace(task, main_tokens="grid")
     # a spatial sweep candidate reads the priors as its own settings say, never as the task chose
-    candidate = spatial_candidates(task, [ROWS["et-fuser"]], ["pooled"], [False], {})[0]
-    assert "prior_feature" not in row_recipe(candidate.as_row(), task)
+    candidate = spatial_candidates(spatial_main, [ROWS["et-fuser"]], ["pooled"], [False], {})[0]
+    assert "prior_feature" not in row_recipe(candidate.as_row(), spatial_main)
     exploratory = {name: row for name, row in OPTIONAL_ROWS.items() if row.group == "spatial"}
     assert set(exploratory) == {"et-fuser-grid2", "et-fuser-grid2-canonical", "concat-mlp-grid2"}
     assert exploratory["concat-mlp-grid2"].overrides["prior_feature"] == exploratory["et-fuser-grid2"].overrides[
@@ -144,10 +157,53 @@ def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_con
                 for value in accuracies]
 
     task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": GRID})
-    clear = {"et-fuser": runs("et-fuser", [0.70, 0.72, 0.71]), "canonical": runs("canonical", [0.52, 0.53, 0.55]),
-             "concat-mlp-grid": runs("concat-mlp-grid", [0.50, 0.51, 0.515])}
+    clear = {"et-fuser": runs("et-fuser", [0.60, 0.61, 0.62]), "canonical": runs("canonical", [0.52, 0.53, 0.55]),
+             "concat-mlp": runs("concat-mlp", [0.60, 0.62, 0.61]),
+             "concat-mlp-grid": runs("concat-mlp-grid", [0.50, 0.51, 0.515]),
+             "et-fuser-spatial": runs("et-fuser-spatial", [0.70, 0.72, 0.71])}
     table = task_table(task, clear, [0, 1, 2], "et-fuser")
-    assert table["tokens"] == "grid 2" and "et-fuser prior tokens `grid 2`" in render_task_table(table)
-    assert "The ensemble token beats concatenation over the same prior tokens (concat-mlp-grid)" in reading(table)
-    level = {**clear, "concat-mlp-grid": runs("concat-mlp-grid", [0.71, 0.70, 0.72])}
-    assert "does not beat" in reading(task_table(task, level, [0, 1, 2], "et-fuser"))
+    assert table["tokens"] == "pooled" and table["spatial_tokens"] == "grid 2"
+    pairs = {(pair["token_row"], pair["concatenation_row"]): pair for pair in table["same_tokens"]}
+    assert set(pairs) == {("et-fuser", "concat-mlp"), ("et-fuser-spatial", "concat-mlp-grid")}
+    assert pairs[("et-fuser-spatial", "concat-mlp-grid")]["gain"] == 0.2017
+    assert pairs[("et-fuser-spatial", "concat-mlp-grid")]["p_seeds_ttest"] < 0.05
+    markdown = render_task_table(table)
+    assert "et-fuser prior tokens `pooled`" in markdown and "spatial rows' tokens `grid 2`" in markdown
+    assert "ensemble token against concatenation: et-fuser-spatial - concat-mlp-grid = +0.2017" in markdown
+    text = reading(table)
+    assert "et-fuser-spatial vs concat-mlp-grid: +0.2017" in text and text.count("does not beat") == 1
+    assert "et-fuser vs concat-mlp: +0.0000" in text
+    spatial_main = dataclasses.replace(task, main_tokens="spatial")  # et-fuser itself on the grid: one pair
+    level = {"et-fuser": clear["et-fuser-spatial"], "canonical": clear["canonical"],
+             "concat-mlp-grid": runs("concat-mlp-grid", [0.71, 0.70, 0.72])}
+    table = task_table(spatial_main, level, [0, 1, 2], "et-fuser")
+    assert table["tokens"] == "grid 2" and [pair["concatenation_row"] for pair in table["same_tokens"]] == [
+        "concat-mlp-grid"]
+    assert "the ensemble token does not beat concatenation here" in reading(table)
+
+
+def test_label_efficiency_sets_the_spatial_token_against_concatenation_over_the_same_tokens_at_every_fraction():
+    from etfuser_hf.training.label_efficiency import fraction_comparisons
+    from etfuser_hf.training.run_writer import render_label_efficiency_markdown
+
+    task = dataclasses.replace(SYNTHETIC_TASKS["landmarks"], spatial={"prior_feature": GRID})  # NME: lower is better
+
+    def points(values_by_fraction: dict[str, list[float]]) -> dict[str, dict]:
+        return {fraction: {"mean": float(np.mean(values)), "std": 0.0, "per_seed": values}
+                for fraction, values in values_by_fraction.items()}
+
+    per_row = {"canonical": points({"0.05": [0.20, 0.21, 0.22], "1.0": [0.08, 0.081, 0.082]}),
+               "concat-mlp": points({"0.05": [0.15, 0.16, 0.15], "1.0": [0.05, 0.051, 0.05]}),
+               "concat-mlp-grid": points({"0.05": [0.16, 0.17, 0.18], "1.0": [0.05, 0.05, 0.051]}),
+               "et-fuser": points({"0.05": [0.15, 0.16, 0.15], "1.0": [0.05, 0.051, 0.05]}),
+               "et-fuser-spatial": points({"0.05": [0.12, 0.125, 0.13], "1.0": [0.05, 0.0505, 0.0505]})}
+    comparisons = {(entry["row"], entry["against"]): entry["points"] for entry in fraction_comparisons(task, per_row)}
+    assert set(comparisons) == {("et-fuser", "concat-mlp"), ("et-fuser-spatial", "concat-mlp-grid"),
+                                ("et-fuser", "canonical"), ("et-fuser-spatial", "canonical")}
+    few = comparisons[("et-fuser-spatial", "concat-mlp-grid")]["0.05"]
+    assert few["gain"] == 0.045 and few["p_seeds_ttest"] < 0.05  # positive: the token row's NME is lower
+    assert comparisons[("et-fuser", "concat-mlp")]["0.05"]["p_seeds_ttest"] == 1.0
+    markdown = render_label_efficiency_markdown({"landmarks": {"metric": "nme", "rows": per_row, "comparisons": [
+        {"row": "et-fuser-spatial", "against": "concat-mlp-grid",
+         "points": comparisons[("et-fuser-spatial", "concat-mlp-grid")]}]}})
+    assert "| et-fuser-spatial - concat-mlp-grid: gain, p (t-test over seeds, test split) | +0.0450, p = " in markdown

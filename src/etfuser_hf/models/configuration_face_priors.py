@@ -87,7 +87,13 @@ class FacePriorConfig(PreTrainedConfig):
             setattr(self, name, [int(value) for value in getattr(self, name)])
         for name in self._float_list_fields:
             setattr(self, name, [float(value) for value in getattr(self, name)])
+        if self.id2label is None:  # before PreTrainedConfig's own default (LABEL_0, LABEL_1)
+            self.id2label = self.default_labels()
         super().__post_init__(**kwargs)
+
+    def default_labels(self) -> dict[int, str] | None:
+        """The net's own class names, `{index: name}`, where it has a classifier; None for a feature extractor."""
+        return None
 
     def validate_architecture(self):
         """Part of `@strict` validation: the input contract, then the pooled width. Subclasses extend it with the
@@ -276,10 +282,8 @@ class DlibAgeConfig(FacePriorConfig):
     _int_list_fields = ("hidden_sizes", "depths")
     _float_list_fields = ("image_mean", "image_std", "age_bins")
 
-    def __post_init__(self, **kwargs):
-        if self.id2label is None:
-            self.id2label = {index: f"{float(age):g}" for index, age in enumerate(self.age_bins)}
-        super().__post_init__(**kwargs)
+    def default_labels(self) -> dict[int, str]:
+        return {index: f"{float(age):g}" for index, age in enumerate(self.age_bins)}
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -330,10 +334,8 @@ class DlibGenderConfig(FacePriorConfig):
     image_std: list[float] | tuple[float, ...] = tuple(DLIB_STD_RGB)
     pixel_scale: float = 255.0
 
-    def __post_init__(self, **kwargs):
-        if self.id2label is None:
-            self.id2label = dict(enumerate(DLIB_GENDER_LABELS))
-        super().__post_init__(**kwargs)
+    def default_labels(self) -> dict[int, str]:
+        return dict(enumerate(DLIB_GENDER_LABELS))
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -389,10 +391,8 @@ class FerMiniXceptionConfig(FacePriorConfig):
 
     _int_list_fields = ("hidden_sizes", "stem_channels")
 
-    def __post_init__(self, **kwargs):
-        if self.id2label is None:
-            self.id2label = dict(enumerate(FER_EXPRESSIONS))
-        super().__post_init__(**kwargs)
+    def default_labels(self) -> dict[int, str]:
+        return dict(enumerate(FER_EXPRESSIONS))
 
     def validate_architecture(self):
         super().validate_architecture()

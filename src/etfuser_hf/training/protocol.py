@@ -62,19 +62,19 @@ class ProtocolContext:
 def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The overrides of the default recipe that `row` trains with on `task` (`recipe.build_task_model` keywords):
     the task's fusion (for et-fuser and rows that set no fusion mode of their own), what was chosen on validation for
-    the row it is tuned as, the task's chosen tokens for a spatial row (their fusion mode only where the row sets
-    none), then the row's own definition and `overrides` (a run's, or a sweep candidate's), each over the former."""
+    the row it is tuned as, the task's spatial setting for a row that reads it (its fusion mode only where the row
+    sets none), then the row's own definition and `overrides` (a run's, or a sweep candidate's), each over the former."""
     own_mode = row.overrides.get("fusion_mode")
     fusion = task.fusion if row.name == MAIN_ROW or own_mode is None else {}
     spatial = {}
-    if row.spatial:
+    if row.reads_spatial(task.main_tokens):
         spatial = {key: value for key, value in task.spatial.items() if key != "fusion_mode" or own_mode is None}
     return {**fusion, **task.row_overrides.get(row.tuning, {}), **spatial, **row.overrides, **(overrides or {})}
 
 
 def distinct_rows(rows: Sequence[Row], task: FaceTask) -> list[Row]:
     """`rows` less each one that would train exactly as an earlier one on `task` (the same recipe and rate: e.g.
-    et-fuser-pooled and concat-mlp-grid where the task reads one pooled vector per prior)."""
+    et-fuser-pooled where et-fuser reads pooled priors, or the spatial rows of a task without a spatial setting)."""
     kept, seen = [], []
     for row in rows:
         key = (row.probe, row.num_priors, row_recipe(row, task), task.row_learning_rate(row.tuning))

@@ -18,8 +18,9 @@ class Row:
     (ETFuserConfig keyword arguments, and `prior_feature`: how the priors are read), on the first `num_priors` of the
     selected priors where that is set; or, with `probe`, the linear probe on the best single prior. `tuned_as` names
     the row whose per-task learning rate and overrides (`FaceTask.row_learning_rates`) it takes, where not its own.
-    A `spatial` row reads the priors as its task's chosen tokens (`FaceTask.spatial`), so that the rows compared on
-    grid tokens read the same ones."""
+    `tokens` says how the row reads the priors: `"pooled"` (one vector per prior, or as `overrides` say),
+    `"spatial"` (its task's best spatial setting, `FaceTask.spatial`, so that the rows compared on grid tokens read
+    the same ones) or `"chosen"` (whichever of the two validation chose for et-fuser, `FaceTask.main_tokens`)."""
 
     name: str
     description: str
@@ -28,7 +29,11 @@ class Row:
     group: str = "protocol"  # "protocol" (always trained), "ablation" (--ablations) or "companion" (--companion)
     num_priors: int | None = None
     tuned_as: str | None = None
-    spatial: bool = False
+    tokens: str = "pooled"
+
+    def reads_spatial(self, main_tokens: str) -> bool:
+        """Whether the row reads its task's spatial setting, where et-fuser reads `main_tokens`."""
+        return self.tokens == "spatial" or (self.tokens == "chosen" and main_tokens == "spatial")
 
     @property
     def tuning(self) -> str:
@@ -40,20 +45,23 @@ class Row:
         return self.name if self.group == "protocol" else MAIN_ROW
 
 
-# et-fuser reads the priors as its task's chosen tokens (grid tokens where the spatial sweep chose them); beside it
-# the same ET-Fuser over one pooled vector per prior, and concat-mlp over the very tokens et-fuser reads, so that a
-# gain of the token over concatenation cannot come from more input alone. A row whose recipe equals an earlier row's
-# on a task (both where the task reads pooled priors) is trained once (`main.protocol_rows`).
+# et-fuser reads the priors as validation chose for its task: one pooled vector per prior, or its best spatial setting
+# (grid tokens, FaceTask.spatial). Beside it: ET-Fuser on the other of the two, and concat-mlp over the very tokens the
+# spatial row reads, so that a gain of the token over concatenation cannot come from more input alone. A row whose
+# recipe equals an earlier row's on a task (et-fuser and the one of et-fuser-spatial / et-fuser-pooled it matches) is
+# trained once (`protocol.distinct_rows`).
 PROTOCOL_ROWS = (
     Row(MAIN_ROW, "canonical model + ET-Fuser: the ensemble token over the frozen priors, fused into the "
-                  "canonical model (tokens and fusion mode in the table heading)", spatial=True),
+                  "canonical model (prior tokens and fusion mode in the table heading)", tokens="chosen"),
     Row("canonical", "the pretrained canonical model alone, fine-tuned (the baseline to beat)",
         {"fusion_mode": "none"}),
     Row("concat-mlp", "canonical model + the frozen priors' pooled features concatenated through an MLP (no "
                       "ensemble token)", {"fusion_mode": "concat_priors"}),
-    Row("concat-mlp-grid", "canonical model + the same prior tokens as et-fuser, concatenated (flattened) through an "
-                           "MLP (no ensemble token)", {"fusion_mode": "concat_priors"}, tuned_as="concat-mlp",
-        spatial=True),
+    Row("concat-mlp-grid", "canonical model + the same grid tokens as et-fuser-spatial, concatenated (flattened) "
+                           "through an MLP (no ensemble token)", {"fusion_mode": "concat_priors"},
+        tuned_as="concat-mlp", tokens="spatial"),
+    Row("et-fuser-spatial", "canonical model + ET-Fuser over grid tokens (the task's best spatial setting on "
+                            "validation)", tuned_as=MAIN_ROW, tokens="spatial"),
     Row("et-fuser-pooled", "canonical model + ET-Fuser over one pooled vector per prior", tuned_as=MAIN_ROW),
     Row("et-fuser-priors-only", "ET-Fuser on the frozen priors alone (no canonical model)",
         {"fusion_mode": "priors_only"}),

@@ -37,8 +37,17 @@ def render_label_efficiency_markdown(curves: Mapping[str, Any]) -> str:
         for name, points in curve["rows"].items():
             lines.append(f"| {name} | " + " | ".join(f"{points[f]['mean']:.4f} ± {points[f]['std']:.4f}"
                                                    for f in fractions) + " |")
+        for comparison in curve.get("comparisons") or []:
+            points = comparison["points"]
+            lines.append(f"| {comparison['row']} - {comparison['against']}: gain, p (t-test over seeds, test split) | "
+                         + " | ".join(_gain_and_p(points[f]) for f in fractions) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _gain_and_p(point: Mapping[str, Any]) -> str:
+    p = point["p_seeds_ttest"]
+    return f"{'+' if point['gain'] >= 0 else ''}{point['gain']:.4f}, p = {'n/a' if p is None else f'{p:.4f}'}"
 
 
 def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any]) -> Path:

@@ -81,14 +81,18 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
     others = [row for row in rows if row["variant"] != main]
     for row, adjusted in zip(others, holm_adjusted([row["p_seeds_ttest_vs_main"] for row in others])):
         row["p_seeds_ttest_vs_main_holm"] = None if adjusted is None else round(adjusted, 4)
+    same_tokens = [token_against_concatenation(task, runs, seeds, token, concatenation)
+                   for token, concatenation in same_token_pairs(task, runs, main)]
     return {
         "task": task.name,
         "metric": metric,
         "greater_is_better": task.greater_is_better,
         "canonical": task.canonical,
         "learning_rate": task.learning_rate,
-        "fusion_mode": {**task.fusion, **task.spatial}.get("fusion_mode", "add_to_pooled"),
-        "tokens": describe_tokens(task.spatial.get("prior_feature")),
+        "fusion_mode": {**task.fusion, **(task.spatial if task.main_tokens == "spatial" else {})}.get(
+            "fusion_mode", "add_to_pooled"),
+        "tokens": describe_tokens(task.spatial.get("prior_feature") if task.main_tokens == "spatial" else None),
+        "spatial_tokens": describe_tokens(task.spatial.get("prior_feature")) if task.spatial else None,
         "split": "test",
         "seeds": list(seeds),
         "tests": {"p_seeds_ttest_vs_main": "paired t-test across seeds (scipy.stats.ttest_rel), test split",
@@ -102,7 +106,30 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
         "main_variant": main,
         "candidates_per_row": dict(task.candidates_per_row),
         "rows": rows,
+        "same_tokens": same_tokens,
     }
+
+
+def same_token_pairs(task: FaceTask, runs: Mapping[str, Any], main: str) -> list[tuple[str, str]]:
+    """(ensemble-token row, concatenation row) pairs of `runs` that read the same prior tokens: et-fuser with the
+    concat-mlp of its own tokens, and et-fuser-spatial with concat-mlp-grid where et-fuser reads pooled priors."""
+    main_concatenation = "concat-mlp-grid" if task.main_tokens == "spatial" else "concat-mlp"
+    pairs = [(main, main_concatenation), ("et-fuser-spatial", "concat-mlp-grid")]
+    return [(token, concatenation) for token, concatenation in pairs if token in runs and concatenation in runs]
+
+
+def token_against_concatenation(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: Sequence[int],
+                                token: str, concatenation: str) -> dict[str, Any]:
+    """The ensemble token against concatenation over the same prior tokens, on the test split: the difference of
+    means (positive: the token is better), the paired t-test across seeds and the paired test per seed."""
+    metric, sign = task.metric, 1.0 if task.greater_is_better else -1.0
+    token_values = [result.metrics[metric] for result in runs[token]]
+    concatenation_values = [result.metrics[metric] for result in runs[concatenation]]
+    return {"token_row": token, "concatenation_row": concatenation,
+            "gain": round(sign * float(np.mean(token_values) - np.mean(concatenation_values)), 4),
+            "p_seeds_ttest": seed_ttest_pvalue(token_values, concatenation_values),
+            "p_per_seed": [per_seed_pvalue(task, a, b, seed)
+                           for a, b, seed in zip(runs[token], runs[concatenation], seeds)]}
 
 
 def describe_tokens(prior_feature: Mapping[str, Any] | None) -> str:
@@ -141,10 +168,12 @@ def render_task_table(table: Mapping[str, Any]) -> str:
     others = sum(1 for row in table["rows"] if row["variant"] != main)
     counts = ", ".join(f"{row} {count}" for row, count in (table.get("candidates_per_row") or {}).items())
     tuning = f"each row's rates chosen on validation among its candidates: {counts}" if counts else "rates not swept"
+    spatial = f"; spatial rows' tokens `{table['spatial_tokens']}`" if table.get("spatial_tokens") else ""
     lines = [
         f"### {table['task']}: test-split {METRIC_LABELS.get(metric, metric)}, mean ± std over seeds "
         f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser prior tokens "
-        f"`{table.get('tokens', 'pooled')}`, fusion mode `{table.get('fusion_mode', 'add_to_pooled')}`; {tuning}; Holm: the t-test's p-values Holm-corrected "
+        f"`{table.get('tokens', 'pooled')}`, fusion mode `{table.get('fusion_mode', 'add_to_pooled')}`"
+        f"{spatial}; {tuning}; Holm: the t-test's p-values Holm-corrected "
         f"across the {others} rows compared with {main})",
         "",
         f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
@@ -162,6 +191,12 @@ def render_task_table(table: Mapping[str, Any]) -> str:
             f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
             f"{_rate(row)} | {'—' if row.get('candidates') is None else row['candidates']} | "
             f"{row['description']} |")
+    for pair in table.get("same_tokens") or []:
+        p, per_seed = pair["p_seeds_ttest"], ", ".join(f"{value:.4f}" for value in pair["p_per_seed"])
+        lines += ["", f"Same prior tokens, ensemble token against concatenation: {pair['token_row']} - "
+                      f"{pair['concatenation_row']} = {'+' if pair['gain'] >= 0 else ''}{pair['gain']:.4f} {metric} "
+                      f"(positive: the token is better); p = {'n/a' if p is None else f'{p:.4f}'} (t-test over seeds, "
+                      f"test split), {per_seed} ({per_seed_test} per seed, test split)."]
     gates = [f"{row['variant']} {_cell(row['gate_magnitude'])}" for row in table["rows"] if row.get("gate_magnitude")]
     if gates:
         lines += ["", "Fusion gate of the selected checkpoints, mean |tanh(g)| over seeds: " + "; ".join(gates) + "."]
@@ -173,7 +208,7 @@ def render_task_table(table: Mapping[str, Any]) -> str:
 
 
 # the rows ET-Fuser is set against in a task's reading, where the table has them
-COMPARED_IN_READING = ("canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-pooled")
+COMPARED_IN_READING = ("canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-spatial", "et-fuser-pooled")
 
 
 def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
@@ -182,7 +217,7 @@ def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
     better = 1.0 if table["greater_is_better"] else -1.0
     rows = {row["variant"]: row for row in table["rows"]}
     mean = {name: row["test"][metric]["mean"] for name, row in rows.items()}
-    parts, beats = [], {}
+    parts = []
     for other in COMPARED_IN_READING:
         if other not in rows:
             continue
@@ -191,17 +226,19 @@ def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
         holm = rows[other].get("p_seeds_ttest_vs_main_holm", p)
         verdict = ("better than" if gap > 0 else "worse than" if gap < 0 else "level with")
         significant = holm is not None and holm < alpha
-        beats[other] = gap > 0 and significant
         parts.append(f"{verdict} {other} by {abs(mean[main] - mean[other]):.4f} {metric} "
                      f"(t-test over seeds p = {'n/a' if p is None else f'{p:.4f}'}, Holm-adjusted "
                      f"{'n/a' if holm is None else f'{holm:.4f}'}, test split"
                      f"{'' if significant else ', not significant'})")
     tokens = table.get("tokens", "pooled")
     sentence = f"{table['task']}: ET-Fuser (prior tokens: {tokens}) is " + "; ".join(parts) + "."
-    concatenation = "concat-mlp-grid" if "concat-mlp-grid" in rows else "concat-mlp"
-    if concatenation in beats:
-        verdict = "beats" if beats[concatenation] else f"does not beat (Holm-adjusted p < {alpha:g} and a gain needed)"
-        sentence += f" The ensemble token {verdict} concatenation over the same prior tokens ({concatenation}) here."
+    for pair in table.get("same_tokens") or []:
+        p = pair["p_seeds_ttest"]
+        wins = pair["gain"] > 0 and p is not None and p < alpha
+        sentence += (f" Token against concatenation over the same prior tokens, {pair['token_row']} vs "
+                     f"{pair['concatenation_row']}: {'+' if pair['gain'] >= 0 else ''}{pair['gain']:.4f} {metric} "
+                     f"(t-test over seeds p = {'n/a' if p is None else f'{p:.4f}'}, test split): the ensemble token "
+                     f"{'beats' if wins else 'does not beat'} concatenation here.")
     gate = rows[main].get("gate_magnitude")
     if gate is not None:
         sentence += (f" Its fusion gate opened to mean |tanh(g)| = {gate['mean']:.4f} ± {gate['std']:.4f} "

@@ -46,10 +46,12 @@ class FaceTask:
             both mappings: one rate for every row.
         candidates_per_row: `{row name: number of settings tried on validation}` by the sweep that chose the rates
             (printed beside the task tables, so that unequal tuning would show); empty where nothing was swept.
-        spatial: how the rows marked `Row.spatial` (et-fuser, and concat-mlp-grid beside it) read the priors, chosen
-            on validation among grid sizes and canonical tokens (`training/sweep.py --grid-sizes`): `prior_feature`
-            (`recipe.build_task_model`) and, for a row with an ensemble token, `fusion_mode`; empty: one pooled
-            vector per prior.
+        spatial: the best spatial setting of et-fuser on validation among grid sizes and canonical tokens
+            (`training/sweep.py --grid-sizes`): `prior_feature` (`recipe.build_task_model`) and, for a row with an
+            ensemble token, `fusion_mode`; what the spatial rows read (`Row.tokens`: et-fuser-spatial, and
+            concat-mlp-grid over the same tokens). Empty: no spatial setting, one pooled vector per prior.
+        main_tokens: what et-fuser itself reads, whichever was better on validation: `"pooled"` (one vector per
+            prior) or `"spatial"` (`spatial`).
     """
 
     name: str
@@ -62,6 +64,13 @@ class FaceTask:
     row_overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     candidates_per_row: Mapping[str, int] = dataclasses.field(default_factory=dict)
     spatial: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    main_tokens: str = "pooled"
+
+    def __post_init__(self):
+        if self.main_tokens not in ("pooled", "spatial"):
+            raise ValueError(f"main_tokens: expected 'pooled' or 'spatial', got {self.main_tokens!r}.")
+        if self.main_tokens == "spatial" and not self.spatial:
+            raise ValueError(f"{self.name}: main_tokens='spatial' needs a spatial setting (`spatial`), got none.")
 
     def row_learning_rate(self, row: str) -> float:
         """The learning rate `row` trains with on this task."""

@@ -66,7 +66,8 @@ class SweepCandidate:
                      "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
         name += f"-{self.tag.replace(' ', '-')}" if self.tag else ""
-        return dataclasses.replace(self.row, name=name, overrides=overrides, spatial=self.row.spatial and not self.tag)
+        tokens = "pooled" if self.tag else self.row.tokens
+        return dataclasses.replace(self.row, name=name, overrides=overrides, tokens=tokens)
 
 
 def has_canonical_model(row: Row) -> bool:
