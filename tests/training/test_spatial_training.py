@@ -156,7 +156,7 @@ def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_con
                           validation_metrics={"accuracy": value}, scores=np.ones(20) * (value > 0.5), split="test")
                 for value in accuracies]
 
-    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": GRID})
+    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": GRID}, main_tokens="pooled")
     clear = {"et-fuser": runs("et-fuser", [0.60, 0.61, 0.62]), "canonical": runs("canonical", [0.52, 0.53, 0.55]),
              "concat-mlp": runs("concat-mlp", [0.60, 0.62, 0.61]),
              "concat-mlp-grid": runs("concat-mlp-grid", [0.50, 0.51, 0.515]),
@@ -186,7 +186,7 @@ def test_label_efficiency_sets_the_spatial_token_against_concatenation_over_the_
     from etfuser_hf.training.label_efficiency import fraction_comparisons
     from etfuser_hf.training.run_writer import render_label_efficiency_markdown
 
-    task = dataclasses.replace(SYNTHETIC_TASKS["landmarks"], spatial={"prior_feature": GRID})  # NME: lower is better
+    task = dataclasses.replace(SYNTHETIC_TASKS["landmarks"], spatial={"prior_feature": GRID}, main_tokens="pooled")  # NME
 
     def points(values_by_fraction: dict[str, list[float]]) -> dict[str, dict]:
         return {fraction: {"mean": float(np.mean(values)), "std": 0.0, "per_seed": values}

@@ -101,24 +101,34 @@ class FaceTask:
 # canonical row, offered a faster head for the first time, is best with it everywhere (on landmarks with the canonical
 # net at 9e-3 and its head at 2.7e-2, the corner of the grid: 0.081 NME against 0.110 at the old 3e-3); the other rows
 # keep the settings above.
+# The spatial sweep (docs/recipe.md: grid 2, 4 and each prior's own map, with and without the canonical model's own
+# tokens, at each row's tuned rate) chose per task et-fuser's best grid; the canonical model's tokens hurt on every
+# task. Et-fuser itself reads the grid where it beat the pooled priors on validation (age group, landmarks), and
+# concat-mlp-grid reads the same grid as et-fuser-spatial. Et-fuser was thereby chosen among 4 + 6 candidates,
+# concat-mlp among 4 (pooled) and its 3 grids were tried (it is compared at et-fuser's grid: the same input).
+NATIVE_GRIDS = {"face_recognition": {"feature": "grid", "grid_size": 2}, "face_landmarks": {"feature": "grid", "grid_size": 7},
+                "age": {"feature": "grid", "grid_size": 3}, "expression": {"feature": "grid", "grid_size": 4}}
+SPATIAL_GRID_CANDIDATES = {"canonical": 4, "concat-mlp": 4, "concat-mlp-grid": 3, "et-fuser": 10, "et-fuser-spatial": 6,
+                           "et-fuser-pooled": 4, "et-fuser-priors-only": 4}
 PRIORS_ONLY_LEARNING_RATE = {"et-fuser-priors-only": 1e-3}
 CANONICAL_AT_A_THIRD = {"backbone_learning_rate_scale": 1 / 3}
-EQUAL_GRID = {"canonical": 4, "concat-mlp": 4, "et-fuser": 4, "et-fuser-priors-only": 4}
 SYNTHETIC_TASKS = {
     "expression": FaceTask("expression", "expression", "single_label_classification", "expression", 1.2e-2,
                            row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "canonical": 3.6e-2, "concat-mlp": 3.6e-2},
                            row_overrides={"canonical": CANONICAL_AT_A_THIRD, "concat-mlp": CANONICAL_AT_A_THIRD},
-                           candidates_per_row=EQUAL_GRID),
+                           candidates_per_row=SPATIAL_GRID_CANDIDATES, spatial={"prior_feature": NATIVE_GRIDS}),
     "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age", 3e-3,
                           row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "canonical": 9e-3},
-                          row_overrides={"canonical": CANONICAL_AT_A_THIRD}, candidates_per_row=EQUAL_GRID),
+                          row_overrides={"canonical": CANONICAL_AT_A_THIRD}, candidates_per_row=SPATIAL_GRID_CANDIDATES,
+                          spatial={"prior_feature": NATIVE_GRIDS}, main_tokens="spatial"),
     "landmarks": FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks", 3e-3,
                           {"fusion_mode": "concat_before_head"},
                           row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "et-fuser": 9e-3, "concat-mlp": 9e-3,
                                               "canonical": 2.7e-2},
                           row_overrides={"et-fuser": CANONICAL_AT_A_THIRD, "concat-mlp": CANONICAL_AT_A_THIRD,
                                          "canonical": CANONICAL_AT_A_THIRD},
-                          candidates_per_row=EQUAL_GRID),
+                          candidates_per_row=SPATIAL_GRID_CANDIDATES,
+                          spatial={"prior_feature": {"feature": "grid", "grid_size": 4}}, main_tokens="spatial"),
 }
 
 
