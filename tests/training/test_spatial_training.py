@@ -19,7 +19,7 @@ from etfuser_hf.training.recipe import build_task_model
 from etfuser_hf.training.rows import OPTIONAL_ROWS, PROTOCOL_ROWS
 from etfuser_hf.training.splits import synthetic_splits
 from etfuser_hf.training.tasks import SYNTHETIC_TASKS
-from etfuser_hf.training.validation_sweep import spatial_candidates
+from etfuser_hf.training.validation_sweep import spatial_candidates, sweep_candidates
 
 GRID = {"feature": "grid", "grid_size": 2}
 ROWS = {row.name: row for row in PROTOCOL_ROWS}
@@ -78,6 +78,10 @@ def test_spatial_rows_read_the_tasks_spatial_setting_beside_the_pooled_rows_they
     # a spatial sweep candidate reads the priors as its own settings say, never as the task chose
     candidate = spatial_candidates(spatial_main, [ROWS["et-fuser"]], ["pooled"], [False], {})[0]
     assert "prior_feature" not in row_recipe(candidate.as_row(), spatial_main)
+    # a rate candidate of et-fuser reads pooled priors (the sweep chooses its tokens), of et-fuser-spatial its grid
+    rate_candidates = sweep_candidates(spatial_main, [ROWS["et-fuser"], ROWS["et-fuser-spatial"]])
+    assert "prior_feature" not in row_recipe(rate_candidates[0].as_row(), spatial_main)
+    assert row_recipe(rate_candidates[1].as_row(), spatial_main)["prior_feature"] == grid4
     exploratory = {name: row for name, row in OPTIONAL_ROWS.items() if row.group == "spatial"}
     assert set(exploratory) == {"et-fuser-grid2", "et-fuser-grid2-canonical", "concat-mlp-grid2"}
     assert exploratory["concat-mlp-grid2"].overrides["prior_feature"] == exploratory["et-fuser-grid2"].overrides[

@@ -304,7 +304,8 @@ def test_the_flags_select_protocol_and_optional_rows(empty_working_folder):
     def names(argv, first=True):
         return [row.name for row in protocol_rows(parse_args(argv), expression, first)]
 
-    assert names([]) == ["et-fuser", "canonical", "concat-mlp", "et-fuser-priors-only", "probe-best-prior"]
+    assert names([]) == ["et-fuser", "canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-spatial",
+                         "et-fuser-priors-only", "probe-best-prior"]  # expression's et-fuser reads pooled priors
     assert names(["--no-baselines"]) == ["et-fuser"]
     ablations = names(["--no-baselines", "--ablations", "--priors", "age", "expression", "face_landmarks"])
     # two priors besides the canonical expression net: priors-1 drops one, priors-2 would drop none

@@ -13,8 +13,7 @@ import numpy as np
 from .protocol import ProtocolContext, Run, distinct_rows, train_runs
 from .rows import MAIN_ROW, PROTOCOL_ROWS
 from .splits import subsample_train
-from .statistics import seed_ttest_pvalue
-from .task_tables import mean_std, same_token_pairs
+from .task_tables import gain_over_seeds, mean_std, same_token_pairs
 from .tasks import FaceTask
 
 EFFICIENCY_ROWS = ("canonical", "concat-mlp", "concat-mlp-grid", MAIN_ROW, "et-fuser-spatial")
@@ -53,18 +52,12 @@ def fraction_comparisons(task: FaceTask, per_row: Mapping[str, Mapping[str, Any]
     """At every fraction, each ensemble-token row against concatenation over the same prior tokens and against the
     canonical model alone: the difference of test means (positive: the token row is better) and the paired t-test
     across seeds (test split)."""
-    sign = 1.0 if task.greater_is_better else -1.0
     pairs = same_token_pairs(task, per_row, MAIN_ROW)
     pairs += [(token, "canonical") for token, _ in pairs if "canonical" in per_row]
-    comparisons = []
-    for token, other in pairs:
-        points = {}
-        for fraction, point in per_row[token].items():
-            mine, theirs = point["per_seed"], per_row[other][fraction]["per_seed"]
-            points[fraction] = {"gain": round(sign * (float(np.mean(mine)) - float(np.mean(theirs))), 4),
-                                "p_seeds_ttest": seed_ttest_pvalue(mine, theirs)}
-        comparisons.append({"row": token, "against": other, "points": points})
-    return comparisons
+    return [{"row": token, "against": other,
+             "points": {fraction: gain_over_seeds(task, point["per_seed"], per_row[other][fraction]["per_seed"])
+                        for fraction, point in per_row[token].items()}}
+            for token, other in pairs]
 
 
 def save_label_efficiency_plot(folder: Path, curves: Mapping[str, Any], synthetic: bool) -> list[str]:

@@ -8,7 +8,7 @@ canonical + ET-Fuser over the tokens chosen on validation, over one pooled vecto
 alone, the best single prior's linear probe) selected on validation and tested once; tables of mean ± std
 over `--seeds` with p-values on the test split; `runs/etfuser-synthetic/`.
 
-    python training/train.py                                  # main job (under 15 minutes on 2 CPU cores)
+    python training/train.py                                  # main job (about 38 minutes on 2 CPU cores)
     python training/train.py --tasks expression --seeds 5      # one task, five seeds
     python training/train.py --label-fractions 0.05 0.2 1.0    # + label efficiency (test metric vs labels)
     python training/train.py --canonical path/to/vit           # any HF vision AutoModel folder as the canonical model
@@ -249,8 +249,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     args = parse_args(argv, prog)
     start = time.perf_counter()
     wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
-    views = [row_recipe(row, task)["prior_feature"] for index, task in enumerate(wanted)
-             for row in protocol_rows(args, task, first=index == 0) if row_recipe(row, task).get("prior_feature")]
+    rows_by_task = {task.name: protocol_rows(args, task, first=index == 0) for index, task in enumerate(wanted)}
+    recipes = [row_recipe(row, task) for task in wanted for row in rows_by_task[task.name]]
+    views = [recipe["prior_feature"] for recipe in recipes if recipe.get("prior_feature")]
     tasks, context, split_record = prepare_protocol(args, views)
     splits, prior_dirs, processor, label_names = (context.splits, context.prior_dirs, context.processor,
                                                   context.label_names)
@@ -259,7 +260,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
 
     runs, pictured = [], {}  # pictured: task -> the saved model whose grid attention plots/attention_maps.png draws
     for index, task in enumerate(tasks):
-        rows = protocol_rows(args, task, first=index == 0)
+        rows = rows_by_task[task.name]
         picture_row = next((row for row in rows if reads_grid_tokens(row, task)), None)
         for row in rows:
             overrides = {} if row.num_priors is None else {"priors": task_priors(task, args.priors)[: row.num_priors]}

@@ -122,14 +122,20 @@ def token_against_concatenation(task: FaceTask, runs: Mapping[str, Sequence[RunR
                                 token: str, concatenation: str) -> dict[str, Any]:
     """The ensemble token against concatenation over the same prior tokens, on the test split: the difference of
     means (positive: the token is better), the paired t-test across seeds and the paired test per seed."""
-    metric, sign = task.metric, 1.0 if task.greater_is_better else -1.0
-    token_values = [result.metrics[metric] for result in runs[token]]
-    concatenation_values = [result.metrics[metric] for result in runs[concatenation]]
+    token_values = [result.metrics[task.metric] for result in runs[token]]
+    concatenation_values = [result.metrics[task.metric] for result in runs[concatenation]]
     return {"token_row": token, "concatenation_row": concatenation,
-            "gain": round(sign * float(np.mean(token_values) - np.mean(concatenation_values)), 4),
-            "p_seeds_ttest": seed_ttest_pvalue(token_values, concatenation_values),
+            **gain_over_seeds(task, token_values, concatenation_values),
             "p_per_seed": [per_seed_pvalue(task, a, b, seed)
                            for a, b, seed in zip(runs[token], runs[concatenation], seeds)]}
+
+
+def gain_over_seeds(task: FaceTask, values: Sequence[float], others: Sequence[float]) -> dict[str, Any]:
+    """One row's per-seed test metrics against another's: the difference of means, signed so that positive means the
+    first is better, and the paired t-test across seeds."""
+    sign = 1.0 if task.greater_is_better else -1.0
+    return {"gain": round(sign * (float(np.mean(values)) - float(np.mean(others))), 4),
+            "p_seeds_ttest": seed_ttest_pvalue(values, others)}
 
 
 def describe_tokens(prior_feature: Mapping[str, Any] | None) -> str:

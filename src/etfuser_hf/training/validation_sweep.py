@@ -61,12 +61,14 @@ class SweepCandidate:
     def as_row(self) -> Row:
         """The row under a name of its own, so that every candidate keeps its own checkpoint folder; its canonical
         share is set even at 1.0, so that no setting chosen earlier for the row (`FaceTask.row_overrides`) leaks in;
-        a spatial candidate reads the priors as its own settings say, never as the task chose (`FaceTask.spatial`)."""
+        a spatial candidate reads the priors as its own settings say, and a candidate of et-fuser (whose tokens the
+        sweep itself chooses, `FaceTask.main_tokens`) the pooled priors, so that a committed sweep command reruns the
+        same runs after its choice landed."""
         overrides = {**self.row.overrides, **self.settings,
                      "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
         name += f"-{self.tag.replace(' ', '-')}" if self.tag else ""
-        tokens = "pooled" if self.tag else self.row.tokens
+        tokens = "pooled" if self.tag or self.row.tokens == "chosen" else self.row.tokens
         return dataclasses.replace(self.row, name=name, overrides=overrides, tokens=tokens)
 
 
