@@ -97,8 +97,10 @@ def test_spatial_canonical_tokens_start_exactly_at_the_canonical_model():
 
 def test_spatial_canonical_tokens_send_gradients_into_the_canonical_model():
     model = seeded(ETFuserModel, spatial_config("canonical_tokens"))
-    # the ensemble token depends on the canonical model only through its grid tokens in the fusion sequence
-    model(torch.rand(2, 3, 32, 32)).ensemble_tokens.sum().backward()
+    # the ensemble token depends on the canonical model only through its grid tokens in the fusion sequence; a random
+    # readout, because the plain sum of a LayerNorm's output (unit weight) is constant and back-propagates zeros
+    ensemble_tokens = model(torch.rand(2, 3, 32, 32)).ensemble_tokens
+    (ensemble_tokens * torch.randn(ensemble_tokens.shape, generator=torch.Generator().manual_seed(1))).sum().backward()
     # every weight up to the last feature map (ConvNeXt's final LayerNorm feeds only its pooler output)
     gradients = {name: parameter.grad for name, parameter in model.backbone.named_parameters()
                  if not name.startswith("layernorm.")}
