@@ -96,7 +96,8 @@ def save_attention_figure(path: str | Path, rows: Sequence[tuple[str, PIL.Image.
                 grid = np.asarray(maps[name])
                 axes[row, column].imshow(attention_overlay(face, grid))
                 # the largest share next to the uniform one (1 / cells): the colours stretch any map to full range
-                axes[row, column].set_title(f"{name} {grid.shape[0]}x{grid.shape[1]}: max {grid.max():.2f} "
+                # two short lines: one line overflowed its panel at 7x7 and ran into the next panel's title
+                axes[row, column].set_title(f"{name} {grid.shape[0]}x{grid.shape[1]}\nmax {grid.max():.2f} "
                                             f"(even {1 / grid.size:.2f})", fontsize=6)
             else:
                 axes[row, column].axis("off")
