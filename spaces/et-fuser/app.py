@@ -55,12 +55,12 @@ def _csv(table: pd.DataFrame) -> str | None:
     return handle.name
 
 
-PHOTO_OUTPUTS = 8  # banner, message, annotated image, faces, readings, attention bars, table, CSV
+PHOTO_OUTPUTS = 9  # banner, message, annotated image, faces, readings, attention bars, attention maps, table, CSV
 
 
 def _photo_row(banner: str, result: PhotoResult) -> tuple:
-    return (banner, result.message, result.annotated, result.faces, result.readings, result.attention, result.table,
-            _csv(result.table))
+    return (banner, result.message, result.annotated, result.faces, result.readings, result.attention,
+            result.attention_maps, result.table, _csv(result.table))
 
 
 def photo_batch(paths: list[str | None], model_choices_: list[str | None]) -> list[list]:
@@ -85,7 +85,7 @@ def photo_batch(paths: list[str | None], model_choices_: list[str | None]) -> li
 
 def photo_outputs(path: str | None, model_choice: str | None) -> tuple:
     """The photo tab's outputs for one request: banner, message, annotated image, faces, readings, attention bars,
-    table, CSV."""
+    attention maps, table, CSV."""
     return tuple(column[0] for column in photo_batch([path], [model_choice]))
 
 
@@ -133,6 +133,9 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
                                     elem_id="readings", interactive=False)
             attention = gr.BarPlot(x="prior", y="share", color="face", y_lim=[0, 1], elem_id="attention",
                                    label="Where the ensemble token's attention went (share per prior)")
+            attention_maps = gr.Gallery(label="Where the ensemble token looks inside each prior's grid (each face, "
+                                        "then one overlay per grid; models with grid tokens only)", columns=1,
+                                        height="auto", elem_id="attention-maps", interactive=False)
             with gr.Accordion("The full table (the columns of `etfuser analyze`)", open=False):
                 photo_table = gr.Dataframe(interactive=False, elem_id="photo-table")
                 photo_csv = gr.File(label="table as CSV")
@@ -148,7 +151,8 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
             video_csv = gr.File(label="table as CSV")
         picker.change(model_status, picker, banner, concurrency_id="analysis")
         photo_button.click(photo_batch, [photo, picker],
-                           [banner, photo_message, annotated, faces, readings, attention, photo_table, photo_csv],
+                           [banner, photo_message, annotated, faces, readings, attention, attention_maps, photo_table,
+                            photo_csv],
                            api_name="analyze_photo", batch=True, max_batch_size=max_batch_size,
                            concurrency_id="analysis")
         video_button.click(video_outputs, [video, every, picker], [banner, video_message, course, video_table, video_csv],

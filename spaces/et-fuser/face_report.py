@@ -23,7 +23,9 @@ import pandas as pd
 import PIL.Image
 import PIL.ImageDraw
 
+from etfuser_hf.analysis.attention_maps import attention_strip, reads_grids
 from etfuser_hf.analysis.media import MediaItem, is_video, iter_media
+from etfuser_hf.analysis.pipeline import DetectedFaces
 from etfuser_hf.analysis.report import face_predictions
 from etfuser_hf.hub.demo import annotate
 from space_model import PRETRAINED_PREFIX, SpaceModel
@@ -39,7 +41,9 @@ class PhotoResult:
     """message: markdown for the page (an error, "no face found", or a note such as the downscale); annotated: the
     photo with boxes, labels, age, 68 landmarks and attention bars (None on error); table: `analyze`'s rows for the
     photo; faces: one row per face, the model's label and probabilities; readings: per face, the model's answer beside
-    the pretrained networks' own outputs, each labelled with who said it; attention: `face, prior, share` rows."""
+    the pretrained networks' own outputs, each labelled with who said it; attention: `face, prior, share` rows;
+    attention_maps: per face, (the aligned face beside the ensemble token's attention over each prior's grid, caption),
+    for models whose priors are read as grid tokens (empty otherwise)."""
 
     message: str = ""
     annotated: PIL.Image.Image | None = None
@@ -47,6 +51,7 @@ class PhotoResult:
     faces: pd.DataFrame = field(default_factory=pd.DataFrame)
     readings: pd.DataFrame = field(default_factory=pd.DataFrame)
     attention: pd.DataFrame = field(default_factory=pd.DataFrame)
+    attention_maps: list[tuple[PIL.Image.Image, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -183,10 +188,29 @@ def analyze_photos(paths: Sequence[str | None], space: SpaceModel) -> list[Photo
             reference = space.reference.predict(detected)
             extra = [name for name in reference.columns if name.startswith(PRETRAINED_PREFIX)]
             table = pd.concat([table, reference[extra]], axis=1)
+        galleries = _attention_galleries(detected, space)
         for index, item in items.items():
             rows = table[table["source"] == str(index)].reset_index(drop=True)
-            results[index] = _photo_result(rows.assign(source=Path(paths[index]).name), item, notes[index], space)
+            results[index] = _photo_result(rows.assign(source=Path(paths[index]).name), item, notes[index], space,
+                                           galleries.get(str(index), []))
     return [results[index] for index in range(len(paths))]
+
+
+def _attention_galleries(detected: DetectedFaces, space: SpaceModel) -> dict[str, list[tuple[PIL.Image.Image, str]]]:
+    """{source: [(face beside its attention overlays, caption), ...]} for every detected face, from the same aligned
+    crops the model read; {} for a model without grid tokens."""
+    if not reads_grids(space.analyzer.loaded.model):
+        return {}
+    maps = space.analyzer.attention_maps(detected)
+    galleries: dict[str, list[tuple[PIL.Image.Image, str]]] = {}
+    for face, row in enumerate(detected.face_rows):
+        grids = {name: grid[face] for name, grid in maps.items()}
+        caption = f"face {detected.rows[row]['face']}: " + ", ".join(
+            f"{name} {grid.shape[0]}x{grid.shape[1]} (max {grid.max():.2f}, even {1 / grid.size:.2f})"
+            for name, grid in grids.items())
+        galleries.setdefault(detected.rows[row]["source"], []).append(
+            (attention_strip(PIL.Image.fromarray(detected.crops[face]), grids), caption))
+    return galleries
 
 
 def analyze_photo(path: str | None, space: SpaceModel) -> PhotoResult:
@@ -194,7 +218,8 @@ def analyze_photo(path: str | None, space: SpaceModel) -> PhotoResult:
     return analyze_photos([path], space)[0]
 
 
-def _photo_result(table: pd.DataFrame, item: MediaItem, note: str, space: SpaceModel) -> PhotoResult:
+def _photo_result(table: pd.DataFrame, item: MediaItem, note: str, space: SpaceModel,
+                  attention_maps: list[tuple[PIL.Image.Image, str]]) -> PhotoResult:
     problem = _problem(table)
     if problem is not None:
         return PhotoResult(message=problem, table=table)
@@ -211,6 +236,7 @@ def _photo_result(table: pd.DataFrame, item: MediaItem, note: str, space: SpaceM
         attention=faces.melt(id_vars="face", value_vars=attention, var_name="prior", value_name="share")
         .assign(prior=lambda frame: frame["prior"].str.removeprefix("attention_"),
                 face=lambda frame: "face " + frame["face"].astype(str)),
+        attention_maps=attention_maps,
     )
 
 

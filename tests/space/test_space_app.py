@@ -49,6 +49,20 @@ def test_space_astronaut_one_face_with_label_probabilities_landmarks_and_attenti
     assert 150 < cyan[:, 1].min() and cyan[:, 1].max() < 290 and 50 < cyan[:, 0].min() and cyan[:, 0].max() < 200
 
 
+def test_space_draws_where_the_token_looks_in_each_grid_for_a_spatial_model_only(tmp_path, astronaut_path,
+                                                                                 astronaut):
+    assert astronaut.attention_maps == []  # the pooled model has no grid to draw
+    spatial = load_space_model(str(write_run_folder(tmp_path / "spatial", grid_size=2)))
+    result = analyze_photo(str(astronaut_path), spatial)
+    assert result.message == "1 face found." and len(result.attention_maps) == 1
+    strip, caption = result.attention_maps[0]
+    assert strip.size == (3 * 112 + 2 * 4, 112)  # the aligned face, then the age and the landmark grid
+    assert caption.startswith("face 0: age 2x2 (max ") and ", face_landmarks 2x2 (max " in caption
+    # the overlays differ from the plain face (the heat map is blended in)
+    pixels = np.asarray(strip).astype(int)
+    assert np.abs(pixels[:, 116:228] - pixels[:, :112]).mean() > 10
+
+
 def test_space_table_has_the_columns_of_etfuser_analyze(astronaut, astronaut_path, space):
     direct = etfuser_hf.analyze(astronaut_path, model=space.model, progress=False)
     assert list(astronaut.table.columns)[:len(direct.columns)] == list(direct.columns)
@@ -168,7 +182,7 @@ def test_space_batch_answers_each_request_with_its_own_photo(tmp_path, astronaut
     model = str(space_model_dir)
     columns = photo_batch([str(astronaut_path), str(fake), None, str(shifted), str(astronaut_path)],
                           [model, model, model, model, str(tmp_path / "missing")])
-    assert len(columns) == 8 and all(len(column) == 5 for column in columns)
+    assert len(columns) == 9 and all(len(column) == 5 for column in columns)
     banners, messages, images, faces = columns[:4]
     assert messages[0] == messages[3] == "1 face found."
     assert "not an image file" in messages[1] and "No file uploaded" in messages[2]
@@ -177,7 +191,7 @@ def test_space_batch_answers_each_request_with_its_own_photo(tmp_path, astronaut
     np.testing.assert_allclose(faces[0].drop(columns="label").to_numpy(),
                                astronaut.faces.drop(columns="label").to_numpy(), atol=1e-4)
     # the shifted photo's face is 40 px to the right of the astronaut's
-    boxes = [columns[6][index].loc[0, "box_x0"] for index in (0, 3)]
+    boxes = [columns[7][index].loc[0, "box_x0"] for index in (0, 3)]
     assert boxes[1] - boxes[0] == pytest.approx(40, abs=3)
 
 

@@ -2,10 +2,14 @@
 model's own, under `fusion_mode="canonical_tokens"`), drawn on the face.
 
     maps = grid_attention(model, pixel_values)          # {prior: (batch, g, g)}, each map summing to 1
+    maps = crop_attention(model, crops)                 # the same from aligned uint8 crops (faces, S, S, 3), batched
     attention_overlay(face, maps["age"][0])             # a PIL image: the face with the map on top
+    attention_strip(face, {name: grid[0] for name, grid in maps.items()})   # the face, then one overlay per grid
     save_attention_figure(path, face_rows("expression", faces, maps))   # faces x priors: plots/attention_maps.png
 
-Only priors read as grid tokens (`EncoderSpec(feature="grid")`) have a map; a model without any gives `{}`.
+Only priors read as grid tokens (`EncoderSpec(feature="grid")`) have a map; a model without any gives `{}`
+(`check_reads_grids` says so as an error). The run folder's `plots/attention_maps.png`, `etfuser analyze
+--attention-maps` and the Space's "where the token looks" gallery all draw with these functions.
 """
 
 from __future__ import annotations
@@ -38,9 +42,9 @@ def grid_attention(model: ETFuserPreTrainedModel, pixel_values: torch.Tensor,
     """The ensemble tokens' last-layer attention (mean over heads and ensemble tokens) over each grid's cells,
     renormalised within the grid: {prior: (batch, g, g)} float32 maps summing to 1 per face. `pixel_values` is
     (batch, 3, H, W) RGB in [0, 1], as the model takes it."""
-    layout = grid_layout(model)
-    if not layout or model.base_model.fusion is None:
+    if not reads_grids(model):
         return {}
+    layout = grid_layout(model)
     model.eval()
     outputs = model(pixel_values=pixel_values, prior_features=prior_features, output_attentions=True)
     config = model.config
@@ -54,6 +58,36 @@ def grid_attention(model: ETFuserPreTrainedModel, pixel_values: torch.Tensor,
     return maps
 
 
+def reads_grids(model: ETFuserPreTrainedModel) -> bool:
+    """Whether `model`'s ensemble token attends over at least one grid of tokens (so it has a map to draw)."""
+    return bool(grid_layout(model)) and model.base_model.fusion is not None
+
+
+def check_reads_grids(model: ETFuserPreTrainedModel, argument: str) -> None:
+    """Raises a ValueError naming `argument` where `model`'s ensemble token attends over no grid (nothing to draw)."""
+    if not reads_grids(model):
+        pooled = ", ".join(f"{name}: {spec.feature}" for name, spec in model.config.priors.items()) or "no priors"
+        raise ValueError(f"{argument}: this model's ensemble token attends over no grid of prior tokens ({pooled}; "
+                         f"fusion_mode={model.config.fusion_mode!r}), so there is no map to draw; its share of "
+                         "attention per prior is in the attention_<prior> columns. Use a model whose priors are "
+                         "read as grid tokens (EncoderSpec feature='grid'), e.g. the main job's "
+                         "runs/<run>/checkpoints/attention/<task>.")
+
+
+def crop_attention(model: ETFuserPreTrainedModel, crops: np.ndarray, batch_size: int = 32) -> dict[str, np.ndarray]:
+    """`grid_attention` of aligned face crops `(faces, S, S, 3)` uint8 RGB, `batch_size` at a time:
+    {prior: (faces, g, g)} float32 ({} without grids, or without faces)."""
+    if not reads_grids(model):
+        return {}
+    if not len(crops):
+        return {name: np.zeros((0, size, size), np.float32) for name, (_, size) in grid_layout(model).items()}
+    dtype = next(model.parameters()).dtype
+    batches = [grid_attention(model, torch.from_numpy(crops[start:start + batch_size]).permute(0, 3, 1, 2)
+                              .to(dtype).div(255))
+               for start in range(0, len(crops), batch_size)]
+    return {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+
+
 def attention_overlay(face: PIL.Image.Image, grid: np.ndarray, alpha: float = 0.55) -> PIL.Image.Image:
     """`face` with the (g, g) attention map `grid` laid over it (nearest-cell upsampling, so the cells stay visible;
     the colour scale runs from the map's smallest to its largest cell)."""
@@ -65,6 +99,17 @@ def attention_overlay(face: PIL.Image.Image, grid: np.ndarray, alpha: float = 0.
     colours = (colormaps["inferno"](scaled)[..., :3] * 255).astype(np.uint8)
     heat = PIL.Image.fromarray(colours).resize(face.size, PIL.Image.Resampling.NEAREST)
     return PIL.Image.blend(face.convert("RGB"), heat, alpha)
+
+
+def attention_strip(face: PIL.Image.Image, maps: Mapping[str, np.ndarray], gap: int = 4) -> PIL.Image.Image:
+    """One image for one face: the face, then its `attention_overlay` for each grid of `maps` ({name: (g, g)}),
+    left to right in `maps` order, `gap` white pixels apart (the caption naming them is the caller's)."""
+    face = face.convert("RGB")
+    panels = [face] + [attention_overlay(face, grid) for grid in maps.values()]
+    strip = PIL.Image.new("RGB", (len(panels) * face.width + (len(panels) - 1) * gap, face.height), "white")
+    for index, panel in enumerate(panels):
+        strip.paste(panel, (index * (face.width + gap), 0))
+    return strip
 
 
 def face_rows(title: str, faces: Sequence[PIL.Image.Image], maps: Mapping[str, np.ndarray]
@@ -111,4 +156,5 @@ def save_attention_figure(path: str | Path, rows: Sequence[tuple[str, PIL.Image.
     return path
 
 
-__all__ = ["CANONICAL", "attention_overlay", "face_rows", "grid_attention", "grid_layout", "save_attention_figure"]
+__all__ = ["CANONICAL", "attention_overlay", "attention_strip", "check_reads_grids", "crop_attention", "face_rows",
+           "grid_attention", "grid_layout", "reads_grids", "save_attention_figure"]

@@ -41,6 +41,10 @@ Float columns are NaN where they do not apply (`no_face` and `error` rows). The 
 priors the model has: a model without an age prior has no `*_age` column. The last seven come from converted priors
 run beside the fused model (`extras.py`), chosen with `extras=` (default: all three groups, `EXTRAS`).
 
+With `attention_maps=<folder>` (`etfuser analyze --attention-maps`) the analyzer also draws, for every image and for
+the first `ATTENTION_FRAMES_PER_VIDEO` frames with faces of each video, where the ensemble token looks in each prior's
+grid on each aligned face (`attention_maps.py`; models whose priors are read as grid tokens only).
+
 `FaceAnalyzer.iter_chunks` yields the table one chunk of `batch_size` frames at a time, so a caller that writes each
 chunk out (`etfuser analyze --output`, `parts.py`) holds one chunk in memory whatever the length of the video.
 """
@@ -49,12 +53,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import PIL.Image
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.face_detection import (
@@ -64,9 +71,10 @@ from ..priors.face_detection import (
     detect_and_align,
     similarity_transforms,
 )
+from .attention_maps import check_reads_grids, crop_attention, save_attention_figure
 from .backends import OnnxBackend, TorchBackend, readout_priors
 from .extras import EXTRAS, ExtraColumns, check_extras, extra_schema, load_companions
-from .media import MediaItem, count_frames, expand_inputs, iter_media
+from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .saved_model import LoadedModel, load_model
 
 logger = logging.getLogger("etfuser_hf.analysis")
@@ -77,6 +85,7 @@ META_COLUMNS = {"source": "string", "frame": "int64", "timestamp": "float64", "f
 DETECTION_COLUMNS = ["box_x0", "box_y0", "box_x1", "box_y1", "score"] + [
     f"{point}_{axis}" for point in POINT_NAMES for axis in ("x", "y")]
 BACKENDS = ("torch", "onnx", "onnx-int8")
+ATTENTION_FRAMES_PER_VIDEO = 16  # attention figures per video at most: one per analysed frame would be thousands
 
 
 def _problem_type(config) -> str:
@@ -276,18 +285,24 @@ class FaceAnalyzer:
             With an ONNX backend an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
         extras: the extra column groups (`extras.EXTRAS`: "identity", "pose", "gender"); () for none.
+        attention_maps: a folder for one PNG per image (and per video frame with faces, the first
+            `ATTENTION_FRAMES_PER_VIDEO` of each video): every aligned face beside the ensemble token's attention over
+            each prior's grid (`save_attention_maps`). The maps come from the PyTorch model whatever the backend (the
+            ONNX graphs do not return attention). Refused for a model that reads no prior as grid tokens.
     """
 
     def __init__(self, model: str | os.PathLike | ETFuserForImageClassification | LoadedModel | None = None,
                  backend: str = "torch", batch_size: int = 32, max_faces: int | None = None,
                  detector: MTCNN | OnnxMTCNN | None = None, cache_dir: str | os.PathLike | None = None,
-                 extras: Sequence[str] = EXTRAS):
+                 extras: Sequence[str] = EXTRAS, attention_maps: str | os.PathLike | None = None):
         if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
             raise ValueError(f"batch_size: expected an int >= 1, got {batch_size!r}.")
         if backend not in BACKENDS:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
         extras = check_extras(extras)
         loaded = load_model(model)
+        if attention_maps is not None:
+            check_reads_grids(loaded.model, "attention_maps")
         crop_size = loaded.crop_size
         companions = tuple(load_companions(loaded.model, extras))
         if backend != "torch":
@@ -306,6 +321,8 @@ class FaceAnalyzer:
         self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
         self.table = _Table(loaded.model, crop_size, extras)
         self.extras = ExtraColumns(companions)
+        self.attention_folder = None if attention_maps is None else Path(attention_maps)
+        self._attention_frames: dict[str, int] = {}  # video -> figures written
 
     def __call__(self, items: Iterable[MediaItem]) -> pd.DataFrame:
         """The table's rows for `items`, detected `batch_size` frames at a time; failed items become `error` rows."""
@@ -340,8 +357,50 @@ class FaceAnalyzer:
 
     def analyze_chunk(self, chunk: list[MediaItem]) -> pd.DataFrame:
         """The rows of one chunk of frames: MTCNN detects all its frames at once, the faces go through the model in
-        batches of `batch_size`."""
-        return self.predict(self.detect(chunk))
+        batches of `batch_size` (and, with `attention_maps`, their attention figures are written)."""
+        detected = self.detect(chunk)
+        if self.attention_folder is not None:
+            self.save_attention_maps(detected)
+        return self.predict(detected)
+
+    def attention_maps(self, detected: DetectedFaces) -> dict[str, np.ndarray]:
+        """The ensemble token's last-layer attention over each grid of the fusion, per detected face:
+        {prior (or "canonical"): (faces, g, g)} float32, each map summing to 1 (`attention_maps.grid_attention`)."""
+        return crop_attention(self.loaded.model, detected.crops, self.batch_size)
+
+    def save_attention_maps(self, detected: DetectedFaces, folder: str | os.PathLike | None = None) -> list[Path]:
+        """Writes `<folder>/<source>_frame<NNNNNN>.png` (the source's path with other characters than letters,
+        digits, `.`, `-` and `_` as `_`) for each image or video frame with faces: a row per face, the face and one
+        overlay per grid. Video frames after the first `ATTENTION_FRAMES_PER_VIDEO` with faces are skipped. Returns
+        the paths written."""
+        folder = Path(folder) if folder is not None else self.attention_folder
+        if folder is None:
+            raise ValueError("folder: no folder given and the analyzer was made without attention_maps=.")
+        check_reads_grids(self.loaded.model, "attention_maps")
+        frames: dict[tuple[str, int], list[int]] = {}
+        for face, row in enumerate(detected.face_rows):
+            frames.setdefault((detected.rows[row]["source"], detected.rows[row]["frame"]), []).append(face)
+        chosen = []
+        for (source, frame), faces in frames.items():
+            if is_video(source):
+                written = self._attention_frames.get(source, 0)
+                if written >= ATTENTION_FRAMES_PER_VIDEO:
+                    continue
+                self._attention_frames[source] = written + 1
+            chosen.append((source, frame, faces))
+        if not chosen:
+            return []
+        maps = crop_attention(self.loaded.model, detected.crops[[face for *_, faces in chosen for face in faces]],
+                              self.batch_size)
+        paths, offset = [], 0
+        for source, frame, faces in chosen:
+            rows = [(f"face {detected.rows[detected.face_rows[face]]['face']}", PIL.Image.fromarray(detected.crops[face]),
+                     {name: grid[offset + index] for name, grid in maps.items()}) for index, face in enumerate(faces)]
+            offset += len(faces)
+            name = re.sub(r"[^A-Za-z0-9._-]+", "_", source).strip("_")
+            paths.append(save_attention_figure(folder / f"{name}_frame{frame:06d}.png", rows,
+                                               title=f"{source}, frame {frame}: where the ensemble token looks"))
+        return paths
 
     def detect(self, chunk: list[MediaItem]) -> DetectedFaces:
         """Detects and aligns the faces of all frames of `chunk` at once, at this model's crop size."""
@@ -404,6 +463,7 @@ def analyze(
     progress: bool = True,
     cache_dir: str | os.PathLike | None = None,
     extras: Sequence[str] = EXTRAS,
+    attention_maps: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Detects, aligns and analyses every face in `inputs`; returns one row per face per image or video frame.
 
@@ -422,6 +482,7 @@ def analyze(
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
         extras: the extra column groups: "identity" (`track`, `identity`), "pose" (`yaw`, `pitch`, `roll`),
             "gender" (`gender`, `gender_probability`); () for none.
+        attention_maps: a folder for the ensemble token's attention figures (`FaceAnalyzer`'s argument); None: none.
 
     Returns:
         A `pandas.DataFrame` with the columns and dtypes of `table_schema(model, extras)` (documented in this
@@ -429,9 +490,9 @@ def analyze(
     """
     iter_media([], every_n_frames)  # refuses a bad every_n_frames before the model loads
     files = expand_inputs(inputs)
-    analyzer = FaceAnalyzer(model, backend, batch_size, max_faces, detector, cache_dir, extras)
+    analyzer = FaceAnalyzer(model, backend, batch_size, max_faces, detector, cache_dir, extras, attention_maps)
     return analyzer.analyze_files(files, every_n_frames, progress)
 
 
-__all__ = ["BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "DetectedFaces", "FaceAnalyzer", "analyze",
+__all__ = ["ATTENTION_FRAMES_PER_VIDEO", "BACKENDS", "DETECTION_COLUMNS", "META_COLUMNS", "POINT_NAMES", "DetectedFaces", "FaceAnalyzer", "analyze",
            "crop_points_to_image", "empty_table", "table_schema", "model_output_columns"]

@@ -189,7 +189,8 @@ def analyze_files(args: argparse.Namespace) -> int:
     # the model loads once per process; with --backend onnx the main process exports first, the others then find
     # the cached graphs
     with state.main_process_first():
-        analyzer = FaceAnalyzer(args.model, args.backend, args.batch_size, args.max_faces, extras=args.extras)
+        analyzer = FaceAnalyzer(args.model, args.backend, args.batch_size, args.max_faces, extras=args.extras,
+                                attention_maps=args.attention_maps)
     folder = parts_folder(output)
     with state.split_between_processes(files) as part:
         analyze_to_parts(analyzer, part, args.every_n_frames, folder, args.resume, state.process_index,
@@ -286,6 +287,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--max-faces", type=int, default=None, help="keep at most this many faces per frame")
     sub.add_argument("--summary", default=None, help="also write the per-file summary table (.csv or .parquet)")
     sub.add_argument("--plots", default=None, help="folder for one time-course PNG per video")
+    sub.add_argument("--attention-maps", default=None, metavar="FOLDER",
+                     help="folder for one PNG per image (and per video frame with faces, the first 16 of each video): "
+                     "each face beside the ensemble token's attention over every prior's grid; for models whose "
+                     "priors are read as grid tokens (e.g. runs/<run>/checkpoints/attention/<task>)")
     sub.add_argument("--no-progress", action="store_true", help="no progress bar")
     sub.add_argument("--resume", action="store_true",
                      help="continue an interrupted run from the parts in <output>.parts/ (same inputs and options); "
