@@ -8,7 +8,7 @@ canonical + ET-Fuser over the tokens chosen on validation, over one pooled vecto
 alone, the best single prior's linear probe) selected on validation and tested once; tables of mean ± std
 over `--seeds` with p-values on the test split; `runs/etfuser-synthetic/`.
 
-    python training/train.py                                  # main job (about 38 minutes on 2 CPU cores)
+    python training/train.py                                  # main job (about 30 minutes on 2 CPU cores)
     python training/train.py --tasks expression --seeds 5      # one task, five seeds
     python training/train.py --label-fractions 0.05 0.2 1.0    # + label efficiency (test metric vs labels)
     python training/train.py --canonical path/to/vit           # any HF vision AutoModel folder as the canonical model
