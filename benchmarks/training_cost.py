@@ -9,8 +9,9 @@ Both models train with the same Trainer settings on the same SYNTHETIC images; e
 time, and the process's CPU time (all threads), which other programs on a shared machine barely move. `--threads`
 defaults to 1, the setting of the main job's training workers. `--grid-sizes` adds an ET-Fuser per size whose priors
 enter as g x g grid tokens (their grid view cached too), `--canonical-tokens` one more per size with the canonical
-model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each against the same canonical epoch.
-Goal: <= 1.10.
+model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each against the same canonical epoch. Every
+task with a spatial setting (`FaceTask.spatial`, chosen on validation) also times ET-Fuser over it ("spatial
+(task's)"): what the main job's spatial rows train. Goal: <= 1.10.
 """
 
 from __future__ import annotations
@@ -70,7 +71,9 @@ def main() -> None:
     processor = ETFuserImageProcessor(size={"height": 112, "width": 112})
     from etfuser_hf.priors.fetch import default_cache_dir
 
+    spatial = {name: SYNTHETIC_TASKS[name].spatial for name in args.tasks if SYNTHETIC_TASKS[name].spatial}
     views = [prior_feature for prior_feature, _ in variants.values() if prior_feature]
+    views += [setting["prior_feature"] for setting in spatial.values()]
     train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112, views)["train"]
     print(f"{args.num_images} SYNTHETIC images, batch {args.batch_size}, torch threads {torch.get_num_threads()}; "
           f"prior features cached (the frozen priors do not run in either epoch)")
@@ -82,7 +85,11 @@ def main() -> None:
         models = {"canonical": build_task_model(task, prior_dirs, labels, 112, fusion_mode="none")}
         collators = {"canonical": FaceCollator(processor, task.column, len(labels or ()),
                                                problem_type=task.problem_type, use_cached_features=False)}
-        for mode, (prior_feature, overrides) in variants.items():
+        task_variants = dict(variants)
+        if name in spatial:  # the spatial setting validation chose for this task: what the main job's rows read
+            setting = dict(spatial[name])
+            task_variants["spatial (task's)"] = (setting.pop("prior_feature"), setting)
+        for mode, (prior_feature, overrides) in task_variants.items():
             models[mode] = build_task_model(task, prior_dirs, labels, 112, prior_feature=prior_feature,
                                             **{**task.fusion, **overrides})
             collators[mode] = FaceCollator(processor, task.column, len(labels or ()), problem_type=task.problem_type,
@@ -92,7 +99,7 @@ def main() -> None:
             for mode, model in models.items():
                 timings[mode].append(epoch_seconds(model, train, collators[mode], args.batch_size))
         trainable = {mode: sum(p.numel() for p in model.parameters() if p.requires_grad) for mode, model in models.items()}
-        for mode in variants:
+        for mode in task_variants:
             for clock, column in (("wall", 0), ("CPU", 1)):
                 canonical, fused = (min(run[column] for run in timings[key]) for key in ("canonical", mode))
                 print(f"{name:10s} {mode:22s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s {fused / canonical:7.3f}"

@@ -102,8 +102,9 @@ def resolve_model_folder(choice: str | None) -> Path:
 
 def synthetic_banner(folder: Path) -> str | None:
     """The warning the run recorded for `folder`: its run folder's `metrics.json` (`dataset.synthetic`, written by
-    the main job beside `model/`), else the Hub card's `synthetic-data` tag (a folder exported with its README)."""
-    for metrics_path in (folder / "metrics.json", folder.parent / "metrics.json"):
+    the main job beside `model/`, and three levels above `checkpoints/attention/<task>/`, the spatial model of each
+    task), else the Hub card's `synthetic-data` tag (a folder exported with its README)."""
+    for metrics_path in [folder / "metrics.json", *(parent / "metrics.json" for parent in folder.parents[:3])]:
         if metrics_path.is_file():
             try:
                 dataset = json.loads(metrics_path.read_text(encoding="utf-8")).get("dataset") or {}

@@ -197,6 +197,10 @@ def test_space_batch_answers_each_request_with_its_own_photo(tmp_path, astronaut
 
 def test_space_banner_is_read_from_the_run_folder_and_the_card(tmp_path, space_model_dir):
     assert "etfuser_hf.data.synthetic_faces" in synthetic_banner(space_model_dir)
+    # each task's spatial model, saved by the main job three levels below the run folder, carries the warning too
+    spatial = space_model_dir.parent / "checkpoints" / "attention" / "expression"
+    spatial.mkdir(parents=True, exist_ok=True)
+    assert "etfuser_hf.data.synthetic_faces" in synthetic_banner(spatial)
     real = tmp_path / "real"
     (real / "model").mkdir(parents=True)
     (real / "metrics.json").write_text(json.dumps({"dataset": {"name": "RAF-DB", "synthetic": False}}))

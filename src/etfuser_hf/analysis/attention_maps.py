@@ -14,6 +14,7 @@ Only priors read as grid tokens (`EncoderSpec(feature="grid")`) have a map; a mo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -112,6 +113,28 @@ def attention_strip(face: PIL.Image.Image, maps: Mapping[str, np.ndarray], gap: 
     return strip
 
 
+def save_frame_figures(folder: str | Path, model: ETFuserPreTrainedModel,
+                       frames: Mapping[tuple[str, int], Sequence[tuple[str, np.ndarray]]],
+                       batch_size: int = 32) -> list[Path]:
+    """Writes `<folder>/<source>_frame<NNNNNN>.png` for each `(source, frame)` of `frames`, whose value lists its faces
+    as (row title, aligned crop `(S, S, 3)` uint8 RGB): a figure with a row per face, the face and its overlay for
+    each grid (`save_attention_figure`). In the file name every character of the source other than letters, digits,
+    `.`, `-` and `_` becomes `_`. Returns the paths written."""
+    faces = [crop for entries in frames.values() for _, crop in entries]
+    if not faces:
+        return []
+    maps = crop_attention(model, np.stack(faces), batch_size)
+    paths, offset = [], 0
+    for (source, frame), entries in frames.items():
+        rows = [(title, PIL.Image.fromarray(crop), {name: grid[offset + index] for name, grid in maps.items()})
+                for index, (title, crop) in enumerate(entries)]
+        offset += len(entries)
+        name = re.sub(r"[^A-Za-z0-9._-]+", "_", source).strip("_")
+        paths.append(save_attention_figure(Path(folder) / f"{name}_frame{frame:06d}.png", rows,
+                                           title=f"{source}, frame {frame}: where the ensemble token looks"))
+    return paths
+
+
 def face_rows(title: str, faces: Sequence[PIL.Image.Image], maps: Mapping[str, np.ndarray]
               ) -> list[tuple[str, PIL.Image.Image, dict[str, np.ndarray]]]:
     """One `save_attention_figure` row per face of a batch: (`title` and the face's index, the face, its maps)."""
@@ -157,4 +180,4 @@ def save_attention_figure(path: str | Path, rows: Sequence[tuple[str, PIL.Image.
 
 
 __all__ = ["CANONICAL", "attention_overlay", "attention_strip", "check_reads_grids", "crop_attention", "face_rows",
-           "grid_attention", "grid_layout", "reads_grids", "save_attention_figure"]
+           "grid_attention", "grid_layout", "reads_grids", "save_attention_figure", "save_frame_figures"]

@@ -24,7 +24,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .pipeline import FaceAnalyzer, model_output_columns
+from .pipeline import FaceAnalyzer
+from .table import model_output_columns
 from .report import RunningSummary, check_table_path
 from .tracking import FaceTracker
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .extras import EXTRA_COLUMNS
-from .pipeline import META_COLUMNS, model_output_columns
+from .table import META_COLUMNS, model_output_columns
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 
