@@ -60,7 +60,7 @@ PHOTO_OUTPUTS = 9  # banner, message, annotated image, faces, readings, attentio
 
 def _photo_row(banner: str, result: PhotoResult) -> tuple:
     return (banner, result.message, result.annotated, result.faces, result.readings, result.attention,
-            result.attention_maps, result.table, _csv(result.table))
+            result.attention_picture, result.table, _csv(result.table))
 
 
 def photo_batch(paths: list[str | None], model_choices_: list[str | None]) -> list[list]:
@@ -133,9 +133,9 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
                                     elem_id="readings", interactive=False)
             attention = gr.BarPlot(x="prior", y="share", color="face", y_lim=[0, 1], elem_id="attention",
                                    label="Where the ensemble token's attention went (share per prior)")
-            attention_maps = gr.Gallery(label="Where the ensemble token looks inside each prior's grid (each face, "
-                                        "then one overlay per grid; models with grid tokens only)", columns=1,
-                                        height="auto", elem_id="attention-maps", interactive=False)
+            attention_maps = gr.Image(label="Where the ensemble token looks inside each prior's grid (each face, then "
+                                      "one overlay per grid; models with grid tokens only)", type="pil",
+                                      elem_id="attention-maps", interactive=False)
             with gr.Accordion("The full table (the columns of `etfuser analyze`)", open=False):
                 photo_table = gr.Dataframe(interactive=False, elem_id="photo-table")
                 photo_csv = gr.File(label="table as CSV")

@@ -53,6 +53,24 @@ class PhotoResult:
     attention: pd.DataFrame = field(default_factory=pd.DataFrame)
     attention_maps: list[tuple[PIL.Image.Image, str]] = field(default_factory=list)
 
+    @property
+    def attention_picture(self) -> PIL.Image.Image | None:
+        """`attention_maps` as one picture for the page: each face's strip at twice its size above its caption (below,
+        because the page's label covers the picture's top-left corner)."""
+        if not self.attention_maps:
+            return None
+        band, scale = 18, 2
+        strips = [(strip.resize((strip.width * scale, strip.height * scale), PIL.Image.Resampling.BICUBIC), caption)
+                  for strip, caption in self.attention_maps]
+        picture = PIL.Image.new("RGB", (max(strip.width for strip, _ in strips),
+                                        sum(band + strip.height for strip, _ in strips)), "white")
+        draw, top = PIL.ImageDraw.Draw(picture), 0
+        for strip, caption in strips:
+            picture.paste(strip, (0, top))
+            draw.text((4, top + strip.height + 3), caption, fill=(0, 0, 0))
+            top += band + strip.height
+        return picture
+
 
 @dataclass
 class VideoResult:

@@ -3,6 +3,9 @@
 helpers.
 
     python spaces/et-fuser/screenshot.py --model runs/etfuser-synthetic/model --output docs/space_screenshot.png
+    # docs/space_screenshot.png: the main job's spatial expression model, so the attention maps are on the page
+    python spaces/et-fuser/screenshot.py --model runs/etfuser-synthetic/checkpoints/attention/expression \
+        --output docs/space_screenshot.png
 """
 
 from __future__ import annotations

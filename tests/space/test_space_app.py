@@ -61,6 +61,9 @@ def test_space_draws_where_the_token_looks_in_each_grid_for_a_spatial_model_only
     # the overlays differ from the plain face (the heat map is blended in)
     pixels = np.asarray(strip).astype(int)
     assert np.abs(pixels[:, 116:228] - pixels[:, :112]).mean() > 10
+    # the page shows them as one picture: the strip at twice its size above an 18-pixel caption band
+    assert result.attention_picture.size == (2 * strip.width, 18 + 2 * strip.height)
+    assert astronaut.attention_picture is None
 
 
 def test_space_table_has_the_columns_of_etfuser_analyze(astronaut, astronaut_path, space):
