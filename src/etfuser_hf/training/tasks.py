@@ -116,7 +116,9 @@ SYNTHETIC_TASKS = {
     "expression": FaceTask("expression", "expression", "single_label_classification", "expression", 1.2e-2,
                            row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "canonical": 3.6e-2, "concat-mlp": 3.6e-2},
                            row_overrides={"canonical": CANONICAL_AT_A_THIRD, "concat-mlp": CANONICAL_AT_A_THIRD},
-                           candidates_per_row=SPATIAL_GRID_CANDIDATES, spatial={"prior_feature": NATIVE_GRIDS}),
+                           # + fusion-concat-before-head, tried for et-fuser after the spatial sweep (docs/recipe.md)
+                           candidates_per_row={**SPATIAL_GRID_CANDIDATES, "et-fuser": 11},
+                           spatial={"prior_feature": NATIVE_GRIDS}),
     "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age", 3e-3,
                           row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "canonical": 9e-3},
                           row_overrides={"canonical": CANONICAL_AT_A_THIRD}, candidates_per_row=SPATIAL_GRID_CANDIDATES,
