@@ -206,29 +206,29 @@ def analyze_photos(paths: Sequence[str | None], space: SpaceModel) -> list[Photo
             reference = space.reference.predict(detected)
             extra = [name for name in reference.columns if name.startswith(PRETRAINED_PREFIX)]
             table = pd.concat([table, reference[extra]], axis=1)
-        galleries = _attention_galleries(detected, space)
+        strips_by_source = _attention_strips(detected, space)
         for index, item in items.items():
             rows = table[table["source"] == str(index)].reset_index(drop=True)
             results[index] = _photo_result(rows.assign(source=Path(paths[index]).name), item, notes[index], space,
-                                           galleries.get(str(index), []))
+                                           strips_by_source.get(str(index), []))
     return [results[index] for index in range(len(paths))]
 
 
-def _attention_galleries(detected: DetectedFaces, space: SpaceModel) -> dict[str, list[tuple[PIL.Image.Image, str]]]:
+def _attention_strips(detected: DetectedFaces, space: SpaceModel) -> dict[str, list[tuple[PIL.Image.Image, str]]]:
     """{source: [(face beside its attention overlays, caption), ...]} for every detected face, from the same aligned
     crops the model read; {} for a model without grid tokens."""
     if not reads_grids(space.analyzer.loaded.model):
         return {}
     maps = space.analyzer.attention_maps(detected)
-    galleries: dict[str, list[tuple[PIL.Image.Image, str]]] = {}
+    strips_by_source: dict[str, list[tuple[PIL.Image.Image, str]]] = {}
     for face, row in enumerate(detected.face_rows):
         grids = {name: grid[face] for name, grid in maps.items()}
         caption = f"face {detected.rows[row]['face']}: " + ", ".join(
             f"{name} {grid.shape[0]}x{grid.shape[1]} (max {grid.max():.2f}, even {1 / grid.size:.2f})"
             for name, grid in grids.items())
-        galleries.setdefault(detected.rows[row]["source"], []).append(
+        strips_by_source.setdefault(detected.rows[row]["source"], []).append(
             (attention_strip(PIL.Image.fromarray(detected.crops[face]), grids), caption))
-    return galleries
+    return strips_by_source
 
 
 def analyze_photo(path: str | None, space: SpaceModel) -> PhotoResult:

@@ -63,6 +63,8 @@ def test_attention_maps_of_detected_faces_are_the_models_grid_attention_on_the_a
                                rtol=1e-5, atol=1e-7)
     strip = attention_strip(PIL.Image.fromarray(detected.crops[0]), {"expression": maps["expression"][0]})
     assert strip.size == (2 * 112 + 4, 112)  # the face, then its one overlay
+    with pytest.raises(ValueError, match="folder: no folder given and the analyzer was made without attention_maps="):
+        analyzer.save_attention_maps(detected)
 
 
 def test_analyze_writes_one_figure_per_image_with_faces_and_caps_each_video(grid_model, photos, tmp_path,

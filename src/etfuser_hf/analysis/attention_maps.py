@@ -9,7 +9,7 @@ model's own, under `fusion_mode="canonical_tokens"`), drawn on the face.
 
 Only priors read as grid tokens (`EncoderSpec(feature="grid")`) have a map; a model without any gives `{}`
 (`check_reads_grids` says so as an error). The run folder's `plots/attention_maps.png`, `etfuser analyze
---attention-maps` and the Space's "where the token looks" gallery all draw with these functions.
+--attention-maps` and the Space's "where the token looks" picture all draw with these functions.
 """
 
 from __future__ import annotations
