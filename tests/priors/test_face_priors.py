@@ -301,3 +301,21 @@ def test_truncated_weight_file_is_a_clear_error(extracted_originals, tmp_path, m
 def test_unknown_prior_name_is_rejected(tmp_path):
     with pytest.raises(ValueError, match=r"names: unknown priors \['gendr'\]"):
         ensure_face_priors(tmp_path, names=["gendr"])
+
+
+@pytest.mark.parametrize("kernel, stride, plain", [(3, 1, True), (1, 1, True), (3, 2, False), (2, 1, False)])
+def test_same_conv2d_matches_tensorflow_same_padding(kernel, stride, plain):
+    """A stride-1 odd-kernel "same" conv is a plain nn.Conv2d with symmetric padding, and gives exactly what the
+    TF-padding conv gives; other shapes keep the TF conv (its odd pad pixel goes bottom/right)."""
+    import torch
+    from torch import nn
+
+    from etfuser_hf.models.modeling_face_priors import TFSamePadConv2d, same_conv2d
+
+    torch.manual_seed(0)
+    conv = same_conv2d(4, 5, kernel, stride=stride)
+    assert (type(conv) is nn.Conv2d) == plain
+    reference = TFSamePadConv2d(4, 5, kernel, stride=stride)
+    reference.load_state_dict(conv.state_dict())
+    pixels = torch.randn(2, 4, 8, 7)
+    torch.testing.assert_close(conv(pixels), reference(pixels), rtol=0, atol=1e-6)

@@ -391,3 +391,16 @@ def test_holm_correction_of_a_tasks_rows_known_values_and_table_column():
     markdown = render_task_table(table)
     assert "Holm-adjusted p (over 2 rows)" in markdown and "Holm-corrected across the 2 rows" in markdown
     assert "et-fuser 4, canonical 4, concat-mlp 4" in markdown and "| 4 |" in markdown
+
+
+def test_lora_adapts_the_age_nets_residual_convs(prior_dirs):
+    """The dlib age net's stride-1 3x3 "same" convs are plain convs (modeling_face_priors.same_conv2d), so LoRA
+    reaches its residual blocks, not only its stem and strided convs."""
+    from etfuser_hf.training.recipe import build_task_model
+    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.trainer import lora_target_modules
+
+    model = build_task_model(SYNTHETIC_TASKS["age_group"], prior_dirs, list(range(4)), image_size=64)
+    targets = lora_target_modules(model)
+    residual = [name for name in targets if name.endswith((".conv1", ".conv2")) and ".blocks." in name]
+    assert len(targets) >= 10 and len(residual) >= 7, targets

@@ -11,7 +11,9 @@ Keras reference outputs for the expression net).
 
 Details of the original runtimes kept on purpose:
 - "same" padding is TensorFlow's: for a stride-2 conv or pool on an even input the extra row/column goes to the
-  bottom/right only, which PyTorch's symmetric `padding=` cannot express (`TFSamePadConv2d`, `TFSameMaxPool2d`).
+  bottom/right only, which PyTorch's symmetric `padding=` cannot express (`TFSamePadConv2d`, `TFSameMaxPool2d`). A
+  stride-1 conv with an odd kernel pads symmetrically, so it is a plain `nn.Conv2d` (`same_conv2d`): LoRA adapters
+  (peft) match its output only when the padding is the conv's own.
 - The ResNet down blocks add an average-pooled shortcut, zero-padded in channels, and zero-pad the residual branch's
   bottom/right edge when the stride-2 "valid" conv comes out one pixel smaller than the pool.
 - Each dlib/face-api ResNet conv is followed in the original graph by a per-channel affine layer (dlib's frozen batch
@@ -88,6 +90,15 @@ class TFSamePadConv2d(nn.Conv2d):
         return super().forward(F.pad(hidden_state, pads))
 
 
+def same_conv2d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                bias: bool = True) -> nn.Conv2d:
+    """A conv with TensorFlow's "same" padding: `nn.Conv2d(padding=kernel_size // 2)` at stride 1 with an odd kernel
+    (the padding is then symmetric, so the result is identical), else a `TFSamePadConv2d`."""
+    if stride == 1 and kernel_size % 2 == 1:
+        return nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, groups=groups, bias=bias)
+    return TFSamePadConv2d(in_channels, out_channels, kernel_size, stride=stride, groups=groups, bias=bias)
+
+
 class TFSameMaxPool2d(nn.Module):
     """Max-pool with TensorFlow's "same" padding (padded with -inf)."""
 
@@ -107,7 +118,7 @@ class SeparableConv2d(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1, bias: bool = True):
         super().__init__()
-        self.depthwise = TFSamePadConv2d(in_channels, in_channels, 3, stride=stride, groups=in_channels, bias=False)
+        self.depthwise = same_conv2d(in_channels, in_channels, 3, stride=stride, groups=in_channels, bias=False)
         self.pointwise = nn.Conv2d(in_channels, out_channels, 1, bias=bias)
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
@@ -140,8 +151,8 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, channels: int):
         super().__init__()
-        self.conv1 = TFSamePadConv2d(channels, channels, 3)
-        self.conv2 = TFSamePadConv2d(channels, channels, 3)
+        self.conv1 = same_conv2d(channels, channels, 3)
+        self.conv2 = same_conv2d(channels, channels, 3)
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
         residual = self.conv2(F.relu(self.conv1(hidden_state)))
@@ -156,7 +167,7 @@ class ResidualDownBlock(nn.Module):
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=2)
-        self.conv2 = TFSamePadConv2d(out_channels, out_channels, 3)
+        self.conv2 = same_conv2d(out_channels, out_channels, 3)
         self.extra_channels = out_channels - in_channels
 
     def forward(self, hidden_state: torch.Tensor) -> torch.Tensor:
@@ -517,7 +528,7 @@ class FerMiniXceptionModel(FacePriorPreTrainedModel):
         self.encoder = FerMiniXceptionEncoder(config)
         # The classifier is a 3x3 "same" conv averaged afterwards; with zero padding at the borders this differs from
         # a linear layer on pooler_output, so it stays a conv.
-        self.classifier = TFSamePadConv2d(config.hidden_size, config.num_labels, 3)
+        self.classifier = same_conv2d(config.hidden_size, config.num_labels, 3)
         self.post_init()
 
     def _head(self, hidden_state: torch.Tensor, pooled: torch.Tensor) -> torch.Tensor:

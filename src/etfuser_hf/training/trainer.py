@@ -110,8 +110,9 @@ CANONICAL_OWN_HEADS = ("head", "classifier")
 def lora_target_modules(model: ETFuserPreTrainedModel) -> list[str]:
     """The canonical model's layers that LoRA adapts, by full module name: every `nn.Linear` and every ungrouped
     plain `nn.Conv2d` of `etfuser.backbone` (a ViT's projections and MLPs; the converted CNNs' stems, strided and
-    pointwise convs), outside the network's own output head. Depthwise convs and conv subclasses that pad in their
-    own forward (`TFSamePadConv2d`) are left alone: peft's adapter conv would not match their output."""
+    pointwise convs, stride-1 "same" convs), outside the network's own output head. Depthwise convs and conv
+    subclasses that pad in their own forward (`TFSamePadConv2d`: the stride-2 "same" convs) are left alone: peft's
+    adapter conv would not match their output."""
     base = model.base_model
     if base.backbone is None:
         return []
