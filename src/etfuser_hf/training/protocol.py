@@ -16,6 +16,7 @@ import numpy as np
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .collators import FaceCollator
+from .distillation import CanonicalTeacher, Distillation
 from .feature_cache import feature_view, pooled_prior_features
 from .forgetting import real_face_agreement
 from .measurements import count_parameters
@@ -23,7 +24,7 @@ from .probes import fit_probe
 from .recipe import build_task_model
 from .rows import MAIN_ROW, Row
 from .splits import draw_train
-from .tasks import FaceTask, task_priors
+from .tasks import FaceTask, canonical_source, task_priors
 from .trainer import RunResult, apply_lora, train_model
 
 
@@ -101,9 +102,11 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
 
     torch.manual_seed(seed)
     recipe = row_recipe(row, task, overrides)
+    distillation = Distillation.from_recipe(recipe.pop("distillation", None))
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
                              **recipe)
     collator = context.collator(task, model, recipe.get("prior_feature"))
+    teacher = canonical_teacher(task, context, model, distillation) if distillation is not None else None
     # LoRA on the canonical model of every row that fine-tunes one, so that the rows compared stay alike
     lora = context.lora_rank and model.config.backbone is not None
     trained = apply_lora(model, context.lora_rank) if lora else model
@@ -116,7 +119,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     result, _ = train_model(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
-        test_dataset=context.splits["test"] if evaluate_test else None, **arguments)
+        test_dataset=context.splits["test"] if evaluate_test else None, teacher=teacher, **arguments)
     result.params = count_parameters(model)
     result.learning_rate = arguments["learning_rate"]
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
@@ -128,6 +131,19 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     if keep_model is not None:
         keep_model(model)
     return result
+
+
+def canonical_teacher(task: FaceTask, context: ProtocolContext, model: Any, setting: Distillation) -> CanonicalTeacher:
+    """The frozen pretrained canonical network of `task` that `model` (fine-tuned from it) is distilled toward."""
+    if model.config.backbone is None or not task.is_classification:
+        raise ValueError(f"distillation: {task.name} needs a classification model fine-tuned from a pretrained "
+                         f"canonical network, got problem type {task.problem_type!r} (fusion_mode="
+                         f"{model.config.fusion_mode!r}).")
+    source = canonical_source(task.canonical, context.prior_dirs, context.image_size)
+    if not isinstance(source, (str, os.PathLike)):
+        raise ValueError(f"distillation: the canonical model {task.canonical!r} is trained from scratch; there is "
+                         f"no pretrained network to distil from.")
+    return CanonicalTeacher.from_pretrained(source, context.label_names[task.name], model.config.backbone, setting)
 
 
 def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train: datasets.Dataset,

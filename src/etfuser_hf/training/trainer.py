@@ -62,8 +62,19 @@ NO_DECAY_PARAMETERS = ("fusion_gate",)
 class ETFuserTrainer(Trainer):
     """`Trainer` whose optimizer gives a pretrained canonical model (`etfuser.backbone`) its own learning rate:
     `config.backbone_learning_rate_scale` times that of the new modules (fusion, projections, heads), so the new
-    modules can move fast without dragging the pretrained weights away from what they already know; and which does
-    not weight-decay `NO_DECAY_PARAMETERS`."""
+    modules can move fast without dragging the pretrained weights away from what they already know; which does not
+    weight-decay `NO_DECAY_PARAMETERS`; and which, given a `teacher` (`distillation.CanonicalTeacher`), adds its
+    distillation term to the training loss (evaluation losses stay the task's own)."""
+
+    def __init__(self, *args: Any, teacher: nn.Module | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.teacher = teacher
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
+        if self.teacher is not None and model.training:
+            loss = loss + self.teacher.loss(outputs["logits"], inputs["pixel_values"])
+        return (loss, outputs) if return_outputs else loss
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
         return [name for name in super().get_decay_parameter_names(model)
@@ -152,13 +163,14 @@ def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8):
 
 def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset, collator: FaceCollator,
          output_dir: str | os.PathLike, compute_metrics: Callable, early_stopping_patience: int | None,
-         resume_from_checkpoint: str | bool | None, **argument_overrides: Any):
+         resume_from_checkpoint: str | bool | None, teacher: nn.Module | None = None, **argument_overrides: Any):
     """One Trainer run: (trainer, eval-set prediction, training seconds)."""
     args = training_arguments(output_dir, **argument_overrides)
     callbacks = [GateMagnitudeCallback()]
     callbacks += [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
     trainer = ETFuserTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                             data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks)
+                             data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks,
+                             teacher=teacher)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     seconds = time.perf_counter() - start
@@ -176,16 +188,17 @@ def train_model(
     early_stopping_patience: int | None = 3,
     resume_from_checkpoint: str | bool | None = None,
     test_dataset: datasets.Dataset | None = None,
+    teacher: nn.Module | None = None,
     **argument_overrides: Any,
 ) -> tuple[RunResult, Trainer]:
     """Fine-tunes `model` with the Trainer (one run). Early stopping and the best checkpoint read `eval_dataset` (the
     validation split) only; `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint,
-    and is what the result reports (`result.split == "test"`)."""
+    and is what the result reports (`result.split == "test"`). `teacher` adds its distillation term in training."""
     classification = collator.problem_type == "single_label_classification"
     compute_metrics = make_compute_metrics(collator.problem_type, collator.num_labels if classification else None)
     selection = {"metric_for_best_model": "accuracy" if classification else "nme", "greater_is_better": classification}
     trainer, validation, seconds = _fit(model, train_dataset, eval_dataset, collator, output_dir, compute_metrics,
-                                        early_stopping_patience, resume_from_checkpoint,
+                                        early_stopping_patience, resume_from_checkpoint, teacher,
                                         **{**selection, **argument_overrides})
     reported = trainer.predict(test_dataset) if test_dataset is not None else validation
     outputs = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions

@@ -10,6 +10,11 @@ Tabulated as validation metric mean ± std over seeds; the test split is never p
     etfuser sweep --rows canonical et-fuser concat-mlp et-fuser-priors-only --learning-rates expression:1.2e-2 \
         expression:3.6e-2 --new-module-speedups 1 3 --priors-only-learning-rates 3e-4 1e-3 3e-3 1e-2
     etfuser sweep --tasks expression --rows et-fuser concat-mlp --grid-sizes pooled 1 2 4 native --canonical-tokens off on
+    etfuser sweep --tasks expression --rows canonical et-fuser --distillation-weights 0 1 4
+
+Distillation candidates (`--distillation-weights`) are distilled toward the pretrained canonical network's own
+predictions on the training images (`distillation.py`), at each row's tuned rate; their table adds each candidate's
+agreement with that network on real faces (`forgetting.py`), which a run measures wherever it applies.
 
 Spatial candidates (`--grid-sizes`, `--canonical-tokens`) read every prior as grid tokens (`native`: each prior's
 own map size, at most `NATIVE_GRID_LIMIT`) at the row's own tuned rate; `on` also puts the canonical model's own grid
@@ -157,6 +162,25 @@ def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence
     return candidates
 
 
+def distillation_candidates(task: FaceTask, rows: Sequence[Row], weights: Sequence[float],
+                            temperature: float = 2.0) -> list[SweepCandidate]:
+    """Every row that fine-tunes the canonical model with each distillation weight of `weights` toward the pretrained
+    network's own predictions (`distillation.py`; 0: none, the reference), at the row's tuned rate on `task`."""
+    if any(weight < 0 for weight in weights) or temperature <= 0:
+        raise ValueError(f"--distillation-weights must be >= 0 and --distillation-temperature > 0, got {list(weights)}"
+                         f" and {temperature}.")
+    candidates = []
+    for row in rows:
+        if not has_canonical_model(row):
+            continue
+        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
+        for weight in dict.fromkeys(weights):
+            settings = {"distillation": {"weight": weight, "temperature": temperature}} if weight else {}
+            candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale, settings,
+                                             f"distillation {weight:g} T {temperature:g}" if weight else "no distillation"))
+    return candidates
+
+
 def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds: Sequence[int],
                      context: ProtocolContext, workers: int = 1) -> list[dict[str, Any]]:
     """Trains every candidate with every seed (validation only) and returns one record per candidate:
@@ -166,11 +190,14 @@ def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds
     results = train_runs(runs, context, workers)
     records = []
     for index, candidate in enumerate(candidates):
-        scores = [result.metrics[task.metric] for result in results[index * len(seeds): (index + 1) * len(seeds)]]
+        own = results[index * len(seeds): (index + 1) * len(seeds)]
+        scores = [result.metrics[task.metric] for result in own]
+        agreements = [result.real_face_agreement for result in own if result.real_face_agreement is not None]
         records.append({"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.tag,
                         "learning_rate": candidate.learning_rate,
                         "backbone_learning_rate_scale": candidate.backbone_learning_rate_scale,
-                        "validation": mean_std(scores), "per_seed": [round(score, 4) for score in scores]})
+                        "validation": mean_std(scores), "per_seed": [round(score, 4) for score in scores],
+                        "real_face_agreement": mean_std(agreements) if agreements else None})
     return records
 
 
@@ -186,18 +213,25 @@ def best_candidates(task: FaceTask, records: Sequence[Mapping[str, Any]]) -> dic
 
 
 def render_sweep(task: FaceTask, records: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
-    """Markdown: one line per candidate, the best of each row in bold."""
+    """Markdown: one line per candidate, the best of each row in bold; with the real-face agreement
+    (`forgetting.py`) where the runs measured it."""
     best = {id(record) for record in best_candidates(task, records).values()}
     counts = ", ".join(f"{row} {count}" for row, count in candidates_per_row(records).items())
+    agreement = any(record.get("real_face_agreement") for record in records)
     lines = [f"### {task.name}: validation {task.metric}, mean ± std over seeds {', '.join(map(str, seeds))} "
              f"(validation split only; test never predicted)", "", f"Candidates per row: {counts}.", "",
-             f"| row | lr (new modules) | canonical lr scale | validation {task.metric} | per seed |", "|---|---|---|---|---|"]
+             f"| row | lr (new modules) | canonical lr scale | validation {task.metric} | per seed |"
+             + (" real-face agreement |" if agreement else ""), "|---|---|---|---|---|" + ("---|" if agreement else "")]
     for record in records:
         cell = f"{record['validation']['mean']:.4f} ± {record['validation']['std']:.4f}"
         row = record["row"] + (f" ({record['settings']})" if record.get("settings") else "")
-        lines.append(f"| {row} | {record['learning_rate']:g} | {record['backbone_learning_rate_scale']:g} | "
-                     f"{f'**{cell}**' if id(record) in best else cell} | "
-                     f"{', '.join(f'{score:.4f}' for score in record['per_seed'])} |")
+        line = (f"| {row} | {record['learning_rate']:g} | {record['backbone_learning_rate_scale']:g} | "
+                f"{f'**{cell}**' if id(record) in best else cell} | "
+                f"{', '.join(f'{score:.4f}' for score in record['per_seed'])} |")
+        if agreement:
+            value = record.get("real_face_agreement")
+            line += f" {value['mean']:.4f} ± {value['std']:.4f} |" if value else " – |"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -222,21 +256,28 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     sweep.add_argument("--canonical-tokens", nargs="+", default=["off"], choices=["off", "on"],
                        help="with --grid-sizes: without ('off') and/or with ('on') the canonical model's own grid "
                             "tokens in the fusion (fusion_mode=canonical_tokens)")
+    sweep.add_argument("--distillation-weights", nargs="+", type=float, default=[], metavar="W",
+                       help="candidates distilled toward the pretrained canonical network's own predictions with "
+                            "weight W (0: none, the reference), for every row that fine-tunes it, at its tuned rate")
+    sweep.add_argument("--distillation-temperature", type=float, default=2.0, metavar="T",
+                       help="with --distillation-weights: the softening temperature (default 2)")
     args = parse_args(None if argv is None else list(argv), parser=parser)
     for grid in args.grid_sizes:
         if grid not in ("native", "pooled") and not (grid.isdigit() and int(grid) >= 1):
             parser.error(f"--grid-sizes: expected positive ints, 'native' or 'pooled', got {grid!r}.")
     # a spatial sweep alone trains its spatial candidates ('pooled' among them), not the rate grid as well
     rate_grid = bool(args.learning_rates or args.new_module_speedups or args.priors_only_learning_rates
-                     or not args.grid_sizes)
+                     or not (args.grid_sizes or args.distillation_weights))
     canonical_tokens = [choice == "on" for choice in dict.fromkeys(args.canonical_tokens)]
     try:  # the grid is checked before any work: it needs no data
         rates = rates_by_task(args.learning_rates, args.tasks, "--learning-rates")
         own = rates_by_task(args.priors_only_learning_rates, args.tasks, "--priors-only-learning-rates")
         tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
         chosen = [rows[name] for name in args.rows]
-        grids = {task.name: sweep_candidates(task, chosen, rates[task.name], args.new_module_speedups, own[task.name])
-                 if rate_grid else [] for task in tasks}
+        grids = {task.name: (sweep_candidates(task, chosen, rates[task.name], args.new_module_speedups, own[task.name])
+                             if rate_grid else [])
+                 + distillation_candidates(task, chosen, args.distillation_weights, args.distillation_temperature)
+                 for task in tasks}
     except ValueError as error:
         parser.error(str(error))
     if args.grid_sizes:
