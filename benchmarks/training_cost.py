@@ -3,11 +3,14 @@ from the feature cache) over one epoch of the canonical model alone, per task, i
 
     python benchmarks/training_cost.py [--num-images 512] [--repeats 3] [--threads 1]
     python benchmarks/training_cost.py --grid-sizes 2 4 --canonical-tokens   # + spatial tokens, in the same run
+    python benchmarks/training_cost.py --precision fp32 bf16     # both precisions in one run, and bf16 / fp32
 
 Both models train with the same Trainer settings on the same SYNTHETIC images; each epoch is timed `--repeats` times
 (alternating the two) and the fastest is kept, so a background hiccup does not decide the ratio. Two clocks: wall
 time, and the process's CPU time (all threads), which other programs on a shared machine barely move. `--threads`
-defaults to 1, the setting of the main job's training workers. `--grid-sizes` adds an ET-Fuser per size whose priors
+defaults to 1, the setting of the main job's training workers; `--precision` (default: the main job's `auto`, see
+`etfuser_hf.training.precision`) times every epoch in each precision given, and with two of them also prints each
+model's epoch in the second over the first. `--grid-sizes` adds an ET-Fuser per size whose priors
 enter as g x g grid tokens (their grid view cached too), `--canonical-tokens` one more per size with the canonical
 model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each against the same canonical epoch. Every
 task with a spatial setting (`FaceTask.spatial`, chosen on validation) also times ET-Fuser over it ("spatial
@@ -27,18 +30,20 @@ from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.feature_cache import feature_view
 from etfuser_hf.training.main import cache_prior_features
+from etfuser_hf.training.precision import PRECISIONS, precision_arguments, resolve_precision
 from etfuser_hf.training.recipe import build_task_model
 from etfuser_hf.training.splits import synthetic_splits
 from etfuser_hf.training.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
 from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
 
 
-def epoch_seconds(model, data, collator, batch_size: int) -> tuple[float, float]:
+def epoch_seconds(model, data, collator, batch_size: int, precision: str) -> tuple[float, float]:
     """(wall, CPU) seconds of one training epoch (no evaluation, no checkpoint) with the main job's Trainer."""
     with tempfile.TemporaryDirectory() as folder:
         arguments = training_arguments(folder, num_train_epochs=1, per_device_train_batch_size=batch_size,
                                        eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
-                                       logging_steps=10_000, disable_tqdm=True, learning_rate=1e-3)
+                                       logging_steps=10_000, disable_tqdm=True, learning_rate=1e-3,
+                                       **precision_arguments(precision))
         trainer = ETFuserTrainer(model=model, args=arguments, train_dataset=data, data_collator=collator)
         start, start_cpu = time.perf_counter(), time.process_time()
         trainer.train()
@@ -56,7 +61,10 @@ def main() -> None:
                         help="also ET-Fuser over G x G grid tokens per prior")
     parser.add_argument("--canonical-tokens", action="store_true",
                         help="with --grid-sizes: also fusion_mode=canonical_tokens (the canonical model's G x G tokens)")
+    parser.add_argument("--precision", nargs="+", default=["auto"], choices=PRECISIONS,
+                        help="time every epoch in each of these (auto: the main job's default on this machine)")
     args = parser.parse_args()
+    precisions = list(dict.fromkeys(resolve_precision(precision) for precision in args.precision))
     # variant -> (how the priors are read, ETFuserConfig overrides beyond the task's fusion)
     variants = {"et-fuser": (None, {})}
     for size in args.grid_sizes:
@@ -76,9 +84,9 @@ def main() -> None:
     views += [setting["prior_feature"] for setting in spatial.values()]
     train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112, views)["train"]
     print(f"{args.num_images} SYNTHETIC images, batch {args.batch_size}, torch threads {torch.get_num_threads()}; "
-          f"prior features cached (the frozen priors do not run in either epoch)")
-    print(f"{'task':10s} {'variant':22s} {'clock':5s} {'canonical':>12s} {'canonical + ET-Fuser':>22s} {'ratio':>7s}"
-          f"   trainable params")
+          f"prior features cached (the frozen priors do not run in either epoch); precision {', '.join(precisions)}")
+    print(f"{'task':10s} {'variant':22s} {'prec.':5s} {'clock':5s} {'canonical':>12s} {'canonical + ET-Fuser':>22s} "
+          f"{'ratio':>7s}   trainable params")
     for name in args.tasks:
         task = SYNTHETIC_TASKS[name]
         labels = train.features[task.column].names if task.is_classification else None
@@ -94,16 +102,26 @@ def main() -> None:
                                             **{**task.fusion, **overrides})
             collators[mode] = FaceCollator(processor, task.column, len(labels or ()), problem_type=task.problem_type,
                                            feature_view=feature_view(prior_feature))
-        timings: dict[str, list[tuple[float, float]]] = {mode: [] for mode in models}
+        timings: dict[tuple[str, str], list[tuple[float, float]]] = {
+            (mode, precision): [] for mode in models for precision in precisions}
         for _ in range(args.repeats):
             for mode, model in models.items():
-                timings[mode].append(epoch_seconds(model, train, collators[mode], args.batch_size))
+                for precision in precisions:
+                    timings[mode, precision].append(
+                        epoch_seconds(model, train, collators[mode], args.batch_size, precision))
         trainable = {mode: sum(p.numel() for p in model.parameters() if p.requires_grad) for mode, model in models.items()}
+        fastest = {key: [min(run[column] for run in runs) for column in (0, 1)] for key, runs in timings.items()}
         for mode in task_variants:
-            for clock, column in (("wall", 0), ("CPU", 1)):
-                canonical, fused = (min(run[column] for run in timings[key]) for key in ("canonical", mode))
-                print(f"{name:10s} {mode:22s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s {fused / canonical:7.3f}"
-                      f"   {trainable['canonical']:,} -> {trainable[mode]:,}")
+            for precision in precisions:
+                for clock, column in (("wall", 0), ("CPU", 1)):
+                    canonical, fused = fastest["canonical", precision][column], fastest[mode, precision][column]
+                    print(f"{name:10s} {mode:22s} {precision:5s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s "
+                          f"{fused / canonical:7.3f}   {trainable['canonical']:,} -> {trainable[mode]:,}")
+        if len(precisions) == 2:
+            first, second = precisions
+            for mode in models:
+                print(f"{name:10s} {mode:22s} wall epoch, {second} / {first}: "
+                      f"{fastest[mode, second][0] / fastest[mode, first][0]:.3f}")
 
 
 if __name__ == "__main__":

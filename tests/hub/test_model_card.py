@@ -53,7 +53,7 @@ def make_tiny_run(run_dir: Path) -> Path:
                                  "multi_task": {"accuracy": 0.6, "macro_f1": 0.52}, "p_value": 0.2, "mcnemar_p": 0.25}],
                       "params": {"multi_task": {"params_total": 1200, "params_trainable": 500},
                                  "single_task_models": {"params_total": 2000, "params_trainable": 800}}},
-        "training": {"epochs": 2.0, "steps": 10, "seconds": 3.2, "seed": 0, "bf16": False, "cached_prior_features": True},
+        "training": {"epochs": 2.0, "steps": 10, "seconds": 3.2, "seed": 0, "precision": "fp32", "cached_prior_features": True},
     }
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return run_dir

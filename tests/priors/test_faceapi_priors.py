@@ -312,3 +312,27 @@ def test_malformed_manifest_and_missing_model_dir(recognition_copy, tmp_path):
     with pytest.raises(FaceApiWeightsError, match=r"model_dir: weights manifest .*face_landmark_68_model.* not found"):
         convert_faceapi_landmarks(recognition_copy, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_landmark_net_runs_channels_last_with_the_same_outputs_and_gradients():
+    """The landmark net computes in channels-last memory (faster on CPU) and still returns contiguous tensors with the
+    values and gradients of the plain NCHW computation."""
+    config = FaceApiLandmarkConfig(hidden_size=64, hidden_sizes=[16, 32, 64], layers_per_block=2)
+    assert FaceApiLandmarkModel._channels_last_input
+    model = FaceApiLandmarkModel(config).train()
+    pixel_values = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+
+    def run(channels_last: bool):
+        model._channels_last_input = channels_last
+        model.zero_grad()
+        output = model(pixel_values, output_hidden_states=True)
+        output.logits.square().sum().backward()
+        return output, [parameter.grad.clone() for parameter in model.parameters()]
+
+    fast, fast_grads = run(True)
+    plain, plain_grads = run(False)
+    assert fast.last_hidden_state.is_contiguous() and all(state.is_contiguous() for state in fast.hidden_states)
+    torch.testing.assert_close(fast.logits, plain.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.last_hidden_state, plain.last_hidden_state, rtol=1e-5, atol=1e-5)
+    for fast_grad, plain_grad in zip(fast_grads, plain_grads):
+        torch.testing.assert_close(fast_grad, plain_grad, rtol=1e-4, atol=1e-5)

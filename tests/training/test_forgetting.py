@@ -92,3 +92,35 @@ def test_the_task_table_and_its_markdown_carry_each_rows_real_face_agreement():
     markdown = render_task_table(table)
     assert REAL_FACE_AGREEMENT in markdown and "et-fuser 0.3500 ± 0.0707; canonical 0.2000 ± 0.0000" in markdown
     assert "0.35 (et-fuser), 0.20 (canonical)" in reading(table)
+
+
+def test_agreement_ceiling_fits_heads_on_the_frozen_fer_net_and_recovers_its_readings_from_its_own_labels(faces):
+    """Trained on the real faces with the FER net's own readings as labels, the label head must reproduce those
+    readings on the same faces (the fitting works); trained on SYNTHETIC faces with their drawn labels, every number is
+    a fraction and the report names the FER net's readings of the training faces."""
+    from etfuser_hf.data.synthetic_faces import make_synthetic_faces
+    from etfuser_hf.training.forgetting import agreement_ceiling, _pretrained_fer_net
+
+    from etfuser_hf.models.configuration_etfuser import EncoderSpec
+    from etfuser_hf.models.encoders import prepare_encoder_inputs
+
+    net = _pretrained_fer_net()
+    with torch.inference_mode():
+        pixels = torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255.0
+        own = net(pixel_values=prepare_encoder_inputs(pixels, EncoderSpec(config=net.config))).logits.argmax(-1)
+    readings = np.array([LABELS.index(net.config.id2label[int(i)]) for i in own])
+    control = agreement_ceiling(faces, readings, faces, readings, LABELS, faces=faces)
+    assert control["labels_vs_pretrained"] == 1.0
+    assert control["label_head"]["real_face_agreement"] >= 0.9
+    assert control["label_head"]["validation_accuracy"] >= 0.9
+
+    synthetic = make_synthetic_faces(48, 112, seed=5)
+    images = np.stack([np.asarray(image.convert("RGB")) for image in synthetic["image"]])
+    labels = np.asarray(synthetic["expression"])
+    report = agreement_ceiling(images[:32], labels[:32], images[32:], labels[32:], LABELS, faces=faces[:20])
+    assert report["num_faces"] == 20 and sum(report["pretrained_on_train_histogram"].values()) == 32
+    for value in (report["labels_vs_pretrained"], report["label_head"]["validation_accuracy"],
+                  report["label_head"]["real_face_agreement"], report["distilled_head"]["real_face_agreement"]):
+        assert 0.0 <= value <= 1.0
+    with pytest.raises(ValueError, match="not classes of the pretrained network"):
+        agreement_ceiling(images[:4], labels[:4], images[:4], labels[:4], ["smile"] * 7, faces=faces[:2])

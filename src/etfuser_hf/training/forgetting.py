@@ -15,18 +15,23 @@ fine-tuned canonical model inside the ET-Fuser.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
+import torch.nn.functional as F
+from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
+from ..models.configuration_etfuser import EncoderSpec
 from ..models.encoders import prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.face_detection import detect_and_align
+from .distillation import distillation_loss
 
 LFW_FACES = 100  # lfw_subset(): the first 100 of its 200 images are faces, the rest are not
 
@@ -119,4 +124,90 @@ def real_face_agreement(canonical: str, model: Any) -> float | None:
         model.train(was_training)
 
 
-__all__ = ["LFW_FACES", "expression_agreement", "measures_forgetting", "real_face_agreement", "real_faces"]
+def _fit_linear_head(features: torch.Tensor, targets: torch.Tensor, temperature: float | None, steps: int = 500,
+                     seed: int = 0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A linear map fitted (full batch, Adam) to class ids `targets` (N,) by cross-entropy, or, with `temperature`,
+    to teacher logits `targets` (N, C) by the distillation loss; returns features -> logits, standardised as fitted."""
+    mean, std = features.mean(0), features.std(0) + 1e-6
+    num_classes = targets.shape[-1] if temperature is not None else int(targets.max()) + 1
+    generator = torch.Generator().manual_seed(seed)
+    head = nn.Linear(features.shape[1], num_classes)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=generator) * 0.01)
+        head.bias.zero_()
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=1e-4)
+    for _ in range(steps):
+        optimizer.zero_grad()
+        logits = head((features - mean) / std)
+        loss = (distillation_loss(logits, targets, temperature) if temperature is not None
+                else F.cross_entropy(logits, targets))
+        loss.backward()
+        optimizer.step()
+    return lambda inputs: head((inputs - mean) / std).detach()
+
+
+def agreement_ceiling(train_images: np.ndarray, train_labels: np.ndarray, validation_images: np.ndarray,
+                      validation_labels: np.ndarray, label_names: Sequence[str],
+                      pretrained: PreTrainedModel | None = None, faces: np.ndarray | None = None) -> dict[str, Any]:
+    """How much real-face agreement a training set can keep at best, with the pretrained FER net never changed.
+
+    Every number reads the FER net's frozen pooled features; only a linear head on them is fitted, so nothing can be
+    forgotten and any disagreement on `faces` comes from what the head learns on the training images:
+    - `labels_vs_pretrained`: how often the training labels name the class the FER net reads on the same image;
+    - `label_head`: the head fitted to the training labels (what fine-tuning's new head learns): its validation
+      accuracy and its real-face agreement with the FER net;
+    - `distilled_head` / `distilled_head_hard`: the head fitted to the FER net's own outputs on the training images
+      (soft at T=2 / argmax), labels unused: the most that distillation on these images can carry to real faces.
+
+    Args:
+        train_images, validation_images: uint8 `(N, S, S, 3)` RGB faces; train_labels, validation_labels: `(N,)`
+            class ids into `label_names` (each a class of the FER net).
+        pretrained: the FER net (default: the converted one); faces: the real faces (default: `real_faces(S)`).
+    """
+    pretrained = _pretrained_fer_net() if pretrained is None else pretrained.eval()
+    own = {str(name): int(index) for index, name in pretrained.config.id2label.items()}
+    missing = [name for name in label_names if str(name) not in own]
+    if missing:
+        raise ValueError(f"label_names: {missing} are not classes of the pretrained network ({sorted(own)}).")
+    to_own = torch.tensor([own[str(name)] for name in label_names])
+    faces = real_faces(int(train_images.shape[1])) if faces is None else faces
+    spec = EncoderSpec(config=pretrained.config)
+
+    def read(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [pretrained(pixel_values=prepare_encoder_inputs(
+            torch.from_numpy(images[start:start + 64]).permute(0, 3, 1, 2).float() / 255.0, spec))
+            for start in range(0, len(images), 64)]
+        return torch.cat([o.logits for o in outputs]), torch.cat([o.pooler_output for o in outputs])
+
+    with torch.inference_mode():
+        (train_logits, train_features), (validation_logits, validation_features) = read(train_images), read(validation_images)
+        face_logits, face_features = read(faces)
+    train_features, validation_features, face_features = (t.clone() for t in (train_features, validation_features,
+                                                                                face_features))
+    train_logits, face_logits = train_logits.clone()[:, to_own], face_logits.clone()[:, to_own]  # task class order
+    pretrained_on_faces = face_logits.argmax(-1)
+    labels, validation_targets = torch.as_tensor(train_labels).long(), torch.as_tensor(validation_labels).long()
+    label_head = _fit_linear_head(train_features, labels, None)
+    report = {
+        "labels_vs_pretrained": float((train_logits.argmax(-1) == labels).float().mean()),
+        "pretrained_on_train_histogram": dict(Counter(str(label_names[i]) for i in train_logits.argmax(-1)).most_common()),
+        "label_head": {
+            "validation_accuracy": float((label_head(validation_features).argmax(-1) == validation_targets).float().mean()),
+            "real_face_agreement": float((label_head(face_features).argmax(-1) == pretrained_on_faces).float().mean())},
+        "num_faces": len(faces),
+    }
+    for key, targets, temperature in (("distilled_head", train_logits, 2.0),
+                                      ("distilled_head_hard", train_logits.argmax(-1), None)):
+        head = _fit_linear_head(train_features, targets, temperature)
+        report[key] = {"real_face_agreement": float((head(face_features).argmax(-1) == pretrained_on_faces).float().mean())}
+    return _rounded(report)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    return round(value, 4) if isinstance(value, float) else value
+
+
+__all__ = ["LFW_FACES", "agreement_ceiling", "expression_agreement", "measures_forgetting", "real_face_agreement",
+           "real_faces"]

@@ -45,6 +45,7 @@ from .measurements import mean_prior_attention
 from .multitask import train_multitask_comparison
 from .output_guard import OutputExistsError, check_output_dir
 from .plots import save_attention_maps, save_plots
+from .precision import PRECISIONS, precision_arguments, resolve_precision
 from .protocol import ProtocolContext, Run, distinct_rows, row_recipe, train_runs
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
@@ -94,8 +95,9 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     run.add_argument("--learning-rate", type=float, default=None,
                      help="the same for every row of a task; default per task, chosen on validation (docs/recipe.md)")
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
-    run.add_argument("--bf16", action="store_true", help="bf16 mixed precision (CPU autocast or GPU)")
-    run.add_argument("--fp16", action="store_true", help="fp16 mixed precision (GPU only)")
+    run.add_argument("--precision", default="auto", choices=PRECISIONS,
+                     help="auto: bf16 autocast where the hardware has bf16 matrix units (Intel AMX, a bf16 GPU), "
+                          "else fp32; fp16 needs a GPU (etfuser_hf.training.precision)")
     run.add_argument("--lora", action="store_true",
                      help="LoRA adapters on the canonical model of every row that fine-tunes it (canonical, "
                           "concat-mlp, et-fuser: its linears and plain convs), the new modules trained fully, "
@@ -239,7 +241,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
-             bf16=args.bf16, fp16=args.fp16, disable_tqdm=True),
+             **precision_arguments(resolve_precision(args.precision)), disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
         args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None)
     return tasks, context, split_record
@@ -339,7 +341,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         **({"multitask": multitask} if multitask else {}),
         "plots": [f"plots/{name}" for name in plots],
         "training": {"epochs": args.epochs, "seconds": round(main_results[0].seconds, 1), "seed": seeds[0],
-                     "seeds": seeds, "bf16": args.bf16, "cached_prior_features": not args.no_cache,
+                     "seeds": seeds, "precision": resolve_precision(args.precision), "cached_prior_features": not args.no_cache,
                      "total_seconds": round(time.perf_counter() - start, 1)},
     }
     write_run_folder(output_dir, summary)
