@@ -120,3 +120,21 @@ def test_main_job_end_to_end_on_the_protocol_with_seeds_fractions_and_multitask(
     assert results.startswith("> **SYNTHETIC data.**") and "### landmarks: test-split NME" in results
     card = build_model_card(output_dir).text
     assert card.count("| et-fuser |") >= 2 and "test split" in card and "| canonical |" in card and " ± " in card
+
+
+def test_main_job_whose_first_task_reads_grid_tokens_measures_attention_over_its_grids(real_prior_dirs, tmp_path):
+    """When the first task's et-fuser reads grid tokens (age group), the run folder's attention is measured on the
+    grid view of the cached priors that model was trained on (the pooled view would not fit its prior tokens)."""
+    import json
+
+    from etfuser_hf.training.main import main
+
+    output_dir = tmp_path / "run"
+    main(["--tasks", "age_group", "--no-baselines", "--num-train", "8", "--num-validation", "4", "--num-test", "4",
+          "--image-size", "64", "--max-steps", "1", "--batch-size", "4", "--seeds", "1", "--output-dir",
+          str(output_dir)])
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["protocol"]["tasks"]["age_group"]["rows"][0]["variant"] == "et-fuser"
+    attention = metrics["prior_attention"]
+    assert set(attention) == {"expression", "face_landmarks", "face_recognition"}  # the age net is canonical
+    assert abs(sum(attention.values()) - 1.0) < 1e-3

@@ -32,6 +32,7 @@ from etfuser_hf.training.tasks import FaceTask
 from etfuser_hf.training.trainer import (
     RunResult,
     apply_lora,
+    selected_evaluation,
     train_model,
     train_multitask_model,
     training_arguments,
@@ -201,6 +202,39 @@ def test_train_model_evaluates_per_epoch_and_stops_early(faces, processor, tmp_p
     assert set(result.metrics) == {"accuracy", "macro_f1"} and 0 <= result.metrics["accuracy"] <= 1
     assert result.predictions.shape == (4,) and result.logits.shape == (4, 7)
     assert result.metrics["accuracy"] == pytest.approx(np.mean(result.predictions == np.asarray(faces[8:12]["expression"])))
+
+
+def test_selected_checkpoints_validation_metrics_are_what_evaluating_it_again_gives(faces, processor, tmp_path):
+    """train_model reads the selected checkpoint's validation metrics from the log instead of a second pass; a
+    second pass over the validation split with the restored weights gives the same numbers."""
+    collator = FaceCollator(processor, "expression", 7)
+    result, trainer = train_model("tiny", "a tiny ET-Fuser", tiny_model(), faces.select(range(8)),
+                                  faces.select(range(8, 12)), collator, tmp_path, num_train_epochs=3,
+                                  per_device_train_batch_size=4, learning_rate=5e-2, warmup_steps=0,
+                                  disable_tqdm=True, logging_steps=1, test_dataset=faces.select(range(4)))
+    assert selected_evaluation(trainer) is not None and trainer.state.best_model_checkpoint
+    again = trainer.predict(faces.select(range(8, 12))).metrics
+    assert result.validation_metrics == pytest.approx({"accuracy": again["test_accuracy"],
+                                                       "macro_f1": again["test_macro_f1"]})
+
+
+def test_collator_view_serves_the_same_batches_from_only_the_columns_it_reads(faces, processor, tmp_path):
+    model = tiny_model().eval()
+    cached = PriorFeatureCache(model, processor, tmp_path)(faces)
+    collator = FaceCollator(processor, "expression", 7)
+    view = collator.view(cached)
+    assert set(view.column_names) == {"image", "expression", "prior__vit", "prior__convnext", "prior__clip"}
+    assert isinstance(view[0]["prior__vit"], np.ndarray) and isinstance(view[0]["image"], Image.Image)
+    full, narrowed = collator([cached[i] for i in range(4)]), collator([view[i] for i in range(4)])
+    torch.testing.assert_close(full["pixel_values"], narrowed["pixel_values"])
+    torch.testing.assert_close(full["labels"], narrowed["labels"])
+    for name, features in full["prior_features"].items():
+        torch.testing.assert_close(features, narrowed["prior_features"][name])
+    landmarks = FaceCollator(processor, "landmarks", 0, use_cached_features=False, problem_type="landmarks")
+    assert set(landmarks.view(cached).column_names) == {"image", "landmarks"}
+    torch.testing.assert_close(landmarks([cached[0]])["labels"], landmarks([landmarks.view(cached)[0]])["labels"])
+    with pytest.raises(ValueError, match="has no column"):
+        FaceCollator(processor, "age", 7).view(cached)
 
 
 def test_train_multitask_model_gives_each_branch_its_predictions(faces, processor, tmp_path):

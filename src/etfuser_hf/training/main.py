@@ -304,7 +304,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         multitask = train_multitask_comparison(first, args.multitask, seeds[0], context, results_by_task[first.name])
 
     main_results = results_by_task[first.name][MAIN_ROW]
-    collator = context.collator(first, main_model)
+    main_row = next(row for row in rows_by_task[first.name] if row.name == MAIN_ROW)
+    collator = context.collator(first, main_model, row_recipe(main_row, first).get("prior_feature"))
     attention = mean_prior_attention(main_model, splits["test"], collator) if main_model.config.priors else {}
     test_labels = np.asarray(splits["test"][first.column])
     plots = save_plots(output_dir / "plots", main_results[0], test_labels, label_names.get(first.name) or [], attention)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -164,7 +164,7 @@ def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8):
 def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset, collator: FaceCollator,
          output_dir: str | os.PathLike, compute_metrics: Callable, early_stopping_patience: int | None,
          resume_from_checkpoint: str | bool | None, teacher: nn.Module | None = None, **argument_overrides: Any):
-    """One Trainer run: (trainer, eval-set prediction, training seconds)."""
+    """One Trainer run: (trainer, the selected checkpoint's `eval_*` metrics on `eval_dataset`, training seconds)."""
     args = training_arguments(output_dir, **argument_overrides)
     callbacks = [GateMagnitudeCallback()]
     callbacks += [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
@@ -174,7 +174,19 @@ def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datase
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     seconds = time.perf_counter() - start
-    return trainer, trainer.predict(eval_dataset), seconds
+    validation = selected_evaluation(trainer) or trainer.predict(eval_dataset, metric_key_prefix="eval").metrics
+    return trainer, validation, seconds
+
+
+def selected_evaluation(trainer: Trainer) -> dict[str, float] | None:
+    """The metrics (`eval_*`) of the evaluation that selected the checkpoint `load_best_model_at_end` restored, read
+    from the log: evaluating the restored weights again would give the same numbers at the cost of another pass over
+    the validation split. None where no checkpoint was selected."""
+    best, key = trainer.state.best_model_checkpoint, f"eval_{trainer.args.metric_for_best_model}"
+    if not (trainer.args.load_best_model_at_end and best):
+        return None
+    step = int(os.path.basename(os.path.normpath(best)).rpartition("-")[2])
+    return next((entry for entry in trainer.state.log_history if entry.get("step") == step and key in entry), None)
 
 
 def train_model(
@@ -193,20 +205,22 @@ def train_model(
 ) -> tuple[RunResult, Trainer]:
     """Fine-tunes `model` with the Trainer (one run). Early stopping and the best checkpoint read `eval_dataset` (the
     validation split) only; `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint,
-    and is what the result reports (`result.split == "test"`). `teacher` adds its distillation term in training."""
+    and is what the result reports (`result.split == "test"`). `teacher` adds its distillation term in training. Every
+    split is read through `collator.view` (only the columns the collator reads)."""
     classification = collator.problem_type == "single_label_classification"
+    train_dataset, eval_dataset = collator.view(train_dataset), collator.view(eval_dataset)
+    test_dataset = collator.view(test_dataset) if test_dataset is not None else None
     compute_metrics = make_compute_metrics(collator.problem_type, collator.num_labels if classification else None)
     selection = {"metric_for_best_model": "accuracy" if classification else "nme", "greater_is_better": classification}
     trainer, validation, seconds = _fit(model, train_dataset, eval_dataset, collator, output_dir, compute_metrics,
                                         early_stopping_patience, resume_from_checkpoint, teacher,
                                         **{**selection, **argument_overrides})
-    reported = trainer.predict(test_dataset) if test_dataset is not None else validation
+    reported = trainer.predict(test_dataset if test_dataset is not None else eval_dataset)
     outputs = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions
     keys = ("accuracy", "macro_f1") if classification else ("nme",)
 
-    def metrics_of(prediction) -> dict[str, float]:
-        return {key.split("_", 1)[1]: float(value) for key, value in prediction.metrics.items()
-                if key.split("_", 1)[1] in keys}
+    def metrics_of(metrics: Mapping[str, float]) -> dict[str, float]:
+        return {key.partition("_")[2]: float(value) for key, value in metrics.items() if key.partition("_")[2] in keys}
 
     labels = np.asarray(reported.label_ids)
     if classification:
@@ -215,7 +229,7 @@ def train_model(
     else:
         predictions = outputs
         scores = per_image_nme(outputs, labels, getattr(getattr(model, "config", None), "interocular_indices", (36, 45)))
-    result = RunResult(name, description, predictions, outputs, metrics_of(reported), trainer.state.log_history,
+    result = RunResult(name, description, predictions, outputs, metrics_of(reported.metrics), trainer.state.log_history,
                        seconds, metrics_of(validation), scores, "test" if test_dataset is not None else "validation",
                        gate_magnitude=gate_magnitude(model))
     return result, trainer
@@ -247,7 +261,7 @@ def train_multitask_model(
         model, train_dataset, eval_dataset, collator, output_dir, make_multitask_compute_metrics(model.config.tasks),
         early_stopping_patience, None, label_names=model.trainer_label_names, metric_for_best_model="mean_accuracy",
         **argument_overrides)
-    reported = trainer.predict(test_dataset) if test_dataset is not None else validation
+    reported = trainer.predict(test_dataset if test_dataset is not None else eval_dataset)
     logits = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions
     labels = reported.label_ids if isinstance(reported.label_ids, (tuple, list)) else (reported.label_ids,)
     results = {}
@@ -257,7 +271,7 @@ def train_multitask_model(
         results[task] = RunResult(
             name, f"{description} ({task} branch)", predictions, np.asarray(logits[task]), metrics,
             trainer.state.log_history, seconds,
-            {metric: float(validation.metrics[f"test_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")},
+            {metric: float(validation[f"eval_{task}_{metric}"]) for metric in ("accuracy", "macro_f1")},
             (predictions == np.asarray(task_labels)).astype(np.float64),
             "test" if test_dataset is not None else "validation")
     return results, trainer
