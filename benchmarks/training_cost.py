@@ -44,7 +44,8 @@ def epoch_seconds(model, data, collator, batch_size: int, precision: str) -> tup
                                        eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                                        logging_steps=10_000, disable_tqdm=True, learning_rate=1e-3,
                                        **precision_arguments(precision))
-        trainer = ETFuserTrainer(model=model, args=arguments, train_dataset=data, data_collator=collator)
+        # the main job's view of the split: only the columns this model reads (train_model does the same)
+        trainer = ETFuserTrainer(model=model, args=arguments, train_dataset=collator.view(data), data_collator=collator)
         start, start_cpu = time.perf_counter(), time.process_time()
         trainer.train()
         return time.perf_counter() - start, time.process_time() - start_cpu

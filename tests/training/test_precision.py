@@ -25,7 +25,7 @@ def test_precision_auto_is_bf16_on_amx_cpus_only(tmp_path):
     assert resolve_precision("fp32", _cpuinfo(tmp_path, "amx_bf16")) == "fp32"
 
 
-def test_precision_arguments_and_bad_values():
+def test_precision_arguments_and_bad_values(tmp_path):
     assert precision_arguments("bf16") == {"bf16": True, "fp16": False}
     assert precision_arguments("fp32") == {"bf16": False, "fp16": False}
     with pytest.raises(ValueError, match="precision: expected one of"):
@@ -33,5 +33,5 @@ def test_precision_arguments_and_bad_values():
     with pytest.raises(ValueError, match="resolved precision"):
         precision_arguments("auto")
     with pytest.raises(SystemExit):
-        parse_args(["--precision", "half"])
-    assert parse_args([]).precision == "auto"
+        parse_args(["--precision", "half", "--output-dir", str(tmp_path / "run")])
+    assert parse_args(["--output-dir", str(tmp_path / "run")]).precision == "auto"
