@@ -74,7 +74,7 @@ class FaceCollator:
         into nested Python lists (a third of a training run's time with grid tokens cached for three tasks)."""
         label_columns = self.label_columns()
         arrays = list(self.cached_columns(dataset.column_names).values())
-        arrays += [column for column in ("landmarks",) if column in label_columns or self.include_landmarks]
+        arrays += [column for column in label_columns if column == "landmarks"]
         columns = [self.image_column] if self.include_pixel_values else []
         columns += [column for column in label_columns if column not in columns] + arrays
         missing = [column for column in columns if column not in dataset.column_names]

@@ -57,6 +57,17 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     return temperature ** 2 * F.kl_div(student, teacher, log_target=True, reduction="batchmean")
 
 
+def pretrained_class_index(id2label: Mapping[Any, str], label_names: Sequence[str], role: str) -> torch.Tensor:
+    """(len(label_names),) indices into a pretrained network's outputs (`id2label`) of the task's classes, by name,
+    in the task's order; a ValueError naming `role` where a task class is not one of the network's."""
+    own = {str(name): int(index) for index, name in id2label.items()}
+    missing = [name for name in label_names if str(name) not in own]
+    if missing:
+        raise ValueError(f"{role}: the pretrained network knows the classes {sorted(own)}, not {missing}: those are "
+                         f"not classes of the pretrained network, so its outputs cannot be read in the task's order.")
+    return torch.tensor([own[str(name)] for name in label_names])
+
+
 class CanonicalTeacher(nn.Module):
     """The pretrained canonical network, frozen, answering in the task's class order.
 
@@ -69,13 +80,9 @@ class CanonicalTeacher(nn.Module):
 
     def __init__(self, network: nn.Module, label_names: Sequence[str], spec: EncoderSpec, setting: Distillation):
         super().__init__()
-        own = {str(name): int(index) for index, name in network.config.id2label.items()}
-        missing = [name for name in label_names if str(name) not in own]
-        if missing:
-            raise ValueError(f"distillation: the pretrained canonical network knows the classes {sorted(own)}, not "
-                             f"{missing}; distillation needs every task class among them.")
+        class_index = pretrained_class_index(network.config.id2label, label_names, "distillation")
         self.network = network.eval().requires_grad_(False)
-        self.register_buffer("class_index", torch.tensor([own[str(name)] for name in label_names]), persistent=False)
+        self.register_buffer("class_index", class_index, persistent=False)
         self.spec = spec
         self.setting = setting
 
@@ -97,4 +104,4 @@ class CanonicalTeacher(nn.Module):
         return self.setting.weight * distillation_loss(student_logits, teacher, self.setting.temperature)
 
 
-__all__ = ["CanonicalTeacher", "Distillation", "distillation_loss"]
+__all__ = ["CanonicalTeacher", "Distillation", "distillation_loss", "pretrained_class_index"]

@@ -31,7 +31,7 @@ from ..models.encoders import prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.face_detection import detect_and_align
-from .distillation import distillation_loss
+from .distillation import distillation_loss, pretrained_class_index
 
 LFW_FACES = 100  # lfw_subset(): the first 100 of its 200 images are faces, the rest are not
 
@@ -58,6 +58,11 @@ def _real_faces(image_size: int) -> np.ndarray:  # one MTCNN pass per process, h
 @lru_cache(maxsize=1)
 def _pretrained_fer_net() -> PreTrainedModel:  # read once per process: every expression run of a job compares with it
     return AutoModel.from_pretrained(ensure_face_priors(names=["expression"])["expression"], dtype=torch.float32).eval()
+
+
+def _pixel_values(faces: np.ndarray) -> torch.Tensor:
+    """uint8 `(N, S, S, 3)` RGB -> model inputs `(N, 3, S, S)` in [0, 1]."""
+    return torch.from_numpy(faces).permute(0, 3, 1, 2).float() / 255.0
 
 
 def _labels(logits: torch.Tensor, id2label: dict) -> list[str]:
@@ -94,7 +99,7 @@ def expression_agreement(model: ETFuserForImageClassification, pretrained: PreTr
     fine_tuned, original = [], []
     with torch.inference_mode():
         for start in range(0, len(faces), batch_size):
-            pixel_values = torch.from_numpy(faces[start:start + batch_size]).permute(0, 3, 1, 2).float() / 255.0
+            pixel_values = _pixel_values(faces[start:start + batch_size])
             fine_tuned += _labels(model(pixel_values=pixel_values).logits, model.config.id2label)
             inputs = prepare_encoder_inputs(pixel_values, model.config.backbone)
             original += _labels(pretrained(pixel_values=inputs).logits, pretrained.config.id2label)
@@ -165,41 +170,37 @@ def agreement_ceiling(train_images: np.ndarray, train_labels: np.ndarray, valida
         pretrained: the FER net (default: the converted one); faces: the real faces (default: `real_faces(S)`).
     """
     pretrained = _pretrained_fer_net() if pretrained is None else pretrained.eval()
-    own = {str(name): int(index) for index, name in pretrained.config.id2label.items()}
-    missing = [name for name in label_names if str(name) not in own]
-    if missing:
-        raise ValueError(f"label_names: {missing} are not classes of the pretrained network ({sorted(own)}).")
-    to_own = torch.tensor([own[str(name)] for name in label_names])
+    to_task_order = pretrained_class_index(pretrained.config.id2label, label_names, "label_names")
     faces = real_faces(int(train_images.shape[1])) if faces is None else faces
     spec = EncoderSpec(config=pretrained.config)
 
     def read(images: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = [pretrained(pixel_values=prepare_encoder_inputs(
-            torch.from_numpy(images[start:start + 64]).permute(0, 3, 1, 2).float() / 255.0, spec))
-            for start in range(0, len(images), 64)]
-        return torch.cat([o.logits for o in outputs]), torch.cat([o.pooler_output for o in outputs])
+        """(class scores in the task's order, pooled features) of the frozen net on uint8 RGB `images`."""
+        outputs = [pretrained(pixel_values=prepare_encoder_inputs(_pixel_values(images[start:start + 64]), spec))
+                   for start in range(0, len(images), 64)]
+        return (torch.cat([o.logits for o in outputs])[:, to_task_order],
+                torch.cat([o.pooler_output for o in outputs]))
 
-    with torch.inference_mode():
-        (train_logits, train_features), (validation_logits, validation_features) = read(train_images), read(validation_images)
+    with torch.no_grad():  # not inference_mode: the heads below are fitted on these features
+        (train_logits, train_features), (_, validation_features) = read(train_images), read(validation_images)
         face_logits, face_features = read(faces)
-    train_features, validation_features, face_features = (t.clone() for t in (train_features, validation_features,
-                                                                                face_features))
-    train_logits, face_logits = train_logits.clone()[:, to_own], face_logits.clone()[:, to_own]  # task class order
     pretrained_on_faces = face_logits.argmax(-1)
     labels, validation_targets = torch.as_tensor(train_labels).long(), torch.as_tensor(validation_labels).long()
     label_head = _fit_linear_head(train_features, labels, None)
+    def agreement(logits: torch.Tensor, targets: torch.Tensor) -> float:
+        return float((logits.argmax(-1) == targets).float().mean())
+
     report = {
-        "labels_vs_pretrained": float((train_logits.argmax(-1) == labels).float().mean()),
+        "labels_vs_pretrained": agreement(train_logits, labels),
         "pretrained_on_train_histogram": dict(Counter(str(label_names[i]) for i in train_logits.argmax(-1)).most_common()),
-        "label_head": {
-            "validation_accuracy": float((label_head(validation_features).argmax(-1) == validation_targets).float().mean()),
-            "real_face_agreement": float((label_head(face_features).argmax(-1) == pretrained_on_faces).float().mean())},
+        "label_head": {"validation_accuracy": agreement(label_head(validation_features), validation_targets),
+                       "real_face_agreement": agreement(label_head(face_features), pretrained_on_faces)},
         "num_faces": len(faces),
     }
     for key, targets, temperature in (("distilled_head", train_logits, 2.0),
                                       ("distilled_head_hard", train_logits.argmax(-1), None)):
         head = _fit_linear_head(train_features, targets, temperature)
-        report[key] = {"real_face_agreement": float((head(face_features).argmax(-1) == pretrained_on_faces).float().mean())}
+        report[key] = {"real_face_agreement": agreement(head(face_features), pretrained_on_faces)}
     return _rounded(report)
 
 

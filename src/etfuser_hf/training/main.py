@@ -342,7 +342,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         **({"multitask": multitask} if multitask else {}),
         "plots": [f"plots/{name}" for name in plots],
         "training": {"epochs": args.epochs, "seconds": round(main_results[0].seconds, 1), "seed": seeds[0],
-                     "seeds": seeds, "precision": resolve_precision(args.precision), "cached_prior_features": not args.no_cache,
+                     "seeds": seeds, "precision": resolve_precision(args.precision),
+                     "cached_prior_features": not args.no_cache,
                      "total_seconds": round(time.perf_counter() - start, 1)},
     }
     write_run_folder(output_dir, summary)

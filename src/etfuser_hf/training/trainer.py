@@ -220,7 +220,8 @@ def train_model(
     keys = ("accuracy", "macro_f1") if classification else ("nme",)
 
     def metrics_of(metrics: Mapping[str, float]) -> dict[str, float]:
-        return {key.partition("_")[2]: float(value) for key, value in metrics.items() if key.partition("_")[2] in keys}
+        return {name: float(value) for name, value in ((key.partition("_")[2], value) for key, value in metrics.items())
+                if name in keys}
 
     labels = np.asarray(reported.label_ids)
     if classification:
