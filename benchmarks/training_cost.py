@@ -5,28 +5,37 @@ from the feature cache) over one epoch of the canonical model alone, per task, i
     python benchmarks/training_cost.py --grid-sizes 2 4 --canonical-tokens   # + spatial tokens, in the same run
     python benchmarks/training_cost.py --precision fp32 bf16     # both precisions in one run, and bf16 / fp32
 
-Both models train with the same Trainer settings on the same SYNTHETIC images; each epoch is timed `--repeats` times
-(alternating the two) and the fastest is kept, so a background hiccup does not decide the ratio. Two clocks: wall
-time, and the process's CPU time (all threads), which other programs on a shared machine barely move. `--threads`
-defaults to 1, the setting of the main job's training workers; `--precision` (default: the main job's `auto`, see
-`etfuser_hf.training.precision`) times every epoch in each precision given, and with two of them also prints each
-model's epoch in the second over the first. `--grid-sizes` adds an ET-Fuser per size whose priors
+Every model trains with the same Trainer settings on the same SYNTHETIC images. What is timed is the training step
+inside the Trainer, from the end of one step to the end of the next (so the batch's loading and collation, forward,
+backward and optimizer step, nothing else): the median over an epoch's steps but the first, times the steps of an
+epoch. A Trainer's fixed costs (building the optimizer and the data loader, warm-up of the first step) are left out,
+as they are paid once per run, not per epoch; with 16-step epochs they would otherwise decide the ratio. Each model's
+epoch runs `--repeats` times (alternating the models) and the fastest is kept, so a background hiccup does not decide
+the ratio. Two clocks: wall time, and the process's CPU time (all threads), which other programs on a shared machine
+barely move. `--threads` defaults to 1, the setting of the main job's training workers; `--precision` (default: the
+main job's `auto`, see `etfuser_hf.training.precision`) times every epoch in each precision given, and with two of
+them also prints each model's epoch in the second over the first. `--grid-sizes` adds an ET-Fuser per size whose priors
 enter as g x g grid tokens (their grid view cached too), `--canonical-tokens` one more per size with the canonical
 model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each against the same canonical epoch. Every
 task with a spatial setting (`FaceTask.spatial`, chosen on validation) also times ET-Fuser over it ("spatial
-(task's)"): what the main job's spatial rows train. Goal: <= 1.10.
+(task's)"): what the main job's spatial rows train. A FLOPs row per variant counts one step's forward and backward
+operations (matmuls and convolutions): the ratio no faster kernel can go below. Goal: <= 1.10.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import tempfile
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+from transformers import TrainerCallback
 
 from etfuser_hf.models.image_processing_etfuser import ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.fetch import default_cache_dir
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.feature_cache import feature_view
 from etfuser_hf.training.main import cache_prior_features
@@ -37,18 +46,50 @@ from etfuser_hf.training.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
 from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
 
 
+class StepClock(TrainerCallback):
+    """(wall, CPU) seconds from the end of each training step to the end of the next: one step's loading, collation,
+    forward, backward and optimizer update."""
+
+    def __init__(self):
+        self.steps: list[tuple[float, float]] = []
+        self._last: tuple[float, float] | None = None
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = time.perf_counter(), time.process_time()
+        if self._last is not None:
+            self.steps.append((now[0] - self._last[0], now[1] - self._last[1]))
+        self._last = now
+
+
 def epoch_seconds(model, data, collator, batch_size: int, precision: str) -> tuple[float, float]:
-    """(wall, CPU) seconds of one training epoch (no evaluation, no checkpoint) with the main job's Trainer."""
+    """(wall, CPU) seconds of one training epoch with the main job's Trainer in `precision`: the median step (`StepClock`)
+    times the steps of an epoch (no evaluation, no checkpoint, no fixed costs of the Trainer)."""
+    clock = StepClock()
     with tempfile.TemporaryDirectory() as folder:
         arguments = training_arguments(folder, num_train_epochs=1, per_device_train_batch_size=batch_size,
                                        eval_strategy="no", save_strategy="no", load_best_model_at_end=False,
                                        logging_steps=10_000, disable_tqdm=True, learning_rate=1e-3,
                                        **precision_arguments(precision))
         # the main job's view of the split: only the columns this model reads (train_model does the same)
-        trainer = ETFuserTrainer(model=model, args=arguments, train_dataset=collator.view(data), data_collator=collator)
-        start, start_cpu = time.perf_counter(), time.process_time()
+        trainer = ETFuserTrainer(model=model, args=arguments, train_dataset=collator.view(data), data_collator=collator,
+                                 callbacks=[clock])
         trainer.train()
-        return time.perf_counter() - start, time.process_time() - start_cpu
+    if not clock.steps:
+        raise ValueError(f"--num-images: an epoch needs at least 2 batches of --batch-size {batch_size} to time a step")
+    steps = len(clock.steps) + 1
+    return tuple(steps * statistics.median(step[column] for step in clock.steps) for column in (0, 1))
+
+
+def step_flops(model, data, collator, batch_size: int) -> int:
+    """Floating-point operations of one training step's forward and backward (matmuls and convolutions, as
+    `torch.utils.flop_counter` counts them) on the first batch: what no kernel choice can make cheaper."""
+    view = collator.view(data)
+    batch = collator([view[index] for index in range(batch_size)])
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        model(**batch).loss.backward()
+    model.zero_grad(set_to_none=True)
+    return counter.get_total_flops()
 
 
 def main() -> None:
@@ -78,8 +119,6 @@ def main() -> None:
     prior_dirs = ensure_face_priors(names=DEFAULT_PRIORS)
     splits, _ = synthetic_splits({"train": args.num_images, "validation": 1, "test": 1}, 112, seed=99)
     processor = ETFuserImageProcessor(size={"height": 112, "width": 112})
-    from etfuser_hf.priors.fetch import default_cache_dir
-
     spatial = {name: SYNTHETIC_TASKS[name].spatial for name in args.tasks if SYNTHETIC_TASKS[name].spatial}
     views = [prior_feature for prior_feature, _ in variants.values() if prior_feature]
     views += [setting["prior_feature"] for setting in spatial.values()]
@@ -111,6 +150,7 @@ def main() -> None:
                     timings[mode, precision].append(
                         epoch_seconds(model, train, collators[mode], args.batch_size, precision))
         trainable = {mode: sum(p.numel() for p in model.parameters() if p.requires_grad) for mode, model in models.items()}
+        flops = {mode: step_flops(model, train, collators[mode], args.batch_size) for mode, model in models.items()}
         fastest = {key: [min(run[column] for run in runs) for column in (0, 1)] for key, runs in timings.items()}
         for mode in task_variants:
             for precision in precisions:
@@ -118,6 +158,8 @@ def main() -> None:
                     canonical, fused = fastest["canonical", precision][column], fastest[mode, precision][column]
                     print(f"{name:10s} {mode:22s} {precision:5s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s "
                           f"{fused / canonical:7.3f}   {trainable['canonical']:,} -> {trainable[mode]:,}")
+            print(f"{name:10s} {mode:22s} {'':5s} {'FLOPs':5s} {flops['canonical'] / 1e9:8.2f} GF {flops[mode] / 1e9:18.2f} GF "
+                  f"{flops[mode] / flops['canonical']:7.3f}   (one step, forward + backward)")
         if len(precisions) == 2:
             first, second = precisions
             for mode in models:

@@ -17,7 +17,7 @@ from etfuser_hf.data.synthetic_faces import make_synthetic_faces
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.training.collators import FaceCollator, pixel_values
 from etfuser_hf.training.protocol import ProtocolContext, train_run
-from etfuser_hf.training.recipe import build_task_model
+from etfuser_hf.training.recipe import build_task_model, fusion_attention_implementation
 from etfuser_hf.training.rows import PROTOCOL_ROWS
 from etfuser_hf.training.splits import subsample_train, synthetic_splits, user_splits
 from etfuser_hf.training.statistics import mcnemar_pvalue, paired_permutation_pvalue, seed_ttest_pvalue
@@ -129,6 +129,15 @@ def test_pretrained_canonical_model_is_loaded_not_reinitialised_and_is_trained(p
     moved = [key for key, tensor in trained[0].etfuser.backbone.state_dict().items()
              if tensor.is_floating_point() and not torch.equal(tensor, saved[key])]
     assert moved, "fine-tuning did not change the canonical model's weights"
+
+
+def test_recipe_models_attend_eagerly_on_cpu_and_with_sdpa_on_gpu(prior_dirs, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert fusion_attention_implementation() == "eager"
+    model = build_task_model(SYNTHETIC_TASKS["expression"], prior_dirs, list(range(7)), image_size=64)
+    assert model.config._attn_implementation == "eager"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert fusion_attention_implementation() == "sdpa"
 
 
 def test_fusion_gate_starts_as_the_canonical_model_alone(prior_dirs):

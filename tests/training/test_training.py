@@ -30,6 +30,7 @@ from etfuser_hf.training.statistics import mcnemar_pvalue, paired_permutation_pv
 from etfuser_hf.training.task_tables import task_table
 from etfuser_hf.training.tasks import FaceTask
 from etfuser_hf.training.trainer import (
+    ETFuserTrainer,
     RunResult,
     apply_lora,
     selected_evaluation,
@@ -132,6 +133,20 @@ def test_trainer_steps_with_bf16_on_cpu(faces, processor, tmp_path):
     result = trainer.train()
     assert result.global_step == 3 and np.isfinite(result.training_loss)
     assert not torch.equal(model.classifier.dense.weight, before)
+
+
+@pytest.mark.parametrize("first, second", [("bf16", "fp32"), ("fp32", "bf16")])
+def test_a_second_trainer_computes_in_its_own_precision(faces, processor, tmp_path, first, second):
+    model = tiny_model()
+    seen = []
+    # inside the model's forward (accelerate wraps `forward`, not the module's call and its hooks)
+    model.base_model.register_forward_pre_hook(lambda module, inputs: seen.append(torch.is_autocast_enabled("cpu")))
+    collator = FaceCollator(processor, "expression", 7)
+    for precision in (first, second):
+        seen.clear()
+        arguments = quiet_arguments(tmp_path / precision, bf16=precision == "bf16", max_steps=1)
+        ETFuserTrainer(model=model, args=arguments, train_dataset=faces, data_collator=collator).train()
+        assert seen == [precision == "bf16"], precision
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(faces, processor, tmp_path):

@@ -11,6 +11,8 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import torch
+
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.encoders import feature_map, load_pretrained_encoder, prepare_encoder_inputs
 from ..models.fusion_modes import fusion_mode_properties
@@ -27,6 +29,15 @@ DEFAULT_RECIPE: dict[str, Any] = dict(
     attention_mask_strategy="full", fusion_mode="add_to_pooled", fusion_gate=True, ensemble_loss_weight=1.0,
     backbone_learning_rate_scale=1.0,
 )
+# The fusion module's attention on CPU is the eager product, not SDPA: at fusion lengths (tens of tokens) torch's CPU
+# SDPA backward under bf16 autocast is slow, so a training step of the fusion module takes 2.5x as long with it (fp32:
+# the same; `benchmarks/fusion_attention.py`). The same function either way (test_conformance compares them); GPUs keep
+# SDPA. Not saved in the config: a reloaded model uses transformers' default.
+def fusion_attention_implementation() -> str:
+    """The fusion module's `attn_implementation` for training on this machine: "sdpa" on a GPU, "eager" on CPU."""
+    return "sdpa" if torch.cuda.is_available() else "eager"
+
+
 # How each converted prior is read, where not by its pooled feature. The landmark net's own 68 points
 # (`{"face_landmarks": {"feature": "logits"}}`) were tried and did no better on validation than its pooled feature.
 PRIOR_FEATURES: dict[str, dict[str, Any]] = {}
@@ -53,8 +64,6 @@ def prior_entries(prior_dirs: Mapping[str, str | os.PathLike], names: Sequence[s
 def native_grid_feature(prior_dirs: Mapping[str, str | os.PathLike], limit: int) -> dict[str, dict[str, Any]]:
     """`prior_feature` reading each prior of `prior_dirs` as grid tokens at its own last map's size (a side of at most
     `limit`): the finest grid it has, found by running it once on a blank face."""
-    import torch
-
     sides = {}
     for name, folder in prior_dirs.items():
         model, contract = load_pretrained_encoder(folder, f"priors[{name!r}]")
@@ -78,7 +87,8 @@ def build_task_model(
     """ET-Fuser for `task`: its canonical model (`task.canonical`) made trainable, the other selected face networks
     (`priors`, default all of `prior_dirs`) frozen and read as `prior_feature` says (e.g. `{"feature": "grid",
     "grid_size": 2}`; default `PRIOR_FEATURES`), `DEFAULT_RECIPE` with `overrides` (any `ETFuserConfig` field;
-    `fusion_mode="none"` is the canonical model alone, `"priors_only"` drops it)."""
+    `fusion_mode="none"` is the canonical model alone, `"priors_only"` drops it). Its fusion attention is
+    `fusion_attention_implementation()`."""
     settings: dict[str, Any] = {**DEFAULT_RECIPE, "image_size": image_size}
     settings.update(overrides)
     if not fusion_mode_properties(settings["fusion_mode"]).canonical_model:
@@ -94,7 +104,9 @@ def build_task_model(
         model_class = ETFuserForImageClassification
     else:
         model_class = ETFuserForLandmarkDetection
-    return model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names, prior_feature), **settings)
+    model = model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names, prior_feature), **settings)
+    model.set_attn_implementation({"": fusion_attention_implementation()})
+    return model
 
 
 def build_etfuser_from_face_priors(
@@ -115,11 +127,13 @@ def build_etfuser_from_face_priors(
                     "tasks": {task: {"problem_type": "single_label_classification", "label_names": list(labels)}
                               for task, labels in label_names.items()}}
         settings.update(config_overrides)
-        return ETFuserForMultiTaskFaceAnalysis.from_priors_pretrained(priors=prior_entries(prior_dirs, names),
-                                                                     **settings)
+        model = ETFuserForMultiTaskFaceAnalysis.from_priors_pretrained(priors=prior_entries(prior_dirs, names),
+                                                                      **settings)
+        model.set_attn_implementation({"": fusion_attention_implementation()})
+        return model
     task = FaceTask("classification", "", "single_label_classification", canonical)
     return build_task_model(task, prior_dirs, label_names, image_size, **config_overrides)
 
 
 __all__ = ["DEFAULT_PRIORS", "DEFAULT_RECIPE", "PRIOR_FEATURES", "build_etfuser_from_face_priors", "build_task_model",
-           "native_grid_feature", "prior_entries"]
+           "fusion_attention_implementation", "native_grid_feature", "prior_entries"]

@@ -13,6 +13,7 @@ import datasets
 import numpy as np
 import torch
 from torch import nn
+from accelerate.utils import extract_model_from_parallel
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from ..metrics import make_compute_metrics, make_multitask_compute_metrics
@@ -59,14 +60,28 @@ class GateMagnitudeCallback(TrainerCallback):
 NO_DECAY_PARAMETERS = ("fusion_gate",)
 
 
+def release_autocast(model: nn.Module) -> None:
+    """Undoes what an earlier Trainer's accelerate did to `model`: its `forward` wrapped in that Trainer's autocast,
+    and a mark that makes every later Trainer leave the model as it is. Without this a model trained in bf16 trains
+    or evaluates in bf16 under the next Trainer whatever its arguments say (and one first trained in fp32 never
+    computes in bf16): a second Trainer would silently measure or train in the first one's precision."""
+    if getattr(model, "_is_accelerate_prepared", False):
+        extract_model_from_parallel(model, keep_fp32_wrapper=False)
+        model._is_accelerate_prepared = False
+
+
 class ETFuserTrainer(Trainer):
     """`Trainer` whose optimizer gives a pretrained canonical model (`etfuser.backbone`) its own learning rate:
     `config.backbone_learning_rate_scale` times that of the new modules (fusion, projections, heads), so the new
     modules can move fast without dragging the pretrained weights away from what they already know; which does not
     weight-decay `NO_DECAY_PARAMETERS`; and which, given a `teacher` (`distillation.CanonicalTeacher`), adds its
-    distillation term to the training loss (evaluation losses stay the task's own)."""
+    distillation term to the training loss (evaluation losses stay the task's own). A model that an earlier Trainer
+    prepared computes in this Trainer's precision, not in that one's (`release_autocast`)."""
 
     def __init__(self, *args: Any, teacher: nn.Module | None = None, **kwargs: Any):
+        model = kwargs.get("model", args[0] if args else None)
+        if model is not None:
+            release_autocast(model)
         super().__init__(*args, **kwargs)
         self.teacher = teacher
 
