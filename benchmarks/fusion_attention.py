@@ -64,7 +64,8 @@ def main() -> None:
     for length in args.lengths:
         sequence = torch.randn(args.batch_size, length, widths["hidden_size"], requires_grad=True)
         for precision in ("fp32", "bf16"):
-            seconds = {name: step_seconds(fusion, sequence, precision, args.repeats) for name, fusion in fusions.items()}
+            seconds = {name: step_seconds(fusion, sequence, precision, args.repeats)
+                       for name, fusion in fusions.items()}
             with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
                 outputs = [fusion(sequence)[0].float() for fusion in fusions.values()]
             difference = (outputs[0] - outputs[1]).abs().max().item()

@@ -62,8 +62,8 @@ class StepClock(TrainerCallback):
 
 
 def epoch_seconds(model, data, collator, batch_size: int, precision: str) -> tuple[float, float]:
-    """(wall, CPU) seconds of one training epoch with the main job's Trainer in `precision`: the median step (`StepClock`)
-    times the steps of an epoch (no evaluation, no checkpoint, no fixed costs of the Trainer)."""
+    """(wall, CPU) seconds of one training epoch with the main job's Trainer in `precision`: the median step
+    (`StepClock`) times the steps of an epoch (no evaluation, no checkpoint, no fixed costs of the Trainer)."""
     clock = StepClock()
     with tempfile.TemporaryDirectory() as folder:
         arguments = training_arguments(folder, num_train_epochs=1, per_device_train_batch_size=batch_size,
@@ -158,7 +158,8 @@ def main() -> None:
                     canonical, fused = fastest["canonical", precision][column], fastest[mode, precision][column]
                     print(f"{name:10s} {mode:22s} {precision:5s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s "
                           f"{fused / canonical:7.3f}   {trainable['canonical']:,} -> {trainable[mode]:,}")
-            print(f"{name:10s} {mode:22s} {'':5s} {'FLOPs':5s} {flops['canonical'] / 1e9:8.2f} GF {flops[mode] / 1e9:18.2f} GF "
+            print(f"{name:10s} {mode:22s} {'':5s} {'FLOPs':5s} {flops['canonical'] / 1e9:8.2f} GF "
+                  f"{flops[mode] / 1e9:18.2f} GF "
                   f"{flops[mode] / flops['canonical']:7.3f}   (one step, forward + backward)")
         if len(precisions) == 2:
             first, second = precisions

@@ -38,6 +38,12 @@ def fusion_attention_implementation() -> str:
     return "sdpa" if torch.cuda.is_available() else "eager"
 
 
+def _attending_as_recipe(model: ETFuserPreTrainedModel) -> ETFuserPreTrainedModel:
+    """`model` with its fusion attention (the config's own key, `""`) set to `fusion_attention_implementation()`."""
+    model.set_attn_implementation({"": fusion_attention_implementation()})
+    return model
+
+
 # How each converted prior is read, where not by its pooled feature. The landmark net's own 68 points
 # (`{"face_landmarks": {"feature": "logits"}}`) were tried and did no better on validation than its pooled feature.
 PRIOR_FEATURES: dict[str, dict[str, Any]] = {}
@@ -104,9 +110,8 @@ def build_task_model(
         model_class = ETFuserForImageClassification
     else:
         model_class = ETFuserForLandmarkDetection
-    model = model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names, prior_feature), **settings)
-    model.set_attn_implementation({"": fusion_attention_implementation()})
-    return model
+    return _attending_as_recipe(
+        model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names, prior_feature), **settings))
 
 
 def build_etfuser_from_face_priors(
@@ -127,10 +132,8 @@ def build_etfuser_from_face_priors(
                     "tasks": {task: {"problem_type": "single_label_classification", "label_names": list(labels)}
                               for task, labels in label_names.items()}}
         settings.update(config_overrides)
-        model = ETFuserForMultiTaskFaceAnalysis.from_priors_pretrained(priors=prior_entries(prior_dirs, names),
-                                                                      **settings)
-        model.set_attn_implementation({"": fusion_attention_implementation()})
-        return model
+        return _attending_as_recipe(
+            ETFuserForMultiTaskFaceAnalysis.from_priors_pretrained(priors=prior_entries(prior_dirs, names), **settings))
     task = FaceTask("classification", "", "single_label_classification", canonical)
     return build_task_model(task, prior_dirs, label_names, image_size, **config_overrides)
 

@@ -12,8 +12,8 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
-from torch import nn
 from accelerate.utils import extract_model_from_parallel
+from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from ..metrics import make_compute_metrics, make_multitask_compute_metrics
