@@ -291,6 +291,44 @@ def test_gradient_checkpointing_gives_the_same_gradients(pixel_values):
             torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize("strategy", ATTENTION_MASK_STRATEGIES)
+@pytest.mark.parametrize("make_config", [tiny_etfuser_config, tiny_spatial_config], ids=["pooled", "spatial"])
+def test_task_heads_update_only_the_ensemble_tokens_in_the_last_fusion_layer(strategy, make_config, pixel_values):
+    """The heads read only the ensemble tokens, so the last layer computes only their rows: same outputs and
+    gradients as the whole sequence (which asking for hidden states still computes), fewer rows through its MLP."""
+    config = make_config(attention_mask_strategy=strategy, num_hidden_layers=2)
+    labels = torch.tensor([0, 1, 2])
+    light = seeded_model(ETFuserForImageClassification, config).train()
+    full = copy.deepcopy(light)
+    rows = []
+    light.etfuser.fusion.layers[-1].mlp.register_forward_hook(lambda module, args, out: rows.append(out.shape[1]))
+    light_out = light(pixel_values, labels=labels)
+    full_out = full(pixel_values, labels=labels, output_hidden_states=True)
+    sequence_length = full_out.hidden_states[-1].shape[1]
+    assert rows == [config.num_ensemble_tokens] and sequence_length > config.num_ensemble_tokens
+    torch.testing.assert_close(light_out.logits, full_out.logits, rtol=1e-5, atol=1e-6)
+    light_out.loss.backward()
+    full_out.loss.backward()
+    for (name, p), q in zip(light.named_parameters(), full.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_the_base_model_returns_the_whole_fusion_sequence_unless_asked_for_the_ensemble_tokens(pixel_values):
+    config = tiny_etfuser_config()
+    model = seeded_model(ETFuserModel, config)
+    whole = model(pixel_values)
+    light = model(pixel_values, ensemble_tokens_only=True)
+    assert whole.last_hidden_state.shape[1] > config.num_ensemble_tokens
+    assert light.last_hidden_state.shape == (3, config.num_ensemble_tokens, config.hidden_size)
+    torch.testing.assert_close(light.ensemble_tokens, whole.ensemble_tokens, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(light.pooler_output, whole.pooler_output, rtol=1e-5, atol=1e-6)
+    for request in (dict(output_hidden_states=True), dict(output_hidden_states=0), dict(output_attentions=True)):
+        asked = model(pixel_values, ensemble_tokens_only=True, **request)
+        assert asked.last_hidden_state.shape == whole.last_hidden_state.shape, request
+
+
 def test_bf16_autocast_forward_and_backward(pixel_values):
     model = seeded_model(ETFuserForImageClassification, tiny_etfuser_config()).train()
     with torch.autocast("cpu", dtype=torch.bfloat16):

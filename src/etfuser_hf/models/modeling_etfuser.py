@@ -79,7 +79,8 @@ class ETFuserModelOutput(ModelOutput):
     Args:
         last_hidden_state (`torch.FloatTensor` of shape `(batch, num_ensemble_tokens + num_prior_tokens, hidden_size)`):
             Output sequence of the fusion module (ensemble tokens first; under `fusion_mode="canonical_tokens"` the
-            canonical model's `canonical_grid_size`² tokens last). None for `fusion_mode="none"`.
+            canonical model's `canonical_grid_size`² tokens last); only the ensemble tokens `(batch,
+            num_ensemble_tokens, hidden_size)` with `ensemble_tokens_only`. None for `fusion_mode="none"`.
         pooler_output (`torch.FloatTensor` of shape `(batch, fused_size)`):
             The fused representation the task heads read.
         ensemble_tokens (`torch.FloatTensor` of shape `(batch, num_ensemble_tokens, hidden_size)`):
@@ -289,13 +290,22 @@ class ETFuserAttention(nn.Module):
         self.o_proj = nn.Linear(config.hidden_size, config.hidden_size)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        num_queries: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        input_shape = hidden_states.shape[:-1]
-        hidden_shape = (*input_shape, -1, self.head_dim)
-        query = self.q_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        key = self.k_proj(hidden_states).view(hidden_shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(hidden_shape).transpose(1, 2)
+        """(batch, L, hidden_size) -> (batch, Q, hidden_size) and the weights (batch, heads, Q, L) when asked for; Q
+        is L, or `num_queries` when only the first positions (the ensemble tokens) attend."""
+        queries = hidden_states if num_queries is None else hidden_states[:, :num_queries]
+        query_shape = queries.shape[:-1]
+        query = self.q_proj(queries).view(*query_shape, -1, self.head_dim).transpose(1, 2)
+        key_value_shape = (*hidden_states.shape[:-1], -1, self.head_dim)
+        key = self.k_proj(hidden_states).view(key_value_shape).transpose(1, 2)
+        value = self.v_proj(hidden_states).view(key_value_shape).transpose(1, 2)
+        if attention_mask is not None and num_queries is not None:
+            attention_mask = attention_mask[:, :, :num_queries]
 
         # attention weights only exist on the eager path, so asking for them selects it for this call
         implementation = "eager" if output_attentions else self.config._attn_implementation
@@ -311,7 +321,7 @@ class ETFuserAttention(nn.Module):
             dropout=self.attention_dropout if self.training else 0.0,
             scaling=self.scaling,
         )
-        return self.o_proj(output.reshape(*input_shape, -1).contiguous()), weights
+        return self.o_proj(output.reshape(*query_shape, -1).contiguous()), weights
 
 
 class ETFuserMLP(nn.Module):
@@ -337,9 +347,18 @@ class ETFuserLayer(GradientCheckpointingLayer):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(
-        self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, output_attentions: bool = False
+        self,
+        hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        output_attentions: bool = False,
+        num_queries: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, weights = self.attention(self.layernorm_before(hidden_states), attention_mask, output_attentions)
+        """(batch, L, hidden_size) -> (batch, L, hidden_size), or only the first `num_queries` positions updated
+        (batch, num_queries, hidden_size): they read every position, and no later layer needs the others."""
+        attended, weights = self.attention(self.layernorm_before(hidden_states), attention_mask, output_attentions,
+                                           num_queries)
+        if num_queries is not None:
+            hidden_states = hidden_states[:, :num_queries]
         hidden_states = hidden_states + self.dropout(attended)
         hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
         return hidden_states, weights
@@ -355,15 +374,21 @@ class ETFuserFusion(nn.Module):
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(
-        self, hidden_states: torch.Tensor, output_attentions: bool = False
+        self, hidden_states: torch.Tensor, output_attentions: bool = False, ensemble_tokens_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, L, hidden_size) -> the normed output sequence (batch, L, hidden_size) and the last layer's attention
         weights (batch, heads, L, L) when `output_attentions` (for `prior_attention`). Every layer's output and weights
-        reach `output_hidden_states` / `output_attentions` through transformers' output-capture hooks."""
+        reach `output_hidden_states` / `output_attentions` through transformers' output-capture hooks.
+
+        `ensemble_tokens_only`: the last layer updates only the ensemble tokens, which read the whole sequence as
+        before, and the output is (batch, num_ensemble_tokens, hidden_size): the same ensemble tokens, without the
+        prior positions' last attention and MLP that nothing downstream of a task head reads."""
         attention_mask = fusion_attention_mask(self.config, hidden_states.dtype, hidden_states.device)
         weights = None
-        for layer in self.layers:
-            hidden_states, weights = layer(hidden_states, attention_mask, output_attentions)
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            num_queries = self.config.num_ensemble_tokens if ensemble_tokens_only and index == last else None
+            hidden_states, weights = layer(hidden_states, attention_mask, output_attentions, num_queries)
         return self.layernorm(hidden_states), weights
 
 
@@ -651,7 +676,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
 
     def _fuse_priors(
         self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
-        output_attentions: bool, canonical_features: torch.Tensor | None = None,
+        output_attentions: bool, canonical_features: torch.Tensor | None = None, ensemble_tokens_only: bool = False,
     ) -> ETFuserModelOutput:
         """Prior tokens (and the canonical model's grid tokens, `canonical_features`) -> ensemble-token attention.
         Returns the fusion-side fields of the output (no pooler yet); for `concat_priors`, `ensemble_tokens` holds the
@@ -663,7 +688,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         if self.concat_priors is not None:
             return ETFuserModelOutput(ensemble_tokens=self.concat_priors(prior_tokens).unsqueeze(1),
                                       prior_tokens=prior_tokens)
-        sequence, last_attention = self.fusion(embedded, output_attentions)
+        sequence, last_attention = self.fusion(embedded, output_attentions, ensemble_tokens_only)
         prior_attention = None
         if output_attentions and self.config.priors and last_attention is not None:
             prior_attention = attention_over_priors(last_attention, self.config)
@@ -703,6 +728,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        ensemble_tokens_only: bool = False,
         **kwargs: Any,
     ) -> ETFuserModelOutput | tuple:
         r"""
@@ -715,14 +741,23 @@ class ETFuserModel(ETFuserPreTrainedModel):
             of indices (negative ones count from the end) returns all positions with `None` at the unselected ones.
         return_dict (`bool`, *optional*):
             `False` returns the tuple of the non-None fields in `ETFuserModelOutput` order.
+        ensemble_tokens_only (`bool`, *optional*, defaults to `False`):
+            The last fusion layer updates only the ensemble tokens (all the task heads read), so `last_hidden_state`
+            is `(batch, num_ensemble_tokens, hidden_size)`; `ensemble_tokens` and `pooler_output` are unchanged.
+            Like `logits_to_keep` in transformers' language models, it saves the compute of outputs nobody reads.
+            Has no effect where hidden states or attentions are asked for: those need every position.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         # resolved here: the capture reads a flag passed as None as "off", not as "the config's"
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         if output_hidden_states is None:
             output_hidden_states = self.config.output_hidden_states
+        # every position is needed for attentions and for any hidden-state request (even one by the falsy index 0)
+        asks_hidden_states = not (output_hidden_states is None or output_hidden_states is False)
+        ensemble_tokens_only = ensemble_tokens_only and not (output_attentions or asks_hidden_states)
         captured = self._captured_forward(pixel_values, prior_features, output_attentions=output_attentions,
-                                          output_hidden_states=output_hidden_states, return_dict=True)
+                                          output_hidden_states=output_hidden_states, return_dict=True,
+                                          ensemble_tokens_only=ensemble_tokens_only)
         fields = {key: value for key, value in captured.items() if not (isinstance(value, tuple) and not value)}
         output = ETFuserModelOutput(**fields)  # the hooks add their fields last: rebuilt in the documented order
         return output if return_dict else output.to_tuple()
@@ -733,6 +768,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         pixel_values: torch.Tensor | None,
         prior_features: Mapping[str, torch.Tensor] | None,
         output_attentions: bool | None = None,
+        ensemble_tokens_only: bool = False,
         **kwargs: Any,
     ) -> ETFuserModelOutput:
         """The forward, under transformers' output capture (which reads `output_hidden_states`/`output_attentions`
@@ -745,7 +781,8 @@ class ETFuserModel(ETFuserPreTrainedModel):
             canonical_features = grid_tokens(backbone_outputs, self.config.backbone, self.config.canonical_grid_size,
                                              "backbone")
         if fusion.runs_priors:
-            fused = self._fuse_priors(pixel_values, prior_features, bool(output_attentions), canonical_features)
+            fused = self._fuse_priors(pixel_values, prior_features, bool(output_attentions), canonical_features,
+                                      ensemble_tokens_only)
         if self.backbone is None:
             pooled = pool_tokens(fused.ensemble_tokens)
         else:
@@ -817,6 +854,7 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            ensemble_tokens_only=True,
         )
         logits = self.classifier(outputs.pooler_output)
         loss = None
@@ -870,6 +908,7 @@ class ETFuserForLandmarkDetection(ETFuserPreTrainedModel):
             output_attentions=output_attentions,
             output_hidden_states=output_hidden_states,
             return_dict=True,
+            ensemble_tokens_only=True,
         )
         landmarks = torch.sigmoid(self.landmark_head(outputs.pooler_output)).view(-1, self.config.num_landmarks, 2)
         loss = nme = None
