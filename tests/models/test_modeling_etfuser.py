@@ -42,6 +42,14 @@ def seeded_model(model_class, config, seed: int = 0):
     return model_class(config).eval()
 
 
+def assert_same_gradients(reference, other, rtol: float, atol: float) -> None:
+    """The same parameters of two copies of one model received gradients, and the same ones."""
+    for (name, p), q in zip(reference.named_parameters(), other.parameters()):
+        assert (p.grad is None) == (q.grad is None), name
+        if p.grad is not None:
+            torch.testing.assert_close(p.grad, q.grad, rtol=rtol, atol=atol, msg=name)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # shapes for every head, mask strategy and fusion mode
 # ----------------------------------------------------------------------------------------------------------------------
@@ -286,17 +294,19 @@ def test_gradient_checkpointing_gives_the_same_gradients(pixel_values):
     assert all(layer.gradient_checkpointing for layer in checkpointed.etfuser.fusion.layers)
     for model in (reference, checkpointed):
         model(pixel_values, labels=labels).loss.backward()
-    for (name, p), q in zip(reference.named_parameters(), checkpointed.parameters()):
-        if p.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-5, atol=1e-6, msg=name)
+    assert_same_gradients(reference, checkpointed, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
 @pytest.mark.parametrize("strategy", ATTENTION_MASK_STRATEGIES)
 @pytest.mark.parametrize("make_config", [tiny_etfuser_config, tiny_spatial_config], ids=["pooled", "spatial"])
-def test_task_heads_update_only_the_ensemble_tokens_in_the_last_fusion_layer(strategy, make_config, pixel_values):
+def test_task_heads_update_only_the_ensemble_tokens_in_the_last_fusion_layer(implementation, strategy, make_config,
+                                                                             pixel_values):
     """The heads read only the ensemble tokens, so the last layer computes only their rows: same outputs and
-    gradients as the whole sequence (which asking for hidden states still computes), fewer rows through its MLP."""
+    gradients as the whole sequence (which asking for hidden states still computes), fewer rows through its MLP.
+    Both attention paths (the recipe runs eager on CPU)."""
     config = make_config(attention_mask_strategy=strategy, num_hidden_layers=2)
+    config._attn_implementation = implementation
     labels = torch.tensor([0, 1, 2])
     light = seeded_model(ETFuserForImageClassification, config).train()
     full = copy.deepcopy(light)
@@ -309,10 +319,7 @@ def test_task_heads_update_only_the_ensemble_tokens_in_the_last_fusion_layer(str
     torch.testing.assert_close(light_out.logits, full_out.logits, rtol=1e-5, atol=1e-6)
     light_out.loss.backward()
     full_out.loss.backward()
-    for (name, p), q in zip(light.named_parameters(), full.parameters()):
-        assert (p.grad is None) == (q.grad is None), name
-        if p.grad is not None:
-            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert_same_gradients(light, full, rtol=1e-4, atol=1e-6)
 
 
 def test_the_base_model_returns_the_whole_fusion_sequence_unless_asked_for_the_ensemble_tokens(pixel_values):
