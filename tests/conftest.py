@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -17,6 +18,13 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 import etfuser_hf  # noqa: E402  (registers the Auto classes for every test)
 from etfuser_hf import ETFuserConfig  # noqa: E402
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now: for the rendezvous of multi-process tests (a fixed one can be taken)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def tiny_vit_config(**overrides) -> ViTConfig:

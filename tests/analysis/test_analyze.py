@@ -15,7 +15,7 @@ import PIL.Image
 import pytest
 import skimage.data
 import torch
-from conftest import REPO_ROOT, tiny_etfuser_config, tiny_vit_config
+from conftest import REPO_ROOT, free_port, tiny_etfuser_config, tiny_vit_config
 
 import etfuser_hf
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
@@ -238,12 +238,13 @@ def test_analyze_two_processes_give_the_one_process_table(table, model_dir, medi
     """`accelerate launch` with 2 CPU processes: each analyses its share of the files, the main process merges."""
     output = tmp_path / "sharded.parquet"
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "etfuser_hf.cli", "analyze",
-               str(media / "photos"), str(media / "clip.mp4"), "--model", str(model_dir), "--output", str(output),
+               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
+               "-m", "etfuser_hf.cli", "analyze", str(media / "photos"), str(media / "clip.mp4"), "--model", str(model_dir), "--output", str(output),
                "--batch-size", "4", "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC},
                           timeout=600)
-    assert done.returncode != 0 and "notes.jpg" in done.stderr  # the bad file still fails the run
+    assert done.returncode != 0 and "notes.jpg" in done.stderr, done.stderr  # the bad file still fails the run
+    assert output.exists(), done.stderr
     sharded = read_table(output)
     # detection batches frames differently across shards; float rounding in those batches can move a crop pixel by
     # one grey level, and the priors' readouts by ~1e-4 of their value

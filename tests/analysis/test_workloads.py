@@ -154,6 +154,21 @@ def test_resume_redoes_a_truncated_part_and_the_parts_after_it(model_dir, crossi
     assert len(analyzed) == 8
 
 
+def test_a_starting_rank_clears_only_its_own_half_written_parts(model_dir, tmp_path):
+    """Under `accelerate launch` the ranks start at different times: one that starts late must not remove the part
+    another rank is writing at that moment (its rename would then fail and the run would end without a table)."""
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    writing = folder / ".rank000-of-002-chunk0000003.parquet.4242.partial"  # rank 0, mid-write
+    done = folder / "rank000-of-002-chunk0000000.parquet"
+    stale = folder / ".rank001-of-002-chunk0000000.parquet.77.partial"  # rank 1's own, from a killed run
+    for path in (writing, done, stale):
+        path.write_bytes(b"x")
+    analyzer = FaceAnalyzer(model_dir, batch_size=2)
+    assert analyze_to_parts(analyzer, [], 1, folder, resume=False, rank=1, processes=2, progress=False) == []
+    assert writing.exists() and done.exists() and not stale.exists()
+
+
 def test_resume_after_sigkill_gives_the_uninterrupted_table(model_dir, crossing, reference, tmp_path):
     output = tmp_path / "out.parquet"
     command = [sys.executable, "-m", "etfuser_hf.cli", "analyze", str(crossing), "--model", str(model_dir),

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import textwrap
 
 import torch
-from conftest import REPO_ROOT, tiny_etfuser_config
+from conftest import REPO_ROOT, free_port, tiny_etfuser_config
 
 from etfuser_hf import ETFuserForImageClassification
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _initial_classifier() -> torch.Tensor:
@@ -49,7 +42,7 @@ def test_two_process_data_parallel_run_ends_with_identical_weights(tmp_path):
         torch.save(model.state_dict(), {str(tmp_path)!r} + f"/rank{{rank}}.pt")
     """))
     subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
-                    str(_free_port()), str(script)], check=True, cwd=tmp_path, timeout=300)
+                    str(free_port()), str(script)], check=True, cwd=tmp_path, timeout=300)
     rank0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     rank1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     for name in rank0:

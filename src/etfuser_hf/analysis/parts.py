@@ -81,6 +81,11 @@ def _rank_parts(folder: Path, rank: int, processes: int) -> list[Path]:
     return sorted(folder.glob(f"rank{rank:03d}-of-{processes:03d}-chunk*.parquet"))
 
 
+def _rank_partials(folder: Path, rank: int, processes: int) -> list[Path]:
+    """This rank's half-written parts (`write_part`'s temporary files); the other ranks' may be being written now."""
+    return sorted(folder.glob(f".rank{rank:03d}-of-{processes:03d}-chunk*.parquet.*.partial"))
+
+
 def _resume_point(folder: Path, rank: int, processes: int, key: str) -> tuple[int, dict | None]:
     """(chunks already done, the tracker state after the last of them); removes every part not kept."""
     done, state, parts = 0, None, _rank_parts(folder, rank, processes)
@@ -95,7 +100,7 @@ def _resume_point(folder: Path, rank: int, processes: int, key: str) -> tuple[in
         done, state = done + 1, metadata["tracker"]
     for path in parts[done:]:  # cut off, damaged, from another run, or after a gap
         path.unlink()
-    for stale in folder.glob(".*.partial"):
+    for stale in _rank_partials(folder, rank, processes):
         stale.unlink()
     return done, state
 
