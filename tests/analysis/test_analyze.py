@@ -239,8 +239,8 @@ def test_analyze_two_processes_give_the_one_process_table(table, model_dir, medi
     output = tmp_path / "sharded.parquet"
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-               "-m", "etfuser_hf.cli", "analyze", str(media / "photos"), str(media / "clip.mp4"), "--model", str(model_dir), "--output", str(output),
-               "--batch-size", "4", "--no-progress"]
+               "-m", "etfuser_hf.cli", "analyze", str(media / "photos"), str(media / "clip.mp4"), "--model",
+               str(model_dir), "--output", str(output), "--batch-size", "4", "--no-progress"]
     done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": SRC},
                           timeout=600)
     assert done.returncode != 0 and "notes.jpg" in done.stderr, done.stderr  # the bad file still fails the run

@@ -77,13 +77,18 @@ def read_part(path: Path) -> tuple[pd.DataFrame, dict]:
     return arrow.to_pandas(), metadata
 
 
+def _rank_pattern(rank: int, processes: int) -> str:
+    """The glob of this rank's part names (`_part_path`, any chunk)."""
+    return f"rank{rank:03d}-of-{processes:03d}-chunk*.parquet"
+
+
 def _rank_parts(folder: Path, rank: int, processes: int) -> list[Path]:
-    return sorted(folder.glob(f"rank{rank:03d}-of-{processes:03d}-chunk*.parquet"))
+    return sorted(folder.glob(_rank_pattern(rank, processes)))
 
 
 def _rank_partials(folder: Path, rank: int, processes: int) -> list[Path]:
     """This rank's half-written parts (`write_part`'s temporary files); the other ranks' may be being written now."""
-    return sorted(folder.glob(f".rank{rank:03d}-of-{processes:03d}-chunk*.parquet.*.partial"))
+    return sorted(folder.glob(f".{_rank_pattern(rank, processes)}.*.partial"))
 
 
 def _resume_point(folder: Path, rank: int, processes: int, key: str) -> tuple[int, dict | None]:
