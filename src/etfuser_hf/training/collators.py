@@ -9,22 +9,22 @@ from typing import Any
 
 import datasets
 import numpy as np
-import PIL.Image
 import torch
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
+from .image_cache import rgb_array
 
 
 def pixel_values(images: Sequence[Any], processor: ETFuserImageProcessor) -> torch.Tensor:
     """(batch, 3, H, W) RGB in [0, 1], exactly what `processor(images)` returns. Images already RGB at the processor's
-    size (the synthetic faces, aligned crops) skip the processor's per-image conversions: in a training loop of
-    a small canonical model those cost more than the model itself."""
-    size = (processor.size["width"], processor.size["height"])
-    if processor.do_rescale and not processor.do_normalize and all(
-            isinstance(image, PIL.Image.Image) and image.mode == "RGB" and image.size == size for image in images):
-        array = np.stack([np.asarray(image) for image in images])
-        return torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(1.0 / processor.rescale_factor)
+    size (the synthetic faces, aligned crops, a decoded `image_cache.PIXEL_COLUMN`) skip the processor's per-image
+    conversions: in a training loop of a small canonical model those cost more than the model itself."""
+    height, width = processor.size["height"], processor.size["width"]
+    if processor.do_rescale and not processor.do_normalize:
+        arrays = [rgb_array(image, height, width) for image in images]
+        if all(array is not None for array in arrays):
+            return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(1.0 / processor.rescale_factor)
     return processor(list(images), return_tensors="pt")["pixel_values"]
 
 

@@ -40,6 +40,7 @@ from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForL
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
 from .feature_cache import cache_prior_features
+from .image_cache import cache_decoded_images
 from .label_efficiency import label_efficiency, save_label_efficiency_plot
 from .measurements import mean_prior_attention
 from .multitask import train_multitask_comparison
@@ -129,7 +130,8 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     output.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
     output.add_argument("--workers", type=int, default=2,
                         help="training runs in parallel, one torch thread each (default 2; 1 runs them in-process)")
-    output.add_argument("--no-cache", action="store_true", help="run the priors in every step instead of caching")
+    output.add_argument("--no-cache", action="store_true",
+                        help="run the priors in every step and decode the images on every fetch instead of caching")
     return parser
 
 
@@ -237,6 +239,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
     if not args.no_cache:
         splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size, prior_features)
+        splits = cache_decoded_images(splits, processor, cache_dir / "images")
     label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,

@@ -19,6 +19,7 @@ from .collators import FaceCollator
 from .distillation import CanonicalTeacher, Distillation
 from .feature_cache import feature_view, pooled_prior_features
 from .forgetting import real_face_agreement
+from .image_cache import PIXEL_COLUMN
 from .measurements import count_parameters
 from .probes import fit_probe
 from .recipe import build_task_model
@@ -52,10 +53,12 @@ class ProtocolContext:
         return draw_train(self.splits["train"], self.train_size, seed)
 
     def collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None) -> FaceCollator:
-        """Batches for `model`, whose priors are read as `prior_feature` says (`recipe.build_task_model`)."""
+        """Batches for `model`, whose priors are read as `prior_feature` says (`recipe.build_task_model`), its pixels
+        from the splits' decoded `PIXEL_COLUMN` where `image_cache` made one."""
         config = model.config
+        image_column = PIXEL_COLUMN if PIXEL_COLUMN in self.splits["train"].column_names else "image"
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
-                            use_cached_features=config.fusion_properties.runs_priors,
+                            image_column=image_column, use_cached_features=config.fusion_properties.runs_priors,
                             include_pixel_values=config.backbone is not None, problem_type=task.problem_type,
                             feature_view=feature_view(prior_feature))
 
