@@ -17,9 +17,9 @@ setup(
     include_package_data=True,
     package_data={"etfuser_hf": ["metrics/*/*.py", "hub/templates/*.md"]},
     python_requires=">=3.10",
-    # Ranges are the ones tested here (torch 2.13.0 CPU, transformers 5.23, accelerate 1.15, datasets 5.2,
-    # evaluate 0.4.6, safetensors 0.8, peft 0.21, huggingface_hub 2.4); the lower bounds are the first releases with
-    # the APIs the package uses (transformers 5 strict configs and PilBackend, peft modules_to_save on custom models).
+    # Ranges for library users; the exact set the suite passed with is requirements/lock.txt (scripts/refresh-lock;
+    # tests/test_lock.py checks every pin against these ranges). The lower bounds are the first releases with the APIs
+    # the package uses (transformers 5 strict configs and PilBackend, peft modules_to_save on custom models).
     install_requires=[
         "torch>=2.6,<2.15",
         "transformers>=5.20,<6",
@@ -37,19 +37,18 @@ setup(
         "scikit-image>=0.24,<0.27",
         "matplotlib>=3.8,<4",
         "tqdm>=4.66,<5",
-        # etfuser_hf.analyze: the table, Parquet output, and video decoding (PyAV wheels ship their own FFmpeg);
-        # tested with pandas 3.1, pyarrow 26, av 18.1
+        # etfuser_hf.analyze: the table, Parquet output, and video decoding (PyAV wheels ship their own FFmpeg)
         "pandas>=2.2,<4",
         "pyarrow>=15,<27",
         "av>=12,<19",
-        # head pose (analysis/pose.py): solvePnP; tested with opencv-python-headless 4.13.0
+        # head pose (analysis/pose.py): solvePnP
         "opencv-python-headless>=4.10,<4.14",
     ],
     extras_require={
         # the Space's tests drive it through gradio_client and headless Chromium (Selenium; the browser from apt)
         "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1", "parameterized>=0.9,<1",
                  "gradio>=6.31,<6.32", "gradio_client>=2.7,<3", "selenium>=4.20,<5"],
-        "space": ["gradio>=6.31,<6.32"],  # spaces/et-fuser; tested with gradio 6.31.0 (it pins pillow<13)
+        "space": ["gradio>=6.31,<6.32"],  # spaces/et-fuser (gradio 6.31 pins pillow<13)
         "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
         "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py, analysis_long_video.py: RSS
     },

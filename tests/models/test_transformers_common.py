@@ -9,11 +9,14 @@ from unittest import mock
 
 import pytest
 from conftest import tiny_etfuser_config, tiny_priors
-from transformers_common import import_common_tests
+from transformers_common import CommonTestsUnavailable, import_common_tests
 
 from etfuser_hf import ETFuserConfig, ETFuserForImageClassification, ETFuserModel
 
-modeling_common, configuration_common = import_common_tests()
+try:
+    modeling_common, configuration_common = import_common_tests()
+except CommonTestsUnavailable as unavailable:  # only a failed download skips: any other error is the suite's to show
+    pytest.skip(str(unavailable), allow_module_level=True)
 
 SKIPPED = {
     # text-model tests: no vocabulary, no input embeddings
