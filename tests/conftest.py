@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -25,6 +27,32 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def run_in_threads(call: Callable, inputs: Sequence, iterations: int) -> list[list]:
+    """Calls `call(inputs[i])` `iterations` times in thread i, one thread per input, all started together (a
+    barrier): the results of each thread in order. The first exception of any thread is raised here."""
+    barrier = threading.Barrier(len(inputs))
+    results: list[list] = [[] for _ in inputs]
+    errors: list[BaseException] = []
+
+    def work(index: int) -> None:
+        try:
+            barrier.wait()
+            for _ in range(iterations):
+                results[index].append(call(inputs[index]))
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=work, args=(index,)) for index in range(len(inputs))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
+    return results
 
 
 def tiny_vit_config(**overrides) -> ViTConfig:

@@ -5,10 +5,12 @@
     ETFUSER_SPACE_MODEL=user/et-fuser python app.py             # on the Hub: a model id from the front matter
 
 Each answer comes from `FaceAnalyzer`, the path `etfuser_hf.analyze` runs (face_report.py); every problem with an
-upload or a model folder is a message in the page, never a stack trace. Requests go through Gradio's queue and are
-analysed one batch at a time: the photos queued meanwhile (up to `--max-batch-size`) share one detection pass and one
-model batch. One at a time because the work is compute-bound (a second worker on 2 cores only halves the speed of
-each) and because every request shares one loaded model.
+upload or a model folder is a message in the page, never a stack trace. Requests go through Gradio's queue: up to
+`--concurrency` analyses run at once (one group for photos, videos and the picker), each on the one loaded model (its
+forward keeps no per-call state, and each request gets its own analyzer session, `FaceAnalyzer.session`), and the
+photos queued meanwhile (up to `--max-batch-size`) share one detection pass and one model batch. The cores are shared
+out between the concurrent analyses (`threads_per_request`), so N of them never run N x cores torch threads; a
+request's Python-bound steps (decoding, drawing, tables) then overlap another's network compute.
 """
 
 from __future__ import annotations
@@ -25,12 +27,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
+import torch  # noqa: E402
 
 from face_report import PhotoResult, VideoResult, analyze_photos, analyze_video  # noqa: E402
 from space_model import ModelNotFound, load_space_model, model_choices  # noqa: E402
 
 logger = logging.getLogger("etfuser_space")
 DEFAULT_MAX_BATCH_SIZE = 8
+# Analyses at once; on 2 cores, one torch thread each. benchmarks/space_load.py on a shared 2-core host, 8 clients:
+# about the same requests/s as one analysis at a time with 2 threads (the cores are the limit either way), lower p50
+# (the second analysis starts while the first batch runs), higher p95 (a large batch on one thread).
+DEFAULT_CONCURRENCY = 2
 QUEUE_SIZE = 64
 TITLE = "# ET-Fuser: face analysis with an ensemble token over frozen face networks"
 INTRO = ("Every face is boxed with the model's label and probability, its age estimate and 68 landmarks (from the "
@@ -63,6 +70,18 @@ def _photo_row(banner: str, result: PhotoResult) -> tuple:
             result.attention_picture, result.table, _csv(result.table))
 
 
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity, as a container or `taskset` limits it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def threads_per_request(concurrency: int, cores: int | None = None) -> int:
+    """Torch threads for each of `concurrency` analyses running at once: the cores shared out, at least one."""
+    if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
+        raise ValueError(f"concurrency: expected an int >= 1, got {concurrency!r}.")
+    return max(1, (cores or available_cores()) // concurrency)
+
+
 def photo_batch(paths: list[str | None], model_choices_: list[str | None]) -> list[list]:
     """The photo tab's outputs for a batch of queued requests (Gradio `batch=True`: one list per input, one list per
     output): the requests that picked the same model are analysed together."""
@@ -73,7 +92,7 @@ def photo_batch(paths: list[str | None], model_choices_: list[str | None]) -> li
         try:
             space = load_space_model(choice)
             banner = _banner(space)
-            results = analyze_photos([paths[index] for index in members], space)
+            results = analyze_photos([paths[index] for index in members], space.session())
         except ModelNotFound as missing:
             results = [PhotoResult(message=str(missing))] * len(members)
         except Exception as error:  # noqa: BLE001 - the page gets a message, the log the traceback
@@ -95,7 +114,7 @@ def video_outputs(path: str | None, every_n_frames: float, model_choice: str | N
     try:
         space = load_space_model(model_choice)
         banner = _banner(space)
-        result = analyze_video(path, space, int(every_n_frames))
+        result = analyze_video(path, space.session(), int(every_n_frames))
     except ModelNotFound as missing:
         result = VideoResult(message=str(missing))
     except Exception as error:  # noqa: BLE001
@@ -113,8 +132,11 @@ def model_status(model_choice: str | None) -> str:
         return _internal_error(error)
 
 
-def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> gr.Blocks:
-    """The page; `model` is the picker's start-up choice (default: the newest `runs/*/model`)."""
+def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+              concurrency: int = DEFAULT_CONCURRENCY) -> gr.Blocks:
+    """The page; `model` is the picker's start-up choice (default: the newest `runs/*/model`); at most `concurrency`
+    analyses run at once."""
+    threads_per_request(concurrency)  # refuses a bad concurrency before anything is built
     choices = model_choices(model)
     with gr.Blocks(title="ET-Fuser") as app:
         gr.Markdown(TITLE + "\n\n" + INTRO)
@@ -149,15 +171,16 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
                                  label="Class probabilities over time (best face of each frame)")
             video_table = gr.Dataframe(label="Per sampled frame and face", interactive=False, elem_id="video-table")
             video_csv = gr.File(label="table as CSV")
-        picker.change(model_status, picker, banner, concurrency_id="analysis")
+        # one group: photos, videos and model loads share the `concurrency` slots (and so the cores)
+        group = {"concurrency_id": "analysis", "concurrency_limit": concurrency}
+        picker.change(model_status, picker, banner, **group)
         photo_button.click(photo_batch, [photo, picker],
                            [banner, photo_message, annotated, faces, readings, attention, attention_maps, photo_table,
                             photo_csv],
-                           api_name="analyze_photo", batch=True, max_batch_size=max_batch_size,
-                           concurrency_id="analysis")
+                           api_name="analyze_photo", batch=True, max_batch_size=max_batch_size, **group)
         video_button.click(video_outputs, [video, every, picker], [banner, video_message, course, video_table, video_csv],
-                           api_name="analyze_video", concurrency_id="analysis")
-    return app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=1)
+                           api_name="analyze_video", **group)
+    return app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -166,7 +189,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.max_batch_size < 1:
         parser.error(f"--max-batch-size: expected an int >= 1, got {args.max_batch_size}.")
-    serve(args.model, args.port, args.max_batch_size)
+    if args.concurrency < 1:
+        parser.error(f"--concurrency: expected an int >= 1, got {args.concurrency}.")
+    serve(args.model, args.port, args.max_batch_size, args.concurrency)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,14 +202,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="port on 127.0.0.1 (default 7860)")
     parser.add_argument("--max-batch-size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
                         help=f"queued photos analysed together (default {DEFAULT_MAX_BATCH_SIZE})")
+    parser.add_argument("--concurrency", type=int, default=DEFAULT_CONCURRENCY,
+                        help=f"analyses running at once, sharing the cores (default {DEFAULT_CONCURRENCY})")
 
 
-def serve(model: str | None, port: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE) -> None:
-    """Builds the page and serves it until interrupted."""
+def serve(model: str | None, port: int, max_batch_size: int = DEFAULT_MAX_BATCH_SIZE,
+          concurrency: int = DEFAULT_CONCURRENCY) -> None:
+    """Builds the page and serves it until interrupted, with the cores shared out between `concurrency` analyses."""
     logging.basicConfig(level=logging.INFO)
+    # process-wide, and read by each of Gradio's worker threads when it first runs torch
+    torch.set_num_threads(threads_per_request(concurrency))
+    logger.info("up to %d analyses at once, %d torch threads each", concurrency, torch.get_num_threads())
     # 127.0.0.1 unless the host says otherwise (a Hub Space sets GRADIO_SERVER_NAME=0.0.0.0)
-    build_app(model, max_batch_size).launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
-                                           server_port=port)
+    app = build_app(model, max_batch_size, concurrency)
+    app.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"), server_port=port)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ Nothing here is inference: the page's answers all come from `FaceAnalyzer`, the 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -50,6 +51,12 @@ class SpaceModel:
     banner: str | None
     reference: FaceAnalyzer | None
     canonical_prior: str | None
+
+    def session(self) -> SpaceModel:
+        """This model for one request: the same loaded networks, with analyzers of their own run state
+        (`FaceAnalyzer.session`), so concurrent requests never mix each other's tracks."""
+        return dataclasses.replace(self, analyzer=self.analyzer.session(),
+                                   reference=None if self.reference is None else self.reference.session())
 
     @property
     def loaded(self) -> LoadedModel:

@@ -7,15 +7,17 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import PIL.Image
 import pytest
 import skimage.data
+from conftest import run_in_threads
 from space_fixtures import LABELS, astronaut_path, space_model_dir, write_run_folder  # noqa: F401 (fixtures)
 
 import etfuser_hf
 import face_report
 import space_model
-from app import photo_batch, photo_outputs, video_outputs
+from app import build_app, main, photo_batch, photo_outputs, threads_per_request, video_outputs
 from etfuser_hf.analysis import saved_model
 from etfuser_hf.analysis.media import write_video
 from face_report import analyze_photo, analyze_video
@@ -196,6 +198,52 @@ def test_space_batch_answers_each_request_with_its_own_photo(tmp_path, astronaut
     # the shifted photo's face is 40 px to the right of the astronaut's
     boxes = [columns[7][index].loc[0, "box_x0"] for index in (0, 3)]
     assert boxes[1] - boxes[0] == pytest.approx(40, abs=3)
+
+
+def test_space_threads_answer_concurrent_requests_as_sequential_ones(tmp_path, astronaut_path, space_model_dir):
+    """Requests analysed at once on the one loaded model (the app's --concurrency) each get the answer a request alone
+    gets for its own photo: the same faces, readings (the priors' own outputs), attention and table."""
+    shifted = tmp_path / "shifted.png"
+    PIL.Image.fromarray(np.roll(skimage.data.astronaut(), 40, axis=1)).save(shifted)
+    photos = [str(astronaut_path), str(shifted)]
+
+    def answer(path: str) -> tuple:
+        banner, message, _, faces, readings, attention, _, table, _ = photo_outputs(path, str(space_model_dir))
+        return message, faces, readings, attention, table
+
+    sequential = [answer(path) for path in photos]
+    assert sequential[0][4].loc[0, "box_x0"] != sequential[1][4].loc[0, "box_x0"]
+    for index, answers in enumerate(run_in_threads(answer, photos, 3)):
+        for message, *frames in answers:
+            assert message == sequential[index][0] == "1 face found."
+            for frame, alone in zip(frames, sequential[index][1:]):
+                pd.testing.assert_frame_equal(frame, alone)
+
+
+def test_space_concurrency_shares_the_cores_and_is_one_queue_group(space_model_dir):
+    assert [threads_per_request(n, cores=2) for n in (1, 2, 3)] == [2, 1, 1]
+    assert threads_per_request(2, cores=16) == 8
+    app = build_app(str(space_model_dir), concurrency=3)
+    assert app._queue.default_concurrency_limit == 3
+    assert {(fn.name, fn.concurrency_id, fn.concurrency_limit, fn.batch) for fn in app.fns.values()} == {
+        ("model_status", "analysis", 3, False), ("photo_batch", "analysis", 3, True),
+        ("video_outputs", "analysis", 3, False)}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--concurrency", "0"], "--concurrency: expected an int >= 1, got 0."),
+    (["--max-batch-size", "0"], "--max-batch-size: expected an int >= 1, got 0."),
+])
+def test_space_bad_concurrency_and_batch_size_are_named(argv, message, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(argv)
+    assert exited.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("concurrency", [0, -1, 1.5, True])
+def test_space_threads_per_request_refuses_a_bad_concurrency(concurrency):
+    with pytest.raises(ValueError, match=rf"concurrency: expected an int >= 1, got {concurrency!r}"):
+        threads_per_request(concurrency, cores=2)
 
 
 def test_space_banner_is_read_from_the_run_folder_and_the_card(tmp_path, space_model_dir):

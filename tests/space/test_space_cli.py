@@ -45,6 +45,8 @@ def test_space_cli_passes_model_and_port_to_the_app(tmp_path, monkeypatch):
                                                                 "beside app.py"]
     cli.main(["space"])
     assert json.loads((tmp_path / "argv.json").read_text())[0] == ["--port", "7860"]
+    cli.main(["space", "--concurrency", "3"])
+    assert json.loads((tmp_path / "argv.json").read_text())[0] == ["--port", "7860", "--concurrency", "3"]
 
 
 def test_space_cli_reports_the_apps_failure(tmp_path, monkeypatch):

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+from transformers.utils import ModelOutput
 
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.encoders import prepare_encoder_inputs
@@ -76,32 +75,23 @@ class AnalysisGraph(nn.Module):
                 + [f"companion.{companion.extra}" for companion in self.companions])
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        captured_names = set(self.readouts) | {c.fused_name for c in self.companions if c.fused_name}
-        with self._captured_logits(captured_names) as captured:
-            features = self.model.etfuser.extract_prior_features(pixel_values)
+        # each prior runs once, for its fusion tokens and its own head; the readouts come back with the call's
+        # features, so threads sharing one model never see each other's
+        features, prior_outputs = self.model.etfuser.extract_prior_features(pixel_values, return_prior_outputs=True)
         outputs = self.model(pixel_values=pixel_values, prior_features=features or None,
                              output_attentions=self.has_attention, return_dict=True)
         head = (outputs.logits,) + ((outputs.prior_attention,) if self.has_attention else ())
-        companions = tuple(
-            captured[companion.fused_name] if companion.fused_name else self.companion_priors[companion.extra](
-                pixel_values=prepare_encoder_inputs(pixel_values, self.companion_specs[companion.extra]),
-                return_dict=True).logits
-            for companion in self.companions)
-        return head + tuple(captured[name] for name in self.readouts) + companions
+        readouts = tuple(prior_outputs[name].logits for name in self.readouts)
+        return head + readouts + tuple(self._companion_logits(companion, pixel_values, prior_outputs)
+                                       for companion in self.companions)
 
-    @contextmanager
-    def _captured_logits(self, names: set[str]) -> Iterator[dict[str, torch.Tensor]]:
-        """Collects the raw `logits` of the fused priors `names` while `extract_prior_features` runs them, so a prior
-        runs once for both its tokens and its own head."""
-        captured: dict[str, torch.Tensor] = {}
-        handles = [self.model.etfuser.priors[name].register_forward_hook(
-            lambda module, args, output, name=name: captured.__setitem__(name, output.logits))
-            for name in sorted(names)]
-        try:
-            yield captured
-        finally:
-            for handle in handles:
-                handle.remove()
+    def _companion_logits(self, companion: Companion, pixel_values: torch.Tensor,
+                          prior_outputs: dict[str, ModelOutput]) -> torch.Tensor:
+        """A companion's raw logits: its fused prior's output from this call, or its own net on its own view."""
+        if companion.fused_name:
+            return prior_outputs[companion.fused_name].logits
+        inputs = prepare_encoder_inputs(pixel_values, self.companion_specs[companion.extra])
+        return self.companion_priors[companion.extra](pixel_values=inputs, return_dict=True).logits
 
 
 class TorchBackend:

@@ -2,13 +2,15 @@
 who (`track`, `identity`: face-api's recognition net), head pose (`yaw`, `pitch`, `roll`: face-api's 68 landmarks)
 and gender (`gender`, `gender_probability`: dlib's gender net).
 
-A companion whose weights the fused model already holds as one of its priors is read from that prior (captured while
-the prior runs for its fusion tokens) instead of running twice; the others are loaded from the prior cache
-(`ensure_face_priors`) and run on the same aligned crops, each with its own input contract.
+A companion whose weights the fused model already holds as one of its priors is read from that prior (its output
+comes back with its fusion tokens: `extract_prior_features(..., return_prior_outputs=True)`) instead of running twice;
+the others are loaded from the prior cache (`ensure_face_priors`) and run on the same aligned crops, each with its own
+input contract.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -98,6 +100,14 @@ class ExtraColumns:
         gender = [companion.config for companion in companions if companion.extra == "gender"]
         self.gender_labels = np.asarray([gender[0].id2label[i] for i in range(len(gender[0].id2label))] if gender
                                         else [], dtype=object)
+
+    def with_new_tracker(self) -> ExtraColumns:
+        """The same columns with a tracker of their own, starting empty (a new run over the same companions)."""
+        from .tracking import FaceTracker
+
+        fresh = copy.copy(self)
+        fresh.tracker = FaceTracker()
+        return fresh
 
     def columns(self, outputs: dict[str, np.ndarray], boxes: np.ndarray, frames: Sequence[tuple[str, int]],
                 landmarks: np.ndarray | None, image_sizes: np.ndarray) -> dict[str, np.ndarray]:

@@ -23,6 +23,7 @@ chunk out (`etfuser analyze --output`, `parts.py`) holds one chunk in memory wha
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -148,6 +149,15 @@ class FaceAnalyzer:
         self.extras = ExtraColumns(companions)
         self.attention_folder = None if attention_maps is None else Path(attention_maps)
         self._attention_frames: dict[str, int] = {}  # video -> figures written
+
+    def session(self) -> FaceAnalyzer:
+        """A view of this analyzer with its own run state (the tracker's tracks and identities, the attention figures
+        written per video) that shares the loaded model, backend and detector: one per concurrent request, so that
+        threads sharing the loaded model never mix each other's tracks."""
+        view = copy.copy(self)
+        view.extras = self.extras.with_new_tracker()
+        view._attention_frames = {}
+        return view
 
     def __call__(self, items: Iterable[MediaItem]) -> pd.DataFrame:
         """The table's rows for `items`, detected `batch_size` frames at a time; failed items become `error` rows."""

@@ -164,6 +164,8 @@ def space(args: argparse.Namespace) -> int:
     if importlib.util.find_spec("gradio") is None:
         raise OSError("the Space needs gradio: pip install -e '.[space]'")
     command = [sys.executable, str(SPACE_APP), *(["--model", args.model] if args.model else []), "--port", str(args.port)]
+    if args.concurrency is not None:
+        command += ["--concurrency", str(args.concurrency)]
     try:
         return subprocess.call(command)
     except KeyboardInterrupt:  # Ctrl-C reached the app too, which stops by itself
@@ -305,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "upload a photo or a short video in a browser, see every face the model finds.")
     sub.add_argument("--model", default=None, help="saved ET-Fuser folder or Hub model id (default: newest runs/*/model)")
     sub.add_argument("--port", type=int, default=7860, help="port on 127.0.0.1 (default 7860)")
+    sub.add_argument("--concurrency", type=int, default=None,
+                     help="analyses running at once, sharing the cores (default: the app's, 2)")
     sub.set_defaults(handler=space)
     return parser
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,7 @@ from transformers.core_model_loading import WeightRenaming, rename_source_key
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+from transformers.utils.output_capturing import CompileableContextVar, OutputRecorder, capture_outputs
 
 from .configuration_etfuser import PRIOR_SUB_CONFIG_SUFFIX, EncoderSpec, ETFuserConfig
 from .encoders import (
@@ -56,6 +56,26 @@ TOKEN_SEQUENCE_BACKBONES = (
     "siglip_vision_model",
     "vit_msn",
 )
+
+# (the backbone embedding module, the ensemble tokens (batch, E, D_backbone) to insert after its CLS token) of the
+# forward running in this thread / async context, or None. A context variable, not an attribute or a per-call hook:
+# threads that share one model each insert their own tokens (transformers' output capture works the same way). One
+# hook on the embeddings, registered once, rather than calling each backbone's embeddings and encoder ourselves: the
+# backbones above end their forwards differently (pre/post norms, poolers, SigLIP's attention head).
+_BACKBONE_ENSEMBLE_TOKENS = CompileableContextVar("etfuser_backbone_ensemble_tokens")
+
+
+def _insert_ensemble_tokens(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
+    """Forward hook of a `prepend_token` backbone's embedding module, registered once: inserts the current call's
+    ensemble tokens after the CLS token of its (batch, L, D) output; a no-op outside `ETFuserModel._run_backbone`.
+    Module-level, so copies and pickles of the model carry it without a reference to the model."""
+    current = _BACKBONE_ENSEMBLE_TOKENS.get()
+    if current is None or current[0] is not module:
+        return None
+    if not isinstance(output, torch.Tensor) or output.dim() != 3:
+        raise ValueError("fusion_mode='prepend_token': the backbone embeddings did not return (batch, L, D).")
+    tokens = current[1]
+    return torch.cat([output[:, :1], tokens.to(output.dtype), output[:, 1:]], dim=1)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -605,6 +625,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         backbone_width = config.backbone.feature_dim if config.backbone is not None else 0
         if fusion.into_token_sequence:
             self.backbone_embeddings_path = self._token_backbone_embeddings()
+            self.backbone.get_submodule(self.backbone_embeddings_path).register_forward_hook(_insert_ensemble_tokens)
             backbone_width = config.backbone.config.hidden_size
         if fusion.projects_to_backbone:
             self.ensemble_to_backbone = nn.Linear(config.hidden_size, backbone_width)
@@ -644,35 +665,26 @@ class ETFuserModel(ETFuserPreTrainedModel):
         self.freeze_priors()
         return self
 
-    def extract_prior_features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+    def extract_prior_features(
+        self, pixel_values: torch.Tensor, return_prior_outputs: bool = False
+    ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, ModelOutput]]:
         """Runs every prior on its own view of `pixel_values` (batch, 3, H, W) in [0, 1].
 
         Returns name -> selected feature tokens (batch, num_output_tokens, feature_dim): what a prior-feature cache
-        stores and what `forward(prior_features=...)` accepts.
+        stores and what `forward(prior_features=...)` accepts. With `return_prior_outputs=True`, also name -> the
+        prior's own output (e.g. its `logits`, the readout `analyze` reports), from the same run: `(features,
+        prior_outputs)`.
         """
-        features = {}
+        if not isinstance(return_prior_outputs, bool):
+            raise TypeError(f"return_prior_outputs: expected a bool, got {type(return_prior_outputs).__name__}.")
+        features, prior_outputs = {}, {}
         for name, prior in self.priors.items():
             spec = self.config.priors[name]
             with torch.no_grad() if spec.frozen else nullcontext():
                 outputs = prior(pixel_values=prepare_encoder_inputs(pixel_values, spec), return_dict=True)
                 features[name] = select_feature_tokens(outputs, spec, f"priors[{name!r}]")
-        return features
-
-    @contextmanager
-    def _ensemble_tokens_in_backbone(self, tokens: torch.Tensor):
-        """Inserts `tokens` (batch, E, D_backbone) after the CLS token of the backbone's embedding output."""
-
-        def insert(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor:
-            if not isinstance(output, torch.Tensor) or output.dim() != 3:
-                raise ValueError(f"fusion_mode={self.config.fusion_mode!r}: the backbone embeddings did not return "
-                                 "(batch, L, D).")
-            return torch.cat([output[:, :1], tokens.to(output.dtype), output[:, 1:]], dim=1)
-
-        handle = self.backbone.get_submodule(self.backbone_embeddings_path).register_forward_hook(insert)
-        try:
-            yield
-        finally:
-            handle.remove()
+            prior_outputs[name] = outputs
+        return (features, prior_outputs) if return_prior_outputs else features
 
     def _fuse_priors(
         self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
@@ -706,10 +718,15 @@ class ETFuserModel(ETFuserPreTrainedModel):
         spec, fusion = self.config.backbone, self.config.fusion_properties
         backbone_inputs = prepare_encoder_inputs(pixel_values, spec)
         with torch.no_grad() if spec.frozen else nullcontext():
-            if fusion.into_token_sequence:
-                with self._ensemble_tokens_in_backbone(self._ensemble_for_backbone(ensemble)):
-                    return self.backbone(pixel_values=backbone_inputs, return_dict=True)
-            return self.backbone(pixel_values=backbone_inputs, return_dict=True)
+            if not fusion.into_token_sequence:
+                return self.backbone(pixel_values=backbone_inputs, return_dict=True)
+            # read by `_insert_ensemble_tokens` in this thread only: concurrent forwards each insert their own tokens
+            embeddings = self.backbone.get_submodule(self.backbone_embeddings_path)
+            token = _BACKBONE_ENSEMBLE_TOKENS.set((embeddings, self._ensemble_for_backbone(ensemble)))
+            try:
+                return self.backbone(pixel_values=backbone_inputs, return_dict=True)
+            finally:
+                _BACKBONE_ENSEMBLE_TOKENS.reset(token)
 
     def _fuse_at_pooled(self, backbone_outputs: ModelOutput, ensemble: torch.Tensor | None) -> torch.Tensor:
         """The canonical model's pooled output with the ensemble token fused in: (batch, fused_size)."""
