@@ -255,11 +255,13 @@ def landmark_feature(num_points: int | None = None) -> datasets.Sequence:
 
 def class_folder_rows(folder: Path, names: Sequence[str], log: RowLog) -> list[dict[str, Any]]:
     """{"image", "label"} rows of one-sub-folder-per-class `folder` (imagefolder, FER2013's image release); a
-    class folder whose name is not in `names` is skipped as "unknown_class"."""
+    folder of images whose name is not in `names` is skipped as "unknown_class" (a folder without images is not a
+    class)."""
     rows = []
     for class_dir in sorted(path for path in folder.iterdir() if path.is_dir()):
-        if class_dir.name not in names:
+        images = image_files(class_dir)
+        if images and class_dir.name not in names:
             log.skip("unknown_class", str(class_dir), f"folder name is not one of the classes {list(names)}")
-            continue
-        rows += [{"image": str(path), "label": names.index(class_dir.name)} for path in image_files(class_dir)]
+        elif images:
+            rows += [{"image": str(path), "label": names.index(class_dir.name)} for path in images]
     return rows

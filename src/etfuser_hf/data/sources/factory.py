@@ -54,10 +54,10 @@ def _build(read: Read, log: RowLog, report: SourceReport, where: str) -> dataset
     report.skipped, report.excluded, report.examples = log.skipped, log.excluded, log.examples
     report.splits = {split or "all": len(rows) for split, rows in read.rows.items()}
     if not any(read.rows.values()):
-        shown = "".join(f"\n  {message}" for messages in log.examples.values() for message in messages[:3])
+        shown = "; ".join(message for messages in log.examples.values() for message in messages[:3])
         excluded = f"; excluded by the protocol: {log.excluded}" if log.excluded else ""
-        raise FaceDatasetError(f"{where}: no examples found (empty dataset): nothing usable remains"
-                               f"{excluded}{'; skipped rows:' if shown else ''}{shown}")
+        raise FaceDatasetError(f"{where}: no examples found (empty dataset): nothing usable remains{excluded}"
+                               + (f"; skipped {log.skipped}, e.g. {shown}" if shown else ""))
     info = datasets.DatasetInfo(description=f'{{"source_report": {report.to_json()}}}', features=read.features)
     built = {split: datasets.Dataset.from_list(rows, features=read.features, info=info.copy())
              for split, rows in read.rows.items() if rows}
