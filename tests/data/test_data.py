@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import numpy as np
 import PIL.Image
 import pytest
@@ -13,6 +14,7 @@ from etfuser_hf.data.face_datasets import (
     celeba_attribute_names,
     detect_format,
     load_face_dataset,
+    read_face_source,
     with_face_transform,
 )
 
@@ -115,18 +117,24 @@ def test_missing_image_names_the_row(tmp_path):
         load_face_dataset(tmp_path / "m.csv")
 
 
-def test_corrupt_image_names_the_file(tmp_path):
+def test_corrupt_image_is_left_to_the_decode_stage(tmp_path):
+    # readers only check that an image exists; decoding (and reporting an undecodable file) is the next stage's job
     (tmp_path / "faces").mkdir()
     (tmp_path / "faces" / "bad.jpg").write_bytes(b"not a jpeg at all")
     (tmp_path / "m.csv").write_text("image,label\nfaces/bad.jpg,0\n")
-    with pytest.raises(FaceDatasetError, match=r"row 2: image file .*bad.jpg is corrupt"):
-        load_face_dataset(tmp_path / "m.csv")
+    data = load_face_dataset(tmp_path / "m.csv")
+    assert data.cast_column("image", datasets.Image(decode=False))[0]["image"]["path"].endswith("bad.jpg")
+    with pytest.raises(PIL.UnidentifiedImageError):
+        data[0]["image"]
 
 
-def test_label_outside_the_label_set(tmp_path, fer_csv):
+def test_label_outside_the_label_set_is_skipped_or_refused(tmp_path, fer_csv, caplog):
     fer_csv.write_text(fer_csv.read_text() + fer_row(9, "Training"))
+    data, report = read_face_source(fer_csv)
+    assert len(data["train"]) == 2 and report.skipped == {"label_out_of_range": 1}
+    assert "row 6: label 9 is outside the label set 0..6" in caplog.text
     with pytest.raises(FaceDatasetError, match=r"row 6: label 9 is outside the label set 0..6"):
-        load_face_dataset(fer_csv)
+        load_face_dataset(fer_csv, strict=True)
 
 
 def test_malformed_rows(tmp_path):
@@ -137,8 +145,9 @@ def test_malformed_rows(tmp_path):
     (tmp_path / "UTK").mkdir()
     write_image(tmp_path / "UTK" / "26_1_2_20170116174525125.jpg")
     write_image(tmp_path / "UTK" / "oops.jpg")
+    assert len(load_face_dataset(tmp_path / "UTK", format="utkface")) == 1  # skipped, as UTKFace users do
     with pytest.raises(FaceDatasetError, match="oops.jpg: file name is not"):
-        load_face_dataset(tmp_path / "UTK", format="utkface")
+        load_face_dataset(tmp_path / "UTK", format="utkface", strict=True)
 
 
 def test_empty_datasets(tmp_path):

@@ -21,6 +21,7 @@ import datasets
 import numpy as np
 
 from ..data.synthetic_faces import make_synthetic_faces
+from ..data.validation_split import split_off
 
 SPLITS = ("train", "validation", "test")
 TEST_FIRST_INDEX = 1_000_000  # the synthetic test split's first sample index
@@ -101,20 +102,15 @@ def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stra
     named = {aliases.get(name, name): split for name, split in named.items()}
     origin = {name: f"the dataset's {name!r} split" for name in SPLITS if name in named}
 
-    def carve(split: datasets.Dataset, share: float, what: str) -> tuple[datasets.Dataset, datasets.Dataset]:
-        stratify = stratify_column if (stratify_column and isinstance(split.features.get(stratify_column),
-                                                                       datasets.ClassLabel)) else None
-        parts = split.train_test_split(test_size=share, seed=seed, stratify_by_column=stratify)
-        return parts["train"], parts["test"]
-
     if "train" in named and "test" in named and "validation" not in named:
-        named["train"], named["validation"] = carve(named["train"], validation_share, "validation")
+        named["train"], named["validation"] = split_off(named["train"], validation_share, seed, stratify_column)
         origin["validation"] = f"{validation_share:.0%} of the dataset's 'train' split (seed {seed}), never test"
         origin["train"] = "the rest of the dataset's 'train' split"
     elif not all(name in named for name in SPLITS):
         everything = datasets.concatenate_datasets(list(named.values()))
-        rest, named["test"] = carve(everything, validation_share, "test")
-        named["train"], named["validation"] = carve(rest, validation_share / (1 - validation_share), "validation")
+        rest, named["test"] = split_off(everything, validation_share, seed, stratify_column)
+        named["train"], named["validation"] = split_off(rest, validation_share / (1 - validation_share), seed,
+                                                      stratify_column)
         origin = {name: f"70/15/15 cut of all {len(everything)} rows (seed {seed})" for name in SPLITS}
     ignored = sorted(set(named) - set(SPLITS))
     if ignored:
