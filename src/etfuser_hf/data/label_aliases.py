@@ -5,7 +5,8 @@ matches classes by canonical name, never by id (RAF-DB's id 0 is surprise, FER20
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 CANONICAL_EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")  # FER2013's names and order
 EXPRESSION_ALIASES = {
@@ -24,6 +25,22 @@ def canonical_expression(name: str) -> str:
     """FER2013's name for an expression name (case and spaces ignored); names without one come back normalised."""
     key = name.strip().lower().replace("_", " ")
     return EXPRESSION_ALIASES.get(key, key)
+
+
+def is_expression_label_set(names: Sequence[str]) -> bool:
+    """Whether `names` are expression classes a FER2013 model can read: at least two, each one of FER2013's seven
+    through the aliases (RAF-DB's, FER2013's, AffectNet's `classes=7`; not AffectNet's contempt, not age groups)."""
+    canonical = [canonical_expression(str(name)) for name in names]
+    return len(set(canonical)) >= 2 and all(name in CANONICAL_EXPRESSIONS for name in canonical)
+
+
+def id2label_names(id2label: Mapping[Any, str], where: str = "id2label") -> list[str]:
+    """A model config's `id2label` as names in class-id order; a ValueError naming `where` unless the ids are
+    0..N-1 (transformers writes them as strings in config.json)."""
+    names = {int(index): str(name) for index, name in id2label.items()}
+    if sorted(names) != list(range(len(names))):
+        raise ValueError(f"{where}: class ids must be 0..{len(names) - 1}, got {sorted(names)}.")
+    return [names[index] for index in range(len(names))]
 
 
 def map_label_names(dataset_names: Sequence[str], model_names: Sequence[str]) -> list[int]:

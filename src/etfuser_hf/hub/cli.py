@@ -67,51 +67,38 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def evaluate(args: argparse.Namespace) -> int:
+    """`etfuser evaluate`: accuracy and macro-F1 of a saved model on the synthetic faces or a local dataset, its
+    classes matched to the model's by name (`hub/evaluation.py`). Returns 1 when any image was unreadable."""
     import datasets
-    import numpy as np
-    import torch
 
-    from ..analysis.media import BadImage, open_image
     from ..analysis.saved_model import load_model
     from ..data.face_datasets import detect_format, load_face_dataset
+    from ..data.sources.options import reader_options
     from ..data.synthetic_faces import make_synthetic_faces
-    from ..metrics import accuracy, macro_f1
+    from .evaluation import label_mapping, score_dataset
 
     datasets.disable_progress_bars()
     loaded = load_model(args.model_dir)
     model, processor = loaded.model, loaded.processor
+    options = reader_options(args.image_root, args.dataset_option)
     if args.dataset is None:
-        data = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed)
+        if options:
+            raise ValueError(f"--image-root / --dataset-option {options} need a --dataset.")
+        data, where, column = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed), \
+            "synthetic", args.task or "expression"
     else:
         # imagefolder: bad files are reported one by one below instead of refusing the whole folder at load
-        options = {"check_images": False} if detect_format(args.dataset) == "imagefolder" else {}
+        if detect_format(args.dataset) == "imagefolder":
+            options.setdefault("check_images", False)
         data = load_face_dataset(args.dataset, **options)
+        if hasattr(data, "keys") and args.split not in data:
+            raise ValueError(f"--split: {args.dataset} has no split {args.split!r}; splits: {list(data)}.")
         data = data[args.split] if hasattr(data, "keys") else data
-    data = data.cast_column("image", datasets.Image(decode=False))
-    predictions, labels, bad = [], [], 0
-    for start in range(0, len(data), 64):
-        batch = data[start : start + 64]
-        images, batch_labels = [], []
-        for offset, (encoded, label) in enumerate(zip(batch["image"], batch[args.task])):
-            where = encoded.get("path") or f"{args.dataset or 'synthetic'}[{start + offset}]"
-            try:
-                images.append(open_image(encoded["bytes"] if encoded.get("bytes") else encoded["path"]))
-            except BadImage as error:
-                report_bad(where, error)
-                bad += 1
-                continue
-            batch_labels.append(label)
-        if images:
-            with torch.no_grad():
-                logits = model(**processor(images, return_tensors="pt")).logits
-            predictions.extend(logits.argmax(-1).tolist())
-            labels.extend(batch_labels)
-    if not labels:
-        raise ValueError(f"dataset: none of its {len(data)} images could be read; nothing to evaluate.")
-    labels = np.asarray(labels)
-    print(json.dumps({"num_samples": len(labels), "num_skipped": bad, "accuracy": accuracy(predictions, labels),
-                      "macro_f1": macro_f1(predictions, labels, model.config.num_labels)}, indent=2))
-    return 1 if bad else 0
+        where, column = f"{args.dataset} ({args.split})", args.task or "label"
+    mapping = label_mapping(data, column, model.config.id2label, where)
+    summary = score_dataset(model, processor, data, column, mapping, where, report_bad)
+    print(json.dumps(summary, indent=2))
+    return 1 if summary["num_skipped"] else 0
 
 
 def export(args: argparse.Namespace) -> None:
@@ -223,6 +210,7 @@ def analyze_files(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     from ..analysis.extras import EXTRAS
+    from ..data.sources.options import add_reader_arguments
 
     parser = argparse.ArgumentParser(prog="etfuser", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -245,9 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("model_dir", help="a saved ET-Fuser folder")
     sub.add_argument("--dataset", default=None, help="a local dataset layout (etfuser_hf.data.face_datasets); default: synthetic")
     sub.add_argument("--split", default="test", help="split of a multi-split dataset (default: test)")
-    sub.add_argument("--task", default="expression", help="label column (default: expression)")
+    sub.add_argument("--task", default=None, help="label column (default: expression on the synthetic faces, label on "
+                     "a --dataset); its classes are matched to the model's by name (RAF-DB's happiness is happy)")
     sub.add_argument("--num-eval", type=int, default=500, help="synthetic images when no --dataset (default: 500)")
     sub.add_argument("--seed", type=int, default=1, help="seed of the synthetic images (default: 1, unseen in training)")
+    add_reader_arguments(sub)
     sub.set_defaults(handler=evaluate)
 
     sub = commands.add_parser("export", help="ONNX / torch.export", description="Export a saved ET-Fuser classifier.")

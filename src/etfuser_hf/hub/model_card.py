@@ -28,7 +28,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from ..training.multitask import render_multitask_markdown
-from ..training.run_writer import render_label_efficiency_markdown, render_protocol_markdown
+from ..training.run_writer import render_data_markdown, render_label_efficiency_markdown, render_protocol_markdown
 
 MODEL_DIR_PLACEHOLDER = "./et-fuser"
 CARD_TEMPLATE_PATH = Path(__file__).with_name("templates") / "modelcard_template.md"  # Jinja, rendered by ModelCard
@@ -290,6 +290,7 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
         "input_size": f"{size.get('height', config.get('image_size'))}x{size.get('width', config.get('image_size'))}",
         "multitask_table": _multitask_table(metrics),
         "protocol_markdown": render_protocol_markdown(metrics["protocol"]),
+        "data_markdown": render_data_markdown(metrics["protocol"]["splits"]),
         "label_efficiency_markdown": (render_label_efficiency_markdown(metrics["label_efficiency"])
                                       if metrics.get("label_efficiency") else None),
         "main_variant": _main_table(metrics)["main_variant"],

@@ -32,8 +32,9 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.face_datasets import load_face_dataset
+from ..data.face_datasets import load_face_dataset, source_report
 from ..data.labels import check_label_column, encode_label_column
+from ..data.sources.options import add_reader_arguments, reader_options
 from ..models.fusion_modes import fusion_mode_properties
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection
@@ -66,6 +67,7 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
                       help="your data instead of the synthetic default: a local layout etfuser_hf.data reads (FER2013 "
                            "CSV, RAF-DB, UTKFace, CelebA, AffectNet CSV, manifest, imagefolder)")
     data.add_argument("--dataset-format", default=None, help="force a format (see etfuser_hf.data.face_datasets.FORMATS)")
+    add_reader_arguments(data)
     data.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                       help=f"tasks, one table each (synthetic: {', '.join(SYNTHETIC_TASKS)}; default all three; "
                            "--dataset: ClassLabel columns, default 'label')")
@@ -145,6 +147,8 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None,
         args.tasks = list(SYNTHETIC_TASKS) if args.dataset is None else ["label"]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}.")
+    if (args.image_root is not None or args.dataset_option) and args.dataset is None:
+        parser.error("--image-root / --dataset-option: options of a --dataset's reader; no --dataset was given.")
     if args.resample_train and args.dataset is not None:
         parser.error("--resample-train: draws from a pool of synthetic images; a --dataset keeps its own train split.")
     if args.train_pool is not None and not (args.resample_train and args.train_pool > args.num_train):
@@ -170,10 +174,12 @@ def load_splits(args: argparse.Namespace, tasks: list[FaceTask]) -> tuple[datase
         splits, record = synthetic_splits({"train": args.num_train, "validation": args.num_validation,
                                            "test": args.num_test}, args.image_size, args.data_seed, pool)
     else:
-        data = load_face_dataset(args.dataset, args.dataset_format)
+        options = reader_options(args.image_root, args.dataset_option)
+        data = load_face_dataset(args.dataset, args.dataset_format, **options)
+        report = source_report(data)  # read before the label columns are re-encoded
         for column in dict.fromkeys([task.column for task in tasks] + list(args.multitask)):
             data = encode_label_column(data, column)
-        splits, record = user_splits(data, str(args.dataset), tasks[0].column, args.data_seed)
+        splits, record = user_splits(data, str(args.dataset), tasks[0].column, args.data_seed, report=report)
     for column in dict.fromkeys([task.column for task in tasks if task.is_classification] + list(args.multitask)):
         feature = splits["train"].features.get(column)
         if not isinstance(feature, datasets.ClassLabel):

@@ -28,6 +28,38 @@ def render_protocol_markdown(protocol: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_data_markdown(splits: Mapping[str, Any]) -> str | None:
+    """Where a user dataset's rows came from (`splits.json`): the layout read and its annotation files, each split's
+    origin, the validation cut, and the rows skipped (damaged) or excluded (by the protocol) per reason. None for
+    data that did not come through a reader and was not cut (the synthetic default)."""
+    report, carve = splits.get("source_report"), splits.get("carve")
+    if not report and not carve:
+        return None
+    lines = []
+    if report:
+        files = report.get("files") or []
+        shown = ", ".join(f"`{Path(file).name}`" for file in files[:3]) + (f" and {len(files) - 3} more"
+                                                                              if len(files) > 3 else "")
+        layout_splits = "; ".join(f"{name}: {origin}" for name, origin in (report.get("split_origin") or {}).items())
+        lines += [f"Read as the **{report['format']}** layout from `{report['source']}`"
+                  + (f" (annotations: {shown})" if files else "") + "."
+                  + (f" Its splits: {layout_splits}." if layout_splits else ""), ""]
+    lines += ["| split | images | origin |", "|---|---|---|"]
+    lines += [f"| {name} | {size} | {splits.get('origin', {}).get(name, '')} |" for name, size in splits["sizes"].items()]
+    if carve:
+        stratified = f", stratified by `{carve['stratify_column']}`" if carve.get("stratify_column") else ""
+        lines += ["", f"Cut by the run (seed {carve['seed']}, fraction {carve['fraction']:g}{stratified}): "
+                  + ", ".join(f"{name} {count}" for name, count in carve["counts"].items()) + "."]
+    if report:
+        counts = [("skipped", reason, count) for reason, count in (report.get("skipped") or {}).items()]
+        counts += [("excluded by the protocol", reason, count) for reason, count in (report.get("excluded") or {}).items()]
+        lines.append("")
+        lines += (["| rows left out | reason | rows |", "|---|---|---|"]
+                  + [f"| {kind} | {reason} | {count} |" for kind, reason, count in counts]) if counts \
+            else ["No row was skipped or excluded."]
+    return "\n".join(lines) + "\n"
+
+
 def render_label_efficiency_markdown(curves: Mapping[str, Any]) -> str:
     lines = ["## Label efficiency (test split, mean ± std over seeds)", ""]
     for task, curve in curves.items():
@@ -61,6 +93,9 @@ def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any]) -> P
     banner = SYNTHETIC_BANNER if (summary.get("dataset") or {}).get("synthetic") else ""
     (folder / "splits.json").write_text(json.dumps(protocol["splits"], indent=2))
     text = banner + render_protocol_markdown(protocol)
+    data = render_data_markdown(protocol["splits"])
+    if data:
+        text += "\n## Data\n\n" + data
     if summary.get("label_efficiency"):
         text += "\n" + render_label_efficiency_markdown(summary["label_efficiency"])
     if summary.get("multitask"):

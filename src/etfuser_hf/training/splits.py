@@ -8,7 +8,9 @@ and test (evaluated once per trained model, at the end).
 - `--resample-train` (off by default: every seed trains on the same images) draws each seed's training images anew
   from a fixed, larger pool: the training indices plus extra ones from `POOL_FIRST_INDEX` (`draw_train`).
 - A user dataset keeps its own `validation` and `test` splits. With only train and test, validation is carved from
-  train (stratified by the first task's labels), never from test; with one split only, it is cut 70/15/15.
+  train (stratified by the first task's labels), never from test; with one split only, it is cut 70/15/15. The
+  record keeps the cut (seed, fraction, counts) and the reader's `SourceReport` (files, split origin, rows skipped
+  and excluded per reason), so that `splits.json` and the model card say what was left out.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ from typing import Any
 import datasets
 import numpy as np
 
+from ..data.sources.base import SourceReport
 from ..data.synthetic_faces import make_synthetic_faces
-from ..data.validation_split import split_off
+from ..data.validation_split import CarveRecord, carve_validation, split_off
 
 SPLITS = ("train", "validation", "test")
 TEST_FIRST_INDEX = 1_000_000  # the synthetic test split's first sample index
@@ -39,6 +42,8 @@ class SplitRecord:
     origin: dict[str, str] = field(default_factory=dict)  # split -> where it came from
     generator: dict[str, Any] | None = None  # the synthetic generator's parameters
     train_sampling: str = SAME_TRAIN_IMAGES
+    carve: dict[str, Any] | None = None  # a user dataset's validation (or 70/15/15) cut: seed, fraction, counts
+    source_report: dict[str, Any] | None = None  # the reader's SourceReport: files, split origin, skips per reason
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,8 +97,10 @@ def synthetic_splits(sizes: Mapping[str, int], image_size: int = 112, seed: int 
 
 
 def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stratify_column: str | None,
-                seed: int = 0, validation_share: float = 0.15) -> tuple[datasets.DatasetDict, SplitRecord]:
-    """Train / validation / test of a user dataset (see the module doc). Split names `val`/`valid`/`dev` count as
+                seed: int = 0, validation_share: float = 0.15, report: SourceReport | None = None
+                ) -> tuple[datasets.DatasetDict, SplitRecord]:
+    """Train / validation / test of a user dataset (see the module doc), and the record with the cut and `report`
+    (the reader's, where the data came through `data.sources`). Split names `val`/`valid`/`dev` count as
     validation; any other extra split is ignored (and named in the record)."""
     if not 0 < validation_share < 0.5:
         raise ValueError(f"validation_share must be in (0, 0.5), got {validation_share}.")
@@ -101,9 +108,11 @@ def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stra
     aliases = {"val": "validation", "valid": "validation", "dev": "validation"}
     named = {aliases.get(name, name): split for name, split in named.items()}
     origin = {name: f"the dataset's {name!r} split" for name in SPLITS if name in named}
-
+    carve = None
     if "train" in named and "test" in named and "validation" not in named:
-        named["train"], named["validation"] = split_off(named["train"], validation_share, seed, stratify_column)
+        carved, carve = carve_validation(datasets.DatasetDict({"train": named["train"]}), validation_share, seed,
+                                         stratify_column)
+        named["train"], named["validation"] = carved["train"], carved["validation"]
         origin["validation"] = f"{validation_share:.0%} of the dataset's 'train' split (seed {seed}), never test"
         origin["train"] = "the rest of the dataset's 'train' split"
     elif not all(name in named for name in SPLITS):
@@ -112,11 +121,16 @@ def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stra
         named["train"], named["validation"] = split_off(rest, validation_share / (1 - validation_share), seed,
                                                       stratify_column)
         origin = {name: f"70/15/15 cut of all {len(everything)} rows (seed {seed})" for name in SPLITS}
+        stratified = stratify_column if isinstance(everything.features.get(stratify_column or ""),
+                                                   datasets.ClassLabel) else None
+        carve = CarveRecord(seed, validation_share, stratified, {name: len(named[name]) for name in SPLITS})
     ignored = sorted(set(named) - set(SPLITS))
     if ignored:
         origin["ignored"] = f"splits {ignored} are not used"
     splits = datasets.DatasetDict({name: named[name] for name in SPLITS})
-    return splits, SplitRecord(source, {name: len(splits[name]) for name in SPLITS}, seed, origin)
+    return splits, SplitRecord(source, {name: len(splits[name]) for name in SPLITS}, seed, origin,
+                               carve=carve.to_dict() if carve else None,
+                               source_report=report.to_dict() if report else None)
 
 
 def draw_train(pool: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:

@@ -21,6 +21,7 @@ from .celeba import READER as CELEBA
 from .fer2013 import READER as FER2013
 from .imagefolder import READER as IMAGEFOLDER
 from .manifest import READER as MANIFEST
+from .options import check_reader_options
 from .rafdb import READER as RAFDB
 from .utkface import READER as UTKFACE
 
@@ -78,6 +79,7 @@ def read_face_source(source: str | Path, format: str | None = None, strict: bool
     if format is None:
         raise FaceDatasetError(f"{source}: no such file or folder (a local path was given).")
     reader = READERS[format]
+    check_reader_options(reader, str(path), options)
     log = RowLog(strict=not reader.skips_bad_rows if strict is None else strict)
     read = reader.read(path, log, **options)
     report = SourceReport(format, str(path), [str(file) for file in read.files],
