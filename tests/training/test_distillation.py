@@ -61,8 +61,12 @@ def test_the_teacher_answers_in_the_tasks_class_order_and_refuses_missing_classe
     network = FixedLogits({0: "happy", 1: "sad", 2: "angry"}, [3.0, 2.0, 1.0])
     teacher = CanonicalTeacher(network, ["angry", "happy", "sad"], model.config.backbone, Distillation(1.0))
     assert teacher.logits(torch.rand(2, 3, 64, 64)).tolist() == [[1.0, 3.0, 2.0]] * 2
-    with pytest.raises(ValueError, match=r"knows the classes \['angry', 'happy', 'sad'\], not \['neutral'\]"):
+    with pytest.raises(ValueError, match=r"distillation: .*\['neutral'\] have no counterpart.*dataset labels "
+                                         r"\['angry', 'neutral'\]; model labels \['happy', 'sad', 'angry'\]"):
         CanonicalTeacher(network, ["angry", "neutral"], model.config.backbone, Distillation(1.0))
+    # RAF-DB's names find the network's through the alias table
+    raf = CanonicalTeacher(network, ["sadness", "anger", "happiness"], model.config.backbone, Distillation(1.0))
+    assert raf.logits(torch.rand(1, 3, 64, 64)).tolist() == [[2.0, 1.0, 3.0]]
 
 
 def test_a_distillation_setting_is_checked():

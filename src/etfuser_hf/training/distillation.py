@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel
 
+from ..data.label_aliases import id2label_names, map_label_names
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.encoders import prepare_encoder_inputs
 
@@ -58,14 +59,14 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
 
 
 def pretrained_class_index(id2label: Mapping[Any, str], label_names: Sequence[str], role: str) -> torch.Tensor:
-    """(len(label_names),) indices into a pretrained network's outputs (`id2label`) of the task's classes, by name,
-    in the task's order; a ValueError naming `role` where a task class is not one of the network's."""
-    own = {str(name): int(index) for index, name in id2label.items()}
-    missing = [name for name in label_names if str(name) not in own]
-    if missing:
-        raise ValueError(f"{role}: the pretrained network knows the classes {sorted(own)}, not {missing}: those are "
-                         f"not classes of the pretrained network, so its outputs cannot be read in the task's order.")
-    return torch.tensor([own[str(name)] for name in label_names])
+    """(len(label_names),) indices into a pretrained network's outputs (`id2label`) of the task's classes, matched
+    by name through the alias table (RAF-DB's "happiness" is the FER net's "happy"), in the task's order; a
+    ValueError naming `role` and both label sets where a task class is not one of the network's."""
+    try:
+        return torch.tensor(map_label_names(label_names, id2label_names(id2label, f"{role}: id2label")))
+    except ValueError as error:
+        raise ValueError(f"{role}: the task's classes cannot be read from the pretrained network's outputs: "
+                         f"{error}") from None
 
 
 class CanonicalTeacher(nn.Module):

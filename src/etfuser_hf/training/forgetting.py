@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
+from ..data.label_aliases import (CANONICAL_EXPRESSIONS, canonical_expression, id2label_names,
+                                  is_expression_label_set)
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.encoders import prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
@@ -66,7 +68,8 @@ def _pixel_values(faces: np.ndarray) -> torch.Tensor:
 
 
 def _labels(logits: torch.Tensor, id2label: dict) -> list[str]:
-    return [str(id2label[int(index)]) for index in logits.argmax(-1)]
+    """The predicted class names, as FER2013 names them (so a RAF-DB model's "happiness" agrees with "happy")."""
+    return [canonical_expression(str(id2label[int(index)])) for index in logits.argmax(-1)]
 
 
 def expression_agreement(model: ETFuserForImageClassification, pretrained: PreTrainedModel | None = None,
@@ -81,11 +84,15 @@ def expression_agreement(model: ETFuserForImageClassification, pretrained: PreTr
         batch_size: faces per forward pass.
 
     Returns:
-        `{"agreement": fraction of faces whose labels match by name, "num_faces": N, "fine_tuned_histogram":
-        {label: count}, "pretrained_histogram": {label: count}}`, histograms sorted by count.
+        `{"agreement": fraction of faces whose labels match by name (through the alias table), "num_faces": N,
+        "fine_tuned_histogram": {label: count}, "pretrained_histogram": {label: count}}`, histograms sorted by count,
+        labels in FER2013's names.
     """
     if not isinstance(model, ETFuserForImageClassification):
         raise TypeError(f"model: expected an ETFuserForImageClassification, got {type(model).__name__}.")
+    if not is_expression_label_set(id2label_names(model.config.id2label)):
+        raise ValueError(f"model: its classes {id2label_names(model.config.id2label)} are not expression classes of "
+                         f"the FER net {list(CANONICAL_EXPRESSIONS)}; agreement is measured for expression only.")
     if model.config.backbone is None:
         raise ValueError("model: has no canonical model (fusion_mode='priors_only'), so nothing was fine-tuned from "
                          "a pretrained network.")
@@ -110,12 +117,14 @@ def expression_agreement(model: ETFuserForImageClassification, pretrained: PreTr
 
 
 def measures_forgetting(canonical: str, model: Any) -> bool:
-    """Whether a run's agreement is measured: an expression classifier fine-tuned from the converted FER net
-    (`canonical == "expression"`); every other canonical model has no pretrained expression reading to agree with."""
+    """Whether a run's agreement is measured: an expression classifier (its classes expression classes of the FER net,
+    through the alias table) fine-tuned from the converted FER net (`canonical == "expression"`); every other
+    canonical model has no pretrained expression reading to agree with, and other labels nothing to agree on."""
     config = getattr(model, "config", None)
     return (canonical == "expression" and isinstance(model, ETFuserForImageClassification)
             and config.backbone is not None and config.num_labels > 1
-            and config.problem_type in (None, "single_label_classification"))
+            and config.problem_type in (None, "single_label_classification")
+            and is_expression_label_set(id2label_names(config.id2label)))
 
 
 def real_face_agreement(canonical: str, model: Any) -> float | None:

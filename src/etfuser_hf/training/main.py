@@ -40,6 +40,7 @@ from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
+from .expression_measures import announce_skipped
 from .feature_cache import cache_prior_features
 from .image_cache import cache_decoded_images
 from .label_efficiency import label_efficiency, save_label_efficiency_plot
@@ -247,6 +248,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
         splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size, prior_features)
         splits = cache_decoded_images(splits, processor, cache_dir / "images")
     label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
+    announce_skipped({task.name: label_names.get(task.name) for task in tasks})
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,

@@ -17,6 +17,7 @@ import numpy as np
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from .collators import FaceCollator
 from .distillation import CanonicalTeacher, Distillation
+from .expression_measures import expression_measures_apply
 from .feature_cache import feature_view, pooled_prior_features
 from .forgetting import real_face_agreement
 from .image_cache import PIXEL_COLUMN
@@ -106,6 +107,8 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     torch.manual_seed(seed)
     recipe = row_recipe(row, task, overrides)
     distillation = Distillation.from_recipe(recipe.pop("distillation", None))
+    if task.is_classification and not expression_measures_apply(context.label_names.get(task.name)):
+        distillation = None  # the FER net reads no other classes (announced once per job: announce_skipped)
     model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
                              **recipe)
     collator = context.collator(task, model, recipe.get("prior_feature"))
