@@ -120,3 +120,16 @@ def test_a_run_distils_only_toward_expression_classes(tmp_path, monkeypatch):
             protocol.train_run(canonical, task, 0, context, evaluate_test=False, distillation={"weight": 1.0})
         teachers[column] = stopped.value.args[0]
     assert teachers["expression"] is not None and teachers["age_group"] is None
+
+
+def test_the_sweep_drops_distillation_candidates_on_other_classes():
+    from etfuser_hf.training.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.validation_sweep import distillation_candidates, without_skipped_distillation
+
+    rows = [row for row in PROTOCOL_ROWS if row.name in ("canonical", "et-fuser")]
+    task = FaceTask("label", "label", "single_label_classification", "expression", 1e-3)
+    candidates = distillation_candidates(task, rows, [0, 4])
+    assert without_skipped_distillation(task, candidates, RAFDB_LABELS) == candidates
+    kept = without_skipped_distillation(task, candidates, AGE_GROUPS)
+    assert sorted((c.row.name, c.tag) for c in kept) == [("canonical", "no distillation"), ("et-fuser", "no distillation")]

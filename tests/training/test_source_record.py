@@ -66,14 +66,22 @@ def test_splits_json_and_results_md_carry_the_source_report(utkface_record, tmp_
     assert "Read as the **utkface** layout" in results
 
 
-def test_rafdb_carve_from_train_and_a_skipped_row(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def write_rafdb_to_carve(tmp_path: Path) -> Path:
+    """The RAF-DB fixture with 42 more training rows (6 per class, so that a stratified validation split can be
+    carved) and one row whose image is not on disk (skipped as "missing_image")."""
     root = write_rafdb(tmp_path)
     labels = root / "EmoLabel" / "list_patition_label.txt"
-    lines = [f"train_{index:05d}.jpg {1 + index % 7}\n" for index in range(10, 52)]  # 42 more rows, 6 per class
+    lines = [f"train_{index:05d}.jpg {1 + index % 7}\n" for index in range(10, 52)]
     for index in range(10, 52):
         save_face(root / "Image" / "aligned" / f"train_{index:05d}_aligned.jpg", index, (32, 32))
-    labels.write_text(labels.read_text() + "".join(lines) + "train_00099.jpg 3\n")  # no image on disk: skipped
+    labels.write_text(labels.read_text() + "".join(lines) + "train_00099.jpg 3\n")
+    return root
+
+
+def test_rafdb_carve_from_train_and_a_skipped_row(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    root = write_rafdb_to_carve(tmp_path)
+    labels = root / "EmoLabel" / "list_patition_label.txt"
     record = splits_record(["--dataset", str(root)])
     report = record["source_report"]
     assert report["skipped"] == {"missing_image": 1} and report["files"] == [str(labels)]
@@ -104,3 +112,18 @@ def test_no_data_section_without_a_reader_or_a_cut():
     assert "| excluded by the protocol | contempt (7 classes) | 2 |" in excluded
     clean = render_data_markdown({"sizes": {"train": 7}, "source_report": {"format": "rafdb", "source": "x"}})
     assert "No row was skipped or excluded." in clean
+
+
+def test_training_on_rafdb_writes_the_skips_into_splits_json_and_the_card(tmp_path, capsys):
+    """The main job end to end on a RAF-DB layout (one step of the et-fuser row, one seed, no feature cache written)."""
+    from etfuser_hf.training.main import main
+
+    root, run = write_rafdb_to_carve(tmp_path), tmp_path / "run"
+    main(["--dataset", str(root), "--seeds", "1", "--max-steps", "1", "--no-baselines", "--workers", "1", "--no-cache",
+          "--batch-size", "8", "--early-stopping", "0", "--output-dir", str(run)])
+    record = json.loads((run / "splits.json").read_text())
+    assert record["source_report"]["format"] == "rafdb" and record["source_report"]["skipped"] == {"missing_image": 1}
+    assert record["carve"]["counts"] == {"train": 40, "validation": 8} and record["sizes"]["test"] == 3
+    assert "agree with the pretrained canonical network" in capsys.readouterr().out  # RAF-DB names are expressions
+    text = str(build_model_card(run))
+    assert "Read as the **rafdb** layout" in text and "| skipped | missing_image | 1 |" in text

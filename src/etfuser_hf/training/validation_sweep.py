@@ -37,6 +37,7 @@ from typing import Any
 from ..models.fusion_modes import fusion_mode_properties
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
+from .expression_measures import expression_measures_apply
 from .main import build_parser, parse_args, prepare_protocol
 from .protocol import ProtocolContext, Run, train_runs
 from .recipe import native_grid_feature
@@ -181,6 +182,15 @@ def distillation_candidates(task: FaceTask, rows: Sequence[Row], weights: Sequen
     return candidates
 
 
+def without_skipped_distillation(task: FaceTask, candidates: Sequence[SweepCandidate],
+                                 label_names: Sequence[str] | None) -> list[SweepCandidate]:
+    """`candidates` less the distillation ones where `task` has classes that are not expression classes: a run skips
+    distillation there (`expression_measures.py`), so they would only repeat the reference."""
+    if not task.is_classification or expression_measures_apply(label_names):
+        return list(candidates)
+    return [candidate for candidate in candidates if "distillation" not in candidate.settings]
+
+
 def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds: Sequence[int],
                      context: ProtocolContext, workers: int = 1) -> list[dict[str, Any]]:
     """Trains every candidate with every seed (validation only) and returns one record per candidate:
@@ -290,6 +300,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     seeds = list(range(args.seed, args.seed + args.seeds))
     report, records = [], {}
     for task in tasks:
+        grids[task.name] = without_skipped_distillation(task, grids[task.name], context.label_names.get(task.name))
         records[task.name] = train_candidates(task, grids[task.name], seeds, context, args.workers)
         report.append(render_sweep(task, records[task.name], seeds))
         print(report[-1], flush=True)
