@@ -13,7 +13,7 @@ import torch
 from conftest import tiny_etfuser_config
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
-from layouts import RAFDB_ROWS, save_face, write_affectnet, write_rafdb  # noqa: E402
+from layouts import RAFDB_ROWS, save_face, write_affectnet, write_rafdb, write_utkface  # noqa: E402
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor  # noqa: E402
 from etfuser_hf.hub.cli import main  # noqa: E402
@@ -99,3 +99,9 @@ def test_reader_options_are_checked_and_named(disgust_model, tmp_path, capsys):
     error = refused([str(disgust_model), "--dataset", str(root), "--split", "validation"], capsys)
     assert "has no split 'validation'; splits: ['train', 'test']" in error
     assert "need a --dataset" in refused([str(disgust_model), "--dataset-option", "classes=7"], capsys)
+
+
+def test_a_column_without_class_names_is_refused(disgust_model, tmp_path, capsys):
+    root = write_utkface(tmp_path)
+    error = refused([str(disgust_model), "--dataset", str(root), "--task", "age"], capsys)
+    assert "column 'age' of" in error and "not class labels with names" in error

@@ -127,3 +127,15 @@ def test_training_on_rafdb_writes_the_skips_into_splits_json_and_the_card(tmp_pa
     assert "agree with the pretrained canonical network" in capsys.readouterr().out  # RAF-DB names are expressions
     text = str(build_model_card(run))
     assert "Read as the **rafdb** layout" in text and "| skipped | missing_image | 1 |" in text
+
+
+def test_the_main_job_passes_reader_options_to_the_reader(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    root = write_rafdb_to_carve(tmp_path)
+    record = splits_record(["--dataset", str(root), "--dataset-option", "images=aligned"])
+    assert record["source_report"]["split_origin"]["train"].endswith("Image/aligned")
+    with pytest.raises(ValueError, match=r"the rafdb reader .* takes the options \['images'\], not \['images_dir'\]"):
+        splits_record(["--dataset", str(root), "--image-root", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        parse_args(["--image-root", str(tmp_path)])  # no --dataset: refused before any work
+    assert "--image-root / --dataset-option: options of a --dataset's reader" in capsys.readouterr().err
