@@ -105,3 +105,12 @@ def test_a_column_without_class_names_is_refused(disgust_model, tmp_path, capsys
     root = write_utkface(tmp_path)
     error = refused([str(disgust_model), "--dataset", str(root), "--task", "age"], capsys)
     assert "column 'age' of" in error and "not class labels with names" in error
+
+
+def test_the_synthetic_default_is_scored_by_name_too(disgust_model, capsys):
+    from etfuser_hf.data.synthetic_faces import make_synthetic_faces
+
+    summary = evaluate([str(disgust_model), "--num-eval", "12", "--seed", "3"], capsys)
+    truth = make_synthetic_faces(12, 32, seed=3)["expression"]  # FER2013's names and order
+    assert summary["num_samples"] == 12
+    assert summary["accuracy"] == pytest.approx(truth.count(FER.index("disgust")) / 12)

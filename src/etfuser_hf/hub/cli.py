@@ -84,8 +84,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.dataset is None:
         if options:
             raise ValueError(f"--image-root / --dataset-option {options} need a --dataset.")
-        data, where, column = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed), \
-            "synthetic", args.task or "expression"
+        data = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed)
+        where, column = "synthetic", args.task or "expression"
     else:
         # imagefolder: bad files are reported one by one below instead of refusing the whole folder at load
         if detect_format(args.dataset) == "imagefolder":
