@@ -152,3 +152,20 @@ def test_prior_crops_need_pixel_values(model, pixel_values):
         features = model.etfuser.extract_prior_features(pixel_values)
     with pytest.raises(ValueError, match="prior_crops: the crops are cut from pixel_values, which is None"):
         model.etfuser(pixel_values=None, prior_features=features, prior_crops={"vit": scale_shift(1.0, 0.0, 0.0)})
+
+
+def test_shrinking_crop_averages_like_an_antialiased_resize():
+    # a smooth image and a crop 8x smaller (the whole input on 16 px): n x n samples per crop pixel (n = 4 here,
+    # CROP_SPAN_OF_INPUT of 128 px on 16), not one bilinear tap, so the crop matches an antialiased resize
+    coarse = torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(2))
+    smooth = torch.nn.functional.interpolate(coarse, size=(128, 128), mode="bicubic", align_corners=False)
+    noisy = smooth + 0.2 * torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(3))
+    affines = scale_shift(16 / 128, 0.0, 0.0, batch=1)
+    resized = torch.nn.functional.interpolate(noisy, size=(16, 16), mode="bilinear", align_corners=False,
+                                              antialias=True)
+    crops = cut_encoder_crops(noisy, affines, (16, 16))
+    assert (crops - resized).abs().mean() < 0.02
+    # one tap per pixel would keep the noise the resize averages away
+    single = torch.nn.functional.grid_sample(noisy, crop_sampling_grid(affines, (128, 128), (16, 16)),
+                                             align_corners=False)
+    assert (single - resized).abs().mean() > 2 * (crops - resized).abs().mean()

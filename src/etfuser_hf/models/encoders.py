@@ -59,7 +59,8 @@ def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_si
     height, width = pixel_values.shape[-2:]
     shrink = CROP_SPAN_OF_INPUT * min(height, width) / max(crop_size)
     samples = max(1, min(MAX_CROP_SAMPLES, round(shrink)))
-    grid = crop_sampling_grid(affines, (height, width), (crop_size[0] * samples, crop_size[1] * samples))
+    # the n x n samples of a crop pixel are the pixels of a crop n times larger: its affine is n times the crop's
+    grid = crop_sampling_grid(affines * samples, (height, width), (crop_size[0] * samples, crop_size[1] * samples))
     crops = F.grid_sample(pixel_values.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     crops = F.avg_pool2d(crops, samples) if samples > 1 else crops
     return crops.to(pixel_values.dtype)
