@@ -47,7 +47,7 @@ GRAPH_VERSION = "3"  # 3: canonical crops in, every network cut to its own crop 
 # gender net (96.9 %). MTCNN stays fp32 too.
 INT8_MODEL_TYPES = ("etfuser_faceapi_recognition",)
 # Bump when the quantisation recipe changes: it names the cached int8 copy.
-INT8_VERSION = "2"
+INT8_VERSION = "3"  # 3: calibrated on canonical crops (issue 32)
 CALIBRATION_FACES = 32
 CALIBRATION_SEED = 1000  # synthetic faces; the evaluation in tests/analysis uses other seeds
 
@@ -210,6 +210,13 @@ class AnalysisBackend:
     def __call__(self, pixel_values: np.ndarray, faces: FaceGeometry) -> dict[str, np.ndarray]:
         """`pixel_values` float32 `(batch, 3, S, S)` canonical crops of `faces` -> output name -> float32 array
         (batch, ...), `image_landmarks` (batch, 68, 2) image pixels among them where the landmark net ran."""
+        outputs, crop_affines, features = self.first_stage(pixel_values, faces)
+        outputs.update(self.run_graph(pixel_values, crop_affines, features))
+        return outputs
+
+    def first_stage(self, pixel_values: np.ndarray,
+                    faces: FaceGeometry) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+        """(the first stage's outputs, the second stage's `crop_affines` and `landmark_features` (or None))."""
         graph, outputs, landmarks, features = self.graph, {}, None, None
         if graph.landmark_stage is not None:
             first = self.run_landmarks(pixel_values, graph.plan.landmark_affines(faces))
@@ -217,8 +224,7 @@ class AnalysisBackend:
             outputs = {name: first["logits"] for name in graph.stage_one_names}
             outputs["image_landmarks"] = landmarks.astype(np.float32)
             features = first.get("features")
-        outputs.update(self.run_graph(pixel_values, graph.plan.affines(faces, landmarks), features))
-        return outputs
+        return outputs, graph.plan.affines(faces, landmarks), features
 
     def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
@@ -325,6 +331,15 @@ def calibration_faces(image_size: int, count: int = CALIBRATION_FACES, seed: int
     return np.stack([np.asarray(face.convert("RGB"), np.float32) / 255 for face in faces]).transpose(0, 3, 1, 2).copy()
 
 
+def as_canonical_crops(faces: np.ndarray, size: int = CANONICAL_CROP_SIZE) -> np.ndarray:
+    """Aligned faces `(n, 3, s, s)` (the ArcFace field, e.g. `calibration_faces(size // 2)`) as canonical crops
+    `(n, 3, size, size)`: centred, their edges continued outwards (the field spans 1 / CANONICAL_CROP_MARGIN of a
+    canonical crop, so `FaceGeometry.of_canonical_crops` describes them)."""
+    pad = (size - faces.shape[-1]) // 2
+    return np.pad(faces, ((0, 0), (0, 0), (pad, size - faces.shape[-1] - pad), (pad, size - faces.shape[-1] - pad)),
+                  mode="edge")
+
+
 def int8_weight_prefixes(model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()) -> list[str]:
     """Name prefixes of the exported weights of the nets to quantise (`INT8_MODEL_TYPES`), fused priors and
     companions alike."""
@@ -391,24 +406,28 @@ class OnnxBackend(AnalysisBackend):
 
         self.graph = AnalysisGraph(model, companions).eval()
         self.path, self.exported = ensure_analysis_onnx(model, model_dir, image_size, cache_dir, companions)
-        self.landmark_path = landmark_onnx_path(self.path)
-        if int8:
-            quantized = self.path.with_name(f"{self.path.stem}.int8-v{INT8_VERSION}.onnx")
-            if not quantized.is_file():
-                calibration = self.graph.example_inputs(torch.from_numpy(calibration_faces(image_size)))
-                quantize_analysis_onnx(self.path, quantized, int8_weight_prefixes(model, companions),
-                                       {name: calibration[name].numpy() for name in self.graph.input_names})
-            self.path = quantized
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle onnxruntime threads spin by default, stealing the cores detection needs between two batches
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.landmark_session = None
+        if self.graph.landmark_stage is not None:  # fp32 always, and the calibration's first stage
+            self.landmark_session = onnxruntime.InferenceSession(str(landmark_onnx_path(self.path)), options,
+                                                                 providers=["CPUExecutionProvider"])
+        if int8:
+            quantized = self.path.with_name(f"{self.path.stem}.int8-v{INT8_VERSION}.onnx")
+            if not quantized.is_file():
+                # calibrated on what analyze feeds: canonical crops, each net on its own crop of them
+                faces = as_canonical_crops(calibration_faces(image_size // 2), image_size)
+                _, crop_affines, features = self.first_stage(faces, FaceGeometry.of_canonical_crops(len(faces),
+                                                                                                   image_size))
+                calibration = {"pixel_values": faces, "crop_affines": crop_affines}
+                if features is not None:
+                    calibration["landmark_features"] = features
+                quantize_analysis_onnx(self.path, quantized, int8_weight_prefixes(model, companions), calibration)
+            self.path = quantized
         self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.output_names = [output.name for output in self.session.get_outputs()]
-        self.landmark_session = None
-        if self.graph.landmark_stage is not None:
-            self.landmark_session = onnxruntime.InferenceSession(str(self.landmark_path), options,
-                                                                 providers=["CPUExecutionProvider"])
 
     def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
         outputs = self.landmark_session.run(None, {"pixel_values": pixel_values, "affines": affines})
@@ -423,6 +442,6 @@ class OnnxBackend(AnalysisBackend):
 
 
 __all__ = ["INT8_MODEL_TYPES", "READOUT_KINDS", "AnalysisBackend", "AnalysisGraph", "LandmarkStage", "OnnxBackend",
-           "TorchBackend", "cached_onnx_path", "landmark_onnx_path", "whole_input_affines",
+           "TorchBackend", "as_canonical_crops", "cached_onnx_path", "landmark_onnx_path", "whole_input_affines",
            "calibration_faces", "ensure_analysis_onnx", "export_analysis_onnx", "folder_hash", "int8_weight_prefixes",
            "quantize_analysis_onnx", "readout_priors"]
