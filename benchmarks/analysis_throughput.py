@@ -220,7 +220,7 @@ def main() -> None:
         model, size = loaded.model, loaded.crop_size
         detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
         # one-off exports, cached, not timed: the fused graph, MTCNN's nets, and (c)'s separate encoders
-        onnx_path, _ = ensure_analysis_onnx(model, model_dir, size)
+        onnx_path, _ = ensure_analysis_onnx(model, model_dir)  # for analyze's canonical crops (issue 32)
         ensure_mtcnn_onnx(detector)
         specs, encoders = encoder_specs(model)
         for name in specs if not args.only or "c" in args.only else ():

@@ -11,6 +11,7 @@ from conftest import run_in_threads, tiny_vit_config
 
 from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.analysis.backends import TorchBackend
+from etfuser_hf.analysis.crops import CANONICAL_CROP_SIZE, FaceGeometry
 from etfuser_hf.analysis.extras import load_companions
 from etfuser_hf.analysis.pipeline import DetectedFaces, FaceAnalyzer
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
@@ -33,17 +34,23 @@ def model(request):
 
 
 def faces(count: int) -> list[np.ndarray]:
-    return [np.random.default_rng(index).random((2, 3, 112, 112), dtype=np.float32) for index in range(count)]
+    """`count` batches of two random canonical crops."""
+    size = CANONICAL_CROP_SIZE
+    return [np.random.default_rng(index).random((2, 3, size, size), dtype=np.float32) for index in range(count)]
 
 
 def test_threads_sharing_one_analysis_graph_get_their_own_readouts(model):
     backend = TorchBackend(model, tuple(load_companions(model, ("pose",))))
-    assert backend.graph.output_names == ["logits", "prior_attention", "readout.age", "readout.expression",
-                                          "readout.face_landmarks", "companion.pose"]
+    assert backend.graph.all_output_names == ["logits", "prior_attention", "readout.age", "readout.expression",
+                                              "readout.face_landmarks", "companion.pose"]
+    # the landmark net runs first, on its own crop; its points place the others
+    assert backend.graph.stage_one_names == ["readout.face_landmarks", "companion.pose"]
+    geometry = FaceGeometry.of_canonical_crops(2)
     inputs = faces(THREADS)
-    sequential = [backend(pixel_values) for pixel_values in inputs]
+    sequential = [backend(pixel_values, geometry) for pixel_values in inputs]
     assert not np.array_equal(sequential[0]["readout.age"], sequential[1]["readout.age"])
-    for index, results in enumerate(run_in_threads(backend, inputs, ITERATIONS)):
+    for index, results in enumerate(run_in_threads(lambda pixel_values: backend(pixel_values, geometry), inputs,
+                                                    ITERATIONS)):
         for result in results:
             assert result.keys() == sequential[index].keys()
             for name, value in result.items():
@@ -58,8 +65,12 @@ def detected_faces(source: str, boxes: np.ndarray) -> DetectedFaces:
             for frame in range(count)]
     crops = np.stack([np.random.default_rng(frame).integers(0, 255, (112, 112, 3), dtype=np.uint8)
                       for frame in range(count)])
+    geometry = FaceGeometry.of_canonical_crops(count)  # five points where a canonical crop puts them
+    detections[:, 5:] = geometry.points.reshape(count, 10)
+    canonical = np.stack([np.random.default_rng(frame).integers(0, 255, (CANONICAL_CROP_SIZE,) * 2 + (3,),
+                                                                dtype=np.uint8) for frame in range(count)])
     return DetectedFaces(rows, np.arange(count), detections, crops, [(source, 1)] * count,
-                         np.full((count, 2), 640.0))
+                         np.full((count, 2), 640.0), canonical)
 
 
 def test_thread_sessions_of_one_analyzer_keep_their_own_tracks(model):

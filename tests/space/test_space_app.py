@@ -273,6 +273,6 @@ def test_space_reference_reads_the_models_detection_and_refuses_other_crop_sizes
     np.testing.assert_array_equal(reference["box_x0"], space.analyzer.predict(detected)["box_x0"])
     assert reference.filter(like="pretrained_expression_prob_").idxmax(axis=1).iloc[0].endswith("happy")
     small = DetectedFaces([], np.zeros(0, np.int64), np.zeros((0, 15), np.float32), np.zeros((0, 32, 32, 3), np.uint8),
-                          [], np.zeros((0, 2)))
+                          [], np.zeros((0, 2)), np.zeros((0, 320, 320, 3), np.uint8))
     with pytest.raises(ValueError, match=r"detected: faces aligned to \(32, 32\), this model takes 112x112 crops"):
         space.reference.predict(small)

@@ -1,9 +1,12 @@
 """The graph `etfuser_hf.analyze` runs on batches of aligned faces, and its two backends.
 
-`AnalysisGraph` runs every prior once, keeps both the tokens ET-Fuser fuses and the prior's own output (its "readout":
-age bins, expression scores, 68 landmarks), and feeds the tokens to the fused model as `prior_features`, so nothing
-runs twice. The torch backend calls it directly; the ONNX backend exports it once per model folder (cached under
-`<cache>/analysis_onnx/<hash of the folder>.onnx`) and runs it with onnxruntime; with `int8=True` ("onnx-int8") it
+The analysis runs on loose canonical crops in two stages (`crops.py`): `LandmarkStage`, face-api's landmark net on
+its own crop, whose points place the crops that read them, then `AnalysisGraph`, which cuts every other network's crop
+(`prior_crops`), runs every prior once, keeps both the tokens ET-Fuser fuses and the prior's own output (its
+"readout": age bins, expression scores; the landmark net's comes from the first stage), and feeds the tokens to the
+fused model as `prior_features`, so nothing runs twice. The torch backend calls both directly; the ONNX backend
+exports them once per model folder (cached under `<cache>/analysis_onnx/<hash of the folder>.onnx`, the first stage
+beside it as `<hash>.landmarks.onnx`) and runs them with onnxruntime; with `int8=True` ("onnx-int8") it
 runs a copy whose nets of `INT8_MODEL_TYPES` are quantised to int8 (onnxruntime's static QDQ quantisation,
 calibrated on SYNTHETIC faces from `data.synthetic_faces`, never on evaluation faces), cached beside it.
 """
@@ -20,9 +23,11 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..models.configuration_etfuser import EncoderSpec
-from ..models.encoders import prepare_encoder_inputs
+from ..models.input_checks import BACKBONE_CROP_KEY
+from ..models.encoders import prepare_encoder_inputs, select_feature_tokens
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.fetch import default_cache_dir
+from .crops import CANONICAL_CROP_SIZE, LANDMARK_MODEL_TYPE, CropPlan, FaceGeometry
 from .extras import Companion
 
 # Prior model types whose own output the table reports, and what that output is.
@@ -32,7 +37,7 @@ READOUT_KINDS = {
     "etfuser_faceapi_landmarks": "landmarks",
 }
 # Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
-GRAPH_VERSION = "2"
+GRAPH_VERSION = "3"  # 3: canonical crops in, every network cut to its own crop (issue 32); two stages
 
 # Nets the int8 backend quantises, by model type. Each net quantised alone (then per-channel int8 weights, uint8
 # activations, min-max calibration on 32 synthetic faces), against fp32 on 64 held-out synthetic faces (seed 5000),
@@ -42,7 +47,7 @@ GRAPH_VERSION = "2"
 # gender net (96.9 %). MTCNN stays fp32 too.
 INT8_MODEL_TYPES = ("etfuser_faceapi_recognition",)
 # Bump when the quantisation recipe changes: it names the cached int8 copy.
-INT8_VERSION = "2"
+INT8_VERSION = "3"  # 3: calibrated on canonical crops (issue 32)
 CALIBRATION_FACES = 32
 CALIBRATION_SEED = 1000  # synthetic faces; the evaluation in tests/analysis uses other seeds
 
@@ -53,10 +58,61 @@ def readout_priors(model: ETFuserForImageClassification) -> dict[str, str]:
             if prior.config.model_type in READOUT_KINDS}
 
 
+class LandmarkStage(nn.Module):
+    """The first stage: face-api's landmark net on its own crop. `(pixel_values (batch, 3, S, S), affines (batch, 2,
+    3))` -> `(logits (batch, 136),)`, plus its fusion tokens `(batch, n, d)` where it is one of the fused priors."""
+
+    def __init__(self, prior: nn.Module, spec: EncoderSpec, fused: bool):
+        super().__init__()
+        self.prior, self.spec, self.fused = prior, spec, fused
+
+    @property
+    def output_names(self) -> list[str]:
+        return ["logits", "features"] if self.fused else ["logits"]
+
+    def forward(self, pixel_values: torch.Tensor, affines: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        outputs = self.prior(pixel_values=prepare_encoder_inputs(pixel_values, self.spec, affines), return_dict=True)
+        if self.fused:
+            return outputs.logits, select_feature_tokens(outputs, self.spec, "landmark stage")
+        return (outputs.logits,)
+
+
+def whole_input_affines(sizes: list[tuple[int, int]], batch: int, size: int) -> torch.Tensor:
+    """(batch, len(sizes), 2, 3) affines cutting the whole `size` x `size` input, resized, as each (height, width)."""
+    affines = torch.zeros(batch, len(sizes), 2, 3)
+    for index, (height, width) in enumerate(sizes):
+        affines[:, index, 0, 0], affines[:, index, 1, 1] = width / size, height / size
+    return affines
+
+
+def _landmark_net(model: ETFuserForImageClassification, companions: tuple[Companion, ...],
+                  needs_landmarks: bool) -> tuple[str | None, LandmarkStage | None]:
+    """(its name among the networks, the stage) of the landmark net the analysis runs first: the fused prior, else
+    the pose companion's net, else (where a crop rule reads 68 landmarks) the converted face-api net on its own."""
+    for name, prior in model.etfuser.priors.items():
+        if prior.config.model_type == LANDMARK_MODEL_TYPE:
+            return name, LandmarkStage(prior, model.config.priors[name], fused=True)
+    for companion in companions:
+        if companion.prior is not None and companion.config.model_type == LANDMARK_MODEL_TYPE:
+            return f"companion.{companion.extra}", LandmarkStage(companion.prior, EncoderSpec(config=companion.config),
+                                                                 fused=False)
+    if not needs_landmarks:
+        return None, None
+    from transformers import AutoModel
+
+    from ..priors.convert_face_priors import ensure_face_priors
+
+    prior = AutoModel.from_pretrained(ensure_face_priors(names=["face_landmarks"])["face_landmarks"],
+                                      dtype=torch.float32).eval()
+    return "locator", LandmarkStage(prior, EncoderSpec(config=prior.config), fused=False)
+
+
 class AnalysisGraph(nn.Module):
-    """`pixel_values (batch, 3, S, S)` RGB in [0, 1] -> `(logits (batch, num_labels), prior_attention (batch,
-    num_priors) when the model fuses priors, then one readout per `readout_priors` entry and one per companion (see
-    `extras.py`): that prior's raw `logits`)`, named as `output_names`."""
+    """The second stage: `(pixel_values (batch, 3, S, S) canonical crops in [0, 1], crop_affines (batch,
+    len(plan.networks), 2, 3), landmark_features (batch, n, d) when the landmark net is a fused prior)` -> `(logits
+    (batch, num_labels), prior_attention (batch, num_priors) when the model fuses priors, then one readout per
+    `readout_priors` entry and one per companion (see `extras.py`): that prior's raw `logits`)`, named as
+    `output_names`, leaving out what `landmark_stage` (run first, `stage_one_names`) gives."""
 
     def __init__(self, model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()):
         super().__init__()
@@ -67,43 +123,133 @@ class AnalysisGraph(nn.Module):
         self.companion_priors = nn.ModuleDict({c.extra: c.prior for c in self.companions if c.prior is not None})
         self.companion_specs = {c.extra: EncoderSpec(config=c.prior.config) for c in self.companions
                                 if c.prior is not None}
+        needs_landmarks = CropPlan.for_graph(model, self.companions).needs_landmarks
+        self.landmark_name, self.landmark_stage = _landmark_net(model, self.companions, needs_landmarks)
+        landmark_config = self.landmark_stage.spec.config if self.landmark_stage is not None else None
+        self.plan = CropPlan.for_graph(model, self.companions, landmark_config, first=self.landmark_name)
+        # outputs of the first stage: the landmark net's readout and the companions that read it
+        self.stage_one_names = [f"readout.{name}" for name in self.readouts if name == self.landmark_name] + [
+            f"companion.{c.extra}" for c in self.companions
+            if self.landmark_name in (c.fused_name, f"companion.{c.extra}")]
 
     @property
-    def output_names(self) -> list[str]:
+    def all_output_names(self) -> list[str]:
+        """Every output of the analysis, in table order (both stages)."""
         return (["logits"] + (["prior_attention"] if self.has_attention else [])
                 + [f"readout.{name}" for name in self.readouts]
                 + [f"companion.{companion.extra}" for companion in self.companions])
 
-    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    @property
+    def output_names(self) -> list[str]:
+        return [name for name in self.all_output_names if name not in self.stage_one_names]
+
+    @property
+    def input_names(self) -> list[str]:
+        fused = self.landmark_stage is not None and self.landmark_stage.fused
+        return ["pixel_values", "crop_affines"] + (["landmark_features"] if fused else [])
+
+    def forward(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor,
+                landmark_features: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        crops = {name: crop_affines[:, index] for index, name in enumerate(self.plan.networks)}
+        model_crops = {name: affines for name, affines in crops.items() if not name.startswith("companion.")}
         # each prior runs once, for its fusion tokens and its own head; the readouts come back with the call's
         # features, so threads sharing one model never see each other's
-        features, prior_outputs = self.model.etfuser.extract_prior_features(pixel_values, return_prior_outputs=True)
-        outputs = self.model(pixel_values=pixel_values, prior_features=features or None,
+        names = [name for name in self.model.etfuser.priors if name != self.landmark_name]
+        features, prior_outputs = self.model.etfuser.extract_prior_features(
+            pixel_values, return_prior_outputs=True, prior_crops=model_crops, names=names)
+        if landmark_features is not None:
+            features[self.landmark_name] = landmark_features
+        outputs = self.model(pixel_values=pixel_values, prior_features=features or None, prior_crops=model_crops,
                              output_attentions=self.has_attention, return_dict=True)
         head = (outputs.logits,) + ((outputs.prior_attention,) if self.has_attention else ())
-        readouts = tuple(prior_outputs[name].logits for name in self.readouts)
-        return head + readouts + tuple(self._companion_logits(companion, pixel_values, prior_outputs)
-                                       for companion in self.companions)
+        readouts = tuple(prior_outputs[name].logits for name in self.readouts if name != self.landmark_name)
+        return head + readouts + tuple(self._companion_logits(companion, pixel_values, crops, prior_outputs)
+                                       for companion in self.companions
+                                       if f"companion.{companion.extra}" not in self.stage_one_names)
 
-    def _companion_logits(self, companion: Companion, pixel_values: torch.Tensor,
+    def network_sizes(self) -> list[tuple[int, int]]:
+        """(height, width) of each network's input, in `plan.networks` order."""
+        sizes = []
+        for name in self.plan.networks:
+            if name.startswith("companion."):
+                spec = self.companion_specs[name.split(".", 1)[1]]
+            else:
+                spec = self.model.config.backbone if name == BACKBONE_CROP_KEY else self.model.config.priors[name]
+            sizes.append(tuple(spec.image_size))
+        return sizes
+
+    def example_inputs(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every graph input for `pixel_values` (batch, 3, S, S), each network's crop the whole input resized (the
+        export's example, the int8 calibration's faces); both stages' inputs, the landmark net's under `landmarks.`."""
+        batch, size = pixel_values.shape[0], pixel_values.shape[-1]
+        inputs = {"pixel_values": pixel_values, "crop_affines": whole_input_affines(self.network_sizes(), batch, size)}
+        if self.landmark_stage is not None:
+            affines = whole_input_affines([tuple(self.landmark_stage.spec.image_size)], batch, size)[:, 0]
+            inputs["landmarks.affines"] = affines
+            if self.landmark_stage.fused:
+                with torch.no_grad():
+                    inputs["landmark_features"] = self.landmark_stage(pixel_values, affines)[1]
+        return inputs
+
+    def _companion_logits(self, companion: Companion, pixel_values: torch.Tensor, crops: dict[str, torch.Tensor],
                           prior_outputs: dict[str, ModelOutput]) -> torch.Tensor:
-        """A companion's raw logits: its fused prior's output from this call, or its own net on its own view."""
+        """A companion's raw logits: its fused prior's output from this call, or its own net on its own crop."""
         if companion.fused_name:
             return prior_outputs[companion.fused_name].logits
-        inputs = prepare_encoder_inputs(pixel_values, self.companion_specs[companion.extra])
+        inputs = prepare_encoder_inputs(pixel_values, self.companion_specs[companion.extra],
+                                        crops[f"companion.{companion.extra}"])
         return self.companion_priors[companion.extra](pixel_values=inputs, return_dict=True).logits
 
 
-class TorchBackend:
-    """Runs `AnalysisGraph` in PyTorch under `torch.inference_mode`."""
+class AnalysisBackend:
+    """Runs the two stages on a batch of canonical crops: the landmark net on its crop, its points mapped to the image
+    (`image_landmarks`), every other crop placed (`CropPlan`), then `AnalysisGraph`. Subclasses run the stages."""
+
+    graph: AnalysisGraph
+
+    def __call__(self, pixel_values: np.ndarray, faces: FaceGeometry) -> dict[str, np.ndarray]:
+        """`pixel_values` float32 `(batch, 3, S, S)` canonical crops of `faces` -> output name -> float32 array
+        (batch, ...), `image_landmarks` (batch, 68, 2) image pixels among them where the landmark net ran."""
+        outputs, crop_affines, features = self.first_stage(pixel_values, faces)
+        outputs.update(self.run_graph(pixel_values, crop_affines, features))
+        return outputs
+
+    def first_stage(self, pixel_values: np.ndarray,
+                    faces: FaceGeometry) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
+        """(the first stage's outputs, the second stage's `crop_affines` and `landmark_features` (or None))."""
+        graph, outputs, landmarks, features = self.graph, {}, None, None
+        if graph.landmark_stage is not None:
+            first = self.run_landmarks(pixel_values, graph.plan.landmark_affines(faces))
+            landmarks = graph.plan.landmarks_to_image(first["logits"], faces)
+            outputs = {name: first["logits"] for name in graph.stage_one_names}
+            outputs["image_landmarks"] = landmarks.astype(np.float32)
+            features = first.get("features")
+        return outputs, graph.plan.affines(faces, landmarks), features
+
+    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
+                  landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+
+class TorchBackend(AnalysisBackend):
+    """Runs both stages in PyTorch under `torch.inference_mode`."""
 
     def __init__(self, model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()):
         self.graph = AnalysisGraph(model, companions)
 
-    def __call__(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
-        """`pixel_values` float32 `(batch, 3, S, S)` -> output name -> float32 array (batch, ...)."""
+    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            outputs = self.graph(torch.from_numpy(pixel_values))
+            outputs = self.graph.landmark_stage(torch.from_numpy(pixel_values), torch.from_numpy(affines))
+        return {name: value.float().numpy() for name, value in zip(self.graph.landmark_stage.output_names, outputs)}
+
+    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
+                  landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
+        features = torch.from_numpy(landmark_features) if landmark_features is not None else None
+        with torch.inference_mode():
+            outputs = self.graph(torch.from_numpy(pixel_values), torch.from_numpy(crop_affines), features)
         return {name: value.float().numpy() for name, value in zip(self.graph.output_names, outputs)}
 
 
@@ -124,33 +270,54 @@ def folder_hash(model_dir: str | os.PathLike, companions: tuple[Companion, ...] 
     return digest.hexdigest()[:32]
 
 
+def landmark_onnx_path(path: str | os.PathLike) -> Path:
+    """Where the first stage (the landmark net) of the export at `path` is saved."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.landmarks.onnx")
+
+
+def _save_export(module: nn.Module, inputs: dict[str, torch.Tensor], output_names: list[str], path: Path) -> None:
+    """Exports `module(*inputs.values())` with a dynamic batch axis on every input, written atomically."""
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(module, tuple(inputs.values()), dynamo=True, input_names=list(inputs), verbose=False,
+                                output_names=output_names,
+                                dynamic_shapes=tuple({0: batch} for _ in inputs))
+    # a process killed mid-write must not leave a truncated model in the cache
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    program.save(str(partial))
+    os.replace(partial, path)
+
+
 def export_analysis_onnx(model: ETFuserForImageClassification, output_path: str | os.PathLike, image_size: int,
                          companions: tuple[Companion, ...] = ()) -> Path:
-    """Exports `AnalysisGraph(model, companions)` with a dynamic batch axis to `output_path` (written atomically)."""
+    """Exports `AnalysisGraph(model, companions)` (inputs `input_names`) to `output_path` and its landmark stage, if
+    any, to `landmark_onnx_path(output_path)`, with a dynamic batch axis; `image_size` is the canonical crop's side."""
     graph = AnalysisGraph(model, companions).eval()
     output_path = Path(output_path)
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    example = torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0))
-    program = torch.onnx.export(graph, (example,), dynamo=True, input_names=["pixel_values"], verbose=False,
-                                output_names=graph.output_names,
-                                dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}})
-    # a process killed mid-write must not leave a truncated model in the cache
-    partial = output_path.with_name(f"{output_path.name}.{os.getpid()}.partial")
-    program.save(str(partial))
-    os.replace(partial, output_path)
+    example = graph.example_inputs(torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)))
+    if graph.landmark_stage is not None:
+        _save_export(graph.landmark_stage, {"pixel_values": example["pixel_values"],
+                                            "affines": example["landmarks.affines"]},
+                     graph.landmark_stage.output_names, landmark_onnx_path(output_path))
+    _save_export(graph, {name: example[name] for name in graph.input_names}, graph.output_names, output_path)
     return output_path
 
 
 def cached_onnx_path(model_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
-                     companions: tuple[Companion, ...] = ()) -> Path:
-    return Path(cache_dir or default_cache_dir()) / "analysis_onnx" / f"{folder_hash(model_dir, companions)}.onnx"
+                     companions: tuple[Companion, ...] = (), image_size: int = CANONICAL_CROP_SIZE) -> Path:
+    """Where the export for canonical crops of side `image_size` is cached: the side is part of the name, since the
+    crops' sampling is fixed at export (only the batch axis is dynamic)."""
+    name = f"{folder_hash(model_dir, companions)}-{image_size}px.onnx"
+    return Path(cache_dir or default_cache_dir()) / "analysis_onnx" / name
 
 
-def ensure_analysis_onnx(model: ETFuserForImageClassification, model_dir: str | os.PathLike, image_size: int,
-                         cache_dir: str | os.PathLike | None = None,
+def ensure_analysis_onnx(model: ETFuserForImageClassification, model_dir: str | os.PathLike,
+                         image_size: int = CANONICAL_CROP_SIZE, cache_dir: str | os.PathLike | None = None,
                          companions: tuple[Companion, ...] = ()) -> tuple[Path, bool]:
-    """The cached export of `model` (loaded from `model_dir`) with `companions`, and whether this call wrote it."""
-    path = cached_onnx_path(model_dir, cache_dir, companions)
+    """The cached export of `model` (loaded from `model_dir`) with `companions`, and whether this call wrote it (the
+    landmark stage, written first, is beside it)."""
+    path = cached_onnx_path(model_dir, cache_dir, companions, image_size)
     if path.is_file():
         return path, False
     return export_analysis_onnx(model, path, image_size, companions), True
@@ -164,6 +331,15 @@ def calibration_faces(image_size: int, count: int = CALIBRATION_FACES, seed: int
     return np.stack([np.asarray(face.convert("RGB"), np.float32) / 255 for face in faces]).transpose(0, 3, 1, 2).copy()
 
 
+def as_canonical_crops(faces: np.ndarray, size: int = CANONICAL_CROP_SIZE) -> np.ndarray:
+    """Aligned faces `(n, 3, s, s)` (the ArcFace field, e.g. `calibration_faces(size // 2)`) as canonical crops
+    `(n, 3, size, size)`: centred, their edges continued outwards (the field spans 1 / CANONICAL_CROP_MARGIN of a
+    canonical crop, so `FaceGeometry.of_canonical_crops` describes them)."""
+    pad = (size - faces.shape[-1]) // 2
+    return np.pad(faces, ((0, 0), (0, 0), (pad, size - faces.shape[-1] - pad), (pad, size - faces.shape[-1] - pad)),
+                  mode="edge")
+
+
 def int8_weight_prefixes(model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()) -> list[str]:
     """Name prefixes of the exported weights of the nets to quantise (`INT8_MODEL_TYPES`), fused priors and
     companions alike."""
@@ -174,10 +350,11 @@ def int8_weight_prefixes(model: ETFuserForImageClassification, companions: tuple
 
 
 def quantize_analysis_onnx(fp32_path: str | os.PathLike, output_path: str | os.PathLike, weight_prefixes: list[str],
-                           calibration: np.ndarray) -> Path:
+                           calibration: dict[str, np.ndarray]) -> Path:
     """Writes (atomically) an int8 copy of the exported graph `fp32_path`: the Conv, MatMul and Gemm nodes whose weight
     name starts with one of `weight_prefixes` are quantised (QDQ, per-channel 8-bit weights and activations,
-    calibrated on `calibration` `(faces, 3, S, S)`); every other node stays fp32.
+    calibrated on `calibration`, input name -> `(faces, ...)` array, `pixel_values` among them); every other node
+    stays fp32.
 
     Weights are uint8, like the activations: on x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernel (VPMADDUBSW)
     sums pairs of products in int16 and saturates, and the recognition net's descriptors moved by up to 0.29 there (CI)
@@ -189,8 +366,9 @@ def quantize_analysis_onnx(fp32_path: str | os.PathLike, output_path: str | os.P
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            self.batches = iter([{"pixel_values": calibration[start:start + 8]}
-                                 for start in range(0, len(calibration), 8)])
+            faces = len(calibration["pixel_values"])
+            self.batches = iter([{name: value[start:start + 8] for name, value in calibration.items()}
+                                 for start in range(0, faces, 8)])
 
         def get_next(self):
             return next(self.batches, None)
@@ -217,34 +395,53 @@ def quantize_analysis_onnx(fp32_path: str | os.PathLike, output_path: str | os.P
     return output_path
 
 
-class OnnxBackend:
-    """Runs the exported `AnalysisGraph` with onnxruntime; exports it first when the cache has no copy for this
-    model folder. `int8=True`: runs its int8 copy (`quantize_analysis_onnx`, made once and cached beside it)."""
+class OnnxBackend(AnalysisBackend):
+    """Runs the exported stages with onnxruntime; exports them first when the cache has no copy for this model folder.
+    `int8=True`: runs the second stage's int8 copy (`quantize_analysis_onnx`, made once and cached beside it)."""
 
     def __init__(self, model: ETFuserForImageClassification, model_dir: str | os.PathLike, image_size: int,
                  cache_dir: str | os.PathLike | None = None, companions: tuple[Companion, ...] = (),
                  int8: bool = False):
         import onnxruntime
 
+        self.graph = AnalysisGraph(model, companions).eval()
         self.path, self.exported = ensure_analysis_onnx(model, model_dir, image_size, cache_dir, companions)
-        if int8:
-            quantized = self.path.with_name(f"{self.path.stem}.int8-v{INT8_VERSION}.onnx")
-            if not quantized.is_file():
-                quantize_analysis_onnx(self.path, quantized, int8_weight_prefixes(model, companions),
-                                       calibration_faces(image_size))
-            self.path = quantized
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         # idle onnxruntime threads spin by default, stealing the cores detection needs between two batches
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.landmark_session = None
+        if self.graph.landmark_stage is not None:  # fp32 always, and the calibration's first stage
+            self.landmark_session = onnxruntime.InferenceSession(str(landmark_onnx_path(self.path)), options,
+                                                                 providers=["CPUExecutionProvider"])
+        if int8:
+            quantized = self.path.with_name(f"{self.path.stem}.int8-v{INT8_VERSION}.onnx")
+            if not quantized.is_file():
+                # calibrated on what analyze feeds: canonical crops, each net on its own crop of them
+                faces = as_canonical_crops(calibration_faces(image_size // 2), image_size)
+                _, crop_affines, features = self.first_stage(faces, FaceGeometry.of_canonical_crops(len(faces),
+                                                                                                   image_size))
+                calibration = {"pixel_values": faces, "crop_affines": crop_affines}
+                if features is not None:
+                    calibration["landmark_features"] = features
+                quantize_analysis_onnx(self.path, quantized, int8_weight_prefixes(model, companions), calibration)
+            self.path = quantized
         self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.output_names = [output.name for output in self.session.get_outputs()]
 
-    def __call__(self, pixel_values: np.ndarray) -> dict[str, np.ndarray]:
-        """`pixel_values` float32 `(batch, 3, S, S)` -> output name -> float32 array (batch, ...)."""
-        return dict(zip(self.output_names, self.session.run(None, {"pixel_values": pixel_values})))
+    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
+        outputs = self.landmark_session.run(None, {"pixel_values": pixel_values, "affines": affines})
+        return dict(zip(self.graph.landmark_stage.output_names, outputs))
+
+    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
+                  landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
+        inputs = {"pixel_values": pixel_values, "crop_affines": crop_affines}
+        if landmark_features is not None:
+            inputs["landmark_features"] = landmark_features
+        return dict(zip(self.output_names, self.session.run(None, inputs)))
 
 
-__all__ = ["INT8_MODEL_TYPES", "READOUT_KINDS", "AnalysisGraph", "OnnxBackend", "TorchBackend", "cached_onnx_path",
+__all__ = ["INT8_MODEL_TYPES", "READOUT_KINDS", "AnalysisBackend", "AnalysisGraph", "LandmarkStage", "OnnxBackend",
+           "TorchBackend", "as_canonical_crops", "cached_onnx_path", "landmark_onnx_path", "whole_input_affines",
            "calibration_faces", "ensure_analysis_onnx", "export_analysis_onnx", "folder_hash", "int8_weight_prefixes",
            "quantize_analysis_onnx", "readout_priors"]

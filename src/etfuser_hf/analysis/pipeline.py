@@ -8,7 +8,10 @@ can serve several models with the same crop size.
 Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
 chunks of `batch_size` frames: MTCNN detects the faces of a whole chunk at once (`MTCNN.detect_batch`: each network
 runs once over all frames of the chunk) and aligns them all in one `grid_sample`, then the faces go through the fused
-model in batches of `batch_size`. With `backend="onnx"` MTCNN's networks and the fused graph run under onnxruntime,
+model in batches of `batch_size`. The model is fed each face's loose canonical crop, and every network cuts its own
+crop from it, as its authors' pipeline cut it (`crops.py`: face-api's landmark net first, whose 68 points place the
+dlib chips and the recognition net's square). TODO: the attention figures still run the model on the ArcFace crop
+(no `prior_crops`) and draw on it; mapping each grid through its prior's own crop is left to do. With `backend="onnx"` MTCNN's networks and the fused graph run under onnxruntime,
 otherwise in PyTorch. Bad inputs never abort the run:
 they get a row with `status == "error"` and the reason, and a warning in the log. `table.py` documents the table's
 columns (`table_schema(model)` gives the exact names and dtypes for one model).
@@ -42,6 +45,7 @@ from ..priors.face_detection import (
 )
 from .attention_maps import check_reads_grids, crop_attention, save_frame_figures
 from .backends import OnnxBackend, TorchBackend
+from .crops import CANONICAL_CROP_SIZE, FaceGeometry, cut_canonical_crops
 from .extras import EXTRAS, ExtraColumns, check_extras, load_companions
 from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .memory import bound_heap_growth, release_freed_memory
@@ -83,9 +87,11 @@ class DetectedFaces:
     rows: the meta columns (`META_COLUMNS`) of each table row: one per face, per face-less frame, per failure.
     face_rows: (faces,) the row of each face.
     detections: (faces, 15) float32 box, score and five points in image pixels (`DETECTION_COLUMNS`).
-    crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template.
+    crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template (the attention figures show them).
     frames: (source, number of faces) of each decoded frame, in order (the tracker links faces frame to frame).
     image_sizes: (faces, 2) float64 width and height of each face's image (head pose's camera).
+    canonical: (faces, C, C, 3) uint8 RGB loose canonical crops (`crops.py`), what the model is fed: every network
+        cuts its own crop from them.
     """
 
     rows: list[dict[str, Any]]
@@ -94,6 +100,12 @@ class DetectedFaces:
     crops: np.ndarray
     frames: list[tuple[str, int]]
     image_sizes: np.ndarray
+    canonical: np.ndarray
+
+    def geometry(self) -> FaceGeometry:
+        """The faces' detection as `FaceGeometry` (boxes, five points, image sizes, canonical crop affines)."""
+        return FaceGeometry.from_detections(self.detections[:, :4], self.detections[:, 5:], self.image_sizes[:, ::-1],
+                                            self.canonical.shape[1])
 
 
 class FaceAnalyzer:
@@ -134,7 +146,7 @@ class FaceAnalyzer:
         if backend != "torch":
             if loaded.folder is None:
                 raise ValueError(f"backend: {backend!r} needs model= as a saved folder (its hash keys the export cache).")
-            self.run = OnnxBackend(loaded.model, loaded.folder, crop_size, cache_dir, companions,
+            self.run = OnnxBackend(loaded.model, loaded.folder, CANONICAL_CROP_SIZE, cache_dir, companions,
                                    int8=backend == "onnx-int8")
         else:
             self.run = TorchBackend(loaded.model, companions)
@@ -234,13 +246,16 @@ class FaceAnalyzer:
         good = [item for item in chunk if item.error is None]
         detections = iter(detect_and_align([item.image for item in good], output_size=crop_size,
                                            detector=self.detector, max_faces=self.max_faces) if good else [])
-        rows, face_rows, boxes, crops, frames, sizes = [], [], [], [], [], []
+        found_all = list(detections)
+        canonical = iter(cut_canonical_crops([item.image for item in good], [found.landmarks for found in found_all]))
+        detections = iter(found_all)
+        rows, face_rows, boxes, crops, frames, sizes, loose = [], [], [], [], [], [], []
         for item in chunk:
             meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
             if item.error is not None:
                 rows.append({**meta, "face": -1, "status": "error", "error": item.error})
                 continue
-            found = next(detections)
+            found, canonical_crops = next(detections), next(canonical)
             frames.append((item.source, len(found) if found.found else 0))
             if not found.found:
                 rows.append({**meta, "face": -1, "status": "no_face"})
@@ -250,12 +265,14 @@ class FaceAnalyzer:
                 rows.append({**meta, "face": index, "status": "ok"})
             boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
             crops.append(found.faces)
+            loose.append(canonical_crops)
             sizes += [item.image.shape[1::-1]] * len(found)
         return DetectedFaces(
             rows, np.asarray(face_rows, dtype=np.int64),
             np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
             np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8),
-            frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2))
+            frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
+            np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3), np.uint8))
 
     def predict(self, detected: DetectedFaces) -> pd.DataFrame:
         """The table's rows for faces `detect` found (by this analyzer or another one with the same crop size: one
@@ -264,16 +281,17 @@ class FaceAnalyzer:
             raise ValueError(f"detected: faces aligned to {detected.crops.shape[1:3]}, this model takes "
                              f"{self.table.crop_size}x{self.table.crop_size} crops.")
         outputs: dict[str, np.ndarray] = {}
-        faces = detected.crops
+        faces, geometry = detected.canonical, detected.geometry()
         if len(faces):
             batches = []
             for start in range(0, len(faces), self.batch_size):
-                pixel_values = faces[start:start + self.batch_size].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-                batches.append(self.run(np.ascontiguousarray(pixel_values)))
+                stop = start + self.batch_size
+                pixel_values = faces[start:stop].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+                batches.append(self.run(np.ascontiguousarray(pixel_values), geometry[start:stop]))
             outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
         boxes = detected.detections
-        landmarks = crop_points_to_image(outputs["companion.pose"], boxes[:, 5:].reshape(-1, 5, 2),
-                                         self.table.crop_size) if "companion.pose" in outputs else np.zeros((0, 68, 2))
+        # the landmark net's points, mapped to the image through its own crop (the backend's first stage)
+        landmarks = outputs.get("image_landmarks", np.zeros((0, 68, 2)))
         extras = self.extras.columns(outputs, boxes[:, :4], detected.frames, landmarks, detected.image_sizes)
         return self.table.frame(detected.rows, detected.face_rows, boxes, outputs, extras)
 

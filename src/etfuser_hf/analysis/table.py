@@ -128,13 +128,15 @@ class TableBuilder:
         probabilities = _softmax(logits)
         return probabilities, self.labels[probabilities.argmax(-1)]
 
-    def readout_values(self, name: str, raw: np.ndarray, landmarks5: np.ndarray) -> np.ndarray:
+    def readout_values(self, name: str, raw: np.ndarray, image_landmarks: np.ndarray | None) -> np.ndarray:
+        """A readout's columns from its prior's raw logits; the landmark net's are `image_landmarks` (faces, 68, 2),
+        its points already mapped to the image through its own crop (`AnalysisBackend`)."""
         kind = self.readouts[name]
         if kind == "age":
             return (_softmax(raw.astype(np.float64)) @ self.age_bins[name])[:, None]
         if kind == "expression":
             return _softmax(raw)
-        return crop_points_to_image(raw, landmarks5, self.crop_size).reshape(raw.shape[0], -1)
+        return image_landmarks.reshape(raw.shape[0], -1)
 
     def frame(self, rows: list[dict[str, Any]], face_rows: np.ndarray, detections: np.ndarray,
               outputs: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -158,9 +160,9 @@ class TableBuilder:
         if self.priors:
             blocks.append(([f"attention_{name}" for name in self.priors],
                            outputs["prior_attention"] if len(face_rows) else np.zeros((0, len(self.priors)))))
-        landmarks5 = detections[:, 5:].reshape(-1, 5, 2)
         for name, names in self.readout_columns.items():
-            values = self.readout_values(name, outputs[f"readout.{name}"], landmarks5) if len(face_rows) else \
+            values = self.readout_values(name, outputs[f"readout.{name}"], outputs.get("image_landmarks")) \
+                if len(face_rows) else \
                 np.zeros((0, len(names)))
             blocks.append((names, values))
         for names, values in blocks:

@@ -1,6 +1,6 @@
 """Encoder plumbing shared by ET-Fuser and its auxiliary heads: one `pixel_values` input, a view of it per encoder
-(`prepare_encoder_inputs`), the feature tokens each encoder gives (`select_feature_tokens`, `grid_tokens`), and
-building or loading the encoders themselves."""
+(`prepare_encoder_inputs`: the whole input resized, or the encoder's own crop cut from it), the feature tokens each
+encoder gives (`select_feature_tokens`, `grid_tokens`), and building or loading the encoders themselves."""
 
 from __future__ import annotations
 
@@ -20,11 +20,61 @@ from .configuration_etfuser import EncoderSpec
 from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
 
 
-def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec) -> torch.Tensor:
-    """Turns model inputs (batch, 3, H, W), RGB in [0, 1], into what one encoder was trained on: resized to
-    `spec.image_size`, colour-converted, scaled by `spec.pixel_scale` and normalised. Returns (batch, C, h, w)."""
+# Where a crop is cut from `pixel_values` (`prior_crops`), its side is taken to span about this fraction of the input's
+# side (the loose canonical crop holds the face with room around it): it fixes, from the shapes alone (so traced and
+# exported graphs take the same samples as eager calls), how many samples per crop pixel average away the aliasing of
+# a shrink, like an antialiased resize.
+CROP_SPAN_OF_INPUT = 0.5
+MAX_CROP_SAMPLES = 8
+
+
+def crop_sampling_grid(affines: torch.Tensor, input_size: tuple[int, int], crop_size: tuple[int, int]) -> torch.Tensor:
+    """`grid_sample` grid (N, h, w, 2) of the crops that `affines` (N, 2, 3) cut from an (H, W) input.
+
+    Convention (that of `align_faces` and PIL): an affine maps input pixel coordinates onto crop pixel coordinates,
+    pixel (i, j) covering [i, i + 1) x [j, j + 1) with its centre at (i + 0.5, j + 0.5) in both; sampled with
+    `align_corners=False`. The 2x2 inverse is written out, so exporters need no `linalg.inv`."""
+    (height, width), (crop_height, crop_width) = input_size, crop_size
+    affines = affines.float()
+    a, b, c, d = affines[:, 0, 0], affines[:, 0, 1], affines[:, 1, 0], affines[:, 1, 1]
+    determinant = a * d - b * c
+    linear = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / determinant[:, None, None]
+    offset = -(linear @ affines[:, :, 2:])  # crop -> input: x = linear u + offset
+    # normalised coordinates: input x = (X + 1) W / 2, crop u = (U + 1) w / 2
+    to_input = affines.new_tensor([2.0 / width, 2.0 / height])[:, None]
+    half_crop = affines.new_tensor([crop_width / 2.0, crop_height / 2.0])
+    theta_linear = to_input * linear * half_crop
+    theta_offset = to_input * (linear @ half_crop[:, None] + offset) - 1
+    theta = torch.cat([theta_linear, theta_offset], dim=-1)
+    return F.affine_grid(theta, [affines.shape[0], 1, crop_height, crop_width], align_corners=False)
+
+
+def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
+    """One crop per image: `pixel_values` (batch, C, H, W), `affines` (batch, 2, 3) input -> crop pixel coordinates
+    (`crop_sampling_grid`) -> (batch, C, h, w), bilinear, zeros outside the input.
+
+    A crop that shrinks its face (`CROP_SPAN_OF_INPUT` of the input on `crop_size` pixels) by more than 1.5x averages
+    n x n samples per crop pixel (n the rounded shrink, at most `MAX_CROP_SAMPLES`): a box filter in place of the
+    antialiasing of a resize."""
+    height, width = pixel_values.shape[-2:]
+    shrink = CROP_SPAN_OF_INPUT * min(height, width) / max(crop_size)
+    samples = max(1, min(MAX_CROP_SAMPLES, round(shrink)))
+    # the n x n samples of a crop pixel are the pixels of a crop n times larger: its affine is n times the crop's
+    grid = crop_sampling_grid(affines * samples, (height, width), (crop_size[0] * samples, crop_size[1] * samples))
+    crops = F.grid_sample(pixel_values.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    crops = F.avg_pool2d(crops, samples) if samples > 1 else crops
+    return crops.to(pixel_values.dtype)
+
+
+def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec,
+                           crop_affines: torch.Tensor | None = None) -> torch.Tensor:
+    """Turns model inputs (batch, 3, H, W), RGB in [0, 1], into what one encoder was trained on: its crop, cut by
+    `crop_affines` (batch, 2, 3) (`cut_encoder_crops`) or, without them, the whole input resized to
+    `spec.image_size`; then colour-converted, scaled by `spec.pixel_scale` and normalised. Returns (batch, C, h, w)."""
     height, width = spec.image_size
-    if tuple(pixel_values.shape[-2:]) != (height, width):
+    if crop_affines is not None:
+        pixel_values = cut_encoder_crops(pixel_values, crop_affines, (height, width))
+    elif tuple(pixel_values.shape[-2:]) != (height, width):
         downscale = pixel_values.shape[-2] > height or pixel_values.shape[-1] > width
         # antialiased resampling has no bfloat16 kernel on CPU: resize in float32, keep the caller's dtype
         pixel_values = F.interpolate(

@@ -14,16 +14,23 @@ from transformers.utils.import_utils import is_tracing
 
 from .configuration_etfuser import ETFuserConfig
 
+# The `prior_crops` key of the canonical model's (the backbone's) crop; every other key names a prior.
+BACKBONE_CROP_KEY = "backbone"
+
 # The largest value of a 16-bit pixel: no image encoding reaches past it, and far larger finite values (1e30) overflow
 # the encoders to NaN/inf logits. Values between 1 and this limit only warn (0..255 pixels, say).
 PIXEL_VALUE_LIMIT = 65535.0
 
 
 def check_inputs(
-    config: ETFuserConfig, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None
+    config: ETFuserConfig, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
+    prior_crops: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    """Checks the arguments of `ETFuserModel.forward`: `pixel_values` (batch, 3, H, W) float RGB in [0, 1], and
-    `prior_features` as `extract_prior_features` returns them, of the same batch."""
+    """Checks the arguments of `ETFuserModel.forward`: `pixel_values` (batch, 3, H, W) float RGB in [0, 1],
+    `prior_features` as `extract_prior_features` returns them, of the same batch, and `prior_crops`
+    (`check_prior_crops`)."""
+    if prior_crops is not None:
+        check_prior_crops(config, prior_crops, pixel_values)
     runs_priors = config.fusion_properties.runs_priors
     if prior_features is not None and runs_priors:
         check_prior_features(config, prior_features)
@@ -74,6 +81,48 @@ def check_prior_features(config: ETFuserConfig, prior_features: Mapping[str, tor
         raise ValueError("prior_features: got an empty batch; expected the features of at least one image.")
 
 
+def crop_keys(config: ETFuserConfig) -> list[str]:
+    """The keys `prior_crops` may hold: the fused priors' names, then `BACKBONE_CROP_KEY` where there is a backbone."""
+    priors = list(config.priors) if config.fusion_properties.runs_priors else []
+    return priors + ([BACKBONE_CROP_KEY] if config.backbone is not None else [])
+
+
+def check_prior_crops(config: ETFuserConfig, prior_crops: Mapping[str, torch.Tensor],
+                      pixel_values: torch.Tensor | None) -> None:
+    """`prior_crops`: name (a prior of `config.priors`, or `BACKBONE_CROP_KEY`) -> (batch, 2, 3) float affines
+    mapping `pixel_values` pixel coordinates onto that network's crop, one per image of `pixel_values`, finite and
+    invertible."""
+    if not isinstance(prior_crops, Mapping):
+        raise TypeError(f"prior_crops must be a dict network name -> (batch, 2, 3) affine tensor, got "
+                        f"{type(prior_crops).__name__}.")
+    if pixel_values is None:
+        raise ValueError("prior_crops: the crops are cut from pixel_values, which is None.")
+    if config.priors and BACKBONE_CROP_KEY in config.priors and config.backbone is not None:
+        raise ValueError(f"prior_crops: the prior named {BACKBONE_CROP_KEY!r} is ambiguous with the backbone's crop "
+                         "key; rename the prior.")
+    expected = crop_keys(config)
+    unknown = sorted(set(prior_crops) - set(expected))
+    if unknown:
+        raise ValueError(f"prior_crops: unknown network(s) {unknown}; expected some of {expected}.")
+    tracing = is_tracing(pixel_values)
+    for name, affines in prior_crops.items():
+        if not isinstance(affines, torch.Tensor) or affines.dim() != 3 or tuple(affines.shape[1:]) != (2, 3):
+            got = tuple(affines.shape) if isinstance(affines, torch.Tensor) else type(affines).__name__
+            raise ValueError(f"prior_crops[{name!r}] must have shape (batch, 2, 3) (one image -> crop affine per "
+                             f"image), got {got}.")
+        if not affines.is_floating_point():
+            raise ValueError(f"prior_crops[{name!r}] must be a float tensor, got dtype {affines.dtype}.")
+        if tracing:
+            continue  # symbolic batch sizes and values: checked in eager calls only
+        if affines.shape[0] != pixel_values.shape[0]:
+            raise ValueError(f"prior_crops[{name!r}] holds {affines.shape[0]} affines but pixel_values "
+                             f"{pixel_values.shape[0]} images; expected one per image.")
+        determinant = affines[:, 0, 0] * affines[:, 1, 1] - affines[:, 0, 1] * affines[:, 1, 0]
+        if not (torch.isfinite(affines).all() and (determinant != 0).all()):
+            raise ValueError(f"prior_crops[{name!r}]: expected finite, invertible affines, got NaN, inf or a "
+                             "singular 2x2 part.")
+
+
 def check_pixel_values(pixel_values: torch.Tensor) -> None:
     """Value checks of `pixel_values` (batch, 3, H, W): a non-empty batch of finite values at most
     `PIXEL_VALUE_LIMIT` in magnitude; a `UserWarning` when they reach past 1 (0..255 pixels where RGB in [0, 1] is
@@ -96,4 +145,4 @@ def check_pixel_values(pixel_values: torch.Tensor) -> None:
                       "255, or use ETFuserImageProcessor).", UserWarning, stacklevel=4)
 
 
-__all__ = ["PIXEL_VALUE_LIMIT", "check_inputs", "check_pixel_values", "check_prior_features"]
+__all__ = ["BACKBONE_CROP_KEY", "PIXEL_VALUE_LIMIT", "check_inputs", "check_prior_crops", "crop_keys", "check_pixel_values", "check_prior_features"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -39,7 +39,7 @@ from .encoders import (
     supported_attn_implementation,
 )
 from .fusion_modes import POOLED_FUSION_MODES
-from .input_checks import check_inputs
+from .input_checks import BACKBONE_CROP_KEY, check_inputs, check_prior_crops
 from .losses import compute_task_loss, infer_problem_type, normalized_mean_error
 from .modeling_auxiliary import ETFuserAuxiliaryTasks
 
@@ -666,22 +666,35 @@ class ETFuserModel(ETFuserPreTrainedModel):
         return self
 
     def extract_prior_features(
-        self, pixel_values: torch.Tensor, return_prior_outputs: bool = False
+        self, pixel_values: torch.Tensor, return_prior_outputs: bool = False,
+        prior_crops: Mapping[str, torch.Tensor] | None = None, names: Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], dict[str, ModelOutput]]:
-        """Runs every prior on its own view of `pixel_values` (batch, 3, H, W) in [0, 1].
+        """Runs every prior (or those in `names`) on its own view of `pixel_values` (batch, 3, H, W) in [0, 1]: its
+        crop where `prior_crops` holds its (batch, 2, 3) affine (see `forward`), else the whole input resized.
 
         Returns name -> selected feature tokens (batch, num_output_tokens, feature_dim): what a prior-feature cache
         stores and what `forward(prior_features=...)` accepts. With `return_prior_outputs=True`, also name -> the
         prior's own output (e.g. its `logits`, the readout `analyze` reports), from the same run: `(features,
-        prior_outputs)`.
+        prior_outputs)`. `names` lets a caller run one prior first (face-api's landmarks, whose points place other
+        priors' crops) and the rest after, each once.
         """
         if not isinstance(return_prior_outputs, bool):
             raise TypeError(f"return_prior_outputs: expected a bool, got {type(return_prior_outputs).__name__}.")
+        if names is not None:
+            unknown = [name for name in names if name not in self.priors] if not isinstance(names, str) else [names]
+            if unknown:
+                raise ValueError(f"names: expected a list of prior names from {list(self.priors)}, got {unknown!r}.")
+        if prior_crops is not None:
+            check_prior_crops(self.config, prior_crops, pixel_values)
+        prior_crops = prior_crops or {}
         features, prior_outputs = {}, {}
         for name, prior in self.priors.items():
+            if names is not None and name not in names:
+                continue
             spec = self.config.priors[name]
             with torch.no_grad() if spec.frozen else nullcontext():
-                outputs = prior(pixel_values=prepare_encoder_inputs(pixel_values, spec), return_dict=True)
+                inputs = prepare_encoder_inputs(pixel_values, spec, prior_crops.get(name))
+                outputs = prior(pixel_values=inputs, return_dict=True)
                 features[name] = select_feature_tokens(outputs, spec, f"priors[{name!r}]")
             prior_outputs[name] = outputs
         return (features, prior_outputs) if return_prior_outputs else features
@@ -689,12 +702,13 @@ class ETFuserModel(ETFuserPreTrainedModel):
     def _fuse_priors(
         self, pixel_values: torch.Tensor | None, prior_features: Mapping[str, torch.Tensor] | None,
         output_attentions: bool, canonical_features: torch.Tensor | None = None, ensemble_tokens_only: bool = False,
+        prior_crops: Mapping[str, torch.Tensor] | None = None,
     ) -> ETFuserModelOutput:
         """Prior tokens (and the canonical model's grid tokens, `canonical_features`) -> ensemble-token attention.
         Returns the fusion-side fields of the output (no pooler yet); for `concat_priors`, `ensemble_tokens` holds the
         concatenated priors' MLP output (batch, 1, hidden_size)."""
         if prior_features is None:
-            prior_features = self.extract_prior_features(pixel_values)
+            prior_features = self.extract_prior_features(pixel_values, prior_crops=prior_crops)
         batch_size = next(iter(prior_features.values())).shape[0] if prior_features else pixel_values.shape[0]
         embedded, prior_tokens = self.embeddings(prior_features, batch_size, canonical_features)
         if self.concat_priors is not None:
@@ -712,11 +726,12 @@ class ETFuserModel(ETFuserPreTrainedModel):
         projected = self.ensemble_to_backbone(ensemble)
         return projected * torch.tanh(self.fusion_gate) if self.fusion_gate is not None else projected
 
-    def _run_backbone(self, pixel_values: torch.Tensor, ensemble: torch.Tensor | None) -> ModelOutput:
-        """The canonical task model's outputs on `pixel_values`, with the ensemble token inserted into its token
-        sequence where the mode says so."""
+    def _run_backbone(self, pixel_values: torch.Tensor, ensemble: torch.Tensor | None,
+                      crop_affines: torch.Tensor | None = None) -> ModelOutput:
+        """The canonical task model's outputs on `pixel_values` (its crop where `crop_affines` (batch, 2, 3) are
+        given), with the ensemble token inserted into its token sequence where the mode says so."""
         spec, fusion = self.config.backbone, self.config.fusion_properties
-        backbone_inputs = prepare_encoder_inputs(pixel_values, spec)
+        backbone_inputs = prepare_encoder_inputs(pixel_values, spec, crop_affines)
         with torch.no_grad() if spec.frozen else nullcontext():
             if not fusion.into_token_sequence:
                 return self.backbone(pixel_values=backbone_inputs, return_dict=True)
@@ -746,6 +761,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
         ensemble_tokens_only: bool = False,
+        prior_crops: Mapping[str, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> ETFuserModelOutput | tuple:
         r"""
@@ -753,6 +769,13 @@ class ETFuserModel(ETFuserPreTrainedModel):
             RGB images in [0, 1] (see `ETFuserImageProcessor`); every encoder resizes and normalises its own view.
         prior_features (`dict[str, torch.FloatTensor]`, *optional*):
             Precomputed `extract_prior_features` outputs, e.g. from a feature cache; the priors are then not run.
+        prior_crops (`dict[str, torch.FloatTensor]`, *optional*):
+            Per network (a prior's name, or `"backbone"` for the canonical model), `(batch, 2, 3)` affines mapping
+            `pixel_values` pixel coordinates onto that network's crop of its `image_size`: pixel (i, j) covers
+            [i, i + 1) x [j, j + 1) with its centre at (i + 0.5, j + 0.5) in both, as in `align_faces`
+            (`grid_sample` with `align_corners=False`). Each crop is cut inside the forward before the network's own
+            colour conversion and normalisation, so one `pixel_values` (a loose face crop) gives every network the
+            crop its authors used; a network without an entry sees the whole input resized, as without the argument.
         output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
             `True` returns the fusion-side hidden states (see `ETFuserModelOutput.hidden_states`); an index or a list
             of indices (negative ones count from the end) returns all positions with `None` at the unselected ones.
@@ -774,7 +797,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
         ensemble_tokens_only = ensemble_tokens_only and not (output_attentions or asks_hidden_states)
         captured = self._captured_forward(pixel_values, prior_features, output_attentions=output_attentions,
                                           output_hidden_states=output_hidden_states, return_dict=True,
-                                          ensemble_tokens_only=ensemble_tokens_only)
+                                          ensemble_tokens_only=ensemble_tokens_only, prior_crops=prior_crops)
         fields = {key: value for key, value in captured.items() if not (isinstance(value, tuple) and not value)}
         output = ETFuserModelOutput(**fields)  # the hooks add their fields last: rebuilt in the documented order
         return output if return_dict else output.to_tuple()
@@ -786,25 +809,27 @@ class ETFuserModel(ETFuserPreTrainedModel):
         prior_features: Mapping[str, torch.Tensor] | None,
         output_attentions: bool | None = None,
         ensemble_tokens_only: bool = False,
+        prior_crops: Mapping[str, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> ETFuserModelOutput:
         """The forward, under transformers' output capture (which reads `output_hidden_states`/`output_attentions`
         from the call or the config and adds the captured `hidden_states`/`attentions` to the output)."""
-        check_inputs(self.config, pixel_values, prior_features)
+        check_inputs(self.config, pixel_values, prior_features, prior_crops)
         fusion = self.config.fusion_properties
+        backbone_crop = prior_crops.get(BACKBONE_CROP_KEY) if prior_crops is not None else None
         fused, backbone_outputs, canonical_features = ETFuserModelOutput(), None, None
         if fusion.canonical_tokens:  # the canonical model runs first: its grid tokens are part of the fusion input
-            backbone_outputs = self._run_backbone(pixel_values, None)
+            backbone_outputs = self._run_backbone(pixel_values, None, backbone_crop)
             canonical_features = grid_tokens(backbone_outputs, self.config.backbone, self.config.canonical_grid_size,
                                              "backbone")
         if fusion.runs_priors:
             fused = self._fuse_priors(pixel_values, prior_features, bool(output_attentions), canonical_features,
-                                      ensemble_tokens_only)
+                                      ensemble_tokens_only, prior_crops)
         if self.backbone is None:
             pooled = pool_tokens(fused.ensemble_tokens)
         else:
             if backbone_outputs is None:
-                backbone_outputs = self._run_backbone(pixel_values, fused.ensemble_tokens)
+                backbone_outputs = self._run_backbone(pixel_values, fused.ensemble_tokens, backbone_crop)
             pooled = self._fuse_at_pooled(backbone_outputs, fused.ensemble_tokens)
         return dataclasses.replace(fused, pooler_output=pooled)
 
@@ -856,6 +881,7 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        prior_crops: Mapping[str, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> ETFuserImageClassifierOutput | tuple:
         r"""
@@ -863,6 +889,8 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
             Class ids for single-label classification, multi-hot targets for multi-label, values for regression.
         landmarks (`torch.FloatTensor` of shape `(batch, 68, 2)`, *optional*):
             Landmarks in [0, 1], needed only by the landmark-based auxiliary tasks during training.
+        prior_crops (`dict[str, torch.FloatTensor]`, *optional*):
+            Each network's crop of `pixel_values` as `(batch, 2, 3)` affines (see `ETFuserModel.forward`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.etfuser(
@@ -872,6 +900,7 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
             ensemble_tokens_only=True,
+            prior_crops=prior_crops,
         )
         logits = self.classifier(outputs.pooler_output)
         loss = None
@@ -912,11 +941,14 @@ class ETFuserForLandmarkDetection(ETFuserPreTrainedModel):
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
         return_dict: bool | None = None,
+        prior_crops: Mapping[str, torch.Tensor] | None = None,
         **kwargs: Any,
     ) -> ETFuserLandmarkOutput | tuple:
         r"""
         labels (`torch.FloatTensor` of shape `(batch, num_landmarks, 2)`, *optional*):
             Target (x, y) in [0, 1] image coordinates.
+        prior_crops (`dict[str, torch.FloatTensor]`, *optional*):
+            Each network's crop of `pixel_values` as `(batch, 2, 3)` affines (see `ETFuserModel.forward`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.etfuser(
@@ -926,6 +958,7 @@ class ETFuserForLandmarkDetection(ETFuserPreTrainedModel):
             output_hidden_states=output_hidden_states,
             return_dict=True,
             ensemble_tokens_only=True,
+            prior_crops=prior_crops,
         )
         landmarks = torch.sigmoid(self.landmark_head(outputs.pooler_output)).view(-1, self.config.num_landmarks, 2)
         loss = nme = None

@@ -171,6 +171,7 @@ class ETFuserForMultiTaskFaceAnalysis(ETFuserPreTrainedModel):
         output_attentions: bool | None = None,
         task_token_mask: Mapping[str, float] | None = None,
         return_dict: bool | None = None,
+        prior_crops: Mapping[str, torch.Tensor] | None = None,
         **task_labels: torch.Tensor,
     ) -> ETFuserMultiTaskOutput | tuple:
         r"""
@@ -181,6 +182,8 @@ class ETFuserForMultiTaskFaceAnalysis(ETFuserPreTrainedModel):
             landmark-based auxiliary tasks during training.
         task_token_mask (`dict[str, float]`, *optional*): scales a task's tokens before the cross-task layers
             (0 silences a branch's own token; used to inspect how much the branches inform each other).
+        prior_crops (`dict[str, torch.FloatTensor]`, *optional*): each network's crop of `pixel_values` as
+            `(batch, 2, 3)` affines (see `ETFuserModel.forward`).
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         labels = dict(labels or {})
@@ -198,7 +201,7 @@ class ETFuserForMultiTaskFaceAnalysis(ETFuserPreTrainedModel):
             raise ValueError(f"task_token_mask names unknown tasks {sorted(set(task_token_mask) - set(self.config.tasks))}.")
 
         outputs = self.etfuser(pixel_values, prior_features=prior_features, output_attentions=output_attentions,
-                               return_dict=True)
+                               return_dict=True, prior_crops=prior_crops)
         shared = self.shared_projection(outputs.pooler_output).unsqueeze(1)
         memory = shared if outputs.last_hidden_state is None else torch.cat([outputs.last_hidden_state, shared], dim=1)
         tokens = self.task_tokens.expand(memory.shape[0], -1, -1, -1)

@@ -255,6 +255,39 @@ def arcface_template_affines(landmarks: np.ndarray, size: int = 112) -> np.ndarr
 
 
 # ---------------------------------------------------------------------------------------------------------------------
+# The loose canonical crop every network's crop is cut from
+# ---------------------------------------------------------------------------------------------------------------------
+
+# The canonical crop: the ArcFace template (the five MTCNN points, fitted as `align_faces` fits them) scaled down by
+# CANONICAL_CROP_MARGIN about the crop's centre, so it holds CANONICAL_CROP_MARGIN times the ArcFace crop's field on
+# each side. On frontal faces every converted net's crop lies inside it (fer's box grown by its fixed 10 px, the
+# widest, needs about 1.3x on the faces of `tests/analysis`; 2x leaves room for roll and small faces, whose fixed-pixel
+# fer offsets are relatively larger), and at 320 px one ArcFace field spans 160 px, about as many as face-api's
+# recognition net (150 px over 0.8 of the field, the densest crop) samples, so no crop is cut from a coarser image
+# than its own.
+CANONICAL_CROP_SIZE = 320
+CANONICAL_CROP_MARGIN = 2.0
+
+
+def canonical_crop_affines(points: np.ndarray, size: int = CANONICAL_CROP_SIZE,
+                           margin: float = CANONICAL_CROP_MARGIN) -> np.ndarray:
+    """Image -> canonical crop affines (N, 2, 3) for (N, 5, 2) MTCNN points: the ArcFace template scaled by
+    `size / (112 * margin)` about the centre of a `size` x `size` crop (`CANONICAL_CROP_MARGIN`)."""
+    points = _check_points(points, (5,), "points")
+    if margin <= 0 or size < 16:
+        raise ValueError(f"margin, size: expected margin > 0 and size >= 16, got {margin} and {size}.")
+    template = (ARCFACE_TEMPLATE_112 - 56.0) * (size / (112.0 * margin)) + size / 2.0
+    return invert_affines(similarity_transforms(template, points))
+
+
+def compose_affines(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """`outer` after `inner`, (N, 2, 3) each -> (N, 2, 3): e.g. a net's image -> crop affine after the canonical
+    crop -> image one gives the affine that cuts that net's crop from the canonical crop."""
+    outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    return np.concatenate([outer[..., :2] @ inner[..., :2], outer[..., :2] @ inner[..., 2:] + outer[..., 2:]], -1)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
 # Registry and dispatch
 # ---------------------------------------------------------------------------------------------------------------------
 
@@ -350,11 +383,15 @@ def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antial
 
 
 __all__ = [
+    "CANONICAL_CROP_MARGIN",
+    "CANONICAL_CROP_SIZE",
     "CROP_GEOMETRIES",
     "DLIB_5_FROM_IBUG_68",
     "DLIB_5_POINT_TEMPLATE",
     "CropGeometry",
     "arcface_template_affines",
+    "canonical_crop_affines",
+    "compose_affines",
     "crop_affines",
     "crop_geometry_of",
     "cut_crops",
