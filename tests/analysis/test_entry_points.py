@@ -26,10 +26,11 @@ from etfuser_hf.hub import demo
 from etfuser_hf.hub.cli import main
 from etfuser_hf.priors.fetch import default_cache_dir
 
-LABELS = ["angry", "disgust", "fear", "happy", "sad"]
+# the FER2013 classes: `evaluate` scores by class name, so the model must have every class of the synthetic data
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 HEADS = {
-    "single_label_classification": dict(num_labels=5),
-    "multi_label_classification": dict(num_labels=5),
+    "single_label_classification": dict(num_labels=7),
+    "multi_label_classification": dict(num_labels=7),
     "regression": dict(num_labels=1),
 }
 
