@@ -8,6 +8,7 @@ Beside it: how each `fusion_mode` builds and fuses (fusion_modes.py), the encode
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -26,7 +27,7 @@ from transformers.core_model_loading import WeightRenaming, rename_source_key
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
-from transformers.utils.output_capturing import CompileableContextVar, OutputRecorder, capture_outputs
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_etfuser import PRIOR_SUB_CONFIG_SUFFIX, EncoderSpec, ETFuserConfig
 from .encoders import (
@@ -61,8 +62,11 @@ TOKEN_SEQUENCE_BACKBONES = (
 # forward running in this thread / async context, or None. A context variable, not an attribute or a per-call hook:
 # threads that share one model each insert their own tokens (transformers' output capture works the same way). One
 # hook on the embeddings, registered once, rather than calling each backbone's embeddings and encoder ourselves: the
-# backbones above end their forwards differently (pre/post norms, poolers, SigLIP's attention head).
-_BACKBONE_ENSEMBLE_TOKENS = CompileableContextVar("etfuser_backbone_ensemble_tokens")
+# backbones above end their forwards differently (pre/post norms, poolers, SigLIP's attention head). A plain
+# ContextVar, not transformers' CompileableContextVar: that class belongs to output capture, whose common test
+# (test_capture_outputs_decorator) counts every value set on it as captured outputs.
+_BACKBONE_ENSEMBLE_TOKENS: contextvars.ContextVar = contextvars.ContextVar("etfuser_backbone_ensemble_tokens",
+                                                                           default=None)
 
 
 def _insert_ensemble_tokens(module: nn.Module, args: Any, output: torch.Tensor) -> torch.Tensor | None:
