@@ -11,7 +11,8 @@ from conftest import run_in_threads, tiny_vit_config
 
 from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.analysis.backends import TorchBackend
-from etfuser_hf.analysis.crops import CANONICAL_CROP_SIZE, FaceGeometry
+from etfuser_hf.priors.crop_geometry import CANONICAL_CROP_SIZE
+from etfuser_hf.priors.crop_plan import FaceGeometry
 from etfuser_hf.analysis.extras import load_companions
 from etfuser_hf.analysis.pipeline import DetectedFaces, FaceAnalyzer
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors

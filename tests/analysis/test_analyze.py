@@ -20,7 +20,7 @@ from conftest import REPO_ROOT, free_port, tiny_etfuser_config, tiny_vit_config
 import etfuser_hf
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.analysis.backends import OnnxBackend, landmark_onnx_path
-from etfuser_hf.analysis.crops import CANONICAL_CROP_SIZE
+from etfuser_hf.priors.crop_geometry import CANONICAL_CROP_SIZE
 from etfuser_hf.analysis.media import write_video
 from etfuser_hf.analysis.pipeline import analyze, table_schema
 from etfuser_hf.analysis.report import plot_time_course, read_table, summarize

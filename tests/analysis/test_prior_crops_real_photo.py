@@ -13,7 +13,8 @@ from conftest import tiny_vit_config
 
 from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.analysis.backends import TorchBackend
-from etfuser_hf.analysis.crops import READS_68_LANDMARKS, FaceGeometry, cut_canonical_crops
+from etfuser_hf.analysis.crops import cut_canonical_crops
+from etfuser_hf.priors.crop_plan import READS_68_LANDMARKS, FaceGeometry
 from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.priors import crop_geometry
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors

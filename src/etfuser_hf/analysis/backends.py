@@ -26,8 +26,9 @@ from ..models.configuration_etfuser import EncoderSpec
 from ..models.input_checks import BACKBONE_CROP_KEY
 from ..models.encoders import prepare_encoder_inputs, select_feature_tokens
 from ..models.modeling_etfuser import ETFuserForImageClassification
+from ..priors.crop_geometry import CANONICAL_CROP_SIZE
+from ..priors.crop_plan import LANDMARK_MODEL_TYPE, CropPlan, FaceGeometry
 from ..priors.fetch import default_cache_dir
-from .crops import CANONICAL_CROP_SIZE, LANDMARK_MODEL_TYPE, CropPlan, FaceGeometry
 from .extras import Companion
 
 # Prior model types whose own output the table reports, and what that output is.

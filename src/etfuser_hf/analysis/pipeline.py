@@ -38,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
+from ..priors.crop_geometry import CANONICAL_CROP_SIZE
+from ..priors.crop_plan import FaceGeometry
 from ..priors.face_detection import (
     MTCNN,
     OnnxMTCNN,
@@ -45,7 +47,7 @@ from ..priors.face_detection import (
 )
 from .attention_maps import check_reads_grids, crop_attention, save_frame_figures
 from .backends import OnnxBackend, TorchBackend
-from .crops import CANONICAL_CROP_SIZE, FaceGeometry, cut_canonical_crops
+from .crops import cut_canonical_crops
 from .extras import EXTRAS, ExtraColumns, check_extras, load_companions
 from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .memory import bound_heap_growth, release_freed_memory

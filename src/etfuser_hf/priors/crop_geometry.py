@@ -249,9 +249,15 @@ def arcface_template_affines(landmarks: np.ndarray, size: int = 112) -> np.ndarr
     template -> points similarity (the fit is not symmetric, so it is fitted in that direction)."""
     points = _check_points(landmarks, (5, 68), "landmarks")
     if points.shape[1] == 68:
-        points = np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 30], points[:, 48],
-                           points[:, 54]], axis=1)
+        points = mtcnn_points_from_68(points)
     return invert_affines(similarity_transforms(ARCFACE_TEMPLATE_112 * (size / 112.0), points))
+
+
+def mtcnn_points_from_68(landmarks: np.ndarray) -> np.ndarray:
+    """MTCNN's five points (eye centres, nose tip, mouth corners) among (N, 68, 2) iBUG landmarks -> (N, 5, 2)."""
+    points = _check_points(landmarks, (68,), "landmarks")
+    return np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 30], points[:, 48], points[:, 54]],
+                    axis=1)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -402,4 +408,5 @@ __all__ = [
     "faceapi_landmarks_to_image",
     "fer_box_affines",
     "invert_affines",
+    "mtcnn_points_from_68",
 ]

@@ -1,5 +1,5 @@
 """Batching face datasets for the Trainer: images -> `pixel_values`, label columns -> labels, cached prior columns
--> `prior_features`."""
+-> `prior_features`, the faces' landmarks -> each network's crop (`prior_crops`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import numpy as np
 import torch
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..data.face_crops import face_crops
+from ..priors.crop_plan import CropPlan
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
 from .image_cache import rgb_array
 
@@ -44,20 +46,35 @@ class FaceCollator:
     feature_view: str = ""  # feature_cache.feature_view of the model's prior_feature
 
     problem_type: str = "single_label_classification"  # or "landmarks": labels are the (68, 2) `label_column`
+    # Each network's own crop of the face (`prior_crops`), placed by the (68, 2) landmarks in [0, 1] of the image in
+    # `geometry_column` through the model's `crop_plan` (`CropPlan.for_model`); without either, every network sees
+    # the whole image resized.
+    crop_plan: CropPlan | None = None
+    geometry_column: str | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         batch: dict[str, Any] = self.label_batch(rows)
+        cached = self.cached_columns(rows[0])
         if self.include_pixel_values:
             batch["pixel_values"] = pixel_values([row[self.image_column] for row in rows], self.processor)
+            if self.reads_crops:
+                size = (self.processor.size["height"], self.processor.size["width"])
+                landmarks = np.stack([np.asarray(row[self.geometry_column], np.float64) for row in rows])
+                crops = face_crops(landmarks, self.crop_plan, size, skip=cached)
+                if crops:
+                    batch["prior_crops"] = crops
         if self.include_landmarks:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
-        cached = self.cached_columns(rows[0])
         if cached:
             batch["prior_features"] = {
                 name: torch.tensor(np.stack([np.asarray(row[key], np.float32) for row in rows]))
                 for name, key in cached.items()
             }
         return batch
+
+    @property
+    def reads_crops(self) -> bool:
+        return self.crop_plan is not None and self.geometry_column is not None
 
     def cached_columns(self, column_names: Iterable[str]) -> dict[str, str]:
         """Prior name -> the cached feature column this collator reads (those of its `feature_view`)."""
@@ -75,6 +92,8 @@ class FaceCollator:
         label_columns = self.label_columns()
         arrays = list(self.cached_columns(dataset.column_names).values())
         arrays += [column for column in label_columns if column == "landmarks"]
+        if self.include_pixel_values and self.reads_crops:
+            arrays.append(self.geometry_column)
         columns = [self.image_column] if self.include_pixel_values else []
         columns += [column for column in label_columns if column not in columns] + arrays
         missing = [column for column in columns if column not in dataset.column_names]

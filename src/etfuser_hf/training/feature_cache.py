@@ -26,11 +26,13 @@ import datasets
 import numpy as np
 import torch
 
+from ..data.face_crops import face_crops
 from ..data.face_datasets import load_face_dataset
 from ..data.synthetic_faces import make_synthetic_faces
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
 from ..priors.convert_face_priors import ensure_face_priors
+from ..priors.crop_plan import CropPlan
 from ..priors.fetch import default_cache_dir
 from .recipe import DEFAULT_RECIPE, prior_entries
 from .tasks import DEFAULT_PRIORS
@@ -75,11 +77,14 @@ class PriorFeatureCache:
     of recomputed. A file holds its feature columns only (not the images), so each view costs only its own size."""
 
     def __init__(self, model: ETFuserPreTrainedModel, processor: ETFuserImageProcessor, cache_dir: str | os.PathLike,
-                 batch_size: int = 64, view: str = ""):
+                 batch_size: int = 64, view: str = "", geometry_column: str | None = None):
         self.model, self.processor, self.batch_size, self.view = model, processor, batch_size, view
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.fingerprints = {name: prior_fingerprint(model, name) for name in model.config.priors}
+        # each prior reads its own crop of the face, placed by the rows' landmarks (`collators.face_crops`)
+        self.geometry_column = geometry_column
+        self.crop_plan = CropPlan.for_model(model) if geometry_column is not None else None
 
     def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
@@ -87,6 +92,9 @@ class PriorFeatureCache:
         digest.update(f"feature columns only, view {self.view!r}".encode())
         for image in dataset[image_column]:
             digest.update(image_content_hash(image).encode())
+        if self.crop_plan is not None:
+            digest.update(json.dumps(self.crop_plan.geometries, sort_keys=True, default=str).encode())
+            digest.update(np.asarray(list(dataset[self.geometry_column]), np.float32).tobytes())
         return digest.hexdigest()[:24]
 
     def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
@@ -99,13 +107,18 @@ class PriorFeatureCache:
 
         def extract(batch: dict[str, list]) -> dict[str, list]:
             pixel_values = self.processor(batch[image_column], return_tensors="pt")["pixel_values"]
+            prior_crops = None
+            if self.crop_plan is not None:
+                size = (self.processor.size["height"], self.processor.size["width"])
+                prior_crops = face_crops(np.asarray(batch[self.geometry_column], np.float64), self.crop_plan, size)
             with torch.inference_mode():
-                features = base.extract_prior_features(pixel_values)
+                features = base.extract_prior_features(pixel_values, prior_crops=prior_crops)
             return {feature_column(name, self.view): value.float().numpy() for name, value in features.items()}
 
-        features = dataset.select_columns([image_column]).map(
+        inputs = [image_column] + ([self.geometry_column] if self.crop_plan is not None else [])
+        features = dataset.select_columns(inputs).map(
             extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
-            load_from_cache_file=True, remove_columns=[image_column], desc="prior features (cached)")
+            load_from_cache_file=True, remove_columns=inputs, desc="prior features (cached)")
         stale = [column for column in features.column_names if column in dataset.column_names]
         return datasets.concatenate_datasets([dataset.remove_columns(stale), features], axis=1)
 
@@ -118,9 +131,11 @@ def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np
 
 def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
                          cache_dir: Path, image_size: int,
-                         prior_features: Sequence[Mapping[str, Any]] = ()) -> datasets.DatasetDict:
+                         prior_features: Sequence[Mapping[str, Any]] = (),
+                         geometry_column: str | None = None) -> datasets.DatasetDict:
     """Every selected prior runs once per image and way of reading it: the recipe's, then each of `prior_features`
-    (all tasks share the columns; each model reads its own priors, in its own view)."""
+    (all tasks share the columns; each model reads its own priors, in its own view), each on its own crop of the face
+    where `geometry_column` holds the faces' landmarks (`PriorFeatureCache`)."""
     splits = datasets.DatasetDict(splits)
     views = {feature_view(prior_feature): prior_feature for prior_feature in [None, *prior_features]}
     for view, prior_feature in views.items():
@@ -128,7 +143,7 @@ def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, process
             priors=prior_entries(prior_dirs, list(prior_dirs), prior_feature), backbone=None,
             fusion_mode="priors_only", num_labels=2, image_size=image_size,
             **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
-        cache = PriorFeatureCache(reader, processor, cache_dir / "features", view=view)
+        cache = PriorFeatureCache(reader, processor, cache_dir / "features", view=view, geometry_column=geometry_column)
         splits = datasets.DatasetDict({name: cache(split) for name, split in splits.items()})
     return splits
 

@@ -244,8 +244,11 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     splits, split_record = load_splits(args, tasks)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
+    # the synthetic faces' known landmarks place each network's crop (issue 33 brings an alignment step for datasets)
+    geometry_column = "landmarks" if args.dataset is None else None
     if not args.no_cache:
-        splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size, prior_features)
+        splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size, prior_features,
+                                      geometry_column)
         splits = cache_decoded_images(splits, processor, cache_dir / "images")
     label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
     announce_skipped({task.name: label_names.get(task.name) for task in tasks})
@@ -254,7 +257,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
              **precision_arguments(resolve_precision(args.precision)), disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
-        args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None)
+        args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None, geometry_column)
     return tasks, context, split_record
 
 

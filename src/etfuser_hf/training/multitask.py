@@ -32,7 +32,8 @@ def train_multitask_comparison(first: FaceTask, columns: Sequence[str], seed: in
     torch.manual_seed(seed)
     model = build_etfuser_from_face_priors(context.prior_dirs, task_labels, context.image_size,
                                            canonical=first.canonical)
-    collator = MultiTaskFaceCollator(context.processor, {column: len(names) for column, names in task_labels.items()})
+    collator = MultiTaskFaceCollator(context.processor, {column: len(names) for column, names in task_labels.items()},
+                                     **context.crop_options(model))
     name = "multitask-" + "+".join(columns)
     branches, _ = train_multitask_model(
         name, f"one cross-task ET-Fuser for {', '.join(columns)}", model, context.train_split(seed), splits["validation"],

@@ -15,6 +15,7 @@ import datasets
 import numpy as np
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..priors.crop_plan import CropPlan
 from .collators import FaceCollator
 from .distillation import CanonicalTeacher, Distillation
 from .expression_measures import expression_measures_apply
@@ -45,6 +46,7 @@ class ProtocolContext:
     lora_rank: int | None = None  # LoRA adapters on the canonical model of every row that fine-tunes one
     resume: bool = False  # continue every run from its newest checkpoint, where it has one
     train_size: int | None = None  # --resample-train: images each seed draws from splits["train"], the pool
+    geometry_column: str | None = None  # the faces' (68, 2) landmarks in [0, 1]: each network reads its own crop
 
     def train_split(self, seed: int) -> datasets.Dataset:
         """The training images of a run with model seed `seed`: the training split, or (`train_size`) the seed's own
@@ -61,7 +63,14 @@ class ProtocolContext:
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
                             image_column=image_column, use_cached_features=config.fusion_properties.runs_priors,
                             include_pixel_values=config.backbone is not None, problem_type=task.problem_type,
-                            feature_view=feature_view(prior_feature))
+                            feature_view=feature_view(prior_feature), **self.crop_options(model))
+
+    def crop_options(self, model: Any) -> dict[str, Any]:
+        """The collator options that give each of `model`'s networks its own crop of the face, where the splits say
+        where the faces are (`geometry_column`)."""
+        if self.geometry_column is None:
+            return {}
+        return {"crop_plan": CropPlan.for_model(model), "geometry_column": self.geometry_column}
 
 
 def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
 from ..metrics import make_compute_metrics, make_multitask_compute_metrics
+from ..models.input_checks import BACKBONE_CROP_KEY
 from ..models.modeling_etfuser import ETFuserPreTrainedModel, normalized_mean_error
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .collators import FaceCollator, MultiTaskFaceCollator
@@ -88,7 +89,8 @@ class ETFuserTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if self.teacher is not None and model.training:
-            loss = loss + self.teacher.loss(outputs["logits"], inputs["pixel_values"])
+            crops = (inputs.get("prior_crops") or {}).get(BACKBONE_CROP_KEY)
+            loss = loss + self.teacher.loss(outputs["logits"], inputs["pixel_values"], crops)
         return (loss, outputs) if return_outputs else loss
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:

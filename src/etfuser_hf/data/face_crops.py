@@ -1,0 +1,35 @@
+"""Every network's own crop of a training face: a dataset row's 68 landmarks place, through the model's `CropPlan`,
+the crop each network's authors cut (`priors/crop_geometry.py`), as `prior_crops` affines from the image the model is
+fed. The same rules place them behind MTCNN in `analyze`, so a network reads a face the same way in training and in
+use; the priors' feature cache runs them on the same crops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+
+from ..models.input_checks import BACKBONE_CROP_KEY
+from ..priors.crop_plan import CropPlan, FaceGeometry
+
+
+def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int],
+               skip: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+    """`prior_crops` of a batch: `landmarks` (batch, 68, 2) iBUG points in [0, 1] of each image, the image fed whole
+    at `frame_size` (height, width) -> network name -> (batch, 2, 3) float32 affines onto that network's crop, for
+    every network of `plan` but the priors named in `skip` (read from a feature cache, so they do not run)."""
+    height, width = frame_size
+    landmarks = np.asarray(landmarks, np.float64)
+    if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2) or not np.isfinite(landmarks).all():
+        raise ValueError(f"landmarks: expected finite (batch, 68, 2) points in [0, 1] of the image, got shape "
+                         f"{landmarks.shape}.")
+    points = landmarks * (width, height)
+    faces = FaceGeometry.from_landmarks(points, (height, width), frame_size)
+    skip = set(skip) - {BACKBONE_CROP_KEY}
+    networks = [name for name in plan.networks if name not in skip]
+    return {name: torch.from_numpy(affines) for name, affines in plan.prior_crops(faces, points, networks).items()}
+
+
+__all__ = ["face_crops"]

@@ -1,0 +1,177 @@
+"""Where each network of a model cuts its crop of a face: the faces' geometry in one frame (`FaceGeometry`: the
+detector's boxes, the five points, the image sizes and the frame the model is fed) and, per network, the rule its
+authors used (`CropPlan`, from each network's `crop_geometry`). `analyze` builds the geometry from MTCNN's detections
+and feeds a loose canonical crop; training builds it from the landmarks a dataset gives (`FaceGeometry.from_landmarks`)
+and feeds the training image itself. Either way `CropPlan.affines` gives the `prior_crops` of the forward, so a
+network sees the same crop of a face in training and in use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..models.input_checks import BACKBONE_CROP_KEY
+from .crop_geometry import (
+    CANONICAL_CROP_MARGIN,
+    CANONICAL_CROP_SIZE,
+    canonical_crop_affines,
+    compose_affines,
+    crop_affines,
+    crop_geometry_of,
+    faceapi_landmarks_to_image,
+    invert_affines,
+    mtcnn_points_from_68,
+)
+from .face_detection import ARCFACE_TEMPLATE_112
+
+# The model type of face-api's 68-landmark net: its points place the crops of the rules below.
+LANDMARK_MODEL_TYPE = "etfuser_faceapi_landmarks"
+READS_68_LANDMARKS = ("dlib_chip", "faceapi_aligned_box")
+
+# Where MTCNN puts its box around a face's 68 landmarks, as fractions of their bounding box's width and height added
+# to its left, top, right and bottom: the medians over the 257 of 300 synthetic faces (seed 99, 112 px) that MTCNN
+# finds once, interquartile ranges 0.05 (x) and 0.11 (y). Two rules read the detector's box (face-api's landmark
+# crop, fer's box): a face known by its landmarks alone (the synthetic faces, a dataset's annotation) gets the box the
+# detector would most likely have drawn, so those networks see in training the crop they see behind MTCNN in use.
+DETECTOR_BOX_FROM_LANDMARKS = (0.038, -0.342, -0.061, -0.048)
+
+
+def detector_boxes_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
+    """(N, 68, 2) landmarks in image pixels -> (N, 4) x1, y1, x2, y2: MTCNN's likely box (`DETECTOR_BOX_FROM_LANDMARKS`)."""
+    landmarks = np.asarray(landmarks, np.float64)
+    low, high = landmarks.min(axis=1), landmarks.max(axis=1)
+    extent = np.concatenate([high - low, high - low], axis=-1)
+    return np.concatenate([low, high], axis=-1) + extent * np.asarray(DETECTOR_BOX_FROM_LANDMARKS)
+
+
+@dataclass(frozen=True)
+class FaceGeometry:
+    """What detection found for a batch of faces, all in image pixels.
+
+    boxes: (faces, 4) x1, y1, x2, y2; points: (faces, 5, 2) MTCNN's five points; image_sizes: (faces, 2) height and
+    width of each face's image; canonical: (faces, 2, 3) image -> canonical crop affines.
+    """
+
+    boxes: np.ndarray
+    points: np.ndarray
+    image_sizes: np.ndarray
+    canonical: np.ndarray
+
+    @classmethod
+    def from_detections(cls, boxes: np.ndarray, points: np.ndarray, image_sizes: np.ndarray,
+                        size: int = CANONICAL_CROP_SIZE) -> FaceGeometry:
+        boxes, points = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(points, np.float64).reshape(-1, 5, 2)
+        canonical = canonical_crop_affines(points, size) if len(points) else np.zeros((0, 2, 3))
+        return cls(boxes, points, np.asarray(image_sizes, np.float64).reshape(-1, 2), canonical)
+
+    @classmethod
+    def from_landmarks(cls, landmarks: np.ndarray, image_sizes: np.ndarray, frame_size: tuple[int, int]
+                       ) -> FaceGeometry:
+        """Faces known by their 68 iBUG landmarks (N, 68, 2) in image pixels, each in an image of `image_sizes`
+        (N, 2) height and width, fed to the model as the whole image resized to `frame_size` (height, width): MTCNN's
+        five points taken from the landmarks, its box from `detector_boxes_from_landmarks`."""
+        landmarks = np.asarray(landmarks, np.float64)
+        if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2):
+            raise ValueError(f"landmarks: expected shape (faces, 68, 2), got {landmarks.shape}.")
+        sizes = np.broadcast_to(np.asarray(image_sizes, np.float64), (len(landmarks), 2))
+        to_frame = np.zeros((len(landmarks), 2, 3))
+        to_frame[:, 0, 0], to_frame[:, 1, 1] = frame_size[1] / sizes[:, 1], frame_size[0] / sizes[:, 0]
+        return cls(detector_boxes_from_landmarks(landmarks), mtcnn_points_from_68(landmarks), sizes.copy(), to_frame)
+
+    @classmethod
+    def of_canonical_crops(cls, count: int, size: int = CANONICAL_CROP_SIZE) -> FaceGeometry:
+        """`count` faces whose photo is their canonical crop itself (`size` x `size`, e.g. synthetic faces rendered
+        aligned, or a test's inputs): the five points on the crop's template and, as the detector's box, the square
+        the ArcFace crop covers in it."""
+        template = (ARCFACE_TEMPLATE_112 - 56.0) * (size / (112.0 * CANONICAL_CROP_MARGIN)) + size / 2.0
+        half = size / (2 * CANONICAL_CROP_MARGIN)
+        box = np.array([size / 2 - half, size / 2 - half, size / 2 + half, size / 2 + half])
+        return cls.from_detections(np.tile(box, (count, 1)), np.tile(template, (count, 1, 1)),
+                                   np.tile([size, size], (count, 1)), size)
+
+    def __getitem__(self, index: slice) -> FaceGeometry:
+        return FaceGeometry(self.boxes[index], self.points[index], self.image_sizes[index], self.canonical[index])
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+    def in_canonical(self, image_affines: np.ndarray) -> np.ndarray:
+        """Image -> crop affines (faces, 2, 3) as canonical crop -> crop ones, float32 (what `prior_crops` takes)."""
+        return compose_affines(image_affines, invert_affines(self.canonical)).astype(np.float32)
+
+
+class CropPlan:
+    """Where each network of one analysis graph cuts its crop: `networks` (the `prior_crops` names of the fused
+    model's priors and backbone, then `companion.<extra>` for each companion with a net of its own) and their
+    `crop_geometry`; `landmark_size` the landmark net's input side, or None when no rule needs its points."""
+
+    def __init__(self, geometries: dict[str, dict], landmark_geometry: dict | None):
+        self.geometries = geometries
+        self.networks = list(geometries)
+        self.landmark_geometry = landmark_geometry
+
+    @classmethod
+    def for_graph(cls, model, companions, landmark_config=None, first: str | None = None) -> CropPlan:
+        """The plan of `AnalysisGraph(model, companions)`: `landmark_config` is the config of the landmark net it
+        runs first (None: none), and `first` that net's name among the networks (kept out of the second stage)."""
+        geometries = {}
+        if model.config.fusion_properties.runs_priors:
+            geometries.update({name: crop_geometry_of(prior.config) for name, prior in model.etfuser.priors.items()})
+        if model.config.backbone is not None:
+            geometries[BACKBONE_CROP_KEY] = crop_geometry_of(model.config.backbone.config)
+        for companion in companions:
+            if companion.prior is not None:
+                geometries[f"companion.{companion.extra}"] = crop_geometry_of(companion.config)
+        geometries.pop(first, None)
+        landmark = crop_geometry_of(landmark_config) if landmark_config is not None else None
+        return cls(geometries, landmark)
+
+    @classmethod
+    def for_model(cls, model) -> CropPlan:
+        """The plan of `model`'s own networks (its priors, where it runs them, and its backbone): what training feeds."""
+        return cls.for_graph(model, ())
+
+    @property
+    def needs_landmarks(self) -> bool:
+        return any(geometry["name"] in READS_68_LANDMARKS for geometry in self.geometries.values())
+
+    def landmark_affines(self, faces: FaceGeometry) -> np.ndarray:
+        """(faces, 2, 3) canonical crop -> landmark-net crop affines, float32."""
+        return faces.in_canonical(crop_affines(self.landmark_geometry, boxes=faces.boxes,
+                                               image_sizes=faces.image_sizes))
+
+    def landmarks_to_image(self, logits: np.ndarray, faces: FaceGeometry) -> np.ndarray:
+        """The landmark net's raw `logits` (faces, 136) -> (faces, 68, 2) image pixels, through its own crop."""
+        points = np.asarray(logits, np.float64).reshape(len(faces), 68, 2)
+        return faceapi_landmarks_to_image(points, faces.boxes, faces.image_sizes) if len(faces) else points
+
+    def affines(self, faces: FaceGeometry, landmarks: np.ndarray | None) -> np.ndarray:
+        """(faces, len(networks), 2, 3) canonical crop -> network crop affines, float32, in `networks` order;
+        `landmarks` (faces, 68, 2) image pixels, needed where a rule reads them."""
+        stacked = np.zeros((len(faces), len(self.networks), 2, 3), np.float32)
+        if not len(faces):
+            return stacked
+        for index, geometry in enumerate(self.geometries.values()):
+            reads_68 = geometry["name"] in READS_68_LANDMARKS
+            if reads_68 and landmarks is None:
+                raise ValueError(f"landmarks: crop geometry {geometry['name']!r} reads face-api's 68 landmarks, "
+                                 "got None.")
+            image_affines = crop_affines(geometry, landmarks=landmarks if reads_68 else faces.points,
+                                         boxes=faces.boxes, image_sizes=faces.image_sizes)
+            stacked[:, index] = faces.in_canonical(image_affines)
+        return stacked
+
+    def prior_crops(self, faces: FaceGeometry, landmarks: np.ndarray | None,
+                    networks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """`affines` as the forward's `prior_crops`: network name -> (faces, 2, 3) float32, for `networks` (default:
+        all of this plan's)."""
+        stacked = self.affines(faces, landmarks)
+        wanted = self.networks if networks is None else networks
+        return {name: stacked[:, index] for index, name in enumerate(self.networks) if name in wanted}
+
+
+__all__ = ["DETECTOR_BOX_FROM_LANDMARKS", "LANDMARK_MODEL_TYPE", "READS_68_LANDMARKS", "CropPlan", "FaceGeometry",
+           "detector_boxes_from_landmarks"]

@@ -1,0 +1,175 @@
+"""Training feeds every network its own crop of the face (issue 32, item 3): the synthetic faces' known landmarks place,
+through the model's `CropPlan`, the crop each network's authors cut, in the collator's batches (online priors and the
+canonical model), in the prior-feature cache and in the distillation teacher; the same rules `analyze` applies behind
+MTCNN."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+from etfuser_hf.data.face_crops import face_crops
+from etfuser_hf.data.synthetic_faces import EXPRESSIONS, make_synthetic_faces
+from etfuser_hf.models.encoders import prepare_encoder_inputs
+from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
+from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.crop_geometry import crop_affines, crop_geometry_of, cut_crops
+from etfuser_hf.priors.crop_plan import (
+    READS_68_LANDMARKS,
+    CropPlan,
+    FaceGeometry,
+    detector_boxes_from_landmarks,
+)
+from etfuser_hf.priors.face_detection import detect_and_align
+from etfuser_hf.training.collators import FaceCollator
+from etfuser_hf.training.distillation import CanonicalTeacher, Distillation
+from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column
+
+PRIORS = ("face_recognition", "face_landmarks", "age")
+SIZE = 112
+
+
+@pytest.fixture(scope="module")
+def prior_dirs():
+    return ensure_face_priors(names=PRIORS + ("expression", "mtcnn"))
+
+
+@pytest.fixture(scope="module")
+def model(prior_dirs):
+    """ET-Fuser over three real priors with the real FER net as canonical model (its crop: fer's box)."""
+    torch.manual_seed(0)
+    return ETFuserForImageClassification.from_priors_pretrained(
+        priors={name: prior_dirs[name] for name in PRIORS}, backbone=prior_dirs["expression"], image_size=SIZE,
+        fusion_mode="add_to_pooled", hidden_size=32, num_attention_heads=4, intermediate_size=64,
+        num_labels=7).eval()
+
+
+@pytest.fixture(scope="module")
+def faces():
+    return make_synthetic_faces(4, SIZE, seed=3)
+
+
+@pytest.fixture(scope="module")
+def processor():
+    return ETFuserImageProcessor(size={"height": SIZE, "width": SIZE})
+
+
+def rows_of(faces) -> list[dict]:
+    return [faces[index] for index in range(len(faces))]
+
+
+def expected_crop(model, name: str, image: torch.Tensor, landmarks: np.ndarray) -> torch.Tensor:
+    """Network `name`'s crop of one face, cut from the image by its crop rule on the face's own landmarks (pixels)."""
+    config = model.config.backbone.config if name == BACKBONE_CROP_KEY else model.etfuser.priors[name].config
+    geometry = crop_geometry_of(config)
+    box = detector_boxes_from_landmarks(landmarks[None])
+    five = FaceGeometry.from_landmarks(landmarks[None], (SIZE, SIZE), (SIZE, SIZE)).points
+    affines = crop_affines(geometry, landmarks=landmarks[None] if geometry["name"] in READS_68_LANDMARKS else five,
+                           boxes=box, image_sizes=(SIZE, SIZE))
+    spec = model.config.backbone if name == BACKBONE_CROP_KEY else model.config.priors[name]
+    return cut_crops(image[None], affines, spec.image_size[0])
+
+
+def test_collator_gives_every_network_its_own_crop_of_the_training_face(model, faces, processor):
+    collator = FaceCollator(processor, "expression", 7, crop_plan=CropPlan.for_model(model),
+                            geometry_column="landmarks")
+    batch = collator(rows_of(faces))
+    crops = batch["prior_crops"]
+    assert set(crops) == {*PRIORS, BACKBONE_CROP_KEY}
+    assert all(affines.shape == (len(faces), 2, 3) and affines.dtype == torch.float32 for affines in crops.values())
+    # what each network reads in the forward is its rule's crop of the face, not the whole image resized
+    landmarks = np.asarray(faces[0]["landmarks"], np.float64) * SIZE
+    for name in crops:
+        spec = model.config.backbone if name == BACKBONE_CROP_KEY else model.config.priors[name]
+        fed = prepare_encoder_inputs(batch["pixel_values"][:1], spec, crops[name][:1])
+        expected = prepare_encoder_inputs(expected_crop(model, name, batch["pixel_values"][0], landmarks), spec)
+        torch.testing.assert_close(fed, expected, atol=2e-3, rtol=0)
+        whole = prepare_encoder_inputs(batch["pixel_values"][:1], spec)
+        assert (fed - whole).abs().mean() > 0.02, f"{name} reads the whole image"
+    # different rules, different crops: the dlib chip is not face-api's recognition square
+    assert not torch.allclose(crops["age"], crops["face_recognition"])
+
+
+def test_the_training_crops_match_the_crops_behind_the_detector(model, faces, processor):
+    """On a synthetic face MTCNN finds, the crops placed by the face's known landmarks (training) and by MTCNN's box
+    and points (analyze) cover nearly the same face: the detector box rule is fitted to MTCNN."""
+    plan = CropPlan.for_model(model)
+    image = np.asarray(faces[0]["image"].convert("RGB"))
+    found = detect_and_align(image, output_size=SIZE)[0]
+    assert found.found
+    landmarks = np.asarray(faces[0]["landmarks"], np.float64)[None] * SIZE
+    training = plan.affines(FaceGeometry.from_landmarks(landmarks, (SIZE, SIZE), (SIZE, SIZE)), landmarks)
+    detected = FaceGeometry(found.boxes[:1].astype(np.float64), found.landmarks[:1].astype(np.float64),
+                            np.array([[SIZE, SIZE]], np.float64), np.array([[[1.0, 0, 0], [0, 1.0, 0]]]))
+    behind_detector = plan.affines(detected, landmarks)  # the 68 points as face-api's net would give them
+    for index, name in enumerate(plan.networks):
+        spec = model.config.backbone if name == BACKBONE_CROP_KEY else model.config.priors[name]
+        centre = np.full(2, spec.image_size[0] / 2.0)
+        # each crop's centre and side, in image pixels, agree whichever way the crop was placed
+        placed = [(np.linalg.solve(a[0, index, :, :2], centre - a[0, index, :, 2]),
+                   spec.image_size[0] / np.sqrt(abs(np.linalg.det(a[0, index, :, :2]))))
+                  for a in (training, behind_detector)]
+        (centre_a, side_a), (centre_b, side_b) = placed
+        assert np.linalg.norm(centre_a - centre_b) < 0.06 * side_a, (name, centre_a, centre_b)
+        assert abs(side_a / side_b - 1) < 0.15, (name, side_a, side_b)
+
+
+def test_cache_features_come_from_each_priors_own_crop(model, faces, processor, tmp_path):
+    reader = ETFuserForImageClassification.from_priors_pretrained(
+        priors={name: model.etfuser.priors[name] for name in PRIORS}, backbone=None, fusion_mode="priors_only",
+        image_size=SIZE, hidden_size=32, num_attention_heads=4, num_labels=2)
+    plain = PriorFeatureCache(reader, processor, tmp_path / "plain")
+    cropped = PriorFeatureCache(reader, processor, tmp_path / "cropped", geometry_column="landmarks")
+    assert plain.key(faces) != cropped.key(faces)
+    moved = faces.map(lambda row: {"landmarks": (np.asarray(row["landmarks"]) + 0.01).tolist()})
+    assert cropped.key(moved) != cropped.key(faces), "moved landmarks must not read a stale cache"
+
+    cached = cropped(faces)
+    pixel_values = processor(list(faces["image"]), return_tensors="pt")["pixel_values"]
+    crops = face_crops(np.asarray(list(faces["landmarks"])), CropPlan.for_model(reader), (SIZE, SIZE))
+    with torch.inference_mode():
+        expected = reader.etfuser.extract_prior_features(pixel_values, prior_crops=crops)
+        whole = reader.etfuser.extract_prior_features(pixel_values)
+    for name in PRIORS:
+        stored = torch.tensor(np.asarray(cached[feature_column(name)], np.float32))
+        torch.testing.assert_close(stored, expected[name].float(), atol=1e-5, rtol=1e-5)
+        assert not torch.allclose(stored, whole[name].float(), atol=1e-3)
+
+
+def test_cached_priors_do_not_run_so_only_the_canonical_model_gets_a_crop(model, faces, processor, tmp_path):
+    collator = FaceCollator(processor, "expression", 7, crop_plan=CropPlan.for_model(model),
+                            geometry_column="landmarks")
+    with_columns = faces.map(lambda row: {feature_column(name): np.zeros((1, 4), np.float32) for name in PRIORS})
+    view = collator.view(with_columns)
+    assert "landmarks" in view.column_names
+    batch = collator([view[index] for index in range(len(view))])
+    assert set(batch["prior_crops"]) == {BACKBONE_CROP_KEY} and set(batch["prior_features"]) == set(PRIORS)
+    # the Trainer's call: the model accepts the batch as keyword arguments
+    with torch.inference_mode():
+        outputs = model(**{key: value for key, value in batch.items() if key != "prior_features"})
+    assert outputs.logits.shape == (len(faces), 7)
+
+
+def test_distillation_teacher_reads_the_canonical_models_crop(model, faces, processor, prior_dirs):
+    teacher = CanonicalTeacher.from_pretrained(prior_dirs["expression"], EXPRESSIONS, model.config.backbone,
+                                               Distillation(weight=1.0))
+    collator = FaceCollator(processor, "expression", 7, crop_plan=CropPlan.for_model(model),
+                            geometry_column="landmarks")
+    batch = collator(rows_of(faces))
+    crop = batch["prior_crops"][BACKBONE_CROP_KEY]
+    with torch.inference_mode():
+        on_crop = teacher.logits(batch["pixel_values"], crop)
+        expected = teacher.network(
+            pixel_values=prepare_encoder_inputs(batch["pixel_values"], model.config.backbone, crop)).logits
+        whole = teacher.logits(batch["pixel_values"])
+    torch.testing.assert_close(on_crop, expected.index_select(-1, teacher.class_index))
+    assert not torch.allclose(on_crop, whole)
+
+
+def test_face_crops_refuses_malformed_landmarks(model):
+    with pytest.raises(ValueError, match=r"landmarks: expected finite \(batch, 68, 2\)"):
+        face_crops(np.zeros((2, 5, 2)), CropPlan.for_model(model), (SIZE, SIZE))
+    with pytest.raises(ValueError, match="landmarks: expected finite"):
+        face_crops(np.full((1, 68, 2), np.nan), CropPlan.for_model(model), (SIZE, SIZE))
