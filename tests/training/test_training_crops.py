@@ -173,3 +173,25 @@ def test_face_crops_refuses_malformed_landmarks(model):
         face_crops(np.zeros((2, 5, 2)), CropPlan.for_model(model), (SIZE, SIZE))
     with pytest.raises(ValueError, match="landmarks: expected finite"):
         face_crops(np.full((1, 68, 2), np.nan), CropPlan.for_model(model), (SIZE, SIZE))
+
+
+def test_evaluate_on_synthetic_faces_reads_the_training_crops(model, faces, processor):
+    """`etfuser evaluate` on the synthetic default hands the model the crops training gave it."""
+    from etfuser_hf.hub.evaluation import score_dataset
+
+    seen = []
+
+    class Recording:
+        config, etfuser = model.config, model.etfuser
+
+        def __call__(self, **inputs):
+            seen.append(inputs)
+            return model(**inputs)
+
+    summary = score_dataset(Recording(), processor, faces, "expression", list(range(7)), "synthetic",
+                            lambda *args: None, geometry_column="landmarks")
+    assert summary["num_samples"] == len(faces)
+    expected = face_crops(np.asarray(list(faces["landmarks"])), CropPlan.for_model(model), (SIZE, SIZE))
+    assert set(seen[0]["prior_crops"]) == set(expected)
+    for name, affines in expected.items():
+        torch.testing.assert_close(seen[0]["prior_crops"][name], affines)

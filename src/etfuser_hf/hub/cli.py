@@ -85,7 +85,7 @@ def evaluate(args: argparse.Namespace) -> int:
         if options:
             raise ValueError(f"--image-root / --dataset-option {options} need a --dataset.")
         data = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed)
-        where, column = "synthetic", args.task or "expression"
+        where, column, geometry = "synthetic", args.task or "expression", "landmarks"
     else:
         # imagefolder: bad files are reported one by one below instead of refusing the whole folder at load
         if detect_format(args.dataset) == "imagefolder":
@@ -94,9 +94,9 @@ def evaluate(args: argparse.Namespace) -> int:
         if hasattr(data, "keys") and args.split not in data:
             raise ValueError(f"--split: {args.dataset} has no split {args.split!r}; splits: {list(data)}.")
         data = data[args.split] if hasattr(data, "keys") else data
-        where, column = f"{args.dataset} ({args.split})", args.task or "label"
+        where, column, geometry = f"{args.dataset} ({args.split})", args.task or "label", None
     mapping = label_mapping(data, column, model.config.id2label, where)
-    summary = score_dataset(model, processor, data, column, mapping, where, report_bad)
+    summary = score_dataset(model, processor, data, column, mapping, where, report_bad, geometry_column=geometry)
     print(json.dumps(summary, indent=2))
     return 1 if summary["num_skipped"] else 0
 

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from ..analysis.media import BadImage, open_image
+from ..data.face_crops import face_crops
 from ..data.label_aliases import id2label_names, map_label_names
 from ..metrics import accuracy, macro_f1
+from ..priors.crop_plan import CropPlan
 
 
 def label_mapping(data: datasets.Dataset, column: str, id2label: dict, where: str) -> list[int]:
@@ -37,14 +39,18 @@ def label_mapping(data: datasets.Dataset, column: str, id2label: dict, where: st
 
 
 def score_dataset(model: Any, processor: Any, data: datasets.Dataset, column: str, mapping: Sequence[int],
-                  where: str, report_bad: Callable[[str, object], None], batch_size: int = 64) -> dict[str, Any]:
+                  where: str, report_bad: Callable[[str, object], None], batch_size: int = 64,
+                  geometry_column: str | None = None) -> dict[str, Any]:
     """Accuracy and macro-F1 (over the model's classes) of `model` on `data`, each label read through `mapping`
-    (dataset id -> model id); an unreadable image is reported through `report_bad` and counted, not scored."""
+    (dataset id -> model id); an unreadable image is reported through `report_bad` and counted, not scored. Where
+    `geometry_column` holds each face's (68, 2) landmarks in [0, 1] (the synthetic faces), every network reads its own
+    crop of the face, as in training (`data.face_crops`)."""
     data = data.cast_column("image", datasets.Image(decode=False))
+    plan = CropPlan.for_model(model) if geometry_column is not None else None
     predictions, labels, bad = [], [], 0
     for start in range(0, len(data), batch_size):
         batch = data[start : start + batch_size]
-        images, batch_labels = [], []
+        images, batch_labels, geometry = [], [], []
         for offset, (encoded, label) in enumerate(zip(batch["image"], batch[column])):
             try:
                 images.append(open_image(encoded["bytes"] if encoded.get("bytes") else encoded["path"]))
@@ -53,9 +59,15 @@ def score_dataset(model: Any, processor: Any, data: datasets.Dataset, column: st
                 bad += 1
                 continue
             batch_labels.append(mapping[label])
+            if plan is not None:
+                geometry.append(batch[geometry_column][offset])
         if images:
+            inputs = processor(images, return_tensors="pt")
+            if plan is not None:
+                size = tuple(inputs["pixel_values"].shape[-2:])
+                inputs["prior_crops"] = face_crops(np.asarray(geometry, np.float64), plan, size)
             with torch.no_grad():
-                logits = model(**processor(images, return_tensors="pt")).logits
+                logits = model(**inputs).logits
             predictions.extend(logits.argmax(-1).tolist())
             labels.extend(batch_labels)
     if not labels:
