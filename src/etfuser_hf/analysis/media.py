@@ -7,20 +7,18 @@ Every problem with one input (missing path, unreadable image, broken or truncate
 
 from __future__ import annotations
 
-import io
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
+
+from ..data.image_decoding import BadImage, open_image
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"})
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
-# The face detector's smallest window is 12 pixels: anything smaller cannot hold a face.
-MIN_IMAGE_SIDE = 12
 
 
 @dataclass
@@ -91,29 +89,6 @@ def count_frames(path: str, every_n_frames: int = 1) -> int:
     except Exception:  # noqa: BLE001 - a broken file is reported by iter_media, not here
         return 0
     return -(-int(frames) // every_n_frames) if frames else 0
-
-
-class BadImage(ValueError):
-    """One input image that cannot be used; the message is the reason (the caller adds the path)."""
-
-
-def open_image(source: str | os.PathLike | bytes) -> PIL.Image.Image:
-    """Opens and fully decodes an image (a path or encoded bytes) as RGB; `BadImage` with the reason otherwise:
-    a missing file, not an image, truncated or corrupt, smaller than `MIN_IMAGE_SIDE` pixels."""
-    if not isinstance(source, bytes) and not Path(source).exists():
-        raise BadImage("no such file or folder")
-    try:
-        with PIL.Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
-            image.load()  # decode now: PIL opens lazily and a truncated file fails only here
-            rgb = image.convert("RGB")
-    except PIL.UnidentifiedImageError:
-        raise BadImage("not an image file (PIL cannot identify it)") from None
-    except Exception as error:  # noqa: BLE001 - any decoder failure is this file's problem, not the run's
-        raise BadImage(f"truncated or corrupt image ({error})") from None
-    if min(rgb.size) < MIN_IMAGE_SIDE:
-        raise BadImage(f"image is {rgb.width}x{rgb.height} pixels; expected at least "
-                       f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE}")
-    return rgb
 
 
 def _read_image(path: str) -> MediaItem:
@@ -190,5 +165,5 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: int 
     return path
 
 
-__all__ = ["IMAGE_SUFFIXES", "MEDIA_SUFFIXES", "MIN_IMAGE_SIDE", "VIDEO_SUFFIXES", "BadImage", "MediaItem", "count_frames",
-           "expand_inputs", "is_video", "iter_media", "open_image", "write_video"]
+__all__ = ["IMAGE_SUFFIXES", "MEDIA_SUFFIXES", "VIDEO_SUFFIXES", "MediaItem", "count_frames", "expand_inputs", "is_video",
+           "iter_media", "write_video"]

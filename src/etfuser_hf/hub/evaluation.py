@@ -14,8 +14,8 @@ import datasets
 import numpy as np
 import torch
 
-from ..analysis.media import BadImage, open_image
 from ..data.face_crops import face_crops
+from ..data.image_decoding import BadImage, open_image
 from ..data.label_aliases import id2label_names, map_label_names
 from ..metrics import accuracy, macro_f1
 from ..priors.crop_plan import CropPlan

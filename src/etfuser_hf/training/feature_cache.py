@@ -1,5 +1,6 @@
 """Prior-feature cache: frozen priors run once per image; their features are stored as Arrow columns keyed by the
-image content hash and the priors' fingerprint (weights + input contract). `cache_prior_features` fills it for the
+images' keys (`data.image_keys`: path, size and mtime, or the encoded bytes' hash; no image decoded), the faces'
+landmarks where they place each prior's crop, and the priors' fingerprint (weights + input contract). `cache_prior_features` fills it for the
 main job's splits; `main` precomputes it ahead of the job:
 
     python training/cache_priors.py [--dataset PATH] [--num-images N]
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +30,8 @@ import torch
 
 from ..data.face_crops import face_crops
 from ..data.face_datasets import load_face_dataset
+from ..data.image_decoding import BadImage, decode_encoded
+from ..data.image_keys import image_keys
 from ..data.synthetic_faces import make_synthetic_faces
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
@@ -38,6 +42,8 @@ from .recipe import DEFAULT_RECIPE, prior_entries
 from .tasks import DEFAULT_PRIORS
 
 PRIOR_COLUMN_PREFIX = "prior__"
+DECODE_ERROR_COLUMN = "decode_error"  # per row of a cache file: "" or why its image could not be decoded
+logger = logging.getLogger(__name__)
 VIEW_SEPARATOR = "@"  # never part of a prior name (a Python identifier)
 
 
@@ -52,12 +58,6 @@ def feature_view(prior_feature: Mapping[str, Any] | None) -> str:
 def feature_column(name: str, view: str = "") -> str:
     """The cache column of prior `name` read as `view` (`feature_view`)."""
     return PRIOR_COLUMN_PREFIX + name + (VIEW_SEPARATOR + view if view else "")
-
-
-def image_content_hash(image: Any) -> str:
-    """sha256 of the decoded pixels (mode and size included), so re-encoding the same image hits the cache."""
-    array = np.asarray(image.convert("RGB"))
-    return hashlib.sha256(str(array.shape).encode() + array.tobytes()).hexdigest()
 
 
 def prior_fingerprint(model: ETFuserPreTrainedModel, name: str) -> str:
@@ -90,8 +90,8 @@ class PriorFeatureCache:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
         digest.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
         digest.update(f"feature columns only, view {self.view!r}".encode())
-        for image in dataset[image_column]:
-            digest.update(image_content_hash(image).encode())
+        for key in image_keys(dataset, image_column):
+            digest.update(key.encode())
         if self.crop_plan is not None:
             digest.update(json.dumps(self.crop_plan.geometries, sort_keys=True, default=str).encode())
             digest.update(np.asarray(list(dataset[self.geometry_column]), np.float32).tobytes())
@@ -99,28 +99,53 @@ class PriorFeatureCache:
 
     def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
         """Returns `dataset` with one `feature_column(name, view)` column per prior ((tokens, feature_dim) float32 per
-        row)."""
+        row), less the rows whose image cannot be decoded: each is logged with its reason, once, and listed in
+        `undecodable` as (path or row, reason); the cache remembers them, so a warm start finds them without decoding."""
         if len(dataset) == 0:
             raise ValueError("dataset is empty: nothing to cache.")
         base = self.model.base_model
         cache_file = self.cache_dir / f"prior-features-{self.key(dataset, image_column)}.arrow"
 
-        def extract(batch: dict[str, list]) -> dict[str, list]:
-            pixel_values = self.processor(batch[image_column], return_tensors="pt")["pixel_values"]
+        def extract(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
+            images, errors = [], []
+            for index, encoded in zip(indices, batch[image_column]):
+                try:
+                    images.append(decode_encoded(encoded))
+                    errors.append("")
+                except BadImage as error:
+                    errors.append(f"{encoded.get('path') or f'row {index}'}: {error}")
+            good = [index for index, error in enumerate(errors) if not error]
+            size = (self.processor.size["height"], self.processor.size["width"])
+            # a batch of undecodable images only still runs the priors, on black, so that every batch writes the
+            # same columns and types; those rows are dropped below
+            pixel_values = self.processor(images, return_tensors="pt")["pixel_values"] if images \
+                else torch.zeros(1, 3, *size)
             prior_crops = None
             if self.crop_plan is not None:
-                size = (self.processor.size["height"], self.processor.size["width"])
-                prior_crops = face_crops(np.asarray(batch[self.geometry_column], np.float64), self.crop_plan, size)
+                landmarks = np.asarray(batch[self.geometry_column], np.float64)
+                prior_crops = face_crops(landmarks[good] if good else landmarks[:1], self.crop_plan, size)
             with torch.inference_mode():
                 features = base.extract_prior_features(pixel_values, prior_crops=prior_crops)
-            return {feature_column(name, self.view): value.float().numpy() for name, value in features.items()}
+            columns: dict[str, list] = {DECODE_ERROR_COLUMN: errors}
+            for name, value in features.items():
+                rows, blank = iter(value.float().numpy()), np.zeros(value.shape[1:], np.float32)
+                columns[feature_column(name, self.view)] = [blank if error else next(rows) for error in errors]
+            return columns
 
         inputs = [image_column] + ([self.geometry_column] if self.crop_plan is not None else [])
-        features = dataset.select_columns(inputs).map(
-            extract, batched=True, batch_size=self.batch_size, cache_file_name=str(cache_file),
+        encoded = dataset.select_columns(inputs).cast_column(image_column, datasets.Image(decode=False))
+        features = encoded.map(
+            extract, batched=True, batch_size=self.batch_size, with_indices=True, cache_file_name=str(cache_file),
             load_from_cache_file=True, remove_columns=inputs, desc="prior features (cached)")
+        errors = features[DECODE_ERROR_COLUMN]
+        self.undecodable = [error for error in errors if error]
+        for error in self.undecodable:
+            logger.warning("skipped %s", error)
+        features = features.remove_columns([DECODE_ERROR_COLUMN])
         stale = [column for column in features.column_names if column in dataset.column_names]
-        return datasets.concatenate_datasets([dataset.remove_columns(stale), features], axis=1)
+        cached = datasets.concatenate_datasets([dataset.remove_columns(stale), features], axis=1)
+        return cached.select([index for index, error in enumerate(errors) if not error]) if self.undecodable \
+            else cached
 
 
 def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np.ndarray:
@@ -132,11 +157,14 @@ def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np
 def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
                          cache_dir: Path, image_size: int,
                          prior_features: Sequence[Mapping[str, Any]] = (),
-                         geometry_column: str | None = None) -> datasets.DatasetDict:
+                         geometry_column: str | None = None
+                         ) -> tuple[datasets.DatasetDict, dict[str, list[str]]]:
     """Every selected prior runs once per image and way of reading it: the recipe's, then each of `prior_features`
     (all tasks share the columns; each model reads its own priors, in its own view), each on its own crop of the face
-    where `geometry_column` holds the faces' landmarks (`PriorFeatureCache`)."""
+    where `geometry_column` holds the faces' landmarks (`PriorFeatureCache`). Returns the splits less their
+    undecodable images, and those per split ("path: reason")."""
     splits = datasets.DatasetDict(splits)
+    undecodable: dict[str, list[str]] = {}
     views = {feature_view(prior_feature): prior_feature for prior_feature in [None, *prior_features]}
     for view, prior_feature in views.items():
         reader = ETFuserForImageClassification.from_priors_pretrained(
@@ -144,8 +172,11 @@ def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, process
             fusion_mode="priors_only", num_labels=2, image_size=image_size,
             **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
         cache = PriorFeatureCache(reader, processor, cache_dir / "features", view=view, geometry_column=geometry_column)
-        splits = datasets.DatasetDict({name: cache(split) for name, split in splits.items()})
-    return splits
+        for name, split in splits.items():
+            splits[name] = cache(split)
+            if cache.undecodable:  # dropped in the first view, so later views never meet them
+                undecodable[name] = cache.undecodable
+    return splits, undecodable
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
@@ -167,7 +198,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
         data = load_face_dataset(args.dataset)
         splits = dict(data) if hasattr(data, "keys") else {"data": data}
     start = time.perf_counter()
-    cached = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size)
+    cached, _ = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size)
     for name, split in cached.items():
         columns = [column for column in split.column_names if column.startswith(PRIOR_COLUMN_PREFIX)]
         print(f"{name}: {len(split)} images, columns {columns}")

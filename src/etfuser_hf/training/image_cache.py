@@ -1,17 +1,19 @@
 """Decoded-image cache: a job's training images decoded once, not on every fetch. Each split gains a `pixels` column
-(per row the (H, W, 3) uint8 RGB pixels as raw bytes, an Arrow file keyed by the images' content) that `FaceCollator`
+(per row the (H, W, 3) uint8 RGB pixels as raw bytes, an Arrow file keyed by the images' `image_keys`) that `FaceCollator`
 reads instead of decoding the `image` column's PNGs in every epoch and evaluation of every run.
 
 Raw bytes, not an `Array3D`: datasets' numpy format widens an integer array to int64 (3x the fetch time of the bytes),
 and the column stays out of the numpy format, which would return it as `np.bytes_` and drop trailing zero bytes.
 
 Only images the processor would merely rescale are cached (RGB, already at its size, no normalisation:
-`collators.pixel_values`' fast path), so a batch holds the same `pixel_values` from either column.
+`collators.pixel_values`' fast path), so a batch holds the same `pixel_values` from either column, and only images the
+dataset holds as bytes (the synthetic faces): files on disk are decoded per fetch, never all at once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,8 +23,8 @@ import datasets
 import numpy as np
 import PIL.Image
 
+from ..data.image_keys import image_keys, is_file_backed
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from .feature_cache import image_content_hash
 
 PIXEL_COLUMN = "pixels"
 
@@ -39,6 +41,12 @@ def rgb_array(image: Any, height: int, width: int) -> np.ndarray | None:
     return None
 
 
+def encoded_is_rgb(encoded: bytes, height: int, width: int) -> bool:
+    """Whether encoded image bytes hold an RGB image of that size, from the header alone (no pixel decoded)."""
+    with PIL.Image.open(io.BytesIO(encoded)) as image:
+        return image.mode == "RGB" and image.size == (width, height)
+
+
 def cache_decoded_images(splits: Mapping[str, datasets.Dataset], processor: ETFuserImageProcessor,
                          cache_dir: str | os.PathLike, image_column: str = "image") -> datasets.DatasetDict:
     """`splits` with a `PIXEL_COLUMN` column each, decoded once into `cache_dir` (a file per split, named by the
@@ -49,13 +57,20 @@ def cache_decoded_images(splits: Mapping[str, datasets.Dataset], processor: ETFu
     height, width = processor.size["height"], processor.size["width"]
     if not processor.do_rescale or processor.do_normalize:
         return splits
+    # files on disk (a reader's dataset, any size) are decoded per fetch, by DataLoader workers where asked: decoding
+    # them all up front is what a start at AffectNet's size cannot afford
+    if any(is_file_backed(split, image_column) for split in splits.values()):
+        return splits
     keys = {}
     for name, split in splits.items():
+        if getattr(split.features[image_column], "mode", None) not in (None, "RGB"):
+            return splits  # the column converts on decode (e.g. Image(mode="L")): its pixels are not the bytes' RGB
+        encoded = split.select_columns([image_column]).cast_column(image_column, datasets.Image(decode=False))
+        if not all(encoded_is_rgb(value["bytes"], height, width) for value in encoded[image_column]):
+            return splits
         digest = hashlib.sha256(f"decoded RGB uint8 {height}x{width}".encode())
-        for image in split[image_column]:
-            if rgb_array(image, height, width) is None:
-                return splits
-            digest.update(image_content_hash(image).encode())
+        for key in image_keys(split, image_column):
+            digest.update(key.encode())
         keys[name] = digest.hexdigest()[:24]
     folder = Path(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)

@@ -34,6 +34,7 @@ import torch
 
 from ..data.face_datasets import load_face_dataset, source_report
 from ..data.labels import check_label_column, encode_label_column
+from ..data.sources.base import SHOWN_PER_REASON
 from ..data.sources.options import add_reader_arguments, reader_options
 from ..models.fusion_modes import fusion_mode_properties
 from ..models.image_processing_etfuser import ETFuserImageProcessor
@@ -247,8 +248,12 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     # the synthetic faces' known landmarks place each network's crop (issue 33 brings an alignment step for datasets)
     geometry_column = "landmarks" if args.dataset is None else None
     if not args.no_cache:
-        splits = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size, prior_features,
-                                      geometry_column)
+        splits, undecodable = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size,
+                                                   prior_features, geometry_column)
+        if undecodable:
+            split_record["undecodable"] = {name: {"count": len(found), "first": found[:SHOWN_PER_REASON]}
+                                           for name, found in undecodable.items()}
+            split_record["sizes"] = {name: len(split) for name, split in splits.items()}
         splits = cache_decoded_images(splits, processor, cache_dir / "images")
     label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
     announce_skipped({task.name: label_names.get(task.name) for task in tasks})

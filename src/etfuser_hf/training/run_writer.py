@@ -32,8 +32,8 @@ def render_data_markdown(splits: Mapping[str, Any]) -> str | None:
     """Where a user dataset's rows came from (`splits.json`): the layout read and its annotation files, each split's
     origin, the validation cut, and the rows skipped (damaged) or excluded (by the protocol) per reason. None for
     data that did not come through a reader and was not cut (the synthetic default)."""
-    report, carve = splits.get("source_report"), splits.get("carve")
-    if not report and not carve:
+    report, carve, undecodable = splits.get("source_report"), splits.get("carve"), splits.get("undecodable") or {}
+    if not report and not carve and not undecodable:
         return None
     lines = []
     if report:
@@ -50,9 +50,12 @@ def render_data_markdown(splits: Mapping[str, Any]) -> str | None:
         stratified = f", stratified by `{carve['stratify_column']}`" if carve.get("stratify_column") else ""
         lines += ["", f"Cut by the run (seed {carve['seed']}, fraction {carve['fraction']:g}{stratified}): "
                   + ", ".join(f"{name} {count}" for name, count in carve["counts"].items()) + "."]
-    if report:
-        counts = [("skipped", reason, count) for reason, count in (report.get("skipped") or {}).items()]
-        counts += [("excluded by the protocol", reason, count) for reason, count in (report.get("excluded") or {}).items()]
+    if report or undecodable:
+        counts = [("skipped", reason, count) for reason, count in ((report or {}).get("skipped") or {}).items()]
+        counts += [("excluded by the protocol", reason, count)
+                   for reason, count in ((report or {}).get("excluded") or {}).items()]
+        counts += [("skipped when decoded", f"{name}: image cannot be decoded", found["count"])
+                   for name, found in undecodable.items()]
         lines.append("")
         lines += (["| rows left out | reason | rows |", "|---|---|---|"]
                   + [f"| {kind} | {reason} | {count} |" for kind, reason, count in counts]) if counts \
