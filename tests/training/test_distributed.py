@@ -6,10 +6,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
 import torch
 from conftest import REPO_ROOT, free_port, tiny_etfuser_config
 
-from etfuser_hf import ETFuserForImageClassification
+from etfuser_hf import ETFuserForImageClassification, ETFuserForLandmarkDetection
+from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
 
 
 def _initial_classifier() -> torch.Tensor:
@@ -48,3 +50,12 @@ def test_two_process_data_parallel_run_ends_with_identical_weights(tmp_path):
     for name in rank0:
         torch.testing.assert_close(rank0[name], rank1[name], rtol=0, atol=0, msg=name)
     assert not torch.equal(rank0["classifier.dense.weight"], _initial_classifier())
+
+
+@pytest.mark.parametrize("head", [ETFuserForImageClassification, ETFuserForLandmarkDetection])
+def test_distributed_training_keeps_the_losses_unscaled(head, tmp_path):
+    """Every head returns its batch's mean loss: the Trainer must not rescale it for `num_items_in_batch`, which it
+    does times the number of processes under data parallelism (the logged training loss doubled on two processes,
+    and a distillation term added to it counted half)."""
+    args = training_arguments(tmp_path, eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    assert ETFuserTrainer(model=head(tiny_etfuser_config(num_labels=7)), args=args).model_accepts_loss_kwargs is False
