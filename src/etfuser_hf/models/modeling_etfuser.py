@@ -458,6 +458,9 @@ class ETFuserPreTrainedModel(PreTrainedModel):
     # use): the fusion layers' outputs (after the fusion input, as the initial hidden state) and attention weights. The
     # priors and the backbone are sub-models with their own `_can_record_outputs`: called directly, they capture theirs.
     _can_record_outputs = {"hidden_states": ETFuserLayer, "attentions": OutputRecorder(ETFuserAttention, index=1)}
+    # Every head returns its loss as a mean over the batch: the Trainer must neither pass `num_items_in_batch` (which
+    # `**kwargs` would take) nor rescale the loss for it (times the number of processes under data parallelism).
+    accepts_loss_kwargs = False
 
     # Every Auto class that can read any ET-Fuser folder; save_pretrained alone records only the saving class's one.
     _base_auto_map = {

@@ -133,9 +133,6 @@ class ETFuserForMultiTaskFaceAnalysis(ETFuserPreTrainedModel):
     `ETFuserForImageClassification` (training only, left out of inference saves).
     """
 
-    # the Trainer must not pass num_items_in_batch: the loss here is a weighted mean of per-task means
-    accepts_loss_kwargs = False
-
     def __init__(self, config: ETFuserConfig):
         super().__init__(config)
         if not config.tasks:

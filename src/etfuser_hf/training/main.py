@@ -15,13 +15,16 @@ over `--seeds` with p-values on the test split; `runs/etfuser-synthetic/`.
     python training/train.py --dataset path/to/RAF-DB/basic --tasks label     # your data (train/validation/test)
     python training/train.py --ablations --multitask expression mask          # + ablations, + one cross-task model
     torchrun --nproc_per_node 2 training/train.py --seeds 1 --tasks expression   # data parallel (gloo on CPU)
+
+Under `torchrun` / `accelerate launch` every process trains every run together with the others (the Trainer's data
+parallelism, --batch-size images per step shared among them); the main process fills the caches first, the others
+then read them, and the main process alone writes the run folder, the saved models and the checkpoints.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +34,7 @@ from typing import Any
 import datasets
 import numpy as np
 import torch
+from accelerate import PartialState
 
 from ..data.face_datasets import load_face_dataset, source_report
 from ..data.labels import check_label_column, encode_label_column
@@ -50,6 +54,7 @@ from .multitask import train_multitask_comparison
 from .output_guard import OutputExistsError, check_output_dir
 from .plots import save_attention_maps, save_plots
 from .precision import PRECISIONS, precision_arguments, resolve_precision
+from .processes import per_process_batch_size, process_state
 from .protocol import ProtocolContext, Run, distinct_rows, row_recipe, train_runs
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
@@ -96,7 +101,9 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     run.add_argument("--seed", type=int, default=0, help="first model seed (seeds are seed .. seed+N-1)")
     run.add_argument("--epochs", type=float, default=5)
     run.add_argument("--max-steps", type=int, default=-1, help="overrides --epochs when > 0")
-    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--batch-size", type=int, default=32,
+                     help="images per optimizer step (under torchrun / accelerate launch shared evenly by the "
+                          "processes)")
     run.add_argument("--learning-rate", type=float, default=None,
                      help="the same for every row of a task; default per task, chosen on validation (docs/recipe.md)")
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
@@ -132,15 +139,19 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     output.add_argument("--overwrite", action="store_true",
                         help="write into an existing, non-empty --output-dir (refused otherwise, unless resuming)")
     output.add_argument("--cache-dir", type=Path, default=None, help="priors and feature cache (default ~/.cache/etfuser_hf)")
-    output.add_argument("--workers", type=int, default=2,
-                        help="training runs in parallel, one torch thread each (default 2; 1 runs them in-process)")
+    output.add_argument("--workers", type=int, default=None,
+                        help="training runs in parallel, one torch thread each (default 2; 1 runs them in-process; "
+                             "under torchrun / accelerate launch 1, the only value taken there)")
     output.add_argument("--no-cache", action="store_true",
                         help="run the priors in every step and decode the images on every fetch instead of caching")
     return parser
 
 
-def parse_args(argv: list[str] | None = None, prog: str | None = None,
-               parser: argparse.ArgumentParser | None = None) -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: argparse.ArgumentParser | None = None,
+               state: PartialState | None = None) -> argparse.Namespace:
+    """The checked options. `state` (default `processes.process_state()`: the processes a launcher started, or this
+    one) sets --workers' default and each process's share of --batch-size (`args.batch_per_process`); only its
+    main process checks --output-dir."""
     parser = parser or build_parser(prog)
     args = parser.parse_args(argv)
     if args.task is not None:
@@ -156,11 +167,20 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None,
     if args.train_pool is not None and not (args.resample_train and args.train_pool > args.num_train):
         parser.error(f"--train-pool needs --resample-train and more than --num-train ({args.num_train}) images, "
                      f"got {args.train_pool}.")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        args.workers = 1  # under torchrun / accelerate the Trainer parallelises each run itself
-    # Checked before any work (main creates the folder), so a refused folder costs nothing; rank 0 only, as the other ranks of a torchrun job
-    # may start after rank 0 has written into the folder.
-    if int(os.environ.get("RANK", "0")) == 0:
+    state = state or process_state()
+    if state.num_processes > 1 and args.workers not in (None, 1):
+        parser.error(f"--workers {args.workers}: trains runs side by side in processes of its own; under torchrun / "
+                     f"accelerate launch the {state.num_processes} processes already train each run together. Drop "
+                     f"--workers (or pass 1).")
+    if args.workers is None:
+        args.workers = 2 if state.num_processes == 1 else 1
+    try:
+        args.batch_per_process = per_process_batch_size(args.batch_size, state.num_processes)
+    except ValueError as error:
+        parser.error(f"--batch-size: {error}")
+    # Checked before any work (main creates the folder), so a refused folder costs nothing; by the main process only,
+    # as the others may start after it has written into the folder.
+    if state.is_main_process:
         try:
             check_output_dir(args.output_dir, args.overwrite, resume=args.resume_from_checkpoint is not None,
                              flag="--overwrite (or --resume_from_checkpoint latest, to continue that run)")
@@ -259,21 +279,25 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     announce_skipped({task.name: label_names.get(task.name) for task in tasks})
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,
-        dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_size,
+        dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_per_process,
              **precision_arguments(resolve_precision(args.precision)), disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
         args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None, geometry_column)
     return tasks, context, split_record
 
 
-def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
+def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
+    """Runs the job; returns the run's summary (what metrics.json holds). Under a launcher every process trains, the
+    main process alone writes and returns the summary, the others None."""
     args = parse_args(argv, prog)
+    state = process_state()
     start = time.perf_counter()
     wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
     rows_by_task = {task.name: protocol_rows(args, task, first=index == 0) for index, task in enumerate(wanted)}
     recipes = [row_recipe(row, task) for task in wanted for row in rows_by_task[task.name]]
     views = [recipe["prior_feature"] for recipe in recipes if recipe.get("prior_feature")]
-    tasks, context, split_record = prepare_protocol(args, views)
+    with state.main_process_first():  # the main process fills the caches, the others then read them
+        tasks, context, split_record = prepare_protocol(args, views)
     splits, prior_dirs, processor, label_names = (context.splits, context.prior_dirs, context.processor,
                                                   context.label_names)
     output_dir = args.output_dir
@@ -291,7 +315,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
                     save = pictured[task.name] = save or output_dir / "checkpoints" / "attention" / task.name
                 runs.append(Run(row, task, seed, overrides, save_to=save))
     model_dir = output_dir / "model"
-    if model_dir.exists():
+    if state.is_main_process and model_dir.exists():
         shutil.rmtree(model_dir)
 
     def report(run: Run, result) -> None:
@@ -299,7 +323,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
               f"{run.task.metric} {result.metrics[run.task.metric]:.4f} (validation "
               f"{result.validation_metrics[run.task.metric]:.4f})", flush=True)
 
-    results = train_runs(runs, context, args.workers, report)
+    results = train_runs(runs, context, args.workers, state.on_main_process(report))
     tables, results_by_task = {}, {}
     for task in tasks:
         by_row: dict[str, list] = {}
@@ -310,10 +334,6 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
         results_by_task[task.name] = by_row
 
     first = tasks[0]
-    main_model = (ETFuserForImageClassification if first.is_classification else ETFuserForLandmarkDetection
-                  ).from_pretrained(model_dir, dtype=torch.float32).eval()
-    processor.save_pretrained(model_dir)
-
     efficiency = None
     if args.label_fractions:
         efficiency = label_efficiency(tasks, args.label_fractions, seeds, context, args.data_seed, tables,
@@ -321,7 +341,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict:
     multitask = None
     if args.multitask:
         multitask = train_multitask_comparison(first, args.multitask, seeds[0], context, results_by_task[first.name])
+    if not state.is_main_process:
+        return None  # its share of every training is done; what follows reads the main process's saved models
 
+    main_model = (ETFuserForImageClassification if first.is_classification else ETFuserForLandmarkDetection
+                  ).from_pretrained(model_dir, dtype=torch.float32).eval()
+    processor.save_pretrained(model_dir)
     main_results = results_by_task[first.name][MAIN_ROW]
     main_row = next(row for row in rows_by_task[first.name] if row.name == MAIN_ROW)
     collator = context.collator(first, main_model, row_recipe(main_row, first).get("prior_feature"))

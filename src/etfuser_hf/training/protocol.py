@@ -24,6 +24,7 @@ from .forgetting import real_face_agreement
 from .image_cache import PIXEL_COLUMN
 from .measurements import count_parameters
 from .probes import fit_probe
+from .processes import process_state
 from .recipe import build_task_model
 from .rows import MAIN_ROW, Row
 from .splits import draw_train
@@ -202,7 +203,8 @@ def saved_parameter_count(folder: str | os.PathLike) -> int:
 @dataclass(frozen=True)
 class Run:
     """One independent training run of the comparison: `row` of `task` with `seed`; `overrides` of the row's recipe,
-    `train` in place of the training split, `save_to` keeps the trained model as a saved folder."""
+    `train` in place of the training split, `save_to` keeps the trained model as a saved folder (written by the main
+    process alone under a launcher)."""
 
     row: Row
     task: FaceTask
@@ -219,7 +221,9 @@ def _train_in_worker(run: Run, context: ProtocolContext, threads: int | None) ->
 
     if threads is not None:
         torch.set_num_threads(threads)
-    keep = (lambda model: model.save_pretrained(run.save_to)) if run.save_to is not None else None
+    # under a launcher every process trains the run; the main process alone saves it
+    saves = run.save_to is not None and process_state().is_main_process
+    keep = (lambda model: model.save_pretrained(run.save_to)) if saves else None
     return train_run(run.row, run.task, run.seed, context, train=run.train, keep_model=keep,
                      learning_rate=run.learning_rate, evaluate_test=run.evaluate_test, **run.overrides)
 

@@ -22,6 +22,7 @@ from ..models.modeling_etfuser import ETFuserPreTrainedModel, normalized_mean_er
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .collators import FaceCollator, MultiTaskFaceCollator
 from .measurements import gate_magnitude
+from .processes import trains_on_cpu
 
 
 @dataclass
@@ -120,7 +121,7 @@ class ETFuserTrainer(Trainer):
 def training_arguments(output_dir: str | os.PathLike, **overrides: Any) -> TrainingArguments:
     """The defaults of every run: CPU, no reporting, evaluation and saving per epoch, best model kept."""
     settings = dict(
-        output_dir=str(output_dir), use_cpu=not torch.cuda.is_available(), report_to="none", num_train_epochs=6,
+        output_dir=str(output_dir), use_cpu=trains_on_cpu(), report_to="none", num_train_epochs=6,
         per_device_train_batch_size=32, per_device_eval_batch_size=64, learning_rate=3e-4, weight_decay=0.05,
         warmup_steps=0.1, lr_scheduler_type="cosine", eval_strategy="epoch", save_strategy="epoch",
         save_total_limit=1, load_best_model_at_end=True, metric_for_best_model="accuracy", logging_steps=10,

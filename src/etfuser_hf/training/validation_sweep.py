@@ -39,6 +39,7 @@ from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
 from .expression_measures import expression_measures_apply
 from .main import build_parser, parse_args, prepare_protocol
+from .processes import process_state
 from .protocol import ProtocolContext, Run, train_runs
 from .recipe import native_grid_feature
 from .rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
@@ -290,25 +291,28 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                  for task in tasks}
     except ValueError as error:
         parser.error(str(error))
-    if args.grid_sizes:
-        prior_dirs = ensure_face_priors(args.cache_dir or default_cache_dir(), args.priors)
-        for task in tasks:
-            grids[task.name] += spatial_candidates(task, chosen, args.grid_sizes, canonical_tokens, prior_dirs)
-    views = [candidate.settings["prior_feature"] for candidates in grids.values() for candidate in candidates
-             if "prior_feature" in candidate.settings]
-    tasks, context, split_record = prepare_protocol(args, views)
+    state = process_state()  # under a launcher every process trains every candidate, the main process writes
+    with state.main_process_first():  # the main process converts the priors and fills the caches, the others read
+        if args.grid_sizes:
+            prior_dirs = ensure_face_priors(args.cache_dir or default_cache_dir(), args.priors)
+            for task in tasks:
+                grids[task.name] += spatial_candidates(task, chosen, args.grid_sizes, canonical_tokens, prior_dirs)
+        views = [candidate.settings["prior_feature"] for candidates in grids.values() for candidate in candidates
+                 if "prior_feature" in candidate.settings]
+        tasks, context, split_record = prepare_protocol(args, views)
     seeds = list(range(args.seed, args.seed + args.seeds))
     report, records = [], {}
     for task in tasks:
         grids[task.name] = without_skipped_distillation(task, grids[task.name], context.label_names.get(task.name))
         records[task.name] = train_candidates(task, grids[task.name], seeds, context, args.workers)
         report.append(render_sweep(task, records[task.name], seeds))
-        print(report[-1], flush=True)
+        state.print(report[-1], flush=True)
     summary = {"seeds": seeds, "command": command_line(argv), "splits": split_record,
                "candidates_per_row": {task: candidates_per_row(task_records) for task, task_records in records.items()},
                "tasks": records}
-    (args.output_dir / "sweep.md").write_text("SYNTHETIC data; validation split only.\n\n" + "\n".join(report))
-    (args.output_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
+    if state.is_main_process:
+        (args.output_dir / "sweep.md").write_text("SYNTHETIC data; validation split only.\n\n" + "\n".join(report))
+        (args.output_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
     return summary
 
 
