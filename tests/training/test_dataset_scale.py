@@ -111,3 +111,26 @@ def test_synthetic_faces_are_decoded_once_and_read_back(tmp_path, monkeypatch):
     second = cache_decoded_images({"train": faces}, processor, tmp_path)
     assert opened.calls == len(faces)  # headers only: mode and size, no pixel decoded
     assert second["train"][PIXEL_COLUMN] == first["train"][PIXEL_COLUMN]
+
+
+def test_dataloader_workers_flag_reaches_the_trainer_and_batches_in_worker_processes(rafdb_train, processor, tmp_path):
+    from transformers import Trainer
+
+    from etfuser_hf.training.collators import FaceCollator
+    from etfuser_hf.training.main import parse_args
+    from etfuser_hf.training.trainer import training_arguments
+
+    assert parse_args(["--dataloader-workers", "2"]).dataloader_workers == 2
+    with pytest.raises(SystemExit):
+        parse_args(["--dataloader-workers", "-1"])
+    model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7))
+    collator = FaceCollator(processor, "label", 7, use_cached_features=False)
+    data = rafdb_train.select([0, 2, 3])  # the truncated image is the cache's to drop
+    trainer = Trainer(model=model, args=training_arguments(tmp_path, dataloader_num_workers=2,
+                                                           per_device_train_batch_size=2, eval_strategy="no",
+                                                           save_strategy="no", load_best_model_at_end=False),
+                      train_dataset=collator.view(data), data_collator=collator)
+    batches = list(trainer.get_train_dataloader())
+    assert trainer.args.dataloader_num_workers == 2
+    assert sum(len(batch["labels"]) for batch in batches) == 3
+    assert all(batch["pixel_values"].shape[1:] == (3, 32, 32) for batch in batches)

@@ -142,6 +142,10 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     output.add_argument("--workers", type=int, default=None,
                         help="training runs in parallel, one torch thread each (default 2; 1 runs them in-process; "
                              "under torchrun / accelerate launch 1, the only value taken there)")
+    output.add_argument("--dataloader-workers", type=int, default=0, metavar="N",
+                        help="DataLoader processes decoding and batching images for each training run (default 0: "
+                             "in the training process); distinct from --workers, which runs several trainings side by "
+                             "side")
     output.add_argument("--no-cache", action="store_true",
                         help="run the priors in every step and decode the images on every fetch instead of caching")
     return parser
@@ -160,6 +164,9 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
         args.tasks = list(SYNTHETIC_TASKS) if args.dataset is None else ["label"]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}.")
+    if args.dataloader_workers < 0:
+        parser.error(f"--dataloader-workers must be 0 (load in the training process) or more, got "
+                     f"{args.dataloader_workers}.")
     if (args.image_root is not None or args.dataset_option) and args.dataset is None:
         parser.error("--image-root / --dataset-option: options of a --dataset's reader; no --dataset was given.")
     if args.resample_train and args.dataset is not None:
@@ -280,6 +287,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_per_process,
+             dataloader_num_workers=args.dataloader_workers,
              **precision_arguments(resolve_precision(args.precision)), disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
         args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None, geometry_column)
