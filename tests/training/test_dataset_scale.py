@@ -134,3 +134,16 @@ def test_dataloader_workers_flag_reaches_the_trainer_and_batches_in_worker_proce
     assert trainer.args.dataloader_num_workers == 2
     assert sum(len(batch["labels"]) for batch in batches) == 3
     assert all(batch["pixel_values"].shape[1:] == (3, 32, 32) for batch in batches)
+
+
+def test_without_the_cache_an_undecodable_image_costs_its_row_not_the_run(rafdb_train, processor, caplog):
+    from etfuser_hf.training.collators import FaceCollator
+
+    collator = FaceCollator(processor, "label", 7, use_cached_features=False)
+    view = collator.view(rafdb_train)
+    with caplog.at_level(logging.WARNING):
+        batch = collator([view[index] for index in range(3)])
+    assert len(batch["labels"]) == 2 and batch["pixel_values"].shape == (2, 3, 32, 32)
+    assert [line for line in caplog.messages if image_key_path(rafdb_train, 1) in line]
+    with pytest.raises(ValueError, match="no image of this batch of 1 could be decoded"):
+        collator([view[1]])

@@ -239,7 +239,8 @@ def test_collator_view_serves_the_same_batches_from_only_the_columns_it_reads(fa
     collator = FaceCollator(processor, "expression", 7)
     view = collator.view(cached)
     assert set(view.column_names) == {"image", "expression", "prior__vit", "prior__convnext", "prior__clip"}
-    assert isinstance(view[0]["prior__vit"], np.ndarray) and isinstance(view[0]["image"], Image.Image)
+    # images stay encoded until the collator decodes them (an undecodable one costs its row, not the run)
+    assert isinstance(view[0]["prior__vit"], np.ndarray) and set(view[0]["image"]) == {"bytes", "path"}
     full, narrowed = collator([cached[i] for i in range(4)]), collator([view[i] for i in range(4)])
     torch.testing.assert_close(full["pixel_values"], narrowed["pixel_values"])
     torch.testing.assert_close(full["labels"], narrowed["labels"])

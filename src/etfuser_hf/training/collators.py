@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -11,11 +12,14 @@ import datasets
 import numpy as np
 import torch
 
-from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..data.face_crops import face_crops
+from ..data.image_decoding import BadImage, decode_encoded
+from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.crop_plan import CropPlan
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
 from .image_cache import rgb_array
+
+logger = logging.getLogger(__name__)
 
 
 def pixel_values(images: Sequence[Any], processor: ETFuserImageProcessor) -> torch.Tensor:
@@ -53,6 +57,8 @@ class FaceCollator:
     geometry_column: str | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        if self.include_pixel_values:
+            rows = decoded_rows(rows, self.image_column)
         batch: dict[str, Any] = self.label_batch(rows)
         cached = self.cached_columns(rows[0])
         if self.include_pixel_values:
@@ -100,6 +106,9 @@ class FaceCollator:
         if missing:
             raise ValueError(f"dataset: has no column {missing} (columns: {dataset.column_names}).")
         narrowed = dataset.select_columns(list(dict.fromkeys(columns)))
+        if self.include_pixel_values and isinstance(narrowed.features[self.image_column], datasets.Image):
+            # decoded in `__call__`, where an image that cannot be decoded costs its row, not the run
+            narrowed = narrowed.cast_column(self.image_column, datasets.Image(decode=False))
         return narrowed.with_format("numpy", columns=list(dict.fromkeys(arrays)), output_all_columns=True)
 
     def label_columns(self) -> list[str]:
@@ -128,6 +137,23 @@ class MultiTaskFaceCollator(FaceCollator):
 
     def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         return {f"{column}_labels": class_ids(rows, column, num_labels) for column, num_labels in self.tasks.items()}
+
+
+def decoded_rows(rows: list[dict[str, Any]], image_column: str) -> list[dict[str, Any]]:
+    """`rows` with their undecoded images (`datasets.Image(decode=False)` values, as `FaceCollator.view` serves them)
+    decoded; a row whose image cannot be decoded is dropped with a warning naming the file and why."""
+    if not rows or not isinstance(rows[0][image_column], dict):
+        return rows
+    kept = []
+    for row in rows:
+        try:
+            kept.append({**row, image_column: decode_encoded(row[image_column])})
+        except BadImage as error:
+            logger.warning("skipped %s: %s", row[image_column].get("path") or "an image of this batch", error)
+    if not kept:
+        raise ValueError(f"{image_column}: no image of this batch of {len(rows)} could be decoded (see the warnings "
+                         "above); check the dataset's files.")
+    return kept
 
 
 def landmark_targets(rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
