@@ -6,6 +6,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the analysis loads on use: `etfuser --help` stays light
+    from ..analysis.report import FacePrediction
 
 DESCRIPTION = """ET-Fuser for Hugging Face Transformers: fuse frozen face-analysis priors through a learned
 ensemble token.
@@ -32,7 +36,9 @@ def report_bad(path: object, reason: object) -> None:
 
 def predict(args: argparse.Namespace) -> int:
     """`etfuser predict`: the faces of each image through the analysis path (`FaceAnalyzer`, as `etfuser analyze`),
-    printed as JSON; folders are searched recursively for images. Returns 1 when any input was unusable."""
+    printed as JSON (per face: box, the model's label, score and outputs, the prior attention, and the pretrained FER
+    net's `fer_label` and `fer_probabilities`); folders are searched recursively for images. Returns 1 when any input
+    was unusable."""
     from ..analysis.media import IMAGE_SUFFIXES, expand_inputs, is_video, iter_media
     from ..analysis.pipeline import FaceAnalyzer
     from ..analysis.report import face_predictions
@@ -58,12 +64,21 @@ def predict(args: argparse.Namespace) -> int:
             report_bad(source, rows["error"].iloc[0])
             bad += 1
             continue
-        results[source] = [{"box": [round(float(v), 1) for v in face.box], "label": face.label,
-                            "score": None if face.score is None else round(face.score, 4),
-                            "outputs": {name: round(value, 4) for name, value in face.outputs.items()},
-                            "prior_attention": face.prior_attention} for face in face_predictions(rows)]
+        results[source] = [face_json(face) for face in face_predictions(rows)]
     print(json.dumps(results, indent=2))
     return 1 if bad else 0
+
+
+def face_json(face: FacePrediction) -> dict:
+    """One face of `etfuser predict`'s JSON."""
+
+    def rounded(values: dict[str, float]) -> dict[str, float]:
+        return {name: round(value, 4) for name, value in values.items()}
+
+    return {"box": [round(float(v), 1) for v in face.box], "label": face.label,
+            "score": None if face.score is None else round(face.score, 4), "outputs": rounded(face.outputs),
+            "prior_attention": face.prior_attention, "fer_label": face.fer_label,
+            "fer_probabilities": rounded(face.fer_probabilities)}
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -169,7 +184,7 @@ def analyze_files(args: argparse.Namespace) -> int:
     from ..analysis.media import expand_inputs
     from ..analysis.parts import analyze_to_parts, merge_parts, parts_folder
     from ..analysis.pipeline import FaceAnalyzer, empty_table
-    from ..analysis.report import check_table_path, plot_time_course, video_sources, write_table
+    from ..analysis.report import TOP_LABELS, check_table_path, plot_time_course, video_sources, write_table
 
     output = check_table_path(args.output, "--output")
     files = expand_inputs(args.paths)
@@ -202,7 +217,9 @@ def analyze_files(args: argparse.Namespace) -> int:
     faces, errors = int(summary["faces"].sum()) if len(summary) else 0, int(summary["errors"].sum()) if len(summary) else 0
     print(f"{running.rows} rows ({faces} faces, {errors} errors) from {len(summary)} files written to {output}")
     if len(summary):
-        print(summary[["source", "frames", "frames_with_face", "faces", "errors", "top_label"]].to_string(index=False))
+        tops = [name for name in TOP_LABELS.values() if name in summary]
+        shown = ["source", "frames", "frames_with_face", "faces", "errors", *tops]
+        print(summary[shown].to_string(index=False))
     for source, error in running.errors:
         print(f"error: {source}: {error}", file=sys.stderr)
     return 1 if errors else 0
