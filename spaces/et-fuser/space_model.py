@@ -19,6 +19,7 @@ from pathlib import Path
 from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.analysis.pipeline import FaceAnalyzer
 from etfuser_hf.analysis.saved_model import LoadedModel, default_model_dir, load_model
+from etfuser_hf.hub.training_data import synthetic_training_data
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.face_detection import MTCNN
 
@@ -108,26 +109,10 @@ def resolve_model_folder(choice: str | None) -> Path:
 
 
 def synthetic_banner(folder: Path) -> str | None:
-    """The warning the run recorded for `folder`: its run folder's `metrics.json` (`dataset.synthetic`, written by
-    the main job beside `model/`, and three levels above `checkpoints/attention/<task>/`, the spatial model of each
-    task), else the Hub card's `synthetic-data` tag (a folder exported with its README)."""
-    for metrics_path in [folder / "metrics.json", *(parent / "metrics.json" for parent in folder.parents[:3])]:
-        if metrics_path.is_file():
-            try:
-                dataset = json.loads(metrics_path.read_text(encoding="utf-8")).get("dataset") or {}
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if not dataset.get("synthetic"):
-                return None
-            description = str(dataset.get("description") or dataset.get("name") or "generated faces").strip()
-            return _banner_text(description)
-    card = folder / "README.md"
-    if card.is_file():
-        from huggingface_hub import ModelCard
-
-        if "synthetic-data" in (ModelCard.load(card).data.tags or []):
-            return _banner_text("its model card is tagged synthetic-data")
-    return None
+    """The warning the run recorded for `folder` (markdown), or None: `synthetic_training_data` decides, the reader
+    `etfuser analyze` and `etfuser predict` use for their stderr note."""
+    description = synthetic_training_data(folder)
+    return None if description is None else _banner_text(description)
 
 
 def _banner_text(description: str) -> str:

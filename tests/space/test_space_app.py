@@ -264,6 +264,17 @@ def test_space_banner_is_read_from_the_run_folder_and_the_card(tmp_path, space_m
     assert synthetic_banner(exported) is None
 
 
+def test_space_banner_and_the_cli_note_read_the_same_record(space_model_dir):
+    """One reader decides for both: the Space's banner and the stderr note of `etfuser analyze` / `predict`."""
+    from etfuser_hf.hub import training_data
+
+    assert space_model.synthetic_training_data is training_data.synthetic_training_data
+    description = training_data.synthetic_training_data(space_model_dir)
+    assert description.startswith("SYNTHETIC faces from etfuser_hf.data.synthetic_faces")
+    assert description in synthetic_banner(space_model_dir)
+    assert description in training_data.synthetic_data_note(space_model_dir, "analyze", ("fer",))
+
+
 def test_space_reference_reads_the_models_detection_and_refuses_other_crop_sizes(astronaut_path, space):
     from etfuser_hf.analysis.media import iter_media
     from etfuser_hf.analysis.pipeline import DetectedFaces

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the analysis loads on use: `etfuser --help` stays light
+    from ..analysis.pipeline import FaceAnalyzer
     from ..analysis.report import FacePrediction
 
 DESCRIPTION = """ET-Fuser for Hugging Face Transformers: fuse frozen face-analysis priors through a learned
@@ -34,6 +35,16 @@ def report_bad(path: object, reason: object) -> None:
     print(f"{path}: {reason}", file=sys.stderr)
 
 
+def note_synthetic_training(analyzer: FaceAnalyzer, command: str) -> None:
+    """One stderr line when the analyzer's model was trained on SYNTHETIC faces (`synthetic_data_note`, the reader of
+    the Space's banner), naming the pretrained FER net's columns."""
+    from .training_data import synthetic_data_note
+
+    note = synthetic_data_note(analyzer.loaded.folder, command, analyzer.extras.extras)
+    if note is not None:
+        print(note, file=sys.stderr)
+
+
 def predict(args: argparse.Namespace) -> int:
     """`etfuser predict`: the faces of each image through the analysis path (`FaceAnalyzer`, as `etfuser analyze`),
     printed as JSON (per face: box, the model's label, score and outputs, the prior attention, and the pretrained FER
@@ -45,6 +56,7 @@ def predict(args: argparse.Namespace) -> int:
     from ..analysis.saved_model import load_model
 
     analyzer = FaceAnalyzer(load_model(args.model_dir))
+    note_synthetic_training(analyzer, "predict")
     files, bad = [], 0
     for path in args.images:
         if Path(path).is_dir():
@@ -195,6 +207,8 @@ def analyze_files(args: argparse.Namespace) -> int:
     with state.main_process_first():
         analyzer = FaceAnalyzer(args.model, args.backend, args.batch_size, args.max_faces, extras=args.extras,
                                 attention_maps=args.attention_maps)
+    if state.is_main_process:
+        note_synthetic_training(analyzer, "analyze")
     folder = parts_folder(output)
     with state.split_between_processes(files) as part:
         analyze_to_parts(analyzer, part, args.every_n_frames, folder, args.resume, state.process_index,
