@@ -13,10 +13,12 @@ import dataclasses
 import json
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from etfuser_hf import ETFuserForImageClassification
+from etfuser_hf.analysis.extras import EXTRA_PRIORS, EXTRAS
 from etfuser_hf.analysis.pipeline import FaceAnalyzer
 from etfuser_hf.analysis.saved_model import LoadedModel, default_model_dir, load_model
 from etfuser_hf.hub.training_data import synthetic_training_data
@@ -42,8 +44,8 @@ class SpaceModel:
         the folder carries no record.
     reference: the same path over a priors-only ET-Fuser whose only prior is the pretrained network the canonical
         model was fine-tuned from (frozen, as converted), so its table reports that network's own reading on the same
-        aligned crops; None when the canonical model is not a converted face network or the model already has it as
-        a prior.
+        aligned crops; None when the canonical model is not a converted face network, the model already has it as
+        a prior, or the analysis reads it among its extras (the FER net: `fer_label`, `fer_probability_*`).
     canonical_prior: the name of the converted face network the canonical model started from, or None.
     """
 
@@ -128,9 +130,12 @@ def _converted_prior_types() -> dict[str, str]:
             for name, path in folders.items() if name != "mtcnn"}
 
 
-def pretrained_reference(loaded: LoadedModel) -> tuple[str | None, ETFuserForImageClassification | None]:
+def pretrained_reference(
+    loaded: LoadedModel, extras: Sequence[str] = EXTRAS
+) -> tuple[str | None, ETFuserForImageClassification | None]:
     """(the converted network the canonical model was fine-tuned from, a priors-only ET-Fuser over its pretrained copy
-    taking the same crops, when the model does not already carry that network as a frozen prior)."""
+    taking the same crops, when neither the model, as a frozen prior, nor the analysis with `extras` already reads
+    that network)."""
     model = loaded.model
     backbone = model.config.backbone
     if backbone is None:
@@ -141,6 +146,8 @@ def pretrained_reference(loaded: LoadedModel) -> tuple[str | None, ETFuserForIma
         return None, None
     if any(spec.config.model_type == kinds[canonical] for spec in model.config.priors.values()):
         return canonical, None
+    if "fer" in extras and canonical == EXTRA_PRIORS["fer"]:
+        return canonical, None  # the FER net's own reading is in the table already: its fer_* columns
     reference = ETFuserForImageClassification.from_priors_pretrained(
         priors={PRETRAINED_PREFIX + canonical: ensure_face_priors(names=[canonical])[canonical]},
         fusion_mode="priors_only", image_size=loaded.crop_size, hidden_size=16, num_attention_heads=2,
