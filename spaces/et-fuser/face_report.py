@@ -24,6 +24,7 @@ import PIL.Image
 import PIL.ImageDraw
 
 from etfuser_hf.analysis.attention_maps import attention_strip, reads_grids
+from etfuser_hf.analysis.extras import EXTRA_PRIORS, FER_LABEL_COLUMN, FER_PROBABILITY_PREFIX
 from etfuser_hf.analysis.media import MediaItem, is_video, iter_media
 from etfuser_hf.analysis.pipeline import DetectedFaces
 from etfuser_hf.analysis.report import face_predictions
@@ -147,18 +148,31 @@ def _draw(image: PIL.Image.Image, faces: pd.DataFrame, priors: dict[str, dict[st
     return canvas
 
 
+def _who(network: str, space: SpaceModel, otherwise: str) -> str:
+    """Who gave a reading of the converted network `network`: the canonical model before fine-tuning, when the model
+    started from it, else `otherwise`."""
+    if network == space.canonical_prior:
+        return f"pretrained {network} network (the canonical model before fine-tuning)"
+    return otherwise
+
+
 def _readings(faces: pd.DataFrame, space: SpaceModel, priors: dict[str, dict[str, list[str]]]) -> pd.DataFrame:
-    """Per face: the model's answer, then each pretrained network's own output, with who said it."""
+    """Per face: the model's answer, the pretrained FER net's (`fer_label`), then each prior's own output, with who
+    said it."""
     rows = []
     probabilities = _probability_columns(faces)
+    fer_who = _who(EXTRA_PRIORS["fer"], space, f"pretrained FER net (trained on real faces; {FER_LABEL_COLUMN})")
     for _, face in faces.iterrows():
         top = max(probabilities, key=lambda name: face[name])
         rows.append({"face": int(face["face"]), "who": "ET-Fuser (this model, fine-tuned)",
                      "reading": f"{face['label']} {face[top]:.2f}"})
+        if FER_LABEL_COLUMN in faces:
+            fer = face[FER_LABEL_COLUMN]
+            rows.append({"face": int(face["face"]), "who": fer_who,
+                         "reading": f"{fer} {face[FER_PROBABILITY_PREFIX + fer]:.2f}"})
         for name, columns in priors.items():
             pretrained = name.removeprefix(PRETRAINED_PREFIX)
-            who = (f"pretrained {pretrained} network (the canonical model before fine-tuning)"
-                   if pretrained == space.canonical_prior else f"{name} prior (pretrained, frozen)")
+            who = _who(pretrained, space, f"{name} prior (pretrained, frozen)")
             if columns["expression"]:
                 best = max(columns["expression"], key=lambda column: face[column])
                 rows.append({"face": int(face["face"]), "who": who,

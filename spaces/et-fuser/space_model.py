@@ -13,12 +13,15 @@ import dataclasses
 import json
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from etfuser_hf import ETFuserForImageClassification
+from etfuser_hf.analysis.extras import EXTRA_PRIORS, EXTRAS
 from etfuser_hf.analysis.pipeline import FaceAnalyzer
 from etfuser_hf.analysis.saved_model import LoadedModel, default_model_dir, load_model
+from etfuser_hf.hub.training_data import synthetic_training_data
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.face_detection import MTCNN
 
@@ -41,8 +44,8 @@ class SpaceModel:
         the folder carries no record.
     reference: the same path over a priors-only ET-Fuser whose only prior is the pretrained network the canonical
         model was fine-tuned from (frozen, as converted), so its table reports that network's own reading on the same
-        aligned crops; None when the canonical model is not a converted face network or the model already has it as
-        a prior.
+        aligned crops; None when the canonical model is not a converted face network, the model already has it as
+        a prior, or the analysis reads it among its extras (the FER net: `fer_label`, `fer_probability_*`).
     canonical_prior: the name of the converted face network the canonical model started from, or None.
     """
 
@@ -108,26 +111,10 @@ def resolve_model_folder(choice: str | None) -> Path:
 
 
 def synthetic_banner(folder: Path) -> str | None:
-    """The warning the run recorded for `folder`: its run folder's `metrics.json` (`dataset.synthetic`, written by
-    the main job beside `model/`, and three levels above `checkpoints/attention/<task>/`, the spatial model of each
-    task), else the Hub card's `synthetic-data` tag (a folder exported with its README)."""
-    for metrics_path in [folder / "metrics.json", *(parent / "metrics.json" for parent in folder.parents[:3])]:
-        if metrics_path.is_file():
-            try:
-                dataset = json.loads(metrics_path.read_text(encoding="utf-8")).get("dataset") or {}
-            except (json.JSONDecodeError, AttributeError):
-                continue
-            if not dataset.get("synthetic"):
-                return None
-            description = str(dataset.get("description") or dataset.get("name") or "generated faces").strip()
-            return _banner_text(description)
-    card = folder / "README.md"
-    if card.is_file():
-        from huggingface_hub import ModelCard
-
-        if "synthetic-data" in (ModelCard.load(card).data.tags or []):
-            return _banner_text("its model card is tagged synthetic-data")
-    return None
+    """The warning the run recorded for `folder` (markdown), or None: `synthetic_training_data` decides, the reader
+    `etfuser analyze` and `etfuser predict` use for their stderr note."""
+    description = synthetic_training_data(folder)
+    return None if description is None else _banner_text(description)
 
 
 def _banner_text(description: str) -> str:
@@ -143,9 +130,12 @@ def _converted_prior_types() -> dict[str, str]:
             for name, path in folders.items() if name != "mtcnn"}
 
 
-def pretrained_reference(loaded: LoadedModel) -> tuple[str | None, ETFuserForImageClassification | None]:
+def pretrained_reference(
+    loaded: LoadedModel, extras: Sequence[str] = EXTRAS
+) -> tuple[str | None, ETFuserForImageClassification | None]:
     """(the converted network the canonical model was fine-tuned from, a priors-only ET-Fuser over its pretrained copy
-    taking the same crops, when the model does not already carry that network as a frozen prior)."""
+    taking the same crops, when neither the model, as a frozen prior, nor the analysis with `extras` already reads
+    that network)."""
     model = loaded.model
     backbone = model.config.backbone
     if backbone is None:
@@ -156,6 +146,8 @@ def pretrained_reference(loaded: LoadedModel) -> tuple[str | None, ETFuserForIma
         return None, None
     if any(spec.config.model_type == kinds[canonical] for spec in model.config.priors.values()):
         return canonical, None
+    if "fer" in extras and canonical == EXTRA_PRIORS["fer"]:
+        return canonical, None  # the FER net's own reading is in the table already: its fer_* columns
     reference = ETFuserForImageClassification.from_priors_pretrained(
         priors={PRETRAINED_PREFIX + canonical: ensure_face_priors(names=[canonical])[canonical]},
         fusion_mode="priors_only", image_size=loaded.crop_size, hidden_size=16, num_attention_heads=2,

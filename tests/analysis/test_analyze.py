@@ -97,6 +97,10 @@ def test_analyze_video_rows_per_frame_with_prior_readouts(table, media):
     # the priors' own heads: a smiling adult, and face-api's nose tip (point 30) beside MTCNN's nose, in image pixels
     assert video["age_age"].between(18, 70).all()
     assert (video["expression_prob_happy"] > 0.5).all()
+    # the FER net's own columns: read from the fused expression prior that holds its weights (one run, its own crop)
+    assert (video["fer_label"] == "happy").all()
+    np.testing.assert_array_equal(video[[f"fer_probability_{label}" for label in LABELS]].to_numpy(),
+                                  video[[f"expression_prob_{label}" for label in LABELS]].to_numpy())
     nose_gap = np.hypot(video["face_landmarks_x30"] - video["nose_x"], video["face_landmarks_y30"] - video["nose_y"])
     assert (nose_gap < 8).all(), nose_gap.tolist()
 
@@ -112,6 +116,9 @@ def test_predict_and_analyze_give_the_same_answer_for_the_astronaut(model_dir, m
     assert face["score"] == pytest.approx(row[f"prob_{row['label']}"], abs=1e-4)
     np.testing.assert_allclose([face["prior_attention"][name] for name in PRIORS],
                                row[[f"attention_{name}" for name in PRIORS]].to_numpy(float), atol=1e-5)
+    assert face["fer_label"] == row["fer_label"] == "happy"
+    np.testing.assert_allclose([face["fer_probabilities"][f"fer_probability_{label}"] for label in LABELS],
+                               row[[f"fer_probability_{label}" for label in LABELS]].to_numpy(float), atol=1e-4)
 
 
 def test_video_every_n_frames_and_a_broken_video(model_dir, media, tmp_path):
@@ -133,6 +140,9 @@ def test_analyze_columns_and_dtypes_are_the_documented_ones(table, model_dir):
     assert schema["label"] == "string" and schema["frame"] == "int64" and schema["prob_happy"] == "float32"
     assert sum(name.startswith("face_landmarks_") for name in schema) == 136
     assert [name for name in schema if name.startswith("expression_prob_")] == [f"expression_prob_{e}" for e in LABELS]
+    # the FER net's columns, on by default, last: beside the expression prior's readout, never in its names
+    assert list(schema)[-8:] == ["fer_label"] + [f"fer_probability_{e}" for e in LABELS]
+    assert schema["fer_label"] == "string" and schema["fer_probability_happy"] == "float32"
 
 
 def test_analyze_model_without_face_priors_lacks_their_columns(media):
@@ -160,6 +170,8 @@ def test_analyze_onnx_backend_matches_torch_and_is_cached(table, model_dir, medi
     np.testing.assert_allclose(onnx[placed].to_numpy(float), table[placed].to_numpy(float), atol=0.02)
     np.testing.assert_allclose(onnx[pose].to_numpy(float), table[pose].to_numpy(float), atol=0.05)
     assert onnx["label"].equals(table["label"]) and onnx["status"].equals(table["status"])
+    # the FER net's reading (among `numeric` above, at 2e-4) and its label
+    assert onnx["fer_label"].equals(table["fer_label"]) and "fer_probability_happy" in numeric
     model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32)
     from etfuser_hf.analysis.extras import EXTRAS, load_companions
 
@@ -185,7 +197,8 @@ def test_cli_analyze_exit_zero_and_argument_errors(model_dir, media, tmp_path, c
     main(["analyze", str(media / "clip.mp4"), "--model", str(model_dir), "--output", str(tmp_path / "ok.csv"),
           "--no-progress"])
     assert len(read_table(tmp_path / "ok.csv")) == 6
-    capsys.readouterr()
+    # no run folder or card records synthetic training data for this model: no note on stderr
+    assert "SYNTHETIC" not in capsys.readouterr().err
     # a bad argument: one line on stderr naming it, exit status 2, no traceback (the CLI's rule for every sub-command)
     with pytest.raises(SystemExit) as failure:
         main(["analyze", str(media / "clip.mp4"), "--model", str(model_dir), "--output", str(tmp_path / "x.txt")])
@@ -220,6 +233,9 @@ def test_analyze_summary_and_time_course(table, media, tmp_path):
     assert summary.loc[str(media / "photos" / "more" / "notes.jpg"), "errors"] == 1
     np.testing.assert_allclose(clip["mean_prob_happy"], table.loc[table["source"] == str(media / "clip.mp4"),
                                                                     "prob_happy"].mean(), rtol=1e-6)
+    # the FER net's reading per file: its most frequent label and mean probabilities
+    assert clip["top_fer_label"] == "happy" and clip["mean_fer_probability_happy"] > 0.5
+    assert pd.isna(summary.loc[str(media / "photos" / "more" / "flat.png"), "top_fer_label"])
     path = plot_time_course(table, str(media / "clip.mp4"), tmp_path / "clip.png")
     assert PIL.Image.open(path).size[0] > 400
     with pytest.raises(ValueError, match="source: no analysed frames"):

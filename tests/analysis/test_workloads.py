@@ -31,6 +31,7 @@ from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 
 SRC = str(REPO_ROOT / "src")
 SIDE = 110
+LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # the FER net's, fer_probability_*
 
 
 @pytest.fixture(scope="module")
@@ -278,9 +279,13 @@ def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_own_chip
 
 
 def test_extras_can_be_left_out_and_bad_names_are_refused(model_dir, reference, crossing):
+    from etfuser_hf.analysis.extras import EXTRAS, extra_schema
+
     bare = analyze(crossing, model=model_dir, batch_size=8, extras=(), progress=False)
-    assert list(bare.columns) == [name for name in reference.columns if name not in (
-        "track", "identity", "yaw", "pitch", "roll", "gender", "gender_probability")]
+    assert list(reference.columns[-len(extra_schema(EXTRAS)):]) == list(extra_schema(EXTRAS)) == [
+        "track", "identity", "yaw", "pitch", "roll", "gender", "gender_probability", "fer_label",
+        *(f"fer_probability_{expression}" for expression in LABELS)]
+    assert list(bare.columns) == list(reference.columns[:-len(extra_schema(EXTRAS))])
     with pytest.raises(ValueError, match="extras: unknown \\['age'\\]"):
         FaceAnalyzer(model_dir, extras=["age"])
 

@@ -25,14 +25,16 @@ LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 PRIORS = ("age", "face_landmarks")
 
 
-def write_run_folder(run: Path, synthetic: bool = True, grid_size: int | None = None) -> Path:
+def write_run_folder(run: Path, synthetic: bool = True, grid_size: int | None = None, canonical: str = "expression",
+                     priors: tuple[str, ...] = PRIORS) -> Path:
     """`run/model` (a saved ET-Fuser and its processor) and `run/metrics.json` with the main job's dataset record;
-    with `grid_size`, the priors are read as grid_size x grid_size tokens (the spatial rows' models)."""
-    dirs = ensure_face_priors(names=PRIORS + ("expression", "mtcnn"))
+    with `grid_size`, the priors are read as grid_size x grid_size tokens (the spatial rows' models); `canonical`:
+    the converted network the canonical model starts from, `priors`: the frozen priors."""
+    dirs = ensure_face_priors(names=priors + (canonical, "mtcnn"))
     torch.manual_seed(0)
     feature = {} if grid_size is None else {"feature": "grid", "grid_size": grid_size}
     model = ETFuserForImageClassification.from_priors_pretrained(
-        priors={name: {"model": dirs[name], **feature} for name in PRIORS}, backbone=dirs["expression"],
+        priors={name: {"model": dirs[name], **feature} for name in priors}, backbone=dirs[canonical],
         fusion_mode="add_to_pooled",
         image_size=112, hidden_size=32, num_attention_heads=4, intermediate_size=64, num_labels=7,
         id2label=dict(enumerate(LABELS)), label2id={name: i for i, name in enumerate(LABELS)},

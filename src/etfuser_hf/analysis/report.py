@@ -7,16 +7,18 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .extras import EXTRA_COLUMNS
+from .extras import EXTRA_COLUMNS, FER_LABEL_COLUMN, FER_PROBABILITY_PREFIX
 from .table import META_COLUMNS, model_output_columns
 
 TABLE_SUFFIXES = (".csv", ".parquet")
+# label columns of the table -> the summary's column for their most frequent value per file
+TOP_LABELS = {"label": "top_label", FER_LABEL_COLUMN: f"top_{FER_LABEL_COLUMN}"}
 
 
 def check_table_path(path: str | os.PathLike, argument: str) -> Path:
@@ -68,23 +70,28 @@ class RunningSummary:
         self.sources: dict[str, dict] = {}
         self.rows = 0
         self.errors: list[tuple[str, str]] = []  # (source, error) of each error row
+        self.top_labels = ["label"]  # `top_label` is always reported; `top_fer_label` where the table has fer_label
 
     def update(self, table: pd.DataFrame) -> RunningSummary:
         self.rows += len(table)
         failed = table[table["status"] == "error"]
         self.errors += list(zip(failed["source"].tolist(), failed["error"].tolist()))
+        self.top_labels += [name for name in TOP_LABELS if name in table and name not in self.top_labels]
         averaged = [name for name in table.columns if name in model_output_columns(table.columns)
-                    or name.startswith("attention_") or name.endswith("_age") or "_prob_" in name]
+                    or name.startswith(("attention_", FER_PROBABILITY_PREFIX)) or name.endswith("_age")
+                    or "_prob_" in name]
         for source, group in table.groupby("source", sort=False):
             entry = self.sources.setdefault(source, {"frames": set(), "face_frames": set(), "faces": 0, "errors": 0,
-                                                     "labels": Counter(), "sums": {}, "counts": {}})
+                                                     "labels": {name: Counter() for name in TOP_LABELS}, "sums": {},
+                                                     "counts": {}})
             faces = group[group["status"] == "ok"]
             entry["frames"].update(group.loc[group["status"] != "error", "frame"].tolist())
             entry["face_frames"].update(faces["frame"].tolist())
             entry["faces"] += len(faces)
             entry["errors"] += int((group["status"] == "error").sum())
-            if "label" in faces:
-                entry["labels"].update(faces["label"].dropna().tolist())
+            for name in TOP_LABELS:
+                if name in faces:
+                    entry["labels"][name].update(faces[name].dropna().tolist())
             for name in averaged:
                 values = faces[name].to_numpy(dtype=np.float64)
                 entry["sums"][name] = entry["sums"].get(name, 0.0) + float(np.nansum(values))
@@ -95,21 +102,27 @@ class RunningSummary:
         """One row per source file, as `summarize` documents."""
         rows = []
         for source, entry in self.sources.items():
-            labels = entry["labels"]
-            top = min(label for label, count in labels.items() if count == max(labels.values())) if labels else pd.NA
             row = {"source": source, "frames": len(entry["frames"]), "frames_with_face": len(entry["face_frames"]),
-                   "faces": entry["faces"], "errors": entry["errors"], "top_label": top}
+                   "faces": entry["faces"], "errors": entry["errors"]}
+            row.update({TOP_LABELS[name]: _most_frequent(entry["labels"][name]) for name in self.top_labels})
             row.update({f"mean_{name}": total / entry["counts"][name] if entry["counts"][name] else float("nan")
                         for name, total in entry["sums"].items()})
             rows.append(row)
         summary = pd.DataFrame(rows)
-        return summary.astype({"source": "string", "top_label": "string"}) if len(summary) else summary
+        text = {"source": "string", **{TOP_LABELS[name]: "string" for name in self.top_labels}}
+        return summary.astype(text) if len(summary) else summary
+
+
+def _most_frequent(labels: Counter):
+    """The most frequent label (the first in alphabetical order on a tie), or NA when there is none."""
+    return min(label for label, count in labels.items() if count == max(labels.values())) if labels else pd.NA
 
 
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """One row per source file: frames analysed, frames with a face, faces, errors, the most frequent predicted label
-    (the first in alphabetical order on a tie), and the mean of every per-class probability, attention share and
-    prior readout over its faces."""
+    (`top_label`, the first in alphabetical order on a tie) and, where the table has the FER net's columns, its most
+    frequent label (`top_fer_label`), and the mean of every per-class probability, attention share, prior readout
+    and FER net probability over its faces (`mean_<column>`)."""
     return RunningSummary().update(table).table()
 
 
@@ -151,6 +164,8 @@ class FacePrediction:
         regression.
     outputs: the model's outputs by column name (`prob_<label>`, or `value` / `value_<label>`).
     prior_attention: share of the ensemble token's attention per prior (empty without priors).
+    fer_label: the pretrained FER net's own label (`fer_label`); None when the table has no FER columns.
+    fer_probabilities: its 7 probabilities by column name (`fer_probability_<expression>`); empty without them.
     """
 
     box: np.ndarray
@@ -158,6 +173,8 @@ class FacePrediction:
     score: float | None
     outputs: dict[str, float]
     prior_attention: dict[str, float]
+    fer_label: str | None = None
+    fer_probabilities: dict[str, float] = field(default_factory=dict)
 
     @property
     def caption(self) -> str:
@@ -172,6 +189,7 @@ def face_predictions(table: pd.DataFrame) -> list[FacePrediction]:
     """The `ok` rows of `table` (faces), in table order, as `FacePrediction`s."""
     outputs = model_output_columns(table.columns)
     attention = [name for name in table.columns if name.startswith("attention_")]
+    fer = [name for name in table.columns if name.startswith(FER_PROBABILITY_PREFIX)]
     faces = []
     for _, row in table[table["status"] == "ok"].iterrows():
         values = {name: float(row[name]) for name in outputs}
@@ -184,7 +202,9 @@ def face_predictions(table: pd.DataFrame) -> list[FacePrediction]:
             score = max(values.values())
         faces.append(FacePrediction(
             box=row[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(dtype=float), label=label, score=score,
-            outputs=values, prior_attention={name.removeprefix("attention_"): float(row[name]) for name in attention}))
+            outputs=values, prior_attention={name.removeprefix("attention_"): float(row[name]) for name in attention},
+            fer_label=str(row[FER_LABEL_COLUMN]) if FER_LABEL_COLUMN in table else None,
+            fer_probabilities={name: float(row[name]) for name in fer}))
     return faces
 
 

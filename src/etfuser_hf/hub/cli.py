@@ -6,6 +6,11 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the analysis loads on use: `etfuser --help` stays light
+    from ..analysis.pipeline import FaceAnalyzer
+    from ..analysis.report import FacePrediction
 
 DESCRIPTION = """ET-Fuser for Hugging Face Transformers: fuse frozen face-analysis priors through a learned
 ensemble token.
@@ -30,15 +35,28 @@ def report_bad(path: object, reason: object) -> None:
     print(f"{path}: {reason}", file=sys.stderr)
 
 
+def note_synthetic_training(analyzer: FaceAnalyzer, command: str) -> None:
+    """One stderr line when the analyzer's model was trained on SYNTHETIC faces (`synthetic_data_note`, the reader of
+    the Space's banner), naming the pretrained FER net's columns."""
+    from .training_data import synthetic_data_note
+
+    note = synthetic_data_note(analyzer.loaded.folder, command, analyzer.extras.extras)
+    if note is not None:
+        print(note, file=sys.stderr)
+
+
 def predict(args: argparse.Namespace) -> int:
     """`etfuser predict`: the faces of each image through the analysis path (`FaceAnalyzer`, as `etfuser analyze`),
-    printed as JSON; folders are searched recursively for images. Returns 1 when any input was unusable."""
+    printed as JSON (per face: box, the model's label, score and outputs, the prior attention, and the pretrained FER
+    net's `fer_label` and `fer_probabilities`); folders are searched recursively for images. Returns 1 when any input
+    was unusable."""
     from ..analysis.media import IMAGE_SUFFIXES, expand_inputs, is_video, iter_media
     from ..analysis.pipeline import FaceAnalyzer
     from ..analysis.report import face_predictions
     from ..analysis.saved_model import load_model
 
     analyzer = FaceAnalyzer(load_model(args.model_dir))
+    note_synthetic_training(analyzer, "predict")
     files, bad = [], 0
     for path in args.images:
         if Path(path).is_dir():
@@ -58,12 +76,21 @@ def predict(args: argparse.Namespace) -> int:
             report_bad(source, rows["error"].iloc[0])
             bad += 1
             continue
-        results[source] = [{"box": [round(float(v), 1) for v in face.box], "label": face.label,
-                            "score": None if face.score is None else round(face.score, 4),
-                            "outputs": {name: round(value, 4) for name, value in face.outputs.items()},
-                            "prior_attention": face.prior_attention} for face in face_predictions(rows)]
+        results[source] = [face_json(face) for face in face_predictions(rows)]
     print(json.dumps(results, indent=2))
     return 1 if bad else 0
+
+
+def face_json(face: FacePrediction) -> dict:
+    """One face of `etfuser predict`'s JSON."""
+
+    def rounded(values: dict[str, float]) -> dict[str, float]:
+        return {name: round(value, 4) for name, value in values.items()}
+
+    return {"box": [round(float(v), 1) for v in face.box], "label": face.label,
+            "score": None if face.score is None else round(face.score, 4), "outputs": rounded(face.outputs),
+            "prior_attention": face.prior_attention, "fer_label": face.fer_label,
+            "fer_probabilities": rounded(face.fer_probabilities)}
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -169,7 +196,7 @@ def analyze_files(args: argparse.Namespace) -> int:
     from ..analysis.media import expand_inputs
     from ..analysis.parts import analyze_to_parts, merge_parts, parts_folder
     from ..analysis.pipeline import FaceAnalyzer, empty_table
-    from ..analysis.report import check_table_path, plot_time_course, video_sources, write_table
+    from ..analysis.report import TOP_LABELS, check_table_path, plot_time_course, video_sources, write_table
 
     output = check_table_path(args.output, "--output")
     files = expand_inputs(args.paths)
@@ -180,6 +207,8 @@ def analyze_files(args: argparse.Namespace) -> int:
     with state.main_process_first():
         analyzer = FaceAnalyzer(args.model, args.backend, args.batch_size, args.max_faces, extras=args.extras,
                                 attention_maps=args.attention_maps)
+    if state.is_main_process:
+        note_synthetic_training(analyzer, "analyze")
     folder = parts_folder(output)
     with state.split_between_processes(files) as part:
         analyze_to_parts(analyzer, part, args.every_n_frames, folder, args.resume, state.process_index,
@@ -202,7 +231,9 @@ def analyze_files(args: argparse.Namespace) -> int:
     faces, errors = int(summary["faces"].sum()) if len(summary) else 0, int(summary["errors"].sum()) if len(summary) else 0
     print(f"{running.rows} rows ({faces} faces, {errors} errors) from {len(summary)} files written to {output}")
     if len(summary):
-        print(summary[["source", "frames", "frames_with_face", "faces", "errors", "top_label"]].to_string(index=False))
+        tops = [name for name in TOP_LABELS.values() if name in summary]
+        shown = ["source", "frames", "frames_with_face", "faces", "errors", *tops]
+        print(summary[shown].to_string(index=False))
     for source, error in running.errors:
         print(f"error: {source}: {error}", file=sys.stderr)
     return 1 if errors else 0

@@ -29,6 +29,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 
 from ..training.multitask import render_multitask_markdown
 from ..training.run_writer import render_data_markdown, render_label_efficiency_markdown, render_protocol_markdown
+from .training_data import SYNTHETIC_TAG
 
 MODEL_DIR_PLACEHOLDER = "./et-fuser"
 CARD_TEMPLATE_PATH = Path(__file__).with_name("templates") / "modelcard_template.md"  # Jinja, rendered by ModelCard
@@ -194,7 +195,7 @@ def card_data_from_run(run: Mapping[str, Any], model_name: str = "et-fuser") -> 
         library_name="transformers",
         pipeline_tag="image-classification",
         tags=["et-fuser", "ensemble-token", "facial-analysis", "facial-expression-recognition", "vision"]
-        + (["synthetic-data"] if synthetic else []),
+        + ([SYNTHETIC_TAG] if synthetic else []),
         datasets=[dataset["name"]],
         metrics=sorted({result.metric_type for result in eval_results}),
         eval_results=eval_results,
