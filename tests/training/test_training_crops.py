@@ -23,7 +23,7 @@ from etfuser_hf.priors.crop_plan import (
     detector_boxes_from_landmarks,
 )
 from etfuser_hf.priors.face_detection import detect_and_align
-from etfuser_hf.training.collators import FaceCollator
+from etfuser_hf.training.collators import FaceCollator, landmarks_in_crop
 from etfuser_hf.training.distillation import CanonicalTeacher, Distillation
 from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column
 
@@ -195,3 +195,27 @@ def test_evaluate_on_synthetic_faces_reads_the_training_crops(model, faces, proc
     assert set(seen[0]["prior_crops"]) == set(expected)
     for name, affines in expected.items():
         torch.testing.assert_close(seen[0]["prior_crops"][name], affines)
+
+
+def test_landmark_labels_are_mapped_into_the_frame_the_model_predicts_in(model, faces, processor):
+    """A landmarks task's canonical model sees its own crop, so its labels are given in [0, 1] of that crop; the
+    inter-ocular NME is the same in either frame (the crop is a similarity of the image)."""
+    from etfuser_hf.models.losses import normalized_mean_error
+
+    crop_size = tuple(model.config.backbone.image_size)
+    collator = FaceCollator(processor, "landmarks", 0, problem_type="landmarks", crop_plan=CropPlan.for_model(model),
+                            geometry_column="landmarks", label_crop_size=crop_size)
+    batch = collator(rows_of(faces))
+    image_frame = torch.tensor(np.asarray(list(faces["landmarks"])), dtype=torch.float32)
+    affines = batch["prior_crops"][BACKBONE_CROP_KEY].double()
+    # back through the crop's inverse: the image-frame labels again
+    crop_pixels = batch["labels"].double() * crop_size[0]
+    linear = torch.linalg.inv(affines[:, :, :2])
+    back = (crop_pixels - affines[:, None, :, 2]) @ linear.transpose(1, 2) / SIZE
+    torch.testing.assert_close(back.float(), image_frame, atol=1e-5, rtol=0)
+    assert not torch.allclose(batch["labels"], image_frame, atol=0.02)
+    noise = torch.randn_like(image_frame) * 0.01
+    # the same displacement measured in both frames
+    moved = landmarks_in_crop(image_frame + noise, batch["prior_crops"][BACKBONE_CROP_KEY], (SIZE, SIZE), crop_size)
+    torch.testing.assert_close(normalized_mean_error(moved, batch["labels"], (36, 45)),
+                               normalized_mean_error(image_frame + noise, image_frame, (36, 45)), rtol=1e-3, atol=1e-6)

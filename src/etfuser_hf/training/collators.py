@@ -15,6 +15,7 @@ import torch
 from ..data.face_crops import face_crops
 from ..data.image_decoding import BadImage, decode_encoded
 from ..models.image_processing_etfuser import ETFuserImageProcessor
+from ..models.input_checks import BACKBONE_CROP_KEY
 from ..priors.crop_plan import CropPlan
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
 from .image_cache import rgb_array
@@ -55,6 +56,10 @@ class FaceCollator:
     # the whole image resized.
     crop_plan: CropPlan | None = None
     geometry_column: str | None = None
+    # (height, width) of the canonical model's crop: landmark labels, given in [0, 1] of the image, are mapped into
+    # [0, 1] of that crop, the frame the model sees and so predicts in (NME, normalised by the inter-ocular distance,
+    # is the same in either frame: each crop is a similarity of the image)
+    label_crop_size: tuple[int, int] | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if self.include_pixel_values:
@@ -69,6 +74,9 @@ class FaceCollator:
                 crops = face_crops(landmarks, self.crop_plan, size, skip=cached)
                 if crops:
                     batch["prior_crops"] = crops
+                if self.problem_type == "landmarks" and self.label_crop_size and BACKBONE_CROP_KEY in crops:
+                    batch["labels"] = landmarks_in_crop(batch["labels"], crops[BACKBONE_CROP_KEY], size,
+                                                        self.label_crop_size)
         if self.include_landmarks:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
         if cached:
@@ -154,6 +162,15 @@ def decoded_rows(rows: list[dict[str, Any]], image_column: str) -> list[dict[str
         raise ValueError(f"{image_column}: no image of this batch of {len(rows)} could be decoded (see the warnings "
                          "above); check the dataset's files.")
     return kept
+
+
+def landmarks_in_crop(landmarks: torch.Tensor, affines: torch.Tensor, image_size: tuple[int, int],
+                      crop_size: tuple[int, int]) -> torch.Tensor:
+    """(batch, K, 2) points in [0, 1] of images of `image_size` (height, width) -> [0, 1] of the crops the (batch, 2, 3)
+    image -> crop `affines` cut at `crop_size` (height, width)."""
+    pixels = landmarks * landmarks.new_tensor([image_size[1], image_size[0]])
+    in_crop = pixels @ affines[:, :, :2].transpose(1, 2).to(pixels.dtype) + affines[:, None, :, 2].to(pixels.dtype)
+    return in_crop / in_crop.new_tensor([crop_size[1], crop_size[0]])
 
 
 def landmark_targets(rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
