@@ -23,7 +23,8 @@ from etfuser_hf.data.sources.base import ColumnSpec  # noqa: E402
 from etfuser_hf.models.configuration_face_priors import DLIB_AGE_BINS  # noqa: E402
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors  # noqa: E402
 from etfuser_hf.training.collators import FaceCollator  # noqa: E402
-from etfuser_hf.training.main import parse_args, read_dataset  # noqa: E402
+from etfuser_hf.training.dataset_source import read_dataset  # noqa: E402
+from etfuser_hf.training.main import parse_args  # noqa: E402
 from etfuser_hf.training.probes import fit_probe  # noqa: E402
 from etfuser_hf.training.task_tables import reading, render_task_table, task_table  # noqa: E402
 from etfuser_hf.training.tasks import FaceTask, dataset_task, resolve_tasks  # noqa: E402

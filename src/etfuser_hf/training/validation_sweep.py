@@ -38,7 +38,8 @@ from ..models.fusion_modes import fusion_mode_properties
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
 from .expression_measures import expression_measures_apply
-from .main import build_parser, parse_args, prepare_protocol, read_dataset
+from .dataset_source import read_dataset
+from .main import build_parser, parse_args, prepare_protocol
 from .protocol import ProtocolContext, Run, train_runs
 from .recipe import native_grid_feature
 from .rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
