@@ -106,3 +106,44 @@ def test_bad_inputs_raise_clear_errors(call, message):
 
 def test_per_class_f1_by_hand():
     assert per_class_f1([0, 0, 1], [0, 1, 1], [0, 1, 2]).tolist() == pytest.approx([2 / 3, 2 / 3, 0.0])
+
+
+def test_task_type_regression_and_multi_label_metrics_by_hand():
+    from etfuser_hf.metrics import ccc, multilabel_accuracy, rmse
+
+    assert rmse([1.0, 3.0], [2.0, 2.0]) == 1.0 and rmse([[0.0, 0.0]], [[3.0, 4.0]]) == pytest.approx(np.sqrt(12.5))
+    # p = (1, 2, 3), r = (2, 4, 6): var_p 2/3, var_r 8/3, cov 4/3, means 2 and 4 -> 2 (4/3) / (2/3 + 8/3 + 4) = 4/11
+    assert ccc([1.0, 2.0, 3.0], [2.0, 4.0, 6.0]) == pytest.approx(4 / 11)
+    assert ccc([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]) == pytest.approx(1.0)
+    assert ccc([0.5, 0.5], [0.1, 0.9]) == 0.0 and ccc([0.5, 0.5], [0.5, 0.5]) == 1.0  # constants: none / exact
+    assert ccc([[1.0, 1.0], [2.0, 3.0]], [[1.0, 3.0], [2.0, 1.0]]) == pytest.approx((1.0 - 1.0) / 2)  # per column
+    assert multilabel_accuracy([[1, 0, 1], [0, 1, 0]], [[1, 0, 0], [0, 1, 1]]) == pytest.approx(4 / 6)
+    assert load_metric("ccc").compute(predictions=[1.0, 2.0, 3.0], references=[2.0, 4.0, 6.0])["ccc"] == \
+        pytest.approx(4 / 11)
+    assert load_metric("rmse").compute(predictions=[1.0, 3.0], references=[2.0, 2.0])["rmse"] == 1.0
+    assert load_metric("multilabel_accuracy").compute(predictions=[[1, 0]], references=[[1, 1]])[
+        "multilabel_accuracy"] == 0.5
+
+
+def test_task_type_hook_and_per_example_scores_for_every_problem_type():
+    from etfuser_hf.metrics import per_example_scores, score_outputs
+
+    regression = make_compute_metrics("regression")(EvalPrediction(np.array([[1.0], [3.0]]), np.array([2.0, 2.0])))
+    assert regression == {"mae": 1.0, "rmse": 1.0, "ccc": 0.0}
+    logits = np.array([[2.0, -1.0, 3.0], [-2.0, 1.0, -3.0]])  # positives: (1, 0, 1), (0, 1, 0)
+    references = np.array([[1, 0, 0], [0, 1, 1]])
+    multi = make_compute_metrics("multi_label_classification", 3)(EvalPrediction(logits, references))
+    assert multi["multilabel_accuracy"] == pytest.approx(4 / 6) and multi["multilabel_f1"] == pytest.approx(2 / 3)
+    assert per_example_scores("multilabel_accuracy", "multi_label_classification", logits, references).tolist() == \
+        pytest.approx([2 / 3, 2 / 3])
+    assert per_example_scores("mae", "regression", np.array([[1.0], [5.0]]), np.array([2.0, 2.0])).tolist() == [1, 3]
+    assert per_example_scores("rmse", "regression", np.array([[1.0], [5.0]]), np.array([2.0, 2.0])).tolist() == [1, 9]
+    assert per_example_scores("accuracy", "single_label_classification", logits, np.array([2, 0])).tolist() == [1, 0]
+    reference = np.zeros((2, 5, 2)); reference[:, 1] = [2.0, 0.0]  # CelebA's 5 points: eyes 0 and 1, 2 apart
+    prediction = reference.copy(); prediction[1] += [0.0, 1.0]  # image 1: every point 1 off -> NME 1 / 2
+    assert per_example_scores("nme", "landmarks", prediction, reference, (0, 1)).tolist() == [0.0, 0.5]
+    assert score_outputs("landmarks", prediction, reference, interocular_indices=(0, 1)) == {"nme": 0.25}
+    with pytest.raises(ValueError, match="'ccc' is not a mean over examples"):
+        per_example_scores("ccc", "regression", np.zeros((2, 1)), np.zeros(2))
+    with pytest.raises(ValueError, match="problem_type must be one of"):
+        score_outputs("ranking", logits, references)

@@ -95,6 +95,42 @@ def test_single_output_regression_accepts_flat_targets(pixel_values):
     torch.testing.assert_close(outputs.loss, expected)
 
 
+def test_task_type_regression_bins_read_out_the_expected_value(pixel_values, tmp_path):
+    """A binned regression head (the dlib age net's readout): one score per bin, `logits` the expectation of the bins
+    under their softmax, (batch, 1); the loss on that value; the ensemble head over the same bins; saved and
+    reloaded with its bins."""
+    bins = [0.0, 10.0, 20.0, 30.0]
+    config = tiny_etfuser_config(problem_type="regression", num_labels=1, regression_bins=bins, regression_loss="l1",
+                                 fusion_mode="add_to_pooled", ensemble_loss_weight=1.0)
+    model = seeded_model(ETFuserForImageClassification, config)
+    assert model.classifier.dense.out_features == 4 and model.ensemble_head.dense.out_features == 4
+    with torch.no_grad():
+        model.classifier.dense.weight.zero_()
+        model.classifier.dense.bias.copy_(torch.tensor([0.0, 0.0, float(np.log(2.0)), 0.0]))  # softmax 1:1:2:1
+    model.eval()
+    outputs = model(pixel_values, labels=torch.tensor([16.0, 16.0, 26.0]))
+    expected = (0.0 + 10.0 + 2 * 20.0 + 30.0) / 5  # 16
+    torch.testing.assert_close(outputs.logits, torch.full((3, 1), expected))
+    torch.testing.assert_close(outputs.loss, torch.tensor(10.0 / 3))  # L1: 0, 0, 10
+    model.train()
+    assert torch.isfinite(model(pixel_values, labels=torch.tensor([1.0, 2.0, 3.0])).loss)
+    model.save_pretrained(tmp_path)
+    reloaded = ETFuserForImageClassification.from_pretrained(tmp_path).eval()
+    assert reloaded.config.regression_bins == bins
+    torch.testing.assert_close(reloaded(pixel_values).logits, torch.full((3, 1), expected))
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (dict(problem_type="regression", num_labels=1, regression_bins=[1.0]), "at least two numbers"),
+    (dict(problem_type="regression", num_labels=1, regression_bins=[1.0, "x"]), "at least two numbers"),
+    (dict(problem_type="single_label_classification", num_labels=3, regression_bins=[0.0, 1.0]),
+     "need problem_type='regression' and num_labels=1"),
+])
+def test_task_type_regression_bins_are_checked(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_etfuser_config(**overrides)
+
+
 def test_landmark_head_outputs_normalised_points_and_nme(pixel_values):
     model = seeded_model(ETFuserForLandmarkDetection, tiny_etfuser_config(landmark_loss="wing"))
     target = torch.rand(3, 68, 2)

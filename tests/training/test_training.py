@@ -411,7 +411,9 @@ def test_run_folder_has_the_documented_format(tmp_path):
     assert json.loads((tmp_path / "splits.json").read_text()) == splits
     results = (tmp_path / "results.md").read_text()
     assert results.startswith("> **SYNTHETIC data.**") and "Splits (synthetic, seed 1): train 10" in results
-    assert "| et-fuser | 1.0000 ± 0.0000 | 1.0000 ± 0.0000 | — | — |" in results
+    # test accuracy, validation accuracy, test macro-F1 (the task's second metric), then the tests against et-fuser
+    assert "| et-fuser | 1.0000 ± 0.0000 | 1.0000 ± 0.0000 | 1.0000 ± 0.0000 | — | — |" in results
+    assert "| test accuracy | validation accuracy | test macro_f1 | p vs et-fuser" in results
     assert "| canonical | 0.3333 ± 0.0000 |" in results and "- r." in results
 
 

@@ -23,7 +23,8 @@ from etfuser_hf.priors.crop_plan import (
     detector_boxes_from_landmarks,
 )
 from etfuser_hf.priors.face_detection import detect_and_align
-from etfuser_hf.training.collators import FaceCollator, landmarks_in_crop
+from etfuser_hf.data.face_crops import landmarks_in_crop
+from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.distillation import CanonicalTeacher, Distillation
 from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column
 
@@ -177,7 +178,7 @@ def test_face_crops_refuses_malformed_landmarks(model):
 
 def test_evaluate_on_synthetic_faces_reads_the_training_crops(model, faces, processor):
     """`etfuser evaluate` on the synthetic default hands the model the crops training gave it."""
-    from etfuser_hf.hub.evaluation import score_dataset
+    from etfuser_hf.hub.evaluation import EvaluationTarget, score_dataset
 
     seen = []
 
@@ -188,8 +189,9 @@ def test_evaluate_on_synthetic_faces_reads_the_training_crops(model, faces, proc
             seen.append(inputs)
             return model(**inputs)
 
-    summary = score_dataset(Recording(), processor, faces, "expression", list(range(7)), "synthetic",
-                            lambda *args: None, geometry_column="landmarks")
+    target = EvaluationTarget("expression", "single_label_classification", list(range(7)))
+    summary = score_dataset(Recording(), processor, faces, target, "synthetic", lambda *args: None,
+                            geometry_column="landmarks")
     assert summary["num_samples"] == len(faces)
     expected = face_crops(np.asarray(list(faces["landmarks"])), CropPlan.for_model(model), (SIZE, SIZE))
     assert set(seen[0]["prior_crops"]) == set(expected)

@@ -32,4 +32,13 @@ def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int
     return {name: torch.from_numpy(affines) for name, affines in plan.prior_crops(faces, points, networks).items()}
 
 
-__all__ = ["face_crops"]
+def landmarks_in_crop(landmarks: torch.Tensor, affines: torch.Tensor, image_size: tuple[int, int],
+                      crop_size: tuple[int, int]) -> torch.Tensor:
+    """(batch, K, 2) points in [0, 1] of images of `image_size` (height, width) -> [0, 1] of the crops the (batch, 2, 3)
+    image -> crop `affines` cut at `crop_size` (height, width)."""
+    pixels = landmarks * landmarks.new_tensor([image_size[1], image_size[0]])
+    in_crop = pixels @ affines[:, :, :2].transpose(1, 2).to(pixels.dtype) + affines[:, None, :, 2].to(pixels.dtype)
+    return in_crop / in_crop.new_tensor([crop_size[1], crop_size[0]])
+
+
+__all__ = ["face_crops", "landmarks_in_crop"]

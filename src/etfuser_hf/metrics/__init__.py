@@ -14,7 +14,10 @@ from typing import Any
 
 import numpy as np
 
-METRIC_NAMES = ("accuracy", "macro_f1", "mae", "nme", "multilabel_f1")
+METRIC_NAMES = ("accuracy", "macro_f1", "mae", "rmse", "ccc", "nme", "multilabel_f1", "multilabel_accuracy")
+# Which way each metric improves: the Trainer's `greater_is_better` and the sign of every "gain" in the tables.
+GREATER_IS_BETTER = {"accuracy": True, "macro_f1": True, "multilabel_accuracy": True, "multilabel_f1": True,
+                     "ccc": True, "mae": False, "rmse": False, "nme": False}
 
 
 def _paired(predictions, references, dtype=None) -> tuple[np.ndarray, np.ndarray]:
@@ -53,11 +56,38 @@ def macro_f1(predictions: Sequence[int], references: Sequence[int], num_labels: 
 
 def mae(predictions: Sequence[float], references: Sequence[float]) -> float:
     """Mean absolute error."""
+    predictions, references = _same_shape(predictions, references)
+    return float(np.abs(predictions - references).mean())
+
+
+def _same_shape(predictions, references) -> tuple[np.ndarray, np.ndarray]:
     predictions, references = _paired(predictions, references, np.float64)
     if predictions.shape != references.shape:
         raise ValueError(f"predictions and references must have the same shape, got {predictions.shape} and "
                          f"{references.shape}.")
-    return float(np.abs(predictions - references).mean())
+    return predictions, references
+
+
+def rmse(predictions: Sequence[float], references: Sequence[float]) -> float:
+    """Root mean squared error (over every example and output)."""
+    predictions, references = _same_shape(predictions, references)
+    return float(np.sqrt(np.square(predictions - references).mean()))
+
+
+def ccc(predictions: Sequence[float], references: Sequence[float]) -> float:
+    """Lin's concordance correlation coefficient of scalar predictions (valence, arousal): 2 cov / (var_p + var_r +
+    (mean_p - mean_r)^2), population moments; 1 is perfect agreement, 0 none (a constant prediction scores 0 unless
+    it equals constant references). Vector outputs are scored per output and averaged."""
+    predictions, references = _same_shape(predictions, references)
+    predictions = predictions.reshape(len(predictions), -1)
+    references = references.reshape(len(references), -1)
+    scores = []
+    for column in range(predictions.shape[1]):
+        p, r = predictions[:, column], references[:, column]
+        denominator = p.var() + r.var() + (p.mean() - r.mean()) ** 2
+        # zero only when both are the same constant: they agree exactly
+        scores.append(2 * np.mean((p - p.mean()) * (r - r.mean())) / denominator if denominator > 0 else 1.0)
+    return float(np.mean(scores))
 
 
 def nme(predictions: np.ndarray, references: np.ndarray, interocular_indices: Sequence[int] = (36, 45)) -> float:
@@ -79,13 +109,24 @@ def nme(predictions: np.ndarray, references: np.ndarray, interocular_indices: Se
     return float(normalized_mean_error(predictions, references, tuple(interocular_indices)).mean())
 
 
-def multilabel_f1(predictions: np.ndarray, references: np.ndarray, average: str = "macro") -> float:
-    """F1 for multi-hot (N, L) 0/1 arrays; `average` is "macro" (mean over labels) or "micro" (pooled counts)."""
+def _multi_hot(predictions, references) -> tuple[np.ndarray, np.ndarray]:
     predictions, references = _paired(predictions, references)
     if predictions.shape != references.shape or predictions.ndim != 2:
         raise ValueError(f"predictions and references must both be multi-hot (N, L), got shapes {predictions.shape} "
                          f"and {references.shape}.")
-    predictions, references = predictions.astype(bool), references.astype(bool)
+    return predictions.astype(bool), references.astype(bool)
+
+
+def multilabel_accuracy(predictions: np.ndarray, references: np.ndarray) -> float:
+    """Mean over labels of each label's accuracy, for multi-hot (N, L) 0/1 arrays: CelebA's "mean accuracy" over its
+    40 attributes."""
+    predictions, references = _multi_hot(predictions, references)
+    return float((predictions == references).mean())
+
+
+def multilabel_f1(predictions: np.ndarray, references: np.ndarray, average: str = "macro") -> float:
+    """F1 for multi-hot (N, L) 0/1 arrays; `average` is "macro" (mean over labels) or "micro" (pooled counts)."""
+    predictions, references = _multi_hot(predictions, references)
     true_positive = (predictions & references).sum(axis=0)
     denominator = predictions.sum(axis=0) + references.sum(axis=0)
     if average == "micro":
@@ -102,6 +143,12 @@ _NME_CITATION = """@inproceedings{sagonas2013300w,
   title={300 Faces in-the-Wild Challenge: The First Facial Landmark Localization Challenge},
   author={Sagonas, Christos and Tzimiropoulos, Georgios and Zafeiriou, Stefanos and Pantic, Maja},
   booktitle={ICCV Workshops}, year={2013}}"""
+_CCC_CITATION = """@article{lin1989concordance,
+  title={A Concordance Correlation Coefficient to Evaluate Reproducibility}, author={Lin, Lawrence I-Kuei},
+  journal={Biometrics}, volume={45}, number={1}, pages={255--268}, year={1989}}"""
+_CELEBA_CITATION = """@inproceedings{liu2015faceattributes,
+  title={Deep Learning Face Attributes in the Wild}, author={Liu, Ziwei and Luo, Ping and Wang, Xiaogang and Tang, Xiaoou},
+  booktitle={ICCV}, year={2015}}"""
 
 
 @dataclass(frozen=True)
@@ -136,6 +183,13 @@ def _metric_specs() -> dict[str, _MetricSpec]:
         "mae": _MetricSpec(mae, (pair(_value("float64")), pair(sequence("float64"))), {},
                            "Mean absolute error of scalar or vector regression targets (e.g. age in years).",
                            _SKLEARN_CITATION),
+        "rmse": _MetricSpec(rmse, (pair(_value("float64")), pair(sequence("float64"))), {},
+                            "Root mean squared error of scalar or vector regression targets (e.g. valence and arousal).",
+                            _SKLEARN_CITATION),
+        "ccc": _MetricSpec(ccc, (pair(_value("float64")), pair(sequence("float64"))), {},
+                           "Lin's concordance correlation coefficient (agreement of predictions with references in "
+                           "correlation, scale and location; 1 is perfect), e.g. valence and arousal; vector targets "
+                           "are scored per output and averaged.", _CCC_CITATION),
         "nme": _MetricSpec(nme, (pair(nested), pair(sequence("float64"))), {"interocular_indices": (36, 45)},
                            "Inter-ocular normalised mean error of facial landmarks: per image the mean point error "
                            "over the distance between the reference outer eye corners (iBUG-68 points 36 and 45). "
@@ -144,6 +198,9 @@ def _metric_specs() -> dict[str, _MetricSpec]:
                                      "Multi-label F1 of multi-hot 0/1 vectors (e.g. CelebA attributes, action units): "
                                      "`average='macro'` (mean over labels) or 'micro' (pooled counts).",
                                      _SKLEARN_CITATION),
+        "multilabel_accuracy": _MetricSpec(multilabel_accuracy, (pair(sequence("int64")),), {},
+                                           "Mean accuracy over labels of multi-hot 0/1 vectors (CelebA's mean accuracy "
+                                           "over its 40 attributes).", _CELEBA_CITATION),
     }
 
 
@@ -190,6 +247,84 @@ def load_metric(name: str):
 
 
 PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "regression", "landmarks")
+# What each problem type reports, the first being the headline a model is selected on by default; a task may pick
+# its own (age: MAE; valence and arousal: RMSE and CCC).
+DEFAULT_METRICS = {"single_label_classification": ("accuracy", "macro_f1"),
+                   "multi_label_classification": ("multilabel_accuracy", "multilabel_f1"),
+                   "regression": ("mae", "rmse", "ccc"), "landmarks": ("nme",)}
+
+
+def _check_problem_type(problem_type: str) -> None:
+    if problem_type not in PROBLEM_TYPES:
+        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}.")
+
+
+def predictions_from_outputs(problem_type: str, outputs: np.ndarray) -> np.ndarray:
+    """A head's outputs as predictions: class ids (argmax) for single-label, multi-hot (logit > 0) for multi-label,
+    the outputs themselves for regression and landmarks."""
+    _check_problem_type(problem_type)
+    outputs = np.asarray(outputs)
+    if problem_type == "single_label_classification":
+        return outputs.argmax(-1)
+    if problem_type == "multi_label_classification":
+        return (outputs > 0).astype(np.int64)
+    return outputs
+
+
+def score_outputs(problem_type: str, outputs: np.ndarray, references: np.ndarray, num_labels: int | None = None,
+                  interocular_indices: Sequence[int] = (36, 45)) -> dict[str, float]:
+    """Every metric of `problem_type` (`DEFAULT_METRICS`, plus multi-label's micro-F1) of a head's `outputs` against
+    `references`: the one scoring the Trainer hook, the probes and `etfuser evaluate` share.
+
+    Args:
+        outputs: (N, num_labels) logits for classification (multi-label: a logit > 0 is a positive); (N,) or (N, 1)
+            values for regression; (N, K, 2) or (N, 2K) points for landmarks.
+        references: (N,) class ids, (N, L) multi-hot, (N,) or (N, 1) values, or points as `outputs`.
+        num_labels: single-label: macro-F1 averages over all of them, including classes absent from `references`.
+        interocular_indices: the two points whose distance normalises NME.
+    """
+    predicted, references = predictions_from_outputs(problem_type, outputs), np.asarray(references)
+    if problem_type == "single_label_classification":
+        return {"accuracy": accuracy(predicted, references),
+                "macro_f1": macro_f1(predicted, references, num_labels)}
+    if problem_type == "multi_label_classification":
+        return {"multilabel_accuracy": multilabel_accuracy(predicted, references),
+                "multilabel_f1": multilabel_f1(predicted, references),
+                "multilabel_f1_micro": multilabel_f1(predicted, references, "micro")}
+    if problem_type == "regression":
+        predicted, references = (np.asarray(array, np.float64).reshape(len(references), -1)
+                                 for array in (predicted, references))
+        return {"mae": mae(predicted, references), "rmse": rmse(predicted, references),
+                "ccc": ccc(predicted, references)}
+    return {"nme": nme(predicted, references, interocular_indices)}
+
+
+def per_example_scores(metric: str, problem_type: str, outputs: np.ndarray, references: np.ndarray,
+                       interocular_indices: Sequence[int] = (36, 45)) -> np.ndarray:
+    """(N,) the per-example terms whose mean is `metric` (or, for RMSE, whose mean is its square): what the tables'
+    paired per-seed tests compare between two models on the same images. Correct (1/0) for accuracy, the share of
+    labels right for multi-label accuracy, the absolute (MAE) or squared (RMSE) error, and the per-image NME. F1 and
+    CCC are not means over examples; a ValueError says so."""
+    _check_problem_type(problem_type)
+    predicted, references = predictions_from_outputs(problem_type, outputs), np.asarray(references)
+    if metric == "accuracy":
+        return (predicted == references).astype(np.float64)
+    if metric == "multilabel_accuracy":
+        return (predicted.astype(bool) == references.astype(bool)).mean(axis=1, dtype=np.float64)
+    if metric in ("mae", "rmse"):
+        error = (np.asarray(predicted, np.float64).reshape(len(references), -1)
+                 - np.asarray(references, np.float64).reshape(len(references), -1))
+        return (np.abs(error) if metric == "mae" else np.square(error)).mean(axis=1)
+    if metric == "nme":
+        import torch
+
+        from ..models.modeling_etfuser import normalized_mean_error
+
+        points = [torch.from_numpy(np.asarray(array, np.float64).reshape(len(references), -1, 2))
+                  for array in (predicted, references)]
+        return normalized_mean_error(*points, tuple(interocular_indices)).numpy()
+    raise ValueError(f"metric {metric!r} is not a mean over examples; per-example scores exist for accuracy, "
+                     f"multilabel_accuracy, mae, rmse and nme.")
 
 
 def make_compute_metrics(
@@ -197,19 +332,18 @@ def make_compute_metrics(
     label_names: Sequence[str] | int | None = None,
     interocular_indices: Sequence[int] = (36, 45),
 ) -> Callable:
-    """A `Trainer(compute_metrics=...)` hook: `EvalPrediction -> dict[str, float]`.
+    """A `Trainer(compute_metrics=...)` hook: `EvalPrediction -> dict[str, float]` (`score_outputs`).
 
     Args:
         problem_type: "single_label_classification" (accuracy, macro_f1 and, with names, `f1_<name>` per class),
-            "multi_label_classification" (multilabel_f1 macro and multilabel_f1_micro; a logit > 0 is a positive),
-            "regression" (mae) or "landmarks" (nme, inter-ocular).
+            "multi_label_classification" (multilabel_accuracy, multilabel_f1 macro and multilabel_f1_micro; a logit
+            > 0 is a positive), "regression" (mae, rmse, ccc) or "landmarks" (nme, inter-ocular).
         label_names: the class names (`[config.id2label[i] for i in range(num_labels)]`), or just their number;
             macro-F1 then averages over every class, including ones absent from the eval set.
         interocular_indices: landmark indices whose distance normalises NME.
     The first array of `EvalPrediction.predictions` is taken as the head output (logits or landmarks).
     """
-    if problem_type not in PROBLEM_TYPES:
-        raise ValueError(f"problem_type must be one of {PROBLEM_TYPES}, got {problem_type!r}.")
+    _check_problem_type(problem_type)
     names = None if label_names is None or isinstance(label_names, int) else [str(name) for name in label_names]
     num_labels = len(names) if names is not None else label_names
 
@@ -217,22 +351,13 @@ def make_compute_metrics(
         outputs = eval_prediction.predictions
         outputs = np.asarray(outputs[0] if isinstance(outputs, (tuple, list)) else outputs)
         labels = np.asarray(eval_prediction.label_ids)
-        if problem_type == "single_label_classification":
-            predicted = outputs.argmax(-1)
-            if num_labels is not None and outputs.shape[-1] != num_labels:
-                raise ValueError(f"label_names: {num_labels} labels given, but the logits have {outputs.shape[-1]}.")
-            metrics = {"accuracy": accuracy(predicted, labels), "macro_f1": macro_f1(predicted, labels, num_labels)}
-            if names is not None:
-                metrics.update(zip((f"f1_{name}" for name in names),
-                                   per_class_f1(predicted, labels, range(num_labels)).tolist()))
-            return metrics
-        if problem_type == "multi_label_classification":
-            predicted = outputs > 0
-            return {"multilabel_f1": multilabel_f1(predicted, labels),
-                    "multilabel_f1_micro": multilabel_f1(predicted, labels, "micro")}
-        if problem_type == "regression":
-            return {"mae": mae(outputs.reshape(len(labels), -1), labels.reshape(len(labels), -1))}
-        return {"nme": nme(outputs, labels, interocular_indices)}
+        if problem_type == "single_label_classification" and num_labels is not None and outputs.shape[-1] != num_labels:
+            raise ValueError(f"label_names: {num_labels} labels given, but the logits have {outputs.shape[-1]}.")
+        metrics = score_outputs(problem_type, outputs, labels, num_labels, interocular_indices)
+        if problem_type == "single_label_classification" and names is not None:
+            metrics.update(zip((f"f1_{name}" for name in names),
+                               per_class_f1(outputs.argmax(-1), labels, range(num_labels)).tolist()))
+        return metrics
 
     return compute
 
@@ -266,5 +391,7 @@ def make_multitask_compute_metrics(tasks: dict[str, dict]) -> Callable:
     return compute
 
 
-__all__ = ["METRIC_NAMES", "PROBLEM_TYPES", "accuracy", "evaluate_metric_class", "load_metric", "macro_f1", "mae",
-           "make_compute_metrics", "make_multitask_compute_metrics", "multilabel_f1", "nme", "per_class_f1"]
+__all__ = ["DEFAULT_METRICS", "GREATER_IS_BETTER", "METRIC_NAMES", "PROBLEM_TYPES", "accuracy", "ccc",
+           "evaluate_metric_class", "load_metric", "macro_f1", "mae", "make_compute_metrics",
+           "make_multitask_compute_metrics", "multilabel_accuracy", "multilabel_f1", "nme", "per_class_f1",
+           "per_example_scores", "predictions_from_outputs", "rmse", "score_outputs"]

@@ -366,6 +366,10 @@ class ETFuserConfig(PreTrainedConfig):
         interocular_indices (`list[int]`, defaults to `[36, 45]`): outer eye corners used to normalise NME.
         landmark_loss (`str`, defaults to `"l1"`): one of `"l1"`, `"mse"`, `"smooth_l1"`, `"wing"`.
         regression_loss (`str`, defaults to `"mse"`): loss for `problem_type="regression"`.
+        regression_bins (`list[float]`, *optional*): regression read out as an expectation over fixed bins, as the
+            dlib age net reads its age (and DEX before it): the head scores one logit per bin and the output is
+            `softmax(scores) @ regression_bins`, shape `(batch, 1)`; needs `problem_type="regression"` and
+            `num_labels=1`. A head of the age net's own 81 bins can start from the age net's own classifier.
         classifier_dropout (`float`, defaults to 0.0): dropout before the task heads.
         tasks (`dict[str, dict]`, *optional*): branches of `ETFuserForMultiTaskFaceAnalysis`, e.g.
             `{"expression": {"problem_type": "single_label_classification", "num_labels": 7},
@@ -420,6 +424,7 @@ class ETFuserConfig(PreTrainedConfig):
     interocular_indices: list[int] | tuple[int, int] = (36, 45)
     landmark_loss: str = "l1"
     regression_loss: str = "mse"
+    regression_bins: list[float] | tuple[float, ...] | None = None
     classifier_dropout: float | int = 0.0
     # companion-paper options (see auxiliary.py and modeling_multitask.py)
     tasks: dict | None = None
@@ -459,6 +464,19 @@ class ETFuserConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}.")
+        self._check_regression_bins()
+
+    def _check_regression_bins(self) -> None:
+        if self.regression_bins is None:
+            return
+        bins = list(self.regression_bins)
+        if len(bins) < 2 or not all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in bins):
+            raise ValueError(f"regression_bins must be at least two numbers (the value of each bin), got "
+                             f"{self.regression_bins!r}.")
+        if self.problem_type != "regression" or self.num_labels != 1:
+            raise ValueError(f"regression_bins read out one value: they need problem_type='regression' and "
+                             f"num_labels=1, got problem_type={self.problem_type!r}, num_labels={self.num_labels}.")
+        self.regression_bins = [float(value) for value in bins]
 
     def _check_choices(self) -> None:
         choices = {

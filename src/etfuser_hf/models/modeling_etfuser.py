@@ -138,7 +138,7 @@ class ETFuserImageClassifierOutput(ModelOutput):
     Args:
         loss (`torch.FloatTensor` of shape `()`, *optional*): task loss, when `labels` are given.
         logits (`torch.FloatTensor` of shape `(batch, num_labels)`): class scores (before softmax/sigmoid), or the
-            regression output.
+            regression output (with `config.regression_bins`: `(batch, 1)`, the expectation over the bins).
         hidden_states / attentions / prior_attention: as in `ETFuserModelOutput` (fusion side).
 
     With `return_dict=False`: the non-None fields in this order, `(loss, logits, hidden_states, attentions,
@@ -866,16 +866,26 @@ def ensemble_head(config: ETFuserConfig, num_outputs: int) -> ETFuserTaskHead | 
     return ETFuserTaskHead(config.hidden_size, num_outputs, config.classifier_dropout)
 
 
+def binned_expectation(scores: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:
+    """(batch, num_bins) scores -> (batch,) the expected value `softmax(scores) @ bins` (computed in float32 at
+    least: a bf16 softmax over 81 age bins would cost a year of resolution)."""
+    dtype = torch.promote_types(scores.dtype, torch.float32)
+    return scores.to(dtype).softmax(dim=-1) @ bins.to(device=scores.device, dtype=dtype)
+
+
 class ETFuserForImageClassification(ETFuserPreTrainedModel):
     """ET-Fuser with a classification/regression head: single-label (expression), multi-label (attributes, action
-    units) or regression (age), chosen by `config.problem_type` (inferred from the labels when unset)."""
+    units) or regression (age, valence, arousal), chosen by `config.problem_type` (inferred from the labels when
+    unset). With `config.regression_bins` a regression head scores one logit per bin and reads out their expectation
+    (`binned_expectation`), as the dlib age net reads its age."""
 
     def __init__(self, config: ETFuserConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
+        num_scores = len(config.regression_bins) if config.regression_bins else config.num_labels
         self.etfuser = ETFuserModel(config)
-        self.classifier = ETFuserTaskHead(self.etfuser.fused_size, config.num_labels, config.classifier_dropout)
-        self.ensemble_head = ensemble_head(config, config.num_labels)
+        self.classifier = ETFuserTaskHead(self.etfuser.fused_size, num_scores, config.classifier_dropout)
+        self.ensemble_head = ensemble_head(config, num_scores)
         self.auxiliary = ETFuserAuxiliaryTasks(config) if config.auxiliary_tasks else None
         self.post_init()
 
@@ -909,13 +919,13 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
             ensemble_tokens_only=True,
             prior_crops=prior_crops,
         )
-        logits = self.classifier(outputs.pooler_output)
+        logits = self._read_out(self.classifier(outputs.pooler_output))
         loss = None
         if labels is not None:
             problem_type = self.config.problem_type or infer_problem_type(self.num_labels, labels)
             loss = compute_task_loss(logits, labels.to(logits.device), problem_type, self.config.regression_loss)
             if self.training and self.ensemble_head is not None:
-                ensemble_logits = self.ensemble_head(pool_tokens(outputs.ensemble_tokens))
+                ensemble_logits = self._read_out(self.ensemble_head(pool_tokens(outputs.ensemble_tokens)))
                 loss = loss + self.config.ensemble_loss_weight * compute_task_loss(
                     ensemble_logits, labels.to(logits.device), problem_type, self.config.regression_loss)
             if self.training and self.auxiliary is not None and pixel_values is not None:
@@ -928,6 +938,14 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
             prior_attention=outputs.prior_attention,
         )
         return output if return_dict else output.to_tuple()
+
+    def _read_out(self, scores: torch.Tensor) -> torch.Tensor:
+        """A head's scores as the model's `logits`: as they are, or, with `config.regression_bins`, (batch, num_bins)
+        -> (batch, 1) their expectation over the bins."""
+        if not self.config.regression_bins:
+            return scores
+        # from the config in each call, not a buffer: nothing to keep in step with it, or to lose on a meta-device load
+        return binned_expectation(scores, torch.tensor(self.config.regression_bins)).unsqueeze(-1)
 
 
 class ETFuserForLandmarkDetection(ETFuserPreTrainedModel):
@@ -996,6 +1014,7 @@ __all__ = [
     "ETFuserModelOutput",
     "ETFuserImageClassifierOutput",
     "ETFuserLandmarkOutput",
+    "binned_expectation",
     "compute_task_loss",
     "normalized_mean_error",
 ]

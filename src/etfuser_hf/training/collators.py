@@ -12,7 +12,7 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.face_crops import face_crops
+from ..data.face_crops import face_crops, landmarks_in_crop
 from ..data.image_decoding import BadImage, decode_encoded
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.input_checks import BACKBONE_CROP_KEY
@@ -50,7 +50,9 @@ class FaceCollator:
     include_pixel_values: bool = True  # a priors_only model fed from the cache needs no pixels at all
     feature_view: str = ""  # feature_cache.feature_view of the model's prior_feature
 
-    problem_type: str = "single_label_classification"  # or "landmarks": labels are the (68, 2) `label_column`
+    # what `labels` holds: class ids (single-label), (batch, num_labels) multi-hot floats (multi-label), (batch,)
+    # floats (regression) or (batch, K, 2) landmarks (`label_batch`)
+    problem_type: str = "single_label_classification"
     # Each network's own crop of the face (`prior_crops`), placed by the (68, 2) landmarks in [0, 1] of the image in
     # `geometry_column` through the model's `crop_plan` (`CropPlan.for_model`); without either, every network sees
     # the whole image resized.
@@ -105,7 +107,8 @@ class FaceCollator:
         into nested Python lists (a third of a training run's time with grid tokens cached for three tasks)."""
         label_columns = self.label_columns()
         arrays = list(self.cached_columns(dataset.column_names).values())
-        arrays += [column for column in label_columns if column == "landmarks"]
+        arrays += [column for column in label_columns
+                   if column == "landmarks" or (column == self.label_column and self.problem_type != "single_label_classification")]
         if self.include_pixel_values and self.reads_crops:
             arrays.append(self.geometry_column)
         columns = [self.image_column] if self.include_pixel_values else []
@@ -124,9 +127,13 @@ class FaceCollator:
         return [self.label_column] + (["landmarks"] if self.include_landmarks else [])
 
     def label_batch(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        if self.problem_type == "landmarks":
-            return {"labels": landmark_targets(rows, self.label_column)}
-        return {"labels": class_ids(rows, self.label_column, self.num_labels)}
+        targets = {"single_label_classification": lambda: class_ids(rows, self.label_column, self.num_labels),
+                   "multi_label_classification": lambda: multi_hot_targets(rows, self.label_column, self.num_labels),
+                   "regression": lambda: regression_targets(rows, self.label_column),
+                   "landmarks": lambda: landmark_targets(rows, self.label_column)}
+        if self.problem_type not in targets:
+            raise ValueError(f"problem_type must be one of {list(targets)}, got {self.problem_type!r}.")
+        return {"labels": targets[self.problem_type]()}
 
 
 class MultiTaskFaceCollator(FaceCollator):
@@ -164,15 +171,6 @@ def decoded_rows(rows: list[dict[str, Any]], image_column: str) -> list[dict[str
     return kept
 
 
-def landmarks_in_crop(landmarks: torch.Tensor, affines: torch.Tensor, image_size: tuple[int, int],
-                      crop_size: tuple[int, int]) -> torch.Tensor:
-    """(batch, K, 2) points in [0, 1] of images of `image_size` (height, width) -> [0, 1] of the crops the (batch, 2, 3)
-    image -> crop `affines` cut at `crop_size` (height, width)."""
-    pixels = landmarks * landmarks.new_tensor([image_size[1], image_size[0]])
-    in_crop = pixels @ affines[:, :, :2].transpose(1, 2).to(pixels.dtype) + affines[:, None, :, 2].to(pixels.dtype)
-    return in_crop / in_crop.new_tensor([crop_size[1], crop_size[0]])
-
-
 def landmark_targets(rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
     """(batch, K, 2) float32 landmark targets in [0, 1], or a ValueError naming the first malformed row."""
     targets = [np.asarray(row[column], np.float32) for row in rows]
@@ -180,6 +178,26 @@ def landmark_targets(rows: Sequence[Mapping[str, Any]], column: str) -> torch.Te
         if target.ndim != 2 or target.shape[1] != 2 or not np.isfinite(target).all():
             raise ValueError(f"{column}: row {index} must hold finite (K, 2) landmarks, got shape {target.shape}.")
     return torch.from_numpy(np.stack(targets))
+
+
+def multi_hot_targets(rows: Sequence[Mapping[str, Any]], column: str, num_labels: int) -> torch.Tensor:
+    """(batch, num_labels) float32 multi-hot targets, or a ValueError naming the first row that is not a 0/1 vector
+    of `num_labels` entries."""
+    targets = [np.asarray(row[column]) for row in rows]
+    for index, target in enumerate(targets):
+        if target.shape != (num_labels,) or not np.isin(target, (0, 1)).all():
+            raise ValueError(f"{column}: row {index} must hold a 0/1 vector of {num_labels} labels, got shape "
+                             f"{target.shape}.")
+    return torch.from_numpy(np.stack(targets).astype(np.float32))
+
+
+def regression_targets(rows: Sequence[Mapping[str, Any]], column: str) -> torch.Tensor:
+    """(batch,) float32 regression targets, or a ValueError naming the first one that is not a finite number."""
+    values = np.asarray([np.asarray(row[column], np.float64) for row in rows])
+    bad = np.flatnonzero(~np.isfinite(values)) if values.ndim == 1 else [0]
+    if len(bad):
+        raise ValueError(f"{column}: row {int(bad[0])} must hold one finite number, got {rows[int(bad[0])][column]!r}.")
+    return torch.from_numpy(values.astype(np.float32))
 
 
 def class_ids(rows: Sequence[Mapping[str, Any]], column: str, num_labels: int) -> torch.Tensor:

@@ -13,6 +13,10 @@ over `--seeds` with p-values on the test split; `runs/etfuser-synthetic/`.
     python training/train.py --label-fractions 0.05 0.2 1.0    # + label efficiency (test metric vs labels)
     python training/train.py --canonical path/to/vit           # any HF vision AutoModel folder as the canonical model
     python training/train.py --dataset path/to/RAF-DB/basic --tasks label     # your data (train/validation/test)
+    python training/train.py --dataset path/to/UTKFace --tasks age            # regression (the age net, MAE)
+    python training/train.py --dataset path/to/CelebA --tasks attributes      # multi-label (40 attributes)
+    python training/train.py --dataset path/to/AffectNet --tasks landmarks valence   # landmarks (NME), RMSE/CCC
+    python training/train.py --dataset manifest.csv --tasks score --task-type score=regression   # override
     python training/train.py --ablations --multitask expression mask          # + ablations, + one cross-task model
     torchrun --nproc_per_node 2 training/train.py --seeds 1 --tasks expression   # data parallel (gloo on CPU)
 
@@ -36,15 +40,15 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
-from ..data.face_datasets import load_face_dataset, source_report
-from ..data.labels import check_label_column, encode_label_column
+from ..data.labels import check_label_column
 from ..data.sources.base import SHOWN_PER_REASON
-from ..data.sources.options import add_reader_arguments, reader_options
+from ..data.sources.options import add_reader_arguments
+from ..data.targets import TASK_TYPES
 from ..models.fusion_modes import fusion_mode_properties
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
+from .dataset_source import DatasetSource, read_dataset, task_label_names, task_type_overrides
 from .expression_measures import announce_skipped
 from .feature_cache import cache_prior_features
 from .image_cache import cache_decoded_images
@@ -56,7 +60,7 @@ from .plots import save_attention_maps, save_plots
 from .precision import PRECISIONS, precision_arguments, resolve_precision
 from .processes import per_process_batch_size, process_state
 from .protocol import ProtocolContext, Run, distinct_rows, row_recipe, train_runs
-from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES
+from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES, task_model_class
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
 from .run_writer import write_run_folder
 from .splits import synthetic_splits, user_splits
@@ -77,8 +81,14 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     add_reader_arguments(data)
     data.add_argument("--tasks", nargs="+", default=None, metavar="TASK",
                       help=f"tasks, one table each (synthetic: {', '.join(SYNTHETIC_TASKS)}; default all three; "
-                           "--dataset: ClassLabel columns, default 'label')")
+                           "--dataset: columns of any task type the reader declares (see --task-type), default "
+                           "'label')")
     data.add_argument("--task", default=None, help="one task (same as --tasks TASK)")
+    data.add_argument("--task-type", action="append", default=[], metavar="COLUMN=TYPE",
+                      help="--dataset: the task type of a --tasks column, where the reader's own (or the column's "
+                           f"type) is not what you want; TYPE is one of {', '.join(TASK_TYPES)} (or single-label, "
+                           "multi-label); repeatable. Default: what the reader declares (UTKFace's age: regression; "
+                           "CelebA's attributes: multi-label; AffectNet's landmarks: landmarks)")
     data.add_argument("--canonical", default=None,
                       help="canonical model for every task: a converted prior (expression, age, face_landmarks, "
                            "face_recognition), an HF vision AutoModel folder, or 'scratch-vit' (a ViT trained from "
@@ -169,6 +179,10 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
                      f"{args.dataloader_workers}.")
     if (args.image_root is not None or args.dataset_option) and args.dataset is None:
         parser.error("--image-root / --dataset-option: options of a --dataset's reader; no --dataset was given.")
+    try:
+        args.task_types = task_type_overrides(args.task_type, args.tasks, args.dataset is not None)
+    except ValueError as error:
+        parser.error(str(error))
     if args.resample_train and args.dataset is not None:
         parser.error("--resample-train: draws from a pool of synthetic images; a --dataset keeps its own train split.")
     if args.train_pool is not None and not (args.resample_train and args.train_pool > args.num_train):
@@ -196,19 +210,18 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
     return args
 
 
-def load_splits(args: argparse.Namespace, tasks: list[FaceTask]) -> tuple[datasets.DatasetDict, dict]:
-    """Train / validation / test with checked label columns, and the record of how they were made."""
+def load_splits(args: argparse.Namespace, tasks: list[FaceTask], source: DatasetSource | None = None
+                ) -> tuple[datasets.DatasetDict, dict]:
+    """Train / validation / test with checked label columns, and the record of how they were made; a --dataset
+    is read here unless `source` holds it already."""
     if args.dataset is None:
         pool = (args.train_pool or 2 * args.num_train) if args.resample_train else None
         splits, record = synthetic_splits({"train": args.num_train, "validation": args.num_validation,
                                            "test": args.num_test}, args.image_size, args.data_seed, pool)
     else:
-        options = reader_options(args.image_root, args.dataset_option)
-        data = load_face_dataset(args.dataset, args.dataset_format, **options)
-        report = source_report(data)  # read before the label columns are re-encoded
-        for column in dict.fromkeys([task.column for task in tasks] + list(args.multitask)):
-            data = encode_label_column(data, column)
-        splits, record = user_splits(data, str(args.dataset), tasks[0].column, args.data_seed, report=report)
+        source = source or read_dataset(args)
+        splits, record = user_splits(source.data, str(args.dataset), tasks[0].column, args.data_seed,
+                                     report=source.report)
     for column in dict.fromkeys([task.column for task in tasks if task.is_classification] + list(args.multitask)):
         feature = splits["train"].features.get(column)
         if not isinstance(feature, datasets.ClassLabel):
@@ -262,15 +275,18 @@ def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list
     return rows
 
 
-def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[str, Any]] = ()
-                     ) -> tuple[list[FaceTask], ProtocolContext, dict]:
+def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[str, Any]] = (),
+                     source: DatasetSource | None = None) -> tuple[list[FaceTask], ProtocolContext, dict]:
     """The tasks, the shared context of their runs (splits with cached prior columns, in the recipe's view and in each
-    of `prior_features`, priors, budget) and the record of how the splits were made."""
+    of `prior_features`, priors, budget) and the record of how the splits were made. `source`: the --dataset when
+    already read (`read_dataset`)."""
     cache_dir = args.cache_dir or default_cache_dir()
     args.output_dir.mkdir(parents=True, exist_ok=True)
-    tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
+    source = source or (read_dataset(args) if args.dataset is not None else None)
+    tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
+                          source.tasks if source is not None else None)
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
-    splits, split_record = load_splits(args, tasks)
+    splits, split_record = load_splits(args, tasks, source)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
     # the synthetic faces' known landmarks place each network's crop (issue 33 brings an alignment step for datasets)
     geometry_column = "landmarks" if args.dataset is None else None
@@ -282,8 +298,9 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
                                            for name, found in undecodable.items()}
             split_record["sizes"] = {name: len(split) for name, split in splits.items()}
         splits = cache_decoded_images(splits, processor, cache_dir / "images")
-    label_names = {task.name: splits["train"].features[task.column].names for task in tasks if task.is_classification}
-    announce_skipped({task.name: label_names.get(task.name) for task in tasks})
+    label_names = {task.name: task_label_names(task, splits) for task in tasks
+                   if task_label_names(task, splits) is not None}
+    announce_skipped({task.name: label_names.get(task.name) if task.is_classification else None for task in tasks})
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_per_process,
@@ -300,12 +317,14 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
     args = parse_args(argv, prog)
     state = process_state()
     start = time.perf_counter()
-    wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
+    source = read_dataset(args) if args.dataset is not None else None
+    wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
+                           source.tasks if source is not None else None)
     rows_by_task = {task.name: protocol_rows(args, task, first=index == 0) for index, task in enumerate(wanted)}
     recipes = [row_recipe(row, task) for task in wanted for row in rows_by_task[task.name]]
     views = [recipe["prior_feature"] for recipe in recipes if recipe.get("prior_feature")]
     with state.main_process_first():  # the main process fills the caches, the others then read them
-        tasks, context, split_record = prepare_protocol(args, views)
+        tasks, context, split_record = prepare_protocol(args, views, source)
     splits, prior_dirs, processor, label_names = (context.splits, context.prior_dirs, context.processor,
                                                   context.label_names)
     output_dir = args.output_dir
@@ -352,20 +371,20 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
     if not state.is_main_process:
         return None  # its share of every training is done; what follows reads the main process's saved models
 
-    main_model = (ETFuserForImageClassification if first.is_classification else ETFuserForLandmarkDetection
-                  ).from_pretrained(model_dir, dtype=torch.float32).eval()
+    main_model = task_model_class(first.problem_type).from_pretrained(model_dir, dtype=torch.float32).eval()
     processor.save_pretrained(model_dir)
     main_results = results_by_task[first.name][MAIN_ROW]
     main_row = next(row for row in rows_by_task[first.name] if row.name == MAIN_ROW)
     collator = context.collator(first, main_model, row_recipe(main_row, first).get("prior_feature"))
     attention = mean_prior_attention(main_model, splits["test"], collator) if main_model.config.priors else {}
     test_labels = np.asarray(splits["test"][first.column])
-    plots = save_plots(output_dir / "plots", main_results[0], test_labels, label_names.get(first.name) or [], attention)
+    classes = label_names.get(first.name) if first.is_classification else None  # a confusion matrix, or none
+    plots = save_plots(output_dir / "plots", main_results[0], test_labels, classes or [], attention)
     if efficiency:
         plots += save_label_efficiency_plot(output_dir / "plots", efficiency, args.dataset is None)
     if pictured:
-        models = {task.name: (ETFuserForImageClassification if task.is_classification else ETFuserForLandmarkDetection
-                              ).from_pretrained(pictured[task.name], dtype=torch.float32)
+        models = {task.name: task_model_class(task.problem_type).from_pretrained(pictured[task.name],
+                                                                                 dtype=torch.float32)
                   for task in tasks if task.name in pictured}
         plots += save_attention_maps(output_dir / "plots", models, splits["test"], processor,
                                      synthetic=args.dataset is None)
@@ -373,6 +392,9 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
         "task": first.name,
         "problem_type": first.problem_type,
         "label_names": label_names.get(first.name) or [],
+        "metrics": list(first.metrics),
+        **({"units": first.units} if first.units else {}),
+        **({"num_landmarks": first.num_landmarks} if first.problem_type == "landmarks" else {}),
         "dataset": {"name": args.dataset or "etfuser-synthetic-faces", "split": "test",
                     "num_samples": len(splits["test"]), "synthetic": args.dataset is None,
                     "description": (f"SYNTHETIC faces from etfuser_hf.data.synthetic_faces (seed {args.data_seed}, "

@@ -16,6 +16,11 @@ from .collators import pixel_values
 from .trainer import RunResult
 
 
+# the validation metrics drawn per problem type (whichever the log has); those in [0, 1] share a fixed axis
+CURVE_METRICS = ("accuracy", "macro_f1", "multilabel_accuracy", "multilabel_f1", "mae", "rmse", "ccc", "nme")
+UNIT_METRICS = {"accuracy", "macro_f1", "multilabel_accuracy", "multilabel_f1", "nme"}
+
+
 def save_plots(folder: Path, main: RunResult, labels: np.ndarray, label_names: Sequence[str],
                prior_attention: Mapping[str, float]) -> list[str]:
     """Loss and metric curves, the confusion matrix and the per-prior attention bar chart of the main row's first run."""
@@ -40,11 +45,15 @@ def save_plots(folder: Path, main: RunResult, labels: np.ndarray, label_names: S
     written.append("loss_curve.png")
 
     figure, axis = plt.subplots(figsize=(5, 3.2))
-    for key in ("eval_accuracy", "eval_macro_f1", "eval_nme"):
-        points = [(entry["epoch"], entry[key]) for entry in history if key in entry]
+    plotted = []
+    for key in CURVE_METRICS:
+        points = [(entry["epoch"], entry[f"eval_{key}"]) for entry in history if f"eval_{key}" in entry]
         if points:
-            axis.plot(*zip(*points), marker="o", label=key.removeprefix("eval_"))
-    axis.set(xlabel="epoch", ylabel="score", title=f"{main.name}: validation metrics", ylim=(0, 1))
+            axis.plot(*zip(*points), marker="o", label=key)
+            plotted.append(key)
+    axis.set(xlabel="epoch", ylabel="score", title=f"{main.name}: validation metrics")
+    if set(plotted) <= UNIT_METRICS:  # MAE (years) and RMSE have no upper bound
+        axis.set_ylim(0, 1)
     axis.legend()
     figure.tight_layout()
     figure.savefig(folder / "metric_curve.png", dpi=120)

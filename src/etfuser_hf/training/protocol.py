@@ -137,7 +137,8 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     result, _ = train_model(
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
-        test_dataset=context.splits["test"] if evaluate_test else None, teacher=teacher, **arguments)
+        test_dataset=context.splits["test"] if evaluate_test else None, teacher=teacher, metric_names=task.metrics,
+        **arguments)
     result.params = count_parameters(model)
     result.learning_rate = arguments["learning_rate"]
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
@@ -171,7 +172,7 @@ def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train:
     splits = {"train": train, "validation": context.splits["validation"]}
     dtype = np.int64 if task.is_classification else np.float32
     targets = {split: np.asarray(rows[task.column], dtype) for split, rows in splits.items()}
-    num_labels = len(context.label_names.get(task.name) or ()) or None
+    num_labels = (len(context.label_names.get(task.name) or ()) or None) if task.is_classification else None
 
     names = task_priors(task, list(context.prior_dirs))
     features = {name: {split: pooled_prior_features(rows, [name]) for split, rows in splits.items()} for name in names}
@@ -179,7 +180,8 @@ def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train:
     def probe(name: str, test: datasets.Dataset | None = None) -> RunResult:
         return fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior", features[name]["train"],
                          targets["train"], features[name]["validation"], targets["validation"], seed=seed,
-                         problem_type=task.problem_type, num_labels=num_labels,
+                         problem_type=task.problem_type, num_labels=num_labels, metric_names=task.metrics,
+                         interocular_indices=task.interocular_indices if task.problem_type == "landmarks" else (36, 45),
                          test_features=None if test is None else pooled_prior_features(test, [name]),
                          test_labels=None if test is None else np.asarray(test[task.column], dtype))
 

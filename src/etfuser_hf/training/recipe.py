@@ -16,7 +16,11 @@ import torch
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.encoders import feature_map, load_pretrained_encoder, prepare_encoder_inputs
 from ..models.fusion_modes import fusion_mode_properties
-from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection, ETFuserPreTrainedModel
+from ..models.modeling_etfuser import (
+    ETFuserForImageClassification,
+    ETFuserForLandmarkDetection,
+    ETFuserPreTrainedModel,
+)
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .tasks import DEFAULT_PRIORS, SCRATCH_CANONICAL, FaceTask, canonical_source, task_priors
 
@@ -104,14 +108,60 @@ def build_task_model(
     if task.canonical == SCRATCH_CANONICAL or settings["backbone"] is None:
         settings.pop("backbone_learning_rate_scale")  # nothing pretrained to protect
     names = task_priors(task, list(priors) if priors is not None else list(prior_dirs))
-    if task.is_classification:
-        settings.update(id2label=dict(enumerate(label_names)), label2id={name: i for i, name in enumerate(label_names)},
-                        problem_type="single_label_classification")
-        model_class = ETFuserForImageClassification
-    else:
-        model_class = ETFuserForLandmarkDetection
-    return _attending_as_recipe(
-        model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names, prior_feature), **settings))
+    settings = {**task.head_settings(), **settings}
+    if task.problem_type in ("single_label_classification", "multi_label_classification"):
+        names_of_labels = list(label_names or ())
+        if not names_of_labels:
+            raise ValueError(f"{task.name}: a {task.problem_type} task needs its label names, got none.")
+        settings.update(id2label=dict(enumerate(names_of_labels)),
+                        label2id={name: i for i, name in enumerate(names_of_labels)}, problem_type=task.problem_type)
+    elif task.problem_type == "regression":
+        settings.update(problem_type="regression", id2label={0: task.name}, label2id={task.name: 0})
+        if task.binned_readout:  # every row of the task, with or without the canonical model: the same readout
+            settings["regression_bins"] = canonical_age_bins(prior_dirs, task.canonical)
+    model_class = task_model_class(task.problem_type)
+    model = model_class.from_priors_pretrained(priors=prior_entries(prior_dirs, names, prior_feature), **settings)
+    if task.binned_readout and model.config.backbone is not None:
+        start_from_canonical_age_readout(model)
+    return _attending_as_recipe(model)
+
+
+def canonical_age_bins(prior_dirs: Mapping[str, str | os.PathLike], canonical: str) -> list[float]:
+    """The age bins of the converted age net `canonical` (its config's `age_bins`, 81 values 0..80 for dlib's), which
+    a binned regression head reads its expectation over."""
+    from transformers import AutoConfig
+
+    bins = getattr(AutoConfig.from_pretrained(prior_dirs[canonical]), "age_bins", None) if canonical in prior_dirs \
+        else None
+    if not bins:
+        raise ValueError(f"binned readout: the canonical model {canonical!r} is not a converted age net with age bins "
+                         f"(converted priors: {list(prior_dirs)}).")
+    return [float(value) for value in bins]
+
+
+def task_model_class(problem_type: str) -> type[ETFuserPreTrainedModel]:
+    """The head class of a problem type: `ETFuserForLandmarkDetection` for landmarks, else
+    `ETFuserForImageClassification` (single-label, multi-label and regression, by `config.problem_type`)."""
+    return ETFuserForLandmarkDetection if problem_type == "landmarks" else ETFuserForImageClassification
+
+
+def start_from_canonical_age_readout(model: ETFuserForImageClassification) -> None:
+    """Makes the binned regression head (`config.regression_bins`: the age bins) of a model over the dlib age net
+    start as that net's own classifier over the canonical model's part of the fused feature, zero over the rest: with
+    the fusion gate closed the untrained model predicts exactly the pretrained net's expected age, and fine-tuning
+    starts from it rather than from a random readout of its pooled feature. A ValueError where the canonical model is
+    not such a net read by its pooled feature."""
+    backbone = model.base_model.backbone
+    own, head = getattr(backbone, "classifier", None), model.classifier.dense
+    if (not isinstance(own, torch.nn.Linear) or model.config.backbone.feature != "pooled"
+            or own.out_features != head.out_features or own.in_features > head.in_features):
+        raise ValueError(f"binned readout: the canonical model must be an age net with a linear classifier over its "
+                         f"pooled feature, one output per bin ({head.out_features}), got {type(backbone).__name__} "
+                         f"read by {model.config.backbone.feature!r}.")
+    with torch.no_grad():
+        head.weight.zero_()
+        head.weight[:, : own.in_features] = own.weight  # the fused feature starts with the canonical model's pooled one
+        head.bias.copy_(own.bias)
 
 
 def build_etfuser_from_face_priors(
@@ -139,4 +189,5 @@ def build_etfuser_from_face_priors(
 
 
 __all__ = ["DEFAULT_PRIORS", "DEFAULT_RECIPE", "PRIOR_FEATURES", "build_etfuser_from_face_priors", "build_task_model",
-           "fusion_attention_implementation", "native_grid_feature", "prior_entries"]
+           "fusion_attention_implementation", "native_grid_feature", "prior_entries", "start_from_canonical_age_readout",
+           "task_model_class"]

@@ -1,6 +1,8 @@
-"""One table per task: every protocol row as mean ± std over seeds of its TEST-split metric (validation beside it),
-its significance against ET-Fuser on the test split (a paired t-test across seeds, and a paired test per seed on the
-test predictions: exact McNemar for correctness, a paired permutation test for NME), the t-test's p-values
+"""One table per task, whatever its type: every protocol row as mean ± std over seeds of its TEST-split headline
+metric (validation beside it) and the task's other metrics (macro-F1; RMSE and CCC beside each other), its
+significance against ET-Fuser on the test split (a paired t-test across seeds, and a paired test per seed on the test
+predictions: exact McNemar for single-label correctness, a paired permutation test of the per-example terms of any
+other headline: NME, absolute or squared error, the share of attributes right), the t-test's p-values
 Holm-corrected across the rows of the task, and its parameters."""
 
 from __future__ import annotations
@@ -19,7 +21,15 @@ if TYPE_CHECKING:  # the type only: tables need numpy and scipy, not the Trainer
 REAL_FACE_AGREEMENT = ("Agreement with the pretrained canonical network before fine-tuning on 101 real faces (scikit-image's "
                        "astronaut and LFW's 100; unlabelled, so an agreement, not an accuracy: how much of what it "
                        "knew about real faces survived fine-tuning on SYNTHETIC ones)")
-METRIC_LABELS = {"accuracy": "accuracy", "nme": "NME (lower is better)", "macro_f1": "macro-F1"}
+METRIC_LABELS = {"accuracy": "accuracy", "macro_f1": "macro-F1", "nme": "NME (lower is better)",
+                 "multilabel_accuracy": "mean accuracy over labels", "multilabel_f1": "macro-F1 over labels",
+                 "mae": "MAE (lower is better)", "rmse": "RMSE (lower is better)", "ccc": "CCC"}
+TYPE_LABELS = {"single_label_classification": "single-label classification",
+               "multi_label_classification": "multi-label classification", "regression": "regression",
+               "landmarks": "landmarks"}
+# what a permutation test compares per example, by headline metric (single-label accuracy is McNemar's)
+PER_EXAMPLE_TERMS = {"nme": "per-image NME", "mae": "absolute error", "rmse": "squared error",
+                     "multilabel_accuracy": "share of labels right"}
 
 
 def mean_std(values: Sequence[float]) -> dict[str, float]:
@@ -39,7 +49,8 @@ def _per_seed(results: Sequence[RunResult], attribute: str) -> dict[str, Any] | 
 
 
 def per_seed_pvalue(task: FaceTask, reference: RunResult, other: RunResult, seed: int) -> float:
-    """The paired test of one seed's test predictions: McNemar on correctness, or a permutation test on NME."""
+    """The paired test of one seed's test predictions: McNemar on single-label correctness, or a permutation test on
+    the headline metric's per-example terms (`RunResult.scores`)."""
     if reference.scores is None or other.scores is None:
         raise ValueError(f"{other.name}: per-example test scores are needed for the paired test.")
     if task.is_classification:
@@ -71,8 +82,9 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
             "real_face_agreement": _per_seed(results, "real_face_agreement"),
             "train_seconds": round(float(np.mean([result.seconds for result in results])), 1),
         }
-        if task.is_classification:
-            row["test"]["macro_f1"] = mean_std([result.metrics["macro_f1"] for result in results])
+        for other in task.metrics[1:]:  # where every seed reports it (a probe reports what its fit can)
+            if all(other in result.metrics for result in results):
+                row["test"][other] = mean_std([result.metrics[other] for result in results])
         if name != main:
             row["p_seeds_ttest_vs_main"] = seed_ttest_pvalue([result.metrics[metric] for result in reference], test)
             row["p_per_seed_vs_main"] = [per_seed_pvalue(task, ref, result, seed)
@@ -85,7 +97,10 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
                    for token, concatenation in same_token_pairs(task, runs, main)]
     return {
         "task": task.name,
+        "problem_type": task.problem_type,
         "metric": metric,
+        "metrics": list(task.metrics),
+        "units": task.units,
         "greater_is_better": task.greater_is_better,
         "canonical": task.canonical,
         "learning_rate": task.learning_rate,
@@ -98,8 +113,8 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
         "tests": {"p_seeds_ttest_vs_main": "paired t-test across seeds (scipy.stats.ttest_rel), test split",
                   "p_per_seed_vs_main": ("exact McNemar (scipy.stats.binomtest) per seed, test split"
                                          if task.is_classification else
-                                         "paired permutation test of per-image NME (scipy.stats.permutation_test, "
-                                         "permutation_type='samples', 5000 resamples) "
+                                         f"paired permutation test of the {PER_EXAMPLE_TERMS.get(metric, metric)} "
+                                         f"(scipy.stats.permutation_test, permutation_type='samples', 5000 resamples) "
                                          "per seed, test split"),
                   "p_seeds_ttest_vs_main_holm": (f"the t-test's p-values Holm-corrected (step-down, family-wise "
                                                  f"error) across the {len(others)} rows compared with {main}")},
@@ -167,32 +182,42 @@ def _rate(row: Mapping[str, Any]) -> str:
 
 
 def render_task_table(table: Mapping[str, Any]) -> str:
-    """Markdown of `task_table`: a heading naming the task, the metric, the split, the tuning and the correction,
-    then one line per row."""
+    """Markdown of `task_table`: a heading naming the task, its type, the metric, the split, the tuning and the
+    correction, then one line per row (the task's other metrics in columns after the headline's)."""
     metric, main = table["metric"], table["main_variant"]
-    per_seed_test = "McNemar" if metric == "accuracy" else "permutation test"
+    single_label = table.get("problem_type", "single_label_classification") == "single_label_classification"
+    per_seed_test = "McNemar" if single_label and metric == "accuracy" else "permutation test"
     others = sum(1 for row in table["rows"] if row["variant"] != main)
     counts = ", ".join(f"{row} {count}" for row, count in (table.get("candidates_per_row") or {}).items())
     tuning = f"each row's rates chosen on validation among its candidates: {counts}" if counts else "rates not swept"
     spatial = f"; spatial rows' tokens `{table['spatial_tokens']}`" if table.get("spatial_tokens") else ""
+    kind = TYPE_LABELS.get(table.get("problem_type"), "")
+    kind = "" if kind == table["task"] else kind  # "landmarks (landmarks)" says nothing more
+    kind = " ".join(part for part in (kind, f"({table['units']})" if table.get("units") else "") if part)
+    extra = [name for name in table.get("metrics", [metric])[1:]
+             if any(name in row["test"] for row in table["rows"])]
     lines = [
-        f"### {table['task']}: test-split {METRIC_LABELS.get(metric, metric)}, mean ± std over seeds "
+        f"### {table['task']}{f' ({kind})' if kind else ''}: test-split {METRIC_LABELS.get(metric, metric)}, "
+        f"mean ± std over seeds "
         f"{', '.join(map(str, table['seeds']))} (canonical model: `{table['canonical']}`; et-fuser prior tokens "
         f"`{table.get('tokens', 'pooled')}`, fusion mode `{table.get('fusion_mode', 'add_to_pooled')}`"
         f"{spatial}; {tuning}; Holm: the t-test's p-values Holm-corrected "
         f"across the {others} rows compared with {main})",
         "",
-        f"| variant | test {metric} | validation {metric} | p vs {main}, t-test over seeds (test split) | "
+        f"| variant | test {metric} | validation {metric} | "
+        + "".join(f"test {name} | " for name in extra)
+        + f"p vs {main}, t-test over seeds (test split) | "
         f"Holm-adjusted p (over {others} rows) | p vs {main}, {per_seed_test} per seed (test split) | params | "
         f"trainable | lr (canonical) | candidates on validation | description |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|" + "---|" * len(extra) + "---|---|---|---|---|---|---|---|",
     ]
     for row in table["rows"]:
         t_test, holm = row.get("p_seeds_ttest_vs_main"), row.get("p_seeds_ttest_vs_main_holm")
         per_seed = row.get("p_per_seed_vs_main")
         lines.append(
             f"| {row['variant']} | {_cell(row['test'][metric])} | {_cell(row['validation'][metric])} | "
-            f"{'—' if t_test is None else f'{t_test:.4f}'} | {'—' if holm is None else f'{holm:.4f}'} | "
+            + "".join(f"{_cell(row['test'][name]) if name in row['test'] else '—'} | " for name in extra)
+            + f"{'—' if t_test is None else f'{t_test:.4f}'} | {'—' if holm is None else f'{holm:.4f}'} | "
             f"{'—' if per_seed is None else ', '.join(f'{value:.4f}' for value in per_seed)} | "
             f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
             f"{_rate(row)} | {'—' if row.get('candidates') is None else row['candidates']} | "
@@ -237,7 +262,8 @@ def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
                      f"{'n/a' if holm is None else f'{holm:.4f}'}, test split"
                      f"{'' if significant else ', not significant'})")
     tokens = table.get("tokens", "pooled")
-    sentence = f"{table['task']}: ET-Fuser (prior tokens: {tokens}) is " + "; ".join(parts) + "."
+    sentence = (f"{table['task']}: ET-Fuser (prior tokens: {tokens}) is " + "; ".join(parts) + "." if parts else
+                f"{table['task']}: ET-Fuser (prior tokens: {tokens}) was trained without the rows it is compared with.")
     for pair in table.get("same_tokens") or []:
         p = pair["p_seeds_ttest"]
         wins = pair["gain"] > 0 and p is not None and p < alpha

@@ -5,6 +5,28 @@ canonical task model (the other converted face networks are its frozen priors).
     age_group   -> the dlib age net, fine-tuned; priors: recognition, landmarks, expression
     landmarks   -> the face-api 68-point net, fine-tuned (NME, lower is better); priors: recognition, age, expression
 
+A user dataset's task is one of its columns, of the type its reader declares (`data.targets.column_task_type`;
+`--task-type COLUMN=TYPE` overrides), and each type has its canonical network (`dataset_task`):
+
+    single-label, expression classes (RAF-DB, FER2013, AffectNet) -> the FER net: it was trained on these classes
+        (AffectNet's contempt aside); accuracy and macro-F1
+    single-label, other classes (UTKFace's gender, race)          -> the dlib age net: an RGB ResNet trained to read a
+        demographic attribute from the whole face, where the FER net sees 64 px grey crops trained for expression only
+    multi-label attributes (CelebA's 40)                          -> the face-api recognition net: identity
+        embeddings carry appearance attributes (hair, glasses, beard, sex, age), which is why CelebA's own authors
+        pre-trained their attribute net on identities (Liu et al., ICCV 2015); mean accuracy and macro-F1 over the
+        attributes
+    regression in years (UTKFace's age)                           -> the dlib age net, read out as its own expected
+        age over its 81 bins, its head starting as the net's own classifier; MAE (L1 loss: the metric). The bins
+        end at 80: an older face (UTKFace goes to 116) is predicted 80 at most
+    other regression (AffectNet's valence, arousal)               -> the FER net (affect is read from expression);
+        RMSE and CCC (MSE loss)
+    landmarks (AffectNet's 68, CelebA's 5)                        -> the face-api landmark net; inter-ocular NME
+        (inter-pupil for 5 points)
+
+Every other converted network is a frozen prior, as on the synthetic tasks. None of these choices was measured on
+real data here: they follow what each network was trained on.
+
 `--canonical` replaces the canonical model with any HF vision `AutoModel` folder (ViT, ConvNeXt, ...), or with
 `scratch-vit`, a small ViT trained from scratch (an ablation, never the default: on a few thousand images it learns
 almost nothing, which makes every comparison uninformative).
@@ -21,6 +43,10 @@ from typing import Any
 
 from transformers import ViTConfig
 
+from ..data.label_aliases import names_expressions
+from ..data.sources.base import ColumnSpec
+from ..metrics import DEFAULT_METRICS, GREATER_IS_BETTER
+
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 SCRATCH_CANONICAL = "scratch-vit"
 DEFAULT_LEARNING_RATE = 3e-3
@@ -32,8 +58,10 @@ class FaceTask:
 
     Args:
         name: the task's name in tables (`expression`, `age_group`, `landmarks`, or a user dataset's label column).
-        column: the dataset column holding the target (class ids, or (68, 2) landmarks in [0, 1]).
-        problem_type: `"single_label_classification"` or `"landmarks"`.
+        column: the dataset column holding the target (class ids, multi-hot 0/1, values, or (K, 2) landmarks in
+            [0, 1] of the image).
+        problem_type: one of `data.targets.TASK_TYPES`: `"single_label_classification"`,
+            `"multi_label_classification"`, `"regression"` or `"landmarks"`.
         canonical: the default canonical model: a converted prior's name, a model folder, or `scratch-vit`.
         learning_rate: the learning rate of the rows that fine-tune the canonical model, one for all of them so that
             no baseline is handicapped, chosen on validation for the synthetic default (docs/recipe.md).
@@ -52,6 +80,15 @@ class FaceTask:
             concat-mlp-grid over the same tokens). Empty: no spatial setting, one pooled vector per prior.
         main_tokens: what et-fuser itself reads, whichever was better on validation: `"pooled"` (one vector per
             prior) or `"spatial"` (`spatial`).
+        metric_names: the metrics the task's table reports, the first being the one runs are selected on and
+            compared by; empty: the problem type's (`metrics.DEFAULT_METRICS`).
+        label_names: multi-label: the name of each entry of the 0/1 vector (single-label names come from the
+            column's ClassLabel).
+        num_landmarks: landmarks: the points per face.
+        units: regression: what the values are (`"years"`), for the tables.
+        loss: the head's loss (`ETFuserConfig.regression_loss` / `landmark_loss`); None: the config's default.
+        binned_readout: regression read out as the canonical age net reads age, the expectation over its bins,
+            its head starting as that net's own classifier (`recipe.build_task_model`).
     """
 
     name: str
@@ -65,8 +102,20 @@ class FaceTask:
     candidates_per_row: Mapping[str, int] = dataclasses.field(default_factory=dict)
     spatial: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     main_tokens: str = "pooled"
+    metric_names: tuple[str, ...] = ()
+    label_names: tuple[str, ...] = ()
+    num_landmarks: int = 68
+    units: str | None = None
+    loss: str | None = None
+    binned_readout: bool = False
 
     def __post_init__(self):
+        if self.problem_type not in DEFAULT_METRICS:
+            raise ValueError(f"{self.name}: problem_type must be one of {list(DEFAULT_METRICS)}, got "
+                             f"{self.problem_type!r}.")
+        unknown = [name for name in self.metric_names if name not in GREATER_IS_BETTER]
+        if unknown:
+            raise ValueError(f"{self.name}: unknown metrics {unknown}; expected some of {list(GREATER_IS_BETTER)}.")
         if self.main_tokens not in ("pooled", "spatial"):
             raise ValueError(f"main_tokens: expected 'pooled' or 'spatial', got {self.main_tokens!r}.")
         if self.main_tokens == "spatial" and not self.spatial:
@@ -78,16 +127,47 @@ class FaceTask:
 
     @property
     def is_classification(self) -> bool:
+        """Single-label classification: one class id per image (McNemar's test, a confusion matrix, class names
+        matched by the alias table)."""
         return self.problem_type == "single_label_classification"
 
     @property
+    def metrics(self) -> tuple[str, ...]:
+        """The metrics of the task's table, the headline first."""
+        return self.metric_names or DEFAULT_METRICS[self.problem_type]
+
+    @property
     def metric(self) -> str:
-        """The headline test metric: accuracy (higher is better) or inter-ocular NME (lower is better)."""
-        return "accuracy" if self.is_classification else "nme"
+        """The headline test metric, which runs are selected on and compared by (e.g. accuracy; NME, lower is
+        better)."""
+        return self.metrics[0]
 
     @property
     def greater_is_better(self) -> bool:
-        return self.is_classification
+        return GREATER_IS_BETTER[self.metric]
+
+    @property
+    def interocular_indices(self) -> tuple[int, int]:
+        """Landmarks: the two points whose distance normalises NME (`INTEROCULAR_POINTS`)."""
+        if self.num_landmarks not in INTEROCULAR_POINTS:
+            raise ValueError(f"{self.name}: no inter-ocular points known for {self.num_landmarks} landmarks; NME is "
+                             f"defined here for {sorted(INTEROCULAR_POINTS)} points.")
+        return INTEROCULAR_POINTS[self.num_landmarks]
+
+    def head_settings(self) -> dict[str, Any]:
+        """`ETFuserConfig` settings of the task's head: its loss and, for landmarks, the points and the NME
+        normaliser (the readout of `binned_readout` is set where the canonical model is loaded)."""
+        if self.problem_type == "landmarks":
+            return {"num_landmarks": self.num_landmarks, "interocular_indices": list(self.interocular_indices),
+                    **({"landmark_loss": self.loss} if self.loss else {})}
+        if self.problem_type == "regression":
+            return {"num_labels": 1, **({"regression_loss": self.loss} if self.loss else {})}
+        return {}
+
+
+# NME's normaliser per landmark count: iBUG-68's outer eye corners; CelebA's five points start with the two eye
+# centres (inter-pupil distance, as CelebA landmark papers report it).
+INTEROCULAR_POINTS = {68: (36, 45), 5: (0, 1)}
 
 
 # Learning rates from the validation sweeps of the canonical model alone (docs/recipe.md): the small FER net gains up
@@ -134,11 +214,37 @@ SYNTHETIC_TASKS = {
 }
 
 
+def dataset_task(column: str, problem_type: str, spec: ColumnSpec | None = None,
+                 label_names: Sequence[str] | None = None) -> FaceTask:
+    """The task of a user dataset's `column` of `problem_type` (see the module doc for the canonical network and
+    metrics of each type): `spec` is the reader's description of the column (its units, landmark count, attribute
+    names), `label_names` the classes of a single-label column or, where the reader named none, the entries of a
+    multi-label one."""
+    spec = spec or ColumnSpec(problem_type)
+    if problem_type == "single_label_classification":
+        canonical = "expression" if label_names is None or names_expressions(label_names) else "age"
+        return FaceTask(column, column, problem_type, canonical)
+    if problem_type == "multi_label_classification":
+        return FaceTask(column, column, problem_type, "face_recognition",
+                        label_names=tuple(spec.names or label_names or ()))
+    if problem_type == "regression":
+        if spec.units == "years":
+            return FaceTask(column, column, problem_type, "age", metric_names=("mae",), units="years", loss="l1",
+                            binned_readout=True)
+        return FaceTask(column, column, problem_type, "expression", metric_names=("rmse", "ccc"), units=spec.units,
+                        loss="mse")
+    if problem_type == "landmarks":
+        return FaceTask(column, column, problem_type, "face_landmarks", num_landmarks=spec.num_points or 68)
+    raise ValueError(f"{column}: problem_type must be one of {list(DEFAULT_METRICS)}, got {problem_type!r}.")
+
+
 def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None = None,
-                  learning_rate: float | None = None) -> list[FaceTask]:
-    """`--tasks` as `FaceTask`s. On the synthetic default the names are `SYNTHETIC_TASKS` keys; on a user dataset each
-    name is a ClassLabel column, with `canonical` (default: the FER net) as its canonical model. `canonical` and
-    `learning_rate` replace the tasks' own where given."""
+                  learning_rate: float | None = None, dataset_tasks: Mapping[str, FaceTask] | None = None
+                  ) -> list[FaceTask]:
+    """`--tasks` as `FaceTask`s. On the synthetic default the names are `SYNTHETIC_TASKS` keys; on a user dataset
+    each name is a column, its task `dataset_tasks[name]` (`dataset_task`, from the data) or, where not given, a
+    single-label column with the FER net as canonical model. `canonical` and `learning_rate` replace the tasks' own
+    where given (another canonical model drops the age net's binned readout: it has no bins)."""
     tasks = []
     for name in names:
         if synthetic:
@@ -146,9 +252,9 @@ def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None =
                 raise ValueError(f"--tasks: unknown synthetic task {name!r}; expected some of {list(SYNTHETIC_TASKS)}.")
             task = SYNTHETIC_TASKS[name]
         else:
-            task = FaceTask(name, name, "single_label_classification", "expression")
+            task = (dataset_tasks or {}).get(name) or FaceTask(name, name, "single_label_classification", "expression")
         if canonical is not None:
-            task = dataclasses.replace(task, canonical=canonical)
+            task = dataclasses.replace(task, canonical=canonical, binned_readout=task.binned_readout and canonical == "age")
         if learning_rate is not None:
             task = dataclasses.replace(task, learning_rate=learning_rate, row_learning_rates={}, row_overrides={},
                                        candidates_per_row={})

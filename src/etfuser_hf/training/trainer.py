@@ -16,9 +16,16 @@ from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from ..metrics import make_compute_metrics, make_multitask_compute_metrics
+from ..metrics import (
+    DEFAULT_METRICS,
+    GREATER_IS_BETTER,
+    make_compute_metrics,
+    make_multitask_compute_metrics,
+    per_example_scores,
+    predictions_from_outputs,
+)
 from ..models.input_checks import BACKBONE_CROP_KEY
-from ..models.modeling_etfuser import ETFuserPreTrainedModel, normalized_mean_error
+from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .collators import FaceCollator, MultiTaskFaceCollator
 from .measurements import gate_magnitude
@@ -32,19 +39,22 @@ class RunResult:
 
     name: str
     description: str
-    predictions: np.ndarray  # (N,) predicted class ids, or (N, K, 2) landmarks
+    predictions: np.ndarray  # (N,) class ids, (N, L) multi-hot, (N, 1) values, or (N, K, 2) landmarks
     logits: np.ndarray  # (N, num_labels) head output (landmarks: (N, K, 2))
     metrics: dict[str, float]
     log_history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     validation_metrics: dict[str, float] = field(default_factory=dict)
-    scores: np.ndarray | None = None  # (N,) per-example score on `split`: 1.0/0.0 correct, or NME
+    scores: np.ndarray | None = None  # (N,) per-example term of the headline metric on `split` (per_example_scores)
     split: str = "validation"
     params: dict[str, int] = field(default_factory=dict)
     learning_rate: float | None = None  # the new modules' (and head's) rate the run trained with; None: a probe
     canonical_learning_rate_scale: float = 1.0  # the canonical model's share of `learning_rate`
     gate_magnitude: float | None = None  # mean |tanh(g)| of the selected checkpoint's fusion gate; None: no gate
     real_face_agreement: float | None = None  # agreement with the pretrained canonical net on real faces (forgetting.py)
+
+
+CLASS_PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")
 
 
 class GateMagnitudeCallback(TrainerCallback):
@@ -219,46 +229,40 @@ def train_model(
     resume_from_checkpoint: str | bool | None = None,
     test_dataset: datasets.Dataset | None = None,
     teacher: nn.Module | None = None,
+    metric_names: Sequence[str] | None = None,
     **argument_overrides: Any,
 ) -> tuple[RunResult, Trainer]:
     """Fine-tunes `model` with the Trainer (one run). Early stopping and the best checkpoint read `eval_dataset` (the
-    validation split) only; `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint,
-    and is what the result reports (`result.split == "test"`). `teacher` adds its distillation term in training. Every
-    split is read through `collator.view` (only the columns the collator reads)."""
-    classification = collator.problem_type == "single_label_classification"
+    validation split) only, by the first of `metric_names` (default: the problem type's, `DEFAULT_METRICS`);
+    `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint, and is what the result
+    reports (`result.split == "test"`): every metric of `metric_names`, and the headline's per-example scores for
+    the paired tests. `teacher` adds its distillation term in training. Every split is read through
+    `collator.view` (only the columns the collator reads)."""
+    problem_type = collator.problem_type
+    keys = tuple(metric_names or DEFAULT_METRICS[problem_type])
+    config = getattr(model, "config", None)
+    interocular = tuple(getattr(config, "interocular_indices", None) or (36, 45))
     train_dataset, eval_dataset = collator.view(train_dataset), collator.view(eval_dataset)
     test_dataset = collator.view(test_dataset) if test_dataset is not None else None
-    compute_metrics = make_compute_metrics(collator.problem_type, collator.num_labels if classification else None)
-    selection = {"metric_for_best_model": "accuracy" if classification else "nme", "greater_is_better": classification}
+    classes = collator.num_labels if problem_type in CLASS_PROBLEM_TYPES else None
+    compute_metrics = make_compute_metrics(problem_type, classes, interocular)
+    selection = {"metric_for_best_model": keys[0], "greater_is_better": GREATER_IS_BETTER[keys[0]]}
     trainer, validation, seconds = _fit(model, train_dataset, eval_dataset, collator, output_dir, compute_metrics,
                                         early_stopping_patience, resume_from_checkpoint, teacher,
                                         **{**selection, **argument_overrides})
     reported = trainer.predict(test_dataset if test_dataset is not None else eval_dataset)
     outputs = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions
-    keys = ("accuracy", "macro_f1") if classification else ("nme",)
 
     def metrics_of(metrics: Mapping[str, float]) -> dict[str, float]:
         return {name: float(value) for name, value in ((key.partition("_")[2], value) for key, value in metrics.items())
                 if name in keys}
 
     labels = np.asarray(reported.label_ids)
-    if classification:
-        predictions = outputs.argmax(-1)
-        scores = (predictions == labels).astype(np.float64)
-    else:
-        predictions = outputs
-        scores = per_image_nme(outputs, labels, getattr(getattr(model, "config", None), "interocular_indices", (36, 45)))
-    result = RunResult(name, description, predictions, outputs, metrics_of(reported.metrics), trainer.state.log_history,
-                       seconds, metrics_of(validation), scores, "test" if test_dataset is not None else "validation",
-                       gate_magnitude=gate_magnitude(model))
+    scores = per_example_scores(keys[0], problem_type, outputs, labels, interocular)
+    result = RunResult(name, description, predictions_from_outputs(problem_type, outputs), outputs,
+                       metrics_of(reported.metrics), trainer.state.log_history, seconds, metrics_of(validation), scores,
+                       "test" if test_dataset is not None else "validation", gate_magnitude=gate_magnitude(model))
     return result, trainer
-
-
-def per_image_nme(landmarks: np.ndarray, targets: np.ndarray, interocular_indices: Sequence[int]) -> np.ndarray:
-    """(N,) inter-ocular normalised mean error of each image (the per-example score NME's paired tests use)."""
-    landmarks, targets = (torch.from_numpy(np.asarray(array, np.float64).reshape(len(array), -1, 2))
-                          for array in (landmarks, targets))
-    return normalized_mean_error(landmarks, targets, tuple(interocular_indices)).numpy()
 
 
 def train_multitask_model(

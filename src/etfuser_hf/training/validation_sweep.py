@@ -38,6 +38,7 @@ from ..models.fusion_modes import fusion_mode_properties
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
 from .expression_measures import expression_measures_apply
+from .dataset_source import read_dataset
 from .main import build_parser, parse_args, prepare_protocol
 from .processes import process_state
 from .protocol import ProtocolContext, Run, train_runs
@@ -280,10 +281,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     rate_grid = bool(args.learning_rates or args.new_module_speedups or args.priors_only_learning_rates
                      or not (args.grid_sizes or args.distillation_weights))
     canonical_tokens = [choice == "on" for choice in dict.fromkeys(args.canonical_tokens)]
+    source = read_dataset(args) if args.dataset is not None else None  # a --dataset's task types come from its data
     try:  # the grid is checked before any work: it needs no data
         rates = rates_by_task(args.learning_rates, args.tasks, "--learning-rates")
         own = rates_by_task(args.priors_only_learning_rates, args.tasks, "--priors-only-learning-rates")
-        tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate)
+        tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
+                              source.tasks if source is not None else None)
         chosen = [rows[name] for name in args.rows]
         grids = {task.name: (sweep_candidates(task, chosen, rates[task.name], args.new_module_speedups, own[task.name])
                              if rate_grid else [])
@@ -299,7 +302,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                 grids[task.name] += spatial_candidates(task, chosen, args.grid_sizes, canonical_tokens, prior_dirs)
         views = [candidate.settings["prior_feature"] for candidates in grids.values() for candidate in candidates
                  if "prior_feature" in candidate.settings]
-        tasks, context, split_record = prepare_protocol(args, views)
+        tasks, context, split_record = prepare_protocol(args, views, source)
     seeds = list(range(args.seed, args.seed + args.seeds))
     report, records = [], {}
     for task in tasks:

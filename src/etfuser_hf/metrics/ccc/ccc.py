@@ -1,0 +1,6 @@
+"""Concordance correlation coefficient — a local `evaluate` module shipped with etfuser_hf: `evaluate.load(path_to_this_folder)` works offline.
+The metric itself is defined once, in `etfuser_hf.metrics`."""
+
+from etfuser_hf.metrics import evaluate_metric_class
+
+Ccc = evaluate_metric_class("ccc")
