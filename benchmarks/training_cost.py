@@ -122,7 +122,7 @@ def main() -> None:
     spatial = {name: SYNTHETIC_TASKS[name].spatial for name in args.tasks if SYNTHETIC_TASKS[name].spatial}
     views = [prior_feature for prior_feature, _ in variants.values() if prior_feature]
     views += [setting["prior_feature"] for setting in spatial.values()]
-    train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112, views)["train"]
+    train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112, views)[0]["train"]
     print(f"{args.num_images} SYNTHETIC images, batch {args.batch_size}, torch threads {torch.get_num_threads()}; "
           f"prior features cached (the frozen priors do not run in either epoch); precision {', '.join(precisions)}")
     print(f"{'task':10s} {'variant':22s} {'prec.':5s} {'clock':5s} {'canonical':>12s} {'canonical + ET-Fuser':>22s} "

@@ -317,7 +317,7 @@ def test_integrity_probe_reads_no_test_label_before_its_one_test_prediction(prio
     dirs = {name: prior_dirs[name] for name in names}
     processor = ETFuserImageProcessor(size={"height": 64, "width": 64})
     splits, _ = synthetic_splits({"train": 16, "validation": 8, "test": 4}, image_size=64, seed=3)
-    splits = cache_prior_features(splits, dirs, processor, tmp_path / "cache", 64)
+    splits, _ = cache_prior_features(splits, dirs, processor, tmp_path / "cache", 64)
     labels = splits["train"].features["expression"].names
     planted = splits["test"].cast_column("expression", datasets.Value("int64")).map(lambda row: {"expression": 99})
     splits = datasets.DatasetDict({**splits, "test": planted})
