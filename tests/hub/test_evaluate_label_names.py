@@ -3,7 +3,6 @@ classes the model lacks with both label sets, and passes reader options (`--imag
 
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from layouts import RAFDB_ROWS, save_face, write_affectnet, write_rafdb, write_utkface  # noqa: E402
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor  # noqa: E402
-from etfuser_hf.hub.cli import main  # noqa: E402
+from evaluate_cli import evaluate, refused  # noqa: E402
 from etfuser_hf.metrics import macro_f1  # noqa: E402
 
 FER = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -37,19 +36,6 @@ def disgust_model(tmp_path_factory) -> Path:
     model.save_pretrained(folder)
     ETFuserImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
     return folder
-
-
-def evaluate(argv: list[str], capsys) -> dict:
-    main(["evaluate", *argv])
-    return json.loads(capsys.readouterr().out)
-
-
-def refused(argv: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", *argv])
-    error = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(error.strip().splitlines()) == 1 and "Traceback" not in error
-    return error
 
 
 def test_rafdb_is_scored_against_the_fer_models_classes_by_name(disgust_model, tmp_path, capsys):

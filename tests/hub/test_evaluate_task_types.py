@@ -5,7 +5,6 @@ in one line each."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -25,7 +24,7 @@ from layouts import (  # noqa: E402
 )
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserForLandmarkDetection, ETFuserImageProcessor  # noqa: E402
-from etfuser_hf.hub.cli import main  # noqa: E402
+from evaluate_cli import evaluate, refused  # noqa: E402
 
 
 def _save(model, folder: Path) -> Path:
@@ -68,19 +67,6 @@ def centre_model(tmp_path_factory) -> Path:
     model = ETFuserForLandmarkDetection(tiny_etfuser_config(num_landmarks=68))
     _constant_head(model.landmark_head.dense, [0.0] * 136)
     return _save(model, tmp_path_factory.mktemp("landmark-model"))
-
-
-def evaluate(argv: list[str], capsys) -> dict:
-    main(["evaluate", *argv])
-    return json.loads(capsys.readouterr().out)
-
-
-def refused(argv: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as exit_info:
-        main(["evaluate", *argv])
-    error = capsys.readouterr().err
-    assert exit_info.value.code == 2 and len(error.strip().splitlines()) == 1 and "Traceback" not in error
-    return error
 
 
 def test_task_type_regression_reports_mae_rmse_and_ccc(age_model, tmp_path, capsys):
