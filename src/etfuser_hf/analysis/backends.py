@@ -38,7 +38,8 @@ READOUT_KINDS = {
     "etfuser_faceapi_landmarks": "landmarks",
 }
 # Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
-GRAPH_VERSION = "3"  # 3: canonical crops in, every network cut to its own crop (issue 32); two stages
+GRAPH_VERSION = "4"  # 3: canonical crops in, every network cut to its own crop (issue 32); two stages; 4: crop
+# sampling grids as element-wise ops (`encoders.affine_sampling_grid`), not affine_grid's exported product
 
 # Nets the int8 backend quantises, by model type. Each net quantised alone (then per-channel int8 weights, uint8
 # activations, min-max calibration on 32 synthetic faces), against fp32 on 64 held-out synthetic faces (seed 5000),

@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.configuration_face_priors import CROP_GEOMETRY_NAMES, DEFAULT_CROP_GEOMETRY
+from ..models.encoders import affine_sampling_grid
 from .face_detection import ARCFACE_TEMPLATE_112, similarity_transforms
 
 # dlib's 5-point template (shape_predictor_5_face_landmarks), in units of the unpadded chip, as get_face_chip_details
@@ -392,7 +393,7 @@ def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antial
     theta_offset = to_image[:, None] * (linear.sum(-1, keepdim=True) * (size / 2.0) + offset) - 1
     theta = torch.cat([theta_linear, theta_offset], dim=-1).to(images.device, images.dtype)
     samples = antialias_samples(affines) if antialias else 1
-    grid = F.affine_grid(theta, [len(theta), images.shape[1], size * samples, size * samples], align_corners=False)
+    grid = affine_sampling_grid(theta, size * samples, size * samples)
     crops = F.grid_sample(images[image_index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return F.avg_pool2d(crops, samples) if samples > 1 else crops
 
