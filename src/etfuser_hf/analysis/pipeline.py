@@ -7,10 +7,10 @@ can serve several models with the same crop size.
 
 Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
 chunks of `batch_size` frames: MTCNN detects the faces of a whole chunk at once (`MTCNN.detect_batch`: each network
-runs once over all frames of the chunk) and aligns them all in one `grid_sample`, then the faces go through the fused
-model in batches of `batch_size`. The model is fed each face's loose canonical crop, and every network cuts its own
-crop from it, as its authors' pipeline cut it (`crops.py`: face-api's landmark net first, whose 68 points place the
-dlib chips and the recognition net's square). TODO: the attention figures still run the model on the ArcFace crop
+runs once over all frames of the chunk) and cuts each face's canonical crop (one warp of its frame), then the faces
+go through the fused model in batches of `batch_size`. The model is fed each face's loose canonical crop, and every
+network cuts its own crop from it, as its authors' pipeline cut it (`crops.py`: face-api's landmark net first, whose
+68 points place the dlib chips and the recognition net's square). TODO: the attention figures still run the model on the ArcFace crop
 (no `prior_crops`) and draw on it; mapping each grid through its prior's own crop is left to do. With `backend="onnx"` MTCNN's networks and the fused graph run under onnxruntime,
 otherwise in PyTorch. Bad inputs never abort the run:
 they get a row with `status == "error"` and the reason, and a warning in the log. `table.py` documents the table's
@@ -40,14 +40,10 @@ import pandas as pd
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import FaceGeometry
-from ..priors.face_detection import (
-    MTCNN,
-    OnnxMTCNN,
-    detect_and_align,
-)
+from ..priors.face_detection import MTCNN, OnnxMTCNN, detect_faces
 from .attention_maps import check_reads_grids, crop_attention, save_frame_figures
 from .backends import OnnxBackend, TorchBackend
-from .crops import cut_canonical_crops
+from .crops import arcface_crops, cut_canonical_crops
 from .extras import EXTRAS, ExtraColumns, check_extras, load_companions
 from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .memory import bound_heap_growth, release_freed_memory
@@ -82,6 +78,11 @@ def _chunks(items: Iterable[MediaItem], size: int) -> Iterator[list[MediaItem]]:
 
 
 
+def _as_pixel_values(crops: np.ndarray) -> np.ndarray:
+    """uint8 (faces, S, S, 3) RGB crops -> the model's float32 (faces, 3, S, S) in [0, 1], contiguous."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
 @dataclass(frozen=True)
 class DetectedFaces:
     """One chunk of frames after detection and alignment (`FaceAnalyzer.detect`), before any model ran.
@@ -89,7 +90,8 @@ class DetectedFaces:
     rows: the meta columns (`META_COLUMNS`) of each table row: one per face, per face-less frame, per failure.
     face_rows: (faces,) the row of each face.
     detections: (faces, 15) float32 box, score and five points in image pixels (`DETECTION_COLUMNS`).
-    crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template (the attention figures show them).
+    crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template (the attention figures show them), the
+        centre of their canonical crops (`crops.arcface_crops`).
     frames: (source, number of faces) of each decoded frame, in order (the tracker links faces frame to frame).
     image_sizes: (faces, 2) float64 width and height of each face's image (head pose's camera).
     canonical: (faces, C, C, 3) uint8 RGB loose canonical crops (`crops.py`), what the model is fed: every network
@@ -243,38 +245,37 @@ class FaceAnalyzer:
         return save_frame_figures(folder, self.loaded.model, chosen, self.batch_size)
 
     def detect(self, chunk: list[MediaItem]) -> DetectedFaces:
-        """Detects and aligns the faces of all frames of `chunk` at once, at this model's crop size."""
+        """Detects the faces of all frames of `chunk` at once and cuts their canonical crops (one warp of the frame
+        per face), the ArcFace-aligned crops at this model's crop size from those."""
         crop_size = self.table.crop_size
         good = [item for item in chunk if item.error is None]
-        detections = iter(detect_and_align([item.image for item in good], output_size=crop_size,
-                                           detector=self.detector, max_faces=self.max_faces) if good else [])
-        found_all = list(detections)
-        canonical = iter(cut_canonical_crops([item.image for item in good], [found.landmarks for found in found_all]))
-        detections = iter(found_all)
-        rows, face_rows, boxes, crops, frames, sizes, loose = [], [], [], [], [], [], []
+        arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
+            if good else ([], [])
+        detections = iter(zip(found, cut_canonical_crops(arrays, [points for _, _, points in found])))
+        rows, face_rows, boxes, frames, sizes, loose = [], [], [], [], [], []
         for item in chunk:
             meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
             if item.error is not None:
                 rows.append({**meta, "face": -1, "status": "error", "error": item.error})
                 continue
-            found, canonical_crops = next(detections), next(canonical)
-            frames.append((item.source, len(found) if found.found else 0))
-            if not found.found:
+            (face_boxes, scores, points), canonical_crops = next(detections)
+            frames.append((item.source, len(face_boxes)))
+            if not len(face_boxes):
                 rows.append({**meta, "face": -1, "status": "no_face"})
                 continue
-            for index in range(len(found)):
+            for index in range(len(face_boxes)):
                 face_rows.append(len(rows))
                 rows.append({**meta, "face": index, "status": "ok"})
-            boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
-            crops.append(found.faces)
+            boxes.append(np.concatenate([face_boxes, scores[:, None], points.reshape(-1, 10)], axis=1))
             loose.append(canonical_crops)
-            sizes += [item.image.shape[1::-1]] * len(found)
+            sizes += [item.image.shape[1::-1]] * len(face_boxes)
+        canonical = np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3),
+                                                                  np.uint8)
         return DetectedFaces(
             rows, np.asarray(face_rows, dtype=np.int64),
             np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
-            np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8),
-            frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
-            np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3), np.uint8))
+            arcface_crops(canonical, crop_size), frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
+            canonical)
 
     def predict(self, detected: DetectedFaces) -> pd.DataFrame:
         """The table's rows for faces `detect` found (by this analyzer or another one with the same crop size: one
@@ -288,8 +289,7 @@ class FaceAnalyzer:
             batches = []
             for start in range(0, len(faces), self.batch_size):
                 stop = start + self.batch_size
-                pixel_values = faces[start:stop].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-                batches.append(self.run(np.ascontiguousarray(pixel_values), geometry[start:stop]))
+                batches.append(self.run(_as_pixel_values(faces[start:stop]), geometry[start:stop]))
             outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
         boxes = detected.detections
         # the landmark net's points, mapped to the image through its own crop (the backend's first stage)
