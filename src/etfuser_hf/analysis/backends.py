@@ -189,6 +189,18 @@ class AnalysisBackend:
             features = first.get("features")
         return outputs, graph.plan.affines(faces, landmarks), features
 
+    def prior_crops(self, pixel_values: np.ndarray, faces: FaceGeometry) -> dict[str, np.ndarray]:
+        """The fused model's `prior_crops` of the table's run for these canonical crops: name (each fused prior, the
+        landmark net's own among them, and `BACKBONE_CROP_KEY`) -> (batch, 2, 3) float32 canonical crop -> crop
+        affines, placed by this backend's first stage (so by the landmarks the table reports)."""
+        graph = self.graph
+        _, crop_affines, _ = self.first_stage(pixel_values, faces)
+        crops = {name: crop_affines[:, index] for index, name in enumerate(graph.plan.networks)
+                 if not name.startswith("companion.")}
+        if graph.landmark_stage is not None and graph.landmark_stage.fused:
+            crops[graph.landmark_name] = graph.plan.landmark_affines(faces)
+        return crops
+
     def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
