@@ -36,6 +36,15 @@ lost too much accuracy), and the fused graph is ~10 % of (a)'s time there (fp32 
 rest); the graph alone ran 1.56x faster as int8 (64 synthetic faces, 0.55 s -> 0.35 s). With uint8 weights (the
 int8 recipe since CI's CPU without VNNI saturated int8 ones), `--only a e` on an idle machine: 37.37 vs 36.42 faces/s,
 (e)/(a) = 0.97x.
+
+Issue 32 (every network on its own crop, the FER net's own reading as a companion), `--only a c d` with the floor
+above: on the shared machine (load average ~5-8 on 2 cores) before the speed work (a) 5.65 faces/s, (a)/(d) 7.32x,
+time (a) / time (c) 1.66x; after it 14.30 faces/s, 21.06x and 1.00x. In a window when the machine was idle (load ~1):
+(a) 28.17 faces/s, (a)/(d) 1.34x and 1.26x, both short of their goals. On shared cores every torch call that opens a
+parallel region stalls (image-by-image MTCNN in (d), the per-image crops analyze used to cut), so the ratios depend on
+the load; on idle cores what (a) still pays beyond (c) is onnxruntime's GridSample cutting each network's crop from
+the canonical crop (~0.55 s of 6.8 s; torch's grid_sample cuts the same crops about 7x faster), the one-off start
+(~0.4 s: the model, the companions, the fused graph's session), head pose (0.27 s) and the canonical crops (0.25 s).
 """
 
 from __future__ import annotations
