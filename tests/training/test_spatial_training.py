@@ -29,7 +29,7 @@ def test_cached_grid_features_give_the_same_logits_as_live_ones(tmp_path):
     prior_dirs = ensure_face_priors(names=("expression", "face_recognition", "age"))
     splits, _ = synthetic_splits({"train": 6, "validation": 2, "test": 2}, image_size=64, seed=5)
     processor = ETFuserImageProcessor(size={"height": 64, "width": 64})
-    cached = cache_prior_features(splits, prior_dirs, processor, tmp_path, 64, [GRID])["train"]
+    cached = cache_prior_features(splits, prior_dirs, processor, tmp_path, 64, [GRID])[0]["train"]
     view = feature_view(GRID)
     assert np.asarray(cached[feature_column("age", view)][0]).shape == (4, 256)  # the dlib net's 3 x 3 map, 2 x 2 cells
     assert np.asarray(cached[feature_column("age")][0]).shape == (1, 256)  # the recipe's pooled view stays
