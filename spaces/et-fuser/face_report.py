@@ -43,8 +43,9 @@ class PhotoResult:
     photo with boxes, labels, age, 68 landmarks and attention bars (None on error); table: `analyze`'s rows for the
     photo; faces: one row per face, the model's label and probabilities; readings: per face, the model's answer beside
     the pretrained networks' own outputs, each labelled with who said it; attention: `face, prior, share` rows;
-    attention_maps: per face, (the aligned face beside the ensemble token's attention over each prior's grid, caption),
-    for models whose priors are read as grid tokens (empty otherwise)."""
+    attention_maps: per face, (the face as the model reads it beside the ensemble token's attention over each prior's
+    grid, drawn over that prior's own crop, caption), for models whose priors are read as grid tokens (empty
+    otherwise)."""
 
     message: str = ""
     annotated: PIL.Image.Image | None = None
@@ -229,19 +230,19 @@ def analyze_photos(paths: Sequence[str | None], space: SpaceModel) -> list[Photo
 
 
 def _attention_strips(detected: DetectedFaces, space: SpaceModel) -> dict[str, list[tuple[PIL.Image.Image, str]]]:
-    """{source: [(face beside its attention overlays, caption), ...]} for every detected face, from the same aligned
-    crops the model read; {} for a model without grid tokens."""
+    """{source: [(face beside its attention overlays, caption), ...]} for every detected face, from the inputs the
+    table's run gave the model, each grid over its own network's crop; {} for a model without grid tokens."""
     if not reads_grids(space.analyzer.loaded.model):
         return {}
-    maps = space.analyzer.attention_maps(detected)
+    panels = space.analyzer.attention(detected)
     strips_by_source: dict[str, list[tuple[PIL.Image.Image, str]]] = {}
     for face, row in enumerate(detected.face_rows):
-        grids = {name: grid[face] for name, grid in maps.items()}
-        caption = f"face {detected.rows[row]['face']}: " + ", ".join(
+        drawn = panels.face(face, f"face {detected.rows[row]['face']}")
+        caption = f"{drawn.title}: " + ", ".join(
             f"{name} {grid.shape[0]}x{grid.shape[1]} (max {grid.max():.2f}, even {1 / grid.size:.2f})"
-            for name, grid in grids.items())
+            for name, grid in drawn.grids.items())
         strips_by_source.setdefault(detected.rows[row]["source"], []).append(
-            (attention_strip(PIL.Image.fromarray(detected.crops[face]), grids), caption))
+            (attention_strip(drawn.face, drawn.grids, drawn.crops), caption))
     return strips_by_source
 
 

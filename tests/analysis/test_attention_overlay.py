@@ -1,6 +1,8 @@
 """Where the ensemble token looks, outside the run folder: `FaceAnalyzer.attention_maps`, `analyze(...,
 attention_maps=folder)` and `etfuser analyze --attention-maps` on real faces (scikit-image's astronaut, public domain)
-through a model that reads the real FER prior as a 2 x 2 grid. Select with `-k "grid or spatial or attention"`."""
+through models that read real priors as 2 x 2 grids: the maps come from the table's own forward (canonical crops and
+every network's crop, the landmark stage's points placing the dlib chip), and each grid is drawn over its own
+network's crop. Select with `-k "grid or spatial or attention"`."""
 
 from __future__ import annotations
 
@@ -13,21 +15,23 @@ from conftest import tiny_vit_config
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.analysis import pipeline
-from etfuser_hf.analysis.attention_maps import attention_strip, grid_attention
+from etfuser_hf.analysis.attention_maps import CANONICAL, attention_grids, attention_strip, grid_attention
 from etfuser_hf.analysis.media import iter_media, write_video
 from etfuser_hf.analysis.pipeline import FaceAnalyzer, analyze
 from etfuser_hf.hub.cli import main as cli_main
+from etfuser_hf.priors import crop_geometry
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.crop_plan import READS_68_LANDMARKS
 
 
-def save_model(folder, feature: dict) -> str:
-    """A saved ET-Fuser over the real expression prior read as `feature` (random fusion, tiny ViT canonical model)."""
-    dirs = ensure_face_priors(names=["expression", "mtcnn"])
+def save_model(folder, feature: dict, priors: tuple[str, ...] = ("expression",), **settings) -> str:
+    """A saved ET-Fuser over real priors each read as `feature` (random fusion, tiny ViT canonical model)."""
+    dirs = ensure_face_priors(names=list(priors) + ["mtcnn"])
     torch.manual_seed(0)
     model = ETFuserForImageClassification.from_priors_pretrained(
-        priors={"expression": {"model": dirs["expression"], **feature}},
+        priors={name: {"model": dirs[name], **feature} for name in priors},
         backbone=tiny_vit_config(image_size=112, patch_size=16), image_size=112, hidden_size=32,
-        num_attention_heads=4, intermediate_size=64, num_labels=3)
+        num_attention_heads=4, intermediate_size=64, num_labels=3, **settings)
     model.save_pretrained(folder)
     ETFuserImageProcessor(size={"height": 112, "width": 112}).save_pretrained(folder)
     return str(folder)
@@ -36,6 +40,14 @@ def save_model(folder, feature: dict) -> str:
 @pytest.fixture(scope="module")
 def grid_model(tmp_path_factory):
     return save_model(tmp_path_factory.mktemp("grid-model"), {"feature": "grid", "grid_size": 2})
+
+
+@pytest.fixture(scope="module")
+def chip_model(tmp_path_factory):
+    """The dlib age net (its chip placed by face-api's 68 landmarks, run first) and the FER net as 2 x 2 grids, and the
+    canonical model's own 2 x 2 tokens."""
+    return save_model(tmp_path_factory.mktemp("chip-model"), {"feature": "grid", "grid_size": 2},
+                      priors=("age", "expression"), fusion_mode="canonical_tokens")
 
 
 @pytest.fixture(scope="module")
@@ -52,17 +64,63 @@ def photos(tmp_path_factory):
     return folder
 
 
-def test_attention_maps_of_detected_faces_are_the_models_grid_attention_on_the_aligned_crops(grid_model, photos):
-    analyzer = FaceAnalyzer(grid_model, extras=())
+def table_run(analyzer: FaceAnalyzer, detected) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(the grids of the fusion attention in the forward that filled the table, the backend's outputs)."""
+    model, captured = analyzer.loaded.model, []
+    hook = model.register_forward_hook(lambda module, args, output: captured.append(output.attentions[-1]))
+    try:
+        analyzer.predict(detected)
+    finally:
+        hook.remove()
+    assert len(captured) == 1  # one forward per batch of faces, the table's
+    pixel_values = np.ascontiguousarray(detected.canonical.transpose(0, 3, 1, 2), np.float32) / np.float32(255)
+    return attention_grids(captured[0], model), analyzer.run(pixel_values, detected.geometry())
+
+
+@pytest.mark.parametrize("name", ["grid_model", "chip_model"])
+def test_attention_maps_are_those_of_the_tables_forward_and_each_grid_is_drawn_over_its_own_crop(name, request,
+                                                                                                photos):
+    analyzer = FaceAnalyzer(request.getfixturevalue(name), extras=())
+    model = analyzer.loaded.model
+    photo = np.asarray(PIL.Image.open(photos / "astronaut.png").convert("RGB"))
     detected = analyzer.detect(list(iter_media([str(photos / "astronaut.png")])))
-    maps = analyzer.attention_maps(detected)
-    assert list(maps) == ["expression"] and maps["expression"].shape == (1, 2, 2)
-    np.testing.assert_allclose(maps["expression"].sum(axis=(1, 2)), 1.0, rtol=1e-5)
-    pixels = torch.from_numpy(detected.crops).permute(0, 3, 1, 2).float() / 255
-    np.testing.assert_allclose(maps["expression"], grid_attention(analyzer.loaded.model, pixels)["expression"],
-                               rtol=1e-5, atol=1e-7)
-    strip = attention_strip(PIL.Image.fromarray(detected.crops[0]), {"expression": maps["expression"][0]})
-    assert strip.size == (2 * 112 + 4, 112)  # the face, then its one overlay
+    expected, outputs = table_run(analyzer, detected)
+    panels = analyzer.attention(detected)
+    grids = ["expression"] if name == "grid_model" else ["age", "expression", CANONICAL]
+    assert list(panels.maps) == grids and all(grid.shape == (1, 2, 2) for grid in panels.maps.values())
+    for grid in grids:
+        np.testing.assert_allclose(panels.maps[grid], expected[grid], rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(panels.maps[grid].sum(axis=(1, 2)), 1.0, rtol=1e-5)
+    np.testing.assert_array_equal(analyzer.attention_maps(detected)["expression"], panels.maps["expression"])
+    # not the maps of the ArcFace crop without prior_crops (what the figures showed before): with random fusion
+    # weights every map is near 0.25 a cell, yet they differ several times beyond the tolerance the equality allows
+    arcface = torch.from_numpy(detected.crops).permute(0, 3, 1, 2).float() / 255
+    assert np.abs(grid_attention(model, arcface)["expression"] - panels.maps["expression"]).max() > 2e-4
+
+    # each overlay's base image is that network's own crop of the face, cut from the photo by its rule (the dlib chip
+    # by the landmarks the table reports), in colour, at the panels' 112 px
+    faces = detected.geometry()
+    for grid in grids:
+        config = model.config.backbone.config if grid == CANONICAL else model.etfuser.priors[grid].config
+        geometry = crop_geometry.crop_geometry_of(config)
+        reads_68 = geometry["name"] in READS_68_LANDMARKS
+        affines = crop_geometry.crop_affines(
+            geometry, landmarks=outputs["image_landmarks"].astype(np.float64) if reads_68 else faces.points,
+            boxes=faces.boxes, image_sizes=faces.image_sizes)
+        spec = model.config.backbone if grid == CANONICAL else model.config.priors[grid]
+        affines = affines * (112 / np.asarray(spec.image_size[::-1], np.float64))[None, :, None]
+        photo_crop = crop_geometry.cut_crops(torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float(), affines,
+                                             112, antialias=True)[0].permute(1, 2, 0).numpy()
+        error = np.abs(panels.crops[grid][0].astype(np.float64) - photo_crop)
+        assert error.mean() < 4 and panels.crops[grid].shape == (1, 112, 112, 3), (grid, error.mean())
+    for first, second in zip(grids, grids[1:]):  # three rules, three different crops
+        assert np.abs(panels.crops[first].astype(int) - panels.crops[second]).mean() > 10, (first, second)
+    # the first panel is the model's own input, the canonical crop
+    canonical = np.asarray(PIL.Image.fromarray(detected.canonical[0]).resize((112, 112), PIL.Image.Resampling.BOX))
+    assert np.abs(panels.faces[0].astype(int) - canonical).mean() < 3
+    row = panels.face(0, "face 0")
+    strip = attention_strip(row.face, row.grids, row.crops)
+    assert strip.size == ((1 + len(grids)) * 112 + len(grids) * 4, 112)  # the face, then one overlay per grid
     with pytest.raises(ValueError, match="folder: no folder given and the analyzer was made without attention_maps="):
         analyzer.save_attention_maps(detected)
 

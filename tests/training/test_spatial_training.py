@@ -147,6 +147,49 @@ def test_grid_attention_maps_are_drawn_for_spatial_models_only(tmp_path):
     assert save_attention_maps(tmp_path / "none", {"pooled": pooled}, test, processor) == []
 
 
+def test_run_folder_attention_maps_draw_each_grid_over_the_crop_training_fed_its_network(tmp_path, monkeypatch):
+    from conftest import tiny_spatial_config
+
+    from etfuser_hf import ETFuserForImageClassification
+    from etfuser_hf.analysis.attention_maps import CANONICAL, grid_attention
+    from etfuser_hf.data.face_crops import face_crops
+    from etfuser_hf.data.synthetic_faces import make_synthetic_faces
+    from etfuser_hf.priors.crop_geometry import cut_crops
+    from etfuser_hf.priors.crop_plan import CropPlan
+    from etfuser_hf.training import plots
+    from etfuser_hf.training.collators import pixel_values
+
+    torch.manual_seed(0)
+    model = ETFuserForImageClassification(tiny_spatial_config("canonical_tokens", grid_size=2, image_size=64)).eval()
+    test = make_synthetic_faces(2, image_size=64, seed=3, mask_probability=0.0)
+    processor = ETFuserImageProcessor(size={"height": 64, "width": 64})
+    drawn = []
+    monkeypatch.setattr(plots, "save_attention_figure", lambda path, rows, title: drawn.extend(rows))
+    assert plots.save_attention_maps(tmp_path, {"expression": model}, test, processor, num_faces=2,
+                                     geometry_column="landmarks") == ["attention_maps.png"]
+    # what training feeds: each network's crop placed by the faces' landmarks (the FER net's fer_box, the ViT prior
+    # and the canonical model the ArcFace template)
+    inputs = pixel_values(list(test["image"]), processor)
+    crops = face_crops(np.asarray(test["landmarks"], np.float64), CropPlan.for_model(model), (64, 64))
+    maps = grid_attention(model, inputs, prior_crops=crops)
+    assert [row.title for row in drawn] == ["expression #0", "expression #1"]
+    assert list(maps) == ["fer", "vit", CANONICAL]
+    whole = grid_attention(model, inputs)
+    for index, row in enumerate(drawn):
+        np.testing.assert_array_equal(np.asarray(row.face), (inputs[index].permute(1, 2, 0) * 255).round().byte())
+        for name in maps:
+            np.testing.assert_allclose(row.grids[name], maps[name][index], rtol=1e-5, atol=1e-7)
+            spec = model.config.backbone if name == CANONICAL else model.config.priors[name]
+            affine = crops["backbone" if name == CANONICAL else name][index:index + 1].double()
+            affine = affine * torch.tensor([[64 / spec.image_size[1]], [64 / spec.image_size[0]]]).double()
+            expected = cut_crops(inputs[index:index + 1] * 255, affine, 64, antialias=True)[0].permute(1, 2, 0)
+            assert row.crops[name].size == (64, 64) and row.crops[name].mode == "RGB"
+            assert np.abs(np.asarray(row.crops[name], np.float64) - expected.numpy()).max() <= 0.5 + 1e-3
+        # the maps of the crops differ from those of every network reading the whole face (random fusion weights
+        # keep every map near uniform, yet the difference is far above the tolerance of the equality above)
+        assert max(np.abs(whole[name][index] - maps[name][index]).max() for name in maps) > 2e-4
+
+
 def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_concatenation_over_them():
     from etfuser_hf.training.task_tables import describe_tokens, reading, render_task_table, task_table
     from etfuser_hf.training.trainer import RunResult

@@ -24,11 +24,12 @@ from transformers.utils import ModelOutput
 
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.input_checks import BACKBONE_CROP_KEY
-from ..models.encoders import prepare_encoder_inputs, select_feature_tokens
+from ..models.encoders import prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
-from ..priors.crop_plan import LANDMARK_MODEL_TYPE, CropPlan, FaceGeometry
+from ..priors.crop_plan import CropPlan, FaceGeometry
 from ..priors.fetch import default_cache_dir
+from .crops import LandmarkStage, landmark_stage
 from .extras import Companion
 
 # Prior model types whose own output the table reports, and what that output is.
@@ -38,7 +39,8 @@ READOUT_KINDS = {
     "etfuser_faceapi_landmarks": "landmarks",
 }
 # Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
-GRAPH_VERSION = "3"  # 3: canonical crops in, every network cut to its own crop (issue 32); two stages
+GRAPH_VERSION = "4"  # 3: canonical crops in, every network cut to its own crop (issue 32); two stages; 4: crop
+# sampling grids as element-wise ops (`encoders.affine_sampling_grid`), not affine_grid's exported product
 
 # Nets the int8 backend quantises, by model type. Each net quantised alone (then per-channel int8 weights, uint8
 # activations, min-max calibration on 32 synthetic faces), against fp32 on 64 held-out synthetic faces (seed 5000),
@@ -59,53 +61,12 @@ def readout_priors(model: ETFuserForImageClassification) -> dict[str, str]:
             if prior.config.model_type in READOUT_KINDS}
 
 
-class LandmarkStage(nn.Module):
-    """The first stage: face-api's landmark net on its own crop. `(pixel_values (batch, 3, S, S), affines (batch, 2,
-    3))` -> `(logits (batch, 136),)`, plus its fusion tokens `(batch, n, d)` where it is one of the fused priors."""
-
-    def __init__(self, prior: nn.Module, spec: EncoderSpec, fused: bool):
-        super().__init__()
-        self.prior, self.spec, self.fused = prior, spec, fused
-
-    @property
-    def output_names(self) -> list[str]:
-        return ["logits", "features"] if self.fused else ["logits"]
-
-    def forward(self, pixel_values: torch.Tensor, affines: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.prior(pixel_values=prepare_encoder_inputs(pixel_values, self.spec, affines), return_dict=True)
-        if self.fused:
-            return outputs.logits, select_feature_tokens(outputs, self.spec, "landmark stage")
-        return (outputs.logits,)
-
-
 def whole_input_affines(sizes: list[tuple[int, int]], batch: int, size: int) -> torch.Tensor:
     """(batch, len(sizes), 2, 3) affines cutting the whole `size` x `size` input, resized, as each (height, width)."""
     affines = torch.zeros(batch, len(sizes), 2, 3)
     for index, (height, width) in enumerate(sizes):
         affines[:, index, 0, 0], affines[:, index, 1, 1] = width / size, height / size
     return affines
-
-
-def _landmark_net(model: ETFuserForImageClassification, companions: tuple[Companion, ...],
-                  needs_landmarks: bool) -> tuple[str | None, LandmarkStage | None]:
-    """(its name among the networks, the stage) of the landmark net the analysis runs first: the fused prior, else
-    the pose companion's net, else (where a crop rule reads 68 landmarks) the converted face-api net on its own."""
-    for name, prior in model.etfuser.priors.items():
-        if prior.config.model_type == LANDMARK_MODEL_TYPE:
-            return name, LandmarkStage(prior, model.config.priors[name], fused=True)
-    for companion in companions:
-        if companion.prior is not None and companion.config.model_type == LANDMARK_MODEL_TYPE:
-            return f"companion.{companion.extra}", LandmarkStage(companion.prior, EncoderSpec(config=companion.config),
-                                                                 fused=False)
-    if not needs_landmarks:
-        return None, None
-    from transformers import AutoModel
-
-    from ..priors.convert_face_priors import ensure_face_priors
-
-    prior = AutoModel.from_pretrained(ensure_face_priors(names=["face_landmarks"])["face_landmarks"],
-                                      dtype=torch.float32).eval()
-    return "locator", LandmarkStage(prior, EncoderSpec(config=prior.config), fused=False)
 
 
 class AnalysisGraph(nn.Module):
@@ -125,7 +86,7 @@ class AnalysisGraph(nn.Module):
         self.companion_specs = {c.extra: EncoderSpec(config=c.prior.config) for c in self.companions
                                 if c.prior is not None}
         needs_landmarks = CropPlan.for_graph(model, self.companions).needs_landmarks
-        self.landmark_name, self.landmark_stage = _landmark_net(model, self.companions, needs_landmarks)
+        self.landmark_name, self.landmark_stage = landmark_stage(model, self.companions, needs_landmarks)
         landmark_config = self.landmark_stage.spec.config if self.landmark_stage is not None else None
         self.plan = CropPlan.for_graph(model, self.companions, landmark_config, first=self.landmark_name)
         # outputs of the first stage: the landmark net's readout and the companions that read it (none without a
@@ -227,6 +188,18 @@ class AnalysisBackend:
             outputs["image_landmarks"] = landmarks.astype(np.float32)
             features = first.get("features")
         return outputs, graph.plan.affines(faces, landmarks), features
+
+    def prior_crops(self, pixel_values: np.ndarray, faces: FaceGeometry) -> dict[str, np.ndarray]:
+        """The fused model's `prior_crops` of the table's run for these canonical crops: name (each fused prior, the
+        landmark net's own among them, and `BACKBONE_CROP_KEY`) -> (batch, 2, 3) float32 canonical crop -> crop
+        affines, placed by this backend's first stage (so by the landmarks the table reports)."""
+        graph = self.graph
+        _, crop_affines, _ = self.first_stage(pixel_values, faces)
+        crops = {name: crop_affines[:, index] for index, name in enumerate(graph.plan.networks)
+                 if not name.startswith("companion.")}
+        if graph.landmark_stage is not None and graph.landmark_stage.fused:
+            crops[graph.landmark_name] = graph.plan.landmark_affines(faces)
+        return crops
 
     def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
         raise NotImplementedError

@@ -7,18 +7,18 @@ can serve several models with the same crop size.
 
 Images, folders (searched recursively by extension) and videos (decoded frame by frame with PyAV) are streamed in
 chunks of `batch_size` frames: MTCNN detects the faces of a whole chunk at once (`MTCNN.detect_batch`: each network
-runs once over all frames of the chunk) and aligns them all in one `grid_sample`, then the faces go through the fused
-model in batches of `batch_size`. The model is fed each face's loose canonical crop, and every network cuts its own
-crop from it, as its authors' pipeline cut it (`crops.py`: face-api's landmark net first, whose 68 points place the
-dlib chips and the recognition net's square). TODO: the attention figures still run the model on the ArcFace crop
-(no `prior_crops`) and draw on it; mapping each grid through its prior's own crop is left to do. With `backend="onnx"` MTCNN's networks and the fused graph run under onnxruntime,
-otherwise in PyTorch. Bad inputs never abort the run:
-they get a row with `status == "error"` and the reason, and a warning in the log. `table.py` documents the table's
-columns (`table_schema(model)` gives the exact names and dtypes for one model).
+runs once over all frames of the chunk) and cuts each face's canonical crop (one warp of its frame), then the faces
+go through the fused model in batches of `batch_size`. The model is fed each face's loose canonical crop, and every
+network cuts its own crop from it, as its authors' pipeline cut it (`crops.py`: face-api's landmark net first, whose
+68 points place the dlib chips and the recognition net's square). With `backend="onnx"` MTCNN's networks and the
+fused graph run under onnxruntime, otherwise in PyTorch. Bad inputs never abort the run: they get a row with
+`status == "error"` and the reason, and a warning in the log. `table.py` documents the table's columns
+(`table_schema(model)` gives the exact names and dtypes for one model).
 
 With `attention_maps=<folder>` (`etfuser analyze --attention-maps`) the analyzer also draws, for every image and for
 the first `ATTENTION_FRAMES_PER_VIDEO` frames with faces of each video, where the ensemble token looks in each prior's
-grid on each aligned face (`attention_maps.py`; models whose priors are read as grid tokens only).
+grid (`attention_maps.py`; models whose priors are read as grid tokens only): the PyTorch model on the table's inputs
+(the canonical crops and the crops its backend placed), each grid drawn over its own network's crop of the face.
 
 `FaceAnalyzer.iter_chunks` yields the table one chunk of `batch_size` frames at a time, so a caller that writes each
 chunk out (`etfuser analyze --output`, `parts.py`) holds one chunk in memory whatever the length of the video.
@@ -27,6 +27,7 @@ chunk out (`etfuser analyze --output`, `parts.py`) holds one chunk in memory wha
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -36,18 +37,15 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import FaceGeometry
-from ..priors.face_detection import (
-    MTCNN,
-    OnnxMTCNN,
-    detect_and_align,
-)
-from .attention_maps import check_reads_grids, crop_attention, save_frame_figures
+from ..priors.face_detection import MTCNN, OnnxMTCNN, detect_faces
+from .attention_maps import AttentionPanels, attention_panels, check_reads_grids, save_frame_figures
 from .backends import OnnxBackend, TorchBackend
-from .crops import cut_canonical_crops
+from .crops import arcface_crops, cut_canonical_crops
 from .extras import EXTRAS, ExtraColumns, check_extras, load_companions
 from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .memory import bound_heap_growth, release_freed_memory
@@ -82,6 +80,11 @@ def _chunks(items: Iterable[MediaItem], size: int) -> Iterator[list[MediaItem]]:
 
 
 
+def _as_pixel_values(crops: np.ndarray) -> np.ndarray:
+    """uint8 (faces, S, S, 3) RGB crops -> the model's float32 (faces, 3, S, S) in [0, 1], contiguous."""
+    return np.ascontiguousarray(crops.transpose(0, 3, 1, 2), dtype=np.float32) / np.float32(255.0)
+
+
 @dataclass(frozen=True)
 class DetectedFaces:
     """One chunk of frames after detection and alignment (`FaceAnalyzer.detect`), before any model ran.
@@ -89,7 +92,8 @@ class DetectedFaces:
     rows: the meta columns (`META_COLUMNS`) of each table row: one per face, per face-less frame, per failure.
     face_rows: (faces,) the row of each face.
     detections: (faces, 15) float32 box, score and five points in image pixels (`DETECTION_COLUMNS`).
-    crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template (the attention figures show them).
+    crops: (faces, S, S, 3) uint8 RGB faces aligned to the ArcFace template, S the model's crop size (the centre of
+        their canonical crops, `crops.arcface_crops`).
     frames: (source, number of faces) of each decoded frame, in order (the tracker links faces frame to frame).
     image_sizes: (faces, 2) float64 width and height of each face's image (head pose's camera).
     canonical: (faces, C, C, 3) uint8 RGB loose canonical crops (`crops.py`), what the model is fed: every network
@@ -103,6 +107,13 @@ class DetectedFaces:
     frames: list[tuple[str, int]]
     image_sizes: np.ndarray
     canonical: np.ndarray
+
+    def subset(self, faces: np.ndarray) -> DetectedFaces:
+        """These detections narrowed to the faces at indices `faces` (rows and frames kept whole: they describe the
+        chunk, not the faces)."""
+        return dataclasses.replace(self, face_rows=self.face_rows[faces], detections=self.detections[faces],
+                                   crops=self.crops[faces], image_sizes=self.image_sizes[faces],
+                                   canonical=self.canonical[faces])
 
     def geometry(self) -> FaceGeometry:
         """The faces' detection as `FaceGeometry` (boxes, five points, image sizes, canonical crop affines)."""
@@ -125,9 +136,10 @@ class FaceAnalyzer:
         cache_dir: where the ONNX exports are cached (default `$ETFUSER_CACHE` or `~/.cache/etfuser_hf`).
         extras: the extra column groups (`extras.EXTRAS`: "identity", "pose", "gender", "fer"); () for none.
         attention_maps: a folder for one PNG per image (and per video frame with faces, the first
-            `ATTENTION_FRAMES_PER_VIDEO` of each video): every aligned face beside the ensemble token's attention over
-            each prior's grid (`save_attention_maps`). The maps come from the PyTorch model whatever the backend (the
-            ONNX graphs do not return attention). Refused for a model that reads no prior as grid tokens.
+            `ATTENTION_FRAMES_PER_VIDEO` of each video): every face beside the ensemble token's attention over each
+            prior's grid, drawn over that prior's own crop (`save_attention_maps`). The maps come from the PyTorch
+            model on the table's inputs whatever the backend (the ONNX graphs do not return attention). Refused for a
+            model that reads no prior as grid tokens.
     """
 
     def __init__(self, model: str | os.PathLike | ETFuserForImageClassification | LoadedModel | None = None,
@@ -215,15 +227,31 @@ class FaceAnalyzer:
         return self.predict(detected)
 
     def attention_maps(self, detected: DetectedFaces) -> dict[str, np.ndarray]:
-        """The ensemble token's last-layer attention over each grid of the fusion, per detected face:
-        {prior (or "canonical"): (faces, g, g)} float32, each map summing to 1 (`attention_maps.grid_attention`)."""
-        return crop_attention(self.loaded.model, detected.crops, self.batch_size)
+        """The ensemble token's last-layer attention over each grid of the fusion, per detected face, in the table's
+        run: {prior (or "canonical"): (faces, g, g)} float32, each map summing to 1 (`attention`)."""
+        return self.attention(detected).maps
+
+    def attention(self, detected: DetectedFaces) -> AttentionPanels:
+        """`attention_maps`, with each grid's network crop of every face and the faces as the model reads them (their
+        canonical crops), at the model's crop size (`attention_maps.attention_panels`), `batch_size` faces at a time.
+        The model runs in PyTorch on the table's inputs: the canonical crops, and every network's crop placed by the
+        backend's first stage (`AnalysisBackend.prior_crops`)."""
+        model, geometry, size = self.loaded.model, detected.geometry(), self.table.crop_size
+        parts = []
+        for start in range(0, len(detected.canonical), self.batch_size):
+            pixel_values = _as_pixel_values(detected.canonical[start:start + self.batch_size])
+            crops = self.run.prior_crops(pixel_values, geometry[start:start + self.batch_size])
+            parts.append(attention_panels(model, torch.from_numpy(pixel_values), crops, size))
+        if not parts:  # no face: empty maps of the model's grids
+            side = detected.canonical.shape[1]
+            return attention_panels(model, torch.zeros(0, 3, side, side), None, size)
+        return AttentionPanels.concatenate(parts)
 
     def save_attention_maps(self, detected: DetectedFaces, folder: str | os.PathLike | None = None) -> list[Path]:
         """Writes `<folder>/<source>_frame<NNNNNN>.png` (the source's path with other characters than letters,
         digits, `.`, `-` and `_` as `_`) for each image or video frame with faces: a row per face, the face and one
-        overlay per grid. Video frames after the first `ATTENTION_FRAMES_PER_VIDEO` with faces are skipped. Returns
-        the paths written."""
+        overlay per grid over its network's crop. Video frames after the first `ATTENTION_FRAMES_PER_VIDEO` with faces
+        are skipped. Returns the paths written."""
         folder = Path(folder) if folder is not None else self.attention_folder
         if folder is None:
             raise ValueError("folder: no folder given and the analyzer was made without attention_maps=.")
@@ -238,43 +266,48 @@ class FaceAnalyzer:
                 if written >= ATTENTION_FRAMES_PER_VIDEO:
                     continue
                 self._attention_frames[source] = written + 1
-            chosen[source, frame] = [(f"face {detected.rows[detected.face_rows[face]]['face']}", detected.crops[face])
-                                     for face in faces]
-        return save_frame_figures(folder, self.loaded.model, chosen, self.batch_size)
+            chosen[source, frame] = faces
+        if not chosen:
+            return []
+        wanted = np.concatenate(list(chosen.values()))
+        panels = self.attention(detected.subset(wanted))
+        position = dict(zip(wanted.tolist(), range(len(wanted))))
+        return save_frame_figures(folder, {
+            key: [panels.face(position[face], f"face {detected.rows[detected.face_rows[face]]['face']}")
+                  for face in faces] for key, faces in chosen.items()})
 
     def detect(self, chunk: list[MediaItem]) -> DetectedFaces:
-        """Detects and aligns the faces of all frames of `chunk` at once, at this model's crop size."""
+        """Detects the faces of all frames of `chunk` at once and cuts their canonical crops (one warp of the frame
+        per face), the ArcFace-aligned crops at this model's crop size from those."""
         crop_size = self.table.crop_size
         good = [item for item in chunk if item.error is None]
-        detections = iter(detect_and_align([item.image for item in good], output_size=crop_size,
-                                           detector=self.detector, max_faces=self.max_faces) if good else [])
-        found_all = list(detections)
-        canonical = iter(cut_canonical_crops([item.image for item in good], [found.landmarks for found in found_all]))
-        detections = iter(found_all)
-        rows, face_rows, boxes, crops, frames, sizes, loose = [], [], [], [], [], [], []
+        arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
+            if good else ([], [])
+        detections = iter(zip(found, cut_canonical_crops(arrays, [points for _, _, points in found])))
+        rows, face_rows, boxes, frames, sizes, loose = [], [], [], [], [], []
         for item in chunk:
             meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
             if item.error is not None:
                 rows.append({**meta, "face": -1, "status": "error", "error": item.error})
                 continue
-            found, canonical_crops = next(detections), next(canonical)
-            frames.append((item.source, len(found) if found.found else 0))
-            if not found.found:
+            (face_boxes, scores, points), canonical_crops = next(detections)
+            frames.append((item.source, len(face_boxes)))
+            if not len(face_boxes):
                 rows.append({**meta, "face": -1, "status": "no_face"})
                 continue
-            for index in range(len(found)):
+            for index in range(len(face_boxes)):
                 face_rows.append(len(rows))
                 rows.append({**meta, "face": index, "status": "ok"})
-            boxes.append(np.concatenate([found.boxes, found.scores[:, None], found.landmarks.reshape(-1, 10)], axis=1))
-            crops.append(found.faces)
+            boxes.append(np.concatenate([face_boxes, scores[:, None], points.reshape(-1, 10)], axis=1))
             loose.append(canonical_crops)
-            sizes += [item.image.shape[1::-1]] * len(found)
+            sizes += [item.image.shape[1::-1]] * len(face_boxes)
+        canonical = np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3),
+                                                                  np.uint8)
         return DetectedFaces(
             rows, np.asarray(face_rows, dtype=np.int64),
             np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
-            np.concatenate(crops) if crops else np.zeros((0, crop_size, crop_size, 3), np.uint8),
-            frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
-            np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3), np.uint8))
+            arcface_crops(canonical, crop_size), frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
+            canonical)
 
     def predict(self, detected: DetectedFaces) -> pd.DataFrame:
         """The table's rows for faces `detect` found (by this analyzer or another one with the same crop size: one
@@ -288,8 +321,7 @@ class FaceAnalyzer:
             batches = []
             for start in range(0, len(faces), self.batch_size):
                 stop = start + self.batch_size
-                pixel_values = faces[start:stop].transpose(0, 3, 1, 2).astype(np.float32) / 255.0
-                batches.append(self.run(np.ascontiguousarray(pixel_values), geometry[start:stop]))
+                batches.append(self.run(_as_pixel_values(faces[start:stop]), geometry[start:stop]))
             outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
         boxes = detected.detections
         # the landmark net's points, mapped to the image through its own crop (the backend's first stage)

@@ -46,7 +46,20 @@ def crop_sampling_grid(affines: torch.Tensor, input_size: tuple[int, int], crop_
     theta_linear = to_input * linear * half_crop
     theta_offset = to_input * (linear @ half_crop[:, None] + offset) - 1
     theta = torch.cat([theta_linear, theta_offset], dim=-1)
-    return F.affine_grid(theta, [affines.shape[0], 1, crop_height, crop_width], align_corners=False)
+    return affine_sampling_grid(theta, crop_height, crop_width)
+
+
+def affine_sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """`F.affine_grid(theta, [N, C, height, width], align_corners=False)` for `theta` (N, 2, 3): the (N, height,
+    width, 2) grid, each coordinate written out as `a * x + b * y + c` over the output's pixel centres. The same
+    values up to float rounding, but it exports as a few element-wise ops on (N, height, width), where affine_grid's
+    decomposition multiplies a (N, height * width, 3, 2) tensor and sums it: half the analysis graph's time under
+    onnxruntime (issue 32, Speed)."""
+    xs = (torch.arange(width, dtype=theta.dtype, device=theta.device) * 2 + 1) / width - 1
+    ys = (torch.arange(height, dtype=theta.dtype, device=theta.device) * 2 + 1) / height - 1
+    rows = theta[:, :, None, None, :]  # (N, 2, 1, 1, 3): one row per output coordinate
+    grid = rows[..., 0] * xs[None, None, None, :] + rows[..., 1] * ys[None, None, :, None] + rows[..., 2]
+    return grid.permute(0, 2, 3, 1)
 
 
 def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:

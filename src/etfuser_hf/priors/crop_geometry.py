@@ -39,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.configuration_face_priors import CROP_GEOMETRY_NAMES, DEFAULT_CROP_GEOMETRY
+from ..models.encoders import affine_sampling_grid
 from .face_detection import ARCFACE_TEMPLATE_112, similarity_transforms
 
 # dlib's 5-point template (shape_predictor_5_face_landmarks), in units of the unpadded chip, as get_face_chip_details
@@ -348,6 +349,18 @@ def crop_affines(geometry: str | Mapping, landmarks: np.ndarray | None = None, b
     return rule.function(source, **parameters)
 
 
+def antialias_samples(affines) -> int:
+    """Samples per side of each crop pixel that `cut_crops(..., antialias=True)` averages for `affines` (N, 2, 3)
+    image -> crop: ceil of the largest image-pixels-per-crop-pixel step over the faces where it exceeds 2 (at most 8),
+    else 1. Callers that cut many images' faces in one call group them by it, so each face gets the samples it would
+    get alone."""
+    affines = np.asarray(affines, np.float64)
+    if not len(affines):
+        return 1
+    step = float(np.sqrt(np.abs(1.0 / np.linalg.det(affines[:, :, :2]))).max())
+    return min(8, math.ceil(step)) if step > 2 else 1
+
+
 def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antialias: bool = False) -> torch.Tensor:
     """Cuts one `size` x `size` crop per affine: `images` (B, C, H, W) float, `affines` (N, 2, 3) image -> crop (numpy
     or tensor), `image_index` (N,) the image each face comes from (default: face i from image i) -> (N, C, size, size).
@@ -379,11 +392,8 @@ def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antial
     theta_linear = to_image[:, None] * linear * (size / 2.0)
     theta_offset = to_image[:, None] * (linear.sum(-1, keepdim=True) * (size / 2.0) + offset) - 1
     theta = torch.cat([theta_linear, theta_offset], dim=-1).to(images.device, images.dtype)
-    samples = 1
-    if antialias:
-        step = torch.linalg.det(linear).abs().sqrt().max().item() if len(linear) else 1.0
-        samples = min(8, math.ceil(step)) if step > 2 else 1
-    grid = F.affine_grid(theta, [len(theta), images.shape[1], size * samples, size * samples], align_corners=False)
+    samples = antialias_samples(affines) if antialias else 1
+    grid = affine_sampling_grid(theta, size * samples, size * samples)
     crops = F.grid_sample(images[image_index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return F.avg_pool2d(crops, samples) if samples > 1 else crops
 
@@ -395,6 +405,7 @@ __all__ = [
     "DLIB_5_FROM_IBUG_68",
     "DLIB_5_POINT_TEMPLATE",
     "CropGeometry",
+    "antialias_samples",
     "arcface_template_affines",
     "canonical_crop_affines",
     "compose_affines",

@@ -185,6 +185,36 @@ def _default_detector(cache_dir: str | None) -> MTCNN:
     return MTCNN.from_pretrained(ensure_face_priors(cache_dir, names=["mtcnn"])["mtcnn"])
 
 
+def detect_faces(
+    images,
+    detector: MTCNN | OnnxMTCNN | None = None,
+    cache_dir: str | Path | None = None,
+    max_faces: int | None = None,
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray, np.ndarray]]]:
+    """`detect_and_align` without the alignment: (the images as uint8 (H, W, 3) RGB arrays, one `(boxes (N, 4),
+    scores (N,), landmarks (N, 5, 2))` float32 tuple per image, best score first). Arguments as `detect_and_align`'s;
+    for callers that cut their own crops of the faces (`analyze`'s canonical crops)."""
+    if isinstance(images, (Image.Image, np.ndarray)):
+        images = [images]
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(
+            f"images: expected a PIL image, a numpy uint8 array or a list/tuple of them, got {type(images).__name__}."
+        )
+    if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
+        raise ValueError(f"max_faces: expected None or an int >= 1, got {max_faces!r}.")
+    arrays = [_as_rgb_uint8(image, index) for index, image in enumerate(images)]
+    if detector is None:
+        detector = _default_detector(None if cache_dir is None else str(cache_dir))
+
+    if hasattr(detector, "detect_batch"):
+        found = detector.detect_batch(arrays)
+    else:  # any object with MTCNN's one-image `detect` (a stand-in, an older detector) still works
+        found = [detector.detect(array) for array in arrays]
+    if max_faces is not None:
+        found = [(boxes[:max_faces], scores[:max_faces], points[:max_faces]) for boxes, scores, points in found]
+    return arrays, found
+
+
 def detect_and_align(
     images,
     output_size: int = 112,
@@ -208,30 +238,12 @@ def detect_and_align(
         One `FaceDetections` per input image (a list even for a single image). An image without faces gives an
         empty `FaceDetections`: `len(result) == 0`, `result.found` is False.
     """
-    if isinstance(images, (Image.Image, np.ndarray)):
-        images = [images]
-    if not isinstance(images, (list, tuple)):
-        raise TypeError(
-            f"images: expected a PIL image, a numpy uint8 array or a list/tuple of them, got {type(images).__name__}."
-        )
     if not isinstance(output_size, int) or output_size < 16:
         raise ValueError(f"output_size: expected an int >= 16, got {output_size!r}.")
-    if max_faces is not None and (not isinstance(max_faces, int) or max_faces < 1):
-        raise ValueError(f"max_faces: expected None or an int >= 1, got {max_faces!r}.")
-    arrays = [_as_rgb_uint8(image, index) for index, image in enumerate(images)]
-    if detector is None:
-        detector = _default_detector(None if cache_dir is None else str(cache_dir))
-
-    if hasattr(detector, "detect_batch"):
-        found = detector.detect_batch(arrays)
-    else:  # any object with MTCNN's one-image `detect` (a stand-in, an older detector) still works
-        found = [detector.detect(array) for array in arrays]
-    if max_faces is not None:
-        found = [(boxes[:max_faces], scores[:max_faces], points[:max_faces]) for boxes, scores, points in found]
+    arrays, found = detect_faces(images, detector, cache_dir, max_faces)
     faces = align_faces(arrays, [points for _, _, points in found], output_size)
-    results = [FaceDetections(boxes=boxes, scores=scores, landmarks=points, faces=crops)
-               for (boxes, scores, points), crops in zip(found, faces)]
-    return results
+    return [FaceDetections(boxes=boxes, scores=scores, landmarks=points, faces=crops)
+            for (boxes, scores, points), crops in zip(found, faces)]
 
 
 __all__ = [
@@ -245,6 +257,7 @@ __all__ = [
     "align_face",
     "align_faces",
     "detect_and_align",
+    "detect_faces",
     "nms",
     "similarity_transform",
     "similarity_transforms",

@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
                                                                                  dtype=torch.float32)
                   for task in tasks if task.name in pictured}
         plots += save_attention_maps(output_dir / "plots", models, splits["test"], processor,
-                                     synthetic=args.dataset is None)
+                                     synthetic=args.dataset is None, geometry_column=context.geometry_column)
     summary = {
         "task": first.name,
         "problem_type": first.problem_type,

@@ -9,9 +9,11 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..analysis.attention_maps import face_rows, grid_attention, save_attention_figure
+from ..analysis.attention_maps import attention_panels, save_attention_figure
+from ..data.face_crops import face_crops
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserPreTrainedModel
+from ..priors.crop_plan import CropPlan
 from .collators import pixel_values
 from .trainer import RunResult
 
@@ -92,18 +94,27 @@ def _attention_plot(folder: Path, prior_attention: Mapping[str, float], written:
 
 
 def save_attention_maps(folder: Path, models: Mapping[str, ETFuserPreTrainedModel], test: datasets.Dataset,
-                        processor: ETFuserImageProcessor, num_faces: int = 3, synthetic: bool = True) -> list[str]:
+                        processor: ETFuserImageProcessor, num_faces: int = 3, synthetic: bool = True,
+                        geometry_column: str | None = None) -> list[str]:
     """`attention_maps.png`: for the first `num_faces` test faces, each task's model's ensemble-token attention over
-    every grid prior, drawn on the face (`analysis.attention_maps`); nothing where no model reads grid tokens."""
-    faces = [test[index]["image"] for index in range(min(num_faces, len(test)))]
+    every grid prior, each drawn over that prior's own crop of the face (`analysis.attention_maps.attention_panels`,
+    as `etfuser analyze` draws them): the crops training fed, placed by the faces' landmarks in `geometry_column`
+    through each model's `CropPlan` (`data.face_crops`); without it every network reads the whole face. Nothing where
+    no model reads grid tokens."""
+    count = min(num_faces, len(test))
+    faces = [test[index]["image"] for index in range(count)]
     inputs = pixel_values(faces, processor)
+    landmarks = None if geometry_column is None else np.stack(
+        [np.asarray(test[index][geometry_column], np.float64) for index in range(count)])
     rows = []
     for task, model in models.items():
-        maps = grid_attention(model, inputs)
-        rows += face_rows(task, faces, maps) if maps else []
+        crops = None if landmarks is None else face_crops(landmarks, CropPlan.for_model(model), inputs.shape[-2:])
+        panels = attention_panels(model, inputs, crops)
+        rows += panels.rows(task) if panels.maps else []
     if not rows:
         return []
     data = "SYNTHETIC test faces" if synthetic else "test faces"
     save_attention_figure(folder / "attention_maps.png", rows,
-                          title=f"ensemble token attention over each prior's grid, last fusion layer ({data})")
+                          title=f"ensemble token attention over each prior's grid, on its own crop, last fusion layer "
+                                f"({data})")
     return ["attention_maps.png"]
