@@ -23,7 +23,7 @@ from etfuser_hf.priors.crop_plan import (
     detector_boxes_from_landmarks,
 )
 from etfuser_hf.priors.face_detection import detect_and_align
-from etfuser_hf.data.face_crops import landmarks_in_crop
+from etfuser_hf.data.face_crops import landmark_labels_in_frame, landmarks_in_crop
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.distillation import CanonicalTeacher, Distillation
 from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column
@@ -206,7 +206,7 @@ def test_landmark_labels_are_mapped_into_the_frame_the_model_predicts_in(model, 
 
     crop_size = tuple(model.config.backbone.image_size)
     collator = FaceCollator(processor, "landmarks", 0, problem_type="landmarks", crop_plan=CropPlan.for_model(model),
-                            geometry_column="landmarks", label_crop_size=crop_size)
+                            geometry_column="landmarks")
     batch = collator(rows_of(faces))
     image_frame = torch.tensor(np.asarray(list(faces["landmarks"])), dtype=torch.float32)
     affines = batch["prior_crops"][BACKBONE_CROP_KEY].double()
@@ -220,4 +220,39 @@ def test_landmark_labels_are_mapped_into_the_frame_the_model_predicts_in(model, 
     # the same displacement measured in both frames
     moved = landmarks_in_crop(image_frame + noise, batch["prior_crops"][BACKBONE_CROP_KEY], (SIZE, SIZE), crop_size)
     torch.testing.assert_close(normalized_mean_error(moved, batch["labels"], (36, 45)),
+                               normalized_mean_error(image_frame + noise, image_frame, (36, 45)), rtol=1e-3, atol=1e-6)
+
+
+def test_a_model_without_canonical_model_predicts_landmarks_in_the_arcface_crop_of_the_face(prior_dirs, faces,
+                                                                                          processor):
+    """A priors-only model reads the face only through its priors' crops, so its landmark labels are given in a
+    face-centred frame that needs no network, the ArcFace template crop of the face's five points: placed like that
+    crop, not like the image, and the same whether or not the collator feeds pixels (cached priors need none)."""
+    from etfuser_hf.models.losses import normalized_mean_error
+
+    torch.manual_seed(0)
+    priors_only = ETFuserForImageClassification.from_priors_pretrained(
+        priors={name: prior_dirs[name] for name in PRIORS}, backbone=None, image_size=SIZE, fusion_mode="priors_only",
+        hidden_size=32, num_attention_heads=4, intermediate_size=64, num_labels=7).eval()
+    plan = CropPlan.for_model(priors_only)
+    assert BACKBONE_CROP_KEY not in plan.networks and plan.label_geometry["name"] == "arcface_template"
+    landmarks = np.asarray(list(faces["landmarks"]), np.float64)
+    labels = {}
+    for feeds_pixels in (True, False):
+        collator = FaceCollator(processor, "landmarks", 0, problem_type="landmarks", crop_plan=plan,
+                                geometry_column="landmarks", include_pixel_values=feeds_pixels)
+        view = collator.view(faces)
+        labels[feeds_pixels] = collator([view[index] for index in range(len(view))])["labels"]
+    torch.testing.assert_close(labels[True], labels[False])
+    five = FaceGeometry.from_landmarks(landmarks * SIZE, (SIZE, SIZE), (SIZE, SIZE)).points
+    arcface = crop_affines("arcface_template", landmarks=five)
+    expected = (landmarks * SIZE) @ arcface[:, :, :2].transpose(0, 2, 1) + arcface[:, None, :, 2]
+    np.testing.assert_allclose(labels[True].numpy(), expected / 112, atol=1e-5)
+    # the ArcFace crop puts the eyes where its template does, wherever the face is in the image
+    eyes = labels[True][:, [36, 45]].mean(dim=1)
+    assert torch.all((eyes[:, 1] - 51.6 / 112).abs() < 0.05), eyes
+    image_frame = torch.tensor(landmarks, dtype=torch.float32)
+    noise = torch.randn_like(image_frame) * 0.01
+    moved = landmark_labels_in_frame(image_frame + noise, landmarks, plan, (SIZE, SIZE))
+    torch.testing.assert_close(normalized_mean_error(moved, labels[True], (36, 45)),
                                normalized_mean_error(image_frame + noise, image_frame, (36, 45)), rtol=1e-3, atol=1e-6)

@@ -20,16 +20,32 @@ def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int
     """`prior_crops` of a batch: `landmarks` (batch, 68, 2) iBUG points in [0, 1] of each image, the image fed whole
     at `frame_size` (height, width) -> network name -> (batch, 2, 3) float32 affines onto that network's crop, for
     every network of `plan` but the priors named in `skip` (read from a feature cache, so they do not run)."""
+    faces, points = _faces_in_frame(landmarks, frame_size)
+    skip = set(skip) - {BACKBONE_CROP_KEY}
+    networks = [name for name in plan.networks if name not in skip]
+    return {name: torch.from_numpy(affines) for name, affines in plan.prior_crops(faces, points, networks).items()}
+
+
+def landmark_labels_in_frame(labels: torch.Tensor, landmarks: np.ndarray, plan: CropPlan,
+                             frame_size: tuple[int, int]) -> torch.Tensor:
+    """A landmarks task's `labels` (batch, K, 2) in [0, 1] of each image -> [0, 1] of the crop the model predicts in
+    (`CropPlan.label_frame`: the canonical model's crop, else the ArcFace template crop), its faces placed by their
+    (batch, 68, 2) `landmarks` in [0, 1] of the image fed whole at `frame_size` (height, width). The inter-ocular NME
+    is the same in either frame: each crop is a similarity of the image."""
+    faces, points = _faces_in_frame(landmarks, frame_size)
+    affines, side = plan.label_frame(faces, points)
+    return landmarks_in_crop(labels, torch.from_numpy(affines), frame_size, (side, side))
+
+
+def _faces_in_frame(landmarks: np.ndarray, frame_size: tuple[int, int]) -> tuple[FaceGeometry, np.ndarray]:
+    """(batch, 68, 2) points in [0, 1] of each image -> their `FaceGeometry` and the points in frame pixels."""
     height, width = frame_size
     landmarks = np.asarray(landmarks, np.float64)
     if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2) or not np.isfinite(landmarks).all():
         raise ValueError(f"landmarks: expected finite (batch, 68, 2) points in [0, 1] of the image, got shape "
                          f"{landmarks.shape}.")
     points = landmarks * (width, height)
-    faces = FaceGeometry.from_landmarks(points, (height, width), frame_size)
-    skip = set(skip) - {BACKBONE_CROP_KEY}
-    networks = [name for name in plan.networks if name not in skip]
-    return {name: torch.from_numpy(affines) for name, affines in plan.prior_crops(faces, points, networks).items()}
+    return FaceGeometry.from_landmarks(points, (height, width), frame_size), points
 
 
 def landmarks_in_crop(landmarks: torch.Tensor, affines: torch.Tensor, image_size: tuple[int, int],
@@ -41,4 +57,4 @@ def landmarks_in_crop(landmarks: torch.Tensor, affines: torch.Tensor, image_size
     return in_crop / in_crop.new_tensor([crop_size[1], crop_size[0]])
 
 
-__all__ = ["face_crops", "landmarks_in_crop"]
+__all__ = ["face_crops", "landmark_labels_in_frame", "landmarks_in_crop"]

@@ -21,14 +21,13 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.face_crops import face_crops, landmarks_in_crop
+from ..data.face_crops import face_crops, landmark_labels_in_frame
 from ..data.image_decoding import BadImage, open_image
 from ..data.label_aliases import id2label_names, map_label_names
 from ..data.sources.base import ColumnSpec
 from ..data.targets import column_task_type, in_pixel_frame, unit_frame
 from ..metrics import score_outputs
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.input_checks import BACKBONE_CROP_KEY
 from ..models.modeling_etfuser import ETFuserForLandmarkDetection, ETFuserPreTrainedModel
 from ..priors.crop_plan import CropPlan
 
@@ -157,7 +156,7 @@ def score_dataset(model: ETFuserPreTrainedModel, processor: Any, data: datasets.
     """The metrics of `model` on `data` (`metrics.score_outputs` of its task type), each target read through
     `target`; an unreadable image is reported through `report_bad` and counted, not scored. Where `geometry_column`
     holds each face's (68, 2) landmarks in [0, 1] (the synthetic faces), every network reads its own crop of the face
-    and landmark targets are taken in the canonical model's crop, as in training (`data.face_crops`)."""
+    and landmark targets are taken in the crop the model predicts in, as in training (`data.face_crops`)."""
     data = data.cast_column("image", datasets.Image(decode=False))
     plan = CropPlan.for_model(model) if geometry_column is not None else None
     outputs, targets, bad = [], [], 0
@@ -181,11 +180,10 @@ def score_dataset(model: ETFuserPreTrainedModel, processor: Any, data: datasets.
         if plan is not None:
             size = tuple(inputs["pixel_values"].shape[-2:])
             inputs["prior_crops"] = face_crops(np.asarray(geometry, np.float64), plan, size)
-            backbone = inputs["prior_crops"].get(BACKBONE_CROP_KEY)
-            if target.problem_type == "landmarks" and backbone is not None:
+            if target.problem_type == "landmarks":
                 points = torch.tensor(np.asarray(batch_targets, np.float32))
-                crop = tuple(model.config.backbone.image_size)
-                batch_targets = list(landmarks_in_crop(points, backbone, size, crop).numpy())
+                batch_targets = list(landmark_labels_in_frame(points, np.asarray(geometry, np.float64), plan,
+                                                              size).numpy())
         outputs.append(_head_output(model, target.problem_type, inputs))
         targets.extend(batch_targets)
     if not targets:

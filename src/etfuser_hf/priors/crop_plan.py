@@ -17,6 +17,7 @@ from ..models.input_checks import BACKBONE_CROP_KEY
 from .crop_geometry import (
     CANONICAL_CROP_MARGIN,
     CANONICAL_CROP_SIZE,
+    DEFAULT_CROP_GEOMETRY,
     canonical_crop_affines,
     compose_affines,
     crop_affines,
@@ -108,10 +109,16 @@ class CropPlan:
     model's priors and backbone, then `companion.<extra>` for each companion with a net of its own) and their
     `crop_geometry`; `landmark_size` the landmark net's input side, or None when no rule needs its points."""
 
-    def __init__(self, geometries: dict[str, dict], landmark_geometry: dict | None):
+    def __init__(self, geometries: dict[str, dict], landmark_geometry: dict | None,
+                 label_geometry: dict | None = None):
         self.geometries = geometries
         self.networks = list(geometries)
         self.landmark_geometry = landmark_geometry
+        # The crop a landmarks head predicts in: the canonical model's own crop, or for a model without one the
+        # ArcFace template crop, a frame placed by the face's five points that needs no network. Without a face-centred
+        # frame a priors-only head would have to read the face's place in the image from priors that only ever see
+        # their own crops of it.
+        self.label_geometry = dict(label_geometry or geometries.get(BACKBONE_CROP_KEY) or DEFAULT_CROP_GEOMETRY)
 
     @classmethod
     def for_graph(cls, model, companions, landmark_config=None, first: str | None = None) -> CropPlan:
@@ -125,9 +132,10 @@ class CropPlan:
         for companion in companions:
             if companion.prior is not None:
                 geometries[f"companion.{companion.extra}"] = crop_geometry_of(companion.config)
+        label = geometries.get(BACKBONE_CROP_KEY)
         geometries.pop(first, None)
         landmark = crop_geometry_of(landmark_config) if landmark_config is not None else None
-        return cls(geometries, landmark)
+        return cls(geometries, landmark, label)
 
     @classmethod
     def for_model(cls, model) -> CropPlan:
@@ -163,6 +171,14 @@ class CropPlan:
                                          boxes=faces.boxes, image_sizes=faces.image_sizes)
             stacked[:, index] = faces.in_canonical(image_affines)
         return stacked
+
+    def label_frame(self, faces: FaceGeometry, landmarks: np.ndarray | None) -> tuple[np.ndarray, int]:
+        """Where a landmarks head predicts: (faces, 2, 3) float32 affines from the frame the model is fed onto
+        `label_geometry`'s crop, and that crop's side in pixels."""
+        reads_68 = self.label_geometry["name"] in READS_68_LANDMARKS
+        image_affines = crop_affines(self.label_geometry, landmarks=landmarks if reads_68 else faces.points,
+                                     boxes=faces.boxes, image_sizes=faces.image_sizes)
+        return faces.in_canonical(image_affines), int(self.label_geometry["size"])
 
     def prior_crops(self, faces: FaceGeometry, landmarks: np.ndarray | None,
                     networks: Sequence[str] | None = None) -> dict[str, np.ndarray]:

@@ -12,10 +12,9 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.face_crops import face_crops, landmarks_in_crop
+from ..data.face_crops import face_crops, landmark_labels_in_frame
 from ..data.image_decoding import BadImage, decode_encoded
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.input_checks import BACKBONE_CROP_KEY
 from ..priors.crop_plan import CropPlan
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
 from .image_cache import rgb_array
@@ -55,30 +54,26 @@ class FaceCollator:
     problem_type: str = "single_label_classification"
     # Each network's own crop of the face (`prior_crops`), placed by the (68, 2) landmarks in [0, 1] of the image in
     # `geometry_column` through the model's `crop_plan` (`CropPlan.for_model`); without either, every network sees
-    # the whole image resized.
+    # the whole image resized. A landmarks task's labels are mapped into the crop the model predicts in
+    # (`CropPlan.label_frame`).
     crop_plan: CropPlan | None = None
     geometry_column: str | None = None
-    # (height, width) of the canonical model's crop: landmark labels, given in [0, 1] of the image, are mapped into
-    # [0, 1] of that crop, the frame the model sees and so predicts in (NME, normalised by the inter-ocular distance,
-    # is the same in either frame: each crop is a similarity of the image)
-    label_crop_size: tuple[int, int] | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if self.include_pixel_values:
             rows = decoded_rows(rows, self.image_column)
         batch: dict[str, Any] = self.label_batch(rows)
         cached = self.cached_columns(rows[0])
+        size = (self.processor.size["height"], self.processor.size["width"])
+        if self.reads_crops:
+            landmarks = np.stack([np.asarray(row[self.geometry_column], np.float64) for row in rows])
+            if self.problem_type == "landmarks":  # labels in the frame the model predicts in
+                batch["labels"] = landmark_labels_in_frame(batch["labels"], landmarks, self.crop_plan, size)
         if self.include_pixel_values:
             batch["pixel_values"] = pixel_values([row[self.image_column] for row in rows], self.processor)
-            if self.reads_crops:
-                size = (self.processor.size["height"], self.processor.size["width"])
-                landmarks = np.stack([np.asarray(row[self.geometry_column], np.float64) for row in rows])
-                crops = face_crops(landmarks, self.crop_plan, size, skip=cached)
-                if crops:
-                    batch["prior_crops"] = crops
-                if self.problem_type == "landmarks" and self.label_crop_size and BACKBONE_CROP_KEY in crops:
-                    batch["labels"] = landmarks_in_crop(batch["labels"], crops[BACKBONE_CROP_KEY], size,
-                                                        self.label_crop_size)
+            crops = face_crops(landmarks, self.crop_plan, size, skip=cached) if self.reads_crops else {}
+            if crops:
+                batch["prior_crops"] = crops
         if self.include_landmarks:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
         if cached:
@@ -109,7 +104,7 @@ class FaceCollator:
         arrays = list(self.cached_columns(dataset.column_names).values())
         arrays += [column for column in label_columns
                    if column == "landmarks" or (column == self.label_column and self.problem_type != "single_label_classification")]
-        if self.include_pixel_values and self.reads_crops:
+        if self.reads_crops and (self.include_pixel_values or self.problem_type == "landmarks"):
             arrays.append(self.geometry_column)
         columns = [self.image_column] if self.include_pixel_values else []
         columns += [column for column in label_columns if column not in columns] + arrays

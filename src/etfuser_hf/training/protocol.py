@@ -71,9 +71,7 @@ class ProtocolContext:
         where the faces are (`geometry_column`)."""
         if self.geometry_column is None:
             return {}
-        backbone = model.config.backbone
-        return {"crop_plan": CropPlan.for_model(model), "geometry_column": self.geometry_column,
-                "label_crop_size": tuple(backbone.image_size) if backbone is not None else None}
+        return {"crop_plan": CropPlan.for_model(model), "geometry_column": self.geometry_column}
 
 
 def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
