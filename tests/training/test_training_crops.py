@@ -256,3 +256,34 @@ def test_a_model_without_canonical_model_predicts_landmarks_in_the_arcface_crop_
     moved = landmark_labels_in_frame(image_frame + noise, landmarks, plan, (SIZE, SIZE))
     torch.testing.assert_close(normalized_mean_error(moved, labels[True], (36, 45)),
                                normalized_mean_error(image_frame + noise, image_frame, (36, 45)), rtol=1e-3, atol=1e-6)
+
+
+def test_the_landmark_probe_is_fitted_in_the_frame_of_a_model_without_canonical_model(prior_dirs, monkeypatch,
+                                                                                     tmp_path):
+    """probe-best-prior reads pooled prior features, as a priors-only model does: its landmark targets (and the
+    test labels it is scored on) are those of `CropPlan.label_frame` without a canonical model, the ArcFace crop."""
+    from etfuser_hf.training import protocol
+    from etfuser_hf.training.feature_cache import cache_prior_features
+    from etfuser_hf.training.protocol import ProtocolContext, best_prior_probe
+    from etfuser_hf.training.splits import synthetic_splits
+    from etfuser_hf.training.tasks import FaceTask
+
+    dirs = {name: prior_dirs[name] for name in ("face_recognition", "age")}
+    processor = ETFuserImageProcessor(size={"height": 64, "width": 64})
+    splits, _ = synthetic_splits({"train": 12, "validation": 6, "test": 4}, image_size=64, seed=5)
+    splits, _ = cache_prior_features(splits, dirs, processor, tmp_path / "cache", 64)
+    fits = []
+    real_fit = protocol.fit_probe
+    monkeypatch.setattr(protocol, "fit_probe", lambda *args, **kwargs: fits.append((args, kwargs))
+                        or real_fit(*args, **kwargs))
+    context = ProtocolContext(splits, dirs, processor, 64, tmp_path, {}, None, {}, geometry_column="landmarks")
+    task = FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks")
+    result = best_prior_probe(task, 0, context, splits["train"])
+    args, kwargs = fits[-1]
+    for labels, split in ((args[3], "train"), (kwargs["test_labels"], "test")):
+        points = np.asarray(splits[split]["landmarks"], np.float64)
+        expected = landmark_labels_in_frame(torch.tensor(points, dtype=torch.float32), points, CropPlan({}, None),
+                                            (64, 64))
+        np.testing.assert_allclose(labels, expected.numpy(), atol=1e-6)
+        assert not np.allclose(labels, points, atol=0.02)
+    assert np.isfinite(result.metrics["nme"])

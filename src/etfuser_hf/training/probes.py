@@ -33,7 +33,7 @@ def fit_probe(
     """A probe on fixed features with standardised inputs: for classification a linear layer (`hidden_size=None`)
     or a one-hidden-layer MLP, full-batch AdamW (cross-entropy over `num_labels` classes, default as many as the
     train and validation labels need, never sized from test; multi-label: binary cross-entropy per label); for
-    regression and landmarks ridge regression onto the targets (landmarks clipped to [0, 1], the image).
+    regression and landmarks ridge regression onto the targets.
 
     `eval_*` is the validation split; with `test_*` the result reports test (`split="test"`) and keeps the
     validation metrics in `validation_metrics`, otherwise it reports the validation split. The metrics are
@@ -48,8 +48,7 @@ def fit_probe(
         return (torch.tensor(features, dtype=torch.float32) - mean) / std
 
     if problem_type in ("regression", "landmarks"):
-        predict = _ridge(standardise(train_features), np.asarray(train_labels, np.float32),
-                         clip=problem_type == "landmarks")
+        predict = _ridge(standardise(train_features), np.asarray(train_labels, np.float32))
     elif problem_type == "multi_label_classification":
         predict = _classifier(standardise(train_features), np.asarray(train_labels), np.asarray(train_labels).shape[1],
                               hidden_size, epochs, multi_label=True)
@@ -97,10 +96,9 @@ def _classifier(x_train: torch.Tensor, labels: np.ndarray, num_labels: int, hidd
     return predict
 
 
-def _ridge(x_train: torch.Tensor, targets: np.ndarray, ridge: float = 1.0, clip: bool = False
-           ) -> Callable[[torch.Tensor], np.ndarray]:
+def _ridge(x_train: torch.Tensor, targets: np.ndarray, ridge: float = 1.0) -> Callable[[torch.Tensor], np.ndarray]:
     """Closed-form ridge regression (features + bias -> flattened targets: (N,) values come back as (N, 1), (K, 2)
-    points as (K, 2)), predictions clipped to [0, 1] with `clip` (landmarks: the image)."""
+    points as (K, 2)); landmarks are not clipped: in a face's crop frame the jaw may lie outside [0, 1]."""
     x = np.concatenate([x_train.numpy().astype(np.float64), np.ones((len(x_train), 1))], axis=1)
     y = targets.reshape(len(targets), -1).astype(np.float64)
     penalty = ridge * np.eye(x.shape[1])
@@ -111,7 +109,6 @@ def _ridge(x_train: torch.Tensor, targets: np.ndarray, ridge: float = 1.0, clip:
     def predict(features: torch.Tensor) -> np.ndarray:
         x = np.concatenate([features.numpy().astype(np.float64), np.ones((len(features), 1))], axis=1)
         outputs = x @ weights
-        outputs = np.clip(outputs, 0.0, 1.0) if clip else outputs
         return outputs.reshape(len(features), *shape).astype(np.float32)
 
     return predict

@@ -13,7 +13,9 @@ from typing import Any
 
 import datasets
 import numpy as np
+import torch
 
+from ..data.face_crops import landmark_labels_in_frame
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.crop_plan import CropPlan
 from .collators import FaceCollator
@@ -169,7 +171,17 @@ def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train:
     best on validation is then predicted on test (the only time a test feature or label is read)."""
     splits = {"train": train, "validation": context.splits["validation"]}
     dtype = np.int64 if task.is_classification else np.float32
-    targets = {split: np.asarray(rows[task.column], dtype) for split, rows in splits.items()}
+
+    def targets_of(rows: datasets.Dataset) -> np.ndarray:
+        values = np.asarray(rows[task.column], dtype)
+        if task.problem_type == "landmarks" and context.geometry_column is not None:
+            # the frame a model without canonical model predicts in (`CropPlan.label_frame`), as et-fuser-priors-only
+            frame = (context.processor.size["height"], context.processor.size["width"])
+            values = landmark_labels_in_frame(torch.from_numpy(values), np.asarray(rows[context.geometry_column]),
+                                              CropPlan({}, None), frame).numpy()
+        return values
+
+    targets = {split: targets_of(rows) for split, rows in splits.items()}
     num_labels = (len(context.label_names.get(task.name) or ()) or None) if task.is_classification else None
 
     names = task_priors(task, list(context.prior_dirs))
@@ -181,7 +193,7 @@ def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train:
                          problem_type=task.problem_type, num_labels=num_labels, metric_names=task.metrics,
                          interocular_indices=task.interocular_indices if task.problem_type == "landmarks" else (36, 45),
                          test_features=None if test is None else pooled_prior_features(test, [name]),
-                         test_labels=None if test is None else np.asarray(test[task.column], dtype))
+                         test_labels=None if test is None else targets_of(test))
 
     sign = 1.0 if task.greater_is_better else -1.0
     scored = {name: probe(name) for name in names}
