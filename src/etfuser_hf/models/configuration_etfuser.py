@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import re
 from typing import Any
 
@@ -371,6 +372,12 @@ class ETFuserConfig(PreTrainedConfig):
             `softmax(scores) @ regression_bins`, shape `(batch, 1)`; needs `problem_type="regression"` and
             `num_labels=1`. A head of the age net's own 81 bins can start from the age net's own classifier.
         classifier_dropout (`float`, defaults to 0.0): dropout before the task heads.
+        class_weights (`list[float]`, *optional*): one positive weight per class (single-label: cross-entropy's
+            `weight`) or per label (multi-label: binary cross-entropy's `pos_weight`), applied by the shared loss to the
+            task head and to the ensemble token's head alike, so deep supervision sees the same imbalance correction.
+            `training/train.py --class-weights balanced` fills it from the training split's counts.
+        label_smoothing (`float`, defaults to 0.0): in [0, 1): single-label targets become `(1 - e) one_hot + e / C`
+            (cross-entropy's `label_smoothing`), multi-label ones `(1 - e) y + e / 2`; on both heads.
         tasks (`dict[str, dict]`, *optional*): branches of `ETFuserForMultiTaskFaceAnalysis`, e.g.
             `{"expression": {"problem_type": "single_label_classification", "num_labels": 7},
             "mask": {"problem_type": "single_label_classification", "num_labels": 2, "loss_weight": 0.5}}`.
@@ -426,6 +433,8 @@ class ETFuserConfig(PreTrainedConfig):
     regression_loss: str = "mse"
     regression_bins: list[float] | tuple[float, ...] | None = None
     classifier_dropout: float | int = 0.0
+    class_weights: list[float] | tuple[float, ...] | None = None
+    label_smoothing: float | int = 0.0
     # companion-paper options (see auxiliary.py and modeling_multitask.py)
     tasks: dict | None = None
     num_task_layers: int = 1
@@ -465,6 +474,29 @@ class ETFuserConfig(PreTrainedConfig):
         if self.problem_type is not None and self.problem_type not in PROBLEM_TYPES:
             raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}.")
         self._check_regression_bins()
+        self._check_class_balance()
+
+    def _check_class_balance(self) -> None:
+        if isinstance(self.label_smoothing, bool) or not isinstance(self.label_smoothing, (int, float)) or not (
+                0 <= self.label_smoothing < 1):
+            raise ValueError(f"label_smoothing must be a number in [0, 1), got {self.label_smoothing!r}.")
+        if self.label_smoothing and self.problem_type in ("regression", "landmarks"):
+            raise ValueError(f"label_smoothing smooths class targets, which need a classification problem_type, got "
+                             f"{self.problem_type!r}.")
+        if self.class_weights is None:
+            return
+        weights = list(self.class_weights)
+        if not weights or not all(isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and math.isfinite(value) and value > 0 for value in weights):
+            raise ValueError(f"class_weights must be a list of positive finite numbers, one per class, got "
+                             f"{self.class_weights!r}.")
+        if self.problem_type in ("regression", "landmarks"):
+            raise ValueError(f"class_weights weigh classes: they need a classification problem_type, got "
+                             f"{self.problem_type!r}.")
+        if len(weights) != self.num_labels:
+            raise ValueError(f"class_weights must hold one weight per class: {self.num_labels} (num_labels), got "
+                             f"{len(weights)}.")
+        self.class_weights = [float(value) for value in weights]
 
     def _check_regression_bins(self) -> None:
         if self.regression_bins is None:

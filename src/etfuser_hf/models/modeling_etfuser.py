@@ -903,7 +903,9 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
     ) -> ETFuserImageClassifierOutput | tuple:
         r"""
         labels (`torch.LongTensor` of shape `(batch,)` or `torch.FloatTensor` of shape `(batch, num_labels)`, *optional*):
-            Class ids for single-label classification, multi-hot targets for multi-label, values for regression.
+            Class ids for single-label classification (or class probabilities, soft targets, where
+            `config.problem_type` is single-label), multi-hot targets for multi-label, values for regression.
+            `config.class_weights` and `config.label_smoothing` apply to the task head and the ensemble head alike.
         landmarks (`torch.FloatTensor` of shape `(batch, 68, 2)`, *optional*):
             Landmarks in [0, 1], needed only by the landmark-based auxiliary tasks during training.
         prior_crops (`dict[str, torch.FloatTensor]`, *optional*):
@@ -923,11 +925,13 @@ class ETFuserForImageClassification(ETFuserPreTrainedModel):
         loss = None
         if labels is not None:
             problem_type = self.config.problem_type or infer_problem_type(self.num_labels, labels)
-            loss = compute_task_loss(logits, labels.to(logits.device), problem_type, self.config.regression_loss)
+            balance = {"class_weights": self.config.class_weights, "label_smoothing": self.config.label_smoothing}
+            loss = compute_task_loss(logits, labels.to(logits.device), problem_type, self.config.regression_loss,
+                                     **balance)
             if self.training and self.ensemble_head is not None:
                 ensemble_logits = self._read_out(self.ensemble_head(pool_tokens(outputs.ensemble_tokens)))
                 loss = loss + self.config.ensemble_loss_weight * compute_task_loss(
-                    ensemble_logits, labels.to(logits.device), problem_type, self.config.regression_loss)
+                    ensemble_logits, labels.to(logits.device), problem_type, self.config.regression_loss, **balance)
             if self.training and self.auxiliary is not None and pixel_values is not None:
                 loss = loss + self.auxiliary.weighted_sum(self.auxiliary(self.etfuser, pixel_values, landmarks))
         output = ETFuserImageClassifierOutput(
