@@ -82,6 +82,20 @@ def release_autocast(model: nn.Module) -> None:
         model._is_accelerate_prepared = False
 
 
+def refuse_loss_bypass(args: TrainingArguments, compute_loss_func: Any) -> None:
+    """The Trainer's own label smoothing and loss function replace the model's loss with one computed from the logits
+    alone, silently dropping the ensemble head's deep supervision and the auxiliary tasks computed inside the model:
+    refused, naming the model's own options."""
+    if args.label_smoothing_factor:
+        raise ValueError(f"label_smoothing_factor={args.label_smoothing_factor}: the Trainer's label smoothing would "
+                         "replace ET-Fuser's loss and drop its deep supervision; set the model's own "
+                         "`config.label_smoothing` instead.")
+    if compute_loss_func is not None:
+        raise ValueError("compute_loss_func: a Trainer loss function would replace ET-Fuser's loss and drop its deep "
+                         "supervision; the model's loss takes `config.class_weights` and `config.label_smoothing` "
+                         "(and `regression_loss` / `landmark_loss`) instead.")
+
+
 class ETFuserTrainer(Trainer):
     """`Trainer` whose optimizer gives a pretrained canonical model (`etfuser.backbone`) its own learning rate:
     `config.backbone_learning_rate_scale` times that of the new modules (fusion, projections, heads), so the new
@@ -95,6 +109,7 @@ class ETFuserTrainer(Trainer):
         if model is not None:
             release_autocast(model)
         super().__init__(*args, **kwargs)
+        refuse_loss_bypass(self.args, self.compute_loss_func)
         self.teacher = teacher
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
