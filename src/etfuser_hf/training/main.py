@@ -61,6 +61,7 @@ from .precision import PRECISIONS, precision_arguments, resolve_precision
 from .processes import per_process_batch_size, process_state
 from .protocol import ProtocolContext, Run, distinct_rows, row_recipe, train_runs
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES, task_model_class
+from .recipe_file import read_recipe, recipe_record
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
 from .run_writer import write_run_folder
 from .splits import synthetic_splits, user_splits
@@ -116,6 +117,8 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
                           "processes)")
     run.add_argument("--learning-rate", type=float, default=None,
                      help="the same for every row of a task; default per task, chosen on validation (docs/recipe.md)")
+    run.add_argument("--recipe", type=Path, default=None, metavar="RECIPE_JSON",
+                     help="train each row with the setting an `etfuser sweep` chose on validation (its recipe.json)")
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
     run.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="auto: bf16 autocast where the hardware has bf16 matrix units (Intel AMX, a bf16 GPU), "
@@ -174,6 +177,12 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
         args.tasks = list(SYNTHETIC_TASKS) if args.dataset is None else ["label"]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}.")
+    try:
+        args.recipe = read_recipe(args.recipe) if args.recipe is not None else None
+    except ValueError as error:
+        parser.error(str(error))
+    if args.recipe is not None and args.learning_rate is not None:
+        parser.error("--recipe and --learning-rate: the recipe sets each row's rate; pass one of them.")
     if args.dataloader_workers < 0:
         parser.error(f"--dataloader-workers must be 0 (load in the training process) or more, got "
                      f"{args.dataloader_workers}.")
@@ -284,7 +293,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     args.output_dir.mkdir(parents=True, exist_ok=True)
     source = source or (read_dataset(args) if args.dataset is not None else None)
     tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
-                          source.tasks if source is not None else None)
+                          source.tasks if source is not None else None, args.recipe)
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     splits, split_record = load_splits(args, tasks, source)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
@@ -319,7 +328,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
     start = time.perf_counter()
     source = read_dataset(args) if args.dataset is not None else None
     wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
-                           source.tasks if source is not None else None)
+                           source.tasks if source is not None else None, args.recipe)
     rows_by_task = {task.name: protocol_rows(args, task, first=index == 0) for index, task in enumerate(wanted)}
     recipes = [row_recipe(row, task) for task in wanted for row in rows_by_task[task.name]]
     views = [recipe["prior_feature"] for recipe in recipes if recipe.get("prior_feature")]
@@ -411,7 +420,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
                      "budget": {"epochs": args.epochs, "max_steps": args.max_steps, "batch_size": args.batch_size,
                                 "learning_rate": {task.name: task.learning_rate for task in tasks},
                                 "row_learning_rates": {task.name: dict(task.row_learning_rates) for task in tasks},
-                                "early_stopping": args.early_stopping}},
+                                "early_stopping": args.early_stopping},
+                     **({"recipe_file": recipe_record(args.recipe)} if args.recipe is not None else {})},
         **({"label_efficiency": efficiency} if efficiency else {}),
         **({"multitask": multitask} if multitask else {}),
         "plots": [f"plots/{name}" for name in plots],

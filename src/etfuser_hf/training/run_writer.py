@@ -22,6 +22,12 @@ def render_protocol_markdown(protocol: Mapping[str, Any]) -> str:
              f"Splits ({splits['source']}, seed {splits['seed']}): "
              + ", ".join(f"{name} {size}" for name, size in splits["sizes"].items())
              + f". Model seeds: {', '.join(map(str, protocol['seeds']))}.", ""]
+    recipe = protocol.get("recipe_file")
+    if recipe:
+        chosen = "; ".join(f"{task}: " + ", ".join(f"{row} {candidate}" for row, candidate in rows.items())
+                           for task, rows in recipe["tasks"].items())
+        lines += [f"Row settings from `{recipe['path']}`, chosen on the {recipe['chosen_on']} split by "
+                  f"`{recipe['command']}` ({chosen}); rows it does not name keep their task's defaults.", ""]
     for table in protocol["tasks"].values():
         lines += [render_task_table(table)]
     lines += ["Reading:", ""] + [f"- {sentence}" for sentence in protocol.get("reading", [])]

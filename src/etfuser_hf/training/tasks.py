@@ -46,6 +46,7 @@ from transformers import ViTConfig
 from ..data.label_aliases import names_expressions
 from ..data.sources.base import ColumnSpec
 from ..metrics import DEFAULT_METRICS, GREATER_IS_BETTER
+from .recipe_file import task_fields
 
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 SCRATCH_CANONICAL = "scratch-vit"
@@ -239,12 +240,13 @@ def dataset_task(column: str, problem_type: str, spec: ColumnSpec | None = None,
 
 
 def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None = None,
-                  learning_rate: float | None = None, dataset_tasks: Mapping[str, FaceTask] | None = None
-                  ) -> list[FaceTask]:
+                  learning_rate: float | None = None, dataset_tasks: Mapping[str, FaceTask] | None = None,
+                  recipe: Mapping[str, Any] | None = None) -> list[FaceTask]:
     """`--tasks` as `FaceTask`s. On the synthetic default the names are `SYNTHETIC_TASKS` keys; on a user dataset
     each name is a column, its task `dataset_tasks[name]` (`dataset_task`, from the data) or, where not given, a
     single-label column with the FER net as canonical model. `canonical` and `learning_rate` replace the tasks' own
-    where given (another canonical model drops the age net's binned readout: it has no bins)."""
+    where given (another canonical model drops the age net's binned readout: it has no bins); a `recipe` file
+    (`recipe_file.read_recipe`) replaces each task's row rates and settings with what its sweep chose."""
     tasks = []
     for name in names:
         if synthetic:
@@ -258,6 +260,8 @@ def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None =
         if learning_rate is not None:
             task = dataclasses.replace(task, learning_rate=learning_rate, row_learning_rates={}, row_overrides={},
                                        candidates_per_row={})
+        if recipe is not None:
+            task = dataclasses.replace(task, **task_fields(recipe, task))
         tasks.append(task)
     return tasks
 

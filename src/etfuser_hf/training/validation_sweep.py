@@ -22,7 +22,8 @@ tokens into the fusion (`fusion_mode="canonical_tokens"`, rows with an ensemble 
 
 A rate is `LR` (every task) or `TASK:LR` (that task only); without any for a task, its own rate. Takes every option
 of the main job (`training/train.py`: data, budget, --workers); writes `sweep.md` and `sweep.json` (with the number
-of candidates per row) into --output-dir (default runs/sweep).
+of candidates per row) into --output-dir (default runs/sweep), and `recipe.json`, each row's best setting on
+validation, which `train.py --recipe` trains with (`recipe_file.py`).
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from .main import build_parser, parse_args, prepare_protocol
 from .processes import process_state
 from .protocol import ProtocolContext, Run, train_runs
 from .recipe import native_grid_feature
+from .recipe_file import RECIPE_FILE_NAME, sweep_recipe, write_recipe
 from .rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
 from .task_tables import mean_std
 from .tasks import FaceTask, resolve_tasks
@@ -206,6 +208,7 @@ def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds
         scores = [result.metrics[task.metric] for result in own]
         agreements = [result.real_face_agreement for result in own if result.real_face_agreement is not None]
         records.append({"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.tag,
+                        "overrides": dict(candidate.settings),
                         "learning_rate": candidate.learning_rate,
                         "backbone_learning_rate_scale": candidate.backbone_learning_rate_scale,
                         "validation": mean_std(scores), "per_seed": [round(score, 4) for score in scores],
@@ -313,9 +316,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
     summary = {"seeds": seeds, "command": command_line(argv), "splits": split_record,
                "candidates_per_row": {task: candidates_per_row(task_records) for task, task_records in records.items()},
                "tasks": records}
+    recipe = sweep_recipe({task.name: best_candidates(task, records[task.name]) for task in tasks},
+                          {task.name: task.metric for task in tasks}, summary["candidates_per_row"],
+                          summary["command"], seeds)
     if state.is_main_process:
         (args.output_dir / "sweep.md").write_text("SYNTHETIC data; validation split only.\n\n" + "\n".join(report))
         (args.output_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
+        write_recipe(args.output_dir / RECIPE_FILE_NAME, recipe)
     return summary
 
 
