@@ -122,6 +122,22 @@ def video_outputs(path: str | None, every_n_frames: float, model_choice: str | N
     return banner, result.message, result.time_course, result.table, _csv(result.table)
 
 
+def time_course_plot(course: pd.DataFrame) -> gr.LinePlot:
+    """The video tab's plot for `analyze_video`'s time course: probabilities on [0, 1], or a regression model's values
+    on their own scale (set on every answer, so that the next model's answer resets it)."""
+    if "value" in course:
+        return gr.LinePlot(value=course, y="value", y_lim=None,
+                           label="Predicted values over time (best face of each frame)")
+    return gr.LinePlot(value=course, y="probability", y_lim=[0, 1],
+                       label="Class probabilities over time (best face of each frame)")
+
+
+def video_tab(path: str | None, every_n_frames: float, model_choice: str | None) -> tuple:
+    """`video_outputs` with its time course as the plot component's update (`time_course_plot`)."""
+    banner, message, course, table, csv = video_outputs(path, every_n_frames, model_choice)
+    return banner, message, time_course_plot(course), table, csv
+
+
 def model_status(model_choice: str | None) -> str:
     """The banner for the picked model, or how to make one when there is none."""
     try:
@@ -141,7 +157,7 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
     with gr.Blocks(title="ET-Fuser") as app:
         gr.Markdown(TITLE + "\n\n" + INTRO)
         picker = gr.Dropdown(choices, value=choices[0] if choices else None, allow_custom_value=True, label="Model",
-                             info="any saved ET-Fuser classification folder (or a Hub model id)")
+                             info="any saved ET-Fuser task model folder (or a Hub model id)")
         banner = gr.Markdown(model_status(choices[0] if choices else None), elem_id="banner")
         with gr.Tab("Photo"):
             with gr.Row():
@@ -149,7 +165,7 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
                 photo_button = gr.Button("Analyse photo", variant="primary", elem_id="photo-submit")
             photo_message = gr.Markdown(elem_id="photo-message")
             annotated = gr.Image(label="Faces found", type="pil", elem_id="annotated", interactive=False)
-            faces = gr.Dataframe(label="Per face: the model's label and probabilities", elem_id="faces",
+            faces = gr.Dataframe(label="Per face: the model's answer (label and probabilities, attributes, values)", elem_id="faces",
                                  interactive=False)
             readings = gr.Dataframe(label="The model's answer beside the pretrained networks' own readings",
                                     elem_id="readings", interactive=False)
@@ -178,7 +194,7 @@ def build_app(model: str | None = None, max_batch_size: int = DEFAULT_MAX_BATCH_
                            [banner, photo_message, annotated, faces, readings, attention, attention_maps, photo_table,
                             photo_csv],
                            api_name="analyze_photo", batch=True, max_batch_size=max_batch_size, **group)
-        video_button.click(video_outputs, [video, every, picker], [banner, video_message, course, video_table, video_csv],
+        video_button.click(video_tab, [video, every, picker], [banner, video_message, course, video_table, video_csv],
                            api_name="analyze_video", **group)
     return app.queue(max_size=QUEUE_SIZE, default_concurrency_limit=concurrency)
 

@@ -27,13 +27,15 @@ from etfuser_hf.analysis.attention_maps import attention_strip, reads_grids
 from etfuser_hf.analysis.extras import EXTRA_PRIORS, FER_LABEL_COLUMN, FER_PROBABILITY_PREFIX
 from etfuser_hf.analysis.media import MediaItem, is_video, iter_media
 from etfuser_hf.analysis.pipeline import DetectedFaces
-from etfuser_hf.analysis.report import face_predictions
+from etfuser_hf.analysis.report import face_predictions, time_course_columns
+from etfuser_hf.analysis.task_columns import landmark_columns, task_output_columns
 from etfuser_hf.hub.demo import annotate
 from space_model import PRETRAINED_PREFIX, SpaceModel
 
 MAX_SIDE = 1280  # larger photos are downscaled first: MTCNN's cost grows with the pixel count
 MAX_VIDEO_FRAMES = 90  # analysed frames per video at most (the sampling stride grows to stay under it)
 LANDMARK_COLOUR = (0, 230, 255)
+MODEL_LANDMARK_COLOUR = (255, 0, 200)  # the model's own points, apart from the landmark prior's cyan ones
 NO_FACE = "**No face found** in this image. Try a photo where a face is at least ~40 pixels wide."
 
 
@@ -77,7 +79,8 @@ class PhotoResult:
 @dataclass
 class VideoResult:
     """message: markdown; table: `analyze`'s rows, one per face per sampled frame; time_course: `time, class,
-    probability` rows of the best face of each frame."""
+    probability` rows of the best face of each frame (`time, class, value` for a regression model; empty for a
+    landmark model, whose points are in the table)."""
 
     message: str = ""
     table: pd.DataFrame = field(default_factory=pd.DataFrame)
@@ -108,8 +111,10 @@ def _bounded(item: MediaItem) -> tuple[MediaItem, str]:
     return dataclasses.replace(item, image=np.asarray(small)), note
 
 
-def _probability_columns(table: pd.DataFrame) -> list[str]:
-    return [name for name in table.columns if name.startswith("prob_")]
+def _answer_columns(table: pd.DataFrame) -> list[str]:
+    """The model's own output columns but its landmarks: `prob_*`; `attr_*` and `attr_prob_*`; `value_*`."""
+    points = set(landmark_columns(table.columns))
+    return [name for name in task_output_columns(table.columns) if name not in points]
 
 
 def _prior_columns(table: pd.DataFrame, prior: str) -> dict[str, list[str]]:
@@ -132,10 +137,15 @@ def _readout_priors(table: pd.DataFrame) -> dict[str, dict[str, list[str]]]:
 
 
 def _draw(image: PIL.Image.Image, faces: pd.DataFrame, priors: dict[str, dict[str, list[str]]]) -> PIL.Image.Image:
-    """The demo's boxes, labels and attention bars, then each face's 68 landmarks and age estimate on top."""
-    canvas = annotate(image, face_predictions(faces))
+    """The demo's boxes, labels and attention bars, then each face's 68 landmarks and age estimate on top, and a
+    landmark model's own points in magenta."""
+    predictions = face_predictions(faces)
+    canvas = annotate(image, predictions)
     draw = PIL.ImageDraw.Draw(canvas)
     radius = max(1.5, canvas.width / 400)
+    for prediction in predictions:
+        for x, y in prediction.landmarks if prediction.landmarks is not None else ():
+            draw.ellipse([x - radius, y - radius, x + radius, y + radius], fill=MODEL_LANDMARK_COLOUR)
     for _, row in faces.iterrows():
         for columns in priors.values():
             points = columns["landmarks"]
@@ -161,12 +171,10 @@ def _readings(faces: pd.DataFrame, space: SpaceModel, priors: dict[str, dict[str
     """Per face: the model's answer, the pretrained FER net's (`fer_label`), then each prior's own output, with who
     said it."""
     rows = []
-    probabilities = _probability_columns(faces)
     fer_who = _who(EXTRA_PRIORS["fer"], space, f"pretrained FER net (trained on real faces; {FER_LABEL_COLUMN})")
-    for _, face in faces.iterrows():
-        top = max(probabilities, key=lambda name: face[name])
-        rows.append({"face": int(face["face"]), "who": "ET-Fuser (this model, fine-tuned)",
-                     "reading": f"{face['label']} {face[top]:.2f}"})
+    for prediction, (_, face) in zip(face_predictions(faces), faces.iterrows()):
+        caption = prediction.caption + (" (drawn in magenta)" if prediction.landmarks is not None else "")
+        rows.append({"face": int(face["face"]), "who": "ET-Fuser (this model, fine-tuned)", "reading": caption})
         if FER_LABEL_COLUMN in faces:
             fer = face[FER_LABEL_COLUMN]
             rows.append({"face": int(face["face"]), "who": fer_who,
@@ -263,8 +271,8 @@ def _photo_result(table: pd.DataFrame, item: MediaItem, note: str, space: SpaceM
         message=note or f"{len(faces)} face{'s' * (len(faces) != 1)} found.",
         annotated=_draw(PIL.Image.fromarray(item.image), faces, priors),
         table=table,
-        faces=faces[["face", "label"]].join(faces[[*_probability_columns(faces), "score"]].astype("float64").round(4))
-        .reset_index(drop=True),
+        faces=faces[["face", *(["label"] if "label" in faces else [])]]
+        .join(faces[[*_answer_columns(faces), "score"]].astype("float64").round(4)).reset_index(drop=True),
         readings=_readings(faces, space, priors),
         attention=faces.melt(id_vars="face", value_vars=attention, var_name="prior", value_name="share")
         .assign(prior=lambda frame: frame["prior"].str.removeprefix("attention_"),
@@ -297,9 +305,11 @@ def analyze_video(path: str | None, space: SpaceModel, every_n_frames: int = 5) 
     if problem is not None:
         return VideoResult(message=problem, table=table)
     best = table[(table["status"] == "ok") & (table["face"] == 0)]
-    course = best.melt(id_vars="timestamp", value_vars=_probability_columns(best), var_name="class",
-                       value_name="probability").rename(columns={"timestamp": "time (s)"})
-    course["class"] = course["class"].str.removeprefix("prob_")
+    lines = time_course_columns(best.columns)
+    course = best.melt(id_vars="timestamp", value_vars=lines, var_name="class",
+                       value_name="value" if lines and lines[0].startswith("value_") else "probability"
+                       ).rename(columns={"timestamp": "time (s)"})
+    course["class"] = course["class"].str.removeprefix("attr_prob_").str.removeprefix("prob_").str.removeprefix("value_")
     frames = table["frame"].nunique()
     broken = table.loc[table["status"] == "error", "error"]
     message = f"{len(best)} of {frames} sampled frames (every {stride}th) have a face."

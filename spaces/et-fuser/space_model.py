@@ -74,7 +74,7 @@ def no_model_message(choice: str | None) -> str:
     where = f"`{choice}`" if choice else "`runs/*/model` (where the main job saves its model)"
     return (f"**No trained ET-Fuser model at {where}.** Make one with the main job (at most 15 minutes on 2 CPU cores, "
             f"on SYNTHETIC faces):\n\n```\n{MAIN_JOB_COMMAND}\n```\n\nthen pick it here, or start the Space with "
-            f"`etfuser space --model <folder>` (any saved ET-Fuser classification folder).")
+            f"`etfuser space --model <folder>` (any saved ET-Fuser task model folder: classification, multi-label, regression or landmarks).")
 
 
 def model_choices(extra: str | None = None) -> list[str]:

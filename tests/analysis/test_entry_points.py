@@ -124,11 +124,12 @@ def test_predict_and_analyze_agree_whatever_the_head(problem_type, model_dirs, n
                                    atol=1e-4)
         np.testing.assert_allclose(face["box"], row[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(float),
                                    atol=0.06)
-        if problem_type == "regression":
-            assert face["label"] is None and face["score"] is None and columns == ["value"]
+        if problem_type == "regression":  # one output, named by its id2label (the main job: the target column)
+            assert face["label"] is None and face["score"] is None and columns == ["value_angry"]
         else:
             assert face["label"] == row["label"]
-            probabilities = np.array([face["outputs"][f"prob_{name}"] for name in LABELS])
+            prefix = "prob_" if problem_type == "single_label_classification" else "attr_prob_"
+            probabilities = np.array([face["outputs"][f"{prefix}{name}"] for name in LABELS])
             if problem_type == "single_label_classification":
                 np.testing.assert_allclose(probabilities.sum(), 1, atol=1e-3)
                 assert face["score"] == pytest.approx(probabilities.max(), abs=1e-4)

@@ -231,7 +231,7 @@ def test_space_concurrency_shares_the_cores_and_is_one_queue_group(space_model_d
     assert app._queue.default_concurrency_limit == 3
     assert {(fn.name, fn.concurrency_id, fn.concurrency_limit, fn.batch) for fn in app.fns.values()} == {
         ("model_status", "analysis", 3, False), ("photo_batch", "analysis", 3, True),
-        ("video_outputs", "analysis", 3, False)}
+        ("video_tab", "analysis", 3, False)}  # video_outputs, its plot set per task type
 
 
 @pytest.mark.parametrize("argv, message", [

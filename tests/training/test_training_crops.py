@@ -153,6 +153,18 @@ def test_cached_priors_do_not_run_so_only_the_canonical_model_gets_a_crop(model,
     assert outputs.logits.shape == (len(faces), 7)
 
 
+def test_a_classification_batch_from_cached_priors_without_pixels_needs_no_landmarks(model, faces, processor):
+    """A priors-only model fed from the cache reads neither pixels nor crops, so a classification task's view drops
+    the landmarks column and its batches must not ask for it (the CI run's KeyError: 'landmarks' in --multitask)."""
+    collator = FaceCollator(processor, "expression", 7, crop_plan=CropPlan.for_model(model),
+                            geometry_column="landmarks", include_pixel_values=False)
+    with_columns = faces.map(lambda row: {feature_column(name): np.zeros((1, 4), np.float32) for name in PRIORS})
+    view = collator.view(with_columns)
+    assert "landmarks" not in view.column_names and "image" not in view.column_names
+    batch = collator([view[index] for index in range(len(view))])
+    assert set(batch) == {"labels", "prior_features"} and batch["labels"].shape == (len(faces),)
+
+
 def test_distillation_teacher_reads_the_canonical_models_crop(model, faces, processor, prior_dirs):
     teacher = CanonicalTeacher.from_pretrained(prior_dirs["expression"], EXPRESSIONS, model.config.backbone,
                                                Distillation(weight=1.0))

@@ -124,7 +124,9 @@ class AnalysisGraph(nn.Module):
             features[self.landmark_name] = landmark_features
         outputs = self.model(pixel_values=pixel_values, prior_features=features or None, prior_crops=model_crops,
                              output_attentions=self.has_attention, return_dict=True)
-        head = (outputs.logits,) + ((outputs.prior_attention,) if self.has_attention else ())
+        # a landmark head's points (batch, K, 2) leave as one row per face, like logits
+        logits = outputs.landmarks.flatten(1) if "landmarks" in outputs else outputs.logits
+        head = (logits,) + ((outputs.prior_attention,) if self.has_attention else ())
         readouts = tuple(prior_outputs[name].logits for name in self.readouts if name != self.landmark_name)
         return head + readouts + tuple(self._companion_logits(companion, pixel_values, crops, prior_outputs)
                                        for companion in self.companions

@@ -327,7 +327,10 @@ class FaceAnalyzer:
         # the landmark net's points, mapped to the image through its own crop (the backend's first stage)
         landmarks = outputs.get("image_landmarks", np.zeros((0, 68, 2)))
         extras = self.extras.columns(outputs, boxes[:, :4], detected.frames, landmarks, detected.image_sizes)
-        return self.table.frame(detected.rows, detected.face_rows, boxes, outputs, extras)
+        # a landmark head predicts in its canonical model's crop: the frame the backend's plan placed for each face
+        frames = self.table.task.model_frames(self.run.graph.plan, geometry, outputs.get("image_landmarks"),
+                                              faces.shape[1]) if self.table.task.needs_frames and len(faces) else None
+        return self.table.frame(detected.rows, detected.face_rows, boxes, outputs, extras, frames)
 
 
 def analyze(

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .extras import EXTRA_COLUMNS, FER_LABEL_COLUMN, FER_PROBABILITY_PREFIX
 from .table import META_COLUMNS, model_output_columns
+from .task_columns import landmark_columns
 
 TABLE_SUFFIXES = (".csv", ".parquet")
 # label columns of the table -> the summary's column for their most frequent value per file
@@ -77,9 +78,12 @@ class RunningSummary:
         failed = table[table["status"] == "error"]
         self.errors += list(zip(failed["source"].tolist(), failed["error"].tolist()))
         self.top_labels += [name for name in TOP_LABELS if name in table and name not in self.top_labels]
-        averaged = [name for name in table.columns if name in model_output_columns(table.columns)
+        # a mean of image coordinates over a file's faces says nothing: landmark columns are not averaged
+        points = set(landmark_columns(table.columns))
+        averaged = [name for name in table.columns if name not in points and (
+                    name in model_output_columns(table.columns)
                     or name.startswith(("attention_", FER_PROBABILITY_PREFIX)) or name.endswith("_age")
-                    or "_prob_" in name]
+                    or "_prob_" in name)]
         for source, group in table.groupby("source", sort=False):
             entry = self.sources.setdefault(source, {"frames": set(), "face_frames": set(), "faces": 0, "errors": 0,
                                                      "labels": {name: Counter() for name in TOP_LABELS}, "sums": {},
@@ -121,14 +125,17 @@ def _most_frequent(labels: Counter):
 def summarize(table: pd.DataFrame) -> pd.DataFrame:
     """One row per source file: frames analysed, frames with a face, faces, errors, the most frequent predicted label
     (`top_label`, the first in alphabetical order on a tie) and, where the table has the FER net's columns, its most
-    frequent label (`top_fer_label`), and the mean of every per-class probability, attention share, prior readout
-    and FER net probability over its faces (`mean_<column>`)."""
+    frequent label (`top_fer_label`), and the mean over its faces (`mean_<column>`) of every model output (per-class
+    probability; for a multi-label model the rate of each label, `mean_attr_<label>`, and its mean probability; a
+    regression model's mean value, `mean_value_<target>`; landmarks are not averaged), attention share, prior readout
+    and FER net probability."""
     return RunningSummary().update(table).table()
 
 
 def plot_time_course(table: pd.DataFrame, source: str, path: str | os.PathLike) -> Path:
-    """Writes a PNG of the per-class probabilities (or regression values) over time for one video: one line per
-    class, read from the best-scoring face of each frame (`face == 0`); frames without a face leave gaps."""
+    """Writes a PNG of the per-class probabilities (or the multi-label probabilities, or the regression values) over
+    time for one video: one line per output, read from the best-scoring face of each frame (`face == 0`); frames
+    without a face leave gaps. A landmark model's table has no such values: a ValueError says so."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,13 +144,18 @@ def plot_time_course(table: pd.DataFrame, source: str, path: str | os.PathLike) 
     frames = table[(table["source"] == source) & (table["status"] != "error")]
     if frames.empty:
         raise ValueError(f"source: no analysed frames of {source!r} in the table.")
+    lines = time_course_columns(frames.columns)
+    if not lines:
+        raise ValueError(f"table: no per-frame values to plot for {source!r} (a landmark model's table has points, "
+                         f"not values).")
     frames = frames[frames["face"] <= 0].drop_duplicates("frame").sort_values("frame")
     time = frames["timestamp"] if frames["timestamp"].notna().any() else frames["frame"]
     figure, axes = plt.subplots(figsize=(9, 3.5))
-    for name in model_output_columns(frames.columns):
-        axes.plot(time.to_numpy(), frames[name].to_numpy(dtype=float), label=name.removeprefix("prob_"))
+    for name in lines:
+        axes.plot(time.to_numpy(), frames[name].to_numpy(dtype=float),
+                  label=name.removeprefix("attr_prob_").removeprefix("prob_").removeprefix("value_"))
     axes.set_xlabel("time (s)" if time is frames["timestamp"] else "frame")
-    axes.set_ylabel("probability")
+    axes.set_ylabel("value" if lines[0].startswith("value_") else "probability")
     axes.set_title(Path(source).name)
     axes.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
     figure.tight_layout()
@@ -154,15 +166,23 @@ def plot_time_course(table: pd.DataFrame, source: str, path: str | os.PathLike) 
     return path
 
 
+def time_course_columns(columns: Sequence[str]) -> list[str]:
+    """The model outputs a time course draws: the probabilities (`prob_*`, `attr_prob_*`) or the regression values
+    (`value_*`); not a multi-label model's 0/1 columns nor landmarks."""
+    return [name for name in model_output_columns(columns) if name.startswith(("prob_", "attr_prob_", "value_"))]
+
+
 @dataclass
 class FacePrediction:
     """One face of the table.
 
     box: (4,) x0, y0, x1, y1 in image pixels.
-    label: the table's `label` (argmax class, or the classes >= 0.5 joined by `|`); None for regression.
-    score: the probability of `label` (single-label) or the highest class probability (multi-label); None for
-        regression.
-    outputs: the model's outputs by column name (`prob_<label>`, or `value` / `value_<label>`).
+    label: the table's `label` (argmax class, or the labels >= 0.5 joined by `|`); None for regression and landmarks.
+    score: the probability of `label` (single-label) or the highest label probability (multi-label); None for
+        regression and landmarks.
+    outputs: the model's outputs by column name (`prob_<label>`; `attr_<label>` and `attr_prob_<label>`;
+        `value_<target>`), landmarks aside.
+    landmarks: (K, 2) a landmark model's points in image pixels; None for the other task types.
     prior_attention: share of the ensemble token's attention per prior (empty without priors).
     fer_label: the pretrained FER net's own label (`fer_label`); None when the table has no FER columns.
     fer_probabilities: its 7 probabilities by column name (`fer_probability_<expression>`); empty without them.
@@ -175,10 +195,13 @@ class FacePrediction:
     prior_attention: dict[str, float]
     fer_label: str | None = None
     fer_probabilities: dict[str, float] = field(default_factory=dict)
+    landmarks: np.ndarray | None = None
 
     @property
     def caption(self) -> str:
-        """`label score`, or the values of a regression head."""
+        """`label score`, the values of a regression head, or how many landmarks a landmark head placed."""
+        if self.landmarks is not None:
+            return f"{len(self.landmarks)} landmarks"
         if self.label is None:
             return " ".join(f"{name.removeprefix('value_')}={value:.2f}" if name != "value" else f"{value:.2f}"
                             for name, value in self.outputs.items())
@@ -187,7 +210,8 @@ class FacePrediction:
 
 def face_predictions(table: pd.DataFrame) -> list[FacePrediction]:
     """The `ok` rows of `table` (faces), in table order, as `FacePrediction`s."""
-    outputs = model_output_columns(table.columns)
+    points = landmark_columns(table.columns)
+    outputs = [name for name in model_output_columns(table.columns) if name not in points]
     attention = [name for name in table.columns if name.startswith("attention_")]
     fer = [name for name in table.columns if name.startswith(FER_PROBABILITY_PREFIX)]
     faces = []
@@ -198,13 +222,14 @@ def face_predictions(table: pd.DataFrame) -> list[FacePrediction]:
             score = None
         elif f"prob_{label}" in values:
             score = values[f"prob_{label}"]
-        else:  # multi-label: several classes or none above 0.5
-            score = max(values.values())
+        else:  # multi-label: several labels or none above 0.5
+            score = max(value for name, value in values.items() if name.startswith("attr_prob_"))
         faces.append(FacePrediction(
             box=row[["box_x0", "box_y0", "box_x1", "box_y1"]].to_numpy(dtype=float), label=label, score=score,
             outputs=values, prior_attention={name.removeprefix("attention_"): float(row[name]) for name in attention},
             fer_label=str(row[FER_LABEL_COLUMN]) if FER_LABEL_COLUMN in table else None,
-            fer_probabilities={name: float(row[name]) for name in fer}))
+            fer_probabilities={name: float(row[name]) for name in fer},
+            landmarks=row[points].to_numpy(dtype=float).reshape(-1, 2) if points else None))
     return faces
 
 
@@ -213,5 +238,6 @@ def video_sources(table: pd.DataFrame) -> list[str]:
     return table.loc[table["timestamp"].notna(), "source"].drop_duplicates().tolist()
 
 
-__all__ = ["TABLE_SUFFIXES", "FacePrediction", "RunningSummary", "check_table_path", "face_predictions", "merge_tables", "plot_time_course", "read_table", "summarize", "video_sources",
+__all__ = ["TABLE_SUFFIXES", "FacePrediction", "RunningSummary", "check_table_path", "face_predictions", "merge_tables", "plot_time_course", "read_table", "summarize", "time_course_columns",
+           "video_sources",
            "write_table"]

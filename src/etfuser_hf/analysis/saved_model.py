@@ -1,28 +1,79 @@
-"""The model a face analysis runs: a saved ET-Fuser classification folder (default: the newest `runs/*/model`) or a
-classifier already in memory, with the image processor that fixes the side of its aligned face crops.
+"""The model a face analysis runs: a saved ET-Fuser task model (default: the newest `runs/*/model`) or one already in
+memory, with the image processor that fixes the side of its aligned face crops and the task type of its head.
 
-`load_model` is the one loader of `analyze`, `etfuser predict` / `evaluate` / `analyze` / `export` and the demo.
+Every task type loads: single-label and multi-label classification and regression (binned age regression included)
+through `ETFuserForImageClassification`, landmarks through `ETFuserForLandmarkDetection`, chosen by the saved config
+(`task_type_of`). `load_model` is the one loader of `analyze`, `etfuser predict` / `evaluate` / `analyze` / `export`,
+the demo and the Space.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from ..models.configuration_etfuser import ETFuserConfig
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.modeling_etfuser import ETFuserForImageClassification
+from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserForLandmarkDetection
+
+TaskModel = ETFuserForImageClassification | ETFuserForLandmarkDetection
+TASK_TYPES = ("single_label_classification", "multi_label_classification", "regression", "landmarks")
+# the head classes a saved folder's `architectures` may name; ETFuserModel (no head) and the multi-task model are not
+# task models this path can read
+_HEAD_CLASSES = {"ETFuserForImageClassification": ETFuserForImageClassification,
+                 "ETFuserForLandmarkDetection": ETFuserForLandmarkDetection}
+
+
+def task_type_of(config: ETFuserConfig) -> str:
+    """The task type (`TASK_TYPES`) of an ET-Fuser task model's config: landmarks for `ETFuserForLandmarkDetection`,
+    else `config.problem_type` (unset: transformers' rule, one output is regression, several single-label)."""
+    if getattr(config, "tasks", None):
+        raise ValueError("model: multi-task ET-Fuser folders are not supported here; pass a single-task model.")
+    if "ETFuserForLandmarkDetection" in (getattr(config, "architectures", None) or []):
+        return "landmarks"
+    return config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
+
+
+def _head_class(folder: Path) -> type[TaskModel]:
+    """The head class a saved folder's config.json names, or a ValueError saying what the folder holds instead."""
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError) as error:
+        raise ValueError(f"model: {folder}/config.json cannot be read as JSON ({error}).") from None
+    if not isinstance(config, dict) or config.get("model_type") != ETFuserConfig.model_type:
+        found = config.get("model_type") if isinstance(config, dict) else None
+        raise ValueError(f"model: {folder} is not an ET-Fuser task model: its config.json is a {found!r} model "
+                         f"(expected model_type {ETFuserConfig.model_type!r}).")
+    if config.get("tasks"):
+        raise ValueError("model: multi-task ET-Fuser folders are not supported here; pass a single-task model.")
+    architectures = config.get("architectures") or []
+    if not architectures:  # a hand-written config: AutoModelForImageClassification's class, as before
+        return ETFuserForImageClassification
+    heads = [_HEAD_CLASSES[name] for name in architectures if name in _HEAD_CLASSES]
+    if not heads:
+        raise ValueError(f"model: {folder} is an ET-Fuser without a task head (architectures {architectures}); "
+                         f"expected one saved as {sorted(_HEAD_CLASSES)}.")
+    return heads[0]
 
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A classifier in eval mode, its processor, and its folder (None for a model that was passed in memory)."""
+    """A task model in eval mode, its processor, and its folder (None for a model that was passed in memory)."""
 
-    model: ETFuserForImageClassification
+    model: TaskModel
     processor: ETFuserImageProcessor
     folder: Path | None
+
+    @property
+    def task_type(self) -> str:
+        """What the head predicts (`TASK_TYPES`)."""
+        if isinstance(self.model, ETFuserForLandmarkDetection):
+            return "landmarks"
+        return task_type_of(self.model.config)
 
     @property
     def crop_size(self) -> int:
@@ -46,24 +97,24 @@ def _processor_for_size(image_size: int) -> ETFuserImageProcessor:
     return ETFuserImageProcessor(size={"height": image_size, "width": image_size})
 
 
-def load_model(model: str | os.PathLike | ETFuserForImageClassification | LoadedModel | None) -> LoadedModel:
-    """A saved folder (None: `default_model_dir()`), an in-memory classifier (its processor then matches
-    `config.image_size`) or an already `LoadedModel` (returned as it is) -> `LoadedModel`."""
+def load_model(model: str | os.PathLike | TaskModel | LoadedModel | None) -> LoadedModel:
+    """A saved task-model folder (None: `default_model_dir()`), an in-memory task model (its processor then matches
+    `config.image_size`) or an already `LoadedModel` (returned as it is) -> `LoadedModel`. A folder that is not an
+    ET-Fuser task model (another model type, no head, a multi-task model) gets a ValueError saying what it holds."""
     if isinstance(model, LoadedModel):
         return model
-    if isinstance(model, ETFuserForImageClassification):
+    if isinstance(model, (ETFuserForImageClassification, ETFuserForLandmarkDetection)):
+        task_type_of(model.config)
         return LoadedModel(model.eval(), _processor_for_size(int(model.config.image_size)), None)
     if model is None:
         model = default_model_dir()
     if not isinstance(model, (str, os.PathLike)):
-        raise TypeError(f"model: expected a saved ET-Fuser folder or an ETFuserForImageClassification, "
-                        f"got {type(model).__name__}.")
+        raise TypeError(f"model: expected a saved ET-Fuser folder, an ETFuserForImageClassification or an "
+                        f"ETFuserForLandmarkDetection, got {type(model).__name__}.")
     folder = Path(model)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model: {folder} is not a saved ET-Fuser folder (no config.json).")
-    loaded = ETFuserForImageClassification.from_pretrained(folder, dtype=torch.float32).eval()
-    if getattr(loaded.config, "tasks", None):
-        raise ValueError("model: multi-task ET-Fuser folders are not supported here; pass a single-task model.")
+    loaded = _head_class(folder).from_pretrained(folder, dtype=torch.float32).eval()
     if (folder / "preprocessor_config.json").is_file():
         processor = ETFuserImageProcessor.from_pretrained(folder)
     else:
@@ -71,4 +122,4 @@ def load_model(model: str | os.PathLike | ETFuserForImageClassification | Loaded
     return LoadedModel(loaded, processor, folder)
 
 
-__all__ = ["LoadedModel", "default_model_dir", "load_model"]
+__all__ = ["TASK_TYPES", "LoadedModel", "TaskModel", "default_model_dir", "load_model", "task_type_of"]

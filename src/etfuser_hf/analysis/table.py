@@ -14,8 +14,7 @@ The table (columns in this order; `table_schema(model)` gives the exact names an
 | `box_x0`, `box_y0`, `box_x1`, `box_y1` | float32 | face box in image pixels |
 | `score` | float32 | MTCNN's face probability |
 | `left_eye_x`, `left_eye_y`, ... `mouth_right_y` | float32 | the five alignment points in image pixels (eyes, nose, mouth corners as seen in the image) |
-| `label` | string | predicted label: argmax class (single-label) or the classes with probability >= 0.5 joined by `|` (multi-label); absent for regression |
-| `prob_<label>` | float32 | per-class probability (softmax, or sigmoid for multi-label); regression models have `value` (or `value_<label>` for several outputs) instead |
+| `label`, `prob_<label>` / `attr_<label>`, `attr_prob_<label>` / `value_<target>` / `landmark_x00` ... | string, float32 | the fused model's own outputs, by task type (`task_columns.py`): single-label: argmax class and softmax probabilities; multi-label: the labels present joined by `|`, each 0/1 and its probability; regression: each value (`value_age` in years); landmarks: each point in image pixels, no `label` |
 | `attention_<prior>` | float32 | share of the ensemble token's attention on each prior (sums to 1); absent without priors |
 | `<prior>_age` | float32 | years, from a dlib age prior: softmax-weighted mean of its 81 age bins |
 | `<prior>_prob_<expression>` | float32 | the FER expression prior's own 7 probabilities |
@@ -42,10 +41,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.face_detection import ARCFACE_TEMPLATE_112, similarity_transforms
 from .backends import readout_priors
 from .extras import EXTRAS, extra_schema, softmax
+from .saved_model import TaskModel
+from .task_columns import TaskColumns, task_output_columns
 
 POINT_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 META_COLUMNS = {"source": "string", "frame": "int64", "timestamp": "float64", "face": "int64", "status": "string",
@@ -54,24 +54,7 @@ DETECTION_COLUMNS = ["box_x0", "box_y0", "box_x1", "box_y1", "score"] + [
     f"{point}_{axis}" for point in POINT_NAMES for axis in ("x", "y")]
 
 
-def _problem_type(config) -> str:
-    if config.problem_type:
-        return config.problem_type
-    return "single_label_classification" if config.num_labels > 1 else "regression"
-
-
-def _label_names(config) -> list[str]:
-    return [str(config.id2label[index]) for index in range(config.num_labels)]
-
-
-def _task_columns(model: ETFuserForImageClassification) -> list[str]:
-    names = _label_names(model.config)
-    if _problem_type(model.config) == "regression":
-        return ["value"] if len(names) == 1 else [f"value_{name}" for name in names]
-    return [f"prob_{name}" for name in names]
-
-
-def _readout_columns(model: ETFuserForImageClassification) -> dict[str, list[str]]:
+def _readout_columns(model: TaskModel) -> dict[str, list[str]]:
     columns = {}
     for name, kind in readout_priors(model).items():
         prior_config = model.etfuser.priors[name].config
@@ -84,12 +67,13 @@ def _readout_columns(model: ETFuserForImageClassification) -> dict[str, list[str
     return columns
 
 
-def table_schema(model: ETFuserForImageClassification, extras: Sequence[str] = EXTRAS) -> dict[str, str]:
+def table_schema(model: TaskModel, extras: Sequence[str] = EXTRAS) -> dict[str, str]:
     """Column name -> pandas dtype of `analyze`'s table for `model` with `extras`, in column order (see the module
     docstring)."""
+    task = TaskColumns(model)
     float_columns = list(DETECTION_COLUMNS)
-    text = {} if _problem_type(model.config) == "regression" else {"label": "string"}
-    float_columns += _task_columns(model)
+    text = {"label": "string"} if task.label else {}
+    float_columns += task.names
     float_columns += [f"attention_{name}" for name in model.etfuser.priors]
     for columns in _readout_columns(model).values():
         float_columns += columns
@@ -104,11 +88,10 @@ def table_schema(model: ETFuserForImageClassification, extras: Sequence[str] = E
 class TableBuilder:
     """Turns detections and model outputs into the table's columns, one chunk of frames at a time."""
 
-    def __init__(self, model: ETFuserForImageClassification, crop_size: int, extras: Sequence[str]):
+    def __init__(self, model: TaskModel, crop_size: int, extras: Sequence[str]):
         self.config = model.config
         self.schema = table_schema(model, extras)
-        self.problem_type = _problem_type(model.config)
-        self.labels = np.asarray(_label_names(model.config), dtype=object)
+        self.task = TaskColumns(model)
         self.priors = list(model.etfuser.priors)
         self.readouts = readout_priors(model)
         self.readout_columns = _readout_columns(model)
@@ -119,17 +102,6 @@ class TableBuilder:
     def empty(self) -> pd.DataFrame:
         """The table's columns and dtypes, no rows."""
         return _empty(self.schema)
-
-    def task_values(self, logits: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """(values (faces, columns) for the `prob_*`/`value*` columns, labels (faces,) or None for regression)."""
-        if self.problem_type == "regression":
-            return logits, None
-        if self.problem_type == "multi_label_classification":
-            probabilities = 1.0 / (1.0 + np.exp(-logits))
-            labels = np.array(["|".join(self.labels[row >= 0.5]) for row in probabilities], dtype=object)
-            return probabilities, labels
-        probabilities = softmax(logits)
-        return probabilities, self.labels[probabilities.argmax(-1)]
 
     def readout_values(self, name: str, raw: np.ndarray, image_landmarks: np.ndarray | None) -> np.ndarray:
         """A readout's columns from its prior's raw logits; the landmark net's are `image_landmarks` (faces, 68, 2),
@@ -142,10 +114,12 @@ class TableBuilder:
         return image_landmarks.reshape(raw.shape[0], -1)
 
     def frame(self, rows: list[dict[str, Any]], face_rows: np.ndarray, detections: np.ndarray,
-              outputs: dict[str, np.ndarray], extras: dict[str, np.ndarray]) -> pd.DataFrame:
+              outputs: dict[str, np.ndarray], extras: dict[str, np.ndarray],
+              model_frames: tuple[np.ndarray, tuple[int, int]] | None = None) -> pd.DataFrame:
         """`rows`: the meta columns of each row; `face_rows`: the row of each face (faces,); `detections`
         (faces, 15): box, score, five points; `outputs`: the backend's outputs for those faces; `extras`: the extra
-        columns' values for those faces (`ExtraColumns.columns`)."""
+        columns' values for those faces (`ExtraColumns.columns`); `model_frames`: for a landmark model, each face's
+        image -> model frame affines and the frame's size (`TaskColumns.model_frames`)."""
         columns: dict[str, Any] = {name: [row[name] for row in rows] if dtype == "string" else
                                    np.asarray([row[name] for row in rows], dtype=dtype)
                                    for name, dtype in META_COLUMNS.items()}
@@ -158,10 +132,10 @@ class TableBuilder:
 
         blocks = [(DETECTION_COLUMNS, detections)]
         if len(face_rows):
-            task, labels = self.task_values(outputs["logits"])
+            task, labels = self.task.values(outputs["logits"], *(model_frames or (None, None)))
         else:
-            task, labels = np.zeros((0, len(model_output_columns(self.schema)))), np.zeros(0, dtype=object)
-        blocks.append((model_output_columns(self.schema), task))
+            task, labels = np.zeros((0, len(self.task.names))), np.zeros(0, dtype=object)
+        blocks.append((self.task.names, task))
         if self.priors:
             blocks.append(([f"attention_{name}" for name in self.priors],
                            outputs["prior_attention"] if len(face_rows) else np.zeros((0, len(self.priors)))))
@@ -199,15 +173,15 @@ def crop_points_to_image(raw: np.ndarray, landmarks5: np.ndarray, crop_size: int
 
 
 def model_output_columns(columns: Iterable[str]) -> list[str]:
-    """The `prob_*` / `value` / `value_*` columns among `columns`: the fused model's own outputs."""
-    return [name for name in columns if name.startswith("prob_") or name == "value" or name.startswith("value_")]
+    """The fused model's own output columns among `columns` (`task_columns.TASK_PREFIXES`; `label` aside)."""
+    return task_output_columns(columns)
 
 
 def _empty(schema: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame({name: pd.Series([], dtype=dtype) for name, dtype in schema.items()})
 
 
-def empty_table(model: ETFuserForImageClassification, extras: Sequence[str] = EXTRAS) -> pd.DataFrame:
+def empty_table(model: TaskModel, extras: Sequence[str] = EXTRAS) -> pd.DataFrame:
     """A table with `analyze`'s columns and dtypes and no rows."""
     return _empty(table_schema(model, extras))
 

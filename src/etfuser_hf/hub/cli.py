@@ -16,7 +16,7 @@ DESCRIPTION = """ET-Fuser for Hugging Face Transformers: fuse frozen face-analys
 ensemble token.
 
 sub-commands:
-  predict    classify the faces in images with a saved ET-Fuser
+  predict    the faces in images through a saved ET-Fuser (labels, attributes, values or landmarks; JSON)
   train      train ET-Fuser and its baselines (the main job; `etfuser train --help` for its options)
   sweep      choose learning rates on the validation split (`etfuser sweep --help` for its options)
   evaluate   the metrics of a saved ET-Fuser on a dataset (accuracy, macro-F1; MAE, RMSE, CCC; NME; ...)
@@ -47,9 +47,9 @@ def note_synthetic_training(analyzer: FaceAnalyzer, command: str) -> None:
 
 def predict(args: argparse.Namespace) -> int:
     """`etfuser predict`: the faces of each image through the analysis path (`FaceAnalyzer`, as `etfuser analyze`),
-    printed as JSON (per face: box, the model's label, score and outputs, the prior attention, and the pretrained FER
-    net's `fer_label` and `fer_probabilities`); folders are searched recursively for images. Returns 1 when any input
-    was unusable."""
+    printed as JSON (per face: box, the model's label, score and outputs, by task type as `face_json` says, the prior
+    attention, and the pretrained FER net's `fer_label` and `fer_probabilities`); folders are searched recursively
+    for images. Returns 1 when any input was unusable."""
     from ..analysis.media import IMAGE_SUFFIXES, expand_inputs, is_video, iter_media
     from ..analysis.pipeline import FaceAnalyzer
     from ..analysis.report import face_predictions
@@ -82,14 +82,20 @@ def predict(args: argparse.Namespace) -> int:
 
 
 def face_json(face: FacePrediction) -> dict:
-    """One face of `etfuser predict`'s JSON."""
+    """One face of `etfuser predict`'s JSON: `box` (x0, y0, x1, y1 image pixels); `label` and `score` (single-label:
+    the argmax class and its probability; multi-label: the labels present joined by `|` and the highest probability;
+    None for regression and landmarks); `outputs` (the table's model columns: `prob_<label>`, `attr_<label>` and
+    `attr_prob_<label>`, `value_<target>`); for a landmark model `landmarks`, [[x, y], ...] in image pixels; then
+    `prior_attention`, `fer_label`, `fer_probabilities`."""
 
     def rounded(values: dict[str, float]) -> dict[str, float]:
         return {name: round(value, 4) for name, value in values.items()}
 
-    return {"box": [round(float(v), 1) for v in face.box], "label": face.label,
-            "score": None if face.score is None else round(face.score, 4), "outputs": rounded(face.outputs),
-            "prior_attention": face.prior_attention, "fer_label": face.fer_label,
+    answer = {"box": [round(float(v), 1) for v in face.box], "label": face.label,
+              "score": None if face.score is None else round(face.score, 4), "outputs": rounded(face.outputs)}
+    if face.landmarks is not None:
+        answer["landmarks"] = [[round(float(x), 2), round(float(y), 2)] for x, y in face.landmarks]
+    return {**answer, "prior_attention": face.prior_attention, "fer_label": face.fer_label,
             "fer_probabilities": rounded(face.fer_probabilities)}
 
 
@@ -201,7 +207,14 @@ def analyze_files(args: argparse.Namespace) -> int:
     from ..analysis.media import expand_inputs
     from ..analysis.parts import analyze_to_parts, merge_parts, parts_folder
     from ..analysis.pipeline import FaceAnalyzer, empty_table
-    from ..analysis.report import TOP_LABELS, check_table_path, plot_time_course, video_sources, write_table
+    from ..analysis.report import (
+        TOP_LABELS,
+        check_table_path,
+        plot_time_course,
+        time_course_columns,
+        video_sources,
+        write_table,
+    )
 
     output = check_table_path(args.output, "--output")
     files = expand_inputs(args.paths)
@@ -231,6 +244,10 @@ def analyze_files(args: argparse.Namespace) -> int:
     summary = running.table()
     if args.summary:
         write_table(summary, args.summary)
+    if courses is not None and not time_course_columns(courses.columns):
+        print("--plots: a landmark model's table has points, not per-frame values; no time course drawn",
+              file=sys.stderr)
+        courses = None
     for source in video_sources(courses) if courses is not None else []:
         plot_time_course(courses, source, Path(args.plots) / f"{Path(source).stem}_time_course.png")
     faces, errors = int(summary["faces"].sum()) if len(summary) else 0, int(summary["errors"].sum()) if len(summary) else 0
@@ -252,8 +269,9 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
 
-    sub = commands.add_parser("predict", help="classify the faces in images",
-                              description="Detect, align and classify every face in each image; prints JSON.")
+    sub = commands.add_parser("predict", help="predict the faces in images (any task type)",
+                              description="Detect and align every face in each image and run the model on it (its "
+                                          "label, attributes, values or landmarks); prints JSON.")
     sub.add_argument("model_dir", help="a saved ET-Fuser folder (e.g. runs/etfuser-synthetic/model)")
     sub.add_argument("images", nargs="+", help="image files or folders of them; unreadable ones are reported on "
                      "stderr (path: reason), the rest are predicted, and the exit status is then 1")

@@ -28,40 +28,17 @@ from ..data.sources.base import ColumnSpec
 from ..data.targets import column_task_type, in_pixel_frame, unit_frame
 from ..metrics import score_outputs
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.modeling_etfuser import ETFuserForLandmarkDetection, ETFuserPreTrainedModel
+from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..priors.crop_plan import CropPlan
 
 
-def saved_problem_type(config: Any) -> str:
-    """The task type of a saved ET-Fuser: landmarks for `ETFuserForLandmarkDetection`, else `config.problem_type`
-    (unset: transformers' rule, one output is regression)."""
-    if "ETFuserForLandmarkDetection" in (getattr(config, "architectures", None) or []):
-        return "landmarks"
-    if getattr(config, "tasks", None):
-        raise ValueError("model: multi-task ET-Fuser folders are not supported here; pass a single-task model.")
-    return config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
-
-
 def load_evaluated_model(model_dir: str | os.PathLike) -> tuple[ETFuserPreTrainedModel, ETFuserImageProcessor, str]:
-    """(model in eval mode, its image processor, its task type) of a saved folder: classification and regression
-    models through `analysis.saved_model.load_model` (the loader `analyze` and `predict` use), landmark models with
-    their own head class and the same processor rule."""
-    from transformers import AutoConfig
-
+    """(model in eval mode, its image processor, its task type) of a saved folder, through
+    `analysis.saved_model.load_model` (the loader `analyze` and `predict` use) for every task type."""
     from ..analysis.saved_model import load_model
 
-    folder = Path(model_dir)
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"model: {folder} is not a saved ET-Fuser folder (no config.json).")
-    problem_type = saved_problem_type(AutoConfig.from_pretrained(folder))
-    if problem_type != "landmarks":
-        loaded = load_model(folder)
-        return loaded.model, loaded.processor, problem_type
-    model = ETFuserForLandmarkDetection.from_pretrained(folder, dtype=torch.float32).eval()
-    size = int(model.config.image_size)
-    processor = (ETFuserImageProcessor.from_pretrained(folder) if (folder / "preprocessor_config.json").is_file()
-                 else ETFuserImageProcessor(size={"height": size, "width": size}))
-    return model, processor, problem_type
+    loaded = load_model(Path(model_dir))
+    return loaded.model, loaded.processor, loaded.task_type
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,9 @@ READOUT_NOTES = {
     "regression": "Load it with `AutoModelForImageClassification`; `outputs.logits[:, 0]` is the predicted value "
                   "(for the age task: the expectation over the age net's bins, in years), no softmax.",
     "landmarks": "Load it with `etfuser_hf.ETFuserForLandmarkDetection.from_pretrained(MODEL_DIR)`; "
-                 "`outputs.landmarks` holds (faces, points, 2) (x, y) in [0, 1] of the input image.",
+                 "`outputs.landmarks` holds (faces, points, 2) (x, y) in [0, 1] of the canonical model's crop of "
+                 "each face (`prior_crops`; of the input where none is given); `etfuser predict` and "
+                 "`etfuser analyze` place those crops and give the points in image pixels.",
 }
 
 # The four papers the package implements or borrows from (DESIGN.md).

@@ -65,13 +65,13 @@ class FaceCollator:
         batch: dict[str, Any] = self.label_batch(rows)
         cached = self.cached_columns(rows[0])
         size = (self.processor.size["height"], self.processor.size["width"])
-        if self.reads_crops:
+        if self.reads_geometry:
             landmarks = np.stack([np.asarray(row[self.geometry_column], np.float64) for row in rows])
             if self.problem_type == "landmarks":  # labels in the frame the model predicts in
                 batch["labels"] = landmark_labels_in_frame(batch["labels"], landmarks, self.crop_plan, size)
         if self.include_pixel_values:
             batch["pixel_values"] = pixel_values([row[self.image_column] for row in rows], self.processor)
-            crops = face_crops(landmarks, self.crop_plan, size, skip=cached) if self.reads_crops else {}
+            crops = face_crops(landmarks, self.crop_plan, size, skip=cached) if self.reads_geometry else {}
             if crops:
                 batch["prior_crops"] = crops
         if self.include_landmarks:
@@ -86,6 +86,12 @@ class FaceCollator:
     @property
     def reads_crops(self) -> bool:
         return self.crop_plan is not None and self.geometry_column is not None
+
+    @property
+    def reads_geometry(self) -> bool:
+        """Whether a batch needs the faces' landmarks: to cut the networks' crops from the pixels, or to map a
+        landmarks task's labels into the model's frame (also when the priors come from the cache)."""
+        return self.reads_crops and (self.include_pixel_values or self.problem_type == "landmarks")
 
     def cached_columns(self, column_names: Iterable[str]) -> dict[str, str]:
         """Prior name -> the cached feature column this collator reads (those of its `feature_view`)."""
@@ -104,7 +110,7 @@ class FaceCollator:
         arrays = list(self.cached_columns(dataset.column_names).values())
         arrays += [column for column in label_columns
                    if column == "landmarks" or (column == self.label_column and self.problem_type != "single_label_classification")]
-        if self.reads_crops and (self.include_pixel_values or self.problem_type == "landmarks"):
+        if self.reads_geometry:
             arrays.append(self.geometry_column)
         columns = [self.image_column] if self.include_pixel_values else []
         columns += [column for column in label_columns if column not in columns] + arrays
