@@ -14,10 +14,11 @@ from typing import Any
 
 import numpy as np
 
-METRIC_NAMES = ("accuracy", "macro_f1", "mae", "rmse", "ccc", "nme", "multilabel_f1", "multilabel_accuracy")
+METRIC_NAMES = ("accuracy", "macro_f1", "mean_class_accuracy", "mae", "rmse", "ccc", "nme", "multilabel_f1",
+                "multilabel_accuracy")
 # Which way each metric improves: the Trainer's `greater_is_better` and the sign of every "gain" in the tables.
-GREATER_IS_BETTER = {"accuracy": True, "macro_f1": True, "multilabel_accuracy": True, "multilabel_f1": True,
-                     "ccc": True, "mae": False, "rmse": False, "nme": False}
+GREATER_IS_BETTER = {"accuracy": True, "macro_f1": True, "mean_class_accuracy": True, "multilabel_accuracy": True,
+                     "multilabel_f1": True, "ccc": True, "mae": False, "rmse": False, "nme": False}
 
 
 def _paired(predictions, references, dtype=None) -> tuple[np.ndarray, np.ndarray]:
@@ -52,6 +53,14 @@ def macro_f1(predictions: Sequence[int], references: Sequence[int], num_labels: 
     """Unweighted mean of per-class F1 over the classes present in predictions or references (or all `num_labels`)."""
     classes = range(num_labels) if num_labels else np.union1d(np.asarray(predictions), np.asarray(references))
     return float(per_class_f1(predictions, references, classes).mean())
+
+
+def mean_class_accuracy(predictions: Sequence[int], references: Sequence[int]) -> float:
+    """Unweighted mean over the classes present in `references` of each class's recall (the share of its examples
+    predicted as it): "mean class accuracy" / balanced accuracy, as RAF-DB and AffectNet results are often reported;
+    on a test set with one class in ten images, always predicting the majority scores 1 / C, not 0.9."""
+    predictions, references = _paired(predictions, references)
+    return float(np.mean([np.mean(predictions[references == label] == label) for label in np.unique(references)]))
 
 
 def mae(predictions: Sequence[float], references: Sequence[float]) -> float:
@@ -180,6 +189,9 @@ def _metric_specs() -> dict[str, _MetricSpec]:
         "macro_f1": _MetricSpec(macro_f1, (pair(_value("int64")),), {"num_labels": None},
                                 "Macro-F1: the unweighted mean of per-class F1 over the classes present (or all "
                                 "`num_labels` classes, absent ones scoring 0).", _SKLEARN_CITATION),
+        "mean_class_accuracy": _MetricSpec(mean_class_accuracy, (pair(_value("int64")),), {},
+                                           "Mean class accuracy (balanced accuracy): the unweighted mean of each "
+                                           "reference class's recall.", _SKLEARN_CITATION),
         "mae": _MetricSpec(mae, (pair(_value("float64")), pair(sequence("float64"))), {},
                            "Mean absolute error of scalar or vector regression targets (e.g. age in years).",
                            _SKLEARN_CITATION),
@@ -252,6 +264,11 @@ PROBLEM_TYPES = ("single_label_classification", "multi_label_classification", "r
 DEFAULT_METRICS = {"single_label_classification": ("accuracy", "macro_f1"),
                    "multi_label_classification": ("multilabel_accuracy", "multilabel_f1"),
                    "regression": ("mae", "rmse", "ccc"), "landmarks": ("nme",)}
+# Every metric of `METRIC_NAMES` that `score_outputs` reports for each problem type: what a task can be selected on
+# (`--select-on`) or put at the head of its table.
+SCORED_METRICS = {"single_label_classification": ("accuracy", "macro_f1", "mean_class_accuracy"),
+                  "multi_label_classification": ("multilabel_accuracy", "multilabel_f1"),
+                  "regression": ("mae", "rmse", "ccc"), "landmarks": ("nme",)}
 
 
 def _check_problem_type(problem_type: str) -> None:
@@ -286,7 +303,8 @@ def score_outputs(problem_type: str, outputs: np.ndarray, references: np.ndarray
     predicted, references = predictions_from_outputs(problem_type, outputs), np.asarray(references)
     if problem_type == "single_label_classification":
         return {"accuracy": accuracy(predicted, references),
-                "macro_f1": macro_f1(predicted, references, num_labels)}
+                "macro_f1": macro_f1(predicted, references, num_labels),
+                "mean_class_accuracy": mean_class_accuracy(predicted, references)}
     if problem_type == "multi_label_classification":
         return {"multilabel_accuracy": multilabel_accuracy(predicted, references),
                 "multilabel_f1": multilabel_f1(predicted, references),
@@ -391,7 +409,7 @@ def make_multitask_compute_metrics(tasks: dict[str, dict]) -> Callable:
     return compute
 
 
-__all__ = ["DEFAULT_METRICS", "GREATER_IS_BETTER", "METRIC_NAMES", "PROBLEM_TYPES", "accuracy", "ccc",
-           "evaluate_metric_class", "load_metric", "macro_f1", "mae", "make_compute_metrics",
-           "make_multitask_compute_metrics", "multilabel_accuracy", "multilabel_f1", "nme", "per_class_f1",
-           "per_example_scores", "predictions_from_outputs", "rmse", "score_outputs"]
+__all__ = ["DEFAULT_METRICS", "GREATER_IS_BETTER", "METRIC_NAMES", "PROBLEM_TYPES", "SCORED_METRICS", "accuracy",
+           "ccc", "evaluate_metric_class", "load_metric", "macro_f1", "mae", "make_compute_metrics",
+           "make_multitask_compute_metrics", "mean_class_accuracy", "multilabel_accuracy", "multilabel_f1", "nme",
+           "per_class_f1", "per_example_scores", "predictions_from_outputs", "rmse", "score_outputs"]

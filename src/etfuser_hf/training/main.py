@@ -55,6 +55,7 @@ from .image_cache import cache_decoded_images
 from .label_efficiency import label_efficiency, save_label_efficiency_plot
 from .measurements import mean_prior_attention
 from .multitask import train_multitask_comparison
+from .objective import add_objective_arguments, parse_objective_arguments
 from .output_guard import OutputExistsError, check_output_dir
 from .plots import save_attention_maps, save_plots
 from .precision import PRECISIONS, precision_arguments, resolve_precision
@@ -147,6 +148,7 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     extra.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
                        help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (the first task's "
                             "is added) against a single-task ET-Fuser per column (first seed)")
+    add_objective_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
     output.add_argument("--overwrite", action="store_true",
@@ -183,6 +185,10 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
         parser.error(str(error))
     if args.recipe is not None and args.learning_rate is not None:
         parser.error("--recipe and --learning-rate: the recipe sets each row's rate; pass one of them.")
+    try:
+        args.objectives = parse_objective_arguments(args)
+    except ValueError as error:
+        parser.error(str(error))
     if args.dataloader_workers < 0:
         parser.error(f"--dataloader-workers must be 0 (load in the training process) or more, got "
                      f"{args.dataloader_workers}.")
@@ -293,7 +299,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     args.output_dir.mkdir(parents=True, exist_ok=True)
     source = source or (read_dataset(args) if args.dataset is not None else None)
     tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
-                          source.tasks if source is not None else None, args.recipe)
+                          source.tasks if source is not None else None, args.recipe, args.objectives)
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     splits, split_record = load_splits(args, tasks, source)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
@@ -328,7 +334,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
     start = time.perf_counter()
     source = read_dataset(args) if args.dataset is not None else None
     wanted = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
-                           source.tasks if source is not None else None, args.recipe)
+                           source.tasks if source is not None else None, args.recipe, args.objectives)
     rows_by_task = {task.name: protocol_rows(args, task, first=index == 0) for index, task in enumerate(wanted)}
     recipes = [row_recipe(row, task) for task in wanted for row in rows_by_task[task.name]]
     views = [recipe["prior_feature"] for recipe in recipes if recipe.get("prior_feature")]
@@ -421,6 +427,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
                                 "learning_rate": {task.name: task.learning_rate for task in tasks},
                                 "row_learning_rates": {task.name: dict(task.row_learning_rates) for task in tasks},
                                 "early_stopping": args.early_stopping},
+                     "objective": {task.name: task.objective.record() for task in tasks},
                      **({"recipe_file": recipe_record(args.recipe)} if args.recipe is not None else {})},
         **({"label_efficiency": efficiency} if efficiency else {}),
         **({"multitask": multitask} if multitask else {}),

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from ..data.face_crops import landmark_labels_in_frame
+from ..metrics import GREATER_IS_BETTER
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.crop_plan import CropPlan
 from .collators import FaceCollator
@@ -121,8 +122,10 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     distillation = Distillation.from_recipe(recipe.pop("distillation", None))
     if task.is_classification and not expression_measures_apply(context.label_names.get(task.name)):
         distillation = None  # the FER net reads no other classes (announced once per job: announce_skipped)
-    model = build_task_model(task, context.prior_dirs, context.label_names.get(task.name), context.image_size,
-                             **recipe)
+    label_names = context.label_names.get(task.name)
+    # class weights and smoothing from the task's objective, the same for every row (balanced: from this run's split)
+    recipe.update(task.objective.config_overrides(task, train, len(label_names) if label_names else None))
+    model = build_task_model(task, context.prior_dirs, label_names, context.image_size, **recipe)
     collator = context.collator(task, model, recipe.get("prior_feature"))
     teacher = canonical_teacher(task, context, model, distillation) if distillation is not None else None
     # LoRA on the canonical model of every row that fine-tunes one, so that the rows compared stay alike
@@ -138,7 +141,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
         test_dataset=context.splits["test"] if evaluate_test else None, teacher=teacher, metric_names=task.metrics,
-        **arguments)
+        select_on=task.selection_metric, train_sample_weights=task.objective.sample_weights(task, train), **arguments)
     result.params = count_parameters(model)
     result.learning_rate = arguments["learning_rate"]
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
@@ -190,14 +193,14 @@ def best_prior_probe(task: FaceTask, seed: int, context: ProtocolContext, train:
     def probe(name: str, test: datasets.Dataset | None = None) -> RunResult:
         return fit_probe(f"probe-{name}", f"linear probe on the frozen {name} prior", features[name]["train"],
                          targets["train"], features[name]["validation"], targets["validation"], seed=seed,
-                         problem_type=task.problem_type, num_labels=num_labels, metric_names=task.metrics,
+                         problem_type=task.problem_type, num_labels=num_labels, metric_names=task.scored_metrics,
                          interocular_indices=task.interocular_indices if task.problem_type == "landmarks" else (36, 45),
                          test_features=None if test is None else pooled_prior_features(test, [name]),
                          test_labels=None if test is None else targets_of(test))
 
-    sign = 1.0 if task.greater_is_better else -1.0
+    sign = 1.0 if GREATER_IS_BETTER[task.selection_metric] else -1.0
     scored = {name: probe(name) for name in names}
-    name = max(scored, key=lambda prior: sign * scored[prior].validation_metrics[task.metric])
+    name = max(scored, key=lambda prior: sign * scored[prior].validation_metrics[task.selection_metric])
     best = probe(name, context.splits["test"]) if evaluate_test else scored[name]  # refitted: the same seeded fit
     best.name, best.description = "probe-best-prior", f"linear probe on the best single prior ({name}, on validation)"
     probe_size = int(np.prod(best.logits.shape[1:])) * (features[name]["train"].shape[1] + 1)

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .objective import TaskObjective
 from .rows import MAIN_ROW
 
 RECIPE_FORMAT = "etfuser-recipe/1"
@@ -31,13 +32,16 @@ _ROW_KEYS = {"learning_rate", "backbone_learning_rate_scale", "settings", "valid
 
 
 def sweep_recipe(chosen: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Mapping[str, str],
-                 candidates_per_row: Mapping[str, Mapping[str, int]], command: str, seeds: Sequence[int]
-                 ) -> dict[str, Any]:
+                 candidates_per_row: Mapping[str, Mapping[str, int]], command: str, seeds: Sequence[int],
+                 objectives: Mapping[str, TaskObjective] | None = None) -> dict[str, Any]:
     """The recipe of a sweep: `chosen` task -> row -> its best candidate's record (`validation_sweep.best_candidates`,
-    each with the candidate's `overrides`), `metrics` the validation metric each task was chosen on."""
+    each with the candidate's `overrides`), `metrics` the validation metric each task was chosen on, `objectives`
+    the class weights, smoothing, sampler and selection metric every candidate of a task trained with."""
     tasks = {}
     for task, rows in chosen.items():
+        objective = (objectives or {}).get(task)
         tasks[task] = {"metric": metrics[task], "candidates_per_row": dict(candidates_per_row.get(task, {})),
+                       **({"objective": objective.record()} if objective is not None else {}),
                        "rows": {row: {"candidate": record["candidate"], "learning_rate": record["learning_rate"],
                                       "backbone_learning_rate_scale": record["backbone_learning_rate_scale"],
                                       "settings": dict(record.get("overrides") or {}),
@@ -86,6 +90,11 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
             if not isinstance(setting.get("settings", {}), dict):
                 raise ValueError(f"{where}.settings: expected a mapping of ETFuserConfig / recipe overrides, got "
                                  f"{setting['settings']!r}.")
+        if "objective" in entry:
+            try:
+                TaskObjective.from_record(entry["objective"])
+            except ValueError as error:
+                raise ValueError(f"--recipe: {path}: tasks.{task}.objective: {error}") from None
     recipe["path"] = str(path)
     return recipe
 
@@ -93,8 +102,9 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
 def task_fields(recipe: Mapping[str, Any], task: Any) -> dict[str, Any]:
     """`FaceTask` fields that train `task`'s rows as `recipe` chose (empty where it chose nothing for `task`): each
     swept row's rate and overrides in place of the task's own for that row (rows the sweep did not try keep theirs),
-    its candidate counts; where the sweep chose for et-fuser, et-fuser reads the priors as its chosen settings say
-    (pooled unless they set `prior_feature`), not the task's built-in spatial choice."""
+    its candidate counts, the objective its candidates trained with; where the sweep chose for et-fuser, et-fuser
+    reads the priors as its chosen settings say (pooled unless they set `prior_feature`), not the task's built-in
+    spatial choice."""
     entry = recipe["tasks"].get(task.name)
     if entry is None:
         return {}
@@ -105,7 +115,8 @@ def task_fields(recipe: Mapping[str, Any], task: Any) -> dict[str, Any]:
                                    **{row: float(setting["learning_rate"]) for row, setting in rows.items()}},
             "row_overrides": {**task.row_overrides, **overrides},
             "candidates_per_row": {**task.candidates_per_row, **entry.get("candidates_per_row", {})},
-            **({"main_tokens": "pooled"} if MAIN_ROW in rows else {})}
+            **({"main_tokens": "pooled"} if MAIN_ROW in rows else {}),
+            **({"objective": TaskObjective.from_record(entry["objective"])} if "objective" in entry else {})}
 
 
 def recipe_record(recipe: Mapping[str, Any] | None) -> dict[str, Any] | None:

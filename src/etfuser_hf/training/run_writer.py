@@ -28,10 +28,26 @@ def render_protocol_markdown(protocol: Mapping[str, Any]) -> str:
                            for task, rows in recipe["tasks"].items())
         lines += [f"Row settings from `{recipe['path']}`, chosen on the {recipe['chosen_on']} split by "
                   f"`{recipe['command']}` ({chosen}); rows it does not name keep their task's defaults.", ""]
+    objectives = [f"{task}: {describe_objective(record)}" for task, record in protocol.get("objective", {}).items()
+                  if describe_objective(record)]
+    if objectives:
+        lines += [f"Objective, the same for every row of a task: {'; '.join(objectives)}.", ""]
     for table in protocol["tasks"].values():
         lines += [render_task_table(table)]
     lines += ["Reading:", ""] + [f"- {sentence}" for sentence in protocol.get("reading", [])]
     return "\n".join(lines) + "\n"
+
+
+def describe_objective(record: Mapping[str, Any]) -> str:
+    """A task's objective (`objective.TaskObjective.record`) in words, empty where it is the default."""
+    weights = record.get("class_weights")
+    smoothing = record.get("label_smoothing")
+    parts = [f"class weights {weights if isinstance(weights, str) else ', '.join(f'{w:g}' for w in weights)}"
+             if weights else "", f"label smoothing {smoothing:g}" if smoothing else "",
+             "class-balanced sampler" if record.get("sampler") == "balanced" else "",
+             f"checkpoints and candidates selected on validation {record['select_on']}" if record.get("select_on")
+             else ""]
+    return ", ".join(part for part in parts if part)
 
 
 def render_data_markdown(splits: Mapping[str, Any]) -> str | None:

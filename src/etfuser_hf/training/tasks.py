@@ -46,6 +46,7 @@ from transformers import ViTConfig
 from ..data.label_aliases import names_expressions
 from ..data.sources.base import ColumnSpec
 from ..metrics import DEFAULT_METRICS, GREATER_IS_BETTER
+from .objective import TaskObjective, apply_objectives
 from .recipe_file import task_fields
 
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
@@ -90,6 +91,8 @@ class FaceTask:
         loss: the head's loss (`ETFuserConfig.regression_loss` / `landmark_loss`); None: the config's default.
         binned_readout: regression read out as the canonical age net reads age, the expectation over its bins,
             its head starting as that net's own classifier (`recipe.build_task_model`).
+        objective: class weights, label smoothing and the sampler every row of the task trains with, and the
+            validation metric selecting checkpoints and candidates (`objective.TaskObjective`).
     """
 
     name: str
@@ -109,6 +112,7 @@ class FaceTask:
     units: str | None = None
     loss: str | None = None
     binned_readout: bool = False
+    objective: TaskObjective = TaskObjective()
 
     def __post_init__(self):
         if self.problem_type not in DEFAULT_METRICS:
@@ -146,6 +150,17 @@ class FaceTask:
     @property
     def greater_is_better(self) -> bool:
         return GREATER_IS_BETTER[self.metric]
+
+    @property
+    def selection_metric(self) -> str:
+        """The validation metric that selects each run's checkpoint, stops it early and picks a sweep's candidates
+        (`--select-on`); by default the headline metric."""
+        return self.objective.select_on or self.metric
+
+    @property
+    def scored_metrics(self) -> tuple[str, ...]:
+        """The table's metrics and the selection metric: what every run reports on validation and test."""
+        return tuple(dict.fromkeys(self.metrics + (self.selection_metric,)))
 
     @property
     def interocular_indices(self) -> tuple[int, int]:
@@ -241,12 +256,14 @@ def dataset_task(column: str, problem_type: str, spec: ColumnSpec | None = None,
 
 def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None = None,
                   learning_rate: float | None = None, dataset_tasks: Mapping[str, FaceTask] | None = None,
-                  recipe: Mapping[str, Any] | None = None) -> list[FaceTask]:
+                  recipe: Mapping[str, Any] | None = None,
+                  objectives: Mapping[str | None, TaskObjective] | None = None) -> list[FaceTask]:
     """`--tasks` as `FaceTask`s. On the synthetic default the names are `SYNTHETIC_TASKS` keys; on a user dataset
     each name is a column, its task `dataset_tasks[name]` (`dataset_task`, from the data) or, where not given, a
     single-label column with the FER net as canonical model. `canonical` and `learning_rate` replace the tasks' own
     where given (another canonical model drops the age net's binned readout: it has no bins); a `recipe` file
-    (`recipe_file.read_recipe`) replaces each task's row rates and settings with what its sweep chose."""
+    (`recipe_file.read_recipe`) replaces each task's row rates and settings with what its sweep chose; `objectives`
+    (`objective.parse_objective_arguments`) set the tasks' class weights, smoothing, sampler and selection metric."""
     tasks = []
     for name in names:
         if synthetic:
@@ -263,7 +280,7 @@ def resolve_tasks(names: Sequence[str], synthetic: bool, canonical: str | None =
         if recipe is not None:
             task = dataclasses.replace(task, **task_fields(recipe, task))
         tasks.append(task)
-    return tasks
+    return apply_objectives(tasks, objectives)
 
 
 def small_vit_backbone(image_size: int = 112) -> ViTConfig:

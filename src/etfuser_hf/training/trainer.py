@@ -104,13 +104,29 @@ class ETFuserTrainer(Trainer):
     distillation term to the training loss (evaluation losses stay the task's own). A model that an earlier Trainer
     prepared computes in this Trainer's precision, not in that one's (`release_autocast`)."""
 
-    def __init__(self, *args: Any, teacher: nn.Module | None = None, **kwargs: Any):
+    def __init__(self, *args: Any, teacher: nn.Module | None = None,
+                 train_sample_weights: Sequence[float] | None = None, **kwargs: Any):
         model = kwargs.get("model", args[0] if args else None)
         if model is not None:
             release_autocast(model)
         super().__init__(*args, **kwargs)
         refuse_loss_bypass(self.args, self.compute_loss_func)
         self.teacher = teacher
+        self.train_sample_weights = None if train_sample_weights is None else torch.as_tensor(
+            np.asarray(train_sample_weights, np.float64))
+        if self.train_sample_weights is not None and len(self.train_sample_weights) != len(self.train_dataset):
+            raise ValueError(f"train_sample_weights: one weight per training example expected "
+                             f"({len(self.train_dataset)}), got {len(self.train_sample_weights)}.")
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        """With `train_sample_weights` (a class-balanced sampler, `objective.TaskObjective.sample_weights`): one
+        epoch draws as many examples as the split holds, with replacement, each in proportion to its weight, in an
+        order fixed by the run's data seed; otherwise the Trainer's own shuffling."""
+        if self.train_sample_weights is None:
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        return torch.utils.data.WeightedRandomSampler(self.train_sample_weights, len(self.train_sample_weights),
+                                                      replacement=True, generator=torch.Generator().manual_seed(seed))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
@@ -206,14 +222,15 @@ def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8):
 
 def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset, collator: FaceCollator,
          output_dir: str | os.PathLike, compute_metrics: Callable, early_stopping_patience: int | None,
-         resume_from_checkpoint: str | bool | None, teacher: nn.Module | None = None, **argument_overrides: Any):
+         resume_from_checkpoint: str | bool | None, teacher: nn.Module | None = None,
+         train_sample_weights: Sequence[float] | None = None, **argument_overrides: Any):
     """One Trainer run: (trainer, the selected checkpoint's `eval_*` metrics on `eval_dataset`, training seconds)."""
     args = training_arguments(output_dir, **argument_overrides)
     callbacks = [GateMagnitudeCallback()]
     callbacks += [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
     trainer = ETFuserTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                              data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks,
-                             teacher=teacher)
+                             teacher=teacher, train_sample_weights=train_sample_weights)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     seconds = time.perf_counter() - start
@@ -245,10 +262,13 @@ def train_model(
     test_dataset: datasets.Dataset | None = None,
     teacher: nn.Module | None = None,
     metric_names: Sequence[str] | None = None,
+    select_on: str | None = None,
+    train_sample_weights: Sequence[float] | None = None,
     **argument_overrides: Any,
 ) -> tuple[RunResult, Trainer]:
     """Fine-tunes `model` with the Trainer (one run). Early stopping and the best checkpoint read `eval_dataset` (the
-    validation split) only, by the first of `metric_names` (default: the problem type's, `DEFAULT_METRICS`);
+    validation split) only, by `select_on` (default: the first of `metric_names`, default the problem type's,
+    `DEFAULT_METRICS`); `train_sample_weights` replaces the Trainer's shuffling by weighted draws (`ETFuserTrainer`);
     `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint, and is what the result
     reports (`result.split == "test"`): every metric of `metric_names`, and the headline's per-example scores for
     the paired tests. `teacher` adds its distillation term in training. Every split is read through
@@ -261,9 +281,11 @@ def train_model(
     test_dataset = collator.view(test_dataset) if test_dataset is not None else None
     classes = collator.num_labels if problem_type in CLASS_PROBLEM_TYPES else None
     compute_metrics = make_compute_metrics(problem_type, classes, interocular)
-    selection = {"metric_for_best_model": keys[0], "greater_is_better": GREATER_IS_BETTER[keys[0]]}
+    selected = select_on or keys[0]
+    selection = {"metric_for_best_model": selected, "greater_is_better": GREATER_IS_BETTER[selected]}
+    keys = tuple(dict.fromkeys(keys + (selected,)))
     trainer, validation, seconds = _fit(model, train_dataset, eval_dataset, collator, output_dir, compute_metrics,
-                                        early_stopping_patience, resume_from_checkpoint, teacher,
+                                        early_stopping_patience, resume_from_checkpoint, teacher, train_sample_weights,
                                         **{**selection, **argument_overrides})
     reported = trainer.predict(test_dataset if test_dataset is not None else eval_dataset)
     outputs = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions

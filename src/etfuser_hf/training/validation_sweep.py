@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..metrics import GREATER_IS_BETTER
 from ..models.fusion_modes import fusion_mode_properties
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
@@ -205,7 +206,7 @@ def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds
     records = []
     for index, candidate in enumerate(candidates):
         own = results[index * len(seeds): (index + 1) * len(seeds)]
-        scores = [result.metrics[task.metric] for result in own]
+        scores = [result.metrics[task.selection_metric] for result in own]
         agreements = [result.real_face_agreement for result in own if result.real_face_agreement is not None]
         records.append({"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.tag,
                         "overrides": dict(candidate.settings),
@@ -218,7 +219,7 @@ def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds
 
 def best_candidates(task: FaceTask, records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """Per row, the record with the best validation mean (over every candidate of that row, spatial ones included)."""
-    sign = 1.0 if task.greater_is_better else -1.0
+    sign = 1.0 if GREATER_IS_BETTER[task.selection_metric] else -1.0
     best: dict[str, Mapping[str, Any]] = {}
     for record in records:
         current = best.get(record["row"])
@@ -233,9 +234,10 @@ def render_sweep(task: FaceTask, records: Sequence[Mapping[str, Any]], seeds: Se
     best = {id(record) for record in best_candidates(task, records).values()}
     counts = ", ".join(f"{row} {count}" for row, count in candidates_per_row(records).items())
     agreement = any(record.get("real_face_agreement") for record in records)
-    lines = [f"### {task.name}: validation {task.metric}, mean ± std over seeds {', '.join(map(str, seeds))} "
+    lines = [f"### {task.name}: validation {task.selection_metric}, mean ± std over seeds "
+             f"{', '.join(map(str, seeds))} "
              f"(validation split only; test never predicted)", "", f"Candidates per row: {counts}.", "",
-             f"| row | lr (new modules) | canonical lr scale | validation {task.metric} | per seed |"
+             f"| row | lr (new modules) | canonical lr scale | validation {task.selection_metric} | per seed |"
              + (" real-face agreement |" if agreement else ""), "|---|---|---|---|---|" + ("---|" if agreement else "")]
     for record in records:
         cell = f"{record['validation']['mean']:.4f} ± {record['validation']['std']:.4f}"
@@ -289,7 +291,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         rates = rates_by_task(args.learning_rates, args.tasks, "--learning-rates")
         own = rates_by_task(args.priors_only_learning_rates, args.tasks, "--priors-only-learning-rates")
         tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
-                              source.tasks if source is not None else None)
+                              source.tasks if source is not None else None, objectives=args.objectives)
         chosen = [rows[name] for name in args.rows]
         grids = {task.name: (sweep_candidates(task, chosen, rates[task.name], args.new_module_speedups, own[task.name])
                              if rate_grid else [])
@@ -317,8 +319,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                "candidates_per_row": {task: candidates_per_row(task_records) for task, task_records in records.items()},
                "tasks": records}
     recipe = sweep_recipe({task.name: best_candidates(task, records[task.name]) for task in tasks},
-                          {task.name: task.metric for task in tasks}, summary["candidates_per_row"],
-                          summary["command"], seeds)
+                          {task.name: task.selection_metric for task in tasks}, summary["candidates_per_row"],
+                          summary["command"], seeds, {task.name: task.objective for task in tasks})
     if state.is_main_process:
         (args.output_dir / "sweep.md").write_text("SYNTHETIC data; validation split only.\n\n" + "\n".join(report))
         (args.output_dir / "sweep.json").write_text(json.dumps(summary, indent=2))
