@@ -176,10 +176,11 @@ def attention_panels(model: ETFuserPreTrainedModel, pixel_values: torch.Tensor,
         return AttentionPanels({name: np.zeros((0, grid, grid), np.float32) for name, (_, grid) in layout.items()},
                                {name: np.zeros((0, size, size, 3), np.uint8) for name in layout},
                                np.zeros((0, size, size, 3), np.uint8))
+    parameter = next(model.parameters())  # the maps are computed where the model is (a GPU's), drawn on the CPU
     tensors = None if prior_crops is None else {
-        name: torch.as_tensor(affines, dtype=torch.float32) for name, affines in prior_crops.items()}
-    dtype = next(model.parameters()).dtype
-    maps = grid_attention(model, pixel_values.to(dtype), prior_crops=tensors)
+        name: torch.as_tensor(affines, dtype=torch.float32, device=parameter.device) for name, affines in
+        prior_crops.items()}
+    maps = grid_attention(model, pixel_values.to(parameter.device, parameter.dtype), prior_crops=tensors)
     whole = torch.zeros(len(pixel_values), 2, 3, dtype=torch.float64)
     whole[:, 0, 0], whole[:, 1, 1] = size / pixel_values.shape[-1], size / pixel_values.shape[-2]
     faces = cut_crops(pixel_values.detach().float().cpu() * 255, whole, size, antialias=True)

@@ -44,7 +44,6 @@ from ..data.labels import check_label_column
 from ..data.sources.base import SHOWN_PER_REASON
 from ..data.sources.options import add_reader_arguments
 from ..data.targets import TASK_TYPES
-from ..models.fusion_modes import fusion_mode_properties
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
@@ -58,9 +57,10 @@ from .multitask import train_multitask_comparison
 from .objective import add_objective_arguments, parse_objective_arguments
 from .output_guard import OutputExistsError, check_output_dir
 from .plots import save_attention_maps, save_plots
-from .precision import PRECISIONS, precision_arguments, resolve_precision
-from .processes import per_process_batch_size, process_state
-from .protocol import ProtocolContext, Run, distinct_rows, row_recipe, train_runs
+from .precision import PRECISIONS, accelerator_arguments, add_accelerator_arguments, resolve_precision
+from .processes import per_process_batch_size, process_state, runs_device
+from .protocol import (ProtocolContext, Run, distinct_rows, needs_token_backbone, reads_grid_tokens, row_recipe,
+                       train_runs)
 from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES, task_model_class
 from .recipe_file import read_recipe, recipe_record
 from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
@@ -123,7 +123,8 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
     run.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="auto: bf16 autocast where the hardware has bf16 matrix units (Intel AMX, a bf16 GPU), "
-                          "else fp32; fp16 needs a GPU (etfuser_hf.training.precision)")
+                          "fp16 on a GPU without bf16, else fp32; fp16 needs a GPU (etfuser_hf.training.precision)")
+    add_accelerator_arguments(run)
     run.add_argument("--lora", action="store_true",
                      help="LoRA adapters on the canonical model of every row that fine-tunes it (canonical, "
                           "concat-mlp, et-fuser: its linears and plain convs), the new modules trained fully, "
@@ -211,9 +212,10 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
     if args.workers is None:
         args.workers = 2 if state.num_processes == 1 else 1
     try:
-        args.batch_per_process = per_process_batch_size(args.batch_size, state.num_processes)
+        args.batch_per_process = per_process_batch_size(args.batch_size, state.num_processes,
+                                                        args.gradient_accumulation_steps)
     except ValueError as error:
-        parser.error(f"--batch-size: {error}")
+        parser.error(f"--batch-size / --gradient-accumulation-steps: {error}")
     # Checked before any work (main creates the folder), so a refused folder costs nothing; by the main process only,
     # as the others may start after it has written into the folder.
     if state.is_main_process:
@@ -245,23 +247,6 @@ def load_splits(args: argparse.Namespace, tasks: list[FaceTask], source: Dataset
         for name, split in splits.items():
             check_label_column(split, column, feature.num_classes, f"{name} split")
     return splits, record.to_dict()
-
-
-def needs_token_backbone(overrides: dict) -> bool:
-    """prepend_token and the patch-level auxiliary tasks work only on a ViT-style canonical model."""
-    token_tasks = {"inpainting", "masked_pixels", "landmark_heatmap"}
-    into_tokens = "fusion_mode" in overrides and fusion_mode_properties(overrides["fusion_mode"]).into_token_sequence
-    return into_tokens or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
-
-
-def reads_grid_tokens(row: Row, task: FaceTask) -> bool:
-    """The row's ensemble token attends over grid tokens on `task` (so its attention can be drawn on the face)."""
-    recipe = row_recipe(row, task)
-    mode = recipe.get("fusion_mode")
-    has_token = mode is None or fusion_mode_properties(mode).ensemble_token
-    feature = recipe.get("prior_feature") or {}
-    grids = [feature] if "feature" in feature else list(feature.values())
-    return has_token and any(spec.get("feature") == "grid" for spec in grids)
 
 
 def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list[Row]:
@@ -319,8 +304,7 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     context = ProtocolContext(
         splits, prior_dirs, processor, args.image_size, args.output_dir,
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_per_process,
-             dataloader_num_workers=args.dataloader_workers,
-             **precision_arguments(resolve_precision(args.precision)), disable_tqdm=True),
+             dataloader_num_workers=args.dataloader_workers, **accelerator_arguments(args), disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
         args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None, geometry_column)
     return tasks, context, split_record
@@ -386,7 +370,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
     if not state.is_main_process:
         return None  # its share of every training is done; what follows reads the main process's saved models
 
-    main_model = task_model_class(first.problem_type).from_pretrained(model_dir, dtype=torch.float32).eval()
+    main_model = task_model_class(first.problem_type).from_pretrained(model_dir, dtype=torch.float32).eval().to(
+        runs_device())
     processor.save_pretrained(model_dir)
     main_results = results_by_task[first.name][MAIN_ROW]
     main_row = next(row for row in rows_by_task[first.name] if row.name == MAIN_ROW)
@@ -398,8 +383,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
     if efficiency:
         plots += save_label_efficiency_plot(output_dir / "plots", efficiency, args.dataset is None)
     if pictured:
-        models = {task.name: task_model_class(task.problem_type).from_pretrained(pictured[task.name],
-                                                                                 dtype=torch.float32)
+        models = {task.name: task_model_class(task.problem_type).from_pretrained(
+                      pictured[task.name], dtype=torch.float32).to(runs_device())
                   for task in tasks if task.name in pictured}
         plots += save_attention_maps(output_dir / "plots", models, splits["test"], processor,
                                      synthetic=args.dataset is None, geometry_column=context.geometry_column)
@@ -434,6 +419,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
         "plots": [f"plots/{name}" for name in plots],
         "training": {"epochs": args.epochs, "seconds": round(main_results[0].seconds, 1), "seed": seeds[0],
                      "seeds": seeds, "precision": resolve_precision(args.precision),
+                     "gradient_accumulation_steps": args.gradient_accumulation_steps,
+                     "torch_compile": args.torch_compile,
                      "cached_prior_features": not args.no_cache,
                      "total_seconds": round(time.perf_counter() - start, 1)},
     }

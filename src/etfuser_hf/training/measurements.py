@@ -8,6 +8,7 @@ import torch
 
 from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from .collators import FaceCollator
+from .processes import batch_to
 
 
 def count_parameters(model: ETFuserPreTrainedModel) -> dict[str, int]:
@@ -39,8 +40,9 @@ def mean_prior_attention(model: ETFuserPreTrainedModel, dataset: datasets.Datase
     for start in range(0, len(dataset), batch_size):
         batch = collator([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
         batch.pop("labels")
+        batch = batch_to(batch, model.device)  # where the model is: a GPU's, not the CPU beside it
         with torch.inference_mode():
             attention = model(**batch, output_attentions=True).prior_attention
-        totals = attention.sum(0) if totals is None else totals + attention.sum(0)
+        totals = attention.sum(0).cpu() if totals is None else totals + attention.sum(0).cpu()
         count += attention.shape[0]
     return {name: round(float(value) / count, 4) for name, value in zip(model.config.priors, totals)}

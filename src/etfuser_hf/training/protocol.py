@@ -17,6 +17,7 @@ import torch
 
 from ..data.face_crops import landmark_labels_in_frame
 from ..metrics import GREATER_IS_BETTER
+from ..models.fusion_modes import fusion_mode_properties
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.crop_plan import CropPlan
 from .collators import FaceCollator
@@ -88,6 +89,23 @@ def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = N
     if row.reads_spatial(task.main_tokens):
         spatial = {key: value for key, value in task.spatial.items() if key != "fusion_mode" or own_mode is None}
     return {**fusion, **task.row_overrides.get(row.tuning, {}), **spatial, **row.overrides, **(overrides or {})}
+
+
+def needs_token_backbone(overrides: dict) -> bool:
+    """prepend_token and the patch-level auxiliary tasks work only on a ViT-style canonical model."""
+    token_tasks = {"inpainting", "masked_pixels", "landmark_heatmap"}
+    into_tokens = "fusion_mode" in overrides and fusion_mode_properties(overrides["fusion_mode"]).into_token_sequence
+    return into_tokens or bool(token_tasks & set(overrides.get("auxiliary_tasks") or {}))
+
+
+def reads_grid_tokens(row: Row, task: FaceTask) -> bool:
+    """The row's ensemble token attends over grid tokens on `task` (so its attention can be drawn on the face)."""
+    recipe = row_recipe(row, task)
+    mode = recipe.get("fusion_mode")
+    has_token = mode is None or fusion_mode_properties(mode).ensemble_token
+    feature = recipe.get("prior_feature") or {}
+    grids = [feature] if "feature" in feature else list(feature.values())
+    return has_token and any(spec.get("feature") == "grid" for spec in grids)
 
 
 def distinct_rows(rows: Sequence[Row], task: FaceTask) -> list[Row]:
