@@ -6,6 +6,7 @@ Select with `-k "class_weights or smoothing or select_on"`."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 import datasets
@@ -58,25 +59,24 @@ def test_balanced_class_weights_are_inverse_frequencies_of_the_training_labels()
 def test_balanced_sampler_draws_every_class_equally_often_in_a_seeded_order(tmp_path):
     labels = [0] * 90 + [1] * 9 + [2] * 1
     train = datasets.Dataset.from_dict({"expression": labels})
-    weights = TaskObjective(sampler="balanced").sample_weights(EXPRESSION, train)
-    assert TaskObjective().sample_weights(EXPRESSION, train) is None
+    weights = TaskObjective(sampler="balanced").image_weights(EXPRESSION, train)
+    assert TaskObjective().image_weights(EXPRESSION, train) is None
+    assert protocol.epoch_sampler(EXPRESSION, train, 0) is None  # plain shuffling: the Trainer's own
 
     def drawn(seed: int) -> np.ndarray:
-        args = training_arguments(tmp_path, data_seed=seed, use_cpu=True, eval_strategy="no",
-                                  load_best_model_at_end=False)
-        trainer = ETFuserTrainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=train,
-                                 train_sample_weights=weights)
-        sampler = trainer._get_train_sampler()
+        balanced = dataclasses.replace(EXPRESSION, objective=TaskObjective(sampler="balanced"))
+        sampler = protocol.epoch_sampler(balanced, train, seed)
+        trainer = ETFuserTrainer(model=torch.nn.Linear(1, 1), train_dataset=train, train_sampler=sampler,
+                                 args=training_arguments(tmp_path, use_cpu=True, eval_strategy="no",
+                                                         load_best_model_at_end=False))
+        assert trainer._get_train_sampler() is sampler
         return np.concatenate([np.asarray(labels)[list(sampler)] for _ in range(60)])
 
+    np.testing.assert_allclose(weights, 1 / (3 * np.bincount(labels)[labels]))
     counts = np.bincount(drawn(0), minlength=3) / (60 * len(labels))
     np.testing.assert_allclose(counts, [1 / 3] * 3, atol=0.03)
     np.testing.assert_array_equal(drawn(0), drawn(0))
     assert not np.array_equal(drawn(0), drawn(1))
-    with pytest.raises(ValueError, match="train_sample_weights: one weight per training example"):
-        ETFuserTrainer(model=torch.nn.Linear(1, 1), train_dataset=train, train_sample_weights=weights[:5],
-                       args=training_arguments(tmp_path, use_cpu=True, eval_strategy="no",
-                                               load_best_model_at_end=False))
 
 
 def test_options_for_every_task_apply_where_they_fit():
@@ -139,7 +139,7 @@ def test_objective_reaches_every_rows_model_and_trainer_and_the_run_folder(tmp_p
     train_model = protocol.train_model
 
     def recording_train_model(name, description, model, train, *args, **kwargs):
-        seen.append((name, model, train, kwargs["select_on"], kwargs["train_sample_weights"]))
+        seen.append((name, model, train, kwargs["select_on"], kwargs["train_sampler"]))
         return train_model(name, description, model, train, *args, **kwargs)
 
     monkeypatch.setattr(protocol, "train_model", recording_train_model)
@@ -150,13 +150,14 @@ def test_objective_reaches_every_rows_model_and_trainer_and_the_run_folder(tmp_p
                     "--label-smoothing", "0.1", "--sampler", "balanced", "--select-on", "macro_f1",
                     "--output-dir", str(output)])
     assert {name for name, *_ in seen} >= {"canonical", "et-fuser", "concat-mlp"}
-    for name, model, train, select_on, weights in seen:
+    for name, model, train, select_on, sampler in seen:
         (task,) = resolve_tasks(["expression"], synthetic=True)
         expected = balanced_class_weights(task, train, model.config.num_labels)
         assert model.config.class_weights == pytest.approx(expected), name
         assert model.config.label_smoothing == 0.1 and select_on == "macro_f1"
         labels = np.asarray(train["expression"])
-        np.testing.assert_allclose(weights, 1 / (len(np.unique(labels)) * np.bincount(labels)[labels]))
+        inverse_counts = 1 / np.bincount(labels)[labels]  # each class drawn equally often
+        np.testing.assert_allclose(sampler.weights, inverse_counts / inverse_counts.sum())
     record = json.loads((output / "metrics.json").read_text())["protocol"]["objective"]["expression"]
     assert record == summary["protocol"]["objective"]["expression"] == {
         "class_weights": "balanced", "label_smoothing": 0.1, "sampler": "balanced", "select_on": "macro_f1"}

@@ -11,10 +11,9 @@ import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.data.face_crops import face_crops
-from etfuser_hf.data.synthetic_faces import EXPRESSIONS, make_synthetic_faces
+from etfuser_hf.data.synthetic_faces import EXPRESSIONS
 from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
-from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.crop_geometry import crop_affines, crop_geometry_of, cut_crops
 from etfuser_hf.priors.crop_plan import (
     READS_68_LANDMARKS,
@@ -27,34 +26,7 @@ from etfuser_hf.data.face_crops import landmark_labels_in_frame, landmarks_in_cr
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.distillation import CanonicalTeacher, Distillation
 from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column
-
-PRIORS = ("face_recognition", "face_landmarks", "age")
-SIZE = 112
-
-
-@pytest.fixture(scope="module")
-def prior_dirs():
-    return ensure_face_priors(names=PRIORS + ("expression", "mtcnn"))
-
-
-@pytest.fixture(scope="module")
-def model(prior_dirs):
-    """ET-Fuser over three real priors with the real FER net as canonical model (its crop: fer's box)."""
-    torch.manual_seed(0)
-    return ETFuserForImageClassification.from_priors_pretrained(
-        priors={name: prior_dirs[name] for name in PRIORS}, backbone=prior_dirs["expression"], image_size=SIZE,
-        fusion_mode="add_to_pooled", hidden_size=32, num_attention_heads=4, intermediate_size=64,
-        num_labels=7).eval()
-
-
-@pytest.fixture(scope="module")
-def faces():
-    return make_synthetic_faces(4, SIZE, seed=3)
-
-
-@pytest.fixture(scope="module")
-def processor():
-    return ETFuserImageProcessor(size={"height": SIZE, "width": SIZE})
+from crop_fixtures import PRIORS, SIZE, faces, model, prior_dirs, processor  # noqa: F401 (fixtures)
 
 
 def rows_of(faces) -> list[dict]:

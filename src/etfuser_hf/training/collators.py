@@ -12,6 +12,7 @@ import datasets
 import numpy as np
 import torch
 
+from ..data.augmentation import AugmentPolicy, augment_face, mix_batch
 from ..data.face_crops import face_crops, landmark_labels_in_frame
 from ..data.image_decoding import BadImage, decode_encoded
 from ..models.image_processing_etfuser import ETFuserImageProcessor
@@ -58,10 +59,18 @@ class FaceCollator:
     # (`CropPlan.label_frame`).
     crop_plan: CropPlan | None = None
     geometry_column: str | None = None
+    # Online augmentation (training batches only): each row's image and its `point_columns` ((K, 2) in [0, 1]: the
+    # faces' landmarks, a landmarks task's labels) augmented alike before anything else, so that every network's
+    # crop is placed on the augmented face; mixup / CutMix then mix the batch's pixels and class targets.
+    augmentation: AugmentPolicy | None = None
+    point_columns: tuple[str, ...] = ()
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if self.include_pixel_values:
             rows = decoded_rows(rows, self.image_column)
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item())) if self.augmentation else None
+        if self.augmentation is not None:  # seeded from torch's generator: the Trainer seeds it per run and worker
+            rows = self.augmented_rows(rows, rng)
         batch: dict[str, Any] = self.label_batch(rows)
         cached = self.cached_columns(rows[0])
         size = (self.processor.size["height"], self.processor.size["width"])
@@ -74,6 +83,8 @@ class FaceCollator:
             crops = face_crops(landmarks, self.crop_plan, size, skip=cached) if self.reads_geometry else {}
             if crops:
                 batch["prior_crops"] = crops
+        if self.augmentation is not None and self.augmentation.mixes_rows:
+            batch["pixel_values"], batch["labels"] = self.mixed(batch["pixel_values"], batch["labels"], rng)
         if self.include_landmarks:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
         if cached:
@@ -82,6 +93,28 @@ class FaceCollator:
                 for name, key in cached.items()
             }
         return batch
+
+    def augmented_rows(self, rows: list[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:
+        """`rows` with each image and its point columns augmented by one draw of the policy."""
+        size = (self.processor.size["height"], self.processor.size["width"])
+        augmented = []
+        for row in rows:
+            image = row[self.image_column]
+            pixels = rgb_array(image, *size) if isinstance(image, bytes) else np.asarray(image.convert("RGB"))
+            points = {name: np.asarray(row[name], np.float64) for name in self.point_columns}
+            pixels, moved = augment_face(pixels, points, self.augmentation.sample(rng, pixels.shape[:2]))
+            augmented.append({**row, self.image_column: pixels, **moved})
+        return augmented
+
+    def mixed(self, pixel_values: torch.Tensor, labels: torch.Tensor, rng: np.random.Generator
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mixup / CutMix of a single-label batch: the labels become (batch, num_labels) class probabilities, which
+        the model's loss takes as soft targets."""
+        if self.problem_type != "single_label_classification":
+            raise ValueError(f"augmentation: mixup and CutMix mix class labels; a {self.problem_type} task cannot "
+                             f"take them (use a level without them).")
+        targets = torch.nn.functional.one_hot(labels, self.num_labels).float()
+        return mix_batch(pixel_values, targets, self.augmentation, rng)
 
     @property
     def reads_crops(self) -> bool:
@@ -106,6 +139,10 @@ class FaceCollator:
         """`dataset` narrowed to the columns this collator reads, its arrays (cached features, landmarks) served as
         numpy: the same rows and values, but fetching a batch no longer formats every other view's cached grids
         into nested Python lists (a third of a training run's time with grid tokens cached for three tasks)."""
+        if dataset.format["type"] == "custom":
+            raise ValueError("dataset: has a transform (set_transform / with_transform), which the collator's view "
+                             "would replace; bake it in with dataset.map(...) or use --augment, whose augmentation "
+                             "the priors see too.")
         label_columns = self.label_columns()
         arrays = list(self.cached_columns(dataset.column_names).values())
         arrays += [column for column in label_columns

@@ -68,6 +68,7 @@ from .run_writer import write_run_folder
 from .splits import synthetic_splits, user_splits
 from .task_tables import reading, task_table
 from .tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS, FaceTask, resolve_tasks, task_priors
+from .views import add_augmentation_arguments, parse_augmentation, render_views
 
 
 def build_parser(prog: str | None = None, description: str | None = __doc__) -> argparse.ArgumentParser:
@@ -150,6 +151,7 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
                        help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (the first task's "
                             "is added) against a single-task ET-Fuser per column (first seed)")
     add_objective_arguments(parser)
+    add_augmentation_arguments(parser)
     output = parser.add_argument_group("output")
     output.add_argument("--output-dir", type=Path, default=Path("runs/etfuser-synthetic"))
     output.add_argument("--overwrite", action="store_true",
@@ -188,6 +190,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
         parser.error("--recipe and --learning-rate: the recipe sets each row's rate; pass one of them.")
     try:
         args.objectives = parse_objective_arguments(args)
+        args.augmentation = parse_augmentation(args)
     except ValueError as error:
         parser.error(str(error))
     if args.dataloader_workers < 0:
@@ -290,6 +293,9 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
     # the synthetic faces' known landmarks place each network's crop (issue 33 brings an alignment step for datasets)
     geometry_column = "landmarks" if args.dataset is None else None
+    if args.augmentation.renders_views:  # before the caches: each view's priors are cached from that view
+        points = [geometry_column] * bool(geometry_column) + [t.column for t in tasks if t.problem_type == "landmarks"]
+        splits["train"] = render_views(splits["train"], args.augmentation, "image", list(dict.fromkeys(points)))
     if not args.no_cache:
         splits, undecodable = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size,
                                                    prior_features, geometry_column)
@@ -306,7 +312,8 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
         dict(num_train_epochs=args.epochs, max_steps=args.max_steps, per_device_train_batch_size=args.batch_per_process,
              dataloader_num_workers=args.dataloader_workers, **accelerator_arguments(args), disable_tqdm=True),
         args.early_stopping or None, label_names, args.lora_rank if args.lora else None,
-        args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None, geometry_column)
+        args.resume_from_checkpoint == "latest", args.num_train if args.resample_train else None, geometry_column,
+        args.augmentation)
     return tasks, context, split_record
 
 
@@ -413,6 +420,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
                                 "row_learning_rates": {task.name: dict(task.row_learning_rates) for task in tasks},
                                 "early_stopping": args.early_stopping},
                      "objective": {task.name: task.objective.record() for task in tasks},
+                     "augmentation": args.augmentation.record(),
                      **({"recipe_file": recipe_record(args.recipe)} if args.recipe is not None else {})},
         **({"label_efficiency": efficiency} if efficiency else {}),
         **({"multitask": multitask} if multitask else {}),

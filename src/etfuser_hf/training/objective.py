@@ -87,12 +87,12 @@ class TaskObjective:
             overrides["label_smoothing"] = self.label_smoothing
         return overrides
 
-    def sample_weights(self, task: TaskFields, train: datasets.Dataset) -> np.ndarray | None:
-        """(len(train),) each training example's draw weight under the balanced sampler, 1 / (C * n_its_class)
-        with C the classes present; None with the Trainer's own shuffling."""
+    def image_weights(self, task: TaskFields, images: datasets.Dataset) -> np.ndarray | None:
+        """(len(images),) each training image's draw weight under the balanced sampler, 1 / (C * n_its_class) with
+        C the classes present (`images`: one row per image, whatever its views); None with plain shuffling."""
         if self.sampler != BALANCED:
             return None
-        labels = np.asarray(train[task.column], np.int64)
+        labels = np.asarray(images[task.column], np.int64)
         classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
         return 1.0 / (len(classes) * counts[inverse])
 

@@ -34,6 +34,7 @@ from .rows import MAIN_ROW, Row
 from .splits import draw_train
 from .tasks import FaceTask, canonical_source, task_priors
 from .trainer import RunResult, apply_lora, train_model
+from .views import VIEW_COLUMN, Augmentation, EpochSampler, first_view_rows, image_groups
 
 
 @dataclass
@@ -52,6 +53,7 @@ class ProtocolContext:
     resume: bool = False  # continue every run from its newest checkpoint, where it has one
     train_size: int | None = None  # --resample-train: images each seed draws from splits["train"], the pool
     geometry_column: str | None = None  # the faces' (68, 2) landmarks in [0, 1]: each network reads its own crop
+    augmentation: Augmentation = Augmentation()  # the training split's (views already rendered into it, or online)
 
     def train_split(self, seed: int) -> datasets.Dataset:
         """The training images of a run with model seed `seed`: the training split, or (`train_size`) the seed's own
@@ -60,15 +62,29 @@ class ProtocolContext:
             return self.splits["train"]
         return draw_train(self.splits["train"], self.train_size, seed)
 
-    def collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None) -> FaceCollator:
+    def collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None,
+                 training: bool = False) -> FaceCollator | None:
         """Batches for `model`, whose priors are read as `prior_feature` says (`recipe.build_task_model`), its pixels
-        from the splits' decoded `PIXEL_COLUMN` where `image_cache` made one."""
+        from the splits' decoded `PIXEL_COLUMN` where `image_cache` made one. `training`: the training split's own
+        collator where it differs (online augmentation: fresh pixels every batch, so the priors run in the forward
+        on them instead of being read from the cache), else None."""
         config = model.config
+        online = training and self.augmentation.online
+        if training and not online:
+            return None
         image_column = PIXEL_COLUMN if PIXEL_COLUMN in self.splits["train"].column_names else "image"
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
-                            image_column=image_column, use_cached_features=config.fusion_properties.runs_priors,
-                            include_pixel_values=config.backbone is not None, problem_type=task.problem_type,
-                            feature_view=feature_view(prior_feature), **self.crop_options(model))
+                            image_column=image_column,
+                            use_cached_features=config.fusion_properties.runs_priors and not online,
+                            include_pixel_values=config.backbone is not None or online,
+                            problem_type=task.problem_type, feature_view=feature_view(prior_feature),
+                            augmentation=self.augmentation.policy_for(task.problem_type) if online else None,
+                            point_columns=self.point_columns(task) if online else (), **self.crop_options(model))
+
+    def point_columns(self, task: FaceTask) -> tuple[str, ...]:
+        """The columns an augmentation moves with the pixels: the faces' landmarks and a landmarks task's labels."""
+        columns = [self.geometry_column] if self.geometry_column else []
+        return tuple(dict.fromkeys(columns + ([task.column] if task.problem_type == "landmarks" else [])))
 
     def crop_options(self, model: Any) -> dict[str, Any]:
         """The collator options that give each of `model`'s networks its own crop of the face, where the splits say
@@ -159,7 +175,8 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
         row.name, row.description, trained, train, context.splits["validation"], collator, checkpoints,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
         test_dataset=context.splits["test"] if evaluate_test else None, teacher=teacher, metric_names=task.metrics,
-        select_on=task.selection_metric, train_sample_weights=task.objective.sample_weights(task, train), **arguments)
+        select_on=task.selection_metric, train_sampler=epoch_sampler(task, train, seed),
+        train_collator=context.collator(task, model, recipe.get("prior_feature"), training=True), **arguments)
     result.params = count_parameters(model)
     result.learning_rate = arguments["learning_rate"]
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
@@ -171,6 +188,15 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     if keep_model is not None:
         keep_model(model)
     return result
+
+
+def epoch_sampler(task: FaceTask, train: datasets.Dataset, seed: int) -> EpochSampler | None:
+    """The order a run draws its training rows in: one view per image per epoch where views were rendered, each class
+    equally often under a balanced sampler (`objective.TaskObjective.image_weights`); None: the Trainer's own."""
+    weights = task.objective.image_weights(task, train.select(first_view_rows(train)))
+    if weights is None and VIEW_COLUMN not in train.column_names:
+        return None
+    return EpochSampler(image_groups(train), seed, weights)
 
 
 def canonical_teacher(task: FaceTask, context: ProtocolContext, model: Any, setting: Distillation) -> CanonicalTeacher:

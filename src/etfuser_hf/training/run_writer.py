@@ -32,6 +32,13 @@ def render_protocol_markdown(protocol: Mapping[str, Any]) -> str:
                   if describe_objective(record)]
     if objectives:
         lines += [f"Objective, the same for every row of a task: {'; '.join(objectives)}.", ""]
+    augmentation = protocol.get("augmentation") or {}
+    if augmentation.get("level", "none") != "none":
+        how = (f"{augmentation['views']} cached views per training image (the image, its mirror and random views, "
+               f"seed {augmentation['seed']})" if augmentation.get("views") else
+               "a fresh draw every batch, the priors run on it")
+        lines += [f"Augmentation of the training split: **{augmentation['level']}**, {how}; every network reads the "
+                  f"same augmented face.", ""]
     for table in protocol["tasks"].values():
         lines += [render_task_table(table)]
     lines += ["Reading:", ""] + [f"- {sentence}" for sentence in protocol.get("reading", [])]

@@ -105,28 +105,33 @@ class ETFuserTrainer(Trainer):
     prepared computes in this Trainer's precision, not in that one's (`release_autocast`)."""
 
     def __init__(self, *args: Any, teacher: nn.Module | None = None,
-                 train_sample_weights: Sequence[float] | None = None, **kwargs: Any):
+                 train_sampler: torch.utils.data.Sampler | None = None, train_collator: Callable | None = None,
+                 **kwargs: Any):
         model = kwargs.get("model", args[0] if args else None)
         if model is not None:
             release_autocast(model)
         super().__init__(*args, **kwargs)
         refuse_loss_bypass(self.args, self.compute_loss_func)
         self.teacher = teacher
-        self.train_sample_weights = None if train_sample_weights is None else torch.as_tensor(
-            np.asarray(train_sample_weights, np.float64))
-        if self.train_sample_weights is not None and len(self.train_sample_weights) != len(self.train_dataset):
-            raise ValueError(f"train_sample_weights: one weight per training example expected "
-                             f"({len(self.train_dataset)}), got {len(self.train_sample_weights)}.")
+        self.train_sampler, self.train_collator = train_sampler, train_collator
 
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
-        """With `train_sample_weights` (a class-balanced sampler, `objective.TaskObjective.sample_weights`): one
-        epoch draws as many examples as the split holds, with replacement, each in proportion to its weight, in an
-        order fixed by the run's data seed; otherwise the Trainer's own shuffling."""
-        if self.train_sample_weights is None:
+        """`train_sampler` where given (`views.EpochSampler`: one view per image per epoch, or class-balanced
+        draws), else the Trainer's own shuffling."""
+        if self.train_sampler is None:
             return super()._get_train_sampler(train_dataset)
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        return torch.utils.data.WeightedRandomSampler(self.train_sample_weights, len(self.train_sample_weights),
-                                                      replacement=True, generator=torch.Generator().manual_seed(seed))
+        return self.train_sampler
+
+    def get_train_dataloader(self):
+        """Batches of the training split through `train_collator` where given (online augmentation: training batches
+        are augmented, evaluation batches never)."""
+        if self.train_collator is None:
+            return super().get_train_dataloader()
+        evaluation, self.data_collator = self.data_collator, self.train_collator
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = evaluation
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
@@ -223,14 +228,15 @@ def apply_lora(model: ETFuserPreTrainedModel, rank: int = 8):
 def _fit(model: nn.Module, train_dataset: datasets.Dataset, eval_dataset: datasets.Dataset, collator: FaceCollator,
          output_dir: str | os.PathLike, compute_metrics: Callable, early_stopping_patience: int | None,
          resume_from_checkpoint: str | bool | None, teacher: nn.Module | None = None,
-         train_sample_weights: Sequence[float] | None = None, **argument_overrides: Any):
+         train_sampler: torch.utils.data.Sampler | None = None, train_collator: FaceCollator | None = None,
+         **argument_overrides: Any):
     """One Trainer run: (trainer, the selected checkpoint's `eval_*` metrics on `eval_dataset`, training seconds)."""
     args = training_arguments(output_dir, **argument_overrides)
     callbacks = [GateMagnitudeCallback()]
     callbacks += [EarlyStoppingCallback(early_stopping_patience)] if early_stopping_patience else []
     trainer = ETFuserTrainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                              data_collator=collator, compute_metrics=compute_metrics, callbacks=callbacks,
-                             teacher=teacher, train_sample_weights=train_sample_weights)
+                             teacher=teacher, train_sampler=train_sampler, train_collator=train_collator)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume_from_checkpoint)
     seconds = time.perf_counter() - start
@@ -263,12 +269,14 @@ def train_model(
     teacher: nn.Module | None = None,
     metric_names: Sequence[str] | None = None,
     select_on: str | None = None,
-    train_sample_weights: Sequence[float] | None = None,
+    train_sampler: torch.utils.data.Sampler | None = None,
+    train_collator: FaceCollator | None = None,
     **argument_overrides: Any,
 ) -> tuple[RunResult, Trainer]:
     """Fine-tunes `model` with the Trainer (one run). Early stopping and the best checkpoint read `eval_dataset` (the
     validation split) only, by `select_on` (default: the first of `metric_names`, default the problem type's,
-    `DEFAULT_METRICS`); `train_sample_weights` replaces the Trainer's shuffling by weighted draws (`ETFuserTrainer`);
+    `DEFAULT_METRICS`); `train_sampler` replaces the Trainer's shuffling (`views.EpochSampler`) and `train_collator`
+    batches the training split (online augmentation);
     `test_dataset`, when given, is predicted once, at the end, with the selected checkpoint, and is what the result
     reports (`result.split == "test"`): every metric of `metric_names`, and the headline's per-example scores for
     the paired tests. `teacher` adds its distillation term in training. Every split is read through
@@ -277,7 +285,7 @@ def train_model(
     keys = tuple(metric_names or DEFAULT_METRICS[problem_type])
     config = getattr(model, "config", None)
     interocular = tuple(getattr(config, "interocular_indices", None) or (36, 45))
-    train_dataset, eval_dataset = collator.view(train_dataset), collator.view(eval_dataset)
+    train_dataset, eval_dataset = (train_collator or collator).view(train_dataset), collator.view(eval_dataset)
     test_dataset = collator.view(test_dataset) if test_dataset is not None else None
     classes = collator.num_labels if problem_type in CLASS_PROBLEM_TYPES else None
     compute_metrics = make_compute_metrics(problem_type, classes, interocular)
@@ -285,8 +293,8 @@ def train_model(
     selection = {"metric_for_best_model": selected, "greater_is_better": GREATER_IS_BETTER[selected]}
     keys = tuple(dict.fromkeys(keys + (selected,)))
     trainer, validation, seconds = _fit(model, train_dataset, eval_dataset, collator, output_dir, compute_metrics,
-                                        early_stopping_patience, resume_from_checkpoint, teacher, train_sample_weights,
-                                        **{**selection, **argument_overrides})
+                                        early_stopping_patience, resume_from_checkpoint, teacher, train_sampler,
+                                        train_collator, **{**selection, **argument_overrides})
     reported = trainer.predict(test_dataset if test_dataset is not None else eval_dataset)
     outputs = reported.predictions[0] if isinstance(reported.predictions, tuple) else reported.predictions
 
