@@ -20,6 +20,14 @@ model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each agains
 task with a spatial setting (`FaceTask.spatial`, chosen on validation) also times ET-Fuser over it ("spatial
 (task's)"): what the main job's spatial rows train. A FLOPs row per variant counts one step's forward and backward
 operations (matmuls and convolutions): the ratio no faster kernel can go below. Goal: <= 1.10.
+
+    python benchmarks/training_cost.py --augment standard --views 4   # + augmented training, both modes
+
+`--augment` (issue 34) renders `--views` K views per training image and caches their priors (the one-off cost is
+printed), times every epoch on the views (one view per image per epoch: `views.EpochSampler`, so an epoch still
+holds `--num-images` images), and adds "online" rows: canonical and ET-Fuser trained on a fresh augmented draw every
+batch, the frozen priors running in ET-Fuser's forward; their ratio, and the priors' share of ET-Fuser's online step
+(online minus cached, over online).
 """
 
 from __future__ import annotations
@@ -28,13 +36,16 @@ import argparse
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 
+from etfuser_hf.data.augmentation import LEVELS
 from etfuser_hf.models.image_processing_etfuser import ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+from etfuser_hf.priors.crop_plan import CropPlan
 from etfuser_hf.priors.fetch import default_cache_dir
 from etfuser_hf.training.collators import FaceCollator
 from etfuser_hf.training.feature_cache import feature_view
@@ -44,6 +55,7 @@ from etfuser_hf.training.recipe import build_task_model
 from etfuser_hf.training.splits import synthetic_splits
 from etfuser_hf.training.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
 from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
+from etfuser_hf.training.views import Augmentation, EpochSampler, image_groups, render_views
 
 
 class StepClock(TrainerCallback):
@@ -61,7 +73,7 @@ class StepClock(TrainerCallback):
         self._last = now
 
 
-def epoch_seconds(model, data, collator, batch_size: int, precision: str) -> tuple[float, float]:
+def epoch_seconds(model, data, collator, batch_size: int, precision: str, sampler=None) -> tuple[float, float]:
     """(wall, CPU) seconds of one training epoch with the main job's Trainer in `precision`: the median step
     (`StepClock`) times the steps of an epoch (no evaluation, no checkpoint, no fixed costs of the Trainer)."""
     clock = StepClock()
@@ -72,7 +84,7 @@ def epoch_seconds(model, data, collator, batch_size: int, precision: str) -> tup
                                        **precision_arguments(precision))
         # the main job's view of the split: only the columns this model reads (train_model does the same)
         trainer = ETFuserTrainer(model=model, args=arguments, train_dataset=collator.view(data), data_collator=collator,
-                                 callbacks=[clock])
+                                 callbacks=[clock], train_sampler=sampler)
         trainer.train()
     if not clock.steps:
         raise ValueError(f"--num-images: an epoch needs at least 2 batches of --batch-size {batch_size} to time a step")
@@ -105,6 +117,8 @@ def main() -> None:
                         help="with --grid-sizes: also fusion_mode=canonical_tokens (the canonical model's G x G tokens)")
     parser.add_argument("--precision", nargs="+", default=["auto"], choices=PRECISIONS,
                         help="time every epoch in each of these (auto: the main job's default on this machine)")
+    parser.add_argument("--augment", default="none", choices=LEVELS, help="also time augmented training at this level")
+    parser.add_argument("--views", type=int, default=4, help="with --augment: cached views per training image")
     args = parser.parse_args()
     precisions = list(dict.fromkeys(resolve_precision(precision) for precision in args.precision))
     # variant -> (how the priors are read, ETFuserConfig overrides beyond the task's fusion)
@@ -122,7 +136,19 @@ def main() -> None:
     spatial = {name: SYNTHETIC_TASKS[name].spatial for name in args.tasks if SYNTHETIC_TASKS[name].spatial}
     views = [prior_feature for prior_feature, _ in variants.values() if prior_feature]
     views += [setting["prior_feature"] for setting in spatial.values()]
-    train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112, views)[0]["train"]
+    augmentation = Augmentation(args.augment, "views", args.views, seed=99)
+    sampler = None
+    if args.augment != "none":
+        start = time.perf_counter()
+        splits["train"] = render_views(splits["train"], augmentation, "image", ["landmarks"])
+        rendered = time.perf_counter() - start
+        with tempfile.TemporaryDirectory() as cache:  # a cold cache: the one-off cost of the views' prior features
+            cache_prior_features(splits, prior_dirs, processor, Path(cache), 112, views, "landmarks")
+        print(f"one-off: {args.views} views per image rendered in {rendered:.1f} s, their prior features cached in "
+              f"{time.perf_counter() - start - rendered:.1f} s ({args.num_images} images)")
+        sampler = EpochSampler(image_groups(splits["train"]), seed=0)
+    train = cache_prior_features(splits, prior_dirs, processor, default_cache_dir(), 112, views,
+                                 "landmarks" if args.augment != "none" else None)[0]["train"]
     print(f"{args.num_images} SYNTHETIC images, batch {args.batch_size}, torch threads {torch.get_num_threads()}; "
           f"prior features cached (the frozen priors do not run in either epoch); precision {', '.join(precisions)}")
     print(f"{'task':10s} {'variant':22s} {'prec.':5s} {'clock':5s} {'canonical':>12s} {'canonical + ET-Fuser':>22s} "
@@ -142,16 +168,31 @@ def main() -> None:
                                             **{**task.fusion, **overrides})
             collators[mode] = FaceCollator(processor, task.column, len(labels or ()), problem_type=task.problem_type,
                                            feature_view=feature_view(prior_feature))
+        if args.augment != "none":  # a fresh draw every batch; the priors run in ET-Fuser's forward
+            online = dict(point_columns=("landmarks",), augmentation=augmentation.policy_for(task.problem_type),
+                          geometry_column="landmarks", use_cached_features=False, problem_type=task.problem_type)
+            for mode, model in (("online canonical", models["canonical"]), ("online", models["et-fuser"])):
+                models[mode] = model
+                collators[mode] = FaceCollator(processor, task.column, len(labels or ()),
+                                               crop_plan=CropPlan.for_model(model), **online)
         timings: dict[tuple[str, str], list[tuple[float, float]]] = {
             (mode, precision): [] for mode in models for precision in precisions}
         for _ in range(args.repeats):
             for mode, model in models.items():
                 for precision in precisions:
                     timings[mode, precision].append(
-                        epoch_seconds(model, train, collators[mode], args.batch_size, precision))
+                        epoch_seconds(model, train, collators[mode], args.batch_size, precision, sampler))
         trainable = {mode: sum(p.numel() for p in model.parameters() if p.requires_grad) for mode, model in models.items()}
-        flops = {mode: step_flops(model, train, collators[mode], args.batch_size) for mode, model in models.items()}
+        flops = {mode: step_flops(model, train, collators[mode], args.batch_size) for mode, model in models.items()
+                 if not mode.startswith("online")}
         fastest = {key: [min(run[column] for run in runs) for column in (0, 1)] for key, runs in timings.items()}
+        if args.augment != "none":
+            for precision in precisions:
+                canonical, fused = fastest["online canonical", precision][0], fastest["online", precision][0]
+                cached = fastest["et-fuser", precision][0]
+                print(f"{name:10s} {'online (priors run)':22s} {precision:5s} {'wall':5s} {canonical:10.2f} s "
+                      f"{fused:20.2f} s {fused / canonical:7.3f}   priors' share of the online step "
+                      f"{(fused - cached) / fused:.2f}")
         for mode in task_variants:
             for precision in precisions:
                 for clock, column in (("wall", 0), ("CPU", 1)):

@@ -63,15 +63,11 @@ class ProtocolContext:
         return draw_train(self.splits["train"], self.train_size, seed)
 
     def collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None,
-                 training: bool = False) -> FaceCollator | None:
+                 online: bool = False) -> FaceCollator:
         """Batches for `model`, whose priors are read as `prior_feature` says (`recipe.build_task_model`), its pixels
-        from the splits' decoded `PIXEL_COLUMN` where `image_cache` made one. `training`: the training split's own
-        collator where it differs (online augmentation: fresh pixels every batch, so the priors run in the forward
-        on them instead of being read from the cache), else None."""
+        from the splits' decoded `PIXEL_COLUMN` where `image_cache` made one. `online`: augmented by the run's policy
+        every batch, so the priors run in the forward on those pixels instead of being read from the cache."""
         config = model.config
-        online = training and self.augmentation.online
-        if training and not online:
-            return None
         image_column = PIXEL_COLUMN if PIXEL_COLUMN in self.splits["train"].column_names else "image"
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
                             image_column=image_column,
@@ -80,6 +76,11 @@ class ProtocolContext:
                             problem_type=task.problem_type, feature_view=feature_view(prior_feature),
                             augmentation=self.augmentation.policy_for(task.problem_type) if online else None,
                             point_columns=self.point_columns(task) if online else (), **self.crop_options(model))
+
+    def training_collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None
+                          ) -> FaceCollator | None:
+        """The training split's own collator where it differs from `collator` (online augmentation), else None."""
+        return self.collator(task, model, prior_feature, online=True) if self.augmentation.online else None
 
     def point_columns(self, task: FaceTask) -> tuple[str, ...]:
         """The columns an augmentation moves with the pixels: the faces' landmarks and a landmarks task's labels."""
@@ -176,7 +177,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
         test_dataset=context.splits["test"] if evaluate_test else None, teacher=teacher, metric_names=task.metrics,
         select_on=task.selection_metric, train_sampler=epoch_sampler(task, train, seed),
-        train_collator=context.collator(task, model, recipe.get("prior_feature"), training=True), **arguments)
+        train_collator=context.training_collator(task, model, recipe.get("prior_feature")), **arguments)
     result.params = count_parameters(model)
     result.learning_rate = arguments["learning_rate"]
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
@@ -193,9 +194,10 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
 def epoch_sampler(task: FaceTask, train: datasets.Dataset, seed: int) -> EpochSampler | None:
     """The order a run draws its training rows in: one view per image per epoch where views were rendered, each class
     equally often under a balanced sampler (`objective.TaskObjective.image_weights`); None: the Trainer's own."""
-    weights = task.objective.image_weights(task, train.select(first_view_rows(train)))
-    if weights is None and VIEW_COLUMN not in train.column_names:
+    balanced = task.objective.sampler != "shuffle"
+    if not balanced and VIEW_COLUMN not in getattr(train, "column_names", ()):  # tests hand a bare stand-in
         return None
+    weights = task.objective.image_weights(task, train.select(first_view_rows(train))) if balanced else None
     return EpochSampler(image_groups(train), seed, weights)
 
 
