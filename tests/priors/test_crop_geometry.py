@@ -391,3 +391,31 @@ def test_crop_geometry_bad_boxes_sizes_and_affines_are_refused():
         cut_crops(torch.zeros(1, 3, 8, 8), np.zeros((1, 3, 3)), 4)
     with pytest.raises(ValueError, match="image_index: needed"):
         cut_crops(torch.zeros(1, 3, 8, 8), np.tile(np.eye(2, 3), (2, 1, 1)), 4)
+
+
+def test_a_prior_without_its_own_geometry_reads_the_whole_arcface_crop_at_its_own_size():
+    """HF priors record no geometry and get the ArcFace template crop, whose template is 112 px; cut at their own
+    input size (ViT 32, CLIP 24 here) the affine is scaled to it (CropPlan.cut_sizes), so the whole aligned face
+    reaches them: the forward's crop equals the 112 px `align_faces` crop shrunk to that size, not its corner."""
+    from conftest import tiny_etfuser_config
+
+    from etfuser_hf import ETFuserForImageClassification
+    from etfuser_hf.models.encoders import cut_encoder_crops
+    from etfuser_hf.priors.crop_geometry import arcface_template_affines
+    from etfuser_hf.priors.crop_plan import CropPlan, FaceGeometry
+
+    image = data.astronaut()
+    points = np.array([[[203.75, 100.68], [246.99, 103.53], [224.15, 128.8], [202.1, 139.64], [244.52, 142.07]]])
+    faces = FaceGeometry.from_detections(np.array([[178.03, 59.83, 266.43, 172.87]]), points, image.shape[:2])
+    canonical = cut_crops(as_batch(image), faces.canonical, 320)  # what analyze feeds the model
+    plan = CropPlan.for_model(ETFuserForImageClassification(tiny_etfuser_config()))
+    crops = plan.prior_crops(faces, None)
+    (aligned,) = align_faces([image], [points.astype(np.float32)], 112)
+    for name, size in (("vit", 32), ("clip", 24), ("backbone", 32)):
+        assert plan.geometries[name] == DEFAULT_CROP_GEOMETRY and plan.cut_sizes[name] == (size, size)
+        ours = as_image(cut_encoder_crops(canonical, torch.from_numpy(crops[name]), (size, size))[0])
+        expected = np.asarray(Image.fromarray(aligned[0]).resize((size, size), Image.Resampling.BOX), np.float32)
+        corner = faces.in_canonical(arcface_template_affines(points))  # the 112 px frame cut at `size`: its corner
+        unscaled = as_image(cut_encoder_crops(canonical, torch.from_numpy(corner), (size, size))[0])
+        error, corner_error = np.abs(ours - expected).mean(), np.abs(unscaled - expected).mean()
+        assert error < 6 and corner_error > 5 * error, (name, error, corner_error)
