@@ -24,11 +24,14 @@ def test_faceapi_inputs_are_written_where_the_tests_read_them():
     assert module.FIXTURES == REPO_ROOT / "tests" / "priors" / "fixtures" / "faceapi"
     for size in module.SIZES:
         assert (module.FIXTURES / f"inputs_{size}.npy").is_file()
+    assert module.CROPS == module.FIXTURES / "crops.npz" and module.CROPS.is_file()
 
 
 def test_fer_reference_is_written_where_the_tests_read_it():
     assert load_script("fer_reference").FIXTURE == REPO_ROOT / "tests" / "priors" / "fixtures" / "fer" / "reference.npz"
     assert load_script("fer_reference").FIXTURE.is_file()
+    assert load_script("fer_reference").CROPS == REPO_ROOT / "tests" / "priors" / "fixtures" / "fer" / "crops.npz"
+    assert load_script("fer_reference").CROPS.is_file()
 
 
 def test_faceapi_reference_script_reads_and_writes_the_faceapi_fixtures():

@@ -20,7 +20,7 @@ The rules (the `CROP_GEOMETRY_NAMES` of `configuration_face_priors`, read from t
 - `"faceapi_box"`: face-api's landmark-net input (npm `@vladmandic/face-api` 1.7.15): the detector's box clipped at
   the image borders and floored (`Box.clipAtImageBorders`), zero-padded to a centred square (`padToSquare`) and
   resized with TF.js `resizeBilinear` (no half-pixel centres) to 112 (`NetInput.toBatchTensor`).
-- `"faceapi_aligned_box"`: face-api's recognition-net input: the square `FaceLandmarks.alignDlib()` derives from the
+- `"faceapi_aligned_box"`: face-api's recognition-net input: the box `FaceLandmarks.alignDlib()` derives from the
   68 landmarks (`ComputeFaceDescriptorsTasks` asks for `useDlibAlignment`), then the same clip/pad/resize to 150.
 - `"fer_box"`: `fer` 25.10.3 `FER.detect_emotions`: the detector's (x, y, w, h) box made square (`tosquare`), grown
   by fixed pixel `offsets` (10, 10) (`__apply_offsets`), cut from the grey image padded by 40 px, `cv2.resize` to 64.
@@ -180,10 +180,16 @@ def faceapi_box_affines(boxes: np.ndarray, size: int = 112, image_sizes=None) ->
     return _faceapi_square_affines(*_faceapi_clip(boxes, _check_image_sizes(image_sizes, len(boxes))), size)
 
 
-def faceapi_aligned_boxes(landmarks: np.ndarray) -> np.ndarray:
-    """face-api's `FaceLandmarks.alignDlib()`: (N, 68, 2) landmarks in image pixels -> (N, 4) square boxes x1, y1,
-    x2, y2 (integers). Side: floor(mean distance from the mouth centre to the two eye centres / 0.45); the mean of the
-    left-eye, right-eye and mouth centres sits at (0.5, 0.43) of it, left/top clamped at 0 and floored."""
+def faceapi_aligned_boxes(landmarks: np.ndarray, boxes: np.ndarray | None = None, image_sizes=None) -> np.ndarray:
+    """face-api's `FaceLandmarks.alignDlib()`: (N, 68, 2) landmarks in image pixels -> (N, 4) boxes x1, y1, x2, y2
+    (integers). Side: floor(mean distance from the mouth centre to the two eye centres / 0.45); the mean of the
+    left-eye, right-eye and mouth centres sits at (0.5, 0.43) of it, left/top clamped at 0 and floored.
+
+    alignDlib's width is `min(side, w + x)` and its height `min(side, h + y)`, where (w, h) is the size of the face
+    tensor the landmarks were found on (the detector's `boxes` (N, 4), clipped at the image as face-api clips them:
+    `image_sizes`) and (x, y) the square's corner in the image: only a face whose square starts near the left or top
+    border gets a narrower box (face-api's recorded crops, tests/priors/fixtures/faceapi/crops.npz, show it). Without
+    `boxes` the box is the square."""
     points = _check_points(landmarks, (68,), "landmarks")
     centres = np.stack([points[:, 36:42].mean(1), points[:, 42:48].mean(1), points[:, 48:68].mean(1)], axis=1)
     eye_to_mouth = np.linalg.norm(centres[:, 2:3] - centres[:, :2], axis=-1).mean(-1)
@@ -191,14 +197,22 @@ def faceapi_aligned_boxes(landmarks: np.ndarray) -> np.ndarray:
     reference = centres.mean(1)
     x = np.floor(np.maximum(0, reference[:, 0] - FACEAPI_ALIGN_REL_X * side))
     y = np.floor(np.maximum(0, reference[:, 1] - FACEAPI_ALIGN_REL_Y * side))
-    # alignDlib's width is min(side, landmarks' image width + x): side itself for any face the detector box holds
-    return np.stack([x, y, x + side, y + side], axis=-1)
+    width, height = side, side
+    if boxes is not None:
+        boxes = _check_boxes(boxes)
+        if len(boxes) != len(points):
+            raise ValueError(f"boxes: expected one box per face ({len(points)}), got {len(boxes)}.")
+        _, _, face_width, face_height = _faceapi_clip(boxes, _check_image_sizes(image_sizes, len(boxes)))
+        width, height = np.minimum(side, face_width + x), np.minimum(side, face_height + y)
+    return np.stack([x, y, x + width, y + height], axis=-1)
 
 
-def faceapi_aligned_box_affines(landmarks: np.ndarray, size: int = 150, image_sizes=None) -> np.ndarray:
-    """face-api's recognition-net crop: (N, 68, 2) landmarks in image pixels -> (N, 2, 3); the alignDlib square
-    (`faceapi_aligned_boxes`), clipped, padded and resized as for the landmark net."""
-    return faceapi_box_affines(faceapi_aligned_boxes(landmarks), size, image_sizes)
+def faceapi_aligned_box_affines(landmarks: np.ndarray, size: int = 150, image_sizes=None,
+                                boxes: np.ndarray | None = None) -> np.ndarray:
+    """face-api's recognition-net crop: (N, 68, 2) landmarks in image pixels (and the detector's `boxes` (N, 4) they
+    were found in, see `faceapi_aligned_boxes`) -> (N, 2, 3); the alignDlib box, clipped, padded and resized as for
+    the landmark net."""
+    return faceapi_box_affines(faceapi_aligned_boxes(landmarks, boxes, image_sizes), size, image_sizes)
 
 
 def faceapi_landmarks_to_image(points: np.ndarray, boxes: np.ndarray, image_sizes=None) -> np.ndarray:
@@ -306,12 +320,13 @@ class CropGeometry:
     function: Callable[..., np.ndarray]
     reads: str  # "landmarks" or "boxes"
     clips_at_image: bool  # takes `image_sizes`
+    also_boxes: bool = False  # a landmark rule that also takes the detector's `boxes` where given
 
 
 CROP_GEOMETRIES: dict[str, CropGeometry] = {
     "dlib_chip": CropGeometry(dlib_chip_affines, "landmarks", False),
     "faceapi_box": CropGeometry(faceapi_box_affines, "boxes", True),
-    "faceapi_aligned_box": CropGeometry(faceapi_aligned_box_affines, "landmarks", True),
+    "faceapi_aligned_box": CropGeometry(faceapi_aligned_box_affines, "landmarks", True, also_boxes=True),
     "fer_box": CropGeometry(fer_box_affines, "boxes", True),
     "arcface_template": CropGeometry(arcface_template_affines, "landmarks", False),
 }
@@ -344,6 +359,8 @@ def crop_affines(geometry: str | Mapping, landmarks: np.ndarray | None = None, b
     parameters = {key: value for key, value in geometry.items() if key not in _DESCRIPTIVE_KEYS}
     if rule.clips_at_image:
         parameters["image_sizes"] = image_sizes
+    if rule.also_boxes and boxes is not None:
+        parameters["boxes"] = boxes
     if "offsets" in parameters:
         parameters["offsets"] = tuple(parameters["offsets"])
     return rule.function(source, **parameters)

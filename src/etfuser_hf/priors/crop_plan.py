@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..models.configuration_etfuser import EncoderSpec
 from ..models.input_checks import BACKBONE_CROP_KEY
 from .crop_geometry import (
     CANONICAL_CROP_MARGIN,
@@ -104,15 +105,28 @@ class FaceGeometry:
         return compose_affines(image_affines, invert_affines(self.canonical)).astype(np.float32)
 
 
+def scale_to_cut_size(affines: np.ndarray, geometry_size: int, cut_size: Sequence[int] | None) -> np.ndarray:
+    """Image -> crop affines (N, 2, 3) of a `geometry_size` crop -> the same crop cut at `cut_size` (height, width)
+    pixels: the geometry's frame stretched onto the network's input, so the whole crop reaches it."""
+    if cut_size is None or tuple(cut_size) == (geometry_size, geometry_size):
+        return affines
+    scale = np.array([cut_size[1], cut_size[0]], np.float64)[:, None] / float(geometry_size)  # x rows by width
+    return np.asarray(affines, np.float64) * scale
+
+
 class CropPlan:
     """Where each network of one analysis graph cuts its crop: `networks` (the `prior_crops` names of the fused
-    model's priors and backbone, then `companion.<extra>` for each companion with a net of its own) and their
-    `crop_geometry`; `landmark_size` the landmark net's input side, or None when no rule needs its points."""
+    model's priors and backbone, then `companion.<extra>` for each companion with a net of its own), their
+    `crop_geometry` and `cut_sizes`, the (height, width) each network's crop is cut at (its input size; default the
+    geometry's own size). A geometry whose `size` is not the network's input (the ArcFace template crop of 112 px
+    that any prior without its own geometry gets, a ViT prior at 32 or 224) is scaled to it, so the network reads
+    the whole crop, not its corner."""
 
     def __init__(self, geometries: dict[str, dict], landmark_geometry: dict | None,
-                 label_geometry: dict | None = None):
+                 label_geometry: dict | None = None, cut_sizes: dict[str, Sequence[int]] | None = None):
         self.geometries = geometries
         self.networks = list(geometries)
+        self.cut_sizes = {name: tuple(size) for name, size in (cut_sizes or {}).items()}
         self.landmark_geometry = landmark_geometry
         # The crop a landmarks head predicts in: the canonical model's own crop, or for a model without one the
         # ArcFace template crop, a frame placed by the face's five points that needs no network. Without a face-centred
@@ -124,18 +138,22 @@ class CropPlan:
     def for_graph(cls, model, companions, landmark_config=None, first: str | None = None) -> CropPlan:
         """The plan of `AnalysisGraph(model, companions)`: `landmark_config` is the config of the landmark net it
         runs first (None: none), and `first` that net's name among the networks (kept out of the second stage)."""
-        geometries = {}
+        geometries, cut_sizes = {}, {}
         if model.config.fusion_properties.runs_priors:
             geometries.update({name: crop_geometry_of(prior.config) for name, prior in model.etfuser.priors.items()})
+            cut_sizes.update({name: model.config.priors[name].image_size for name in model.etfuser.priors})
         if model.config.backbone is not None:
             geometries[BACKBONE_CROP_KEY] = crop_geometry_of(model.config.backbone.config)
+            cut_sizes[BACKBONE_CROP_KEY] = model.config.backbone.image_size
         for companion in companions:
             if companion.prior is not None:
                 geometries[f"companion.{companion.extra}"] = crop_geometry_of(companion.config)
+                # the companion's crop is cut at its spec's size (analysis.backends, crops)
+                cut_sizes[f"companion.{companion.extra}"] = EncoderSpec(config=companion.config).image_size
         label = geometries.get(BACKBONE_CROP_KEY)
         geometries.pop(first, None)
         landmark = crop_geometry_of(landmark_config) if landmark_config is not None else None
-        return cls(geometries, landmark, label)
+        return cls(geometries, landmark, label, cut_sizes)
 
     @classmethod
     def for_model(cls, model) -> CropPlan:
@@ -162,13 +180,14 @@ class CropPlan:
         stacked = np.zeros((len(faces), len(self.networks), 2, 3), np.float32)
         if not len(faces):
             return stacked
-        for index, geometry in enumerate(self.geometries.values()):
+        for index, (name, geometry) in enumerate(self.geometries.items()):
             reads_68 = geometry["name"] in READS_68_LANDMARKS
             if reads_68 and landmarks is None:
                 raise ValueError(f"landmarks: crop geometry {geometry['name']!r} reads face-api's 68 landmarks, "
                                  "got None.")
             image_affines = crop_affines(geometry, landmarks=landmarks if reads_68 else faces.points,
                                          boxes=faces.boxes, image_sizes=faces.image_sizes)
+            image_affines = scale_to_cut_size(image_affines, int(geometry["size"]), self.cut_sizes.get(name))
             stacked[:, index] = faces.in_canonical(image_affines)
         return stacked
 
@@ -190,4 +209,4 @@ class CropPlan:
 
 
 __all__ = ["DETECTOR_BOX_FROM_LANDMARKS", "LANDMARK_MODEL_TYPE", "READS_68_LANDMARKS", "CropPlan", "FaceGeometry",
-           "detector_boxes_from_landmarks"]
+           "detector_boxes_from_landmarks", "scale_to_cut_size"]
