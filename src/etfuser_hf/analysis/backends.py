@@ -1,14 +1,14 @@
 """The graph `etfuser_hf.analyze` runs on batches of aligned faces, and its two backends.
 
-The analysis runs on loose canonical crops in two stages (`crops.py`): `LandmarkStage`, face-api's landmark net on
-its own crop, whose points place the crops that read them, then `AnalysisGraph`, fed every other network's crop
-(`network_crops`, cut in PyTorch before the graph), which runs every prior once, keeps both the tokens ET-Fuser
-fuses and the prior's own output (its "readout": age bins, expression scores; the landmark net's comes from the first
-stage), and feeds the tokens to the fused model as `prior_features`, so nothing runs twice. The torch backend calls
-both directly; the ONNX backend exports them once per model folder (cached under `<cache>/analysis_onnx/<hash of the folder>.onnx`, the first stage
-beside it as `<hash>.landmarks.onnx`) and runs them with onnxruntime; with `int8=True` ("onnx-int8") it
-runs a copy whose nets of `INT8_MODEL_TYPES` are quantised to int8 (onnxruntime's static QDQ quantisation,
-calibrated on SYNTHETIC faces from `data.synthetic_faces`, never on evaluation faces), cached beside it.
+The analysis runs on loose canonical crops in two stages (`crops.py`): `LandmarkStage`, face-api's landmark net on its
+own crop, whose points place the crops that read them, then `AnalysisGraph`, fed every other network's crop
+(`network_crops`, cut in PyTorch before the graph), which runs every prior once, keeps both the tokens ET-Fuser fuses
+and the prior's own output (its "readout": age bins, expression scores; the landmark net's comes from the first stage),
+and feeds the tokens to the fused model as `prior_features`, so nothing runs twice. The torch backend calls both
+directly; the ONNX backend exports them once per model folder (cached under `<cache>/analysis_onnx/<hash of the
+folder>.onnx`, the first stage beside it as `<hash>.landmarks.onnx`) and runs them with onnxruntime; with `int8=True`
+("onnx-int8") it runs a copy whose nets of `INT8_MODEL_TYPES` are quantised to int8 (onnxruntime's static QDQ
+quantisation, calibrated on SYNTHETIC faces from `data.synthetic_faces`, never on evaluation faces), cached beside it.
 """
 
 from __future__ import annotations
