@@ -45,6 +45,13 @@ parallel region stalls (image-by-image MTCNN in (d), the per-image crops analyze
 the load; on idle cores what (a) still pays beyond (c) is onnxruntime's GridSample cutting each network's crop from
 the canonical crop (~0.55 s of 6.8 s; torch's grid_sample cuts the same crops about 7x faster), the one-off start
 (~0.4 s: the model, the companions, the fused graph's session), head pose (0.27 s) and the canonical crops (0.25 s).
+Then (branch speed3: MTCNN's batched NMS in numpy, the second stage fed crops cut by torch instead of onnxruntime's
+GridSample, the next chunk read and detected in a worker thread), `--only a c d --repeats 3`, one window of the
+shared machine (load ~1.2-1.7), main and speed3 run back to back: main (a) 6.62 s, (c) 5.15 s, (d) 8.46 s, (a)/(d)
+1.28x, time (a) / time (c) 1.28x; speed3 (a) 5.96 s, (c) 4.84 s, (d) 8.47 s, 1.42x and 1.23x, still short of both
+goals. The NMS cost 2.4 s of 12 s under load but 0.1 s on idle cores; what (a) still pays beyond (c) is the start
+(~0.35 s), the crops of every network cut in float from the canonical crop (the floor cuts uint8 ones from the frame
+with cv2) and head pose with the table (~0.3 s).
 """
 
 from __future__ import annotations

@@ -1,14 +1,14 @@
 """The graph `etfuser_hf.analyze` runs on batches of aligned faces, and its two backends.
 
-The analysis runs on loose canonical crops in two stages (`crops.py`): `LandmarkStage`, face-api's landmark net on
-its own crop, whose points place the crops that read them, then `AnalysisGraph`, which cuts every other network's crop
-(`prior_crops`), runs every prior once, keeps both the tokens ET-Fuser fuses and the prior's own output (its
-"readout": age bins, expression scores; the landmark net's comes from the first stage), and feeds the tokens to the
-fused model as `prior_features`, so nothing runs twice. The torch backend calls both directly; the ONNX backend
-exports them once per model folder (cached under `<cache>/analysis_onnx/<hash of the folder>.onnx`, the first stage
-beside it as `<hash>.landmarks.onnx`) and runs them with onnxruntime; with `int8=True` ("onnx-int8") it
-runs a copy whose nets of `INT8_MODEL_TYPES` are quantised to int8 (onnxruntime's static QDQ quantisation,
-calibrated on SYNTHETIC faces from `data.synthetic_faces`, never on evaluation faces), cached beside it.
+The analysis runs on loose canonical crops in two stages (`crops.py`): `LandmarkStage`, face-api's landmark net on its
+own crop, whose points place the crops that read them, then `AnalysisGraph`, fed every other network's crop
+(`network_crops`, cut in PyTorch before the graph), which runs every prior once, keeps both the tokens ET-Fuser fuses
+and the prior's own output (its "readout": age bins, expression scores; the landmark net's comes from the first stage),
+and feeds the tokens to the fused model as `prior_features`, so nothing runs twice. The torch backend calls both
+directly; the ONNX backend exports them once per model folder (cached under `<cache>/analysis_onnx/<hash of the
+folder>.onnx`, the first stage beside it as `<hash>.landmarks.onnx`) and runs them with onnxruntime; with `int8=True`
+("onnx-int8") it runs a copy whose nets of `INT8_MODEL_TYPES` are quantised to int8 (onnxruntime's static QDQ
+quantisation, calibrated on SYNTHETIC faces from `data.synthetic_faces`, never on evaluation faces), cached beside it.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from transformers.utils import ModelOutput
 
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.input_checks import BACKBONE_CROP_KEY
-from ..models.encoders import prepare_encoder_inputs
+from ..models.encoders import cut_encoder_crops, prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import CropPlan, FaceGeometry
@@ -33,14 +33,11 @@ from .crops import LandmarkStage, landmark_stage
 from .extras import Companion
 
 # Prior model types whose own output the table reports, and what that output is.
-READOUT_KINDS = {
-    "etfuser_dlib_age": "age",
-    "etfuser_fer_mini_xception": "expression",
-    "etfuser_faceapi_landmarks": "landmarks",
-}
+READOUT_KINDS = {"etfuser_dlib_age": "age", "etfuser_fer_mini_xception": "expression",
+                 "etfuser_faceapi_landmarks": "landmarks"}
 # Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
-GRAPH_VERSION = "4"  # 3: canonical crops in, every network cut to its own crop (issue 32); two stages; 4: crop
-# sampling grids as element-wise ops (`encoders.affine_sampling_grid`), not affine_grid's exported product
+GRAPH_VERSION = "5"  # 3: canonical crops in, each network cut to its own crop (issue 32); 4: element-wise sampling
+# grids (`encoders.affine_sampling_grid`); 5: the second stage takes each network's crop, cut before it
 
 # Nets the int8 backend quantises, by model type. Each net quantised alone (then per-channel int8 weights, uint8
 # activations, min-max calibration on 32 synthetic faces), against fp32 on 64 held-out synthetic faces (seed 5000),
@@ -70,11 +67,14 @@ def whole_input_affines(sizes: list[tuple[int, int]], batch: int, size: int) -> 
 
 
 class AnalysisGraph(nn.Module):
-    """The second stage: `(pixel_values (batch, 3, S, S) canonical crops in [0, 1], crop_affines (batch,
-    len(plan.networks), 2, 3), landmark_features (batch, n, d) when the landmark net is a fused prior)` -> `(logits
-    (batch, num_labels), prior_attention (batch, num_priors) when the model fuses priors, then one readout per
-    `readout_priors` entry and one per companion (see `extras.py`): that prior's raw `logits`)`, named as
-    `output_names`, leaving out what `landmark_stage` (run first, `stage_one_names`) gives."""
+    """The second stage: `input_names` in order (`inputs` makes them): `crop.<network>` (batch, 3, h, w) each network
+    of `plan.networks` on its own crop, `pixel_values` (batch, 3, S, S) canonical crops where a prior has no crop in
+    the plan (one the model does not fuse: read on the whole input), `landmark_features` (batch, n, d) where the
+    landmark net is a fused prior -> `(logits (batch, num_labels), prior_attention (batch, num_priors) when the model
+    fuses priors, then one readout per `readout_priors` entry and one per companion (see `extras.py`): that prior's
+    raw `logits`)`, named as `output_names`, leaving out what `landmark_stage` (run first, `stage_one_names`) gives.
+    The crops are cut before the graph by the forward's own `cut_encoder_crops` (`network_crops`): onnxruntime's
+    GridSample took 137 of the graph's 871 ms per 32 faces (ORT profile), about 2x torch's grid_sample."""
 
     def __init__(self, model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()):
         super().__init__()
@@ -94,6 +94,8 @@ class AnalysisGraph(nn.Module):
         self.stage_one_names = [f"readout.{name}" for name in self.readouts if name == self.landmark_name] + [
             f"companion.{c.extra}" for c in self.companions
             if self.landmark_name is not None and self.landmark_name in (c.fused_name, f"companion.{c.extra}")]
+        self.second_priors = [name for name in model.etfuser.priors if name != self.landmark_name]
+        self.whole_input_priors = [name for name in self.second_priors if name not in self.plan.networks]
 
     @property
     def all_output_names(self) -> list[str]:
@@ -109,26 +111,50 @@ class AnalysisGraph(nn.Module):
     @property
     def input_names(self) -> list[str]:
         fused = self.landmark_stage is not None and self.landmark_stage.fused
-        return ["pixel_values", "crop_affines"] + (["landmark_features"] if fused else [])
+        return ([f"crop.{name}" for name in self.plan.networks] + (["pixel_values"] if self.whole_input_priors else [])
+                + (["landmark_features"] if fused else []))
 
-    def forward(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor,
-                landmark_features: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
-        crops = {name: crop_affines[:, index] for index, name in enumerate(self.plan.networks)}
-        model_crops = {name: affines for name, affines in crops.items() if not name.startswith("companion.")}
-        # each prior runs once, for its fusion tokens and its own head; the readouts come back with the call's
-        # features, so threads sharing one model never see each other's
-        names = [name for name in self.model.etfuser.priors if name != self.landmark_name]
-        features, prior_outputs = self.model.etfuser.extract_prior_features(
-            pixel_values, return_prior_outputs=True, prior_crops=model_crops, names=names)
-        if landmark_features is not None:
-            features[self.landmark_name] = landmark_features
-        outputs = self.model(pixel_values=pixel_values, prior_features=features or None, prior_crops=model_crops,
+    def network_crops(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor) -> dict[str, torch.Tensor]:
+        """(batch, 3, S, S) canonical crops, (batch, len(plan.networks), 2, 3) affines -> name -> (batch, 3, h, w) each
+        network's crop at its input size, as the fused model's forward cuts it from `prior_crops`."""
+        return {name: cut_encoder_crops(pixel_values, crop_affines[:, index], size)
+                for index, (name, size) in enumerate(zip(self.plan.networks, self.network_sizes()))}
+
+    @torch.no_grad()
+    def inputs(self, pixel_values: np.ndarray | torch.Tensor, crop_affines: np.ndarray | torch.Tensor,
+               landmark_features: np.ndarray | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The graph's inputs (`input_names` -> tensor) for canonical crops, their crop affines and the first stage's
+        `landmark_features` (where the landmark net is fused), numpy arrays or tensors."""
+        pixel_values = torch.as_tensor(pixel_values)
+        inputs = {f"crop.{name}": crop for name, crop in
+                  self.network_crops(pixel_values, torch.as_tensor(crop_affines)).items()}
+        if self.whole_input_priors:
+            inputs["pixel_values"] = pixel_values
+        if "landmark_features" in self.input_names:
+            inputs["landmark_features"] = torch.as_tensor(landmark_features)
+        return inputs
+
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """`inputs` in `input_names` order (what `inputs` returns)."""
+        named = dict(zip(self.input_names, inputs))
+        crops = {name: named[f"crop.{name}"] for name in self.plan.networks}
+        # each prior runs once on its own crop, for its tokens and its head; readouts return with the call's features
+        features, prior_outputs = {}, {}
+        for name in self.second_priors:
+            found, outputs = self.model.etfuser.extract_prior_features(
+                crops.get(name, named.get("pixel_values")), return_prior_outputs=True, names=[name])
+            features.update(found)
+            prior_outputs.update(outputs)
+        if "landmark_features" in named:
+            features[self.landmark_name] = named["landmark_features"]
+        # the canonical model is fed its own crop (its input size: nothing is resized), the priors their features
+        outputs = self.model(pixel_values=crops.get(BACKBONE_CROP_KEY), prior_features=features or None,
                              output_attentions=self.has_attention, return_dict=True)
         # a landmark head's points (batch, K, 2) leave as one row per face, like logits
         logits = outputs.landmarks.flatten(1) if "landmarks" in outputs else outputs.logits
         head = (logits,) + ((outputs.prior_attention,) if self.has_attention else ())
         readouts = tuple(prior_outputs[name].logits for name in self.readouts if name != self.landmark_name)
-        return head + readouts + tuple(self._companion_logits(companion, pixel_values, crops, prior_outputs)
+        return head + readouts + tuple(self._companion_logits(companion, crops, prior_outputs)
                                        for companion in self.companions
                                        if f"companion.{companion.extra}" not in self.stage_one_names)
 
@@ -145,24 +171,23 @@ class AnalysisGraph(nn.Module):
 
     def example_inputs(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every graph input for `pixel_values` (batch, 3, S, S), each network's crop the whole input resized (the
-        export's example, the int8 calibration's faces); both stages' inputs, the landmark net's under `landmarks.`."""
+        export's example); both stages' inputs, the landmark net's under `landmarks.`."""
         batch, size = pixel_values.shape[0], pixel_values.shape[-1]
-        inputs = {"pixel_values": pixel_values, "crop_affines": whole_input_affines(self.network_sizes(), batch, size)}
+        features, inputs = None, {}
         if self.landmark_stage is not None:
             affines = whole_input_affines([tuple(self.landmark_stage.spec.image_size)], batch, size)[:, 0]
-            inputs["landmarks.affines"] = affines
+            inputs = {"landmarks.pixel_values": pixel_values, "landmarks.affines": affines}
             if self.landmark_stage.fused:
                 with torch.no_grad():
-                    inputs["landmark_features"] = self.landmark_stage(pixel_values, affines)[1]
-        return inputs
+                    features = self.landmark_stage(pixel_values, affines)[1]
+        return {**inputs, **self.inputs(pixel_values, whole_input_affines(self.network_sizes(), batch, size), features)}
 
-    def _companion_logits(self, companion: Companion, pixel_values: torch.Tensor, crops: dict[str, torch.Tensor],
+    def _companion_logits(self, companion: Companion, crops: dict[str, torch.Tensor],
                           prior_outputs: dict[str, ModelOutput]) -> torch.Tensor:
         """A companion's raw logits: its fused prior's output from this call, or its own net on its own crop."""
         if companion.fused_name:
             return prior_outputs[companion.fused_name].logits
-        inputs = prepare_encoder_inputs(pixel_values, self.companion_specs[companion.extra],
-                                        crops[f"companion.{companion.extra}"])
+        inputs = prepare_encoder_inputs(crops[f"companion.{companion.extra}"], self.companion_specs[companion.extra])
         return self.companion_priors[companion.extra](pixel_values=inputs, return_dict=True).logits
 
 
@@ -224,9 +249,9 @@ class TorchBackend(AnalysisBackend):
 
     def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
                   landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
-        features = torch.from_numpy(landmark_features) if landmark_features is not None else None
+        inputs = self.graph.inputs(pixel_values, crop_affines, landmark_features)
         with torch.inference_mode():
-            outputs = self.graph(torch.from_numpy(pixel_values), torch.from_numpy(crop_affines), features)
+            outputs = self.graph(*inputs.values())
         return {name: value.float().numpy() for name, value in zip(self.graph.output_names, outputs)}
 
 
@@ -253,12 +278,14 @@ def landmark_onnx_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.stem}.landmarks.onnx")
 
 
-def _save_export(module: nn.Module, inputs: dict[str, torch.Tensor], output_names: list[str], path: Path) -> None:
-    """Exports `module(*inputs.values())` with a dynamic batch axis on every input, written atomically."""
+def _save_export(module: nn.Module, inputs: dict[str, torch.Tensor], output_names: list[str], path: Path,
+                 variadic: bool = False) -> None:
+    """Exports `module(*inputs.values())` with a dynamic batch axis on every input, written atomically; `variadic`:
+    the module's forward takes `*inputs` (the export then wants the inputs' shapes as one tuple)."""
     batch = torch.export.Dim("batch", min=1)
+    shapes = tuple({0: batch} for _ in inputs)
     program = torch.onnx.export(module, tuple(inputs.values()), dynamo=True, input_names=list(inputs), verbose=False,
-                                output_names=output_names,
-                                dynamic_shapes=tuple({0: batch} for _ in inputs))
+                                output_names=output_names, dynamic_shapes=(shapes,) if variadic else shapes)
     # a process killed mid-write must not leave a truncated model in the cache
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     program.save(str(partial))
@@ -274,10 +301,11 @@ def export_analysis_onnx(model: ETFuserForImageClassification, output_path: str 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     example = graph.example_inputs(torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)))
     if graph.landmark_stage is not None:
-        _save_export(graph.landmark_stage, {"pixel_values": example["pixel_values"],
+        _save_export(graph.landmark_stage, {"pixel_values": example["landmarks.pixel_values"],
                                             "affines": example["landmarks.affines"]},
                      graph.landmark_stage.output_names, landmark_onnx_path(output_path))
-    _save_export(graph, {name: example[name] for name in graph.input_names}, graph.output_names, output_path)
+    _save_export(graph, {name: example[name] for name in graph.input_names}, graph.output_names, output_path,
+                 variadic=True)
     return output_path
 
 
@@ -330,7 +358,7 @@ def quantize_analysis_onnx(fp32_path: str | os.PathLike, output_path: str | os.P
                            calibration: dict[str, np.ndarray]) -> Path:
     """Writes (atomically) an int8 copy of the exported graph `fp32_path`: the Conv, MatMul and Gemm nodes whose weight
     name starts with one of `weight_prefixes` are quantised (QDQ, per-channel 8-bit weights and activations,
-    calibrated on `calibration`, input name -> `(faces, ...)` array, `pixel_values` among them); every other node
+    calibrated on `calibration`, input name -> `(faces, ...)` array, every input of the graph); every other node
     stays fp32.
 
     Weights are uint8, like the activations: on x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernel (VPMADDUBSW)
@@ -343,7 +371,7 @@ def quantize_analysis_onnx(fp32_path: str | os.PathLike, output_path: str | os.P
 
     class Batches(CalibrationDataReader):
         def __init__(self):
-            faces = len(calibration["pixel_values"])
+            faces = len(next(iter(calibration.values())))
             self.batches = iter([{name: value[start:start + 8] for name, value in calibration.items()}
                                  for start in range(0, faces, 8)])
 
@@ -398,9 +426,8 @@ class OnnxBackend(AnalysisBackend):
                 faces = as_canonical_crops(calibration_faces(image_size // 2), image_size)
                 _, crop_affines, features = self.first_stage(faces, FaceGeometry.of_canonical_crops(len(faces),
                                                                                                    image_size))
-                calibration = {"pixel_values": faces, "crop_affines": crop_affines}
-                if features is not None:
-                    calibration["landmark_features"] = features
+                calibration = {name: value.numpy() for name, value in
+                               self.graph.inputs(faces, crop_affines, features).items()}
                 quantize_analysis_onnx(self.path, quantized, int8_weight_prefixes(model, companions), calibration)
             self.path = quantized
         self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
@@ -412,13 +439,12 @@ class OnnxBackend(AnalysisBackend):
 
     def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
                   landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
-        inputs = {"pixel_values": pixel_values, "crop_affines": crop_affines}
-        if landmark_features is not None:
-            inputs["landmark_features"] = landmark_features
+        inputs = {name: value.numpy() for name, value in
+                  self.graph.inputs(pixel_values, crop_affines, landmark_features).items()}
         return dict(zip(self.output_names, self.session.run(None, inputs)))
 
 
 __all__ = ["INT8_MODEL_TYPES", "READOUT_KINDS", "AnalysisBackend", "AnalysisGraph", "LandmarkStage", "OnnxBackend",
            "TorchBackend", "as_canonical_crops", "cached_onnx_path", "landmark_onnx_path", "whole_input_affines",
-           "calibration_faces", "ensure_analysis_onnx", "export_analysis_onnx", "folder_hash", "int8_weight_prefixes",
-           "quantize_analysis_onnx", "readout_priors"]
+           "calibration_faces", "ensure_analysis_onnx", "export_analysis_onnx", "folder_hash",
+           "int8_weight_prefixes", "quantize_analysis_onnx", "readout_priors"]

@@ -21,7 +21,9 @@ grid (`attention_maps.py`; models whose priors are read as grid tokens only): th
 (the canonical crops and the crops its backend placed), each grid drawn over its own network's crop of the face.
 
 `FaceAnalyzer.iter_chunks` yields the table one chunk of `batch_size` frames at a time, so a caller that writes each
-chunk out (`etfuser analyze --output`, `parts.py`) holds one chunk in memory whatever the length of the video.
+chunk out (`etfuser analyze --output`, `parts.py`) holds two chunks in memory whatever the length of the video: while
+the networks read one chunk's faces, a worker thread decodes the next chunk and detects its faces (their single-threaded
+steps, decoding, NMS and warps, then overlap the networks' threads).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,6 +69,12 @@ logger = logging.getLogger("etfuser_hf.analysis")
 BACKENDS = ("torch", "onnx", "onnx-int8")
 ATTENTION_FRAMES_PER_VIDEO = 16  # attention figures per video at most: one per analysed frame would be thousands
 
+
+
+class _Prefetched(list):
+    """A chunk of `MediaItem`s whose detection was started ahead in a worker thread (`detected`, a Future)."""
+
+    detected: Future
 
 
 def _chunks(items: Iterable[MediaItem], size: int) -> Iterator[list[MediaItem]]:
@@ -193,11 +202,28 @@ class FaceAnalyzer:
     def iter_chunks(self, items: Iterable[MediaItem], skip: int = 0) -> Iterator[tuple[int, pd.DataFrame]]:
         """(chunk index, its rows) for each chunk of `batch_size` items, as they are made. The first `skip` chunks
         are read but not analysed (a resumed run; restore the tracker with `extras.tracker` first)."""
-        for index, chunk in enumerate(_chunks(items, self.batch_size)):
-            if index >= skip:
-                table = self.analyze_chunk(chunk)
+        chunks = ((index, chunk) for index, chunk in enumerate(_chunks(items, self.batch_size)) if index >= skip)
+
+        def read_ahead() -> tuple[int, _Prefetched] | None:  # the next chunk, read and detected in the worker
+            index, chunk = next(chunks, (None, None))
+            if chunk is None:
+                return None
+            chunk = _Prefetched(chunk)
+            chunk.detected = Future()
+            try:
+                chunk.detected.set_result(self.detect(chunk))
+            except Exception as error:  # noqa: BLE001 - raised where the chunk is analysed
+                chunk.detected.set_exception(error)
+            return index, chunk
+
+        # one worker: the items are read, and frames detected, in order and by one thread only
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="etfuser-detect") as worker:
+            pending = worker.submit(read_ahead)
+            while (ahead := pending.result()) is not None:
+                pending = worker.submit(read_ahead)
+                table = self.analyze_chunk(ahead[1])
                 release_freed_memory()
-                yield index, table
+                yield ahead[0], table
 
     def watched(self, files: Sequence[str], every_n_frames: int = 1, progress: bool = True) -> Iterator[MediaItem]:
         """`iter_media(files)` that logs each failure as a warning and, when `progress`, moves a tqdm bar (frames)."""
@@ -221,7 +247,7 @@ class FaceAnalyzer:
     def analyze_chunk(self, chunk: list[MediaItem]) -> pd.DataFrame:
         """The rows of one chunk of frames: MTCNN detects all its frames at once, the faces go through the model in
         batches of `batch_size` (and, with `attention_maps`, their attention figures are written)."""
-        detected = self.detect(chunk)
+        detected = chunk.detected.result() if isinstance(chunk, _Prefetched) else self.detect(chunk)
         if self.attention_folder is not None:
             self.save_attention_maps(detected)
         return self.predict(detected)

@@ -37,29 +37,31 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, threshold: float, mode: str =
     return torch.stack(keep) if keep else torch.empty(0, dtype=torch.long)
 
 
-def _overlaps(boxes: torch.Tensor, mode: str) -> torch.Tensor:
-    """(G, n, 4) -> (G, n, n) intersection over union (or over the smaller area with `mode="min"`), with the same
-    arithmetic as `nms` so that both suppress exactly the same boxes."""
-    areas = (boxes[..., 2] - boxes[..., 0]).clamp(min=0) * (boxes[..., 3] - boxes[..., 1]).clamp(min=0)
-    top_left = torch.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
-    bottom_right = torch.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
-    intersection = (bottom_right - top_left).clamp(min=0).prod(dim=-1)
+def _overlaps(boxes: np.ndarray, mode: str) -> np.ndarray:
+    """(G, n, 4) float32 -> (G, n, n) intersection over union (or over the smaller area with `mode="min"`), with the
+    same float32 arithmetic as `nms` so that both suppress exactly the same boxes."""
+    areas = (boxes[..., 2] - boxes[..., 0]).clip(min=0) * (boxes[..., 3] - boxes[..., 1]).clip(min=0)
+    top_left = np.maximum(boxes[:, :, None, :2], boxes[:, None, :, :2])
+    bottom_right = np.minimum(boxes[:, :, None, 2:], boxes[:, None, :, 2:])
+    sides = (bottom_right - top_left).clip(min=0)
+    intersection = sides[..., 0] * sides[..., 1]
+    tiny = boxes.dtype.type(1e-12)
     if mode == "min":
-        return intersection / torch.minimum(areas[:, :, None], areas[:, None, :]).clamp(min=1e-12)
-    return intersection / (areas[:, :, None] + areas[:, None, :] - intersection).clamp(min=1e-12)
+        return intersection / np.maximum(np.minimum(areas[:, :, None], areas[:, None, :]), tiny)
+    return intersection / np.maximum(areas[:, :, None] + areas[:, None, :] - intersection, tiny)
 
 
-def _greedy_keep(suppresses: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+def _greedy_keep(suppresses: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Greedy NMS on a precomputed matrix: `suppresses[g, i, j]` (i ranked above j) says a kept box i removes j.
 
     Box j is kept iff no kept box above it suppresses it. Iterating that rule from "all kept" fixes one more rank per
     round at least, and its fixed point is unique (rank by rank), so stopping when nothing changes gives exactly the
     sequential greedy result in as many rounds as the longest chain of suppressions, not one round per box."""
-    keep = valid.clone()
+    keep = valid.copy()
     while True:
-        suppressed = (suppresses & keep[:, :, None]).any(dim=1)
+        suppressed = (suppresses & keep[:, :, None]).any(axis=1)
         updated = valid & ~suppressed
-        if torch.equal(updated, keep):
+        if np.array_equal(updated, keep):
             return keep
         keep = updated
 
@@ -68,23 +70,33 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
                 mode: str = "union") -> torch.Tensor:
     """Non-maximum suppression within each group (image) at once: `boxes` (N, 4) x1, y1, x2, y2, `scores` (N,),
     `groups` (N,) int. Returns the kept indices ordered by descending score (so each group's are best first), the same
-    boxes `mtcnn.nms` keeps group by group."""
+    boxes `mtcnn.nms` keeps group by group.
+
+    In numpy: the matrices are small (tens of boxes per image and scale) and the steps many, and torch's OpenMP
+    parallel regions stall on every step whenever another process holds a core (2.4 s of a 12 s analysis of 192
+    faces on the shared machine went to this function in torch)."""
     if mode not in ("union", "min"):
         raise ValueError(f"mode: expected 'union' or 'min', got {mode!r}.")
     if boxes.shape[0] == 0:
         return torch.empty(0, dtype=torch.long)
+    # numpy has no bfloat16; float32 and float64 boxes keep their precision, as in `nms`
+    exact = boxes.dtype in (torch.float32, torch.float64)
+    box_array = (boxes.detach() if exact else boxes.detach().float()).numpy()
+    score_array, group_array = scores.detach().to(torch.float64).numpy(), groups.numpy()
     # rank by score, then gather each group's boxes into one padded row: (G, n_max, 4)
-    by_score = scores.argsort(descending=True, stable=True)
-    order = by_score[groups[by_score].argsort(stable=True)]
-    _, counts = torch.unique_consecutive(groups[order], return_counts=True)
-    starts = torch.cumsum(counts, 0) - counts
+    by_score = _descending(score_array)
+    order = by_score[np.argsort(group_array[by_score], kind="stable")]
+    boundaries = np.flatnonzero(np.diff(group_array[order])) + 1
+    starts = np.concatenate([[0], boundaries])
+    counts = np.diff(np.concatenate([starts, [len(order)]]))
     kept = []
-    start_group, total = 0, counts.numel()
+    start_group, total = 0, len(counts)
     while start_group < total:
         widest = int(counts[start_group])
         if widest * widest > MAX_MATRIX_ENTRIES:
             members = order[starts[start_group]: starts[start_group] + widest]
-            kept.append(members[nms(boxes[members], scores[members], threshold, mode)])
+            chosen = nms(boxes[torch.from_numpy(members)], scores[torch.from_numpy(members)], threshold, mode)
+            kept.append(members[chosen.numpy()])
             start_group += 1
             continue
         end_group = start_group + 1
@@ -93,21 +105,26 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, groups: torch.Tensor,
             if (end_group - start_group + 1) * width * width > MAX_MATRIX_ENTRIES:
                 break
             widest, end_group = width, end_group + 1
-        kept.append(_suppress_groups(boxes, order, starts[start_group:end_group], counts[start_group:end_group],
+        kept.append(_suppress_groups(box_array, order, starts[start_group:end_group], counts[start_group:end_group],
                                      widest, threshold, mode))
         start_group = end_group
-    kept = torch.cat(kept)
-    return kept[scores[kept].argsort(descending=True, stable=True)]
+    kept = np.concatenate(kept)
+    return torch.from_numpy(kept[_descending(score_array[kept])].astype(np.int64))
 
 
-def _suppress_groups(boxes: torch.Tensor, order: torch.Tensor, starts: torch.Tensor, counts: torch.Tensor, width: int,
-                     threshold: float, mode: str) -> torch.Tensor:
-    positions = torch.arange(width)
+def _descending(values: np.ndarray) -> np.ndarray:
+    """Indices sorting `values` best first, ties in their original order (torch's stable descending argsort)."""
+    return np.argsort(-values, kind="stable")
+
+
+def _suppress_groups(boxes: np.ndarray, order: np.ndarray, starts: np.ndarray, counts: np.ndarray, width: int,
+                     threshold: float, mode: str) -> np.ndarray:
+    positions = np.arange(width)
     valid = positions[None, :] < counts[:, None]
-    members = order[(starts[:, None] + positions[None, :]).clamp(max=order.numel() - 1)]
+    members = order[np.minimum(starts[:, None] + positions[None, :], len(order) - 1)]
     padded = boxes[members] * valid[..., None]
-    above = torch.ones(width, width, dtype=torch.bool).triu(diagonal=1)
-    suppresses = (_overlaps(padded, mode) > threshold) & above & valid[:, :, None] & valid[:, None, :]
+    above = np.triu(np.ones((width, width), dtype=bool), k=1)
+    suppresses = (_overlaps(padded, mode) > boxes.dtype.type(threshold)) & above & valid[:, :, None] & valid[:, None, :]
     return members[_greedy_keep(suppresses, valid)]
 
 
