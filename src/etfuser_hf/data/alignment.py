@@ -44,7 +44,8 @@ from .mask_synthesis import mean_face_landmarks
 # the other columns hold the rest of the face's geometry in image pixels.
 ALIGNMENT_COLUMN = "face_alignment"
 BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN, FOUND_COLUMN = "face_box", "face_points", "face_image_size", "face_found"
-ALIGNMENT_COLUMNS = (ALIGNMENT_COLUMN, BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN, FOUND_COLUMN)
+GEOMETRY_COLUMNS = (ALIGNMENT_COLUMN, BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN)  # what a batch reads of a face
+ALIGNMENT_COLUMNS = GEOMETRY_COLUMNS + (FOUND_COLUMN,)
 # How each face was found (FOUND_COLUMN): by the detector, taken whole after the detector missed it, taken whole by
 # the layout's policy, placed in the dataset's box, or not at all (the image cannot be decoded: dropped later, where
 # the decode stage counts it).
@@ -254,5 +255,5 @@ def faces_of_rows(rows: Sequence[Mapping]) -> tuple[FaceGeometry, np.ndarray]:
     return faces, landmarks * sizes[:, None, ::-1]
 
 
-__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "FOUND_KINDS", "POLICIES", "FaceAligner", "align_dataset",
+__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES", "FaceAligner", "align_dataset",
            "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy"]
