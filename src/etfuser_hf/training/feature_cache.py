@@ -98,8 +98,8 @@ class PriorFeatureCache:
             digest.update(key.encode())
         if self.crop_plan is not None:
             digest.update(json.dumps(self.crop_plan.geometries, sort_keys=True, default=str).encode())
-            for column in self.geometry_columns:
-                digest.update(f"{column}\n".encode() + np.asarray(list(dataset[column]), np.float32).tobytes())
+            for column in self.geometry_columns:  # (one column for the synthetic faces: the key they always had)
+                digest.update(np.asarray(list(dataset[column]), np.float32).tobytes())
         return digest.hexdigest()[:24]
 
     def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
