@@ -30,7 +30,7 @@ import torch
 
 from ..data.alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
 from ..data.face_crops import aligned_inputs, face_crops
-from ..data.face_datasets import load_face_dataset
+from ..data.face_datasets import load_face_dataset, source_report
 from ..data.image_decoding import BadImage, decode_encoded
 from ..data.image_keys import image_keys
 from ..data.synthetic_faces import make_synthetic_faces
@@ -202,13 +202,18 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     cache_dir = args.cache_dir or default_cache_dir()
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
-    if args.dataset is None:
-        splits = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}
-    else:
-        data = load_face_dataset(args.dataset)
-        splits = dict(data) if hasattr(data, "keys") else {"data": data}
     start = time.perf_counter()
-    cached, _ = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size)
+    if args.dataset is None:
+        splits, geometry_column = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}, "landmarks"
+    else:  # each network on its crop of the faces found as training finds them (`dataset_source.align_splits`)
+        from .dataset_source import align_splits
+
+        data = load_face_dataset(args.dataset)
+        splits, geometry_column = align_splits(datasets.DatasetDict(dict(data) if hasattr(data, "keys")
+                                                                    else {"data": data}),
+                                               source_report(data), cache_dir, {})
+    cached, _ = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size,
+                                     geometry_column=geometry_column)
     for name, split in cached.items():
         columns = [column for column in split.column_names if column.startswith(PRIOR_COLUMN_PREFIX)]
         print(f"{name}: {len(split)} images, columns {columns}")
