@@ -82,7 +82,8 @@ def test_alignment_mirrored_frame_gives_the_mirrored_face(tmp_path, aligner):
     found = aligner.align([frame, np.ascontiguousarray(frame[:, ::-1])], "detect")
     assert found["face_found"] == ["detected", "detected"]
     box, mirrored = found["face_box"]
-    np.testing.assert_allclose([512 - mirrored[2], 512 - mirrored[0]], box[[0, 2]], atol=8)  # MTCNN is not exactly mirror-symmetric: within 8 of ~90 px
+    # MTCNN is not exactly mirror-symmetric: within 8 of the box's ~90 px
+    np.testing.assert_allclose([512 - mirrored[2], 512 - mirrored[0]], box[[0, 2]], atol=8)
 
 
 def test_alignment_warm_start_runs_no_detector_and_decodes_no_image(tmp_path, aligner, monkeypatch):

@@ -255,5 +255,5 @@ def faces_of_rows(rows: Sequence[Mapping]) -> tuple[FaceGeometry, np.ndarray]:
     return faces, landmarks * sizes[:, None, ::-1]
 
 
-__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES", "FaceAligner", "align_dataset",
-           "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy"]
+__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES", "FaceAligner",
+           "align_dataset", "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy"]
