@@ -95,11 +95,22 @@ def test_task_type_landmarks_are_scored_in_the_models_frame(centre_model, tmp_pa
     from etfuser_hf.data.face_datasets import read_face_source
     from etfuser_hf.metrics import nme
 
+    from etfuser_hf.data.alignment import FaceAligner, align_dataset
+    from etfuser_hf.data.face_crops import aligned_landmark_labels
+    from etfuser_hf.priors.crop_plan import CropPlan
+
     root = write_affectnet(tmp_path)
     summary = evaluate([str(centre_model), "--dataset", str(root), "--task", "landmarks"], capsys)
-    points = np.asarray(read_face_source(root)[0]["test"]["landmarks"], np.float64) / 96.0  # 96x96 images
+    test = read_face_source(root)[0]["test"]
+    points = torch.tensor(np.asarray(test["landmarks"], np.float32) / 96.0)  # 96x96 images
+    # the targets in the frame the model predicts in: the crop of each face, placed in AffectNet's face box (issue 33)
+    aligned = align_dataset(test, "box:face_box", FaceAligner(), tmp_path / "faces")
+    model = ETFuserForLandmarkDetection.from_pretrained(centre_model)
+    framed = aligned_landmark_labels(points, [aligned[index] for index in range(len(aligned))],
+                                     CropPlan.for_model(model)).double().numpy()
     assert summary["problem_type"] == "landmarks" and summary["num_samples"] == 8
-    assert summary["nme"] == pytest.approx(nme(np.full_like(points, 0.5), points), rel=1e-5)
+    assert summary["nme"] == pytest.approx(nme(np.full_like(framed, 0.5), framed), rel=1e-5)
+    assert summary["nme"] != pytest.approx(nme(np.full_like(framed, 0.5), points.double().numpy()), rel=1e-3)
 
 
 def test_task_type_evaluate_refuses_what_the_model_cannot_be_scored_on(age_model, attribute_model, centre_model,

@@ -205,6 +205,7 @@ def augmentation_of(*argv: str) -> Augmentation:
     parser.add_argument("--resample-train", action="store_true")
     parser.add_argument("--label-fractions", nargs="*", default=[])
     parser.add_argument("--data-seed", type=int, default=1234)
+    parser.add_argument("--dataset", default=None)
     add_augmentation_arguments(parser)
     return parse_augmentation(parser.parse_args(list(argv)))
 
@@ -215,6 +216,8 @@ def augmentation_of(*argv: str) -> Augmentation:
     (["--augment", "light", "--views", "0"], "--views: expected at least 1"),
     (["--augment", "light", "--augment-mode", "views", "--no-cache"], "with --no-cache use --augment-mode online"),
     (["--augment", "light", "--augment-mode", "views", "--resample-train"], "draw training images, not views"),
+    (["--augment", "light", "--dataset", "path/to/RAF-DB"], "--augment with --dataset: a dataset's faces are fed as "
+                                                            "aligned canonical crops"),
 ])
 def test_augment_bad_options_are_refused_by_name(argv, message):
     with pytest.raises(ValueError, match=message):

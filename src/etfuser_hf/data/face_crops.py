@@ -2,17 +2,24 @@
 the crop each network's authors cut (`priors/crop_geometry.py`), as `prior_crops` affines from the image the model is
 fed. The same rules place them behind MTCNN in `analyze`, so a network reads a face the same way in training and in
 use; the priors' feature cache runs them on the same crops.
+
+A dataset aligned by `data.alignment` (a real dataset's faces, found as `analyze` finds them) is fed as `analyze`
+feeds a model: each face's loose canonical crop cut from the original file (`aligned_inputs`), every network's crop
+placed in it by the same `CropPlan` from the stored detection and landmarks.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from ..models.input_checks import BACKBONE_CROP_KEY
+from ..priors.crop_geometry import compose_affines
 from ..priors.crop_plan import CropPlan, FaceGeometry
+from ..priors.crop_warp import crops_as_pixel_values, cut_canonical_crops
+from .alignment import faces_of_rows
 
 
 def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int],
@@ -21,9 +28,40 @@ def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int
     at `frame_size` (height, width) -> network name -> (batch, 2, 3) float32 affines onto that network's crop, for
     every network of `plan` but the priors named in `skip` (read from a feature cache, so they do not run)."""
     faces, points = _faces_in_frame(landmarks, frame_size)
+    return _prior_crops(plan, faces, points, skip)
+
+
+def _prior_crops(plan: CropPlan, faces: FaceGeometry, landmarks: np.ndarray,
+                 skip: Iterable[str]) -> dict[str, torch.Tensor]:
     skip = set(skip) - {BACKBONE_CROP_KEY}
     networks = [name for name in plan.networks if name not in skip]
-    return {name: torch.from_numpy(affines) for name, affines in plan.prior_crops(faces, points, networks).items()}
+    return {name: torch.from_numpy(affines) for name, affines in plan.prior_crops(faces, landmarks, networks).items()}
+
+
+def aligned_inputs(images: Sequence, rows: Sequence[Mapping], plan: CropPlan | None,
+                   skip: Iterable[str] = ()) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """What `analyze` feeds a model for faces of an aligned dataset (`data.alignment`): `images` the rows' decoded
+    photos (PIL or uint8 (H, W, 3) RGB), `rows` their alignment columns -> (pixel_values (batch, 3, S, S) float32 in
+    [0, 1], each face's loose canonical crop cut from the photo with analyze's code; `prior_crops`, network name ->
+    (batch, 2, 3) canonical crop -> network crop affines for every network of `plan` but the priors in `skip`, {}
+    without a plan)."""
+    faces, landmarks = faces_of_rows(rows)
+    crops = cut_canonical_crops([np.ascontiguousarray(np.asarray(image)) for image in images],
+                                [points[None] for points in faces.points])
+    pixels = torch.from_numpy(crops_as_pixel_values(np.concatenate(crops)))
+    return pixels, ({} if plan is None else _prior_crops(plan, faces, landmarks, skip))
+
+
+def aligned_landmark_labels(labels: torch.Tensor, rows: Sequence[Mapping], plan: CropPlan) -> torch.Tensor:
+    """A landmarks task's `labels` (batch, K, 2) in [0, 1] of each image -> [0, 1] of the crop the model predicts in
+    (`CropPlan.label_frame`), for faces of an aligned dataset fed as their canonical crops (`aligned_inputs`)."""
+    faces, landmarks = faces_of_rows(rows)
+    affines, side = plan.label_frame(faces, landmarks)
+    image_affines = torch.from_numpy(compose_affines(affines, faces.canonical))  # image -> label crop
+    sizes = torch.from_numpy(faces.image_sizes[:, ::-1].copy())  # width, height
+    pixels = labels.double() * sizes[:, None]
+    in_crop = pixels @ image_affines[:, :, :2].transpose(1, 2) + image_affines[:, None, :, 2]
+    return (in_crop / side).to(labels.dtype)
 
 
 def landmark_labels_in_frame(labels: torch.Tensor, landmarks: np.ndarray, plan: CropPlan,
@@ -57,4 +95,5 @@ def landmarks_in_crop(landmarks: torch.Tensor, affines: torch.Tensor, image_size
     return in_crop / in_crop.new_tensor([crop_size[1], crop_size[0]])
 
 
-__all__ = ["face_crops", "landmark_labels_in_frame", "landmarks_in_crop"]
+__all__ = ["aligned_inputs", "aligned_landmark_labels", "face_crops", "landmark_labels_in_frame",
+           "landmarks_in_crop"]

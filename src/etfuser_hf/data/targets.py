@@ -7,11 +7,10 @@ reads it (`prepare_targets`): class ids, floats, multi-hot 0/1 vectors, or landm
     regression                    a number (UTKFace's age, AffectNet's valence)      -> float32
     landmarks                     (K, 2) points (AffectNet's 68, CelebA's 5)          -> (x, y) in [0, 1] of the image
 
-Landmarks are predicted in [0, 1] coordinates of the image the model is shown, which today is the whole image
-resized (training squashes it to the model's square; `evaluate` does the same). A reader declares pixel coordinates
-of the image file (`ColumnSpec.frame` starting "pixels"), so its points are divided by that file's width and height,
-read from the file's header without decoding it. Once faces are cropped before the model (the alignment stage), the
-same points go through the crop's affine instead; `unit_frame` is the one place that mapping lives.
+Landmark targets are kept in [0, 1] coordinates of their image. A reader declares pixel coordinates of the image
+file (`ColumnSpec.frame` starting "pixels"), so its points are divided by that file's width and height, read from the
+file's header without decoding it (`unit_frame`). The model predicts in the crop it reads the face from: the batch
+maps these points there through each face's alignment (`data.alignment`, `face_crops.aligned_landmark_labels`).
 """
 
 from __future__ import annotations

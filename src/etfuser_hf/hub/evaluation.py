@@ -21,7 +21,9 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.face_crops import face_crops, landmark_labels_in_frame
+from ..data.alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS, FaceAligner, align_dataset
+from ..data.face_crops import aligned_inputs, aligned_landmark_labels, face_crops, landmark_labels_in_frame
+from ..data.face_datasets import source_report
 from ..data.image_decoding import BadImage, open_image
 from ..data.label_aliases import id2label_names, map_label_names
 from ..data.sources.base import ColumnSpec
@@ -30,6 +32,7 @@ from ..metrics import score_outputs
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..priors.crop_plan import CropPlan
+from ..priors.fetch import default_cache_dir
 
 
 def load_evaluated_model(model_dir: str | os.PathLike) -> tuple[ETFuserPreTrainedModel, ETFuserImageProcessor, str]:
@@ -129,13 +132,23 @@ def _head_output(model: ETFuserPreTrainedModel, problem_type: str, inputs: dict[
 
 def score_dataset(model: ETFuserPreTrainedModel, processor: Any, data: datasets.Dataset, target: EvaluationTarget,
                   where: str, report_bad: Callable[[str, object], None], batch_size: int = 64,
-                  geometry_column: str | None = None) -> dict[str, Any]:
+                  geometry_column: str | None = None, aligner: FaceAligner | None = None,
+                  cache_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """The metrics of `model` on `data` (`metrics.score_outputs` of its task type), each target read through
     `target`; an unreadable image is reported through `report_bad` and counted, not scored. Where `geometry_column`
     holds each face's (68, 2) landmarks in [0, 1] (the synthetic faces), every network reads its own crop of the face
-    and landmark targets are taken in the crop the model predicts in, as in training (`data.face_crops`)."""
+    and landmark targets are taken in the crop the model predicts in, as in training (`data.face_crops`). Without it
+    the faces are found as training and `analyze` find them (`data.alignment`, under the reader's face policy, cached
+    in `<cache_dir>/faces`) and the model is fed their canonical crops, as training fed it."""
+    if geometry_column is None:
+        report = source_report(data)
+        data = align_dataset(data, report.faces if report is not None else "detect",
+                             aligner or FaceAligner(cache_dir=cache_dir),
+                             Path(cache_dir or default_cache_dir()) / "faces")
+        geometry_column = ALIGNMENT_COLUMN
     data = data.cast_column("image", datasets.Image(decode=False))
-    plan = CropPlan.for_model(model) if geometry_column is not None else None
+    plan = CropPlan.for_model(model)
+    aligned = geometry_column == ALIGNMENT_COLUMN
     outputs, targets, bad = [], [], 0
     for start in range(0, len(data), batch_size):
         batch = data[start : start + batch_size]
@@ -149,12 +162,18 @@ def score_dataset(model: ETFuserPreTrainedModel, processor: Any, data: datasets.
                 continue
             images.append(image)
             batch_targets.append(target.read(value, image.size))  # (width, height)
-            if plan is not None:
-                geometry.append(batch[geometry_column][offset])
+            geometry.append({column: batch[column][offset] for column in GEOMETRY_COLUMNS} if aligned
+                            else batch[geometry_column][offset])
         if not images:
             continue
-        inputs = processor(images, return_tensors="pt")
-        if plan is not None:
+        if aligned:
+            pixels, crops = aligned_inputs(images, geometry, plan)
+            inputs = {"pixel_values": pixels, "prior_crops": crops}
+            if target.problem_type == "landmarks":
+                points = torch.tensor(np.asarray(batch_targets, np.float32))
+                batch_targets = list(aligned_landmark_labels(points, geometry, plan).numpy())
+        else:
+            inputs = processor(images, return_tensors="pt")
             size = tuple(inputs["pixel_values"].shape[-2:])
             inputs["prior_crops"] = face_crops(np.asarray(geometry, np.float64), plan, size)
             if target.problem_type == "landmarks":

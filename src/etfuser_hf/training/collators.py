@@ -12,8 +12,9 @@ import datasets
 import numpy as np
 import torch
 
+from ..data.alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
 from ..data.augmentation import AugmentPolicy, augment_face, mix_batch
-from ..data.face_crops import face_crops, landmark_labels_in_frame
+from ..data.face_crops import aligned_inputs, aligned_landmark_labels, face_crops, landmark_labels_in_frame
 from ..data.image_decoding import BadImage, decode_encoded
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.crop_plan import CropPlan
@@ -56,7 +57,9 @@ class FaceCollator:
     # Each network's own crop of the face (`prior_crops`), placed by the (68, 2) landmarks in [0, 1] of the image in
     # `geometry_column` through the model's `crop_plan` (`CropPlan.for_model`); without either, every network sees
     # the whole image resized. A landmarks task's labels are mapped into the crop the model predicts in
-    # (`CropPlan.label_frame`).
+    # (`CropPlan.label_frame`). With `geometry_column` the alignment's (`data.alignment.ALIGNMENT_COLUMN`: a real
+    # dataset's faces, found as `analyze` finds them) `pixel_values` are each face's loose canonical crop cut from the
+    # original image, as `analyze` feeds them (`data.face_crops.aligned_inputs`), not the image resized.
     crop_plan: CropPlan | None = None
     geometry_column: str | None = None
     # Online augmentation (training batches only): each row's image and its `point_columns` ((K, 2) in [0, 1]: the
@@ -74,11 +77,19 @@ class FaceCollator:
         batch: dict[str, Any] = self.label_batch(rows)
         cached = self.cached_columns(rows[0])
         size = (self.processor.size["height"], self.processor.size["width"])
-        if self.reads_geometry:
+        if self.aligned:
+            if self.reads_geometry and self.problem_type == "landmarks":
+                batch["labels"] = aligned_landmark_labels(batch["labels"], rows, self.crop_plan)
+            if self.include_pixel_values:
+                batch["pixel_values"], crops = aligned_inputs([row[self.image_column] for row in rows], rows,
+                                                              self.crop_plan, skip=cached)
+                if crops:
+                    batch["prior_crops"] = crops
+        elif self.reads_geometry:
             landmarks = np.stack([np.asarray(row[self.geometry_column], np.float64) for row in rows])
             if self.problem_type == "landmarks":  # labels in the frame the model predicts in
                 batch["labels"] = landmark_labels_in_frame(batch["labels"], landmarks, self.crop_plan, size)
-        if self.include_pixel_values:
+        if self.include_pixel_values and not self.aligned:
             batch["pixel_values"] = pixel_values([row[self.image_column] for row in rows], self.processor)
             crops = face_crops(landmarks, self.crop_plan, size, skip=cached) if self.reads_geometry else {}
             if crops:
@@ -117,6 +128,11 @@ class FaceCollator:
         return mix_batch(pixel_values, targets, self.augmentation, rng)
 
     @property
+    def aligned(self) -> bool:
+        """Whether the rows are faces of an aligned dataset (`data.alignment`), fed as `analyze` feeds them."""
+        return self.geometry_column == ALIGNMENT_COLUMN
+
+    @property
     def reads_crops(self) -> bool:
         return self.crop_plan is not None and self.geometry_column is not None
 
@@ -147,7 +163,9 @@ class FaceCollator:
         arrays = list(self.cached_columns(dataset.column_names).values())
         arrays += [column for column in label_columns
                    if column == "landmarks" or (column == self.label_column and self.problem_type != "single_label_classification")]
-        if self.reads_geometry:
+        if self.aligned and (self.reads_geometry or self.include_pixel_values):  # canonical crops need them too
+            arrays += list(GEOMETRY_COLUMNS)
+        elif self.reads_geometry:
             arrays.append(self.geometry_column)
         columns = [self.image_column] if self.include_pixel_values else []
         columns += [column for column in label_columns if column not in columns] + arrays

@@ -28,8 +28,9 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.face_crops import face_crops
-from ..data.face_datasets import load_face_dataset
+from ..data.alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
+from ..data.face_crops import aligned_inputs, face_crops
+from ..data.face_datasets import load_face_dataset, source_report
 from ..data.image_decoding import BadImage, decode_encoded
 from ..data.image_keys import image_keys
 from ..data.synthetic_faces import make_synthetic_faces
@@ -82,9 +83,12 @@ class PriorFeatureCache:
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.fingerprints = {name: prior_fingerprint(model, name) for name in model.config.priors}
-        # each prior reads its own crop of the face, placed by the rows' landmarks (`collators.face_crops`)
+        # each prior reads its own crop of the face, placed by the rows' landmarks (`collators.face_crops`), or of an
+        # aligned dataset's canonical crop, placed by its alignment (`face_crops.aligned_inputs`), as analyze feeds it
         self.geometry_column = geometry_column
         self.crop_plan = CropPlan.for_model(model) if geometry_column is not None else None
+        aligned = geometry_column == ALIGNMENT_COLUMN
+        self.geometry_columns = list(GEOMETRY_COLUMNS) if aligned else [geometry_column] if geometry_column else []
 
     def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
@@ -94,7 +98,8 @@ class PriorFeatureCache:
             digest.update(key.encode())
         if self.crop_plan is not None:
             digest.update(json.dumps(self.crop_plan.geometries, sort_keys=True, default=str).encode())
-            digest.update(np.asarray(list(dataset[self.geometry_column]), np.float32).tobytes())
+            for column in self.geometry_columns:  # (one column for the synthetic faces: the key they always had)
+                digest.update(np.asarray(list(dataset[column]), np.float32).tobytes())
         return digest.hexdigest()[:24]
 
     def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
@@ -118,12 +123,17 @@ class PriorFeatureCache:
             size = (self.processor.size["height"], self.processor.size["width"])
             # a batch of undecodable images only still runs the priors, on black, so that every batch writes the
             # same columns and types; those rows are dropped below
-            pixel_values = self.processor(images, return_tensors="pt")["pixel_values"] if images \
-                else torch.zeros(1, 3, *size)
-            prior_crops = None
-            if self.crop_plan is not None:
-                landmarks = np.asarray(batch[self.geometry_column], np.float64)
-                prior_crops = face_crops(landmarks[good] if good else landmarks[:1], self.crop_plan, size)
+            pixel_values, prior_crops = torch.zeros(1, 3, *size), None
+            if self.geometry_column == ALIGNMENT_COLUMN:
+                if images:
+                    faces = [{column: batch[column][index] for column in self.geometry_columns} for index in good]
+                    pixel_values, prior_crops = aligned_inputs(images, faces, self.crop_plan)
+            else:
+                if images:
+                    pixel_values = self.processor(images, return_tensors="pt")["pixel_values"]
+                if self.crop_plan is not None:
+                    landmarks = np.asarray(batch[self.geometry_column], np.float64)
+                    prior_crops = face_crops(landmarks[good] if good else landmarks[:1], self.crop_plan, size)
             with torch.inference_mode():
                 features = base.extract_prior_features(pixel_values, prior_crops=prior_crops)
             columns: dict[str, list] = {DECODE_ERROR_COLUMN: errors}
@@ -132,7 +142,7 @@ class PriorFeatureCache:
                 columns[feature_column(name, self.view)] = [blank if error else next(rows) for error in errors]
             return columns
 
-        inputs = [image_column] + ([self.geometry_column] if self.crop_plan is not None else [])
+        inputs = [image_column] + (self.geometry_columns if self.crop_plan is not None else [])
         encoded = dataset.select_columns(inputs).cast_column(image_column, datasets.Image(decode=False))
         features = encoded.map(
             extract, batched=True, batch_size=self.batch_size, with_indices=True, cache_file_name=str(cache_file),
@@ -192,13 +202,18 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     cache_dir = args.cache_dir or default_cache_dir()
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
-    if args.dataset is None:
-        splits = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}
-    else:
-        data = load_face_dataset(args.dataset)
-        splits = dict(data) if hasattr(data, "keys") else {"data": data}
     start = time.perf_counter()
-    cached, _ = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size)
+    if args.dataset is None:
+        splits, geometry_column = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}, "landmarks"
+    else:  # each network on its crop of the faces found as training finds them (`dataset_source.align_splits`)
+        from .dataset_source import align_splits
+
+        data = load_face_dataset(args.dataset)
+        splits, geometry_column = align_splits(datasets.DatasetDict(dict(data) if hasattr(data, "keys")
+                                                                    else {"data": data}),
+                                               source_report(data), cache_dir, {})
+    cached, _ = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size,
+                                     geometry_column=geometry_column)
     for name, split in cached.items():
         columns = [column for column in split.column_names if column.startswith(PRIOR_COLUMN_PREFIX)]
         print(f"{name}: {len(split)} images, columns {columns}")

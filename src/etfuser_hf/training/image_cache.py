@@ -23,6 +23,7 @@ import datasets
 import numpy as np
 import PIL.Image
 
+from ..data.alignment import ALIGNMENT_COLUMN
 from ..data.image_keys import image_keys, is_file_backed
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 
@@ -56,6 +57,9 @@ def cache_decoded_images(splits: Mapping[str, datasets.Dataset], processor: ETFu
     splits = datasets.DatasetDict(splits)
     height, width = processor.size["height"], processor.size["width"]
     if not processor.do_rescale or processor.do_normalize:
+        return splits
+    # aligned faces are fed as canonical crops cut from the original image (`data.alignment`), not at this size
+    if any(ALIGNMENT_COLUMN in split.column_names for split in splits.values()):
         return splits
     # files on disk (a reader's dataset, any size) are decoded per fetch, by DataLoader workers where asked: decoding
     # them all up front is what a start at AffectNet's size cannot afford

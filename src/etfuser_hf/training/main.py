@@ -47,7 +47,7 @@ from ..data.targets import TASK_TYPES
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
-from .dataset_source import DatasetSource, read_dataset, task_label_names, task_type_overrides
+from .dataset_source import DatasetSource, align_splits, read_dataset, task_label_names, task_type_overrides
 from .expression_measures import announce_skipped
 from .feature_cache import cache_prior_features
 from .image_cache import cache_decoded_images
@@ -291,10 +291,12 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     prior_dirs = ensure_face_priors(cache_dir, args.priors)
     splits, split_record = load_splits(args, tasks, source)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
-    # the synthetic faces' known landmarks place each network's crop (issue 33 brings an alignment step for datasets)
-    geometry_column = "landmarks" if args.dataset is None else None
+    # the synthetic faces' known landmarks place each network's crop; a dataset's faces are found as analyze finds them
+    geometry_column = "landmarks"
+    if args.dataset is not None:
+        splits, geometry_column = align_splits(splits, source.report, cache_dir, split_record)
     if args.augmentation.renders_views:  # before the caches: each view's priors are cached from that view
-        points = [geometry_column] * bool(geometry_column) + [t.column for t in tasks if t.problem_type == "landmarks"]
+        points = [geometry_column] + [t.column for t in tasks if t.problem_type == "landmarks"]
         splits["train"] = render_views(splits["train"], args.augmentation, "image", list(dict.fromkeys(points)))
     if not args.no_cache:
         splits, undecodable = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size,

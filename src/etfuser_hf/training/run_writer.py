@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .multitask import render_multitask_markdown
+from .splits import render_faces_lines
 from .task_tables import render_task_table
 
 SYNTHETIC_BANNER = ("> **SYNTHETIC data.** Every number below is measured on generated faces "
@@ -89,6 +90,7 @@ def render_data_markdown(splits: Mapping[str, Any]) -> str | None:
         lines += (["| rows left out | reason | rows |", "|---|---|---|"]
                   + [f"| {kind} | {reason} | {count} |" for kind, reason, count in counts]) if counts \
             else ["No row was skipped or excluded."]
+    lines += render_faces_lines(splits)
     return "\n".join(lines) + "\n"
 
 

@@ -49,6 +49,26 @@ class SplitRecord:
         return asdict(self)
 
 
+FACE_KINDS = {"detected": "found by the detector", "missed": "missed by the detector, taken whole",
+              "whole_image": "the whole image (the layout's faces are crops)", "box": "the dataset's face box",
+              "undecodable": "image cannot be decoded"}
+
+
+def render_faces_lines(record: Mapping[str, Any]) -> list[str]:
+    """Markdown lines on how a run's faces were found (`record["faces"]` of `splits.json`, `dataset_source.
+    align_splits`): the layout's face policy and, per split, the faces of each kind; [] where there is none."""
+    faces = record.get("faces")
+    if not faces:
+        return []
+    kinds = sorted({kind for counts in faces["counts"].values() for kind in counts})
+    lines = ["", f"Faces found once per image, as `analyze` finds them (face policy `{faces['policy']}`; each "
+             "network fed its own crop of the face's canonical crop):", "",
+             "| split | " + " | ".join(FACE_KINDS.get(kind, kind) for kind in kinds) + " |",
+             "|---|" + "---|" * len(kinds)]
+    return lines + [f"| {name} | " + " | ".join(str(counts.get(kind, 0)) for kind in kinds) + " |"
+                    for name, counts in faces["counts"].items()]
+
+
 def _index_range(first: int, count: int) -> str:
     return f"synthetic sample indices {first}..{first + count - 1}"
 

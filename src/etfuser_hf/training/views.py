@@ -87,6 +87,10 @@ def parse_augmentation(args: argparse.Namespace) -> Augmentation:
         raise ValueError(f"--views: expected at least 1 (the image itself), got {args.views}.")
     if augmentation.level == "none":
         return augmentation
+    if getattr(args, "dataset", None) is not None:
+        raise ValueError("--augment with --dataset: a dataset's faces are fed as aligned canonical crops cut from the "
+                         "original images (data/alignment.py), which the augmentation does not move yet; train "
+                         "without --augment.")
     if mode == "views" and args.views == 1:
         raise ValueError(f"--augment {args.augment} --views 1: one view is the image itself, nothing augmented; pass "
                          f"--views 2 or more (the mirror, then random views), or --augment-mode online.")

@@ -140,4 +140,5 @@ def read(path: Path, log: RowLog, images_dir: str | Path | None = None, classes:
     return Read(rows, features, columns, list(csv_files.values()), origin)
 
 
-READER = Reader(FORMAT, LAYOUT, recognise, read)
+# the images are not cropped; each row ships its face's box (face_x, face_y, face_width, face_height)
+READER = Reader(FORMAT, LAYOUT, recognise, read, faces="box:face_box")

@@ -58,6 +58,7 @@ class SourceReport:
     excluded: dict[str, int] = field(default_factory=dict)  # rows the protocol leaves out (AffectNet 8..10, ...)
     examples: dict[str, list[str]] = field(default_factory=dict)  # the first skip messages per reason
     columns: dict[str, ColumnSpec] = field(default_factory=dict)
+    faces: str = "detect"  # the layout's face policy (`data.alignment`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,26 +113,31 @@ class RowLog:
 @dataclass
 class Read:
     """What a reader hands the factory: rows per split (`UNSPLIT` for a dataset without splits), their features,
-    what each label column holds, the annotation files read, and where each split came from."""
+    what each label column holds, the annotation files read, where each split came from, and, where this read's
+    layout differs from the reader's default, its face policy (`faces`)."""
 
     rows: dict[str, list[dict[str, Any]]]
     features: datasets.Features
     columns: dict[str, ColumnSpec]
     files: list[Path]
     split_origin: dict[str, str] = field(default_factory=dict)
+    faces: str | None = None
 
 
 @dataclass(frozen=True)
 class Reader:
     """One layout's reader as the factory sees it: how it recognises its layout (`recognise(path)`), how it reads it
     (`read(path, log, **options)`), one line naming the layout for messages, and whether damaged rows are skipped
-    (counted) or the first one refuses the source unless `strict=False`."""
+    (counted) or the first one refuses the source unless `strict=False`. `faces` is the layout's face policy
+    (`data.alignment`: "detect" for full frames, "whole_image" for images that are face crops already, "box:<column>"
+    where each row ships its face's box), what the alignment step does with its images."""
 
     format: str
     layout: str
     recognise: Callable[[Path], bool]
     read: Callable[..., Read]
     skips_bad_rows: bool = True
+    faces: str = "detect"
 
 
 # ----------------------------------------------------------------------------------------------------------------------

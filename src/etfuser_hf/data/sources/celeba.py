@@ -166,4 +166,5 @@ def read(path: Path, log: RowLog) -> Read:
                                                       origin.items()})
 
 
-READER = Reader(FORMAT, LAYOUT, recognise, read)
+# img_align_celeba holds the authors' aligned and cropped faces
+READER = Reader(FORMAT, LAYOUT, recognise, read, faces="whole_image")

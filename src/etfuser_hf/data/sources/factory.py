@@ -84,7 +84,7 @@ def read_face_source(source: str | Path, format: str | None = None, strict: bool
     read = reader.read(path, log, **options)
     report = SourceReport(format, str(path), [str(file) for file in read.files],
                           split_origin={split or "all": origin for split, origin in read.split_origin.items()},
-                          columns=read.columns)
+                          columns=read.columns, faces=read.faces or reader.faces)
     return _build(read, log, report, str(path)), report
 
 

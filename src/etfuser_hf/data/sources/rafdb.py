@@ -58,4 +58,5 @@ def read(path: Path, log: RowLog, images: str | None = None) -> Read:
                 [label_file], origin)
 
 
-READER = Reader(FORMAT, LAYOUT, recognise, read)
+# Image/aligned/ holds face crops already (100x100, aligned by the authors)
+READER = Reader(FORMAT, LAYOUT, recognise, read, faces="whole_image")

@@ -61,7 +61,10 @@ def read(path: Path, log: RowLog) -> Read:
                "gender": ColumnSpec("single_label_classification", tuple(UTKFACE_GENDERS)),
                "race": ColumnSpec("single_label_classification", tuple(UTKFACE_RACES))}
     folders = ", ".join(f"{folder.name}/" for folder in _folders(path))
-    return Read({UNSPLIT: rows}, features, columns, [], {UNSPLIT: f"every image of {folders} (UTKFace has no splits)"})
+    # the chips are aligned crops already; the in-the-wild parts are whole photos, for the detector
+    chips = all(row["image"].endswith(".chip.jpg") for row in rows)
+    return Read({UNSPLIT: rows}, features, columns, [], {UNSPLIT: f"every image of {folders} (UTKFace has no splits)"},
+                faces="whole_image" if chips else "detect")
 
 
 READER = Reader(FORMAT, LAYOUT, recognise, read)
