@@ -218,7 +218,7 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
         args.batch_per_process = per_process_batch_size(args.batch_size, state.num_processes,
                                                         args.gradient_accumulation_steps)
     except ValueError as error:
-        parser.error(f"--batch-size / --gradient-accumulation-steps: {error}")
+        parser.error(f"--batch-size: {error}")
     # Checked before any work (main creates the folder), so a refused folder costs nothing; by the main process only,
     # as the others may start after it has written into the folder.
     if state.is_main_process:

@@ -29,8 +29,9 @@ def per_process_batch_size(batch_size: int, num_processes: int, accumulation_ste
         raise ValueError(f"gradient accumulation steps must be at least 1, got {accumulation_steps}.")
     shares = num_processes * accumulation_steps
     if batch_size % shares:
-        raise ValueError(f"{batch_size} images per step cannot be shared evenly by {num_processes} processes x "
-                         f"{accumulation_steps} accumulation steps; pass a multiple of {shares}.")
+        passes = f" x {accumulation_steps} accumulation steps" if accumulation_steps > 1 else ""
+        raise ValueError(f"{batch_size} images per step cannot be shared evenly by {num_processes} processes{passes}; "
+                         f"pass a multiple of {shares}.")
     return batch_size // shares
 
 
