@@ -106,6 +106,17 @@ def tiny_spatial_config(fusion_mode: str = "add_to_pooled", grid_size: int = 2, 
     return ETFuserConfig(**{**settings, **overrides})
 
 
+@pytest.fixture(scope="session")
+def astronaut_path(tmp_path_factory) -> Path:
+    """scikit-image's astronaut (Eileen Collins, public domain) as a PNG file: a real face photo that ships offline."""
+    import PIL.Image
+    import skimage.data
+
+    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+    PIL.Image.fromarray(skimage.data.astronaut()).save(path)
+    return path
+
+
 @pytest.fixture
 def tiny_config() -> ETFuserConfig:
     return tiny_etfuser_config()

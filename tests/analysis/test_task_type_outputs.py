@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import PIL.Image
 import pytest
-import skimage.data
 from conftest import tiny_etfuser_config
 from task_type_models import ATTRIBUTE_LOGITS, ATTRIBUTES, write_task_type_models
 
@@ -31,15 +29,9 @@ def model_dirs(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
-    PIL.Image.fromarray(skimage.data.astronaut()).save(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def tables(model_dirs, photo):
-    return {kind: analyze(photo, model=folder, progress=False, extras=()) for kind, folder in model_dirs.items()}
+def tables(model_dirs, astronaut_path):
+    return {kind: analyze(astronaut_path, model=folder, progress=False, extras=())
+            for kind, folder in model_dirs.items()}
 
 
 def _face(table):
@@ -125,9 +117,9 @@ def test_task_type_classification_columns_are_unchanged(tables):
 
 
 @pytest.mark.parametrize("kind", ["multi_label_classification", "regression", "landmarks"])
-def test_task_type_predict_json(kind, model_dirs, tables, photo, capsys):
-    main(["predict", str(model_dirs[kind]), str(photo)])  # exits non-zero (SystemExit) on an unusable input
-    (face,) = json.loads(capsys.readouterr().out)[str(photo)]
+def test_task_type_predict_json(kind, model_dirs, tables, astronaut_path, capsys):
+    main(["predict", str(model_dirs[kind]), str(astronaut_path)])  # exits non-zero (SystemExit) on an unusable input
+    (face,) = json.loads(capsys.readouterr().out)[str(astronaut_path)]
     row = _face(tables[kind])
     if kind == "multi_label_classification":
         assert face["label"] == "Smiling|Young" and face["score"] == pytest.approx(0.9526, abs=1e-4)

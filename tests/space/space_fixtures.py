@@ -9,9 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-import PIL.Image
 import pytest
-import skimage.data
 import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
@@ -50,10 +48,3 @@ def write_run_folder(run: Path, synthetic: bool = True, grid_size: int | None = 
 @pytest.fixture(scope="session")
 def space_model_dir(tmp_path_factory):
     return write_run_folder(tmp_path_factory.mktemp("etfuser-synthetic"))
-
-
-@pytest.fixture(scope="session")
-def astronaut_path(tmp_path_factory):
-    path = tmp_path_factory.mktemp("photos") / "astronaut.png"
-    PIL.Image.fromarray(skimage.data.astronaut()).save(path)
-    return path

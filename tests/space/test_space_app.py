@@ -12,7 +12,7 @@ import PIL.Image
 import pytest
 import skimage.data
 from conftest import run_in_threads
-from space_fixtures import LABELS, astronaut_path, space_model_dir, write_run_folder  # noqa: F401 (fixtures)
+from space_fixtures import LABELS, space_model_dir, write_run_folder  # noqa: F401 (fixtures)
 
 import etfuser_hf
 import face_report

@@ -11,7 +11,7 @@ import numpy as np
 import PIL.Image
 import pytest
 from selenium.webdriver.common.by import By
-from space_fixtures import LABELS, astronaut_path, space_model_dir  # noqa: F401 (fixtures)
+from space_fixtures import LABELS, space_model_dir  # noqa: F401 (fixtures)
 
 from screenshot import CHROMEDRIVER, CHROMIUM, analyse_photo, chromium, running_app
 

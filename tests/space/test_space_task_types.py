@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skimage.data
-from space_fixtures import astronaut_path  # noqa: F401 (fixture)
+import space_fixtures  # noqa: F401 (puts the Space's folder, spaces/et-fuser, on sys.path)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "analysis"))
 from task_type_models import write_task_type_models  # noqa: E402
