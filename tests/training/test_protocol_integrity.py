@@ -5,6 +5,7 @@ no test label before its one test prediction, scipy's permutation test and the H
 
 from __future__ import annotations
 
+import datasets
 import numpy as np
 import pytest
 
@@ -112,7 +113,8 @@ def test_integrity_ablation_rows_train_with_the_et_fuser_rows_chosen_rate(monkey
     monkeypatch.setattr(protocol, "build_task_model", fake_build)
     monkeypatch.setattr(protocol, "train_model", fake_train_model)
     monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model, prior_feature=None: None)
-    context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
+    context = ProtocolContext({"train": datasets.Dataset.from_dict({}), "validation": None, "test": None}, {}, None, 64,
+                              tmp_path, {})
     with pytest.raises(StopIteration):
         train_run(OPTIONAL_ROWS["mask-isolated"], task, 0, context)
     assert seen["learning_rate"] == 3e-3 and seen["overrides"]["backbone_learning_rate_scale"] == 1 / 3

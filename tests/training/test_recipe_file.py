@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import datasets
 import pytest
 
 from etfuser_hf.training import protocol
@@ -36,7 +37,8 @@ def what_the_trainer_gets(monkeypatch, tmp_path, row, task, **run_options) -> tu
     monkeypatch.setattr(protocol, "train_model", fake_train_model)
     monkeypatch.setattr(protocol, "build_task_model", fake_build_task_model)
     monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model, prior_feature=None: None)
-    context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
+    context = ProtocolContext({"train": datasets.Dataset.from_dict({}), "validation": None, "test": None}, {}, None, 64,
+                              tmp_path, {})
     with pytest.raises(StopIteration):
         train_run(row, task, 0, context, **run_options)
     return seen["learning_rate"], seen["overrides"]

@@ -90,7 +90,8 @@ def test_row_learning_rates_reach_the_trainer_and_learning_rate_flag_replaces_th
 
     monkeypatch.setattr(protocol, "build_task_model", fake_build_task_model)
     monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model, prior_feature=None: None)
-    context = ProtocolContext({"train": None, "validation": None, "test": None}, {}, None, 64, tmp_path, {})
+    context = ProtocolContext({"train": datasets.Dataset.from_dict({}), "validation": None, "test": None}, {}, None, 64,
+                              tmp_path, {})
     for row in ("canonical", "et-fuser-priors-only", "concat-mlp"):
         with pytest.raises(StopIteration):
             train_run(ROWS[row], TASK, 0, context)

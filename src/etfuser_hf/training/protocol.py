@@ -34,6 +34,7 @@ from .rows import MAIN_ROW, Row
 from .splits import draw_train
 from .tasks import FaceTask, canonical_source, task_priors
 from .trainer import RunResult, apply_lora, train_model
+from .objective import BALANCED
 from .views import VIEW_COLUMN, Augmentation, EpochSampler, first_view_rows, image_groups
 
 
@@ -194,8 +195,8 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
 def epoch_sampler(task: FaceTask, train: datasets.Dataset, seed: int) -> EpochSampler | None:
     """The order a run draws its training rows in: one view per image per epoch where views were rendered, each class
     equally often under a balanced sampler (`objective.TaskObjective.image_weights`); None: the Trainer's own."""
-    balanced = task.objective.sampler != "shuffle"
-    if not balanced and VIEW_COLUMN not in getattr(train, "column_names", ()):  # tests hand a bare stand-in
+    balanced = task.objective.sampler == BALANCED
+    if not balanced and VIEW_COLUMN not in train.column_names:
         return None
     weights = task.objective.image_weights(task, train.select(first_view_rows(train))) if balanced else None
     return EpochSampler(image_groups(train), seed, weights)
