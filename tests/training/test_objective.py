@@ -128,6 +128,8 @@ def test_objectives_that_fit_no_task_are_refused(tasks, argv, message):
 def test_wrong_number_of_class_weights_is_refused_when_the_classes_are_known():
     with pytest.raises(ValueError, match="expression has 7 classes, got 3 weights"):
         TaskObjective((1.0, 2.0, 3.0)).check(EXPRESSION, 7)
+    with pytest.raises(ValueError, match="--class-weights: expression has 7 classes, got 3 weights"):
+        TaskObjective((1.0, 2.0, 3.0)).config_overrides(EXPRESSION, datasets.Dataset.from_dict({}), 7)
 
 
 def test_objective_reaches_every_rows_model_and_trainer_and_the_run_folder(tmp_path, monkeypatch):

@@ -91,10 +91,10 @@ class AugmentPolicy:
     def mixes_rows(self) -> bool:
         return self.mixup_alpha > 0 or self.cutmix_alpha > 0
 
-    def sample(self, rng: np.random.Generator, size: tuple[int, int], mirror: bool | None = None) -> FaceAugmentation:
-        """One image's draw for an image of `size` (height, width); `mirror` forces the mirror on or off."""
+    def sample(self, rng: np.random.Generator, size: tuple[int, int]) -> FaceAugmentation:
+        """One image's draw for an image of `size` (height, width)."""
         height, width = size
-        flipped = bool(rng.random() < self.flip) if mirror is None else mirror
+        flipped = bool(rng.random() < self.flip)
         area = rng.uniform(*self.area) * height * width
         aspect = math.exp(rng.uniform(math.log(self.aspect[0]), math.log(self.aspect[1])))
         window_w, window_h = min(width, math.sqrt(area * aspect)), min(height, math.sqrt(area / aspect))

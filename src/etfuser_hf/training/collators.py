@@ -71,8 +71,9 @@ class FaceCollator:
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         if self.include_pixel_values:
             rows = decoded_rows(rows, self.image_column)
-        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item())) if self.augmentation else None
+        rng = None
         if self.augmentation is not None:  # seeded from torch's generator: the Trainer seeds it per run and worker
+            rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, ()).item()))
             rows = self.augmented_rows(rows, rng)
         batch: dict[str, Any] = self.label_batch(rows)
         cached = self.cached_columns(rows[0])

@@ -77,7 +77,9 @@ class TaskObjective:
                              f"{list(SCORED_METRICS[task.problem_type])}, got {self.select_on!r}.")
 
     def config_overrides(self, task: TaskFields, train: datasets.Dataset, num_labels: int | None) -> dict[str, Any]:
-        """The `ETFuserConfig` settings of this objective for a model of `task` trained on `train`."""
+        """The `ETFuserConfig` settings of this objective for a model of `task` with `num_labels` classes trained on
+        `train`; a ValueError naming the option where they do not fit (`check`)."""
+        self.check(task, num_labels)
         overrides: dict[str, Any] = {}
         if self.class_weights == BALANCED:
             overrides["class_weights"] = balanced_class_weights(task, train, num_labels)

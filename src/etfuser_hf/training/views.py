@@ -87,7 +87,7 @@ def parse_augmentation(args: argparse.Namespace) -> Augmentation:
         raise ValueError(f"--views: expected at least 1 (the image itself), got {args.views}.")
     if augmentation.level == "none":
         return augmentation
-    if getattr(args, "dataset", None) is not None:
+    if args.dataset is not None:
         raise ValueError("--augment with --dataset: a dataset's faces are fed as aligned canonical crops cut from the "
                          "original images (data/alignment.py), which the augmentation does not move yet; train "
                          "without --augment.")
