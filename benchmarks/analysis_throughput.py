@@ -104,7 +104,7 @@ def make_inputs(folder: Path, images: int, frames: int) -> list[Path]:
 
 def default_model(folder: Path) -> Path:
     """The package's current default recipe over the four real priors (random fusion weights: speed only)."""
-    from etfuser_hf.training.recipe import build_etfuser_from_face_priors
+    from etfuser_hf.training.comparison.recipe import build_etfuser_from_face_priors
 
     torch.manual_seed(0)
     model = build_etfuser_from_face_priors(ensure_face_priors(names=list(PRIORS)), LABELS)

@@ -22,13 +22,13 @@ import torch
 from transformers import Trainer, TrainerCallback
 
 from etfuser_hf import ETFuserImageProcessor
+from etfuser_hf.data.collators import FaceCollator
+from etfuser_hf.data.feature_cache import PriorFeatureCache
 from etfuser_hf.data.synthetic_faces import EXPRESSIONS, make_synthetic_faces
 from etfuser_hf.models.fusion_modes import fusion_mode_properties
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-from etfuser_hf.training.collators import FaceCollator
-from etfuser_hf.training.feature_cache import PriorFeatureCache
-from etfuser_hf.training.recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
-from etfuser_hf.training.trainer import training_arguments
+from etfuser_hf.training.comparison.recipe import DEFAULT_PRIORS, build_etfuser_from_face_priors
+from etfuser_hf.training.run.trainer import training_arguments
 
 
 class EpochTimer(TrainerCallback):

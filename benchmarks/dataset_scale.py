@@ -66,10 +66,10 @@ def start_to_first_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     import PIL.Image
     import torch
 
+    from etfuser_hf.training.comparison.protocol import row_recipe
+    from etfuser_hf.training.comparison.recipe import build_task_model
+    from etfuser_hf.training.comparison.rows import MAIN_ROW, PROTOCOL_ROWS
     from etfuser_hf.training.main import parse_args, prepare_protocol
-    from etfuser_hf.training.protocol import row_recipe
-    from etfuser_hf.training.recipe import build_task_model
-    from etfuser_hf.training.rows import MAIN_ROW, PROTOCOL_ROWS
 
     opened = {"count": 0}
     original = PIL.Image.open
@@ -122,11 +122,11 @@ def pipeline_and_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     from etfuser_hf.data.face_datasets import load_face_dataset
     from etfuser_hf.models.image_processing_etfuser import ETFuserImageProcessor
     from etfuser_hf.priors.convert_face_priors import ensure_face_priors
+    from etfuser_hf.training.comparison.protocol import row_recipe
+    from etfuser_hf.training.comparison.recipe import build_task_model
+    from etfuser_hf.training.comparison.rows import MAIN_ROW, PROTOCOL_ROWS
+    from etfuser_hf.training.comparison.tasks import DEFAULT_PRIORS
     from etfuser_hf.training.main import parse_args, prepare_protocol
-    from etfuser_hf.training.protocol import row_recipe
-    from etfuser_hf.training.recipe import build_task_model
-    from etfuser_hf.training.rows import MAIN_ROW, PROTOCOL_ROWS
-    from etfuser_hf.training.tasks import DEFAULT_PRIORS
 
     args = parse_args(["--dataset", str(root), "--tasks", "label", "--priors", "age", "expression", "--cache-dir", str(cache_dir),
                        "--output-dir", str(output_dir), "--overwrite", "--workers", "1"])

@@ -21,7 +21,7 @@ from transformers import ViTConfig
 
 from etfuser_hf import ETFuserConfig
 from etfuser_hf.models.modeling_etfuser import ETFuserFusion
-from etfuser_hf.training.recipe import DEFAULT_RECIPE
+from etfuser_hf.training.comparison.recipe import DEFAULT_RECIPE
 
 FUSION_WIDTHS = ("hidden_size", "num_attention_heads", "intermediate_size", "num_hidden_layers")
 

@@ -3,7 +3,7 @@
 What a training step's data loading costs: fetching a batch of rows from the collator's view of the split and
 collating it into `pixel_values` + labels, for every batch of an epoch, as the Trainer's loader does (no model runs).
 Without the cache each fetch decodes the `image` column's PNGs; with it the rows carry their pixels as raw bytes
-(`etfuser_hf.training.image_cache`). The cache's one-off cost (decode + write once per split) is printed beside it.
+(`etfuser_hf.data.image_cache`). The cache's one-off cost (decode + write once per split) is printed beside it.
 Each setting is timed `--repeats` times, interleaved, and the fastest epoch counts. SYNTHETIC faces.
 
     python benchmarks/image_cache.py [--num-images 800] [--image-size 112] [--repeats 3]
@@ -19,9 +19,9 @@ import datasets
 import torch
 
 from etfuser_hf import ETFuserImageProcessor
+from etfuser_hf.data.collators import FaceCollator
+from etfuser_hf.data.image_cache import PIXEL_COLUMN, cache_decoded_images
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training.collators import FaceCollator
-from etfuser_hf.training.image_cache import PIXEL_COLUMN, cache_decoded_images
 
 
 def epoch_seconds(view: datasets.Dataset, collator: FaceCollator, batch_size: int) -> float:

@@ -13,7 +13,7 @@ as they are paid once per run, not per epoch; with 16-step epochs they would oth
 epoch runs `--repeats` times (alternating the models) and the fastest is kept, so a background hiccup does not decide
 the ratio. Two clocks: wall time, and the process's CPU time (all threads), which other programs on a shared machine
 barely move. `--threads` defaults to 1, the setting of the main job's training workers; `--precision` (default: the
-main job's `auto`, see `etfuser_hf.training.precision`) times every epoch in each precision given, and with two of
+main job's `auto`, see `etfuser_hf.training.run.precision`) times every epoch in each precision given, and with two of
 them also prints each model's epoch in the second over the first. `--grid-sizes` adds an ET-Fuser per size whose priors
 enter as g x g grid tokens (their grid view cached too), `--canonical-tokens` one more per size with the canonical
 model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each against the same canonical epoch. Every
@@ -43,19 +43,19 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import TrainerCallback
 
 from etfuser_hf.data.augmentation import LEVELS
+from etfuser_hf.data.collators import FaceCollator
+from etfuser_hf.data.feature_cache import feature_view
+from etfuser_hf.data.views import Augmentation, EpochSampler, image_groups, render_views
 from etfuser_hf.models.image_processing_etfuser import ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.crop_plan import CropPlan
 from etfuser_hf.priors.fetch import default_cache_dir
-from etfuser_hf.training.collators import FaceCollator
-from etfuser_hf.training.feature_cache import feature_view
-from etfuser_hf.training.main import cache_prior_features
-from etfuser_hf.training.precision import PRECISIONS, precision_arguments, resolve_precision
-from etfuser_hf.training.recipe import build_task_model
-from etfuser_hf.training.splits import synthetic_splits
-from etfuser_hf.training.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
-from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
-from etfuser_hf.training.views import Augmentation, EpochSampler, image_groups, render_views
+from etfuser_hf.training.comparison.prior_features import cache_prior_features
+from etfuser_hf.training.comparison.recipe import build_task_model
+from etfuser_hf.training.comparison.splits import synthetic_splits
+from etfuser_hf.training.comparison.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
+from etfuser_hf.training.run.precision import PRECISIONS, precision_arguments, resolve_precision
+from etfuser_hf.training.run.trainer import ETFuserTrainer, training_arguments
 
 
 class StepClock(TrainerCallback):

@@ -20,17 +20,17 @@ import torch
 
 from training_cost import epoch_seconds  # benchmarks/ is the script's folder, first on sys.path
 
+from etfuser_hf.data.collators import FaceCollator
+from etfuser_hf.data.views import Augmentation, EpochSampler, image_groups, render_views
 from etfuser_hf.models.image_processing_etfuser import ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.crop_plan import CropPlan
-from etfuser_hf.training.collators import FaceCollator
-from etfuser_hf.training.feature_cache import cache_prior_features
-from etfuser_hf.training.precision import PRECISIONS, resolve_precision
-from etfuser_hf.training.processes import runs_device
-from etfuser_hf.training.recipe import build_task_model
-from etfuser_hf.training.splits import synthetic_splits
-from etfuser_hf.training.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
-from etfuser_hf.training.views import Augmentation, EpochSampler, image_groups, render_views
+from etfuser_hf.training.comparison.prior_features import cache_prior_features
+from etfuser_hf.training.comparison.recipe import build_task_model
+from etfuser_hf.training.comparison.splits import synthetic_splits
+from etfuser_hf.training.comparison.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS
+from etfuser_hf.training.run.precision import PRECISIONS, resolve_precision
+from etfuser_hf.training.run.processes import runs_device
 
 
 def main() -> None:

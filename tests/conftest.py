@@ -133,9 +133,9 @@ def tiny_protocol() -> dict:
     macro-F1 0.5 / 0.35 throughout; validation 0.05 below test."""
     import numpy as np
 
-    from etfuser_hf.training.task_tables import task_table
-    from etfuser_hf.training.tasks import FaceTask
-    from etfuser_hf.training.trainer import RunResult
+    from etfuser_hf.training.comparison.tasks import FaceTask
+    from etfuser_hf.training.report.task_tables import task_table
+    from etfuser_hf.training.run.trainer import RunResult
 
     rng = np.random.default_rng(0)
 

@@ -11,6 +11,8 @@ import etfuser_hf
 
 PACKAGE_DIR = Path(etfuser_hf.__file__).parent
 LAYERS = ("models", "metrics", "priors", "data", "analysis", "training", "hub")  # a module may import only from its layer or below
+# training/ in three parts, each reading only those before it; its entry points (main, validation_sweep) read all three
+TRAINING_PARTS = ("run", "comparison", "report")
 MAX_LINES_OUTSIDE_MODELS = 450
 
 
@@ -84,6 +86,20 @@ def test_dependencies_point_one_way():
     upward = {(module, target) for module, targets in import_graph().items() for target in targets
               if layer(module) and layer(target) and rank[layer(target)] > rank[layer(module)]}
     assert not upward, f"imports against the layer order {' <- '.join(LAYERS)}: {sorted(upward)}"
+
+
+def test_training_parts_point_one_way():
+    def part(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[2] if len(parts) > 3 and parts[1] == "training" and parts[2] in TRAINING_PARTS else None
+
+    rank = {name: position for position, name in enumerate(TRAINING_PARTS)}
+    upward = {(module, target) for module, targets in import_graph().items() for target in targets
+              if part(module) and part(target) and rank[part(target)] > rank[part(module)]}
+    assert not upward, f"imports against training's order {' <- '.join(TRAINING_PARTS)}: {sorted(upward)}"
+    loose = {path.name for path in (PACKAGE_DIR / "training").glob("*.py")} - {"__init__.py", "main.py",
+                                                                                  "validation_sweep.py"}
+    assert not loose, f"training/ keeps only its entry points beside its three parts, found {sorted(loose)}"
 
 
 def test_modules_outside_models_stay_short():

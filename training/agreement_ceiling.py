@@ -2,15 +2,15 @@
 keep at best: `python training/agreement_ceiling.py [--num-train 800 --num-validation 400 --data-seed 1234]`.
 
 The main job's splits (train, validation; test is not read), the FER net frozen, a linear head fitted on its pooled
-features (`etfuser_hf.training.forgetting.agreement_ceiling`); prints the report as JSON."""
+features (`etfuser_hf.training.run.forgetting.agreement_ceiling`); prints the report as JSON."""
 
 import argparse
 import json
 
 import numpy as np
 
-from etfuser_hf.training.forgetting import agreement_ceiling
-from etfuser_hf.training.splits import synthetic_splits
+from etfuser_hf.training.comparison.splits import synthetic_splits
+from etfuser_hf.training.run.forgetting import agreement_ceiling
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
 
     names = splits["train"].features["expression"].names
     report = agreement_ceiling(*arrays("train"), *arrays("validation"), names)
-    print("SYNTHETIC training faces; agreement on the real faces of etfuser_hf.training.forgetting.real_faces")
+    print("SYNTHETIC training faces; agreement on the real faces of etfuser_hf.training.run.forgetting.real_faces")
     print(json.dumps(report, indent=2))
 
 

@@ -21,8 +21,8 @@ import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserForLandmarkDetection, ETFuserImageProcessor
 from etfuser_hf.analysis.attention_maps import grid_attention
-from etfuser_hf.training.collators import pixel_values
-from etfuser_hf.training.splits import synthetic_splits
+from etfuser_hf.data.collators import pixel_values
+from etfuser_hf.training.comparison.splits import synthetic_splits
 from transformers import AutoConfig
 
 

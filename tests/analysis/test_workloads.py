@@ -297,10 +297,10 @@ def test_int8_backend_quantises_the_recognition_net_only_and_stays_within_the_ac
     import onnx
 
     from etfuser_hf.analysis.backends import CALIBRATION_SEED, OnnxBackend, as_canonical_crops, calibration_faces
+    from etfuser_hf.analysis.extras import EXTRAS, load_companions
     from etfuser_hf.priors.crop_geometry import CANONICAL_CROP_SIZE
     from etfuser_hf.priors.crop_plan import FaceGeometry
-    from etfuser_hf.analysis.extras import EXTRAS, load_companions
-    from etfuser_hf.training.forgetting import real_faces
+    from etfuser_hf.training.run.forgetting import real_faces
 
     model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
     companions = tuple(load_companions(model, EXTRAS))

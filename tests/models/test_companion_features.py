@@ -14,11 +14,11 @@ from etfuser_hf import (
     ETFuserForMultiTaskFaceAnalysis,
     ETFuserImageProcessor,
 )
+from etfuser_hf.data.collators import FaceCollator, MultiTaskFaceCollator
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
 from etfuser_hf.metrics import make_multitask_compute_metrics
 from etfuser_hf.models.modeling_auxiliary import component_boxes, jigsaw_puzzle
-from etfuser_hf.training.collators import FaceCollator, MultiTaskFaceCollator
-from etfuser_hf.training.trainer import training_arguments
+from etfuser_hf.training.run.trainer import training_arguments
 
 ALL_AUXILIARY = {"jigsaw": {"grid": 3}, "inpainting": True, "masked_pixels": True, "landmark_heatmap": True,
                  "components": True}

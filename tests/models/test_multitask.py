@@ -14,9 +14,9 @@ from etfuser_hf import (
     ETFuserForMultiTaskFaceAnalysis,
     ETFuserImageProcessor,
 )
+from etfuser_hf.data.collators import MultiTaskFaceCollator
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
 from etfuser_hf.metrics import make_multitask_compute_metrics
-from etfuser_hf.training.collators import MultiTaskFaceCollator
 
 TASKS = {"expression": {"problem_type": "single_label_classification", "num_labels": 7},
          "mask": {"problem_type": "single_label_classification", "label_names": ["no_mask", "mask"],

@@ -39,7 +39,7 @@ from etfuser_hf.priors import convert_face_priors
 from etfuser_hf.priors.convert import convert_age, convert_expression, convert_gender, convert_mtcnn
 from etfuser_hf.priors.convert_face_priors import PRIOR_NAMES, ensure_face_priors
 from etfuser_hf.priors.fetch import ChecksumError, FacePriorError, extract_members
-from etfuser_hf.training.forgetting import real_faces
+from etfuser_hf.training.run.forgetting import real_faces
 
 FIXTURES = Path(__file__).parent / "fixtures"
 ASTRONAUT_FACE_BOX = (160, 50, 290, 180)  # the same crop as tests/priors/fixtures/generate/fer_reference.py

@@ -16,15 +16,15 @@ from layouts import write_fer2013_folders  # noqa: E402
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor  # noqa: E402
 from etfuser_hf.data.alignment import ALIGNMENT_COLUMN, FaceAligner, align_dataset  # noqa: E402
+from etfuser_hf.data.collators import FaceCollator  # noqa: E402
 from etfuser_hf.data.face_crops import aligned_inputs, aligned_landmark_labels  # noqa: E402
 from etfuser_hf.data.face_datasets import load_face_dataset  # noqa: E402
+from etfuser_hf.data.feature_cache import PriorFeatureCache, feature_column  # noqa: E402
+from etfuser_hf.data.image_cache import cache_decoded_images  # noqa: E402
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY  # noqa: E402
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors  # noqa: E402
 from etfuser_hf.priors.crop_geometry import CANONICAL_CROP_SIZE  # noqa: E402
 from etfuser_hf.priors.crop_plan import CropPlan  # noqa: E402
-from etfuser_hf.training.collators import FaceCollator  # noqa: E402
-from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column  # noqa: E402
-from etfuser_hf.training.image_cache import cache_decoded_images  # noqa: E402
 
 PRIORS = ("face_recognition", "age")
 
@@ -92,3 +92,24 @@ def test_aligned_landmark_labels_land_in_the_models_frame(aligned, model):
     assert framed.shape == labels.shape and framed.dtype == labels.dtype
     assert 0.05 < float(framed.min()) and float(framed.max()) < 0.95
     assert not torch.allclose(framed, labels, atol=1e-2)
+
+
+def test_attention_figure_of_an_aligned_dataset_reads_the_inputs_training_fed(aligned, model, tmp_path, monkeypatch):
+    """The run folder's attention maps of a `--dataset` model are drawn on the faces as training fed them: each face's
+    canonical crop cut from its photo and every network's crop placed in it, not the photo resized."""
+    from etfuser_hf.training.report import plots
+
+    seen = {}
+    monkeypatch.setattr(plots, "attention_panels", lambda model, pixels, crops: seen.update(pixels=pixels, crops=crops)
+                        or type("NoMaps", (), {"maps": {}})())
+    processor = ETFuserImageProcessor(size={"height": 112, "width": 112})
+    assert plots.save_attention_maps(tmp_path, {"label": model}, aligned, processor, num_faces=2,
+                                     geometry_column=ALIGNMENT_COLUMN) == []  # the pooled model reads no grid
+    collator = FaceCollator(processor, "label", 7, use_cached_features=False, crop_plan=CropPlan.for_model(model),
+                            geometry_column=ALIGNMENT_COLUMN)
+    batch = collator([aligned[index] for index in range(2)])
+    assert seen["pixels"].shape[-1] == CANONICAL_CROP_SIZE != 112
+    torch.testing.assert_close(seen["pixels"], batch["pixel_values"], rtol=0, atol=0)
+    assert set(seen["crops"]) == set(batch["prior_crops"]) and seen["crops"]
+    for name, affines in batch["prior_crops"].items():
+        torch.testing.assert_close(seen["crops"][name], affines, rtol=0, atol=0)

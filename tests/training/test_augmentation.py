@@ -21,21 +21,15 @@ from etfuser_hf.data.augmentation import (
     mix_batch,
     move_points,
 )
+from etfuser_hf.data.collators import FaceCollator
 from etfuser_hf.data.face_crops import face_crops
 from etfuser_hf.data.face_geometry import face_landmarks
+from etfuser_hf.data.feature_cache import PriorFeatureCache
+from etfuser_hf.data.views import VIEW_COLUMN, Augmentation, EpochSampler, render_views
 from etfuser_hf.priors.crop_geometry import cut_crops
 from etfuser_hf.priors.crop_plan import CropPlan
-from etfuser_hf.training.collators import FaceCollator
-from etfuser_hf.training.feature_cache import PriorFeatureCache
-from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
-from etfuser_hf.training.views import (
-    VIEW_COLUMN,
-    Augmentation,
-    EpochSampler,
-    add_augmentation_arguments,
-    parse_augmentation,
-    render_views,
-)
+from etfuser_hf.training.comparison.augment_options import add_augmentation_arguments, parse_augmentation
+from etfuser_hf.training.run.trainer import ETFuserTrainer, training_arguments
 from crop_fixtures import PRIORS, SIZE, faces, model, prior_dirs, processor  # noqa: F401 (fixtures)
 
 

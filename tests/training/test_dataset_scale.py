@@ -18,11 +18,11 @@ from layouts import write_rafdb  # noqa: E402  (the official-layout fixtures of 
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor  # noqa: E402
 from etfuser_hf.data.face_datasets import load_face_dataset  # noqa: E402
+from etfuser_hf.data.feature_cache import PriorFeatureCache, feature_column  # noqa: E402
+from etfuser_hf.data.image_cache import PIXEL_COLUMN, cache_decoded_images  # noqa: E402
 from etfuser_hf.data.image_keys import image_key, image_keys, is_file_backed  # noqa: E402
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces  # noqa: E402
-from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column  # noqa: E402
-from etfuser_hf.training.image_cache import PIXEL_COLUMN, cache_decoded_images  # noqa: E402
-from etfuser_hf.training.run_writer import render_data_markdown  # noqa: E402
+from etfuser_hf.training.report.run_writer import render_data_markdown  # noqa: E402
 
 
 @pytest.fixture
@@ -116,9 +116,9 @@ def test_synthetic_faces_are_decoded_once_and_read_back(tmp_path, monkeypatch):
 def test_dataloader_workers_flag_reaches_the_trainer_and_batches_in_worker_processes(rafdb_train, processor, tmp_path):
     from transformers import Trainer
 
-    from etfuser_hf.training.collators import FaceCollator
+    from etfuser_hf.data.collators import FaceCollator
     from etfuser_hf.training.main import parse_args
-    from etfuser_hf.training.trainer import training_arguments
+    from etfuser_hf.training.run.trainer import training_arguments
 
     assert parse_args(["--dataloader-workers", "2"]).dataloader_workers == 2
     with pytest.raises(SystemExit):
@@ -137,7 +137,7 @@ def test_dataloader_workers_flag_reaches_the_trainer_and_batches_in_worker_proce
 
 
 def test_without_the_cache_an_undecodable_image_costs_its_row_not_the_run(rafdb_train, processor, caplog):
-    from etfuser_hf.training.collators import FaceCollator
+    from etfuser_hf.data.collators import FaceCollator
 
     collator = FaceCollator(processor, "label", 7, use_cached_features=False)
     view = collator.view(rafdb_train)

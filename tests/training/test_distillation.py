@@ -1,4 +1,4 @@
-"""Distillation toward the pretrained canonical network (training/distillation.py): the loss, the teacher's class
+"""Distillation toward the pretrained canonical network (training/run/distillation.py): the loss, the teacher's class
 order, its place in the Trainer's training loss only, the protocol recipe key and the sweep's candidates. Select with
 `-k distillation`."""
 
@@ -11,11 +11,11 @@ from transformers import PreTrainedConfig
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-from etfuser_hf.training.distillation import CanonicalTeacher, Distillation, distillation_loss
-from etfuser_hf.training.protocol import ProtocolContext, train_run
-from etfuser_hf.training.rows import PROTOCOL_ROWS
-from etfuser_hf.training.splits import synthetic_splits
-from etfuser_hf.training.tasks import FaceTask
+from etfuser_hf.training.comparison.protocol import ProtocolContext, train_run
+from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+from etfuser_hf.training.comparison.splits import synthetic_splits
+from etfuser_hf.training.comparison.tasks import FaceTask
+from etfuser_hf.training.run.distillation import CanonicalTeacher, Distillation, distillation_loss
 from etfuser_hf.training.validation_sweep import distillation_candidates
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -81,7 +81,7 @@ def test_a_distillation_setting_is_checked():
 
 
 def test_the_trainer_adds_the_teacher_term_in_training_only(fer_model, tmp_path):
-    from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
+    from etfuser_hf.training.run.trainer import ETFuserTrainer, training_arguments
 
     model, dirs = fer_model
     teacher = CanonicalTeacher.from_pretrained(dirs["expression"], LABELS, model.config.backbone, Distillation(3.0))

@@ -19,7 +19,7 @@ from conftest import REPO_ROOT, free_port, tiny_etfuser_config
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserForLandmarkDetection
 from etfuser_hf.priors.fetch import default_cache_dir
-from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
+from etfuser_hf.training.run.trainer import ETFuserTrainer, training_arguments
 
 
 def _initial_classifier() -> torch.Tensor:
@@ -35,9 +35,9 @@ def test_two_process_data_parallel_run_ends_with_identical_weights(tmp_path):
         from conftest import tiny_etfuser_config
         from transformers import Trainer
         from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+        from etfuser_hf.data.collators import FaceCollator
         from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-        from etfuser_hf.training.collators import FaceCollator
-        from etfuser_hf.training.trainer import training_arguments
+        from etfuser_hf.training.run.trainer import training_arguments
         torch.manual_seed(0)
         model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7))
         args = training_arguments({str(tmp_path / 'out')!r}, max_steps=3, per_device_train_batch_size=2,
@@ -98,9 +98,9 @@ def test_distributed_launch_shares_the_batch_runs_no_workers_and_checks_the_fold
 
 
 def test_distributed_launch_saves_a_runs_model_from_the_main_process_only(tmp_path, monkeypatch):
-    from etfuser_hf.training import protocol
-    from etfuser_hf.training.rows import PROTOCOL_ROWS
-    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.comparison import protocol
+    from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
 
     torch.manual_seed(0)
     model = ETFuserForImageClassification(tiny_etfuser_config(num_labels=7))

@@ -13,9 +13,9 @@ from transformers import PreTrainedConfig
 from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.data.face_datasets import AFFECTNET_LABELS, RAFDB_LABELS
 from etfuser_hf.data.label_aliases import id2label_names, is_expression_label_set
-from etfuser_hf.training.distillation import pretrained_class_index
-from etfuser_hf.training.expression_measures import announce_skipped, expression_measures_apply, skipped_line
-from etfuser_hf.training.forgetting import expression_agreement, measures_forgetting
+from etfuser_hf.training.comparison.expression_measures import announce_skipped, expression_measures_apply, skipped_line
+from etfuser_hf.training.run.distillation import pretrained_class_index
+from etfuser_hf.training.run.forgetting import expression_agreement, measures_forgetting
 
 FER = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 AGE_GROUPS = ["child", "young", "middle", "senior"]
@@ -99,10 +99,10 @@ class Stop(Exception):
 def test_a_run_distils_only_toward_expression_classes(tmp_path, monkeypatch):
     from etfuser_hf import ETFuserImageProcessor
     from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-    from etfuser_hf.training import protocol
-    from etfuser_hf.training.rows import PROTOCOL_ROWS
-    from etfuser_hf.training.splits import synthetic_splits
-    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.comparison import protocol
+    from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.comparison.splits import synthetic_splits
+    from etfuser_hf.training.comparison.tasks import FaceTask
 
     def stop(*args, teacher=None, **kwargs):
         raise Stop(teacher)
@@ -123,8 +123,8 @@ def test_a_run_distils_only_toward_expression_classes(tmp_path, monkeypatch):
 
 
 def test_the_sweep_drops_distillation_candidates_on_other_classes():
-    from etfuser_hf.training.rows import PROTOCOL_ROWS
-    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.comparison.tasks import FaceTask
     from etfuser_hf.training.validation_sweep import distillation_candidates, without_skipped_distillation
 
     rows = [row for row in PROTOCOL_ROWS if row.name in ("canonical", "et-fuser")]

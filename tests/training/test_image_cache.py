@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from etfuser_hf import ETFuserImageProcessor
+from etfuser_hf.data.collators import FaceCollator, pixel_values
+from etfuser_hf.data.image_cache import PIXEL_COLUMN, cache_decoded_images, rgb_array
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training.collators import FaceCollator, pixel_values
-from etfuser_hf.training.image_cache import PIXEL_COLUMN, cache_decoded_images, rgb_array
-from etfuser_hf.training.protocol import ProtocolContext
-from etfuser_hf.training.tasks import FaceTask
+from etfuser_hf.training.comparison.protocol import ProtocolContext
+from etfuser_hf.training.comparison.tasks import FaceTask
 
 
 @pytest.fixture(scope="module")

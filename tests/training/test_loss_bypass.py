@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from conftest import tiny_etfuser_config
 
 from etfuser_hf import ETFuserForImageClassification
-from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
+from etfuser_hf.training.run.trainer import ETFuserTrainer, training_arguments
 
 
 @pytest.fixture

@@ -15,16 +15,16 @@ import pytest
 import torch
 
 from etfuser_hf.metrics import load_metric, mean_class_accuracy, score_outputs
-from etfuser_hf.training import protocol
-from etfuser_hf.training.objective import (
+from etfuser_hf.training.comparison import protocol
+from etfuser_hf.training.comparison.objective import (
     TaskObjective,
     add_objective_arguments,
     apply_objectives,
     balanced_class_weights,
     parse_objective_arguments,
 )
-from etfuser_hf.training.tasks import FaceTask, resolve_tasks
-from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
+from etfuser_hf.training.comparison.tasks import FaceTask, resolve_tasks
+from etfuser_hf.training.run.trainer import ETFuserTrainer, training_arguments
 
 EXPRESSION = FaceTask("expression", "expression", "single_label_classification", "expression")
 ATTRIBUTES = FaceTask("attributes", "attributes", "multi_label_classification", "face_recognition")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from etfuser_hf.training.output_guard import OutputExistsError, prepare_output_dir, prepare_output_files
+from etfuser_hf.training.report.output_guard import OutputExistsError, prepare_output_dir, prepare_output_files
 
 
 def test_new_and_empty_folders_are_accepted(tmp_path):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from etfuser_hf.training.main import parse_args
-from etfuser_hf.training.precision import cpu_has_amx_bf16, precision_arguments, resolve_precision
+from etfuser_hf.training.run.precision import cpu_has_amx_bf16, precision_arguments, resolve_precision
 
 
 def _cpuinfo(tmp_path, flags: str):
@@ -47,8 +47,8 @@ def test_precision_auto_on_a_gpu_is_bf16_where_supported_else_fp16(monkeypatch):
 
 
 def test_gradient_accumulation_keeps_the_images_per_optimizer_step(tmp_path):
-    from etfuser_hf.training.precision import accelerator_arguments
-    from etfuser_hf.training.processes import per_process_batch_size
+    from etfuser_hf.training.run.precision import accelerator_arguments
+    from etfuser_hf.training.run.processes import per_process_batch_size
 
     args = parse_args(["--batch-size", "32", "--gradient-accumulation-steps", "4", "--torch-compile",
                        "--precision", "fp32", "--output-dir", str(tmp_path / "run")])
@@ -65,7 +65,7 @@ def test_gradient_accumulation_keeps_the_images_per_optimizer_step(tmp_path):
 
 
 def test_batches_move_to_the_models_device_nested():
-    from etfuser_hf.training.processes import batch_to
+    from etfuser_hf.training.run.processes import batch_to
 
     batch = {"pixel_values": torch.zeros(2, 3), "prior_crops": {"age": torch.zeros(2, 2, 3)},
              "labels": [torch.ones(2)], "name": "x"}

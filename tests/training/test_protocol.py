@@ -1,4 +1,4 @@
-"""The paper's comparison (training/protocol.py and friends): three disjoint splits fixed by seed, selection on
+"""The paper's comparison (training/comparison/): three disjoint splits fixed by seed, selection on
 validation only, a pretrained canonical model that is loaded and trained, the zero-gated fusion, parameter groups,
 several seeds, and p-value helpers that agree with scipy. Select with `-k "canonical or split or seed"`."""
 
@@ -13,17 +13,17 @@ from safetensors.torch import load_file
 from scipy import stats
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+from etfuser_hf.data.collators import FaceCollator, pixel_values
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-from etfuser_hf.training.collators import FaceCollator, pixel_values
-from etfuser_hf.training.protocol import ProtocolContext, train_run
-from etfuser_hf.training.recipe import build_task_model, fusion_attention_implementation
-from etfuser_hf.training.rows import PROTOCOL_ROWS
-from etfuser_hf.training.splits import subsample_train, synthetic_splits, user_splits
-from etfuser_hf.training.statistics import mcnemar_pvalue, paired_permutation_pvalue, seed_ttest_pvalue
-from etfuser_hf.training.task_tables import render_task_table, task_table
-from etfuser_hf.training.tasks import SYNTHETIC_TASKS, FaceTask
-from etfuser_hf.training.trainer import ETFuserTrainer, train_model, training_arguments
+from etfuser_hf.training.comparison.protocol import ProtocolContext, train_run
+from etfuser_hf.training.comparison.recipe import build_task_model, fusion_attention_implementation
+from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+from etfuser_hf.training.comparison.splits import subsample_train, synthetic_splits, user_splits
+from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS, FaceTask
+from etfuser_hf.training.report.statistics import mcnemar_pvalue, paired_permutation_pvalue, seed_ttest_pvalue
+from etfuser_hf.training.report.task_tables import render_task_table, task_table
+from etfuser_hf.training.run.trainer import ETFuserTrainer, train_model, training_arguments
 
 CANONICAL_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces, synthetic_face
-from etfuser_hf.training.splits import SAME_TRAIN_IMAGES, TEST_FIRST_INDEX, draw_train, synthetic_splits
+from etfuser_hf.training.comparison.splits import SAME_TRAIN_IMAGES, TEST_FIRST_INDEX, draw_train, synthetic_splits
 
 # Every sweep and run before the fixed test split drew from synthetic indices 0..1999 (docs/recipe.md).
 EARLIER_INDICES = range(0, 2000)
@@ -65,8 +65,8 @@ def test_integrity_resample_train_draws_each_seed_anew_from_a_fixed_pool():
 
 
 def test_integrity_every_compared_row_gets_the_same_number_of_sweep_candidates():
-    from etfuser_hf.training.rows import PROTOCOL_ROWS
-    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
     from etfuser_hf.training.validation_sweep import candidates_per_row, sweep_candidates
 
     compared = [row for row in PROTOCOL_ROWS if not row.probe]
@@ -93,10 +93,10 @@ def test_integrity_sweep_rates_per_task_and_the_sweep_command_refuses_an_uneven_
 
 
 def test_integrity_ablation_rows_train_with_the_et_fuser_rows_chosen_rate(monkeypatch, tmp_path):
-    from etfuser_hf.training import protocol
-    from etfuser_hf.training.protocol import ProtocolContext, train_run
-    from etfuser_hf.training.rows import OPTIONAL_ROWS
-    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.comparison import protocol
+    from etfuser_hf.training.comparison.protocol import ProtocolContext, train_run
+    from etfuser_hf.training.comparison.rows import OPTIONAL_ROWS
+    from etfuser_hf.training.comparison.tasks import FaceTask
 
     task = FaceTask("expression", "expression", "single_label_classification", "expression", 1e-3,
                     row_learning_rates={"et-fuser": 3e-3}, row_overrides={"et-fuser": {"backbone_learning_rate_scale": 1 / 3}})
@@ -157,11 +157,11 @@ def test_gate_magnitude_is_logged_during_training_and_written_into_metrics_json(
     from conftest import tiny_etfuser_config
 
     from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-    from etfuser_hf.training.collators import FaceCollator
-    from etfuser_hf.training.run_writer import write_run_folder
-    from etfuser_hf.training.task_tables import task_table
-    from etfuser_hf.training.tasks import FaceTask
-    from etfuser_hf.training.trainer import train_model
+    from etfuser_hf.data.collators import FaceCollator
+    from etfuser_hf.training.comparison.tasks import FaceTask
+    from etfuser_hf.training.report.run_writer import write_run_folder
+    from etfuser_hf.training.report.task_tables import task_table
+    from etfuser_hf.training.run.trainer import train_model
 
     faces = make_synthetic_faces(12, image_size=32, seed=3)
     collator = FaceCollator(ETFuserImageProcessor(size={"height": 32, "width": 32}), "expression", 7,
@@ -196,7 +196,7 @@ def test_gate_is_not_weight_decayed(tmp_path, canonical_scale):
     from conftest import tiny_etfuser_config
 
     from etfuser_hf import ETFuserForImageClassification
-    from etfuser_hf.training.trainer import ETFuserTrainer, training_arguments
+    from etfuser_hf.training.run.trainer import ETFuserTrainer, training_arguments
 
     model = ETFuserForImageClassification(tiny_etfuser_config(fusion_mode="add_to_pooled",
                                                               backbone_learning_rate_scale=canonical_scale))
@@ -227,9 +227,9 @@ def prior_dirs():
 def test_lora_on_the_default_cnn_canonical_model_trains_adapters_and_every_fusion_module(prior_dirs, task_name):
     import torch
 
-    from etfuser_hf.training.recipe import build_task_model
-    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
-    from etfuser_hf.training.trainer import apply_lora, lora_target_modules
+    from etfuser_hf.training.comparison.recipe import build_task_model
+    from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.run.trainer import apply_lora, lora_target_modules
 
     task = SYNTHETIC_TASKS[task_name]
     torch.manual_seed(0)
@@ -267,7 +267,7 @@ def test_lora_refuses_clearly_where_no_canonical_layer_matches():
 
     from etfuser_hf import ETFuserForImageClassification
     from etfuser_hf.models.modeling_face_priors import TFSamePadConv2d
-    from etfuser_hf.training.trainer import apply_lora
+    from etfuser_hf.training.run.trainer import apply_lora
 
     with pytest.raises(ValueError, match="--lora adapts the canonical model, but this model .*priors_only.* has none"):
         apply_lora(ETFuserForImageClassification(tiny_etfuser_config(fusion_mode="priors_only")))
@@ -282,9 +282,9 @@ def test_lora_protocol_run_trains_the_canonical_row_with_adapters_too(prior_dirs
     from safetensors.torch import load_file
 
     from etfuser_hf import ETFuserImageProcessor
-    from etfuser_hf.training.protocol import ProtocolContext, train_run
-    from etfuser_hf.training.rows import PROTOCOL_ROWS
-    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.comparison.protocol import ProtocolContext, train_run
+    from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+    from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
 
     splits, _ = synthetic_splits({"train": 8, "validation": 4, "test": 4}, image_size=64, seed=7)
     context = ProtocolContext(splits, prior_dirs, ETFuserImageProcessor(size={"height": 64, "width": 64}), 64,
@@ -310,10 +310,10 @@ def test_integrity_probe_reads_no_test_label_before_its_one_test_prediction(prio
     import datasets
 
     from etfuser_hf import ETFuserImageProcessor
-    from etfuser_hf.training import protocol
-    from etfuser_hf.training.feature_cache import cache_prior_features
-    from etfuser_hf.training.protocol import ProtocolContext, best_prior_probe
-    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.comparison import protocol
+    from etfuser_hf.training.comparison.prior_features import cache_prior_features
+    from etfuser_hf.training.comparison.protocol import ProtocolContext, best_prior_probe
+    from etfuser_hf.training.comparison.tasks import FaceTask
 
     names = ("face_recognition", "age", "expression")  # expression is the canonical model: two priors to probe
     dirs = {name: prior_dirs[name] for name in names}
@@ -344,7 +344,7 @@ def test_integrity_regression_paired_test_is_scipys_permutation_test():
 
     from scipy import stats
 
-    from etfuser_hf.training.statistics import paired_permutation_pvalue
+    from etfuser_hf.training.report.statistics import paired_permutation_pvalue
 
     rng = np.random.default_rng(0)
     a, b = rng.uniform(0.05, 0.1, 10), rng.uniform(0.05, 0.1, 10) + 0.01
@@ -365,10 +365,10 @@ def test_integrity_regression_paired_test_is_scipys_permutation_test():
 
 
 def test_holm_correction_of_a_tasks_rows_known_values_and_table_column():
-    from etfuser_hf.training.statistics import holm_adjusted
-    from etfuser_hf.training.task_tables import render_task_table, task_table
-    from etfuser_hf.training.tasks import FaceTask
-    from etfuser_hf.training.trainer import RunResult
+    from etfuser_hf.training.comparison.tasks import FaceTask
+    from etfuser_hf.training.report.statistics import holm_adjusted
+    from etfuser_hf.training.report.task_tables import render_task_table, task_table
+    from etfuser_hf.training.run.trainer import RunResult
 
     # p = 0.01, 0.04, 0.03 (m = 3): 3 x 0.01 = 0.03; 2 x 0.03 = 0.06; max(0.06, 1 x 0.04) = 0.06
     assert holm_adjusted([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
@@ -398,9 +398,9 @@ def test_holm_correction_of_a_tasks_rows_known_values_and_table_column():
 def test_lora_adapts_the_age_nets_residual_convs(prior_dirs):
     """The dlib age net's stride-1 3x3 "same" convs are plain convs (modeling_face_priors.same_conv2d), so LoRA
     reaches its residual blocks, not only its stem and strided convs."""
-    from etfuser_hf.training.recipe import build_task_model
-    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
-    from etfuser_hf.training.trainer import lora_target_modules
+    from etfuser_hf.training.comparison.recipe import build_task_model
+    from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
+    from etfuser_hf.training.run.trainer import lora_target_modules
 
     model = build_task_model(SYNTHETIC_TASKS["age_group"], prior_dirs, list(range(4)), image_size=64)
     targets = lora_target_modules(model)

@@ -10,11 +10,11 @@ import json
 import datasets
 import pytest
 
-from etfuser_hf.training import protocol
-from etfuser_hf.training.protocol import ProtocolContext, train_run
-from etfuser_hf.training.recipe_file import read_recipe, sweep_recipe, task_fields, write_recipe
-from etfuser_hf.training.rows import PROTOCOL_ROWS
-from etfuser_hf.training.tasks import resolve_tasks
+from etfuser_hf.training.comparison import protocol
+from etfuser_hf.training.comparison.protocol import ProtocolContext, train_run
+from etfuser_hf.training.comparison.recipe_file import read_recipe, sweep_recipe, task_fields, write_recipe
+from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+from etfuser_hf.training.comparison.tasks import resolve_tasks
 from etfuser_hf.training.validation_sweep import SweepCandidate
 
 ROWS = {row.name: row for row in PROTOCOL_ROWS}

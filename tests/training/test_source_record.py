@@ -17,9 +17,9 @@ from layouts import UTKFACE_BAD_NAMES, save_face, write_rafdb  # noqa: E402
 from test_model_card import make_tiny_run  # noqa: E402
 
 from etfuser_hf.hub.model_card import build_model_card, validate_model_card  # noqa: E402
+from etfuser_hf.training.comparison.tasks import resolve_tasks  # noqa: E402
 from etfuser_hf.training.main import load_splits, parse_args  # noqa: E402
-from etfuser_hf.training.run_writer import render_data_markdown, write_run_folder  # noqa: E402
-from etfuser_hf.training.tasks import resolve_tasks  # noqa: E402
+from etfuser_hf.training.report.run_writer import render_data_markdown, write_run_folder  # noqa: E402
 
 
 def write_utkface_like(tmp_path: Path, count: int = 20) -> Path:

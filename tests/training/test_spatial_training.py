@@ -10,15 +10,16 @@ import pytest
 import torch
 
 from etfuser_hf import ETFuserImageProcessor
+from etfuser_hf.data.collators import FaceCollator
+from etfuser_hf.data.feature_cache import feature_column, feature_view
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-from etfuser_hf.training.collators import FaceCollator
-from etfuser_hf.training.feature_cache import cache_prior_features, feature_column, feature_view
+from etfuser_hf.training.comparison.prior_features import cache_prior_features
+from etfuser_hf.training.comparison.protocol import distinct_rows, row_recipe
+from etfuser_hf.training.comparison.recipe import build_task_model
+from etfuser_hf.training.comparison.rows import OPTIONAL_ROWS, PROTOCOL_ROWS
+from etfuser_hf.training.comparison.splits import synthetic_splits
+from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
 from etfuser_hf.training.main import parse_args, protocol_rows
-from etfuser_hf.training.protocol import distinct_rows, row_recipe
-from etfuser_hf.training.recipe import build_task_model
-from etfuser_hf.training.rows import OPTIONAL_ROWS, PROTOCOL_ROWS
-from etfuser_hf.training.splits import synthetic_splits
-from etfuser_hf.training.tasks import SYNTHETIC_TASKS
 from etfuser_hf.training.validation_sweep import spatial_candidates, sweep_candidates
 
 GRID = {"feature": "grid", "grid_size": 2}
@@ -126,7 +127,7 @@ def test_grid_attention_maps_are_drawn_for_spatial_models_only(tmp_path):
 
     from etfuser_hf import ETFuserForImageClassification
     from etfuser_hf.analysis.attention_maps import CANONICAL, attention_overlay, grid_attention
-    from etfuser_hf.training.plots import save_attention_maps
+    from etfuser_hf.training.report.plots import save_attention_maps
 
     torch.manual_seed(0)
     spatial = ETFuserForImageClassification(tiny_spatial_config("canonical_tokens", grid_size=3)).eval()
@@ -152,12 +153,12 @@ def test_run_folder_attention_maps_draw_each_grid_over_the_crop_training_fed_its
 
     from etfuser_hf import ETFuserForImageClassification
     from etfuser_hf.analysis.attention_maps import CANONICAL, grid_attention
+    from etfuser_hf.data.collators import pixel_values
     from etfuser_hf.data.face_crops import face_crops
     from etfuser_hf.data.synthetic_faces import make_synthetic_faces
     from etfuser_hf.priors.crop_geometry import cut_crops
     from etfuser_hf.priors.crop_plan import CropPlan
-    from etfuser_hf.training import plots
-    from etfuser_hf.training.collators import pixel_values
+    from etfuser_hf.training.report import plots
 
     torch.manual_seed(0)
     model = ETFuserForImageClassification(tiny_spatial_config("canonical_tokens", grid_size=2, image_size=64)).eval()
@@ -191,8 +192,8 @@ def test_run_folder_attention_maps_draw_each_grid_over_the_crop_training_fed_its
 
 
 def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_concatenation_over_them():
-    from etfuser_hf.training.task_tables import describe_tokens, reading, render_task_table, task_table
-    from etfuser_hf.training.trainer import RunResult
+    from etfuser_hf.training.report.task_tables import describe_tokens, reading, render_task_table, task_table
+    from etfuser_hf.training.run.trainer import RunResult
 
     assert describe_tokens(None) == "pooled" and describe_tokens(GRID) == "grid 2"
     assert describe_tokens({"age": {"feature": "grid", "grid_size": 3},
@@ -230,8 +231,8 @@ def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_con
 
 
 def test_label_efficiency_sets_the_spatial_token_against_concatenation_over_the_same_tokens_at_every_fraction():
-    from etfuser_hf.training.label_efficiency import fraction_comparisons
-    from etfuser_hf.training.run_writer import render_label_efficiency_markdown
+    from etfuser_hf.training.report.label_efficiency_curves import fraction_comparisons
+    from etfuser_hf.training.report.label_efficiency_curves import render_label_efficiency_markdown
 
     task = dataclasses.replace(SYNTHETIC_TASKS["landmarks"], spatial={"prior_feature": GRID}, main_tokens="pooled")  # NME
 

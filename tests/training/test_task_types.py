@@ -19,16 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from layouts import write_affectnet, write_celeba  # noqa: E402
 from test_source_record import write_utkface_like  # noqa: E402
 
+from etfuser_hf.data.collators import FaceCollator  # noqa: E402
 from etfuser_hf.data.sources.base import ColumnSpec  # noqa: E402
 from etfuser_hf.models.configuration_face_priors import DLIB_AGE_BINS  # noqa: E402
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors  # noqa: E402
-from etfuser_hf.training.collators import FaceCollator  # noqa: E402
-from etfuser_hf.training.dataset_source import read_dataset  # noqa: E402
+from etfuser_hf.training.comparison.dataset_source import read_dataset  # noqa: E402
+from etfuser_hf.training.comparison.tasks import FaceTask, dataset_task, resolve_tasks  # noqa: E402
 from etfuser_hf.training.main import parse_args  # noqa: E402
-from etfuser_hf.training.probes import fit_probe  # noqa: E402
-from etfuser_hf.training.task_tables import reading, render_task_table, task_table  # noqa: E402
-from etfuser_hf.training.tasks import FaceTask, dataset_task, resolve_tasks  # noqa: E402
-from etfuser_hf.training.trainer import RunResult  # noqa: E402
+from etfuser_hf.training.report.task_tables import reading, render_task_table, task_table  # noqa: E402
+from etfuser_hf.training.run.probes import fit_probe  # noqa: E402
+from etfuser_hf.training.run.trainer import RunResult  # noqa: E402
 
 FAST_RUN = ["--seeds", "1", "--max-steps", "1", "--no-baselines", "--workers", "1", "--no-cache", "--batch-size", "4",
             "--early-stopping", "0", "--precision", "fp32"]
@@ -132,7 +132,7 @@ def test_task_type_age_regression_starts_as_the_pretrained_age_nets_expected_age
     from transformers import AutoModel
 
     from etfuser_hf.models.encoders import prepare_encoder_inputs
-    from etfuser_hf.training.recipe import build_task_model
+    from etfuser_hf.training.comparison.recipe import build_task_model
 
     prior_dirs = ensure_face_priors(names=["age", "expression"])
     task = dataset_task("age", "regression", ColumnSpec("regression", units="years"))

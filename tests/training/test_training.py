@@ -16,20 +16,20 @@ from safetensors.torch import load_file
 from transformers import Trainer
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+from etfuser_hf.data.collators import FaceCollator, MultiTaskFaceCollator
+from etfuser_hf.data.feature_cache import PriorFeatureCache, prior_fingerprint
 from etfuser_hf.data.labels import check_label_column
 from etfuser_hf.data.synthetic_faces import make_synthetic_faces
-from etfuser_hf.training.collators import FaceCollator, MultiTaskFaceCollator
-from etfuser_hf.training.feature_cache import PriorFeatureCache, prior_fingerprint
-from etfuser_hf.training.plots import save_plots
-from etfuser_hf.training.probes import fit_probe
-from etfuser_hf.training.measurements import mean_prior_attention
-from etfuser_hf.training.multitask import multitask_table
-from etfuser_hf.training.rows import MAIN_ROW, OPTIONAL_ROWS, register_row
-from etfuser_hf.training.run_writer import write_run_folder
-from etfuser_hf.training.statistics import mcnemar_pvalue, paired_permutation_pvalue
-from etfuser_hf.training.task_tables import task_table
-from etfuser_hf.training.tasks import FaceTask
-from etfuser_hf.training.trainer import (
+from etfuser_hf.training.comparison.rows import MAIN_ROW, OPTIONAL_ROWS, register_row
+from etfuser_hf.training.comparison.tasks import FaceTask
+from etfuser_hf.training.report.multitask_table import multitask_table
+from etfuser_hf.training.report.plots import save_plots
+from etfuser_hf.training.report.run_writer import write_run_folder
+from etfuser_hf.training.report.statistics import mcnemar_pvalue, paired_permutation_pvalue
+from etfuser_hf.training.report.task_tables import task_table
+from etfuser_hf.training.run.measurements import mean_prior_attention
+from etfuser_hf.training.run.probes import fit_probe
+from etfuser_hf.training.run.trainer import (
     ETFuserTrainer,
     RunResult,
     apply_lora,
@@ -346,8 +346,8 @@ def test_register_row_refuses_duplicates_and_unknown_groups():
 
 
 def test_the_flags_select_protocol_and_optional_rows(empty_working_folder):
+    from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
     from etfuser_hf.training.main import parse_args, protocol_rows
-    from etfuser_hf.training.tasks import SYNTHETIC_TASKS
 
     expression = SYNTHETIC_TASKS["expression"]
 
@@ -441,8 +441,8 @@ def _manifest(folder, rows):
 
 def test_load_splits_encodes_manifest_labels_and_reports_bad_rows(tmp_path, empty_working_folder):
     from etfuser_hf.data.face_datasets import FaceDatasetError
+    from etfuser_hf.training.comparison.tasks import resolve_tasks
     from etfuser_hf.training.main import load_splits, parse_args
-    from etfuser_hf.training.tasks import resolve_tasks
 
     def splits_of(argv):
         args = parse_args(argv)
@@ -464,8 +464,8 @@ def test_load_splits_encodes_manifest_labels_and_reports_bad_rows(tmp_path, empt
 
 
 def test_multitask_columns_must_be_class_labels(empty_working_folder):
+    from etfuser_hf.training.comparison.tasks import resolve_tasks
     from etfuser_hf.training.main import load_splits, parse_args
-    from etfuser_hf.training.tasks import resolve_tasks
 
     argv = ["--num-train", "4", "--num-validation", "2", "--num-test", "2", "--image-size", "32", "--tasks",
             "expression"]

@@ -10,7 +10,10 @@ import pytest
 import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
+from etfuser_hf.data.collators import FaceCollator
 from etfuser_hf.data.face_crops import face_crops
+from etfuser_hf.data.face_crops import landmark_labels_in_frame, landmarks_in_crop
+from etfuser_hf.data.feature_cache import PriorFeatureCache, feature_column
 from etfuser_hf.data.synthetic_faces import EXPRESSIONS
 from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
@@ -22,10 +25,7 @@ from etfuser_hf.priors.crop_plan import (
     detector_boxes_from_landmarks,
 )
 from etfuser_hf.priors.face_detection import detect_and_align
-from etfuser_hf.data.face_crops import landmark_labels_in_frame, landmarks_in_crop
-from etfuser_hf.training.collators import FaceCollator
-from etfuser_hf.training.distillation import CanonicalTeacher, Distillation
-from etfuser_hf.training.feature_cache import PriorFeatureCache, feature_column
+from etfuser_hf.training.run.distillation import CanonicalTeacher, Distillation
 from crop_fixtures import PRIORS, SIZE, faces, model, prior_dirs, processor  # noqa: F401 (fixtures)
 
 
@@ -246,11 +246,11 @@ def test_the_landmark_probe_is_fitted_in_the_frame_of_a_model_without_canonical_
                                                                                      tmp_path):
     """probe-best-prior reads pooled prior features, as a priors-only model does: its landmark targets (and the
     test labels it is scored on) are those of `CropPlan.label_frame` without a canonical model, the ArcFace crop."""
-    from etfuser_hf.training import protocol
-    from etfuser_hf.training.feature_cache import cache_prior_features
-    from etfuser_hf.training.protocol import ProtocolContext, best_prior_probe
-    from etfuser_hf.training.splits import synthetic_splits
-    from etfuser_hf.training.tasks import FaceTask
+    from etfuser_hf.training.comparison import protocol
+    from etfuser_hf.training.comparison.prior_features import cache_prior_features
+    from etfuser_hf.training.comparison.protocol import ProtocolContext, best_prior_probe
+    from etfuser_hf.training.comparison.splits import synthetic_splits
+    from etfuser_hf.training.comparison.tasks import FaceTask
 
     dirs = {name: prior_dirs[name] for name in ("face_recognition", "age")}
     processor = ETFuserImageProcessor(size={"height": 64, "width": 64})

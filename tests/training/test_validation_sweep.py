@@ -11,11 +11,11 @@ import pytest
 
 from etfuser_hf import ETFuserImageProcessor
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-from etfuser_hf.training import protocol
-from etfuser_hf.training.protocol import ProtocolContext, train_run
-from etfuser_hf.training.rows import PROTOCOL_ROWS
-from etfuser_hf.training.splits import synthetic_splits
-from etfuser_hf.training.tasks import SYNTHETIC_TASKS, FaceTask, resolve_tasks
+from etfuser_hf.training.comparison import protocol
+from etfuser_hf.training.comparison.protocol import ProtocolContext, train_run
+from etfuser_hf.training.comparison.rows import PROTOCOL_ROWS
+from etfuser_hf.training.comparison.splits import synthetic_splits
+from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS, FaceTask, resolve_tasks
 from etfuser_hf.training.validation_sweep import best_candidates, render_sweep, sweep_candidates, train_candidates
 
 ROWS = {row.name: row for row in PROTOCOL_ROWS}

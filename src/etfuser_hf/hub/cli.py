@@ -141,7 +141,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> None:
     from ..analysis.saved_model import load_model
-    from ..training.output_guard import prepare_output_files
+    from ..training.report.output_guard import prepare_output_files
     from .export import export_onnx, export_program, verify_onnx
 
     output = Path(args.output)
@@ -161,7 +161,7 @@ def export(args: argparse.Namespace) -> None:
 
 
 def card(args: argparse.Namespace) -> None:
-    from ..training.output_guard import prepare_output_files
+    from ..training.report.output_guard import prepare_output_files
     from .model_card import write_model_card
 
     prepare_output_files([args.output], args.overwrite)

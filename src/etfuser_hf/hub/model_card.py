@@ -27,8 +27,9 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import model_index_to_eval_results
 
-from ..training.multitask import render_multitask_markdown
-from ..training.run_writer import render_data_markdown, render_label_efficiency_markdown, render_protocol_markdown
+from ..training.report.label_efficiency_curves import render_label_efficiency_markdown
+from ..training.report.multitask_table import render_multitask_markdown
+from ..training.report.run_writer import render_data_markdown, render_protocol_markdown
 from .training_data import SYNTHETIC_TAG
 
 MODEL_DIR_PLACEHOLDER = "./et-fuser"

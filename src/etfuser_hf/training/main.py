@@ -40,35 +40,38 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
+from ..data.image_cache import cache_decoded_images
 from ..data.labels import check_label_column
 from ..data.sources.base import SHOWN_PER_REASON
 from ..data.sources.options import add_reader_arguments
 from ..data.targets import TASK_TYPES
+from ..data.views import render_views
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
-from .dataset_source import DatasetSource, align_splits, read_dataset, task_label_names, task_type_overrides
-from .expression_measures import announce_skipped
-from .feature_cache import cache_prior_features
-from .image_cache import cache_decoded_images
-from .label_efficiency import label_efficiency, save_label_efficiency_plot
-from .measurements import mean_prior_attention
-from .multitask import train_multitask_comparison
-from .objective import add_objective_arguments, parse_objective_arguments
-from .output_guard import OutputExistsError, check_output_dir
-from .plots import save_attention_maps, save_plots
-from .precision import PRECISIONS, accelerator_arguments, add_accelerator_arguments, resolve_precision
-from .processes import per_process_batch_size, process_state, runs_device
-from .protocol import (ProtocolContext, Run, distinct_rows, needs_token_backbone, reads_grid_tokens, row_recipe,
-                       train_runs)
-from .recipe import DEFAULT_RECIPE, PRIOR_FEATURES, task_model_class
-from .recipe_file import read_recipe, recipe_record
-from .rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
-from .run_writer import write_run_folder
-from .splits import synthetic_splits, user_splits
-from .task_tables import reading, task_table
-from .tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS, FaceTask, resolve_tasks, task_priors
-from .views import add_augmentation_arguments, parse_augmentation, render_views
+from .comparison.augment_options import add_augmentation_arguments, parse_augmentation
+from .comparison.dataset_source import DatasetSource, align_splits, read_dataset, task_label_names, task_type_overrides
+from .comparison.expression_measures import announce_skipped
+from .comparison.label_efficiency import label_efficiency
+from .comparison.multitask import train_multitask_comparison
+from .comparison.objective import add_objective_arguments, parse_objective_arguments
+from .comparison.prior_features import cache_prior_features
+from .comparison.protocol import (ProtocolContext, Run, distinct_rows, needs_token_backbone, reads_grid_tokens,
+                                  row_recipe, train_runs)
+from .comparison.recipe import DEFAULT_RECIPE, PRIOR_FEATURES, task_model_class
+from .comparison.recipe_file import read_recipe, recipe_record
+from .comparison.rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
+from .comparison.splits import synthetic_splits, user_splits
+from .comparison.tasks import DEFAULT_PRIORS, SYNTHETIC_TASKS, FaceTask, resolve_tasks, task_priors
+from .report.label_efficiency_curves import label_efficiency_curves, save_label_efficiency_plot
+from .report.multitask_table import multitask_table
+from .report.output_guard import OutputExistsError, check_output_dir
+from .report.plots import save_attention_maps, save_plots
+from .report.run_writer import write_run_folder
+from .report.task_tables import reading, task_table
+from .run.measurements import mean_prior_attention
+from .run.precision import PRECISIONS, accelerator_arguments, add_accelerator_arguments, resolve_precision
+from .run.processes import per_process_batch_size, process_state, runs_device
 
 
 def build_parser(prog: str | None = None, description: str | None = __doc__) -> argparse.ArgumentParser:
@@ -124,7 +127,7 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     run.add_argument("--early-stopping", type=int, default=3, help="patience in validation evaluations (0 disables)")
     run.add_argument("--precision", default="auto", choices=PRECISIONS,
                      help="auto: bf16 autocast where the hardware has bf16 matrix units (Intel AMX, a bf16 GPU), "
-                          "fp16 on a GPU without bf16, else fp32; fp16 needs a GPU (etfuser_hf.training.precision)")
+                          "fp16 on a GPU without bf16, else fp32; fp16 needs a GPU (etfuser_hf.training.run.precision)")
     add_accelerator_arguments(run)
     run.add_argument("--lora", action="store_true",
                      help="LoRA adapters on the canonical model of every row that fine-tunes it (canonical, "
@@ -145,7 +148,7 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
     extra.add_argument("--companion", nargs="+", default=[], choices=companion_names,
                        help="also train ET-Fuser with these companion-paper auxiliary tasks (first task)")
     extra.add_argument("--variants", nargs="+", default=[], choices=list(OPTIONAL_ROWS), metavar="NAME",
-                       help="also train these rows of etfuser_hf.training.rows.OPTIONAL_ROWS (first task): "
+                       help="also train these rows of etfuser_hf.training.comparison.rows.OPTIONAL_ROWS (first task): "
                             f"{', '.join(OPTIONAL_ROWS)}")
     extra.add_argument("--multitask", nargs="+", default=[], metavar="COLUMN",
                        help="also train one ETFuserForMultiTaskFaceAnalysis over these label columns (the first task's "
@@ -371,11 +374,12 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> dict | None:
     first = tasks[0]
     efficiency = None
     if args.label_fractions:
-        efficiency = label_efficiency(tasks, args.label_fractions, seeds, context, args.data_seed, tables,
-                                      args.workers)
+        efficiency = label_efficiency_curves(tasks, label_efficiency(tasks, args.label_fractions, seeds, context,
+                                                                     args.data_seed, tables, args.workers))
     multitask = None
     if args.multitask:
-        multitask = train_multitask_comparison(first, args.multitask, seeds[0], context, results_by_task[first.name])
+        multitask = {**multitask_table(*train_multitask_comparison(first, args.multitask, seeds[0], context,
+                                                                   results_by_task[first.name])), "split": "test"}
     if not state.is_main_process:
         return None  # its share of every training is done; what follows reads the main process's saved models
 

@@ -39,16 +39,16 @@ from ..metrics import GREATER_IS_BETTER
 from ..models.fusion_modes import fusion_mode_properties
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
-from .expression_measures import expression_measures_apply
-from .dataset_source import read_dataset
+from .comparison.dataset_source import read_dataset
+from .comparison.expression_measures import expression_measures_apply
+from .comparison.protocol import ProtocolContext, Run, train_runs
+from .comparison.recipe import native_grid_feature
+from .comparison.recipe_file import RECIPE_FILE_NAME, sweep_recipe, write_recipe
+from .comparison.rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
+from .comparison.tasks import FaceTask, resolve_tasks
 from .main import build_parser, parse_args, prepare_protocol
-from .processes import process_state
-from .protocol import ProtocolContext, Run, train_runs
-from .recipe import native_grid_feature
-from .recipe_file import RECIPE_FILE_NAME, sweep_recipe, write_recipe
-from .rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
-from .task_tables import mean_std
-from .tasks import FaceTask, resolve_tasks
+from .report.task_tables import mean_std
+from .run.processes import process_state
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .multitask import render_multitask_markdown
-from .splits import render_faces_lines
+from ..comparison.splits import render_faces_lines
+from .label_efficiency_curves import render_label_efficiency_markdown
+from .multitask_table import render_multitask_markdown
 from .task_tables import render_task_table
 
 SYNTHETIC_BANNER = ("> **SYNTHETIC data.** Every number below is measured on generated faces "
@@ -92,28 +93,6 @@ def render_data_markdown(splits: Mapping[str, Any]) -> str | None:
             else ["No row was skipped or excluded."]
     lines += render_faces_lines(splits)
     return "\n".join(lines) + "\n"
-
-
-def render_label_efficiency_markdown(curves: Mapping[str, Any]) -> str:
-    lines = ["## Label efficiency (test split, mean ± std over seeds)", ""]
-    for task, curve in curves.items():
-        fractions = list(next(iter(curve["rows"].values())))
-        lines += [f"| {task}: test {curve['metric']} | " + " | ".join(f"{float(f):g} of train" for f in fractions) + " |",
-                  "|---|" + "---|" * len(fractions)]
-        for name, points in curve["rows"].items():
-            lines.append(f"| {name} | " + " | ".join(f"{points[f]['mean']:.4f} ± {points[f]['std']:.4f}"
-                                                   for f in fractions) + " |")
-        for comparison in curve.get("comparisons") or []:
-            points = comparison["points"]
-            lines.append(f"| {comparison['row']} - {comparison['against']}: gain, p (t-test over seeds, test split) | "
-                         + " | ".join(_gain_and_p(points[f]) for f in fractions) + " |")
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _gain_and_p(point: Mapping[str, Any]) -> str:
-    p = point["p_seeds_ttest"]
-    return f"{'+' if point['gain'] >= 0 else ''}{point['gain']:.4f}, p = {'n/a' if p is None else f'{p:.4f}'}"
 
 
 def write_run_folder(folder: str | os.PathLike, summary: Mapping[str, Any]) -> Path:

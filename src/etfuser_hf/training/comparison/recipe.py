@@ -13,15 +13,15 @@ from typing import Any
 
 import torch
 
-from ..models.configuration_etfuser import EncoderSpec
-from ..models.encoders import feature_map, load_pretrained_encoder, prepare_encoder_inputs
-from ..models.fusion_modes import fusion_mode_properties
-from ..models.modeling_etfuser import (
+from ...models.configuration_etfuser import EncoderSpec
+from ...models.encoders import feature_map, load_pretrained_encoder, prepare_encoder_inputs
+from ...models.fusion_modes import fusion_mode_properties
+from ...models.modeling_etfuser import (
     ETFuserForImageClassification,
     ETFuserForLandmarkDetection,
     ETFuserPreTrainedModel,
 )
-from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
+from ...models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .tasks import DEFAULT_PRIORS, SCRATCH_CANONICAL, FaceTask, canonical_source, task_priors
 
 # The fusion module and how its token enters the canonical model.

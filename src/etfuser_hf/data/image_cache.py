@@ -23,9 +23,9 @@ import datasets
 import numpy as np
 import PIL.Image
 
-from ..data.alignment import ALIGNMENT_COLUMN
-from ..data.image_keys import image_keys, is_file_backed
 from ..models.image_processing_etfuser import ETFuserImageProcessor
+from .alignment import ALIGNMENT_COLUMN
+from .image_keys import image_keys, is_file_backed
 
 PIXEL_COLUMN = "pixels"
 

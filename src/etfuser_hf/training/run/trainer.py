@@ -16,7 +16,8 @@ from accelerate.utils import extract_model_from_parallel
 from torch import nn
 from transformers import EarlyStoppingCallback, Trainer, TrainerCallback, TrainingArguments
 
-from ..metrics import (
+from ...data.collators import FaceCollator, MultiTaskFaceCollator
+from ...metrics import (
     DEFAULT_METRICS,
     GREATER_IS_BETTER,
     make_compute_metrics,
@@ -24,10 +25,9 @@ from ..metrics import (
     per_example_scores,
     predictions_from_outputs,
 )
-from ..models.input_checks import BACKBONE_CROP_KEY
-from ..models.modeling_etfuser import ETFuserPreTrainedModel
-from ..models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
-from .collators import FaceCollator, MultiTaskFaceCollator
+from ...models.input_checks import BACKBONE_CROP_KEY
+from ...models.modeling_etfuser import ETFuserPreTrainedModel
+from ...models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .measurements import gate_magnitude
 from .processes import trains_on_cpu
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import datasets
 import torch
 
-from ..models.modeling_etfuser import ETFuserPreTrainedModel
-from .collators import FaceCollator
+from ...data.collators import FaceCollator
+from ...models.modeling_etfuser import ETFuserPreTrainedModel
 from .processes import batch_to
 
 

@@ -1,12 +1,9 @@
 """Prior-feature cache: frozen priors run once per image; their features are stored as Arrow columns keyed by the
 images' keys (`data.image_keys`: path, size and mtime, or the encoded bytes' hash; no image decoded), the faces'
-landmarks where they place each prior's crop, and the priors' fingerprint (weights + input contract). `cache_prior_features` fills it for the
-main job's splits; `main` precomputes it ahead of the job:
-
-    python training/cache_priors.py [--dataset PATH] [--num-images N]
-
-writes Arrow files `prior-features-<key>.arrow` under `<cache>/features`, which `training/train.py` then reads
-instead of running the priors (a changed prior or preprocessing gets a new key, so a stale cache is never read).
+landmarks where they place each prior's crop, and the priors' fingerprint (weights + input contract). Arrow files
+`prior-features-<key>.arrow` under `<cache>/features`, read instead of running the priors (a changed prior or
+preprocessing gets a new key, so a stale cache is never read); the main job fills them for its splits
+(`training.comparison.prior_features`).
 
 Column `prior__<name>` holds the recipe's way of reading prior `name` (`recipe.PRIOR_FEATURES`); another way (a row's
 `prior_feature`, e.g. grid tokens) is a column of its own, `prior__<name>@<view>` (`feature_view`).
@@ -14,13 +11,11 @@ Column `prior__<name>` holds the recipe's way of reading prior `name` (`recipe.P
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
 import os
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,19 +23,13 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
-from ..data.face_crops import aligned_inputs, face_crops
-from ..data.face_datasets import load_face_dataset, source_report
-from ..data.image_decoding import BadImage, decode_encoded
-from ..data.image_keys import image_keys
-from ..data.synthetic_faces import make_synthetic_faces
 from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.modeling_etfuser import ETFuserForImageClassification, ETFuserPreTrainedModel
-from ..priors.convert_face_priors import ensure_face_priors
+from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..priors.crop_plan import CropPlan
-from ..priors.fetch import default_cache_dir
-from .recipe import DEFAULT_RECIPE, prior_entries
-from .tasks import DEFAULT_PRIORS
+from .alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
+from .face_crops import aligned_inputs, face_crops
+from .image_decoding import BadImage, decode_encoded
+from .image_keys import image_keys
 
 PRIOR_COLUMN_PREFIX = "prior__"
 DECODE_ERROR_COLUMN = "decode_error"  # per row of a cache file: "" or why its image could not be decoded
@@ -162,59 +151,3 @@ def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np
     """(N, sum of feature dims): each cached prior's tokens averaged, concatenated in `names` order."""
     columns = [np.asarray(dataset[PRIOR_COLUMN_PREFIX + name], dtype=np.float32).mean(axis=1) for name in names]
     return np.concatenate(columns, axis=1)
-
-
-def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
-                         cache_dir: Path, image_size: int,
-                         prior_features: Sequence[Mapping[str, Any]] = (),
-                         geometry_column: str | None = None
-                         ) -> tuple[datasets.DatasetDict, dict[str, list[str]]]:
-    """Every selected prior runs once per image and way of reading it: the recipe's, then each of `prior_features`
-    (all tasks share the columns; each model reads its own priors, in its own view), each on its own crop of the face
-    where `geometry_column` holds the faces' landmarks (`PriorFeatureCache`). Returns the splits less their
-    undecodable images, and those per split ("path: reason")."""
-    splits = datasets.DatasetDict(splits)
-    undecodable: dict[str, list[str]] = {}
-    views = {feature_view(prior_feature): prior_feature for prior_feature in [None, *prior_features]}
-    for view, prior_feature in views.items():
-        reader = ETFuserForImageClassification.from_priors_pretrained(
-            priors=prior_entries(prior_dirs, list(prior_dirs), prior_feature), backbone=None,
-            fusion_mode="priors_only", num_labels=2, image_size=image_size,
-            **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
-        cache = PriorFeatureCache(reader, processor, cache_dir / "features", view=view, geometry_column=geometry_column)
-        for name, split in splits.items():
-            splits[name] = cache(split)
-            if cache.undecodable:  # dropped in the first view, so later views never meet them
-                undecodable[name] = cache.undecodable
-    return splits, undecodable
-
-
-def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
-    """Precomputes the selected priors' features of the synthetic default (or `--dataset`) into the cache."""
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default=None, help="a local dataset layout (default: the synthetic faces)")
-    parser.add_argument("--num-images", type=int, default=3200, help="synthetic images (default: 3200)")
-    parser.add_argument("--image-size", type=int, default=112)
-    parser.add_argument("--priors", nargs="+", default=list(DEFAULT_PRIORS), choices=list(DEFAULT_PRIORS))
-    parser.add_argument("--cache-dir", type=Path, default=None)
-    args = parser.parse_args(None if argv is None else list(argv))
-    cache_dir = args.cache_dir or default_cache_dir()
-    prior_dirs = ensure_face_priors(cache_dir, args.priors)
-    processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
-    start = time.perf_counter()
-    if args.dataset is None:
-        splits, geometry_column = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}, "landmarks"
-    else:  # each network on its crop of the faces found as training finds them (`dataset_source.align_splits`)
-        from .dataset_source import align_splits
-
-        data = load_face_dataset(args.dataset)
-        splits, geometry_column = align_splits(datasets.DatasetDict(dict(data) if hasattr(data, "keys")
-                                                                    else {"data": data}),
-                                               source_report(data), cache_dir, {})
-    cached, _ = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size,
-                                     geometry_column=geometry_column)
-    for name, split in cached.items():
-        columns = [column for column in split.column_names if column.startswith(PRIOR_COLUMN_PREFIX)]
-        print(f"{name}: {len(split)} images, columns {columns}")
-    print(f"{time.perf_counter() - start:.1f} s -> {cache_dir / 'features'}")

@@ -15,27 +15,27 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.face_crops import landmark_labels_in_frame
-from ..metrics import GREATER_IS_BETTER
-from ..models.fusion_modes import fusion_mode_properties
-from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..priors.crop_plan import CropPlan
-from .collators import FaceCollator
-from .distillation import CanonicalTeacher, Distillation
+from ...data.collators import FaceCollator
+from ...data.face_crops import landmark_labels_in_frame
+from ...data.feature_cache import feature_view, pooled_prior_features
+from ...data.image_cache import PIXEL_COLUMN
+from ...data.views import VIEW_COLUMN, Augmentation, EpochSampler, first_view_rows, image_groups
+from ...metrics import GREATER_IS_BETTER
+from ...models.fusion_modes import fusion_mode_properties
+from ...models.image_processing_etfuser import ETFuserImageProcessor
+from ...priors.crop_plan import CropPlan
+from ..run.distillation import CanonicalTeacher, Distillation
+from ..run.forgetting import real_face_agreement
+from ..run.measurements import count_parameters
+from ..run.probes import fit_probe
+from ..run.processes import process_state
+from ..run.trainer import RunResult, apply_lora, train_model
 from .expression_measures import expression_measures_apply
-from .feature_cache import feature_view, pooled_prior_features
-from .forgetting import real_face_agreement
-from .image_cache import PIXEL_COLUMN
-from .measurements import count_parameters
-from .probes import fit_probe
-from .processes import process_state
+from .objective import BALANCED
 from .recipe import build_task_model
 from .rows import MAIN_ROW, Row
 from .splits import draw_train
 from .tasks import FaceTask, canonical_source, task_priors
-from .trainer import RunResult, apply_lora, train_model
-from .objective import BALANCED
-from .views import VIEW_COLUMN, Augmentation, EpochSampler, first_view_rows, image_groups
 
 
 @dataclass

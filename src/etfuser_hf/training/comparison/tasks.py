@@ -43,9 +43,9 @@ from typing import Any
 
 from transformers import ViTConfig
 
-from ..data.label_aliases import names_expressions
-from ..data.sources.base import ColumnSpec
-from ..metrics import DEFAULT_METRICS, GREATER_IS_BETTER
+from ...data.label_aliases import names_expressions
+from ...data.sources.base import ColumnSpec
+from ...metrics import DEFAULT_METRICS, GREATER_IS_BETTER
 from .objective import TaskObjective, apply_objectives
 from .recipe_file import task_fields
 

@@ -12,7 +12,7 @@ import numpy as np
 from scipy import stats
 
 if TYPE_CHECKING:  # the type only: this module needs scipy, not the Trainer
-    from .trainer import RunResult
+    from ..run.trainer import RunResult
 
 
 def _paired(scores_a: np.ndarray, scores_b: np.ndarray, dtype: type) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
-"""Label efficiency (the companion paper's few-shot protocol): the canonical model alone, concat-mlp (over pooled
-priors, and over the tokens et-fuser reads) and ET-Fuser trained on fractions of the training labels (the same seeded subset for every row), each selected on the full
-validation split and tested once; test metric against fraction, mean ± std over seeds."""
+"""Label efficiency's curves: per task and row the test metric against the fraction of training labels (mean ± std
+over seeds), each ensemble-token row against concatenation over the same tokens and against the canonical model at
+every fraction, their plot and their markdown."""
 
 from __future__ import annotations
 
@@ -10,39 +10,18 @@ from typing import Any
 
 import numpy as np
 
-from .protocol import ProtocolContext, Run, distinct_rows, train_runs
-from .rows import MAIN_ROW, PROTOCOL_ROWS
-from .splits import subsample_train
+from ..comparison.rows import MAIN_ROW
+from ..comparison.tasks import FaceTask
 from .task_tables import gain_over_seeds, mean_std, same_token_pairs
-from .tasks import FaceTask
-
-EFFICIENCY_ROWS = ("canonical", "concat-mlp", "concat-mlp-grid", MAIN_ROW, "et-fuser-spatial")
 
 
-def label_efficiency(tasks: Sequence[FaceTask], fractions: Sequence[float], seeds: Sequence[int],
-                     context: ProtocolContext, data_seed: int, tables: Mapping[str, Mapping[str, Any]],
-                     workers: int = 1) -> dict[str, Any]:
-    """`{task: {row: {fraction: {"mean", "std", "per_seed"}}}}` of the test metric. A fraction of 1.0 reuses the
-    protocol's own runs (`tables`), which trained on the same full split with the same seeds."""
+def label_efficiency_curves(tasks: Sequence[FaceTask], runs: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """`{task: {"metric", "split", "rows": {row: {fraction: {"mean", "std", "per_seed", "num_train"}}},
+    "comparisons"}}` from `comparison.label_efficiency`'s per-seed test metrics."""
     curves: dict[str, Any] = {}
     for task in tasks:
-        # concat-mlp-grid only where the task's et-fuser reads other tokens than concat-mlp's pooled ones
-        rows = {row.name: row for row in distinct_rows([row for row in PROTOCOL_ROWS if row.name in EFFICIENCY_ROWS],
-                                                       task)}
-        per_row: dict[str, Any] = {}
-        table_rows = {row["variant"]: row for row in tables[task.name]["rows"]}
-        for name, row in rows.items():
-            points = {}
-            for fraction in sorted(set(fractions)):
-                if fraction == 1.0 and name in table_rows:
-                    values = table_rows[name]["test"]["per_seed"]
-                else:
-                    runs = [Run(row, task, seed, train=subsample_train(context.train_split(seed), fraction, data_seed))
-                            for seed in seeds]
-                    values = [result.metrics[task.metric] for result in train_runs(runs, context, workers)]
-                points[str(fraction)] = {**mean_std(values), "per_seed": [round(float(value), 4) for value in values],
-                                         "num_train": max(1, round(fraction * len(context.train_split(seeds[0]))))}
-            per_row[name] = points
+        per_row = {row: {fraction: {**mean_std(point["per_seed"]), **point} for fraction, point in points.items()}
+                   for row, points in runs[task.name].items()}
         curves[task.name] = {"metric": task.metric, "split": "test", "rows": per_row,
                              "comparisons": fraction_comparisons(task, per_row)}
     return curves
@@ -83,3 +62,25 @@ def save_label_efficiency_plot(folder: Path, curves: Mapping[str, Any], syntheti
     figure.savefig(folder / "label_efficiency.png", dpi=120)
     plt.close(figure)
     return ["label_efficiency.png"]
+
+
+def render_label_efficiency_markdown(curves: Mapping[str, Any]) -> str:
+    lines = ["## Label efficiency (test split, mean ± std over seeds)", ""]
+    for task, curve in curves.items():
+        fractions = list(next(iter(curve["rows"].values())))
+        lines += [f"| {task}: test {curve['metric']} | " + " | ".join(f"{float(f):g} of train" for f in fractions) + " |",
+                  "|---|" + "---|" * len(fractions)]
+        for name, points in curve["rows"].items():
+            lines.append(f"| {name} | " + " | ".join(f"{points[f]['mean']:.4f} ± {points[f]['std']:.4f}"
+                                                   for f in fractions) + " |")
+        for comparison in curve.get("comparisons") or []:
+            points = comparison["points"]
+            lines.append(f"| {comparison['row']} - {comparison['against']}: gain, p (t-test over seeds, test split) | "
+                         + " | ".join(_gain_and_p(points[f]) for f in fractions) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _gain_and_p(point: Mapping[str, Any]) -> str:
+    p = point["p_seeds_ttest"]
+    return f"{'+' if point['gain'] >= 0 else ''}{point['gain']:.4f}, p = {'n/a' if p is None else f'{p:.4f}'}"

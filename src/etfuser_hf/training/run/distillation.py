@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel
 
-from ..data.label_aliases import id2label_names, map_label_names
-from ..models.configuration_etfuser import EncoderSpec
-from ..models.encoders import prepare_encoder_inputs
+from ...data.label_aliases import id2label_names, map_label_names
+from ...models.configuration_etfuser import EncoderSpec
+from ...models.encoders import prepare_encoder_inputs
 
 
 @dataclass(frozen=True)

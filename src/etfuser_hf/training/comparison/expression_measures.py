@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ..data.label_aliases import is_expression_label_set
+from ...data.label_aliases import is_expression_label_set
 
 MEASURES = "real-face agreement and distillation toward the FER net"
 

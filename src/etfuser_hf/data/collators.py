@@ -12,14 +12,14 @@ import datasets
 import numpy as np
 import torch
 
-from ..data.alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
-from ..data.augmentation import AugmentPolicy, augment_face, mix_batch
-from ..data.face_crops import aligned_inputs, aligned_landmark_labels, face_crops, landmark_labels_in_frame
-from ..data.image_decoding import BadImage, decode_encoded
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.crop_plan import CropPlan
+from .alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
+from .augmentation import AugmentPolicy, augment_face, mix_batch
+from .face_crops import aligned_inputs, aligned_landmark_labels, face_crops, landmark_labels_in_frame
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
 from .image_cache import rgb_array
+from .image_decoding import BadImage, decode_encoded
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +34,27 @@ def pixel_values(images: Sequence[Any], processor: ETFuserImageProcessor) -> tor
         if all(array is not None for array in arrays):
             return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(1.0 / processor.rescale_factor)
     return processor(list(images), return_tensors="pt")["pixel_values"]
+
+
+def face_inputs(images: Sequence[Any], rows: Sequence[Mapping[str, Any]], processor: ETFuserImageProcessor,
+                crop_plan: CropPlan | None, geometry_column: str | None, skip: Iterable[str] = ()
+                ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """What a batch feeds the model for decoded `images` and their `rows`: (pixel_values (batch, 3, S, S), prior_crops,
+    network name -> (batch, 2, 3) affines). For an aligned dataset's faces (`geometry_column` the alignment's) each
+    face's canonical crop cut from its photo (`aligned_inputs`, as `analyze` feeds it), else the image resized by
+    `processor`; each network's crop placed by the faces in `geometry_column` through `crop_plan` (but the priors in
+    `skip`; {} without a plan or a geometry column)."""
+    if geometry_column == ALIGNMENT_COLUMN:
+        return aligned_inputs(images, rows, crop_plan, skip=skip)
+    pixels = pixel_values(images, processor)
+    if crop_plan is None or geometry_column is None:
+        return pixels, {}
+    return pixels, face_crops(row_landmarks(rows, geometry_column), crop_plan, tuple(pixels.shape[-2:]), skip=skip)
+
+
+def row_landmarks(rows: Sequence[Mapping[str, Any]], column: str) -> np.ndarray:
+    """(batch, 68, 2) float64: the faces' landmarks in [0, 1] of each image, from `column`."""
+    return np.stack([np.asarray(row[column], np.float64) for row in rows])
 
 
 @dataclass
@@ -78,21 +99,14 @@ class FaceCollator:
         batch: dict[str, Any] = self.label_batch(rows)
         cached = self.cached_columns(rows[0])
         size = (self.processor.size["height"], self.processor.size["width"])
-        if self.aligned:
-            if self.reads_geometry and self.problem_type == "landmarks":
-                batch["labels"] = aligned_landmark_labels(batch["labels"], rows, self.crop_plan)
-            if self.include_pixel_values:
-                batch["pixel_values"], crops = aligned_inputs([row[self.image_column] for row in rows], rows,
-                                                              self.crop_plan, skip=cached)
-                if crops:
-                    batch["prior_crops"] = crops
-        elif self.reads_geometry:
-            landmarks = np.stack([np.asarray(row[self.geometry_column], np.float64) for row in rows])
-            if self.problem_type == "landmarks":  # labels in the frame the model predicts in
-                batch["labels"] = landmark_labels_in_frame(batch["labels"], landmarks, self.crop_plan, size)
-        if self.include_pixel_values and not self.aligned:
-            batch["pixel_values"] = pixel_values([row[self.image_column] for row in rows], self.processor)
-            crops = face_crops(landmarks, self.crop_plan, size, skip=cached) if self.reads_geometry else {}
+        if self.reads_geometry and self.problem_type == "landmarks":  # labels in the frame the model predicts in
+            batch["labels"] = (aligned_landmark_labels(batch["labels"], rows, self.crop_plan) if self.aligned else
+                               landmark_labels_in_frame(batch["labels"], row_landmarks(rows, self.geometry_column),
+                                                        self.crop_plan, size))
+        if self.include_pixel_values:
+            batch["pixel_values"], crops = face_inputs([row[self.image_column] for row in rows], rows, self.processor,
+                                                       self.crop_plan if self.reads_geometry or self.aligned else None,
+                                                       self.geometry_column, skip=cached)
             if crops:
                 batch["prior_crops"] = crops
         if self.augmentation is not None and self.augmentation.mixes_rows:

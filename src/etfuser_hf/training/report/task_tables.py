@@ -12,11 +12,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..comparison.tasks import FaceTask
 from .statistics import holm_adjusted, mcnemar_pvalue, paired_permutation_pvalue, seed_ttest_pvalue
-from .tasks import FaceTask
 
 if TYPE_CHECKING:  # the type only: tables need numpy and scipy, not the Trainer
-    from .trainer import RunResult
+    from ..run.trainer import RunResult
 
 REAL_FACE_AGREEMENT = ("Agreement with the pretrained canonical network before fine-tuning on 101 real faces (scikit-image's "
                        "astronaut and LFW's 100; unlabelled, so an agreement, not an accuracy: how much of what it "

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import datasets
 
-from ..data.alignment import ALIGNMENT_COLUMN, FaceAligner, align_dataset, face_counts
-from ..data.face_datasets import load_face_dataset, source_report
-from ..data.sources.base import RowLog, SourceReport
-from ..data.sources.options import reader_options
-from ..data.targets import column_task_type, parse_task_type, prepare_targets
+from ...data.alignment import ALIGNMENT_COLUMN, FaceAligner, align_dataset, face_counts
+from ...data.face_datasets import load_face_dataset, source_report
+from ...data.sources.base import RowLog, SourceReport
+from ...data.sources.options import reader_options
+from ...data.targets import column_task_type, parse_task_type, prepare_targets
 from .tasks import FaceTask, dataset_task
 
 

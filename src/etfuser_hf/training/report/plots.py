@@ -9,13 +9,12 @@ from pathlib import Path
 import datasets
 import numpy as np
 
-from ..analysis.attention_maps import attention_panels, save_attention_figure
-from ..data.face_crops import face_crops
-from ..models.image_processing_etfuser import ETFuserImageProcessor
-from ..models.modeling_etfuser import ETFuserPreTrainedModel
-from ..priors.crop_plan import CropPlan
-from .collators import pixel_values
-from .trainer import RunResult
+from ...analysis.attention_maps import attention_panels, save_attention_figure
+from ...data.collators import face_inputs
+from ...models.image_processing_etfuser import ETFuserImageProcessor
+from ...models.modeling_etfuser import ETFuserPreTrainedModel
+from ...priors.crop_plan import CropPlan
+from ..run.trainer import RunResult
 
 
 # the validation metrics drawn per problem type (whichever the log has); those in [0, 1] share a fixed axis
@@ -98,23 +97,21 @@ def save_attention_maps(folder: Path, models: Mapping[str, ETFuserPreTrainedMode
                         geometry_column: str | None = None) -> list[str]:
     """`attention_maps.png`: for the first `num_faces` test faces, each task's model's ensemble-token attention over
     every grid prior, each drawn over that prior's own crop of the face (`analysis.attention_maps.attention_panels`,
-    as `etfuser analyze` draws them): the crops training fed, placed by the faces' landmarks in `geometry_column`
-    through each model's `CropPlan` (`data.face_crops`); without it every network reads the whole face. Nothing where
-    no model reads grid tokens."""
-    count = min(num_faces, len(test))
-    faces = [test[index]["image"] for index in range(count)]
-    inputs = pixel_values(faces, processor)
-    landmarks = None if geometry_column is None else np.stack(
-        [np.asarray(test[index][geometry_column], np.float64) for index in range(count)])
-    rows = []
+    as `etfuser analyze` draws them): the inputs training fed (`data.collators.face_inputs`), each network's crop
+    placed by the faces in `geometry_column` through each model's `CropPlan` (an aligned dataset's faces as their
+    canonical crops cut from the photos); without it every network reads the whole face. Nothing where no model reads
+    grid tokens."""
+    faces = [test[index] for index in range(min(num_faces, len(test)))]
+    images = [face["image"] for face in faces]
+    figure_rows = []
     for task, model in models.items():
-        crops = None if landmarks is None else face_crops(landmarks, CropPlan.for_model(model), inputs.shape[-2:])
-        panels = attention_panels(model, inputs, crops)
-        rows += panels.rows(task) if panels.maps else []
-    if not rows:
+        inputs, crops = face_inputs(images, faces, processor, CropPlan.for_model(model), geometry_column)
+        panels = attention_panels(model, inputs, crops or None)
+        figure_rows += panels.rows(task) if panels.maps else []
+    if not figure_rows:
         return []
     data = "SYNTHETIC test faces" if synthetic else "test faces"
-    save_attention_figure(folder / "attention_maps.png", rows,
+    save_attention_figure(folder / "attention_maps.png", figure_rows,
                           title=f"ensemble token attention over each prior's grid, on its own crop, last fusion layer "
                                 f"({data})")
     return ["attention_maps.png"]

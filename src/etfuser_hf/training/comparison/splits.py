@@ -22,9 +22,9 @@ from typing import Any
 import datasets
 import numpy as np
 
-from ..data.sources.base import SourceReport
-from ..data.synthetic_faces import make_synthetic_faces
-from ..data.validation_split import CarveRecord, carve_validation, split_off
+from ...data.sources.base import SourceReport
+from ...data.synthetic_faces import make_synthetic_faces
+from ...data.validation_split import CarveRecord, carve_validation, split_off
 
 SPLITS = ("train", "validation", "test")
 TEST_FIRST_INDEX = 1_000_000  # the synthetic test split's first sample index

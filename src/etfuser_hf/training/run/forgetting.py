@@ -2,7 +2,7 @@
 from, on the real faces that ship inside packages (no labels exist for them, so this is an agreement, not an
 accuracy).
 
-    from etfuser_hf.training.forgetting import expression_agreement
+    from etfuser_hf.training.run.forgetting import expression_agreement
     report = expression_agreement(model)    # model: an ETFuserForImageClassification for expression
     report["agreement"], report["fine_tuned_histogram"], report["pretrained_histogram"]
 
@@ -26,13 +26,13 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import AutoModel, PreTrainedModel
 
-from ..data.label_aliases import (CANONICAL_EXPRESSIONS, canonical_expression, id2label_names,
+from ...data.label_aliases import (CANONICAL_EXPRESSIONS, canonical_expression, id2label_names,
                                   is_expression_label_set)
-from ..models.configuration_etfuser import EncoderSpec
-from ..models.encoders import prepare_encoder_inputs
-from ..models.modeling_etfuser import ETFuserForImageClassification
-from ..priors.convert_face_priors import ensure_face_priors
-from ..priors.face_detection import detect_and_align
+from ...models.configuration_etfuser import EncoderSpec
+from ...models.encoders import prepare_encoder_inputs
+from ...models.modeling_etfuser import ETFuserForImageClassification
+from ...priors.convert_face_priors import ensure_face_priors
+from ...priors.face_detection import detect_and_align
 from .distillation import distillation_loss, pretrained_class_index
 
 LFW_FACES = 100  # lfw_subset(): the first 100 of its 200 images are faces, the rest are not

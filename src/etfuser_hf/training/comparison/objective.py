@@ -23,7 +23,7 @@ from typing import Any, Protocol
 import datasets
 import numpy as np
 
-from ..metrics import GREATER_IS_BETTER, SCORED_METRICS
+from ...metrics import GREATER_IS_BETTER, SCORED_METRICS
 
 BALANCED = "balanced"
 SAMPLERS = ("shuffle", BALANCED)

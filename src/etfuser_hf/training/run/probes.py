@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..metrics import DEFAULT_METRICS, per_example_scores, predictions_from_outputs, score_outputs
+from ...metrics import DEFAULT_METRICS, per_example_scores, predictions_from_outputs, score_outputs
 from .trainer import RunResult
 
 
