@@ -206,11 +206,11 @@ def augmentation_of(*argv: str) -> Augmentation:
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--augment", "strong", "--augment-mode", "views"], "mixup and CutMix mix the pixels of two images"),
-    (["--augment", "light", "--augment-mode", "views", "--views", "1"], "one view is the image itself"),
+    (["--augment", "light", "--augment-mode", "views", "--views", "1"], "light with 1 view: one view is the image"),
     (["--augment", "light", "--views", "0"], "--views: expected at least 1"),
     (["--augment", "light", "--augment-mode", "views", "--no-cache"], "with --no-cache use --augment-mode online"),
     (["--augment", "light", "--augment-mode", "views", "--resample-train"], "draw training images, not views"),
-    (["--augment", "light", "--dataset", "path/to/RAF-DB"], "--augment with --dataset: a dataset's faces are fed as "
+    (["--augment", "light", "--dataset", "path/to/RAF-DB"], "--augment with --dataset: a dataset.s faces are fed as "
                                                             "aligned canonical crops"),
 ])
 def test_augment_bad_options_are_refused_by_name(argv, message):

@@ -45,7 +45,8 @@ def what_the_trainer_gets(monkeypatch, tmp_path, row, task, **run_options) -> tu
 
 
 @pytest.mark.parametrize("settings", [{}, {"prior_feature": {"feature": "grid", "grid_size": 2}},
-                                      {"distillation": {"weight": 1.0, "temperature": 2.0}}])
+                                      {"distillation": {"weight": 1.0, "temperature": 2.0}},
+                                      {"augmentation": {"level": "light", "views": 2}}])
 def test_recipe_file_row_trains_as_its_sweep_candidate_did(monkeypatch, tmp_path, settings):
     (base,) = resolve_tasks(["expression"], synthetic=True)
     candidate = SweepCandidate(ROWS["et-fuser"], 4.5e-3, 1 / 3, settings, "tag" if settings else "")

@@ -24,10 +24,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .augmentation import AugmentPolicy, FaceAugmentation, augment_face
+from .augmentation import LEVELS, AugmentPolicy, FaceAugmentation, augment_face
 from .image_decoding import decode_encoded
 
 VIEW_COLUMN = "view_of"  # the training image a view row was rendered from (its index in the unaugmented split)
+VIEW_INDEX_COLUMN = "view"  # the view's number: 0 the image, 1 its mirror, 2.. drawn from its level's policy
+VIEW_LEVEL_COLUMN = "view_level"  # the level views 2.. were drawn from; "" for the image and its mirror (shared)
 MODES = ("auto", "online", "views")  # auto: views where the runs train on a CPU, else online
 
 
@@ -64,38 +66,75 @@ class Augmentation:
                 "views": self.views if self.renders_views else None, "seed": self.seed}
 
 
-def render_views(train: datasets.Dataset, augmentation: Augmentation, image_column: str,
+def render_views(train: datasets.Dataset, augmentations: Augmentation | Sequence[Augmentation], image_column: str,
                  point_columns: Sequence[str]) -> datasets.Dataset:
-    """`train` with each image replaced by its K views (`augmentation.views` rows per image, in order): view 0 the
-    image, view 1 its mirror, the others drawn from the policy by a generator seeded with (seed, image, view), each
-    with its `point_columns` ((K, 2) in [0, 1]) moved alike and `VIEW_COLUMN` naming its image."""
-    policy, count = augmentation.policy, augmentation.views
+    """`train` with each image replaced by the views every setting of `augmentations` draws from (`views_for`), in
+    order per image: view 0 the image, view 1 its mirror (both shared by every level), then per level the views 2..K-1
+    of its largest K, drawn from that level's policy by a generator seeded with (seed, image, view, level). Each view
+    has its `point_columns` ((K, 2) in [0, 1]) moved alike, `VIEW_COLUMN` naming its image, `VIEW_INDEX_COLUMN` its
+    number and `VIEW_LEVEL_COLUMN` its level ("" for the shared two). Several settings (a sweep's candidates) share
+    one rendering and one prior-feature cache."""
+    settings = [augmentations] if isinstance(augmentations, Augmentation) else list(augmentations)
+    rendered = [setting for setting in settings if setting.renders_views]
+    if not rendered:
+        raise ValueError(f"augmentations: no setting renders views (level other than 'none', mode 'views', views >= 2),"
+                         f" got {settings}.")
+    if len({setting.seed for setting in rendered}) > 1:
+        raise ValueError(f"augmentations: one job renders its views with one seed, got {sorted({s.seed for s in rendered})}.")
+    seed = rendered[0].seed
+    drawn = {level: max(setting.views for setting in rendered if setting.level == level)
+             for level in LEVELS if any(setting.level == level for setting in rendered)}
+    plan = [(0, ""), (1, "")] + [(view, level) for level, count in drawn.items() for view in range(2, count)]
     images = train.cast_column(image_column, datasets.Image(decode=False)) if isinstance(
         train.features[image_column], datasets.Image) else train
 
     def expand(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out: dict[str, list] = {key: [] for key in batch}
-        out[VIEW_COLUMN] = []
+        out: dict[str, list] = {key: [] for key in [*batch, VIEW_COLUMN, VIEW_INDEX_COLUMN, VIEW_LEVEL_COLUMN]}
         for row, index in enumerate(indices):
             image = as_rgb(batch[image_column][row])
             points = {name: np.asarray(batch[name][row], np.float64) for name in point_columns}
-            for view in range(count):
+            for view, level in plan:
                 if view < 2:
                     draw = FaceAugmentation.mirror(image.shape[1]) if view else FaceAugmentation.identity()
                 else:
-                    draw = policy.sample(np.random.default_rng([augmentation.seed, index, view]), image.shape[:2])
+                    generator = np.random.default_rng([seed, index, view, LEVELS.index(level)])
+                    draw = AugmentPolicy.of_level(level).sample(generator, image.shape[:2])
                 pixels, moved = augment_face(image, points, draw)
                 for key in batch:
                     value = moved[key].tolist() if key in moved else batch[key][row]
                     out[key].append(Image.fromarray(pixels) if key == image_column else value)
                 out[VIEW_COLUMN].append(index)
+                out[VIEW_INDEX_COLUMN].append(view)
+                out[VIEW_LEVEL_COLUMN].append(level)
         return out
 
     features = images.features.copy()
     features[image_column] = datasets.Image()
     features[VIEW_COLUMN] = datasets.Value("int64")
+    features[VIEW_INDEX_COLUMN] = datasets.Value("int64")
+    features[VIEW_LEVEL_COLUMN] = datasets.Value("string")
     return images.map(expand, batched=True, batch_size=64, with_indices=True, features=features,
-                      desc=f"rendering {count} views per training image")
+                      desc=f"rendering {len(plan)} views per training image")
+
+
+def views_for(train: datasets.Dataset, augmentation: Augmentation) -> datasets.Dataset:
+    """The rows of a training split with rendered views (`render_views`) that a run with `augmentation` draws from:
+    the image and, where it renders views, its mirror and its level's views 2..K-1; `train` itself where no views
+    were rendered. A setting the split holds no views for is refused, naming what it holds."""
+    if VIEW_INDEX_COLUMN not in train.column_names:
+        return train
+    index = np.asarray(train[VIEW_INDEX_COLUMN], np.int64)
+    level = np.asarray(train[VIEW_LEVEL_COLUMN], object)
+    if not augmentation.renders_views:
+        keep = index == 0
+    else:
+        # level -> its K: the image and its mirror are every level's first two views
+        held = {name: 2 + len(set(index[level == name])) for name in set(level) if name}
+        if held.get(augmentation.level, 2) < augmentation.views:
+            raise ValueError(f"augmentation: {augmentation.level} with {augmentation.views} views, but the training "
+                             f"split holds views of {held or 'no level'} (level: K) only.")
+        keep = (index < augmentation.views) & ((level == "") | (level == augmentation.level))
+    return train.select(np.flatnonzero(keep))
 
 
 def as_rgb(image: Any) -> np.ndarray:
@@ -146,4 +185,5 @@ def first_view_rows(train: datasets.Dataset) -> np.ndarray:
     return first
 
 
-__all__ = ["MODES", "VIEW_COLUMN", "Augmentation", "EpochSampler", "first_view_rows", "image_groups", "render_views"]
+__all__ = ["MODES", "VIEW_COLUMN", "VIEW_INDEX_COLUMN", "VIEW_LEVEL_COLUMN", "Augmentation", "EpochSampler",
+           "first_view_rows", "image_groups", "render_views", "views_for"]

@@ -49,7 +49,7 @@ from ..data.views import render_views
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
-from .comparison.augment_options import add_augmentation_arguments, parse_augmentation
+from .comparison.augment_options import add_augmentation_arguments, parse_augmentation, rendered_augmentations
 from .comparison.dataset_source import DatasetSource, align_splits, read_dataset, task_label_names, task_type_overrides
 from .comparison.expression_measures import announce_skipped
 from .comparison.label_efficiency import label_efficiency
@@ -282,10 +282,11 @@ def protocol_rows(args: argparse.Namespace, task: FaceTask, first: bool) -> list
 
 
 def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[str, Any]] = (),
-                     source: DatasetSource | None = None) -> tuple[list[FaceTask], ProtocolContext, dict]:
+                     source: DatasetSource | None = None, augmentations: Sequence[Mapping[str, Any]] = ()
+                     ) -> tuple[list[FaceTask], ProtocolContext, dict]:
     """The tasks, the shared context of their runs (splits with cached prior columns, in the recipe's view and in each
-    of `prior_features`, priors, budget) and the record of how the splits were made. `source`: the --dataset when
-    already read (`read_dataset`)."""
+    of `prior_features`; the training views of the job's, the rows' and each of `augmentations`' augmentation; priors,
+    budget) and the record of how the splits were made. `source`: the --dataset when already read (`read_dataset`)."""
     cache_dir = args.cache_dir or default_cache_dir()
     args.output_dir.mkdir(parents=True, exist_ok=True)
     source = source or (read_dataset(args) if args.dataset is not None else None)
@@ -298,9 +299,10 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     geometry_column = "landmarks"
     if args.dataset is not None:
         splits, geometry_column = align_splits(splits, source.report, cache_dir, split_record)
-    if args.augmentation.renders_views:  # before the caches: each view's priors are cached from that view
+    rendered = rendered_augmentations(args, [o for task in tasks for o in task.row_overrides.values()], augmentations)
+    if rendered:  # before the caches: each view's priors are cached from that view
         points = [geometry_column] + [t.column for t in tasks if t.problem_type == "landmarks"]
-        splits["train"] = render_views(splits["train"], args.augmentation, "image", list(dict.fromkeys(points)))
+        splits["train"] = render_views(splits["train"], rendered, "image", list(dict.fromkeys(points)))
     if not args.no_cache:
         splits, undecodable = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size,
                                                    prior_features, geometry_column)

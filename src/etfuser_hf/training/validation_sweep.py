@@ -16,6 +16,10 @@ Distillation candidates (`--distillation-weights`) are distilled toward the pret
 predictions on the training images (`distillation.py`), at each row's tuned rate; their table adds each candidate's
 agreement with that network on real faces (`forgetting.py`), which a run measures wherever it applies.
 
+Augmentation candidates (`--augment-candidates none light:2 light:4 standard:4`) train every row with each level and
+number of views K: the job renders every view they draw from once, their priors cached, and each candidate's runs
+draw from their own (`data.views.views_for`); the chosen setting travels in `recipe.json` like any other.
+
 Spatial candidates (`--grid-sizes`, `--canonical-tokens`) read every prior as grid tokens (`native`: each prior's
 own map size, at most `NATIVE_GRID_LIMIT`) at the row's own tuned rate; `on` also puts the canonical model's own grid
 tokens into the fusion (`fusion_mode="canonical_tokens"`, rows with an ensemble token only).
@@ -39,6 +43,7 @@ from ..metrics import GREATER_IS_BETTER
 from ..models.fusion_modes import fusion_mode_properties
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
+from .comparison.augment_options import parse_augmentation_candidate
 from .comparison.dataset_source import read_dataset
 from .comparison.expression_measures import expression_measures_apply
 from .comparison.protocol import ProtocolContext, Run, train_runs
@@ -187,6 +192,20 @@ def distillation_candidates(task: FaceTask, rows: Sequence[Row], weights: Sequen
     return candidates
 
 
+def augmentation_candidates(task: FaceTask, rows: Sequence[Row], settings: Sequence[Mapping[str, Any]]
+                            ) -> list[SweepCandidate]:
+    """Every row (the same candidates for each: the probe has no training images to augment) with each augmentation
+    setting of `settings` (`augment_options.parse_augmentation_candidate`), at the row's tuned rate on `task`."""
+    candidates = []
+    for row in rows:
+        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
+        for setting in settings:
+            tag = "augment " + setting["level"] + (f" K={setting['views']}" if "views" in setting else "")
+            candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale,
+                                             {"augmentation": dict(setting)}, tag))
+    return candidates
+
+
 def without_skipped_distillation(task: FaceTask, candidates: Sequence[SweepCandidate],
                                  label_names: Sequence[str] | None) -> list[SweepCandidate]:
     """`candidates` less the distillation ones where `task` has classes that are not expression classes: a run skips
@@ -278,13 +297,17 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                             "weight W (0: none, the reference), for every row that fine-tunes it, at its tuned rate")
     sweep.add_argument("--distillation-temperature", type=float, default=2.0, metavar="T",
                        help="with --distillation-weights: the softening temperature (default 2)")
+    sweep.add_argument("--augment-candidates", nargs="+", default=[], metavar="LEVEL[:K]",
+                       help="augmentation candidates for every row at its tuned rate: none, LEVEL or LEVEL:K (K views "
+                            "per training image in view-cache mode; default --views); the job renders all their "
+                            "views once and each candidate draws from its own")
     args = parse_args(None if argv is None else list(argv), parser=parser)
     for grid in args.grid_sizes:
         if grid not in ("native", "pooled") and not (grid.isdigit() and int(grid) >= 1):
             parser.error(f"--grid-sizes: expected positive ints, 'native' or 'pooled', got {grid!r}.")
     # a spatial sweep alone trains its spatial candidates ('pooled' among them), not the rate grid as well
     rate_grid = bool(args.learning_rates or args.new_module_speedups or args.priors_only_learning_rates
-                     or not (args.grid_sizes or args.distillation_weights))
+                     or not (args.grid_sizes or args.distillation_weights or args.augment_candidates))
     canonical_tokens = [choice == "on" for choice in dict.fromkeys(args.canonical_tokens)]
     source = read_dataset(args) if args.dataset is not None else None  # a --dataset's task types come from its data
     try:  # the grid is checked before any work: it needs no data
@@ -293,9 +316,12 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
         tasks = resolve_tasks(args.tasks, args.dataset is None, args.canonical, args.learning_rate,
                               source.tasks if source is not None else None, objectives=args.objectives)
         chosen = [rows[name] for name in args.rows]
+        augmentations = [parse_augmentation_candidate(value, args.augmentation, args)
+                         for value in dict.fromkeys(args.augment_candidates)]
         grids = {task.name: (sweep_candidates(task, chosen, rates[task.name], args.new_module_speedups, own[task.name])
                              if rate_grid else [])
                  + distillation_candidates(task, chosen, args.distillation_weights, args.distillation_temperature)
+                 + augmentation_candidates(task, chosen, augmentations)
                  for task in tasks}
     except ValueError as error:
         parser.error(str(error))
@@ -307,7 +333,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                 grids[task.name] += spatial_candidates(task, chosen, args.grid_sizes, canonical_tokens, prior_dirs)
         views = [candidate.settings["prior_feature"] for candidates in grids.values() for candidate in candidates
                  if "prior_feature" in candidate.settings]
-        tasks, context, split_record = prepare_protocol(args, views, source)
+        tasks, context, split_record = prepare_protocol(args, views, source, augmentations)
     seeds = list(range(args.seed, args.seed + args.seeds))
     report, records = [], {}
     for task in tasks:

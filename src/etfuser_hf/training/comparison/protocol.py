@@ -19,7 +19,7 @@ from ...data.collators import FaceCollator
 from ...data.face_crops import landmark_labels_in_frame
 from ...data.feature_cache import feature_view, pooled_prior_features
 from ...data.image_cache import PIXEL_COLUMN
-from ...data.views import VIEW_COLUMN, Augmentation, EpochSampler, first_view_rows, image_groups
+from ...data.views import VIEW_COLUMN, Augmentation, EpochSampler, first_view_rows, image_groups, views_for
 from ...metrics import GREATER_IS_BETTER
 from ...models.fusion_modes import fusion_mode_properties
 from ...models.image_processing_etfuser import ETFuserImageProcessor
@@ -30,6 +30,7 @@ from ..run.measurements import count_parameters
 from ..run.probes import fit_probe
 from ..run.processes import process_state
 from ..run.trainer import RunResult, apply_lora, train_model
+from .augment_options import run_augmentation
 from .expression_measures import expression_measures_apply
 from .objective import BALANCED
 from .recipe import build_task_model
@@ -54,7 +55,8 @@ class ProtocolContext:
     resume: bool = False  # continue every run from its newest checkpoint, where it has one
     train_size: int | None = None  # --resample-train: images each seed draws from splits["train"], the pool
     geometry_column: str | None = None  # the faces' (68, 2) landmarks in [0, 1]: each network reads its own crop
-    augmentation: Augmentation = Augmentation()  # the training split's (views already rendered into it, or online)
+    augmentation: Augmentation = Augmentation()  # the job's (views rendered into the training split, or online);
+    # a row's own choice over it: `augment_options.run_augmentation`
 
     def train_split(self, seed: int) -> datasets.Dataset:
         """The training images of a run with model seed `seed`: the training split, or (`train_size`) the seed's own
@@ -64,10 +66,10 @@ class ProtocolContext:
         return draw_train(self.splits["train"], self.train_size, seed)
 
     def collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None,
-                 online: bool = False) -> FaceCollator:
+                 online: Augmentation | None = None) -> FaceCollator:
         """Batches for `model`, whose priors are read as `prior_feature` says (`recipe.build_task_model`), its pixels
-        from the splits' decoded `PIXEL_COLUMN` where `image_cache` made one. `online`: augmented by the run's policy
-        every batch, so the priors run in the forward on those pixels instead of being read from the cache."""
+        from the splits' decoded `PIXEL_COLUMN` where `image_cache` made one. `online`: the run's augmentation, drawn
+        afresh every batch, so the priors run in the forward on those pixels instead of being read from the cache."""
         config = model.config
         image_column = PIXEL_COLUMN if PIXEL_COLUMN in self.splits["train"].column_names else "image"
         return FaceCollator(self.processor, task.column, len(self.label_names.get(task.name) or ()),
@@ -75,13 +77,13 @@ class ProtocolContext:
                             use_cached_features=config.fusion_properties.runs_priors and not online,
                             include_pixel_values=config.backbone is not None or online,
                             problem_type=task.problem_type, feature_view=feature_view(prior_feature),
-                            augmentation=self.augmentation.policy_for(task.problem_type) if online else None,
+                            augmentation=online.policy_for(task.problem_type) if online else None,
                             point_columns=self.point_columns(task) if online else (), **self.crop_options(model))
 
-    def training_collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None = None
-                          ) -> FaceCollator | None:
-        """The training split's own collator where it differs from `collator` (online augmentation), else None."""
-        return self.collator(task, model, prior_feature, online=True) if self.augmentation.online else None
+    def training_collator(self, task: FaceTask, model: Any, prior_feature: Mapping[str, Any] | None,
+                          augmentation: Augmentation) -> FaceCollator | None:
+        """The training split's own collator where it differs from `collator` (`augmentation` online), else None."""
+        return self.collator(task, model, prior_feature, online=augmentation) if augmentation.online else None
 
     def point_columns(self, task: FaceTask) -> tuple[str, ...]:
         """The columns an augmentation moves with the pixels: the faces' landmarks and a landmarks task's labels."""
@@ -156,6 +158,8 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     torch.manual_seed(seed)
     recipe = row_recipe(row, task, overrides)
     distillation = Distillation.from_recipe(recipe.pop("distillation", None))
+    augmentation = run_augmentation(context.augmentation, recipe.pop("augmentation", None))
+    train = views_for(train, augmentation)  # the views this run draws from, where several were rendered
     if task.is_classification and not expression_measures_apply(context.label_names.get(task.name)):
         distillation = None  # the FER net reads no other classes (announced once per job: announce_skipped)
     label_names = context.label_names.get(task.name)
@@ -178,7 +182,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
         early_stopping_patience=context.early_stopping, resume_from_checkpoint=resume or None,
         test_dataset=context.splits["test"] if evaluate_test else None, teacher=teacher, metric_names=task.metrics,
         select_on=task.selection_metric, train_sampler=epoch_sampler(task, train, seed),
-        train_collator=context.training_collator(task, model, recipe.get("prior_feature")), **arguments)
+        train_collator=context.training_collator(task, model, recipe.get("prior_feature"), augmentation), **arguments)
     result.params = count_parameters(model)
     result.learning_rate = arguments["learning_rate"]
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
