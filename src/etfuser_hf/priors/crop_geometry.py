@@ -227,7 +227,8 @@ def faceapi_aligned_box_affines(landmarks: np.ndarray, size: int = 150, image_si
 
 def faceapi_aligned_box_windows(landmarks: np.ndarray, size: int = 150, image_sizes=None,
                                 boxes: np.ndarray | None = None) -> CropWindows:
-    """What face-api's recognition-net crop shows: the alignDlib box's slice, zeros around it (`faceapi_box_windows`)."""
+    """What face-api's recognition-net crop shows: the alignDlib box's slice, zeros around it (as
+    `faceapi_box_windows`)."""
     return faceapi_box_windows(faceapi_aligned_boxes(landmarks, boxes, image_sizes), size, image_sizes)
 
 

@@ -45,7 +45,8 @@ DETECTOR_BOX_FROM_LANDMARKS = (0.038, -0.342, -0.061, -0.048)
 
 
 def detector_boxes_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """(N, 68, 2) landmarks in image pixels -> (N, 4) x1, y1, x2, y2: MTCNN's likely box (`DETECTOR_BOX_FROM_LANDMARKS`)."""
+    """(N, 68, 2) landmarks in image pixels -> (N, 4) x1, y1, x2, y2: MTCNN's likely box
+    (`DETECTOR_BOX_FROM_LANDMARKS`)."""
     landmarks = np.asarray(landmarks, np.float64)
     low, high = landmarks.min(axis=1), landmarks.max(axis=1)
     extent = np.concatenate([high - low, high - low], axis=-1)
@@ -160,7 +161,8 @@ class CropPlan:
 
     @classmethod
     def for_model(cls, model) -> CropPlan:
-        """The plan of `model`'s own networks (its priors, where it runs them, and its backbone): what training feeds."""
+        """The plan of `model`'s own networks (its priors, where it runs them, and its backbone): what training
+        feeds."""
         return cls.for_graph(model, ())
 
     @property
