@@ -12,9 +12,10 @@ Prints, measured in this run:
   of a training step of the default et-fuser row (canonical FER net + four priors read from the cache);
 - the same figures extrapolated (linearly, per image) to AffectNet's 287,651 training images.
 
-The full cold start runs the two cheapest priors (the dlib age net; the FER net, also the canonical model) so the whole benchmark stays within 10 minutes on 2
-cores; the four default priors' cost per image is measured on a slice and the cold start with them extrapolated from
-it (the priors' cost is per image, everything else was measured on all images).
+The full cold start runs the two cheapest priors (the dlib age net; the FER net, also the canonical model) so the
+whole benchmark stays within 10 minutes on 2 cores; the four default priors' cost per image is measured on a slice and
+the cold start with them extrapolated from it (the priors' cost is per image, everything else was measured on all
+images).
 """
 
 from __future__ import annotations
@@ -60,6 +61,12 @@ def generate(folder: Path, count: int) -> Path:
     return root
 
 
+def train_arguments(root: Path, cache_dir: Path, output_dir: Path) -> list[str]:
+    """`train.py --dataset` on the generated dataset with the two cheapest priors (see the module docstring)."""
+    return ["--dataset", str(root), "--tasks", "label", "--priors", "age", "expression", "--cache-dir", str(cache_dir),
+            "--output-dir", str(output_dir), "--overwrite", "--workers", "1"]
+
+
 def start_to_first_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     """One start as `train.py --dataset` makes it (read, split, cache), then the first training step; counts the
     images opened before that step."""
@@ -80,8 +87,7 @@ def start_to_first_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
 
     PIL.Image.open = counting
     start = time.perf_counter()
-    args = parse_args(["--dataset", str(root), "--tasks", "label", "--priors", "age", "expression", "--cache-dir", str(cache_dir),
-                       "--output-dir", str(output_dir), "--overwrite", "--workers", "1"])
+    args = parse_args(train_arguments(root, cache_dir, output_dir))
     tasks, context, record = prepare_protocol(args)
     prepared = time.perf_counter() - start
     opened_before_step = opened["count"]
@@ -108,7 +114,8 @@ def start_to_first_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     for split in data.values():
         image_keys(split)
     per_image_part = time.perf_counter() - again
-    return {"seconds_to_first_step": total, "seconds_preparing": prepared, "seconds_growing_with_images": per_image_part,
+    return {"seconds_to_first_step": total, "seconds_preparing": prepared,
+            "seconds_growing_with_images": per_image_part,
             "images_opened_before_first_step": opened_before_step, "train_images": len(context.splits["train"]),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sizes": record["sizes"]}
 
@@ -128,8 +135,7 @@ def pipeline_and_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     from etfuser_hf.training.rows import MAIN_ROW, PROTOCOL_ROWS
     from etfuser_hf.training.tasks import DEFAULT_PRIORS
 
-    args = parse_args(["--dataset", str(root), "--tasks", "label", "--priors", "age", "expression", "--cache-dir", str(cache_dir),
-                       "--output-dir", str(output_dir), "--overwrite", "--workers", "1"])
+    args = parse_args(train_arguments(root, cache_dir, output_dir))
     tasks, context, _ = prepare_protocol(args)
     task = tasks[0]
     recipe = row_recipe(next(row for row in PROTOCOL_ROWS if row.name == MAIN_ROW), task)
