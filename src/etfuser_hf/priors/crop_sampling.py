@@ -10,6 +10,10 @@ before the bilinear interpolation (so a crop pixel on the edge of a bar blends t
 original does) and every sample is clamped into `bounds`.
 
 Coordinates are `crop_geometry`'s: pixel (i, j) covers [i, i + 1) x [j, j + 1), centre (i + 0.5, j + 0.5).
+
+Not yet applied where the networks run: the forward cuts each network's crop from `pixel_values` with its affine
+only (`prior_crops`, `models/encoders.cut_encoder_crops`), so there a border face still shows what the canonical crop
+holds around the slice. `CropPlan.windows` gives each network's windows for the day the forward takes them.
 """
 
 from __future__ import annotations
