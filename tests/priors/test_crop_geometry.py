@@ -312,7 +312,7 @@ def test_fer_box_crop_matches_fers_recorded_crop(face):
     assert (np.abs(without - recorded["crops"][face]).max() > 10) == (face >= 2)
 
 
-def test_crop_plan_windows_come_from_each_networks_rule(faceapi_recorded):
+def test_crop_plan_windows_come_from_each_networks_rule():
     """The plan hands each network the windows of its own rule (the registry is their one source): fer's padding grey
     and face-api's bars where those networks run, nothing for the dlib chip; cut with them, fer's crop of the border
     face is fer's recorded crop."""
