@@ -12,9 +12,38 @@ Prints, measured in this run:
   of a training step of the default et-fuser row (canonical FER net + four priors read from the cache);
 - the same figures extrapolated (linearly, per image) to AffectNet's 287,651 training images.
 
-The full cold start runs the two cheapest priors (the dlib age net; the FER net, also the canonical model) so the whole benchmark stays within 10 minutes on 2
-cores; the four default priors' cost per image is measured on a slice and the cold start with them extrapolated from
-it (the priors' cost is per image, everything else was measured on all images).
+The full cold start runs the two cheapest priors (the dlib age net; the FER net, also the canonical model) so the
+whole benchmark stays within 10 minutes on 2 cores; the four default priors' cost per image is measured on a slice and
+the cold start with them extrapolated from it (the priors' cost is per image, everything else was measured on all
+images).
+
+Last run (2026-12-06, after the alignment key moved to the priors' sha256 manifests, commit d78f851;
+`nice -n 5 python benchmarks/dataset_scale.py --images 20000 --folder /tmp/wt-borders-scale`, dataset generated
+beforehand; a SHARED, overloaded machine: `uptime` load average 5.94, 6.12, 5.50 before and 6.94, 7.09, 7.93 after,
+10-11 in between, this process getting about half of one core, so the times are several-fold what an idle machine
+gives and the run took 1999 s, not the 10 minutes it is meant to):
+
+    13600 training images ({'train': 13600, 'validation': 2400, 'test': 4000}), SYNTHETIC faces; cold start with the
+    age and FER priors only:
+      cold start to the first training step: 1720.0 s (preparing 1714.9 s), peak RSS 915 MiB, images opened before
+      the step: 40000
+      warm start to the first training step: 28.6 s (preparing 24.0 s), peak RSS 911 MiB, images opened before the
+      step: 0  (goal: 0, met)
+      prior-feature cache: 29.8 MiB in 3 files (one view, three splits), 1564 bytes per image; the four default
+      priors' pooled view: 3072 bytes per image
+      data pipeline: 276 images/s (in-process), 216 images/s (2 DataLoader workers); et-fuser training step (four
+      cached priors, FER canonical): 9 images/s -> pipeline / step = 29.27x and 22.89x
+      the four default priors: 95.5 ms per image (measured on 256) -> cold start with them ~3629 s here
+    extrapolated to AffectNet's 287,651 training images (x21.2, linear per image):
+      cold start, four default priors, one view: ~21.3 h (the priors' forward passes, once; 2 CPU cores)
+      warm start: ~52 s (1.1 s of this start grow with the images: reading the annotations, keying the files); cache
+      ~0.82 GiB per pooled view of the four priors
+      one epoch's data at 216 images/s: ~22 min; its training steps at 9 images/s: ~509 min
+    whole benchmark: 1999 s
+
+Where the warm start goes (cProfile of the start phase alone, same load: 42.3 s preparing): the prior-feature cache's
+key (training/feature_cache.py `key`) 23.8 s, of which 21.5 s iterate the alignment columns row by row
+(`list(dataset[column])` over 20,000 (68, 2) arrays); imports about 15 s; alignment (keys only, no network) 5.2 s.
 """
 
 from __future__ import annotations
@@ -60,6 +89,12 @@ def generate(folder: Path, count: int) -> Path:
     return root
 
 
+def train_arguments(root: Path, cache_dir: Path, output_dir: Path) -> list[str]:
+    """`train.py --dataset` on the generated dataset with the two cheapest priors (see the module docstring)."""
+    return ["--dataset", str(root), "--tasks", "label", "--priors", "age", "expression", "--cache-dir", str(cache_dir),
+            "--output-dir", str(output_dir), "--overwrite", "--workers", "1"]
+
+
 def start_to_first_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     """One start as `train.py --dataset` makes it (read, split, cache), then the first training step; counts the
     images opened before that step."""
@@ -80,8 +115,7 @@ def start_to_first_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
 
     PIL.Image.open = counting
     start = time.perf_counter()
-    args = parse_args(["--dataset", str(root), "--tasks", "label", "--priors", "age", "expression", "--cache-dir", str(cache_dir),
-                       "--output-dir", str(output_dir), "--overwrite", "--workers", "1"])
+    args = parse_args(train_arguments(root, cache_dir, output_dir))
     tasks, context, record = prepare_protocol(args)
     prepared = time.perf_counter() - start
     opened_before_step = opened["count"]
@@ -108,7 +142,8 @@ def start_to_first_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     for split in data.values():
         image_keys(split)
     per_image_part = time.perf_counter() - again
-    return {"seconds_to_first_step": total, "seconds_preparing": prepared, "seconds_growing_with_images": per_image_part,
+    return {"seconds_to_first_step": total, "seconds_preparing": prepared,
+            "seconds_growing_with_images": per_image_part,
             "images_opened_before_first_step": opened_before_step, "train_images": len(context.splits["train"]),
             "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "sizes": record["sizes"]}
 
@@ -128,8 +163,7 @@ def pipeline_and_step(root: Path, cache_dir: Path, output_dir: Path) -> dict:
     from etfuser_hf.training.comparison.tasks import DEFAULT_PRIORS
     from etfuser_hf.training.main import parse_args, prepare_protocol
 
-    args = parse_args(["--dataset", str(root), "--tasks", "label", "--priors", "age", "expression", "--cache-dir", str(cache_dir),
-                       "--output-dir", str(output_dir), "--overwrite", "--workers", "1"])
+    args = parse_args(train_arguments(root, cache_dir, output_dir))
     tasks, context, _ = prepare_protocol(args)
     task = tasks[0]
     recipe = row_recipe(next(row for row in PROTOCOL_ROWS if row.name == MAIN_ROW), task)

@@ -3,7 +3,9 @@ its layout's policy, cached by the images' keys, with the detector's misses coun
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -105,6 +107,46 @@ def test_alignment_warm_start_runs_no_detector_and_decodes_no_image(tmp_path, al
     changed, counter = _counting(aligner)
     align_dataset(data, "detect", changed, tmp_path / "cache")
     assert counter.images == len(data)
+
+
+def _refuse(*args, **kwargs):
+    raise AssertionError("a warm start built a network or opened an image")
+
+
+def test_alignment_warm_start_builds_no_network_and_opens_no_image(tmp_path, aligner, monkeypatch):
+    """The default aligner's cache key comes from the converted priors' sha256 manifests (`SHA256SUMS`): a warm start
+    with a fresh default aligner reads its faces back without building MTCNN or the landmark net or opening a file."""
+    from etfuser_hf.models.modeling_face_priors import FaceApiLandmarkModel
+    from etfuser_hf.priors import landmark_stage
+    from etfuser_hf.priors.mtcnn import MTCNN
+
+    data = load_face_dataset(write_full_frames(tmp_path / "frames"))["train"]
+    first = align_dataset(data, "detect", aligner, tmp_path / "cache")
+    for owner, name in ((MTCNN, "__init__"), (FaceApiLandmarkModel, "__init__"), (PIL.Image, "open"),
+                        (alignment, "decode_encoded"), (landmark_stage, "converted_landmark_stage")):
+        monkeypatch.setattr(owner, name, _refuse)
+    warm = FaceAligner()
+    again = align_dataset(data, "detect", warm, tmp_path / "cache")
+    assert warm.fingerprint() == aligner.fingerprint()
+    for column in alignment.ALIGNMENT_COLUMNS:
+        assert again[column] == first[column]
+    with pytest.raises(AssertionError, match="built a network"):  # the patches bite where a network is needed
+        FaceAligner().detector
+
+
+def test_alignment_fingerprint_follows_the_priors_manifests(tmp_path, aligner):
+    """Same manifests, same key, wherever the prior cache lives; a detector setting changed in the converted folder
+    (its config.json, so its manifest) is a new key, and so is a detector given by hand."""
+    from etfuser_hf.priors.convert_face_priors import ensure_face_priors, write_manifest
+
+    for name, folder in ensure_face_priors(names=["mtcnn", "face_landmarks"]).items():
+        shutil.copytree(folder, tmp_path / "priors" / name)
+    assert FaceAligner(cache_dir=tmp_path).fingerprint() == aligner.fingerprint()
+    config = tmp_path / "priors" / "mtcnn" / "config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "min_face_size": 40.0}))
+    write_manifest(config.parent)
+    assert FaceAligner(cache_dir=tmp_path).fingerprint() != aligner.fingerprint()
+    assert FaceAligner(CountingDetector(aligner.detector)).fingerprint() != aligner.fingerprint()
 
 
 def test_alignment_whole_image_and_box_policies_place_the_mean_face(tmp_path, aligner):

@@ -41,10 +41,12 @@ from etfuser_hf.priors.crop_geometry import (
     DLIB_5_FROM_IBUG_68,
     crop_affines,
     crop_geometry_of,
+    crop_windows,
     cut_crops,
     dlib_chip_affines,
     faceapi_aligned_boxes,
     faceapi_box_affines,
+    faceapi_box_windows,
     invert_affines,
 )
 from etfuser_hf.priors.face_detection import align_faces
@@ -210,34 +212,21 @@ def faceapi_recorded():
     return {key: recorded[key] for key in recorded.files}, reference_photos()
 
 
-def faceapi_slice_masks(affines: np.ndarray, box_xywh, image_size, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Where each crop pixel samples face-api's slice of the image (the box clipped at the image and floored:
-    Box.clipAtImageBorders), by the package's affine: (inside, outside), (size, size) bool each. Inside: both
-    bilinear neighbours in the slice (away from its last row/column, where TF.js clamps to the slice and grid_sample
-    reads the next pixel); outside: neither, i.e. on padToSquare's zero bars (or beyond the image)."""
-    height, width = image_size
-    x, y, w, h = box_xywh
-    left, top = max(x, 0), max(y, 0)
-    w, h = np.floor(min(x + w - left, width - left)), np.floor(min(y + h - top, height - top))
-    low = np.floor([left, top])
-    high = low + [w - 1, h - 1]
-    centres = np.stack(np.meshgrid(np.arange(size) + 0.5, np.arange(size) + 0.5), -1)  # [v, u] -> (u, v)
-    crop_to_image = invert_affines(affines)[0]
-    index = centres @ crop_to_image[:, :2].T + crop_to_image[:, 2] - 0.5  # image pixel indices
-    inside = ((index >= low - 1e-6) & (index <= high + 1e-6)).all(-1)
-    outside = ((index < low - 1) | (index > high + 1)).any(-1)
-    return inside, outside
-
-
-def assert_matches_faceapi(ours: np.ndarray, recorded: np.ndarray, masks: tuple[np.ndarray, np.ndarray]) -> None:
-    """Inside the slice the crops agree to float16 storage (0.0625 at 128..256) plus float32 rounding; outside it,
-    face-api's crop holds padToSquare's zero bars where the package's crop shows the image (a known difference: on
-    the near-square MTCNN boxes the bars are a few pixels wide)."""
-    inside, outside = masks
+def assert_matches_faceapi(ours: np.ndarray, recorded: np.ndarray, without_windows: np.ndarray) -> None:
+    """The whole crop, padToSquare's zero bars and the black beyond a clipped box included, agrees to float16 storage
+    (0.0625 at 128..256) plus float32 rounding. `without_windows`, the same affine cut with zeros only beyond the
+    image, shows image content where face-api shows its bars: on every recorded face it misses by far more."""
     recorded = recorded.astype(np.float32)
-    assert inside.mean() > 0.6
-    np.testing.assert_allclose(ours[inside], recorded[inside], atol=0.08)
-    assert (recorded[outside] == 0).all()
+    np.testing.assert_allclose(ours, recorded, atol=0.08, rtol=0)
+    assert np.abs(without_windows - recorded).max() > 10
+
+
+def faceapi_crops(image: np.ndarray, geometry: dict, size: int, **inputs) -> tuple[np.ndarray, np.ndarray]:
+    """(with the geometry's windows, without them): (size, size, 3) each, cut from `image` in 0..255."""
+    affines = crop_affines(geometry, image_sizes=image.shape[:2], **inputs)
+    windows = crop_windows(geometry, image_sizes=image.shape[:2], **inputs)
+    assert windows is not None and windows.fill == "zeros"
+    return tuple(as_image(cut_crops(as_batch(image), affines, size, windows=cut)[0]) for cut in (windows, None))
 
 
 @pytest.mark.parametrize("face", range(4))
@@ -247,11 +236,9 @@ def test_faceapi_landmark_crop_matches_faceapis_recorded_input(faceapi_recorded,
     right and bottom border."""
     recorded, photos = faceapi_recorded
     image = photos[str(recorded["photos"][face])]
-    geometry = FaceApiLandmarkConfig().crop_geometry
-    affines = crop_affines(geometry, boxes=recorded["boxes"][face:face + 1], image_sizes=image.shape[:2])
-    ours = as_image(cut_crops(as_batch(image), affines, 112)[0])
-    masks = faceapi_slice_masks(affines, recorded["detection_boxes"][face], image.shape[:2], 112)
-    assert_matches_faceapi(ours, recorded["landmark_inputs"][face], masks)
+    ours, without = faceapi_crops(image, FaceApiLandmarkConfig().crop_geometry, 112,
+                                  boxes=recorded["boxes"][face:face + 1])
+    assert_matches_faceapi(ours, recorded["landmark_inputs"][face], without)
 
 
 @pytest.mark.parametrize("face", range(4))
@@ -264,11 +251,26 @@ def test_faceapi_recognition_crop_matches_faceapis_recorded_input(faceapi_record
     landmarks, boxes = recorded["landmarks"][face:face + 1], recorded["boxes"][face:face + 1]
     x, y, w, h = recorded["aligned_boxes"][face]
     np.testing.assert_array_equal(faceapi_aligned_boxes(landmarks, boxes, image.shape[:2]), [[x, y, x + w, y + h]])
-    geometry = FaceApiRecognitionConfig().crop_geometry
-    affines = crop_affines(geometry, landmarks=landmarks, boxes=boxes, image_sizes=image.shape[:2])
-    ours = as_image(cut_crops(as_batch(image), affines, 150)[0])
-    masks = faceapi_slice_masks(affines, (x, y, w, h), image.shape[:2], 150)
-    assert_matches_faceapi(ours, recorded["recognition_inputs"][face], masks)
+    ours, without = faceapi_crops(image, FaceApiRecognitionConfig().crop_geometry, 150, landmarks=landmarks,
+                                  boxes=boxes)
+    recorded_crop = recorded["recognition_inputs"][face].astype(np.float32)
+    np.testing.assert_allclose(ours, recorded_crop, atol=0.08, rtol=0)
+    if w != h:  # a square alignDlib box inside the image has no bars: there the windows change nothing
+        assert np.abs(without - recorded_crop).max() > 10
+
+
+def test_faceapi_windows_zero_the_bars_and_clamp_at_the_square():
+    """A 20 x 40 slice at (10, 5) of a constant image: padToSquare adds round(20 / 2) = 10 zero columns after it and 10
+    before, so the 40 px square spans x in [0, 40); TF.js reads the square's last column for the crop's last one
+    (clamped), never the image beyond."""
+    windows = faceapi_box_windows(np.array([[10.0, 5.0, 30.0, 45.0]]), 40, (100, 100))
+    np.testing.assert_array_equal(windows.shown, [[10, 5, 30, 45]])
+    np.testing.assert_array_equal(windows.bounds, [[0, 5, 40, 45]])
+    crop = cut_crops(torch.full((1, 1, 100, 100), 7.0), faceapi_box_affines(np.array([[10.0, 5.0, 30.0, 45.0]]), 40,
+                                                                            (100, 100)), 40, windows=windows)[0, 0]
+    expected = torch.zeros(40, 40)
+    expected[:, 10:30] = 7
+    torch.testing.assert_close(crop, expected, atol=1e-4, rtol=0)  # float32 sample positions
 
 
 def test_faceapi_aligned_box_follows_align_dlib():
@@ -291,20 +293,46 @@ def test_faceapi_aligned_box_follows_align_dlib():
 @pytest.mark.parametrize("face", range(4))
 def test_fer_box_crop_matches_fers_recorded_crop(face):
     """fer 25.10.3's own `detect_emotions` crop (MTCNN float box -> int (x, y, w, h), tosquare, offsets, the grey
-    image padded by 40 px, slice, cv2.resize to 64), recorded as uint8. The package cuts RGB and converts to grey
-    after (as the forward does), fer converts first and rounds to uint8, and OpenCV's resize uses 11-bit fixed-point
-    weights and rounds: within 1.5 grey levels, 0.45 on average. fer fills its 40 px padding with the mean grey of
-    the image's bottom two rows where the package's crop has zeros (a known difference): compared inside the image."""
+    image padded by 40 px with the mean grey of its bottom two rows, slice, cv2.resize to 64), recorded as uint8, on
+    the whole crop: faces 2 and 3 reach into fer's padding (the astronaut cut at the left border, a box over the right
+    and bottom border). The package cuts RGB and converts to grey after (as the forward does), fer converts first and
+    rounds to uint8, and OpenCV's resize uses 11-bit fixed-point weights and rounds: within 1.5 grey levels, 0.45 on
+    average. Without the windows the padding is black: far off on the border faces."""
     recorded = np.load(FIXTURES / "fer" / "crops.npz")
     photo = reference_photos()[str(recorded["photos"][face])]
-    affines = crop_affines(FerMiniXceptionConfig().crop_geometry, boxes=recorded["boxes"][face:face + 1],
-                           image_sizes=photo.shape[:2])
-    rgb = cut_crops(as_batch(photo), affines, 64)[0]
-    ours = (rgb * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0).numpy()
-    inside = cut_crops(torch.ones(1, 1, *photo.shape[:2]), affines, 64)[0, 0].numpy() > 0.999
-    difference = np.abs(ours - recorded["crops"][face])[inside]
-    assert inside.mean() > 0.45 and difference.mean() < 0.45 and difference.max() <= 1.5, (difference.mean(),
-                                                                                            difference.max())
+    geometry, boxes = FerMiniXceptionConfig().crop_geometry, recorded["boxes"][face:face + 1]
+    affines = crop_affines(geometry, boxes=boxes, image_sizes=photo.shape[:2])
+    windows = crop_windows(geometry, boxes=boxes, image_sizes=photo.shape[:2])
+    assert windows is not None and windows.fill == "bottom_rows_mean"
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)
+    ours, without = ((cut_crops(as_batch(photo), affines, 64, windows=cut)[0] * luma).sum(0).numpy()
+                     for cut in (windows, None))
+    difference = np.abs(ours - recorded["crops"][face])
+    assert difference.mean() < 0.45 and difference.max() <= 1.5, (difference.mean(), difference.max())
+    assert (np.abs(without - recorded["crops"][face]).max() > 10) == (face >= 2)
+
+
+def test_crop_plan_windows_come_from_each_networks_rule():
+    """The plan hands each network the windows of its own rule (the registry is their one source): fer's padding grey
+    and face-api's bars where those networks run, nothing for the dlib chip; cut with them, fer's crop of the border
+    face is fer's recorded crop."""
+    from etfuser_hf.priors.crop_plan import CropPlan, FaceGeometry
+
+    recorded = np.load(FIXTURES / "fer" / "crops.npz")
+    photo = reference_photos()[str(recorded["photos"][3])]
+    points = np.array([[[470.0, 560.0], [520.0, 560.0], [495.0, 590.0], [475.0, 615.0], [515.0, 615.0]]])
+    faces = FaceGeometry.from_detections(recorded["boxes"][3:4], points, photo.shape[:2])
+    plan = CropPlan({"fer": FerMiniXceptionConfig().crop_geometry, "age": DlibAgeConfig().crop_geometry,
+                     "landmarks": FaceApiLandmarkConfig().crop_geometry}, None)
+    windows = plan.windows(faces, None)
+    assert sorted(windows) == ["fer", "landmarks"]
+    assert windows["fer"].fill == "bottom_rows_mean" and windows["landmarks"].fill == "zeros"
+    expected = crop_windows("fer_box", boxes=recorded["boxes"][3:4], image_sizes=photo.shape[:2])
+    np.testing.assert_array_equal(windows["fer"].bounds, expected.bounds)
+    affines = crop_affines(plan.geometries["fer"], boxes=faces.boxes, image_sizes=faces.image_sizes)
+    grey = (cut_crops(as_batch(photo), affines, 64, windows=windows["fer"])[0]
+            * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0).numpy()
+    assert np.abs(grey - recorded["crops"][3]).max() <= 1.5
 
 
 def test_fer_box_crop_is_stretched_where_fer_clamps_at_the_padded_border():
@@ -391,6 +419,23 @@ def test_crop_geometry_bad_boxes_sizes_and_affines_are_refused():
         cut_crops(torch.zeros(1, 3, 8, 8), np.zeros((1, 3, 3)), 4)
     with pytest.raises(ValueError, match="image_index: needed"):
         cut_crops(torch.zeros(1, 3, 8, 8), np.tile(np.eye(2, 3), (2, 1, 1)), 4)
+
+
+def test_crop_windows_bad_input_is_refused_by_name():
+    from etfuser_hf.priors.crop_sampling import CropWindows, fill_values
+
+    with pytest.raises(ValueError, match=r"shown: expected an array of shape \(num_faces, 4\)"):
+        CropWindows(np.zeros((1, 3)), np.zeros((1, 4)), "zeros")
+    with pytest.raises(ValueError, match="shown, bounds: expected one row per face each, got 2 and 1"):
+        CropWindows(np.zeros((2, 4)), np.zeros((1, 4)), "zeros")
+    with pytest.raises(ValueError, match=r"fill: expected one of \('zeros', 'bottom_rows_mean'\), got 'edge'"):
+        CropWindows(np.zeros((1, 4)), np.zeros((1, 4)), "edge")
+    windows = faceapi_box_windows(np.array([[0.0, 0.0, 4.0, 4.0]] * 2), 4, (8, 8))
+    with pytest.raises(ValueError, match=r"windows: expected one window per affine \(1\), got 2"):
+        cut_crops(torch.zeros(1, 3, 8, 8), np.eye(2, 3)[None], 4, windows=windows)
+    with pytest.raises(ValueError, match="images: the 'bottom_rows_mean' fill reads grey from 1 or 3"):
+        fill_values(torch.zeros(1, 2, 8, 8), "bottom_rows_mean")
+    assert crop_windows("dlib_chip", landmarks=np.zeros((1, 5, 2)) + np.arange(5)[None, :, None]) is None
 
 
 def test_a_prior_without_its_own_geometry_reads_the_whole_arcface_crop_at_its_own_size():

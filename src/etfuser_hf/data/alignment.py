@@ -17,8 +17,8 @@ Face policies, declared per layout by each reader (`SourceReport.faces`):
   face_x..face_height): the mean face placed in that box.
 
 The cache (`align_dataset`) is an Arrow file per dataset keyed like the other caches by the images' path, size and
-mtime (`data.image_keys`: no image decoded), the policy and the detector's and landmark net's fingerprint, so a warm
-start neither decodes an image nor runs a network.
+mtime (`data.image_keys`: no image decoded), the policy and the detector's and landmark net's fingerprint (the sha256
+manifests of their converted folders), so a warm start neither decodes an image nor builds a network.
 """
 
 from __future__ import annotations
@@ -94,6 +94,16 @@ def _module_digest(digest, module: torch.nn.Module) -> None:
         digest.update(tensor.detach().cpu().contiguous().float().numpy().tobytes())
 
 
+def _prior_manifests(cache_dir: str | os.PathLike | None, names: Sequence[str]) -> str:
+    """The converted priors' recorded sha256 manifests (`SHA256SUMS`: config.json, model.safetensors, NOTICE), one
+    after the other under their names: what the default networks are, known without loading them. `ensure_face_priors`
+    gives the folders (checking each file against its manifest, converting one that is missing)."""
+    from ..priors.convert_face_priors import MANIFEST, ensure_face_priors
+
+    folders = ensure_face_priors(cache_dir, names=list(names))
+    return "".join(f"{name}\n{(folders[name] / MANIFEST).read_text(encoding='utf-8')}" for name in names)
+
+
 class FaceAligner:
     """Finds each image's face as `analyze` does: `detector` an `MTCNN` (default: the converted facenet-pytorch
     weights), `landmarks` a `LandmarkStage` (default: the converted face-api landmark net), both loaded on first use
@@ -102,6 +112,8 @@ class FaceAligner:
     def __init__(self, detector=None, landmarks=None, cache_dir: str | os.PathLike | None = None,
                  batch_size: int = 32):
         self._detector, self._landmarks, self.cache_dir, self.batch_size = detector, landmarks, cache_dir, batch_size
+        # given networks are fingerprinted by their weights; the default ones by their converted folders' manifests
+        self._given = {"mtcnn": detector is not None, "face_landmarks": landmarks is not None}
         self._fingerprint: str | None = None
 
     @property
@@ -122,16 +134,28 @@ class FaceAligner:
         return self._landmarks
 
     def fingerprint(self) -> str:
-        """Changes whenever the detector's weights or settings or the landmark net's weights or config change."""
+        """Changes whenever the detector's weights or settings or the landmark net's weights or config change. The
+        default networks are known by the sha256 manifests of their converted folders (config and weights), so a warm
+        start builds neither (loading them cost about 3 s of every start); networks given to the aligner are hashed
+        from their weights and settings."""
         if self._fingerprint is None:
+            from ..priors.mtcnn import MTCNN_DEFAULTS
+
             digest = hashlib.sha256(f"alignment {ALIGNMENT_VERSION}".encode())
-            detector, landmarks = self.detector, self.landmarks
-            settings = {name: getattr(detector, name, None) for name in ("min_face_size", "thresholds", "factor")}
-            digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
-            if isinstance(detector, torch.nn.Module):
-                _module_digest(digest, detector)
-            digest.update(json.dumps(landmarks.spec.config.to_dict(), sort_keys=True, default=str).encode())
-            _module_digest(digest, landmarks.prior)
+            defaults = [name for name, given in self._given.items() if not given]
+            if defaults:
+                digest.update(_prior_manifests(self.cache_dir, defaults).encode())
+            if self._given["mtcnn"]:
+                detector = self.detector
+                settings = {name: getattr(detector, name, None) for name in MTCNN_DEFAULTS}
+                digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+                if isinstance(detector, torch.nn.Module):
+                    _module_digest(digest, detector)
+            else:  # settings absent from a folder's config.json come from these
+                digest.update(json.dumps(MTCNN_DEFAULTS, sort_keys=True).encode())
+            if self._given["face_landmarks"]:
+                digest.update(json.dumps(self.landmarks.spec.config.to_dict(), sort_keys=True, default=str).encode())
+                _module_digest(digest, self.landmarks.prior)
             self._fingerprint = digest.hexdigest()[:16]
         return self._fingerprint
 

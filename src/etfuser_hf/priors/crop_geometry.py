@@ -23,23 +23,23 @@ The rules (the `CROP_GEOMETRY_NAMES` of `configuration_face_priors`, read from t
 - `"faceapi_aligned_box"`: face-api's recognition-net input: the box `FaceLandmarks.alignDlib()` derives from the
   68 landmarks (`ComputeFaceDescriptorsTasks` asks for `useDlibAlignment`), then the same clip/pad/resize to 150.
 - `"fer_box"`: `fer` 25.10.3 `FER.detect_emotions`: the detector's (x, y, w, h) box made square (`tosquare`), grown
-  by fixed pixel `offsets` (10, 10) (`__apply_offsets`), cut from the grey image padded by 40 px, `cv2.resize` to 64.
+  by fixed pixel `offsets` (10, 10) (`__apply_offsets`), cut from the grey image padded by 40 px with the mean grey of
+  its bottom two rows (`FER.pad`), `cv2.resize` to 64.
+What an original crop shows beyond the image under it (face-api's zero bars, fer's padding grey, the clamping of
+their resamplers at their source's edge) is each rule's `crop_windows`, applied by `cut_crops(..., windows=)`.
 - `"arcface_template"`: today's crop, the five MTCNN points onto the ArcFace/InsightFace 112x112 template
   (`face_detection.align_faces`); the geometry of any prior that records none.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ..models.configuration_face_priors import CROP_GEOMETRY_NAMES, DEFAULT_CROP_GEOMETRY
-from ..models.encoders import affine_sampling_grid
+from .crop_sampling import CropWindows, antialias_samples, cut_crops
 from .face_detection import ARCFACE_TEMPLATE_112, similarity_transforms
 
 # dlib's 5-point template (shape_predictor_5_face_landmarks), in units of the unpadded chip, as get_face_chip_details
@@ -145,22 +145,6 @@ def dlib_chip_affines(landmarks: np.ndarray, size: int = 64, padding: float = 0.
     return invert_affines(np.concatenate([sampling, offset[..., None]], axis=-1))
 
 
-def _faceapi_square_affines(x: np.ndarray, y: np.ndarray, width: np.ndarray, height: np.ndarray,
-                            size: int) -> np.ndarray:
-    """face-api's toBatchTensor on the integer slice [y, y + height) x [x, x + width): zeros padded to a square,
-    `round(diff / 2)` after and the rest before (padToSquare), then resizeBilinear without half-pixel centres:
-    crop index u reads padded index u * side / size."""
-    side = np.maximum(width, height)
-    diff = np.abs(width - height)
-    before = diff - np.floor(diff / 2 + 0.5)  # JS Math.round rounds halves up
-    before_x, before_y = np.where(width < height, before, 0), np.where(height < width, before, 0)
-    step = side / size
-    # index terms: image index = x - before_x + step * u; centres: +0.5 on the image side, u = u' - 0.5 on the crop
-    origin_x = x - before_x + 0.5 - 0.5 * step
-    origin_y = y - before_y + 0.5 - 0.5 * step
-    return _scale_shift_affines(step, step, origin_x, origin_y)
-
-
 def _faceapi_clip(boxes: np.ndarray, image_sizes: np.ndarray | None) -> tuple[np.ndarray, ...]:
     """Box.clipAtImageBorders: left/top clamped at 0, width/height cut at the image, all four floored."""
     x1, y1, x2, y2 = boxes.T
@@ -171,13 +155,39 @@ def _faceapi_clip(boxes: np.ndarray, image_sizes: np.ndarray | None) -> tuple[np
     return np.floor(x), np.floor(y), np.floor(width), np.floor(height)
 
 
+def _faceapi_squares(boxes: np.ndarray, image_sizes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """face-api's extractFaceTensors + padToSquare on detector `boxes` (N, 4): (slices, squares, sides), the image
+    slice [x1, x2) x [y1, y2) it cuts (N, 4), the square it pads that slice to with zeros (N, 4, in image pixels) and
+    its side (N,). padToSquare puts `round(diff / 2)` zeros after the slice and the rest before."""
+    boxes = _check_boxes(boxes)
+    x, y, width, height = _faceapi_clip(boxes, _check_image_sizes(image_sizes, len(boxes)))
+    side = np.maximum(width, height)
+    diff = np.abs(width - height)
+    before = diff - np.floor(diff / 2 + 0.5)  # JS Math.round rounds halves up
+    left, top = x - np.where(width < height, before, 0), y - np.where(height < width, before, 0)
+    slices = np.stack([x, y, x + width, y + height], axis=-1)
+    return slices, np.stack([left, top, left + side, top + side], axis=-1), side
+
+
 def faceapi_box_affines(boxes: np.ndarray, size: int = 112, image_sizes=None) -> np.ndarray:
     """face-api's landmark-net crop: detector `boxes` (N, 4) x1, y1, x2, y2 in image pixels -> (N, 2, 3).
 
     `image_sizes` ((height, width), or one per face) clips the box at the image as face-api does before cutting;
-    without it the box is only clamped at 0 on the left and top."""
-    boxes = _check_boxes(boxes)
-    return _faceapi_square_affines(*_faceapi_clip(boxes, _check_image_sizes(image_sizes, len(boxes))), size)
+    without it the box is only clamped at 0 on the left and top. The padded square is resized by TF.js resizeBilinear
+    without half-pixel centres (`NetInput.toBatchTensor`): crop index u reads square index u * side / size."""
+    _, squares, side = _faceapi_squares(boxes, image_sizes)
+    step = side / size
+    # index terms: image index = left + step * u; centres: +0.5 on the image side, u = u' - 0.5 on the crop
+    origin_x, origin_y = squares[:, 0] + 0.5 - 0.5 * step, squares[:, 1] + 0.5 - 0.5 * step
+    return _scale_shift_affines(step, step, origin_x, origin_y)
+
+
+def faceapi_box_windows(boxes: np.ndarray, size: int = 112, image_sizes=None) -> CropWindows:
+    """What face-api's landmark-net crop of detector `boxes` (N, 4) shows (`crop_sampling.CropWindows`): its slice of
+    the image, zeros on the rest of the padded square (padToSquare's bars, and the image beyond a clipped box), and
+    resizeBilinear clamping its samples to the square. `size` is the crop's and changes nothing here."""
+    slices, squares, _ = _faceapi_squares(boxes, image_sizes)
+    return CropWindows(slices, squares, "zeros")
 
 
 def faceapi_aligned_boxes(landmarks: np.ndarray, boxes: np.ndarray | None = None, image_sizes=None) -> np.ndarray:
@@ -215,6 +225,13 @@ def faceapi_aligned_box_affines(landmarks: np.ndarray, size: int = 150, image_si
     return faceapi_box_affines(faceapi_aligned_boxes(landmarks, boxes, image_sizes), size, image_sizes)
 
 
+def faceapi_aligned_box_windows(landmarks: np.ndarray, size: int = 150, image_sizes=None,
+                                boxes: np.ndarray | None = None) -> CropWindows:
+    """What face-api's recognition-net crop shows: the alignDlib box's slice, zeros around it (as
+    `faceapi_box_windows`)."""
+    return faceapi_box_windows(faceapi_aligned_boxes(landmarks, boxes, image_sizes), size, image_sizes)
+
+
 def faceapi_landmarks_to_image(points: np.ndarray, boxes: np.ndarray, image_sizes=None) -> np.ndarray:
     """face-api's decoding of its landmark net (FaceLandmark68NetBase.postProcess, then `shiftBy` the detection box):
     `points` (N, 68, 2) in [0, 1] of the 112 input (the converted net's logits reshaped) and the detector `boxes`
@@ -231,14 +248,9 @@ def faceapi_landmarks_to_image(points: np.ndarray, boxes: np.ndarray, image_size
     return points * side[:, None, None] - padding[:, None] + boxes[:, None, :2]
 
 
-def fer_box_affines(boxes: np.ndarray, size: int = 64, offsets: tuple[int, int] = (10, 10),
-                    image_sizes=None) -> np.ndarray:
-    """fer's expression crop: detector `boxes` (N, 4) x1, y1, x2, y2 -> (N, 2, 3).
-
-    fer's MTCNN path keeps (int(x1), int(y1), int(x2) - int(x1), int(y2) - int(y1)); `tosquare` grows the short side
-    to the long one, shifting the corner by diff // 2; `offsets` grow each side by fixed pixels; the box is cut from the
-    image padded by 40 px (left/top clamped at the padded border, right/bottom cut by slicing: `image_sizes` needed
-    for the latter) and `cv2.resize`d (pixel centres) to `size`, so a clamped crop is stretched, not shifted."""
+def _fer_slices(boxes: np.ndarray, offsets: tuple[int, int], image_sizes) -> tuple[np.ndarray, np.ndarray | None]:
+    """fer's slice of its padded grey image for detector `boxes` (N, 4): (N, 4) x1, y1, x2, y2 in image pixels, and
+    the checked image sizes (N, 2) or None (see `fer_box_affines`)."""
     boxes = _check_boxes(boxes)
     sizes = _check_image_sizes(image_sizes, len(boxes))
     corners = np.trunc(boxes)  # Python's int() truncates towards zero
@@ -255,7 +267,29 @@ def fer_box_affines(boxes: np.ndarray, size: int = 64, offsets: tuple[int, int] 
         y2 = np.minimum(y2, sizes[:, 0] + FER_IMAGE_PADDING)
     if np.any(x2 <= x1) or np.any(y2 <= y1):
         raise ValueError("boxes: a grown fer box lies wholly outside the padded image.")
+    return np.stack([x1, y1, x2, y2], axis=-1), sizes
+
+
+def fer_box_affines(boxes: np.ndarray, size: int = 64, offsets: tuple[int, int] = (10, 10),
+                    image_sizes=None) -> np.ndarray:
+    """fer's expression crop: detector `boxes` (N, 4) x1, y1, x2, y2 -> (N, 2, 3).
+
+    fer's MTCNN path keeps (int(x1), int(y1), int(x2) - int(x1), int(y2) - int(y1)); `tosquare` grows the short side
+    to the long one, shifting the corner by diff // 2; `offsets` grow each side by fixed pixels; the box is cut from the
+    image padded by 40 px (left/top clamped at the padded border, right/bottom cut by slicing: `image_sizes` needed
+    for the latter) and `cv2.resize`d (pixel centres) to `size`, so a clamped crop is stretched, not shifted."""
+    x1, y1, x2, y2 = _fer_slices(boxes, offsets, image_sizes)[0].T
     return _scale_shift_affines((x2 - x1) / size, (y2 - y1) / size, x1, y1)
+
+
+def fer_box_windows(boxes: np.ndarray, size: int = 64, offsets: tuple[int, int] = (10, 10),
+                    image_sizes=None) -> CropWindows:
+    """What fer's crop shows: the image, fer's padding grey around it (`FER.pad`: the mean grey of the image's last
+    two rows), and cv2.resize clamping its samples to the slice. Without `image_sizes` the whole image counts."""
+    slices, sizes = _fer_slices(boxes, offsets, image_sizes)
+    shown = np.zeros((len(slices), 4))
+    shown[:, 2:] = np.inf if sizes is None else sizes[:, ::-1]
+    return CropWindows(shown, slices, "bottom_rows_mean")
 
 
 def arcface_template_affines(landmarks: np.ndarray, size: int = 112) -> np.ndarray:
@@ -315,19 +349,22 @@ def compose_affines(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class CropGeometry:
-    """One crop rule: its affine function and which of `landmarks` / `boxes` it reads."""
+    """One crop rule: its affine function, which of `landmarks` / `boxes` it reads, and where the original shows more
+    than the image under the crop (`windows`: its fill and resampling bounds; None: zeros outside the image)."""
 
     function: Callable[..., np.ndarray]
     reads: str  # "landmarks" or "boxes"
     clips_at_image: bool  # takes `image_sizes`
     also_boxes: bool = False  # a landmark rule that also takes the detector's `boxes` where given
+    windows: Callable[..., CropWindows] | None = None  # the same arguments as `function`
 
 
 CROP_GEOMETRIES: dict[str, CropGeometry] = {
     "dlib_chip": CropGeometry(dlib_chip_affines, "landmarks", False),
-    "faceapi_box": CropGeometry(faceapi_box_affines, "boxes", True),
-    "faceapi_aligned_box": CropGeometry(faceapi_aligned_box_affines, "landmarks", True, also_boxes=True),
-    "fer_box": CropGeometry(fer_box_affines, "boxes", True),
+    "faceapi_box": CropGeometry(faceapi_box_affines, "boxes", True, windows=faceapi_box_windows),
+    "faceapi_aligned_box": CropGeometry(faceapi_aligned_box_affines, "landmarks", True, also_boxes=True,
+                                        windows=faceapi_aligned_box_windows),
+    "fer_box": CropGeometry(fer_box_affines, "boxes", True, windows=fer_box_windows),
     "arcface_template": CropGeometry(arcface_template_affines, "landmarks", False),
 }
 assert set(CROP_GEOMETRIES) == set(CROP_GEOMETRY_NAMES), "the registry and the config's geometry names disagree"
@@ -343,10 +380,8 @@ def crop_geometry_of(config) -> dict:
     return dict(geometry) if geometry else dict(DEFAULT_CROP_GEOMETRY)
 
 
-def crop_affines(geometry: str | Mapping, landmarks: np.ndarray | None = None, boxes: np.ndarray | None = None,
-                 image_sizes=None) -> np.ndarray:
-    """Image -> crop affines (N, 2, 3) of `geometry` (a registered name, or a config's `crop_geometry` dict whose
-    parameters are passed on) for N faces, from the `landmarks` or `boxes` that geometry reads."""
+def _rule_call(geometry: str | Mapping, landmarks, boxes, image_sizes) -> tuple[CropGeometry, np.ndarray, dict]:
+    """(rule, what it reads, its keyword arguments) of `geometry` for `crop_affines` and `crop_windows`."""
     if isinstance(geometry, str):
         geometry = {"name": geometry}
     name = geometry.get("name") if isinstance(geometry, Mapping) else None
@@ -363,56 +398,23 @@ def crop_affines(geometry: str | Mapping, landmarks: np.ndarray | None = None, b
         parameters["boxes"] = boxes
     if "offsets" in parameters:
         parameters["offsets"] = tuple(parameters["offsets"])
+    return rule, source, parameters
+
+
+def crop_affines(geometry: str | Mapping, landmarks: np.ndarray | None = None, boxes: np.ndarray | None = None,
+                 image_sizes=None) -> np.ndarray:
+    """Image -> crop affines (N, 2, 3) of `geometry` (a registered name, or a config's `crop_geometry` dict whose
+    parameters are passed on) for N faces, from the `landmarks` or `boxes` that geometry reads."""
+    rule, source, parameters = _rule_call(geometry, landmarks, boxes, image_sizes)
     return rule.function(source, **parameters)
 
 
-def antialias_samples(affines) -> int:
-    """Samples per side of each crop pixel that `cut_crops(..., antialias=True)` averages for `affines` (N, 2, 3)
-    image -> crop: ceil of the largest image-pixels-per-crop-pixel step over the faces where it exceeds 2 (at most 8),
-    else 1. Callers that cut many images' faces in one call group them by it, so each face gets the samples it would
-    get alone."""
-    affines = np.asarray(affines, np.float64)
-    if not len(affines):
-        return 1
-    step = float(np.sqrt(np.abs(1.0 / np.linalg.det(affines[:, :, :2]))).max())
-    return min(8, math.ceil(step)) if step > 2 else 1
-
-
-def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antialias: bool = False) -> torch.Tensor:
-    """Cuts one `size` x `size` crop per affine: `images` (B, C, H, W) float, `affines` (N, 2, 3) image -> crop (numpy
-    or tensor), `image_index` (N,) the image each face comes from (default: face i from image i) -> (N, C, size, size).
-
-    Bilinear `grid_sample(align_corners=False)` at the crop's pixel centres, zeros outside the image. With
-    `antialias`, a shrink by more than 2x (the largest image-pixels-per-crop-pixel step over the faces) averages an
-    n x n grid of samples over each crop pixel's footprint (n = ceil(step), at most 8): a box filter standing in for
-    dlib's image pyramid, which extract_image_chip only builds beyond a 2x shrink (approximate: dlib's 5-tap pyramid
-    blurs a little more). Without it the crop is plain bilinear, as TF.js, OpenCV and PIL resample."""
-    if images.dim() != 4:
-        raise ValueError(f"images: expected a (batch, channels, height, width) tensor, got {tuple(images.shape)}.")
-    affines = torch.as_tensor(np.asarray(affines) if not torch.is_tensor(affines) else affines, dtype=torch.float64)
-    if affines.dim() != 3 or affines.shape[1:] != (2, 3):
-        raise ValueError(f"affines: expected shape (num_faces, 2, 3), got {tuple(affines.shape)}.")
-    if image_index is None:
-        if len(affines) != len(images):
-            raise ValueError(
-                f"image_index: needed when the {len(affines)} affines are not one per image ({len(images)})."
-            )
-        image_index = torch.arange(len(images))
-    image_index = torch.as_tensor(image_index, dtype=torch.long, device=images.device)
-    if image_index.shape != (len(affines),):
-        raise ValueError(f"image_index: expected shape ({len(affines)},), got {tuple(image_index.shape)}.")
-    height, width = images.shape[-2:]
-    linear = torch.linalg.inv(affines[:, :, :2])  # crop -> image
-    offset = -linear @ affines[:, :, 2:]
-    # grid_sample's normalised coordinates (align_corners=False): image x = (X + 1) W / 2, crop u = (U + 1) S / 2
-    to_image = torch.tensor([2.0 / width, 2.0 / height], dtype=torch.float64)
-    theta_linear = to_image[:, None] * linear * (size / 2.0)
-    theta_offset = to_image[:, None] * (linear.sum(-1, keepdim=True) * (size / 2.0) + offset) - 1
-    theta = torch.cat([theta_linear, theta_offset], dim=-1).to(images.device, images.dtype)
-    samples = antialias_samples(affines) if antialias else 1
-    grid = affine_sampling_grid(theta, size * samples, size * samples)
-    crops = F.grid_sample(images[image_index], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return F.avg_pool2d(crops, samples) if samples > 1 else crops
+def crop_windows(geometry: str | Mapping, landmarks: np.ndarray | None = None, boxes: np.ndarray | None = None,
+                 image_sizes=None) -> CropWindows | None:
+    """What the original crop of `geometry` shows around the image for N faces (`CropWindows`, for `cut_crops`), from
+    the same arguments as `crop_affines`; None for a rule whose crop is the image under it, zeros beyond."""
+    rule, source, parameters = _rule_call(geometry, landmarks, boxes, image_sizes)
+    return rule.windows(source, **parameters) if rule.windows is not None else None
 
 
 __all__ = [
@@ -422,19 +424,24 @@ __all__ = [
     "DLIB_5_FROM_IBUG_68",
     "DLIB_5_POINT_TEMPLATE",
     "CropGeometry",
+    "CropWindows",
     "antialias_samples",
     "arcface_template_affines",
     "canonical_crop_affines",
     "compose_affines",
     "crop_affines",
     "crop_geometry_of",
+    "crop_windows",
     "cut_crops",
     "dlib_chip_affines",
     "faceapi_aligned_box_affines",
+    "faceapi_aligned_box_windows",
     "faceapi_aligned_boxes",
     "faceapi_box_affines",
+    "faceapi_box_windows",
     "faceapi_landmarks_to_image",
     "fer_box_affines",
+    "fer_box_windows",
     "invert_affines",
     "mtcnn_points_from_68",
 ]

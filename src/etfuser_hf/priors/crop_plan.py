@@ -18,15 +18,18 @@ from ..models.input_checks import BACKBONE_CROP_KEY
 from .crop_geometry import (
     CANONICAL_CROP_MARGIN,
     CANONICAL_CROP_SIZE,
+    CROP_GEOMETRIES,
     DEFAULT_CROP_GEOMETRY,
     canonical_crop_affines,
     compose_affines,
     crop_affines,
     crop_geometry_of,
+    crop_windows,
     faceapi_landmarks_to_image,
     invert_affines,
     mtcnn_points_from_68,
 )
+from .crop_sampling import CropWindows
 from .face_detection import ARCFACE_TEMPLATE_112
 
 # The model type of face-api's 68-landmark net: its points place the crops of the rules below.
@@ -42,7 +45,8 @@ DETECTOR_BOX_FROM_LANDMARKS = (0.038, -0.342, -0.061, -0.048)
 
 
 def detector_boxes_from_landmarks(landmarks: np.ndarray) -> np.ndarray:
-    """(N, 68, 2) landmarks in image pixels -> (N, 4) x1, y1, x2, y2: MTCNN's likely box (`DETECTOR_BOX_FROM_LANDMARKS`)."""
+    """(N, 68, 2) landmarks in image pixels -> (N, 4) x1, y1, x2, y2: MTCNN's likely box
+    (`DETECTOR_BOX_FROM_LANDMARKS`)."""
     landmarks = np.asarray(landmarks, np.float64)
     low, high = landmarks.min(axis=1), landmarks.max(axis=1)
     extent = np.concatenate([high - low, high - low], axis=-1)
@@ -157,7 +161,8 @@ class CropPlan:
 
     @classmethod
     def for_model(cls, model) -> CropPlan:
-        """The plan of `model`'s own networks (its priors, where it runs them, and its backbone): what training feeds."""
+        """The plan of `model`'s own networks (its priors, where it runs them, and its backbone): what training
+        feeds."""
         return cls.for_graph(model, ())
 
     @property
@@ -174,6 +179,14 @@ class CropPlan:
         points = np.asarray(logits, np.float64).reshape(len(faces), 68, 2)
         return faceapi_landmarks_to_image(points, faces.boxes, faces.image_sizes) if len(faces) else points
 
+    def _inputs(self, geometry: dict, faces: FaceGeometry, landmarks: np.ndarray | None) -> dict:
+        """The keyword arguments of `crop_affines` / `crop_windows` for one network's `geometry`."""
+        reads_68 = geometry["name"] in READS_68_LANDMARKS
+        if reads_68 and landmarks is None:
+            raise ValueError(f"landmarks: crop geometry {geometry['name']!r} reads face-api's 68 landmarks, got None.")
+        return {"landmarks": landmarks if reads_68 else faces.points, "boxes": faces.boxes,
+                "image_sizes": faces.image_sizes}
+
     def affines(self, faces: FaceGeometry, landmarks: np.ndarray | None) -> np.ndarray:
         """(faces, len(networks), 2, 3) canonical crop -> network crop affines, float32, in `networks` order;
         `landmarks` (faces, 68, 2) image pixels, needed where a rule reads them."""
@@ -181,22 +194,24 @@ class CropPlan:
         if not len(faces):
             return stacked
         for index, (name, geometry) in enumerate(self.geometries.items()):
-            reads_68 = geometry["name"] in READS_68_LANDMARKS
-            if reads_68 and landmarks is None:
-                raise ValueError(f"landmarks: crop geometry {geometry['name']!r} reads face-api's 68 landmarks, "
-                                 "got None.")
-            image_affines = crop_affines(geometry, landmarks=landmarks if reads_68 else faces.points,
-                                         boxes=faces.boxes, image_sizes=faces.image_sizes)
+            image_affines = crop_affines(geometry, **self._inputs(geometry, faces, landmarks))
             image_affines = scale_to_cut_size(image_affines, int(geometry["size"]), self.cut_sizes.get(name))
             stacked[:, index] = faces.in_canonical(image_affines)
         return stacked
 
+    def windows(self, faces: FaceGeometry, landmarks: np.ndarray | None) -> dict[str, CropWindows]:
+        """What each network's original crop shows around the image, for the networks whose rule records it
+        (`crop_geometry.crop_windows`: face-api's zero bars, fer's padding grey): name -> `CropWindows` in the image
+        pixels of `faces` (the photo, or the frame training feeds), one per face, for `cut_crops(..., windows=)` on
+        that image. The rule's registry entry is the one source of each network's fill; networks without one are
+        left out (zeros beyond the image)."""
+        return {name: crop_windows(geometry, **self._inputs(geometry, faces, landmarks))
+                for name, geometry in self.geometries.items() if CROP_GEOMETRIES[geometry["name"]].windows is not None}
+
     def label_frame(self, faces: FaceGeometry, landmarks: np.ndarray | None) -> tuple[np.ndarray, int]:
         """Where a landmarks head predicts: (faces, 2, 3) float32 affines from the frame the model is fed onto
         `label_geometry`'s crop, and that crop's side in pixels."""
-        reads_68 = self.label_geometry["name"] in READS_68_LANDMARKS
-        image_affines = crop_affines(self.label_geometry, landmarks=landmarks if reads_68 else faces.points,
-                                     boxes=faces.boxes, image_sizes=faces.image_sizes)
+        image_affines = crop_affines(self.label_geometry, **self._inputs(self.label_geometry, faces, landmarks))
         return faces.in_canonical(image_affines), int(self.label_geometry["size"])
 
     def prior_crops(self, faces: FaceGeometry, landmarks: np.ndarray | None,

@@ -1,0 +1,165 @@
+"""Sampling crops out of images with torch (`cut_crops`), and what an original pipeline shows around its face
+(`CropWindows`): face-api's zero bars, fer's padding filled with the grey of the image's bottom rows.
+
+The affines place a crop (`crop_geometry`); the windows say which of the pixels it covers are the image's. face-api
+slices the (clipped) box out of the image and zero-pads the slice to a square before resizing, so outside the slice
+its crop is black even where the image goes on; fer pads its grey image by 40 px with one grey and resizes a slice of
+that. Both resamplers (TF.js `resizeBilinear`, OpenCV `resize`) clamp their samples to their source's edge pixels
+instead of reading past them. `cut_crops` with windows reproduces all three: pixels outside `shown` take the fill
+before the bilinear interpolation (so a crop pixel on the edge of a bar blends the image with the fill, as the
+original does) and every sample is clamped into `bounds`.
+
+Coordinates are `crop_geometry`'s: pixel (i, j) covers [i, i + 1) x [j, j + 1), centre (i + 0.5, j + 0.5).
+
+Not yet applied where the networks run: the forward cuts each network's crop from `pixel_values` with its affine
+only (`prior_crops`, `models/encoders.cut_encoder_crops`), so there a border face still shows what the canonical crop
+holds around the slice. `CropPlan.windows` gives each network's windows for the day the forward takes them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.encoders import affine_sampling_grid
+
+# How the part of a crop outside its window is filled: "zeros" (face-api's padToSquare bars) or "bottom_rows_mean" (fer
+# 25.10.3's `FER.pad`: cv2.copyMakeBorder with the mean grey of the image's last two rows, ITU-R 601 luma).
+CROP_FILLS = ("zeros", "bottom_rows_mean")
+_LUMA = (0.299, 0.587, 0.114)
+
+
+@dataclass(frozen=True)
+class CropWindows:
+    """What each of N faces' crops shows of its image, in image pixels (edges, x1, y1, x2, y2 per face).
+
+    shown: (N, 4) the pixels (by their centres) the original's crop takes from the image; every other pixel, inside
+    or outside the image, holds `fill`. bounds: (N, 4) the original resampler's source: every sample is clamped to the
+    centres of its edge pixels. fill: one of `CROP_FILLS`."""
+
+    shown: np.ndarray
+    bounds: np.ndarray
+    fill: str
+
+    def __post_init__(self):
+        for name in ("shown", "bounds"):
+            value = np.asarray(getattr(self, name), np.float64)
+            if value.ndim != 2 or value.shape[1] != 4:
+                raise ValueError(f"{name}: expected an array of shape (num_faces, 4) x1, y1, x2, y2, got "
+                                 f"{value.shape}.")
+            object.__setattr__(self, name, value)
+        if len(self.shown) != len(self.bounds):
+            raise ValueError(f"shown, bounds: expected one row per face each, got {len(self.shown)} and "
+                             f"{len(self.bounds)}.")
+        if self.fill not in CROP_FILLS:
+            raise ValueError(f"fill: expected one of {CROP_FILLS}, got {self.fill!r}.")
+
+    def __len__(self) -> int:
+        return len(self.shown)
+
+
+def fill_values(images: torch.Tensor, fill: str) -> torch.Tensor:
+    """The fill of each image: `images` (N, C, H, W) -> (N, C), in the images' own scale. "bottom_rows_mean" is the
+    mean luma of the last two rows (C = 3, RGB) or their mean (C = 1), the same in every channel, so the grey a
+    grey-reading network computes from the fill is that mean."""
+    if fill == "zeros":
+        return images.new_zeros(images.shape[:2])
+    channels = images.shape[1]
+    if channels not in (1, 3):
+        raise ValueError(f"images: the {fill!r} fill reads grey from 1 or 3 (RGB) channels, got {channels}.")
+    bottom = images[:, :, -2:, :].mean(dim=(-2, -1))  # (N, C)
+    grey = bottom if channels == 1 else bottom @ bottom.new_tensor(_LUMA)[:, None]
+    return grey.expand(-1, channels) if channels == 3 else grey
+
+
+def _pixel_mask(edges: torch.Tensor, count: int) -> torch.Tensor:
+    """(N, 2) low/high edges along one axis -> (N, count) float, 1 where a pixel's centre lies in [low, high)."""
+    centres = torch.arange(count, dtype=edges.dtype, device=edges.device) + 0.5
+    return ((centres >= edges[:, :1]) & (centres < edges[:, 1:])).to(edges.dtype)
+
+
+def _windowed_sources(sources: torch.Tensor, windows: CropWindows) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each face's image (N, C, H, W) with the fill subtracted and everything outside `shown` zeroed, and the fill
+    (N, C): sampled with zeros outside the image and the fill added back, that is the original's filled source."""
+    fill = fill_values(sources, windows.fill)
+    shown = torch.as_tensor(windows.shown, dtype=sources.dtype, device=sources.device)
+    rows = _pixel_mask(shown[:, [1, 3]], sources.shape[-2])
+    columns = _pixel_mask(shown[:, [0, 2]], sources.shape[-1])
+    mask = rows[:, None, :, None] * columns[:, None, None, :]
+    return (sources - fill[:, :, None, None]) * mask, fill
+
+
+def _clamped(grid: torch.Tensor, bounds: np.ndarray, height: int, width: int) -> torch.Tensor:
+    """A (N, h, w, 2) grid_sample grid (align_corners=False) with every sample clamped to the centres of the edge
+    pixels of `bounds` (N, 4) image pixels."""
+    bounds = torch.as_tensor(bounds, dtype=grid.dtype, device=grid.device)
+    scale = grid.new_tensor([2.0 / width, 2.0 / height, 2.0 / width, 2.0 / height])
+    low_high = (bounds + grid.new_tensor([0.5, 0.5, -0.5, -0.5])) * scale - 1  # pixel centres, normalised
+    low, high = low_high[:, None, None, :2], low_high[:, None, None, 2:]
+    return torch.maximum(torch.minimum(grid, high), low)
+
+
+def antialias_samples(affines) -> int:
+    """Samples per side of each crop pixel that `cut_crops(..., antialias=True)` averages for `affines` (N, 2, 3)
+    image -> crop: ceil of the largest image-pixels-per-crop-pixel step over the faces where it exceeds 2 (at most 8),
+    else 1. Callers that cut many images' faces in one call group them by it, so each face gets the samples it would
+    get alone."""
+    affines = np.asarray(affines, np.float64)
+    if not len(affines):
+        return 1
+    step = float(np.sqrt(np.abs(1.0 / np.linalg.det(affines[:, :, :2]))).max())
+    return min(8, math.ceil(step)) if step > 2 else 1
+
+
+def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antialias: bool = False,
+              windows: CropWindows | None = None) -> torch.Tensor:
+    """Cuts one `size` x `size` crop per affine: `images` (B, C, H, W) float, `affines` (N, 2, 3) image -> crop (numpy
+    or tensor), `image_index` (N,) the image each face comes from (default: face i from image i) -> (N, C, size, size).
+
+    Bilinear `grid_sample(align_corners=False)` at the crop's pixel centres, zeros outside the image. With `windows`
+    (`crop_geometry.crop_windows`, one per face), the original pipeline's surroundings: its fill outside `shown` and
+    its samples clamped into `bounds` (see the module docstring). With `antialias`, a shrink by more than 2x (the
+    largest image-pixels-per-crop-pixel step over the faces) averages an n x n grid of samples over each crop pixel's
+    footprint (n = ceil(step), at most 8): a box filter standing in for dlib's image pyramid, which extract_image_chip
+    only builds beyond a 2x shrink (approximate: dlib's 5-tap pyramid blurs a little more). Without it the crop is
+    plain bilinear, as TF.js, OpenCV and PIL resample."""
+    if images.dim() != 4:
+        raise ValueError(f"images: expected a (batch, channels, height, width) tensor, got {tuple(images.shape)}.")
+    affines = torch.as_tensor(np.asarray(affines) if not torch.is_tensor(affines) else affines, dtype=torch.float64)
+    if affines.dim() != 3 or affines.shape[1:] != (2, 3):
+        raise ValueError(f"affines: expected shape (num_faces, 2, 3), got {tuple(affines.shape)}.")
+    if windows is not None and len(windows) != len(affines):
+        raise ValueError(f"windows: expected one window per affine ({len(affines)}), got {len(windows)}.")
+    if image_index is None:
+        if len(affines) != len(images):
+            raise ValueError(
+                f"image_index: needed when the {len(affines)} affines are not one per image ({len(images)})."
+            )
+        image_index = torch.arange(len(images))
+    image_index = torch.as_tensor(image_index, dtype=torch.long, device=images.device)
+    if image_index.shape != (len(affines),):
+        raise ValueError(f"image_index: expected shape ({len(affines)},), got {tuple(image_index.shape)}.")
+    height, width = images.shape[-2:]
+    linear = torch.linalg.inv(affines[:, :, :2])  # crop -> image
+    offset = -linear @ affines[:, :, 2:]
+    # grid_sample's normalised coordinates (align_corners=False): image x = (X + 1) W / 2, crop u = (U + 1) S / 2
+    to_image = torch.tensor([2.0 / width, 2.0 / height], dtype=torch.float64)
+    theta_linear = to_image[:, None] * linear * (size / 2.0)
+    theta_offset = to_image[:, None] * (linear.sum(-1, keepdim=True) * (size / 2.0) + offset) - 1
+    theta = torch.cat([theta_linear, theta_offset], dim=-1).to(images.device, images.dtype)
+    samples = antialias_samples(affines) if antialias else 1
+    grid = affine_sampling_grid(theta, size * samples, size * samples)
+    sources, fill = images[image_index], None
+    if windows is not None:
+        sources, fill = _windowed_sources(sources, windows)
+        grid = _clamped(grid, windows.bounds, height, width)
+    crops = F.grid_sample(sources, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    crops = F.avg_pool2d(crops, samples) if samples > 1 else crops
+    return crops if fill is None else crops + fill[:, :, None, None]
+
+
+__all__ = ["CROP_FILLS", "CropWindows", "antialias_samples", "cut_crops", "fill_values"]
