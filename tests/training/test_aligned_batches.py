@@ -113,3 +113,17 @@ def test_attention_figure_of_an_aligned_dataset_reads_the_inputs_training_fed(al
     assert set(seen["crops"]) == set(batch["prior_crops"]) and seen["crops"]
     for name, affines in batch["prior_crops"].items():
         torch.testing.assert_close(seen["crops"][name], affines, rtol=0, atol=0)
+
+
+def test_cache_key_reads_geometry_columns_through_arrow_as_the_python_lists_did(aligned):
+    """A warm start hashes the faces' geometry columns through Arrow (`flat_values`): the same bytes as the nested
+    Python lists it used to build, so existing caches stay valid, on a selection (an indices mapping) too."""
+    from etfuser_hf.data.alignment import GEOMETRY_COLUMNS
+    from etfuser_hf.data.feature_cache import flat_values
+
+    subset = aligned.select([3, 0, 2])
+    for dataset in (aligned, subset):
+        for column in GEOMETRY_COLUMNS:
+            expected = np.asarray(list(dataset[column]), np.float32)
+            assert flat_values(dataset, column).tobytes() == expected.tobytes(), column
+    assert flat_values(subset, "face_points").size == 3 * np.asarray(aligned[0]["face_points"]).size
