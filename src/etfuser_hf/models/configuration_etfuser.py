@@ -340,6 +340,16 @@ class ETFuserConfig(PreTrainedConfig):
             `"full"` everyone to everyone; `"ensemble_reads_priors"` ensemble tokens read all, prior tokens read their
             own prior and the ensemble tokens (priors exchange information only through the ensemble);
             `"isolated"` ensemble tokens read all, prior tokens only their own prior.
+        read_only_priors (`bool`, defaults to `False`): the prior tokens are keys and values only: in every fusion
+            layer the queries, and the MLP, are the ensemble tokens alone, which read every token (through that
+            layer's own pre-norm and key/value projections), while the projected prior tokens pass through the stack
+            unchanged. Under `fusion_mode="canonical_tokens"` the canonical model's tokens are read-only too (they
+            reach the output only through what the ensemble tokens read, and keep their gradient path into the
+            canonical model that way). A layer then costs its key/value projections per prior token instead of a
+            whole transformer update per token, which is most of the fusion module's cost with grid tokens.
+            `False` (the default) is the full self-attention stack, where every token is updated. With `True` only
+            `attention_mask_strategy="full"` applies (the strategies differ only in what prior tokens read), and
+            the mode must have the ensemble-token stack (`fusion_properties.ensemble_token`).
         fusion_mode (`str`, defaults to `"prepend_token"`): how the ensemble token enters the task model:
             `"prepend_token"` inserted after the CLS token of a token-sequence backbone (ViT, DeiT, DINOv2, CLIP
             vision) so every backbone layer attends to it; `"add_to_pooled"` projected and added to the backbone's
@@ -422,6 +432,7 @@ class ETFuserConfig(PreTrainedConfig):
     qkv_bias: bool = True
     num_ensemble_tokens: int = 1
     attention_mask_strategy: str = "full"
+    read_only_priors: bool = False
     fusion_mode: str = "prepend_token"
     fusion_gate: bool = True
     backbone_learning_rate_scale: float | int = 1.0
@@ -540,8 +551,23 @@ class ETFuserConfig(PreTrainedConfig):
         if isinstance(self.backbone_learning_rate_scale, bool) or not self.backbone_learning_rate_scale > 0:
             raise ValueError(f"backbone_learning_rate_scale must be a positive number, got "
                              f"{self.backbone_learning_rate_scale!r}.")
+        self._check_read_only_priors()
         if self.fusion_properties.needs_priors and not self.priors:
             raise ValueError(f"fusion_mode={self.fusion_mode!r} needs at least one prior in `priors`.")
+
+    def _check_read_only_priors(self) -> None:
+        if not isinstance(self.read_only_priors, bool):
+            raise ValueError(f"read_only_priors must be a bool, got {self.read_only_priors!r}.")
+        if not self.read_only_priors:
+            return
+        if not self.fusion_properties.ensemble_token:
+            stacked = tuple(name for name, mode in FUSION_MODES.items() if mode.ensemble_token)
+            raise ValueError(f"read_only_priors=True makes the prior tokens keys and values of the ensemble-token "
+                             f"stack, which fusion_mode={self.fusion_mode!r} does not have; use one of {stacked}.")
+        if self.attention_mask_strategy != "full":
+            raise ValueError(f"read_only_priors=True needs attention_mask_strategy='full', got "
+                             f"{self.attention_mask_strategy!r}: the strategies differ only in what prior tokens read, "
+                             "and read-only prior tokens read nothing.")
 
     sub_configs = _EncoderSubConfigs()
 

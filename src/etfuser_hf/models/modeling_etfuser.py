@@ -116,8 +116,11 @@ class ETFuserModelOutput(ModelOutput):
             hidden_size)`: the fusion input (ensemble tokens + projected prior tokens) and each fusion layer's output
             (the last one before the final LayerNorm that gives `last_hidden_state`). With a list of indices,
             unselected positions are None. None where there is no fusion module (`"none"`, `"concat_priors"`).
+            With `config.read_only_priors` every position after the ensemble tokens is the fusion input's, unchanged.
         attentions (`tuple(torch.FloatTensor)`, *optional*, returned with `output_attentions`): each fusion layer's
-            attention weights `(batch, heads, L, L)` (computed eagerly for that call, whatever the implementation).
+            attention weights `(batch, heads, L, L)` (computed eagerly for that call, whatever the implementation);
+            `(batch, heads, num_ensemble_tokens, L)` with `config.read_only_priors`, where only the ensemble tokens
+            are queries. Either way the first `num_ensemble_tokens` rows are the ensemble tokens' attention.
         prior_attention (`torch.FloatTensor` of shape `(batch, num_priors)`, *optional*):
             Share of the ensemble tokens' last-layer attention given to each prior's tokens (averaged over heads and
             ensemble tokens, renormalised over priors). Returned with `output_attentions=True`.
@@ -376,15 +379,20 @@ class ETFuserLayer(GradientCheckpointingLayer):
         attention_mask: torch.Tensor | None = None,
         output_attentions: bool = False,
         num_queries: int | None = None,
+        keep_context: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, L, hidden_size) -> (batch, L, hidden_size), or only the first `num_queries` positions updated
-        (batch, num_queries, hidden_size): they read every position, and no later layer needs the others."""
+        (batch, num_queries, hidden_size): they read every position. With `keep_context` the other positions follow
+        them unchanged, (batch, L, hidden_size), as keys and values for the next layer (`read_only_priors`)."""
         attended, weights = self.attention(self.layernorm_before(hidden_states), attention_mask, output_attentions,
                                            num_queries)
+        context = None
         if num_queries is not None:
-            hidden_states = hidden_states[:, :num_queries]
+            hidden_states, context = hidden_states[:, :num_queries], hidden_states[:, num_queries:]
         hidden_states = hidden_states + self.dropout(attended)
         hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        if keep_context and context is not None:
+            hidden_states = torch.cat([hidden_states, context], dim=1)
         return hidden_states, weights
 
 
@@ -401,23 +409,31 @@ class ETFuserFusion(nn.Module):
         self, hidden_states: torch.Tensor, output_attentions: bool = False, ensemble_tokens_only: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, L, hidden_size) -> the normed output sequence (batch, L, hidden_size) and the last layer's attention
-        weights (batch, heads, L, L) when `output_attentions` (for `prior_attention`). Every layer's output and weights
-        reach `output_hidden_states` / `output_attentions` through transformers' output-capture hooks.
+        weights (batch, heads, Q, L) when `output_attentions` (for `prior_attention`): Q is L, or num_ensemble_tokens
+        with `config.read_only_priors`. Every layer's output and weights reach `output_hidden_states` /
+        `output_attentions` through transformers' output-capture hooks.
 
-        `ensemble_tokens_only`: the last layer updates only the ensemble tokens, which read the whole sequence as
-        before, and the output is (batch, num_ensemble_tokens, hidden_size): the same ensemble tokens, without the
-        prior positions' last attention and MLP that nothing downstream of a task head reads."""
-        attention_mask = fusion_attention_mask(self.config, hidden_states.dtype, hidden_states.device)
+        `config.read_only_priors`: every layer updates only the ensemble tokens, which read the whole sequence; the
+        other positions go through unchanged (and no mask applies: ensemble tokens read everything under every
+        strategy). `ensemble_tokens_only`: the last layer updates only the ensemble tokens, which read the whole
+        sequence as before, and the output is (batch, num_ensemble_tokens, hidden_size): the same ensemble tokens,
+        without the prior positions' last attention and MLP that nothing downstream of a task head reads."""
+        read_only = self.config.read_only_priors
+        attention_mask = None if read_only else fusion_attention_mask(self.config, hidden_states.dtype,
+                                                                      hidden_states.device)
         weights = None
         last = len(self.layers) - 1
         for index, layer in enumerate(self.layers):
-            num_queries = self.config.num_ensemble_tokens if ensemble_tokens_only and index == last else None
-            hidden_states, weights = layer(hidden_states, attention_mask, output_attentions, num_queries)
+            drops_context = ensemble_tokens_only and index == last
+            num_queries = self.config.num_ensemble_tokens if read_only or drops_context else None
+            hidden_states, weights = layer(hidden_states, attention_mask, output_attentions, num_queries,
+                                           read_only and not drops_context)
         return self.layernorm(hidden_states), weights
 
 
 def attention_over_priors(attention: torch.Tensor, config: ETFuserConfig) -> torch.Tensor:
-    """(batch, heads, L, L) fusion attention -> (batch, num_priors) share of the ensemble tokens' attention per prior."""
+    """(batch, heads, Q, L) fusion attention, the ensemble tokens' rows first (Q is L, or num_ensemble_tokens with
+    `read_only_priors`) -> (batch, num_priors) share of the ensemble tokens' attention per prior."""
     groups = token_groups(config)
     ensemble_rows = attention[:, :, : config.num_ensemble_tokens].mean(dim=(1, 2))  # (batch, L)
     membership = torch.tensor(
