@@ -20,6 +20,9 @@ model's own tokens in the fusion (`fusion_mode="canonical_tokens"`), each agains
 task with a spatial setting (`FaceTask.spatial`, chosen on validation) also times ET-Fuser over it ("spatial
 (task's)"): what the main job's spatial rows train. A FLOPs row per variant counts one step's forward and backward
 operations (matmuls and convolutions): the ratio no faster kernel can go below. Goal: <= 1.10.
+Every ET-Fuser variant also gets a "read-only" row, the same model with `read_only_priors=True` (the prior tokens
+keys and values only, the ensemble token the only query of each fusion layer), timed in the same alternation;
+`--no-read-only` leaves those rows out.
 
     python benchmarks/training_cost.py --augment standard --views 4   # + augmented training, both modes
 
@@ -104,6 +107,19 @@ def step_flops(model, data, collator, batch_size: int) -> int:
     return counter.get_total_flops()
 
 
+WIDTH = 28  # the variant column: "grid 4 + canonical read-only"
+
+
+def with_read_only_rows(variants: dict[str, tuple]) -> dict[str, tuple]:
+    """{variant: (prior feature, ETFuserConfig overrides)} with, after each, its "<variant> read-only" twin:
+    the same model with `read_only_priors=True`."""
+    rows = {}
+    for mode, (prior_feature, overrides) in variants.items():
+        rows[mode] = (prior_feature, overrides)
+        rows[f"{mode} read-only"] = (prior_feature, {**overrides, "read_only_priors": True})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--num-images", type=int, default=512)
@@ -119,6 +135,8 @@ def main() -> None:
                         help="time every epoch in each of these (auto: the main job's default on this machine)")
     parser.add_argument("--augment", default="none", choices=LEVELS, help="also time augmented training at this level")
     parser.add_argument("--views", type=int, default=4, help="with --augment: cached views per training image")
+    parser.add_argument("--no-read-only", dest="read_only", action="store_false",
+                        help="leave out the read_only_priors row of every ET-Fuser variant")
     args = parser.parse_args()
     precisions = list(dict.fromkeys(resolve_precision(precision) for precision in args.precision))
     # variant -> (how the priors are read, ETFuserConfig overrides beyond the task's fusion)
@@ -151,7 +169,8 @@ def main() -> None:
                                  "landmarks" if args.augment != "none" else None)[0]["train"]
     print(f"{args.num_images} SYNTHETIC images, batch {args.batch_size}, torch threads {torch.get_num_threads()}; "
           f"prior features cached (the frozen priors do not run in either epoch); precision {', '.join(precisions)}")
-    print(f"{'task':10s} {'variant':22s} {'prec.':5s} {'clock':5s} {'canonical':>12s} {'canonical + ET-Fuser':>22s} "
+    print(f"{'task':10s} {'variant':{WIDTH}s} {'prec.':5s} {'clock':5s} {'canonical':>12s} "
+          f"{'canonical + ET-Fuser':>22s} "
           f"{'ratio':>7s}   trainable params")
     for name in args.tasks:
         task = SYNTHETIC_TASKS[name]
@@ -163,6 +182,8 @@ def main() -> None:
         if name in spatial:  # the spatial setting validation chose for this task: what the main job's rows read
             setting = dict(spatial[name])
             task_variants["spatial (task's)"] = (setting.pop("prior_feature"), setting)
+        if args.read_only:
+            task_variants = with_read_only_rows(task_variants)
         for mode, (prior_feature, overrides) in task_variants.items():
             models[mode] = build_task_model(task, prior_dirs, labels, 112, prior_feature=prior_feature,
                                             **{**task.fusion, **overrides})
@@ -190,22 +211,22 @@ def main() -> None:
             for precision in precisions:
                 canonical, fused = fastest["online canonical", precision][0], fastest["online", precision][0]
                 cached = fastest["et-fuser", precision][0]
-                print(f"{name:10s} {'online (priors run)':22s} {precision:5s} {'wall':5s} {canonical:10.2f} s "
+                print(f"{name:10s} {'online (priors run)':{WIDTH}s} {precision:5s} {'wall':5s} {canonical:10.2f} s "
                       f"{fused:20.2f} s {fused / canonical:7.3f}   priors' share of the online step "
                       f"{(fused - cached) / fused:.2f}")
         for mode in task_variants:
             for precision in precisions:
                 for clock, column in (("wall", 0), ("CPU", 1)):
                     canonical, fused = fastest["canonical", precision][column], fastest[mode, precision][column]
-                    print(f"{name:10s} {mode:22s} {precision:5s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s "
+                    print(f"{name:10s} {mode:{WIDTH}s} {precision:5s} {clock:5s} {canonical:10.2f} s {fused:20.2f} s "
                           f"{fused / canonical:7.3f}   {trainable['canonical']:,} -> {trainable[mode]:,}")
-            print(f"{name:10s} {mode:22s} {'':5s} {'FLOPs':5s} {flops['canonical'] / 1e9:8.2f} GF "
+            print(f"{name:10s} {mode:{WIDTH}s} {'':5s} {'FLOPs':5s} {flops['canonical'] / 1e9:8.2f} GF "
                   f"{flops[mode] / 1e9:18.2f} GF "
                   f"{flops[mode] / flops['canonical']:7.3f}   (one step, forward + backward)")
         if len(precisions) == 2:
             first, second = precisions
             for mode in models:
-                print(f"{name:10s} {mode:22s} wall epoch, {second} / {first}: "
+                print(f"{name:10s} {mode:{WIDTH}s} wall epoch, {second} / {first}: "
                       f"{fastest[mode, second][0] / fastest[mode, first][0]:.3f}")
 
 
