@@ -12,7 +12,7 @@ from conftest import tiny_etfuser_config, tiny_spatial_config
 from etfuser_hf import ETFuserConfig, ETFuserForImageClassification, ETFuserModel
 from etfuser_hf.analysis.attention_maps import grid_attention
 from etfuser_hf.hub.export import export_onnx, verify_onnx
-from etfuser_hf.models.modeling_etfuser import attention_over_priors
+from etfuser_hf.models.modeling_etfuser import ETFuserAttention, attention_over_priors
 
 # (config builder, its fusion sequence: ensemble tokens + prior tokens (+ canonical tokens))
 SETTINGS = {
@@ -74,6 +74,47 @@ def test_one_read_only_layer_equals_one_full_layer_and_more_layers_differ(pixel_
         read_only.config.read_only_priors = True
         tokens = [model(pixel_values).ensemble_tokens for model in (full, read_only)]
         assert torch.allclose(*tokens, rtol=1e-5, atol=1e-6) is same
+
+
+def unfolded_read_only_attention(self, hidden_states, output_attentions, num_queries):
+    """The reference of `ETFuserAttention._read_only_forward`: every token projected to its keys and values."""
+    batch, length, width = hidden_states.shape
+    heads = width // self.head_dim
+    query = self.q_proj(hidden_states[:, :num_queries]).view(batch, num_queries, heads, -1).transpose(1, 2)
+    key, value = (projection(hidden_states).view(batch, length, heads, -1).transpose(1, 2)
+                  for projection in (self.k_proj, self.v_proj))
+    weights = torch.softmax(query @ key.transpose(2, 3) * self.scaling, dim=-1)
+    weights = torch.nn.functional.dropout(weights, p=self.attention_dropout, training=self.training)
+    output = (weights @ value).transpose(1, 2).reshape(batch, num_queries, width)
+    return self.o_proj(output), weights
+
+
+@pytest.mark.parametrize("qkv_bias", [True, False])
+@pytest.mark.parametrize("implementation", ["sdpa", "eager"])
+def test_the_folded_attention_equals_projecting_every_token(monkeypatch, qkv_bias, implementation, pixel_values):
+    """Keys and values folded into the queries give what projecting every token gives, dropout included (the same
+    random draws: the attention weights have the same shape either way)."""
+    model = seeded(ETFuserForImageClassification, tiny_spatial_config(
+        "canonical_tokens", read_only_priors=True, num_hidden_layers=3, qkv_bias=qkv_bias,
+        attention_probs_dropout_prob=0.3, hidden_dropout_prob=0.1)).train()
+    model.set_attn_implementation({"": implementation})
+    opened_gate(model)
+    labels = torch.tensor([0, 1, 2])
+    results = []
+    for patched in (False, True):
+        if patched:
+            monkeypatch.setattr(ETFuserAttention, "_read_only_forward", unfolded_read_only_attention)
+        torch.manual_seed(1)
+        loss = model(pixel_values, labels=labels).loss
+        loss.backward()
+        gradients = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+        results.append((loss.detach(), gradients))
+        model.zero_grad()
+    (folded_loss, folded), (loss, unfolded) = results
+    torch.testing.assert_close(folded_loss, loss, rtol=1e-5, atol=1e-6)
+    assert folded.keys() == unfolded.keys() and any("k_proj" in name for name in folded)
+    for name in folded:
+        torch.testing.assert_close(folded[name], unfolded[name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_gradients_reach_every_projection_and_the_canonical_model(pixel_values):

@@ -325,6 +325,8 @@ class ETFuserAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, L, hidden_size) -> (batch, Q, hidden_size) and the weights (batch, heads, Q, L) when asked for; Q
         is L, or `num_queries` when only the first positions (the ensemble tokens) attend."""
+        if self.config.read_only_priors and num_queries is not None:
+            return self._read_only_forward(hidden_states, output_attentions, num_queries)
         queries = hidden_states if num_queries is None else hidden_states[:, :num_queries]
         query_shape = queries.shape[:-1]
         query = self.q_proj(queries).view(*query_shape, -1, self.head_dim).transpose(1, 2)
@@ -349,6 +351,40 @@ class ETFuserAttention(nn.Module):
             scaling=self.scaling,
         )
         return self.o_proj(output.reshape(*query_shape, -1).contiguous()), weights
+
+    def _read_only_forward(self, hidden_states: torch.Tensor, output_attentions: bool, num_queries: int
+                           ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`forward` for `config.read_only_priors`, with the key and value projections folded into the few queries:
+        the same function, in another order of operations. Head h's score of token x is q_h . (K_h x + b_h) =
+        [K_h^T q_h, q_h . b_h] . [x, 1], and its output sum_j a_j (V_h x_j + c_h) = [V_h, c_h] sum_j a_j [x_j, 1]
+        (exact under attention dropout too). So each of the L keys costs heads x (hidden_size + 1) multiply-adds
+        instead of two hidden_size^2 projections: with grid priors (tens of tokens) and one ensemble token, the
+        projections of every token were most of the fusion's cost. Shapes as in `forward`, Q = `num_queries`."""
+        batch, length, width = hidden_states.shape
+        heads = width // self.head_dim
+        query = self.q_proj(hidden_states[:, :num_queries]).view(batch, num_queries, heads, self.head_dim)
+        key_weight, key_bias = _head_weights(self.k_proj, heads, self.head_dim)  # (heads, head_dim, width + 1)
+        # [K_h^T q_h, q_h . b_h]: (batch, heads, Q, width + 1); the score's scaling stays head_dim^-0.5
+        folded_query = torch.einsum("bqhd,hdk->bhqk", query, torch.cat([key_weight, key_bias], dim=-1))
+        tokens = torch.cat([hidden_states, hidden_states.new_ones(batch, length, 1)], dim=-1)
+        tokens = tokens.unsqueeze(1).expand(batch, heads, length, width + 1)
+        implementation = "eager" if output_attentions else self.config._attn_implementation
+        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
+        mixed, weights = attention_interface(self, folded_query, tokens, tokens, None, scaling=self.scaling,
+                                             dropout=self.attention_dropout if self.training else 0.0)
+        value_weight, value_bias = _head_weights(self.v_proj, heads, self.head_dim)
+        # mixed (batch, Q, heads, width + 1) -> each head's value, then the output projection over the heads
+        values = torch.einsum("bqhk,hdk->bqhd", mixed, torch.cat([value_weight, value_bias], dim=-1))
+        return self.o_proj(values.reshape(batch, num_queries, width)), weights
+
+
+def _head_weights(projection: nn.Linear, heads: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (heads x head_dim, width) projection's weight per head (heads, head_dim, width) and its bias (heads, head_dim,
+    1), zeros without one (`config.qkv_bias=False`)."""
+    weight = projection.weight.view(heads, head_dim, -1)
+    if projection.bias is None:
+        return weight, weight.new_zeros(heads, head_dim, 1)
+    return weight, projection.bias.view(heads, head_dim, 1)
 
 
 class ETFuserMLP(nn.Module):
