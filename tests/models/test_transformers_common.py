@@ -153,3 +153,26 @@ class TestAttentionDispatchWithSdpaPriors(unittest.TestCase):
 
     def setUp(self):
         self.model_tester = SdpaPriorsModelTester(self, "prepend_token")
+
+
+class ReadOnlyPriorsModelTester(ETFuserModelTester):
+    """`read_only_priors=True`: the prior tokens are keys and values only (tests/models/test_read_only_priors.py)."""
+
+    def get_config(self) -> ETFuserConfig:
+        return tiny_etfuser_config(fusion_mode=self.fusion_mode, num_hidden_layers=2, read_only_priors=True)
+
+
+@pytest.mark.slow
+class TestReadOnlyPriors(ETFuserCommonTests, unittest.TestCase):
+    fusion_mode = "add_to_pooled"
+
+    def setUp(self):
+        super().setUp()
+        self.model_tester = ReadOnlyPriorsModelTester(self, self.fusion_mode)
+
+    def test_attention_outputs(self):
+        # only the ensemble tokens are queries: attentions are (batch, heads, num_ensemble_tokens, L); set here only,
+        # as test_hidden_states_output would read the same attribute as the hidden states' length (still L)
+        self.model_tester.encoder_seq_length = self.model_tester.get_config().num_ensemble_tokens
+        self.model_tester.key_length = self.model_tester.seq_length
+        super().test_attention_outputs()
