@@ -345,8 +345,9 @@ class ETFuserConfig(PreTrainedConfig):
             layer's own pre-norm and key/value projections), while the projected prior tokens pass through the stack
             unchanged. Under `fusion_mode="canonical_tokens"` the canonical model's tokens are read-only too (they
             reach the output only through what the ensemble tokens read, and keep their gradient path into the
-            canonical model that way). A layer then costs its key/value projections per prior token instead of a
-            whole transformer update per token, which is most of the fusion module's cost with grid tokens.
+            canonical model that way). The keys and values are folded into the few queries (the same function, see
+            `ETFuserAttention._read_only_forward`), so a read-only token costs a layer a LayerNorm and a few dot
+            products instead of a whole transformer update, most of the fusion module's cost with grid tokens.
             `False` (the default) is the full self-attention stack, where every token is updated. With `True` only
             `attention_mask_strategy="full"` applies (the strategies differ only in what prior tokens read), and
             the mode must have the ensemble-token stack (`fusion_properties.ensemble_token`).
