@@ -366,15 +366,20 @@ class ETFuserAttention(nn.Module):
         key_weight, key_bias = _head_weights(self.k_proj, heads, self.head_dim)  # (heads, head_dim, width + 1)
         # [K_h^T q_h, q_h . b_h]: (batch, heads, Q, width + 1); the score's scaling stays head_dim^-0.5
         folded_query = torch.einsum("bqhd,hdk->bhqk", query, torch.cat([key_weight, key_bias], dim=-1))
-        tokens = torch.cat([hidden_states, hidden_states.new_ones(batch, length, 1)], dim=-1)
-        tokens = tokens.unsqueeze(1).expand(batch, heads, length, width + 1)
+        # every head now reads the same keys, [x, 1]: the heads become rows of one attention "head" (each row is its
+        # own softmax), so the L keys are never copied per head; (batch, 1, heads x Q, width + 1)
+        folded_query = folded_query.reshape(batch, 1, heads * num_queries, width + 1)
+        tokens = torch.cat([hidden_states, hidden_states.new_ones(batch, length, 1)], dim=-1).unsqueeze(1)
         implementation = "eager" if output_attentions else self.config._attn_implementation
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
         mixed, weights = attention_interface(self, folded_query, tokens, tokens, None, scaling=self.scaling,
                                              dropout=self.attention_dropout if self.training else 0.0)
         value_weight, value_bias = _head_weights(self.v_proj, heads, self.head_dim)
-        # mixed (batch, Q, heads, width + 1) -> each head's value, then the output projection over the heads
-        values = torch.einsum("bqhk,hdk->bqhd", mixed, torch.cat([value_weight, value_bias], dim=-1))
+        # mixed (batch, heads x Q, 1, width + 1) -> each head's value, then the output projection over the heads
+        mixed = mixed.reshape(batch, heads, num_queries, width + 1)
+        values = torch.einsum("bhqk,hdk->bqhd", mixed, torch.cat([value_weight, value_bias], dim=-1))
+        if weights is not None:
+            weights = weights.reshape(batch, heads, num_queries, length)
         return self.o_proj(values.reshape(batch, num_queries, width)), weights
 
 
