@@ -9,7 +9,12 @@ import pytest
 import torch
 from conftest import tiny_etfuser_config, tiny_spatial_config
 
-from etfuser_hf import ETFuserConfig, ETFuserForImageClassification, ETFuserModel
+from etfuser_hf import (
+    ETFuserConfig,
+    ETFuserForImageClassification,
+    ETFuserForMultiTaskFaceAnalysis,
+    ETFuserModel,
+)
 from etfuser_hf.analysis.attention_maps import grid_attention
 from etfuser_hf.hub.export import export_onnx, verify_onnx
 from etfuser_hf.models.modeling_etfuser import ETFuserAttention, attention_over_priors
@@ -188,3 +193,18 @@ def test_a_read_only_spatial_model_exports_to_onnx(tmp_path):
 def test_bad_read_only_settings_are_named(settings, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         tiny_spatial_config(**settings)
+
+
+def test_the_multitask_model_reads_the_read_only_fusion_sequence(pixel_values):
+    """The multi-task branches cross-attend to the whole fusion output: with read-only priors its prior positions are
+    the projected prior tokens, normed, and the branches train through them into the projections."""
+    tasks = {"expression": {"problem_type": "single_label_classification", "num_labels": 7},
+             "age": {"problem_type": "regression", "num_labels": 1, "loss": "l1"}}
+    model = seeded(ETFuserForMultiTaskFaceAnalysis, tiny_etfuser_config(tasks=tasks, read_only_priors=True)).train()
+    fusion = model.etfuser(pixel_values, output_hidden_states=True)
+    torch.testing.assert_close(fusion.last_hidden_state[:, 1:],
+                               model.etfuser.fusion.layernorm(fusion.hidden_states[0][:, 1:]))
+    outputs = model(pixel_values, labels={"expression": torch.tensor([0, 3, 6]), "age": torch.rand(3, 1)})
+    outputs.loss.backward()
+    projections = model.etfuser.embeddings.projections.values()
+    assert all(projection.dense.weight.grad.abs().sum() > 0 for projection in projections)
