@@ -20,6 +20,10 @@ Augmentation candidates (`--augment-candidates none light:2 light:4 standard:4`)
 number of views K: the job renders every view they draw from once, their priors cached, and each candidate's runs
 draw from their own (`data.views.views_for`); the chosen setting travels in `recipe.json` like any other.
 
+Read-only candidates (`--read-only-priors off on`) train each candidate of a row whose fusion has the ensemble-token
+stack (with the `full` mask) also with `read_only_priors=True` (the prior tokens keys and values only); a row without
+that stack (canonical, concat-mlp) has nothing to make read-only and trains each of its candidates once.
+
 Spatial candidates (`--grid-sizes`, `--canonical-tokens`) read every prior as grid tokens (`native`: each prior's
 own map size, at most `NATIVE_GRID_LIMIT`) at the row's own tuned rate; `on` also puts the canonical model's own grid
 tokens into the fusion (`fusion_mode="canonical_tokens"`, rows with an ensemble token only).
@@ -69,9 +73,16 @@ class SweepCandidate:
     tag: str = ""
 
     @property
+    def description(self) -> str:
+        """`tag`, with "read-only" where the candidate sets `read_only_priors` (kept out of `tag`, which decides the
+        tokens a candidate reads in `as_row`: a read-only twin reads what its original reads)."""
+        read_only = "read-only" if self.settings.get("read_only_priors") else ""
+        return ", ".join(part for part in (self.tag, read_only) if part)
+
+    @property
     def label(self) -> str:
         scale = "" if self.backbone_learning_rate_scale == 1.0 else f", canonical x{self.backbone_learning_rate_scale:g}"
-        tag = f", {self.tag}" if self.tag else ""
+        tag = f", {self.description}" if self.description else ""
         return f"{self.row.name} (lr {self.learning_rate:g}{scale}{tag})"
 
     def as_row(self) -> Row:
@@ -83,7 +94,7 @@ class SweepCandidate:
         overrides = {**self.row.overrides, **self.settings,
                      "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
-        name += f"-{self.tag.replace(' ', '-')}" if self.tag else ""
+        name += f"-{self.description.replace(', ', '-').replace(' ', '-')}" if self.description else ""
         tokens = "pooled" if self.tag or self.row.tokens == "chosen" else self.row.tokens
         return dataclasses.replace(self.row, name=name, overrides=overrides, tokens=tokens)
 
@@ -206,6 +217,22 @@ def augmentation_candidates(task: FaceTask, rows: Sequence[Row], settings: Seque
     return candidates
 
 
+def read_only_candidates(candidates: Sequence[SweepCandidate], choices: Sequence[bool]) -> list[SweepCandidate]:
+    """Each candidate once per `choices` (True: with `read_only_priors=True`) where its row, as the candidate sets it,
+    fuses through the ensemble-token stack with the `full` mask (what the option needs); any other candidate once."""
+    choices = list(dict.fromkeys(choices))
+    result = []
+    for candidate in candidates:
+        overrides = {**candidate.row.overrides, **candidate.settings}
+        mode = overrides.get("fusion_mode")  # None: the task's own, which always has the stack
+        stacked = (mode is None or fusion_mode_properties(mode).ensemble_token) and overrides.get(
+            "attention_mask_strategy", "full") == "full"
+        for read_only in choices if stacked else [False]:
+            settings = {**candidate.settings, "read_only_priors": True} if read_only else candidate.settings
+            result.append(dataclasses.replace(candidate, settings=settings))
+    return result
+
+
 def without_skipped_distillation(task: FaceTask, candidates: Sequence[SweepCandidate],
                                  label_names: Sequence[str] | None) -> list[SweepCandidate]:
     """`candidates` less the distillation ones where `task` has classes that are not expression classes: a run skips
@@ -227,7 +254,7 @@ def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds
         own = results[index * len(seeds): (index + 1) * len(seeds)]
         scores = [result.metrics[task.selection_metric] for result in own]
         agreements = [result.real_face_agreement for result in own if result.real_face_agreement is not None]
-        records.append({"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.tag,
+        records.append({"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.description,
                         "overrides": dict(candidate.settings),
                         "learning_rate": candidate.learning_rate,
                         "backbone_learning_rate_scale": candidate.backbone_learning_rate_scale,
@@ -301,6 +328,9 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                        help="augmentation candidates for every row at its tuned rate: none, LEVEL or LEVEL:K (K views "
                             "per training image in view-cache mode; default --views); the job renders all their "
                             "views once and each candidate draws from its own")
+    sweep.add_argument("--read-only-priors", nargs="+", default=["off"], choices=["off", "on"],
+                       help="every candidate of a row with the ensemble-token stack without ('off') and/or with ('on') "
+                            "read_only_priors (the prior tokens keys and values only)")
     args = parse_args(None if argv is None else list(argv), parser=parser)
     for grid in args.grid_sizes:
         if grid not in ("native", "pooled") and not (grid.isdigit() and int(grid) >= 1):
@@ -331,6 +361,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
             prior_dirs = ensure_face_priors(args.cache_dir or default_cache_dir(), args.priors)
             for task in tasks:
                 grids[task.name] += spatial_candidates(task, chosen, args.grid_sizes, canonical_tokens, prior_dirs)
+        read_only = [choice == "on" for choice in args.read_only_priors]
+        grids = {name: read_only_candidates(candidates, read_only) for name, candidates in grids.items()}
         views = [candidate.settings["prior_feature"] for candidates in grids.values() for candidate in candidates
                  if "prior_feature" in candidate.settings]
         tasks, context, split_record = prepare_protocol(args, views, source, augmentations)

@@ -85,9 +85,12 @@ def register_row(name: str, description: str, group: str = "ablation", num_prior
     return OPTIONAL_ROWS[name]
 
 
+# The mask strategies decide what prior tokens read, so these rows keep the full stack (read_only_priors=False) even
+# where et-fuser, whose tuning they share, was chosen read-only on validation.
 register_row("mask-ensemble-reads-priors", "ET-Fuser ablation: attention_mask_strategy=ensemble_reads_priors",
-             attention_mask_strategy="ensemble_reads_priors")
-register_row("mask-isolated", "ET-Fuser ablation: attention_mask_strategy=isolated", attention_mask_strategy="isolated")
+             attention_mask_strategy="ensemble_reads_priors", read_only_priors=False)
+register_row("mask-isolated", "ET-Fuser ablation: attention_mask_strategy=isolated", attention_mask_strategy="isolated",
+             read_only_priors=False)
 register_row("fusion-prepend-token", "ET-Fuser ablation: fusion_mode=prepend_token", fusion_mode="prepend_token")
 register_row("fusion-concat-before-head", "ET-Fuser ablation: fusion_mode=concat_before_head",
              fusion_mode="concat_before_head")
