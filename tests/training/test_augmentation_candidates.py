@@ -150,3 +150,16 @@ def test_augment_candidates_sweep_chooses_per_row_and_the_recipe_trains_with_it(
     chosen_tags = summary["protocol"]["recipe_file"]["tasks"]["expression"]
     assert chosen_tags == {row: setting["candidate"] for row, setting in recipe["tasks"]["expression"]["rows"].items()}
     assert all("augment " in tag for tag in chosen_tags.values())
+
+
+def test_augment_candidates_of_a_spatial_row_read_its_grid_and_a_pooled_spatial_candidate_does_not():
+    from etfuser_hf.training.comparison.protocol import row_recipe
+    from etfuser_hf.training.validation_sweep import spatial_candidates
+
+    (task,) = resolve_tasks(["expression"], synthetic=True)
+    spatial_row = ROWS["et-fuser-spatial"]
+    grid = row_recipe(spatial_row, task)["prior_feature"]
+    (augmented,) = augmentation_candidates(task, [spatial_row], [{"level": "light", "views": 2}])
+    assert row_recipe(augmented.as_row(), task)["prior_feature"] == grid  # the row's own grid, not pooled priors
+    pooled, *_ = spatial_candidates(task, [spatial_row], ["pooled"], [False], {})
+    assert "prior_feature" not in row_recipe(pooled.as_row(), task)

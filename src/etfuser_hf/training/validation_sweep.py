@@ -64,18 +64,21 @@ from .run.processes import process_state
 class SweepCandidate:
     """One setting of one row: `learning_rate` for the row's new modules and head, and the canonical model's share
     of it (`backbone_learning_rate_scale`, 1.0: the same rate); `settings`, named `tag`, are further overrides of
-    the row's recipe (a spatial candidate's `prior_feature` and `fusion_mode`)."""
+    the row's recipe (a spatial candidate's `prior_feature` and `fusion_mode`). `spatial`: the candidate chooses how
+    the row reads the priors (pooled where `settings` set no `prior_feature`); every other candidate reads what its
+    row reads on the task."""
 
     row: Row
     learning_rate: float
     backbone_learning_rate_scale: float = 1.0
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     tag: str = ""
+    spatial: bool = False
 
     @property
     def description(self) -> str:
-        """`tag`, with "read-only" where the candidate sets `read_only_priors` (kept out of `tag`, which decides the
-        tokens a candidate reads in `as_row`: a read-only twin reads what its original reads)."""
+        """`tag`, with "read-only" where the candidate sets `read_only_priors` (a read-only twin reads what its
+        original reads)."""
         read_only = "read-only" if self.settings.get("read_only_priors") else ""
         return ", ".join(part for part in (self.tag, read_only) if part)
 
@@ -88,14 +91,15 @@ class SweepCandidate:
     def as_row(self) -> Row:
         """The row under a name of its own, so that every candidate keeps its own checkpoint folder; its canonical
         share is set even at 1.0, so that no setting chosen earlier for the row (`FaceTask.row_overrides`) leaks in;
-        a spatial candidate reads the priors as its own settings say, and a candidate of et-fuser (whose tokens the
+        a spatial candidate reads the priors as its own settings say, a candidate of et-fuser (whose tokens the
         sweep itself chooses, `FaceTask.main_tokens`) the pooled priors, so that a committed sweep command reruns the
-        same runs after its choice landed."""
+        same runs after its choice landed, and every other candidate what its row reads on the task (a distillation or
+        augmentation candidate of et-fuser-spatial its grid)."""
         overrides = {**self.row.overrides, **self.settings,
                      "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
         name += f"-{self.description.replace(', ', '-').replace(' ', '-')}" if self.description else ""
-        tokens = "pooled" if self.tag or self.row.tokens == "chosen" else self.row.tokens
+        tokens = "pooled" if self.spatial or self.row.tokens == "chosen" else self.row.tokens
         return dataclasses.replace(self.row, name=name, overrides=overrides, tokens=tokens)
 
 
@@ -180,7 +184,8 @@ def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence
                 settings = {**({"prior_feature": prior_feature} if prior_feature else {}),
                             **({"fusion_mode": "canonical_tokens"} if canonical else {})}
                 tag = ("pooled" if grid == "pooled" else f"grid {grid}") + (" + canonical tokens" if canonical else "")
-                candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale, settings, tag))
+                candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale, settings, tag,
+                                                 spatial=True))
     return candidates
 
 
