@@ -34,6 +34,7 @@ from .image_decoding import BadImage, decode_encoded
 from .image_keys import image_keys
 
 PRIOR_COLUMN_PREFIX = "prior__"
+FEATURE_STORAGE = "Array2D float32"  # in the key: a cache written in another storage is never read
 DECODE_ERROR_COLUMN = "decode_error"  # per row of a cache file: "" or why its image could not be decoded
 logger = logging.getLogger(__name__)
 VIEW_SEPARATOR = "@"  # never part of a prior name (a Python identifier)
@@ -96,7 +97,7 @@ class PriorFeatureCache:
     def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
         digest.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
-        digest.update(f"feature columns only, view {self.view!r}".encode())
+        digest.update(f"feature columns only, view {self.view!r}, {FEATURE_STORAGE}".encode())
         for key in image_keys(dataset, image_column):
             digest.update(key.encode())
         if self.crop_plan is not None:
@@ -149,7 +150,8 @@ class PriorFeatureCache:
         encoded = dataset.select_columns(inputs).cast_column(image_column, datasets.Image(decode=False))
         features = encoded.map(
             extract, batched=True, batch_size=self.batch_size, with_indices=True, cache_file_name=str(cache_file),
-            load_from_cache_file=True, remove_columns=inputs, desc="prior features (cached)")
+            load_from_cache_file=True, remove_columns=inputs, features=self.column_features(),
+            desc="prior features (cached)")
         errors = features[DECODE_ERROR_COLUMN]
         self.undecodable = [error for error in errors if error]
         for error in self.undecodable:
@@ -159,6 +161,18 @@ class PriorFeatureCache:
         cached = datasets.concatenate_datasets([dataset.remove_columns(stale), features], axis=1)
         return cached.select([index for index, error in enumerate(errors) if not error]) if self.undecodable \
             else cached
+
+
+    def column_features(self) -> datasets.Features:
+        """The cache's columns: each prior's (tokens, feature_dim) as a fixed-shape float32 `Array2D`, so that a batch
+        of rows reads as numpy arrays without building nested lists (half of a grid-token step's collation), and the
+        decode errors. The shapes come from one forward of the priors on a black image."""
+        size = (self.processor.size["height"], self.processor.size["width"])
+        with torch.inference_mode():
+            probe = self.model.base_model.extract_prior_features(torch.zeros(1, 3, *size))
+        return datasets.Features({DECODE_ERROR_COLUMN: datasets.Value("string"),
+                                  **{feature_column(name, self.view): datasets.Array2D(tuple(value.shape[1:]), "float32")
+                                     for name, value in probe.items()}})
 
 
 def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np.ndarray:
