@@ -116,9 +116,17 @@ class AnalysisGraph(nn.Module):
 
     def network_crops(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor) -> dict[str, torch.Tensor]:
         """(batch, 3, S, S) canonical crops, (batch, len(plan.networks), 2, 3) affines -> name -> (batch, 3, h, w) each
-        network's crop at its input size, as the fused model's forward cuts it from `prior_crops`."""
-        return {name: cut_encoder_crops(pixel_values, crop_affines[:, index], size)
-                for index, (name, size) in enumerate(zip(self.plan.networks, self.network_sizes()))}
+        network's crop at its input size, as the fused model's forward cuts it from `prior_crops`. Networks with the
+        same crop (same affines and size: e.g. a FER canonical model and the FER companion, both on fer's box) share
+        one cut: cutting is most of the analysis's own work beside the networks."""
+        crops, cut = {}, []
+        for index, (name, size) in enumerate(zip(self.plan.networks, self.network_sizes())):
+            affines = crop_affines[:, index]
+            same = next((crop for other, other_size, crop in cut
+                         if other_size == size and torch.equal(other, affines)), None)
+            crops[name] = same if same is not None else cut_encoder_crops(pixel_values, affines, size)
+            cut.append((affines, size, crops[name]))
+        return crops
 
     @torch.no_grad()
     def inputs(self, pixel_values: np.ndarray | torch.Tensor, crop_affines: np.ndarray | torch.Tensor,
@@ -180,7 +188,10 @@ class AnalysisGraph(nn.Module):
             if self.landmark_stage.fused:
                 with torch.no_grad():
                     features = self.landmark_stage(pixel_values, affines)[1]
-        return {**inputs, **self.inputs(pixel_values, whole_input_affines(self.network_sizes(), batch, size), features)}
+        second = self.inputs(pixel_values, whole_input_affines(self.network_sizes(), batch, size), features)
+        # the example's crops all span the whole input, so networks of one size share a tensor (`network_crops`):
+        # the exporter must see one tensor per graph input, or it ties those inputs together
+        return {**inputs, **{name: value.clone() for name, value in second.items()}}
 
     def _companion_logits(self, companion: Companion, crops: dict[str, torch.Tensor],
                           prior_outputs: dict[str, ModelOutput]) -> torch.Tensor:
