@@ -52,6 +52,26 @@ shared machine (load ~1.2-1.7), main and speed3 run back to back: main (a) 6.62 
 goals. The NMS cost 2.4 s of 12 s under load but 0.1 s on idle cores; what (a) still pays beyond (c) is the start
 (~0.35 s), the crops of every network cut in float from the canonical crop (the floor cuts uint8 ones from the frame
 with cv2) and head pose with the table (~0.3 s).
+Then (branch speed4: head pose fitted for all faces of a chunk at once in numpy instead of one cv2.solvePnP per face,
+solvePnP's angles within 2.1e-5 deg, ~0.3 s -> ~0.06 s; networks with the same crop cut once, the FER canonical model
+and the FER companion; the crops' sampling grids computed in numpy, bit for bit the torch ones; companions that the
+model fuses matched from their weights file without building their nets; the backend's graph and sessions built while
+the first chunk is detected), `--only a c d --repeats 3`, in a near-idle window (load 0.68 before, 1.83 after): (a)
+5.48 s (rounds 6.42, 5.63, 5.48), (c) 4.97 s (4.97, 5.16, 5.50), (d) 7.63 s (9.22, 7.63, 8.52): (a)/(d) 1.39x, short
+of the goal, time (a) / time (c) 1.10x. (d) ran faster in that window than before (7.63 s against 8.46 s), (a) gained
+~0.5 s against speed3's 5.96 s. Right after, again near idle, speed4 (load 1.47 -> 1.99): (a) 5.39 s (5.39, 5.41,
+5.98), (c) 4.63 s (4.63, 4.73, 4.70), (d) 7.41 s (7.41, 7.61, 8.94): 1.37x and 1.16x; then main at 90cea48 (load 1.83
+-> 1.81): (a) 5.56 s (5.85, 5.56, 7.37), (c) 4.61 s (4.61, 4.97, 6.26), (d) 8.79 s (8.79, 9.36, 10.78): 1.58x and
+1.20x. (a) itself gained only ~3 % over main there (5.39 against 5.56 s); (d) moved by 1.4 s between two runs minutes
+apart, more than any change to (a), so (a)/(d) says little at this margin. The same benchmark under load gave (a)/(d) 13.26x and 1.12x (load 10.6 -> 6.2; (d)
+186.6-266.3 s, image-by-image torch stalls) and 5.60x and 0.86x (load 4.6 -> 4.9); main at 90cea48 in the window
+after the second, 17.67x and 0.92x (load 4.3 -> 4.2). Sequential stage times on the idle machine: detection 3.67 s of
+6.47 s (MTCNN's onnxruntime nets 1.49 s, its pyramid 0.45 s, the RNet/ONet crops from summed-area tables ~0.45 s), the
+graph 1.65 s, the landmark net 0.20 s, the crops 0.22 s, the canonical crops 0.12 s, the start 0.36 s: detection is
+(a)'s critical path (the networks' thread waits ~2 s for it). `analysis/memory.py`'s 4 MiB mmap threshold (set by
+the first analyze, process-wide, so (c) and (d) run under it too) costs (a) ~200k more page faults and 0.3-0.4 s
+(best 5.20 s with it, 4.81-4.90 s without, 192 faces, idle): the trade-off for a bounded RSS on long videos is left as
+it is, untested at other thresholds against `analysis_long_video.py`.
 """
 
 from __future__ import annotations

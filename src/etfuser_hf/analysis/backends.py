@@ -7,8 +7,8 @@ and the prior's own output (its "readout": age bins, expression scores; the land
 and feeds the tokens to the fused model as `prior_features`, so nothing runs twice. The torch backend calls both
 directly; the ONNX backend exports them once per model folder (cached under `<cache>/analysis_onnx/<hash of the
 folder>.onnx`, the first stage beside it as `<hash>.landmarks.onnx`) and runs them with onnxruntime; with `int8=True`
-("onnx-int8") it runs a copy whose nets of `INT8_MODEL_TYPES` are quantised to int8 (onnxruntime's static QDQ
-quantisation, calibrated on SYNTHETIC faces from `data.synthetic_faces`, never on evaluation faces), cached beside it.
+("onnx-int8") it runs a copy whose nets of `INT8_MODEL_TYPES` are quantised to int8 (`quantize.py`: onnxruntime's
+static QDQ quantisation, calibrated on SYNTHETIC faces, never on evaluation faces), cached beside it.
 """
 
 from __future__ import annotations
@@ -31,6 +31,17 @@ from ..priors.crop_plan import CropPlan, FaceGeometry
 from ..priors.fetch import default_cache_dir
 from .crops import LandmarkStage, landmark_stage
 from .extras import Companion
+from .quantize import (  # the int8 backend's recipe, importable from here too
+    CALIBRATION_FACES,
+    CALIBRATION_SEED,
+    INT8_MODEL_TYPES,
+    INT8_VERSION,
+    as_canonical_crops,
+    calibration_faces,
+    int8_onnx_path,
+    int8_weight_prefixes,
+    quantize_analysis_onnx,
+)
 
 # Prior model types whose own output the table reports, and what that output is.
 READOUT_KINDS = {"etfuser_dlib_age": "age", "etfuser_fer_mini_xception": "expression",
@@ -38,18 +49,6 @@ READOUT_KINDS = {"etfuser_dlib_age": "age", "etfuser_fer_mini_xception": "expres
 # Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
 GRAPH_VERSION = "5"  # 3: canonical crops in, each network cut to its own crop (issue 32); 4: element-wise sampling
 # grids (`encoders.affine_sampling_grid`); 5: the second stage takes each network's crop, cut before it
-
-# Nets the int8 backend quantises, by model type. Each net quantised alone (then per-channel int8 weights, uint8
-# activations, min-max calibration on 32 synthetic faces), against fp32 on 64 held-out synthetic faces (seed 5000),
-# only face-api's recognition net stayed within the issue's bounds (descriptor moved by <= 0.06 of the 0.6 identity
-# threshold); kept fp32 because they lost too much: the dlib age net (81-bin argmax agreement 93.8 %), the face-api
-# landmark net (NME 0.037 > 0.005), the FER expression net and the fusion (argmax agreement 96.9 %) and the dlib
-# gender net (96.9 %). MTCNN stays fp32 too.
-INT8_MODEL_TYPES = ("etfuser_faceapi_recognition",)
-# Bump when the quantisation recipe changes: it names the cached int8 copy.
-INT8_VERSION = "3"  # 3: calibrated on canonical crops (issue 32)
-CALIBRATION_FACES = 32
-CALIBRATION_SEED = 1000  # synthetic faces; the evaluation in tests/analysis uses other seeds
 
 
 def readout_priors(model: ETFuserForImageClassification) -> dict[str, str]:
@@ -116,9 +115,17 @@ class AnalysisGraph(nn.Module):
 
     def network_crops(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor) -> dict[str, torch.Tensor]:
         """(batch, 3, S, S) canonical crops, (batch, len(plan.networks), 2, 3) affines -> name -> (batch, 3, h, w) each
-        network's crop at its input size, as the fused model's forward cuts it from `prior_crops`."""
-        return {name: cut_encoder_crops(pixel_values, crop_affines[:, index], size)
-                for index, (name, size) in enumerate(zip(self.plan.networks, self.network_sizes()))}
+        network's crop at its input size, as the fused model's forward cuts it from `prior_crops`. Networks with the
+        same crop (same affines and size: e.g. a FER canonical model and the FER companion, both on fer's box) share
+        one cut: cutting is most of the analysis's own work beside the networks."""
+        crops, cut = {}, []
+        for index, (name, size) in enumerate(zip(self.plan.networks, self.network_sizes())):
+            affines = crop_affines[:, index]
+            same = next((crop for other, other_size, crop in cut
+                         if other_size == size and torch.equal(other, affines)), None)
+            crops[name] = same if same is not None else cut_encoder_crops(pixel_values, affines, size)
+            cut.append((affines, size, crops[name]))
+        return crops
 
     @torch.no_grad()
     def inputs(self, pixel_values: np.ndarray | torch.Tensor, crop_affines: np.ndarray | torch.Tensor,
@@ -180,7 +187,10 @@ class AnalysisGraph(nn.Module):
             if self.landmark_stage.fused:
                 with torch.no_grad():
                     features = self.landmark_stage(pixel_values, affines)[1]
-        return {**inputs, **self.inputs(pixel_values, whole_input_affines(self.network_sizes(), batch, size), features)}
+        second = self.inputs(pixel_values, whole_input_affines(self.network_sizes(), batch, size), features)
+        # the example's crops all span the whole input, so networks of one size share a tensor (`network_crops`):
+        # the exporter must see one tensor per graph input, or it ties those inputs together
+        return {**inputs, **{name: value.clone() for name, value in second.items()}}
 
     def _companion_logits(self, companion: Companion, crops: dict[str, torch.Tensor],
                           prior_outputs: dict[str, ModelOutput]) -> torch.Tensor:
@@ -317,6 +327,14 @@ def cached_onnx_path(model_dir: str | os.PathLike, cache_dir: str | os.PathLike 
     return Path(cache_dir or default_cache_dir()) / "analysis_onnx" / name
 
 
+def onnx_exports_cached(model_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None,
+                        companions: tuple[Companion, ...] = (), int8: bool = False) -> bool:
+    """Whether `OnnxBackend(..., int8=int8)` over this folder and these companions finds its exports (and the int8
+    copy) in the cache, so that building it exports and quantises nothing."""
+    path = cached_onnx_path(model_dir, cache_dir, companions)
+    return path.is_file() and (not int8 or int8_onnx_path(path).is_file())
+
+
 def ensure_analysis_onnx(model: ETFuserForImageClassification, model_dir: str | os.PathLike,
                          image_size: int = CANONICAL_CROP_SIZE, cache_dir: str | os.PathLike | None = None,
                          companions: tuple[Companion, ...] = ()) -> tuple[Path, bool]:
@@ -326,78 +344,6 @@ def ensure_analysis_onnx(model: ETFuserForImageClassification, model_dir: str | 
     if path.is_file():
         return path, False
     return export_analysis_onnx(model, path, image_size, companions), True
-
-
-def calibration_faces(image_size: int, count: int = CALIBRATION_FACES, seed: int = CALIBRATION_SEED) -> np.ndarray:
-    """`count` SYNTHETIC faces (`make_synthetic_faces`, no masks) as float32 `(count, 3, S, S)` RGB in [0, 1]."""
-    from ..data.synthetic_faces import make_synthetic_faces
-
-    faces = make_synthetic_faces(count, image_size, seed=seed, mask_probability=0.0)["image"]
-    return np.stack([np.asarray(face.convert("RGB"), np.float32) / 255 for face in faces]).transpose(0, 3, 1, 2).copy()
-
-
-def as_canonical_crops(faces: np.ndarray, size: int = CANONICAL_CROP_SIZE) -> np.ndarray:
-    """Aligned faces `(n, 3, s, s)` (the ArcFace field, e.g. `calibration_faces(size // 2)`) as canonical crops
-    `(n, 3, size, size)`: centred, their edges continued outwards (the field spans 1 / CANONICAL_CROP_MARGIN of a
-    canonical crop, so `FaceGeometry.of_canonical_crops` describes them)."""
-    pad = (size - faces.shape[-1]) // 2
-    return np.pad(faces, ((0, 0), (0, 0), (pad, size - faces.shape[-1] - pad), (pad, size - faces.shape[-1] - pad)),
-                  mode="edge")
-
-
-def int8_weight_prefixes(model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()) -> list[str]:
-    """Name prefixes of the exported weights of the nets to quantise (`INT8_MODEL_TYPES`), fused priors and
-    companions alike."""
-    prefixes = [f"model.etfuser.priors.{name}." for name, prior in model.etfuser.priors.items()
-                if prior.config.model_type in INT8_MODEL_TYPES]
-    return prefixes + [f"companion_priors.{companion.extra}." for companion in companions
-                       if companion.prior is not None and companion.config.model_type in INT8_MODEL_TYPES]
-
-
-def quantize_analysis_onnx(fp32_path: str | os.PathLike, output_path: str | os.PathLike, weight_prefixes: list[str],
-                           calibration: dict[str, np.ndarray]) -> Path:
-    """Writes (atomically) an int8 copy of the exported graph `fp32_path`: the Conv, MatMul and Gemm nodes whose weight
-    name starts with one of `weight_prefixes` are quantised (QDQ, per-channel 8-bit weights and activations,
-    calibrated on `calibration`, input name -> `(faces, ...)` array, every input of the graph); every other node
-    stays fp32.
-
-    Weights are uint8, like the activations: on x86 CPUs without VNNI, onnxruntime's uint8 x int8 kernel (VPMADDUBSW)
-    sums pairs of products in int16 and saturates, and the recognition net's descriptors moved by up to 0.29 there (CI)
-    against 0.086 on a VNNI machine; uint8 x uint8 has no such path (0.083 max here), and 7-bit int8 weights
-    (`reduce_range`) lost precision (0.093)."""
-    import onnx
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Batches(CalibrationDataReader):
-        def __init__(self):
-            faces = len(next(iter(calibration.values())))
-            self.batches = iter([{name: value[start:start + 8] for name, value in calibration.items()}
-                                 for start in range(0, faces, 8)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    output_path = Path(output_path)
-    partial = output_path.with_name(f"{output_path.name}.{os.getpid()}.partial")
-    prepared = output_path.with_name(f"{output_path.name}.{os.getpid()}.prepared")
-    try:
-        quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-        graph = onnx.load(str(prepared), load_external_data=False).graph
-        nodes = [node.name for node in graph.node if node.op_type in ("Conv", "MatMul", "Gemm") and len(node.input) > 1
-                 and node.input[1].startswith(tuple(weight_prefixes))]
-        if not nodes:
-            raise ValueError(f"backend: 'onnx-int8' found no net to quantise (model types {INT8_MODEL_TYPES}) in "
-                             f"{fp32_path}; use backend='onnx'.")
-        quantize_static(str(prepared), str(partial), Batches(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8,
-                        nodes_to_quantize=nodes,
-                        op_types_to_quantize=["Conv", "MatMul", "Gemm"])
-        os.replace(partial, output_path)
-    finally:
-        for path in (partial, prepared):
-            path.unlink(missing_ok=True)
-    return output_path
 
 
 class OnnxBackend(AnalysisBackend):
@@ -420,7 +366,7 @@ class OnnxBackend(AnalysisBackend):
             self.landmark_session = onnxruntime.InferenceSession(str(landmark_onnx_path(self.path)), options,
                                                                  providers=["CPUExecutionProvider"])
         if int8:
-            quantized = self.path.with_name(f"{self.path.stem}.int8-v{INT8_VERSION}.onnx")
+            quantized = int8_onnx_path(self.path)
             if not quantized.is_file():
                 # calibrated on what analyze feeds: canonical crops, each net on its own crop of them
                 faces = as_canonical_crops(calibration_faces(image_size // 2), image_size)
@@ -444,7 +390,8 @@ class OnnxBackend(AnalysisBackend):
         return dict(zip(self.output_names, self.session.run(None, inputs)))
 
 
-__all__ = ["INT8_MODEL_TYPES", "READOUT_KINDS", "AnalysisBackend", "AnalysisGraph", "LandmarkStage", "OnnxBackend",
-           "TorchBackend", "as_canonical_crops", "cached_onnx_path", "landmark_onnx_path", "whole_input_affines",
-           "calibration_faces", "ensure_analysis_onnx", "export_analysis_onnx", "folder_hash",
-           "int8_weight_prefixes", "quantize_analysis_onnx", "readout_priors"]
+__all__ = ["CALIBRATION_FACES", "CALIBRATION_SEED", "INT8_MODEL_TYPES", "INT8_VERSION", "READOUT_KINDS",
+           "AnalysisBackend", "AnalysisGraph", "LandmarkStage", "OnnxBackend", "TorchBackend", "as_canonical_crops",
+           "cached_onnx_path", "landmark_onnx_path", "whole_input_affines", "calibration_faces",
+           "ensure_analysis_onnx", "export_analysis_onnx", "folder_hash", "int8_onnx_path", "int8_weight_prefixes",
+           "onnx_exports_cached", "quantize_analysis_onnx", "readout_priors"]

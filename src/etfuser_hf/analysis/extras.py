@@ -74,24 +74,36 @@ class Companion:
     config: Any  # its PreTrainedConfig
 
 
-def _same_weights(first: torch.nn.Module, second: torch.nn.Module) -> bool:
+def _same_weights(first: dict[str, torch.Tensor], second: dict[str, torch.Tensor]) -> bool:
+    """Whether two state dicts hold the same tensors (names, shapes, dtypes and bytes)."""
     import torch
 
     def raw(tensor: torch.Tensor) -> np.ndarray:  # its bytes (any dtype, bfloat16 too) as a flat uint8 array
         return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
 
-    a, b = first.state_dict(), second.state_dict()
     # compared in numpy: torch.equal opens a parallel region per tensor, ~2 ms each on a shared machine (0.2 s of
     # every analyzer's start for the two fused companions of the main job's model)
-    return a.keys() == b.keys() and all(a[name].shape == b[name].shape and a[name].dtype == b[name].dtype
-                                        and np.array_equal(raw(a[name]), raw(b[name])) for name in a)
+    return first.keys() == second.keys() and all(
+        first[name].shape == second[name].shape and first[name].dtype == second[name].dtype
+        and np.array_equal(raw(first[name]), raw(second[name])) for name in first)
+
+
+def _fused_prior(model: ETFuserForImageClassification, model_type: str,
+                 weights: dict[str, torch.Tensor]) -> str | None:
+    """The name of the fused prior of `model_type` whose state dict is `weights`, or None."""
+    return next((name for name, candidate in model.etfuser.priors.items()
+                 if candidate.config.model_type == model_type and _same_weights(candidate.state_dict(), weights)),
+                None)
 
 
 def load_companions(model: ETFuserForImageClassification, extras: Sequence[str],
                     cache_dir=None) -> list[Companion]:
-    """One `Companion` per extra, its prior converted and cached on first use (`ensure_face_priors`)."""
+    """One `Companion` per extra, its prior converted and cached on first use (`ensure_face_priors`). A companion
+    whose saved weights equal a fused prior's is matched from its weights file, without building its net (most of
+    an analyzer's start: the main job's model fuses two of the four)."""
     import torch
-    from transformers import AutoModel
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel
 
     from ..priors.convert_face_priors import MANIFEST, ensure_face_priors
 
@@ -100,12 +112,18 @@ def load_companions(model: ETFuserForImageClassification, extras: Sequence[str],
     companions = []
     for extra in extras:
         folder = folders[EXTRA_PRIORS[extra]]
-        prior = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
-        fused = next((name for name, candidate in model.etfuser.priors.items()
-                      if candidate.config.model_type == prior.config.model_type and _same_weights(candidate, prior)),
-                     None)
+        config = AutoConfig.from_pretrained(folder)
+        saved = folder / "model.safetensors"
+        # saved in float32, as the fused priors are loaded: then the file's tensors compare with theirs as they are
+        fused = _fused_prior(model, config.model_type, load_file(saved)) if saved.is_file() else None
+        prior = None
+        if fused is None:
+            prior = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+            config = prior.config
+            # a file in another dtype or layout than the loaded net's state dict: compare the nets themselves
+            fused = _fused_prior(model, config.model_type, prior.state_dict())
         key = f"fused:{fused}" if fused else (folder / MANIFEST).read_text()
-        companions.append(Companion(extra, None if fused else prior, fused, key, prior.config))
+        companions.append(Companion(extra, None if fused else prior, fused, key, config))
     return companions
 
 

@@ -23,7 +23,8 @@ grid (`attention_maps.py`; models whose priors are read as grid tokens only): th
 `FaceAnalyzer.iter_chunks` yields the table one chunk of `batch_size` frames at a time, so a caller that writes each
 chunk out (`etfuser analyze --output`, `parts.py`) holds two chunks in memory whatever the length of the video: while
 the networks read one chunk's faces, a worker thread decodes the next chunk and detects its faces (their single-threaded
-steps, decoding, NMS and warps, then overlap the networks' threads).
+steps, decoding, NMS and warps, then overlap the networks' threads). The backend's graph and sessions are built in a
+thread of their own while the first chunk is read and detected (unless an export is due: tracing must not overlap).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import copy
 import dataclasses
 import logging
 import os
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,9 +49,9 @@ from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import FaceGeometry
 from ..priors.face_detection import MTCNN, OnnxMTCNN, detect_faces
 from .attention_maps import AttentionPanels, attention_panels, check_reads_grids, save_frame_figures
-from .backends import OnnxBackend, TorchBackend
+from .backends import AnalysisBackend, OnnxBackend, TorchBackend, onnx_exports_cached
 from .crops import arcface_crops, cut_canonical_crops
-from .extras import EXTRAS, ExtraColumns, check_extras, load_companions
+from .extras import EXTRAS, Companion, ExtraColumns, check_extras, load_companions
 from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .memory import bound_heap_growth, release_freed_memory
 from .saved_model import LoadedModel, load_model
@@ -130,6 +132,28 @@ class DetectedFaces:
                                             self.canonical.shape[1])
 
 
+@dataclass(frozen=True)
+class _Networks:
+    """What `FaceAnalyzer` builds in the background: the backend and the extra columns (over the same companions)."""
+
+    run: AnalysisBackend
+    extras: ExtraColumns
+
+
+def _build_networks(done: Future, loaded: LoadedModel, backend: str, cache_dir: str | os.PathLike | None,
+                    companions: tuple[Companion, ...]) -> None:
+    """Builds `backend` over `loaded` and `companions` into `done` (its result or its error)."""
+    try:
+        if backend == "torch":
+            run = TorchBackend(loaded.model, companions)
+        else:
+            run = OnnxBackend(loaded.model, loaded.folder, CANONICAL_CROP_SIZE, cache_dir, companions,
+                              int8=backend == "onnx-int8")
+        done.set_result(_Networks(run, ExtraColumns(companions)))
+    except BaseException as error:  # noqa: BLE001 - raised where the analyzer first needs them
+        done.set_exception(error)
+
+
 class FaceAnalyzer:
     """The detect -> align -> predict path: `MediaItem`s in, `analyze`'s table out.
 
@@ -165,14 +189,18 @@ class FaceAnalyzer:
         if attention_maps is not None:
             check_reads_grids(loaded.model, "attention_maps")
         crop_size = loaded.crop_size
+        if backend != "torch" and loaded.folder is None:
+            raise ValueError(f"backend: {backend!r} needs model= as a saved folder (its hash keys the export cache).")
         companions = tuple(load_companions(loaded.model, extras))
-        if backend != "torch":
-            if loaded.folder is None:
-                raise ValueError(f"backend: {backend!r} needs model= as a saved folder (its hash keys the export cache).")
-            self.run = OnnxBackend(loaded.model, loaded.folder, CANONICAL_CROP_SIZE, cache_dir, companions,
-                                   int8=backend == "onnx-int8")
-        else:
-            self.run = TorchBackend(loaded.model, companions)
+        # the backend (its graph and sessions) is built in a thread of its own while the caller goes on to read and
+        # detect the first chunk, which needs none of it: `run` and `extras` wait for it (and raise what building
+        # raised). Not an export: tracing a graph must not overlap torch calls in other threads
+        self._networks: Future[_Networks] = Future()
+        build = threading.Thread(target=_build_networks, args=(self._networks, loaded, backend, cache_dir, companions),
+                                 name="etfuser-load", daemon=True)
+        build.start()
+        if backend != "torch" and not onnx_exports_cached(loaded.folder, cache_dir, companions, backend == "onnx-int8"):
+            build.join()
         if detector is None:
             from ..priors.convert_face_priors import ensure_face_priors
 
@@ -181,9 +209,24 @@ class FaceAnalyzer:
             detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
         self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
         self.table = TableBuilder(loaded.model, crop_size, extras)
-        self.extras = ExtraColumns(companions)
         self.attention_folder = None if attention_maps is None else Path(attention_maps)
         self._attention_frames: dict[str, int] = {}  # video -> figures written
+
+    @property
+    def run(self) -> AnalysisBackend:
+        """The backend that runs the networks on canonical crops (built in the background: the first use waits)."""
+        return self._networks.result().run
+
+    @property
+    def extras(self) -> ExtraColumns:
+        """The extra columns and their tracker (built with `run`)."""
+        return self._networks.result().extras
+
+    @extras.setter
+    def extras(self, value: ExtraColumns) -> None:
+        networks = Future()
+        networks.set_result(_Networks(self.run, value))
+        self._networks = networks
 
     def session(self) -> FaceAnalyzer:
         """A view of this analyzer with its own run state (the tracker's tracks and identities, the attention figures

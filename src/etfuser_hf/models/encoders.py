@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
@@ -54,12 +55,38 @@ def affine_sampling_grid(theta: torch.Tensor, height: int, width: int) -> torch.
     width, 2) grid, each coordinate written out as `a * x + b * y + c` over the output's pixel centres. The same
     values up to float rounding, but it exports as a few element-wise ops on (N, height, width), where affine_grid's
     decomposition multiplies a (N, height * width, 3, 2) tensor and sums it: half the analysis graph's time under
-    onnxruntime (issue 32, Speed)."""
+    onnxruntime (issue 32, Speed).
+
+    A plain float32 CPU tensor outside any tracing (the analysis cutting its crops) gets the same floats from numpy,
+    already in the (N, height, width, 2) layout grid_sample reads: torch's element-wise ops each open a parallel
+    region, and on a shared machine their waits cost more than the grid_sample itself."""
+    if _plain_cpu_float32(theta):
+        return torch.from_numpy(_numpy_sampling_grid(theta.numpy(), height, width))
     xs = (torch.arange(width, dtype=theta.dtype, device=theta.device) * 2 + 1) / width - 1
     ys = (torch.arange(height, dtype=theta.dtype, device=theta.device) * 2 + 1) / height - 1
     rows = theta[:, :, None, None, :]  # (N, 2, 1, 1, 3): one row per output coordinate
     grid = rows[..., 0] * xs[None, None, None, :] + rows[..., 1] * ys[None, None, :, None] + rows[..., 2]
     return grid.permute(0, 2, 3, 1)
+
+
+def _plain_cpu_float32(tensor: torch.Tensor) -> bool:
+    """Whether `tensor` is an ordinary float32 CPU tensor without grad, outside any tracing, export or compile (a
+    fake or functional tensor is a subclass), so numpy may compute on it."""
+    return (type(tensor) is torch.Tensor and tensor.device.type == "cpu" and tensor.dtype == torch.float32
+            and not tensor.requires_grad and not torch.jit.is_tracing() and not torch.compiler.is_compiling()
+            and not torch.compiler.is_exporting())
+
+
+def _numpy_sampling_grid(theta: np.ndarray, height: int, width: int) -> np.ndarray:
+    """`affine_sampling_grid` in numpy, float32 operation for operation (so bit for bit the same floats), written
+    straight into an (N, height, width, 2) array."""
+    xs = (np.arange(width, dtype=np.float32) * 2 + 1) / width - 1
+    ys = (np.arange(height, dtype=np.float32) * 2 + 1) / height - 1
+    grid = np.empty((theta.shape[0], height, width, 2), np.float32)
+    for axis in range(2):
+        row = theta[:, axis, :, None, None]  # (N, 3, 1, 1)
+        np.add(row[:, 0] * xs[None, None, :] + row[:, 1] * ys[None, :, None], row[:, 2], out=grid[..., axis])
+    return grid
 
 
 def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
