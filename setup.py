@@ -41,7 +41,7 @@ setup(
         "pandas>=2.2,<4",
         "pyarrow>=15,<27",
         "av>=12,<19",
-        # head pose (analysis/pose.py): solvePnP
+        # the crops analyze cuts (priors/crop_warp.py: warpAffine) and the fer crop rule (cv2.mean of its padding)
         "opencv-python-headless>=4.10,<4.14",
     ],
     extras_require={
