@@ -245,8 +245,8 @@ def main() -> None:
     print(f"dataset: {args.images} SYNTHETIC faces in RAF-DB's layout under {root} "
           f"({time.perf_counter() - start:.0f} s to generate or find)")
     cache_dir = args.folder / "cache"
-    shutil.rmtree(cache_dir / "features", ignore_errors=True)
-    shutil.rmtree(cache_dir / "images", ignore_errors=True)
+    for stage in ("faces", "features", "images"):  # a cold start finds no cache of any stage (the faces' too)
+        shutil.rmtree(cache_dir / stage, ignore_errors=True)
     if (Path.home() / ".cache" / "etfuser_hf" / "priors").is_dir() and not (cache_dir / "priors").exists():
         cache_dir.mkdir(parents=True, exist_ok=True)  # the converted priors are not what is measured: share them
         os.symlink(Path.home() / ".cache" / "etfuser_hf" / "priors", cache_dir / "priors")
