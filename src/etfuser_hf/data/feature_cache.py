@@ -36,7 +36,7 @@ from .image_keys import image_keys
 PRIOR_COLUMN_PREFIX = "prior__"
 # In the key: a cache written in another storage, or by another way of cutting the crops the features come from, is
 # never read. Bump it with any change to either that the priors' fingerprints do not see (a sampler's arithmetic): the
-# card's numbers of 2026-12-06 moved within seed noise when caches written months of crop changes earlier were redone.
+# card's numbers of 2026-12-06 moved within seed noise when caches written by earlier crop code were recomputed.
 FEATURE_STORAGE = "Array2D float32, crops v2"
 DECODE_ERROR_COLUMN = "decode_error"  # per row of a cache file: "" or why its image could not be decoded
 logger = logging.getLogger(__name__)
