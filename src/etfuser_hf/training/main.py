@@ -40,22 +40,20 @@ import numpy as np
 import torch
 from accelerate import PartialState
 
-from ..data.image_cache import cache_decoded_images
 from ..data.labels import check_label_column
-from ..data.sources.base import SHOWN_PER_REASON
+from ..data.pipeline import FacePipeline, face_policy
 from ..data.sources.options import add_reader_arguments
 from ..data.targets import TASK_TYPES
-from ..data.views import render_views
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.convert_face_priors import ensure_face_priors
 from ..priors.fetch import default_cache_dir
 from .comparison.augment_options import add_augmentation_arguments, parse_augmentation, rendered_augmentations
-from .comparison.dataset_source import DatasetSource, align_splits, read_dataset, task_label_names, task_type_overrides
+from .comparison.dataset_source import DatasetSource, read_dataset, task_label_names, task_type_overrides
 from .comparison.expression_measures import announce_skipped
 from .comparison.label_efficiency import label_efficiency
 from .comparison.multitask import train_multitask_comparison
 from .comparison.objective import add_objective_arguments, parse_objective_arguments
-from .comparison.prior_features import cache_prior_features
+from .comparison.prior_features import prior_readers
 from .comparison.protocol import (ProtocolContext, Run, distinct_rows, needs_token_backbone, reads_grid_tokens,
                                   row_recipe, train_runs)
 from .comparison.recipe import DEFAULT_RECIPE, PRIOR_FEATURES, task_model_class
@@ -296,21 +294,13 @@ def prepare_protocol(args: argparse.Namespace, prior_features: Sequence[Mapping[
     splits, split_record = load_splits(args, tasks, source)
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
     # the synthetic faces' known landmarks place each network's crop; a dataset's faces are found as analyze finds them
-    geometry_column = "landmarks"
-    if args.dataset is not None:
-        splits, geometry_column = align_splits(splits, source.report, cache_dir, split_record)
+    pipeline = FacePipeline(processor, cache_dir, None if source is None else face_policy(source.report),
+                            point_columns=[t.column for t in tasks if t.problem_type == "landmarks"],
+                            record=split_record)
     rendered = rendered_augmentations(args, [o for task in tasks for o in task.row_overrides.values()], augmentations)
-    if rendered:  # before the caches: each view's priors are cached from that view
-        points = [geometry_column] + [t.column for t in tasks if t.problem_type == "landmarks"]
-        splits["train"] = render_views(splits["train"], rendered, "image", list(dict.fromkeys(points)))
-    if not args.no_cache:
-        splits, undecodable = cache_prior_features(splits, prior_dirs, processor, cache_dir, args.image_size,
-                                                   prior_features, geometry_column)
-        if undecodable:
-            split_record["undecodable"] = {name: {"count": len(found), "first": found[:SHOWN_PER_REASON]}
-                                           for name, found in undecodable.items()}
-            split_record["sizes"] = {name: len(split) for name, split in splits.items()}
-        splits = cache_decoded_images(splits, processor, cache_dir / "images")
+    readers = None if args.no_cache else prior_readers(prior_dirs, args.image_size, prior_features)
+    splits = pipeline.prepare(splits, readers, rendered)
+    geometry_column = pipeline.geometry_column
     label_names = {task.name: task_label_names(task, splits) for task in tasks
                    if task_label_names(task, splits) is not None}
     announce_skipped({task.name: label_names.get(task.name) if task.is_classification else None for task in tasks})

@@ -7,11 +7,9 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import datasets
 
-from ...data.alignment import ALIGNMENT_COLUMN, FaceAligner, align_dataset, face_counts
 from ...data.face_datasets import load_face_dataset, source_report
 from ...data.sources.base import RowLog, SourceReport
 from ...data.sources.options import reader_options
@@ -72,19 +70,6 @@ def read_dataset(args: argparse.Namespace) -> DatasetSource:
     return DatasetSource(data, report, tasks)
 
 
-def align_splits(splits: datasets.DatasetDict, report: SourceReport | None, cache_dir, record: dict,
-                 aligner: FaceAligner | None = None) -> tuple[datasets.DatasetDict, str]:
-    """Each split's faces found once, as `analyze` finds them, under the layout's face policy (`report.faces`;
-    "detect" where no reader declared one), cached in `<cache_dir>/faces` (`data.alignment`); how they were found is
-    counted into `record["faces"]` (`splits.json`). Returns the splits and the collators' `geometry_column`."""
-    policy = report.faces if report is not None else "detect"
-    aligner = aligner or FaceAligner(cache_dir=cache_dir)
-    aligned = datasets.DatasetDict({name: align_dataset(split, policy, aligner, Path(cache_dir) / "faces")
-                                    for name, split in splits.items()})
-    record["faces"] = {"policy": policy, "counts": {name: face_counts(split) for name, split in aligned.items()}}
-    return aligned, ALIGNMENT_COLUMN
-
-
 def _label_names(data: datasets.Dataset | datasets.DatasetDict, column: str, problem_type: str) -> list[str] | None:
     """The class names of a single-label column, or names for the entries of a multi-label vector the reader did
     not name (`<column>_<i>`); None for other types."""
@@ -110,4 +95,4 @@ def task_label_names(task: FaceTask, splits: datasets.DatasetDict) -> list[str] 
     return None
 
 
-__all__ = ["DatasetSource", "align_splits", "read_dataset", "task_label_names", "task_type_overrides"]
+__all__ = ["DatasetSource", "read_dataset", "task_label_names", "task_type_overrides"]

@@ -18,7 +18,8 @@ from typing import Any
 import datasets
 
 from ...data.face_datasets import load_face_dataset, source_report
-from ...data.feature_cache import PRIOR_COLUMN_PREFIX, PriorFeatureCache, feature_view
+from ...data.feature_cache import PRIOR_COLUMN_PREFIX, feature_view
+from ...data.pipeline import FacePipeline, face_policy
 from ...data.synthetic_faces import make_synthetic_faces
 from ...models.image_processing_etfuser import ETFuserImageProcessor
 from ...models.modeling_etfuser import ETFuserForImageClassification
@@ -28,29 +29,30 @@ from .recipe import DEFAULT_RECIPE, prior_entries
 from .tasks import DEFAULT_PRIORS
 
 
+def prior_readers(prior_dirs: Mapping[str, Any], image_size: int,
+                  prior_features: Sequence[Mapping[str, Any]] = ()) -> dict[str, ETFuserForImageClassification]:
+    """View name -> a priors-only model over every prior of `prior_dirs` read that way: the recipe's way ("", first),
+    then each of `prior_features` (`recipe.build_task_model(prior_feature=...)`; all tasks share the columns, each
+    model reads its own view)."""
+    views = {feature_view(prior_feature): prior_feature for prior_feature in [None, *prior_features]}
+    return {view: ETFuserForImageClassification.from_priors_pretrained(
+                priors=prior_entries(prior_dirs, list(prior_dirs), prior_feature), backbone=None,
+                fusion_mode="priors_only", num_labels=2, image_size=image_size,
+                **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
+            for view, prior_feature in views.items()}
+
+
 def cache_prior_features(splits: datasets.DatasetDict, prior_dirs: dict, processor: ETFuserImageProcessor,
                          cache_dir: Path, image_size: int,
                          prior_features: Sequence[Mapping[str, Any]] = (),
                          geometry_column: str | None = None
                          ) -> tuple[datasets.DatasetDict, dict[str, list[str]]]:
-    """Every selected prior runs once per image and way of reading it: the recipe's, then each of `prior_features`
-    (all tasks share the columns; each model reads its own priors, in its own view), each on its own crop of the face
-    where `geometry_column` holds the faces' landmarks (`PriorFeatureCache`). Returns the splits less their
-    undecodable images, and those per split ("path: reason")."""
-    splits = datasets.DatasetDict(splits)
-    undecodable: dict[str, list[str]] = {}
-    views = {feature_view(prior_feature): prior_feature for prior_feature in [None, *prior_features]}
-    for view, prior_feature in views.items():
-        reader = ETFuserForImageClassification.from_priors_pretrained(
-            priors=prior_entries(prior_dirs, list(prior_dirs), prior_feature), backbone=None,
-            fusion_mode="priors_only", num_labels=2, image_size=image_size,
-            **{key: DEFAULT_RECIPE[key] for key in ("hidden_size", "num_attention_heads")})
-        cache = PriorFeatureCache(reader, processor, cache_dir / "features", view=view, geometry_column=geometry_column)
-        for name, split in splits.items():
-            splits[name] = cache(split)
-            if cache.undecodable:  # dropped in the first view, so later views never meet them
-                undecodable[name] = cache.undecodable
-    return splits, undecodable
+    """The data wing's prior-features stage (`data.pipeline.FacePipeline.prior_features`) with the readers of the
+    recipe's view and each of `prior_features`, each prior on its own crop of the face where `geometry_column` holds
+    the faces' landmarks. Returns the splits less their undecodable images, and those per split ("path: reason")."""
+    pipeline = FacePipeline(processor, cache_dir, geometry_column=geometry_column)
+    splits = pipeline.prior_features(splits, prior_readers(prior_dirs, image_size, prior_features))
+    return splits, pipeline.undecodable
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
@@ -68,16 +70,13 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> None:
     processor = ETFuserImageProcessor(size={"height": args.image_size, "width": args.image_size})
     start = time.perf_counter()
     if args.dataset is None:
-        splits, geometry_column = {"synthetic": make_synthetic_faces(args.num_images, args.image_size)}, "landmarks"
-    else:  # each network on its crop of the faces found as training finds them (`dataset_source.align_splits`)
-        from .dataset_source import align_splits
-
+        pipeline, splits = FacePipeline(processor, cache_dir), {"synthetic": make_synthetic_faces(args.num_images,
+                                                                                                  args.image_size)}
+    else:  # each network on its crop of the faces found as training finds them (the layout's face policy)
         data = load_face_dataset(args.dataset)
-        splits, geometry_column = align_splits(datasets.DatasetDict(dict(data) if hasattr(data, "keys")
-                                                                    else {"data": data}),
-                                               source_report(data), cache_dir, {})
-    cached, _ = cache_prior_features(datasets.DatasetDict(splits), prior_dirs, processor, cache_dir, args.image_size,
-                                     geometry_column=geometry_column)
+        pipeline = FacePipeline(processor, cache_dir, face_policy=face_policy(source_report(data)))
+        splits = dict(data) if hasattr(data, "keys") else {"data": data}
+    cached = pipeline.prior_features(pipeline.faces(splits), prior_readers(prior_dirs, args.image_size))
     for name, split in cached.items():
         columns = [column for column in split.column_names if column.startswith(PRIOR_COLUMN_PREFIX)]
         print(f"{name}: {len(split)} images, columns {columns}")

@@ -55,8 +55,8 @@ FACE_KINDS = {"detected": "found by the detector", "missed": "missed by the dete
 
 
 def render_faces_lines(record: Mapping[str, Any]) -> list[str]:
-    """Markdown lines on how a run's faces were found (`record["faces"]` of `splits.json`, `dataset_source.
-    align_splits`): the layout's face policy and, per split, the faces of each kind; [] where there is none."""
+    """Markdown lines on how a run's faces were found (`record["faces"]` of `splits.json`, `data.pipeline.
+    FacePipeline.faces`): the layout's face policy and, per split, the faces of each kind; [] where there is none."""
     faces = record.get("faces")
     if not faces:
         return []
