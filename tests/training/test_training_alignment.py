@@ -55,6 +55,27 @@ def _capture_landmark_stage(monkeypatch) -> list[torch.Tensor]:
     return calls
 
 
+def _capture_analysis_graph(monkeypatch) -> list[dict[str, torch.Tensor]]:
+    """Records what analyze's fused graph is handed per chunk (it cuts each network's crop before the model's forward,
+    `AnalysisGraph.network_crops`): the canonical crops in [0, 1] and, per network, the crop affines it cuts them by."""
+    from etfuser_hf.analysis.backends import TorchBackend
+
+    calls: list[dict[str, torch.Tensor]] = []
+    run_graph = TorchBackend.run_graph
+
+    def recording(self, pixel_values, crop_affines, landmark_features):
+        pixels = torch.as_tensor(pixel_values)
+        pixels = pixels.float() / 255 if pixels.dtype == torch.uint8 else pixels.float()
+        networks = self.graph.plan.networks
+        calls.append({"pixel_values": pixels.clone(),
+                      **{f"crop.{name}": torch.as_tensor(crop_affines[:, index]).clone()
+                         for index, name in enumerate(networks) if not name.startswith("companion.")}})
+        return run_graph(self, pixel_values, crop_affines, landmark_features)
+
+    monkeypatch.setattr(TorchBackend, "run_graph", recording)
+    return calls
+
+
 def _rows(calls: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]:
     """One entry per face of all calls."""
     return [{key: value[index] for key, value in call.items()} for call in calls
@@ -86,7 +107,7 @@ def test_alignment_training_and_analyze_feed_the_same_crops(tmp_path, monkeypatc
     # training fed 320 px canonical crops, not the image squashed to 112 px
     assert all(row["pixel_values"].shape == (3, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE) for row in trained)
 
-    calls.clear()
+    calls = _capture_analysis_graph(monkeypatch)
     landmark_calls = _capture_landmark_stage(monkeypatch)
     files = sorted(str(path) for path in root.rglob("*.png"))
     table = analyze(files, model=run / "model", backend="torch", extras=(), progress=False)
