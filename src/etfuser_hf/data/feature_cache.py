@@ -11,6 +11,7 @@ Column `prior__<name>` holds the recipe's way of reading prior `name` (`recipe.P
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -153,7 +154,7 @@ class PriorFeatureCache:
         encoded = dataset.select_columns(inputs).cast_column(image_column, datasets.Image(decode=False))
         features = encoded.map(
             extract, batched=True, batch_size=self.batch_size, with_indices=True, cache_file_name=str(cache_file),
-            load_from_cache_file=True, remove_columns=inputs, features=self.column_features(),
+            load_from_cache_file=True, remove_columns=inputs, features=self.column_features,
             desc="prior features (cached)")
         errors = features[DECODE_ERROR_COLUMN]
         self.undecodable = [error for error in errors if error]
@@ -165,11 +166,12 @@ class PriorFeatureCache:
         return cached.select([index for index, error in enumerate(errors) if not error]) if self.undecodable \
             else cached
 
-
+    @functools.cached_property
     def column_features(self) -> datasets.Features:
         """The cache's columns: each prior's (tokens, feature_dim) as a fixed-shape float32 `Array2D`, so that a batch
         of rows reads as numpy arrays without building nested lists (half of a grid-token step's collation), and the
-        decode errors. The shapes come from one forward of the priors on a black image."""
+        decode errors. The shapes come from one forward of the priors on a black image, once per cache (not per
+        split it is called on)."""
         size = (self.processor.size["height"], self.processor.size["width"])
         with torch.inference_mode():
             probe = self.model.base_model.extract_prior_features(torch.zeros(1, 3, *size))

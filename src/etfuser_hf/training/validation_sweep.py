@@ -75,6 +75,13 @@ class SweepCandidate:
     tag: str = ""
     spatial: bool = False
 
+    @classmethod
+    def at_tuned_setting(cls, task: FaceTask, row: Row, settings: Mapping[str, Any], tag: str,
+                         spatial: bool = False) -> SweepCandidate:
+        """`row` with `settings` at the rate and canonical share `task` already chose for it on validation."""
+        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
+        return cls(row, task.row_learning_rate(row.tuning), scale, settings, tag, spatial)
+
     @property
     def description(self) -> str:
         """`tag`, with "read-only" where the candidate sets `read_only_priors` (a read-only twin reads what its
@@ -173,7 +180,6 @@ def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence
         mode = row.overrides.get("fusion_mode")
         properties = None if mode is None else fusion_mode_properties(mode)
         ensemble_in_canonical = properties is None or (properties.ensemble_token and properties.canonical_model)
-        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
         for grid in grid_sizes:
             prior_feature = {}
             if grid == "native":
@@ -184,8 +190,7 @@ def spatial_candidates(task: FaceTask, rows: Sequence[Row], grid_sizes: Sequence
                 settings = {**({"prior_feature": prior_feature} if prior_feature else {}),
                             **({"fusion_mode": "canonical_tokens"} if canonical else {})}
                 tag = ("pooled" if grid == "pooled" else f"grid {grid}") + (" + canonical tokens" if canonical else "")
-                candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale, settings, tag,
-                                                 spatial=True))
+                candidates.append(SweepCandidate.at_tuned_setting(task, row, settings, tag, spatial=True))
     return candidates
 
 
@@ -200,11 +205,10 @@ def distillation_candidates(task: FaceTask, rows: Sequence[Row], weights: Sequen
     for row in rows:
         if not has_canonical_model(row):
             continue
-        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
         for weight in dict.fromkeys(weights):
             settings = {"distillation": {"weight": weight, "temperature": temperature}} if weight else {}
-            candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale, settings,
-                                             f"distillation {weight:g} T {temperature:g}" if weight else "no distillation"))
+            candidates.append(SweepCandidate.at_tuned_setting(
+                task, row, settings, f"distillation {weight:g} T {temperature:g}" if weight else "no distillation"))
     return candidates
 
 
@@ -214,11 +218,9 @@ def augmentation_candidates(task: FaceTask, rows: Sequence[Row], settings: Seque
     setting of `settings` (`augment_options.parse_augmentation_candidate`), at the row's tuned rate on `task`."""
     candidates = []
     for row in rows:
-        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
         for setting in settings:
             tag = "augment " + setting["level"] + (f" K={setting['views']}" if "views" in setting else "")
-            candidates.append(SweepCandidate(row, task.row_learning_rate(row.tuning), scale,
-                                             {"augmentation": dict(setting)}, tag))
+            candidates.append(SweepCandidate.at_tuned_setting(task, row, {"augmentation": dict(setting)}, tag))
     return candidates
 
 
