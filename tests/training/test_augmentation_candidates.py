@@ -163,3 +163,16 @@ def test_augment_candidates_of_a_spatial_row_read_its_grid_and_a_pooled_spatial_
     assert row_recipe(augmented.as_row(), task)["prior_feature"] == grid  # the row's own grid, not pooled priors
     pooled, *_ = spatial_candidates(task, [spatial_row], ["pooled"], [False], {})
     assert "prior_feature" not in row_recipe(pooled.as_row(), task)
+
+
+def test_augment_candidates_of_et_fuser_read_the_tokens_its_task_chose_and_its_rate_grid_the_pooled_priors():
+    from etfuser_hf.training.comparison.protocol import row_recipe
+    from etfuser_hf.training.validation_sweep import sweep_candidates
+
+    (task,) = resolve_tasks(["age_group"], synthetic=True)  # et-fuser reads the grid there (main_tokens "spatial")
+    main_row = ROWS["et-fuser"]
+    assert task.main_tokens == "spatial"
+    (augmented,) = augmentation_candidates(task, [main_row], [{"level": "light", "views": 2}])
+    assert row_recipe(augmented.as_row(), task)["prior_feature"] == row_recipe(main_row, task)["prior_feature"]
+    (rate,) = sweep_candidates(task, [main_row])  # the sweep chooses et-fuser's tokens: its rates read pooled priors
+    assert "prior_feature" not in row_recipe(rate.as_row(), task)

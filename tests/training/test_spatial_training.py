@@ -231,7 +231,7 @@ def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_con
 
 
 def test_label_efficiency_sets_the_spatial_token_against_concatenation_over_the_same_tokens_at_every_fraction():
-    from etfuser_hf.training.report.label_efficiency_curves import fraction_comparisons
+    from etfuser_hf.training.report.curves import row_comparisons
     from etfuser_hf.training.report.label_efficiency_curves import render_label_efficiency_markdown
 
     task = dataclasses.replace(SYNTHETIC_TASKS["landmarks"], spatial={"prior_feature": GRID}, main_tokens="pooled")  # NME
@@ -245,13 +245,15 @@ def test_label_efficiency_sets_the_spatial_token_against_concatenation_over_the_
                "concat-mlp-grid": points({"0.05": [0.16, 0.17, 0.18], "1.0": [0.05, 0.05, 0.051]}),
                "et-fuser": points({"0.05": [0.15, 0.16, 0.15], "1.0": [0.05, 0.051, 0.05]}),
                "et-fuser-spatial": points({"0.05": [0.12, 0.125, 0.13], "1.0": [0.05, 0.0505, 0.0505]})}
-    comparisons = {(entry["row"], entry["against"]): entry["points"] for entry in fraction_comparisons(task, per_row)}
+    comparisons = {(entry["row"], entry["against"]): entry["points"]
+                   for entry in row_comparisons(task, per_row, task.greater_is_better)}
     assert set(comparisons) == {("et-fuser", "concat-mlp"), ("et-fuser-spatial", "concat-mlp-grid"),
                                 ("et-fuser", "canonical"), ("et-fuser-spatial", "canonical")}
     few = comparisons[("et-fuser-spatial", "concat-mlp-grid")]["0.05"]
     assert few["gain"] == 0.045 and few["p_seeds_ttest"] < 0.05  # positive: the token row's NME is lower
     assert comparisons[("et-fuser", "concat-mlp")]["0.05"]["p_seeds_ttest"] == 1.0
-    markdown = render_label_efficiency_markdown({"landmarks": {"metric": "nme", "rows": per_row, "comparisons": [
+    markdown = render_label_efficiency_markdown({"landmarks": {"metric": "nme", "split": "test", "rows": per_row,
+                                                               "comparisons": [
         {"row": "et-fuser-spatial", "against": "concat-mlp-grid",
          "points": comparisons[("et-fuser-spatial", "concat-mlp-grid")]}]}})
     assert "| et-fuser-spatial - concat-mlp-grid: gain, p (t-test over seeds, test split) | +0.0450, p = " in markdown

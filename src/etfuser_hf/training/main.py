@@ -109,6 +109,9 @@ def build_parser(prog: str | None = None, description: str | None = __doc__) -> 
                            "off, every seed trains on the same images; splits.json says which)")
     data.add_argument("--train-pool", type=int, default=None,
                       help="pool size for --resample-train (default 2 x --num-train)")
+    data.add_argument("--more-train", type=int, default=0, metavar="N",
+                      help="synthetic: N more training images from beyond the test range, validation and test "
+                           "unchanged (a data-size curve's points; training/data_size_curve.py)")
     data.add_argument("--image-size", type=int, default=112)
     run = parser.add_argument_group("training budget (the same for every row)")
     run.add_argument("--seeds", type=int, default=3, help="model seeds per row (mean ± std over them)")
@@ -203,8 +206,10 @@ def parse_args(argv: list[str] | None = None, prog: str | None = None, parser: a
         args.task_types = task_type_overrides(args.task_type, args.tasks, args.dataset is not None)
     except ValueError as error:
         parser.error(str(error))
-    if args.resample_train and args.dataset is not None:
-        parser.error("--resample-train: draws from a pool of synthetic images; a --dataset keeps its own train split.")
+    if (args.resample_train or args.more_train) and args.dataset is not None:
+        parser.error("--resample-train / --more-train: synthetic images; a --dataset keeps its own train split.")
+    if args.more_train < 0 or (args.more_train and args.resample_train):
+        parser.error(f"--more-train: a count >= 0 of added images, not with --resample-train; got {args.more_train}.")
     if args.train_pool is not None and not (args.resample_train and args.train_pool > args.num_train):
         parser.error(f"--train-pool needs --resample-train and more than --num-train ({args.num_train}) images, "
                      f"got {args.train_pool}.")
@@ -238,7 +243,8 @@ def load_splits(args: argparse.Namespace, tasks: list[FaceTask], source: Dataset
     if args.dataset is None:
         pool = (args.train_pool or 2 * args.num_train) if args.resample_train else None
         splits, record = synthetic_splits({"train": args.num_train, "validation": args.num_validation,
-                                           "test": args.num_test}, args.image_size, args.data_seed, pool)
+                                           "test": args.num_test}, args.image_size, args.data_seed, pool,
+                                          args.more_train)
     else:
         source = source or read_dataset(args)
         splits, record = user_splits(source.data, str(args.dataset), tasks[0].column, args.data_seed,

@@ -74,13 +74,15 @@ class SweepCandidate:
     settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     tag: str = ""
     spatial: bool = False
+    at_chosen_tokens: bool = False
 
     @classmethod
     def at_tuned_setting(cls, task: FaceTask, row: Row, settings: Mapping[str, Any], tag: str,
                          spatial: bool = False) -> SweepCandidate:
-        """`row` with `settings` at the rate and canonical share `task` already chose for it on validation."""
+        """`row` with `settings` at the rate and canonical share `task` already chose for it on validation, reading
+        the tokens `task` chose for it too unless the candidate is `spatial` (it sets its own)."""
         scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
-        return cls(row, task.row_learning_rate(row.tuning), scale, settings, tag, spatial)
+        return cls(row, task.row_learning_rate(row.tuning), scale, settings, tag, spatial, at_chosen_tokens=not spatial)
 
     @property
     def description(self) -> str:
@@ -99,14 +101,16 @@ class SweepCandidate:
         """The row under a name of its own, so that every candidate keeps its own checkpoint folder; its canonical
         share is set even at 1.0, so that no setting chosen earlier for the row (`FaceTask.row_overrides`) leaks in;
         a spatial candidate reads the priors as its own settings say, a candidate of et-fuser (whose tokens the
-        sweep itself chooses, `FaceTask.main_tokens`) the pooled priors, so that a committed sweep command reruns the
-        same runs after its choice landed, and every other candidate what its row reads on the task (a distillation or
-        augmentation candidate of et-fuser-spatial its grid)."""
+        sweep itself chooses, `FaceTask.main_tokens`) on the rate grid the pooled priors, so that a committed sweep
+        command reruns the same runs after its choice landed, and every candidate at the tuned setting
+        (`at_chosen_tokens`: distillation, augmentation) what its row reads on the task (et-fuser's chosen tokens,
+        et-fuser-spatial's grid)."""
         overrides = {**self.row.overrides, **self.settings,
                      "backbone_learning_rate_scale": self.backbone_learning_rate_scale}
         name = f"{self.row.name}-lr{self.learning_rate:g}-bb{self.backbone_learning_rate_scale:g}"
         name += f"-{self.description.replace(', ', '-').replace(' ', '-')}" if self.description else ""
-        tokens = "pooled" if self.spatial or self.row.tokens == "chosen" else self.row.tokens
+        chosen_by_sweep = self.row.tokens == "chosen" and not self.at_chosen_tokens
+        tokens = "pooled" if self.spatial or chosen_by_sweep else self.row.tokens
         return dataclasses.replace(self.row, name=name, overrides=overrides, tokens=tokens)
 
 

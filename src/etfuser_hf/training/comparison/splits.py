@@ -7,6 +7,8 @@ and test (evaluated once per trained model, at the end).
   or run before it used (they used indices 0..1999), so nothing was ever chosen on a test image.
 - `--resample-train` (off by default: every seed trains on the same images) draws each seed's training images anew
   from a fixed, larger pool: the training indices plus extra ones from `POOL_FIRST_INDEX` (`draw_train`).
+- `--more-train N` adds N training images from `POOL_FIRST_INDEX` on to the same training indices, validation and
+  test unchanged: a data-size curve whose points differ in nothing but the added images.
 - A user dataset keeps its own `validation` and `test` splits. With only train and test, validation is carved from
   train (stratified by the first task's labels), never from test; with one split only, it is cut 70/15/15. The
   record keeps the cut (seed, fraction, counts) and the reader's `SourceReport` (files, split origin, rows skipped
@@ -73,12 +75,14 @@ def _index_range(first: int, count: int) -> str:
     return f"synthetic sample indices {first}..{first + count - 1}"
 
 
-def synthetic_splits(sizes: Mapping[str, int], image_size: int = 112, seed: int = 1234, train_pool: int | None = None
-                     ) -> tuple[datasets.DatasetDict, SplitRecord]:
+def synthetic_splits(sizes: Mapping[str, int], image_size: int = 112, seed: int = 1234, train_pool: int | None = None,
+                     more_train: int = 0) -> tuple[datasets.DatasetDict, SplitRecord]:
     """Train, validation and test SYNTHETIC faces from one generator seed (each sample depends only on its index and
     the seed): indices 0..n_train-1 are train, the next n_validation validation, and test is indices
     `TEST_FIRST_INDEX`.. whatever the other sizes. With `train_pool` (> n_train), "train" is a pool of that many
-    images (the n_train training indices, then `POOL_FIRST_INDEX`..) from which each seed draws n_train."""
+    images (the n_train training indices, then `POOL_FIRST_INDEX`..) from which each seed draws n_train. With
+    `more_train`, every seed trains on the n_train images and `more_train` more from `POOL_FIRST_INDEX`.. (beyond the
+    test range), while validation stays at n_train.. (what a data-size curve needs: the same validation images)."""
     missing = [name for name in SPLITS if sizes.get(name, 0) < 1]
     if missing:
         raise ValueError(f"sizes: every split needs at least one image, got {dict(sizes)} (missing {missing}).")
@@ -87,7 +91,10 @@ def synthetic_splits(sizes: Mapping[str, int], image_size: int = 112, seed: int 
         raise ValueError(f"sizes: train + validation ({n_train} + {n_validation}) would reach the synthetic test "
                          f"split, which starts at sample index {TEST_FIRST_INDEX}; use at most {TEST_FIRST_INDEX} "
                          f"train + validation images.")
-    extra = 0 if train_pool is None else train_pool - n_train
+    if more_train < 0 or (more_train and train_pool is not None):
+        raise ValueError(f"more_train: expected a count >= 0 of added training images, not with a resampling pool; "
+                         f"got {more_train} (train_pool {train_pool}).")
+    extra = more_train if train_pool is None else train_pool - n_train
     if extra < 0 or (train_pool is not None and extra == 0):
         raise ValueError(f"train_pool: a pool to draw {n_train} training images from needs more than {n_train} "
                          f"images, got {train_pool}.")
@@ -104,8 +111,11 @@ def synthetic_splits(sizes: Mapping[str, int], image_size: int = 112, seed: int 
     sampling = SAME_TRAIN_IMAGES
     if extra:
         splits["train"] = datasets.concatenate_datasets([splits["train"], make(extra, POOL_FIRST_INDEX)])
-        origin["train"] = (f"a pool of {train_pool}: {_index_range(0, n_train)} and "
-                           f"{_index_range(POOL_FIRST_INDEX, extra)}")
+        both = f"{_index_range(0, n_train)} and {_index_range(POOL_FIRST_INDEX, extra)}"
+        origin["train"] = f"a pool of {train_pool}: {both}" if train_pool is not None else both
+    if more_train:
+        record_sizes["train"] = n_train + more_train
+    elif extra:
         sampling = (f"--resample-train: each seed draws {n_train} of the {train_pool} pool images anew "
                     f"(numpy default_rng(model seed), without replacement)")
         record_sizes["train_pool"] = train_pool

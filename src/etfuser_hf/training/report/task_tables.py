@@ -140,15 +140,15 @@ def token_against_concatenation(task: FaceTask, runs: Mapping[str, Sequence[RunR
     token_values = [result.metrics[task.metric] for result in runs[token]]
     concatenation_values = [result.metrics[task.metric] for result in runs[concatenation]]
     return {"token_row": token, "concatenation_row": concatenation,
-            **gain_over_seeds(task, token_values, concatenation_values),
+            **gain_over_seeds(task.greater_is_better, token_values, concatenation_values),
             "p_per_seed": [per_seed_pvalue(task, a, b, seed)
                            for a, b, seed in zip(runs[token], runs[concatenation], seeds)]}
 
 
-def gain_over_seeds(task: FaceTask, values: Sequence[float], others: Sequence[float]) -> dict[str, Any]:
-    """One row's per-seed test metrics against another's: the difference of means, signed so that positive means the
-    first is better, and the paired t-test across seeds."""
-    sign = 1.0 if task.greater_is_better else -1.0
+def gain_over_seeds(greater_is_better: bool, values: Sequence[float], others: Sequence[float]) -> dict[str, Any]:
+    """One row's per-seed metrics against another's: the difference of means, signed so that positive means the
+    first is better (`greater_is_better`: the metric's direction), and the paired t-test across seeds."""
+    sign = 1.0 if greater_is_better else -1.0
     return {"gain": round(sign * (float(np.mean(values)) - float(np.mean(others))), 4),
             "p_seeds_ttest": seed_ttest_pvalue(values, others)}
 
