@@ -18,6 +18,7 @@ from .alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
 from .augmentation import AugmentPolicy, augment_face, mix_batch
 from .face_crops import aligned_inputs, aligned_landmark_labels, face_crops, landmark_labels_in_frame
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
+from .feature_rows import FIXED_SHAPE_FEATURES, CachedFeatureRows
 from .image_cache import rgb_array
 from .image_decoding import BadImage, decode_encoded
 
@@ -115,7 +116,7 @@ class FaceCollator:
             batch["landmarks"] = torch.tensor(np.stack([np.asarray(row["landmarks"], np.float32) for row in rows]))
         if cached:
             batch["prior_features"] = {
-                name: torch.tensor(np.stack([np.asarray(row[key], np.float32) for row in rows]))
+                name: torch.from_numpy(np.stack([np.asarray(row[key], np.float32) for row in rows]))
                 for name, key in cached.items()
             }
         return batch
@@ -166,16 +167,22 @@ class FaceCollator:
                 cached[name] = key
         return cached
 
-    def view(self, dataset: datasets.Dataset) -> datasets.Dataset:
-        """`dataset` narrowed to the columns this collator reads, its arrays (cached features, landmarks) served as
-        numpy: the same rows and values, but fetching a batch no longer formats every other view's cached grids
-        into nested Python lists (a third of a training run's time with grid tokens cached for three tasks)."""
+    def view(self, dataset: datasets.Dataset) -> datasets.Dataset | CachedFeatureRows:
+        """`dataset` narrowed to the columns this collator reads, its arrays served as numpy: the same rows and
+        values, but fetching a batch no longer formats every other view's cached grids into nested Python lists (a
+        third of a training run's time with grid tokens cached for three tasks), and the cached features it reads
+        come as views of the cache's own memory (`feature_rows.CachedFeatureRows`), not through `datasets`'
+        per-row formatting."""
         if dataset.format["type"] == "custom":
             raise ValueError("dataset: has a transform (set_transform / with_transform), which the collator's view "
                              "would replace; bake it in with dataset.map(...) or use --augment, whose augmentation "
                              "the priors see too.")
         label_columns = self.label_columns()
-        arrays = list(self.cached_columns(dataset.column_names).values())
+        cached = list(self.cached_columns(dataset.column_names).values())
+        # fixed-shape columns (how feature_cache writes them) are served from the cache's memory; any other (a
+        # user's nested lists) through `datasets`' numpy formatting
+        features = [column for column in cached if isinstance(dataset.features[column], FIXED_SHAPE_FEATURES)]
+        arrays = [column for column in cached if column not in features]
         arrays += [column for column in label_columns
                    if column == "landmarks" or (column == self.label_column and self.problem_type != "single_label_classification")]
         if self.aligned and (self.reads_geometry or self.include_pixel_values):  # canonical crops need them too
@@ -183,7 +190,7 @@ class FaceCollator:
         elif self.reads_geometry:
             arrays.append(self.geometry_column)
         columns = [self.image_column] if self.include_pixel_values else []
-        columns += [column for column in label_columns if column not in columns] + arrays
+        columns += [column for column in label_columns if column not in columns] + arrays + features
         missing = [column for column in columns if column not in dataset.column_names]
         if missing:
             raise ValueError(f"dataset: has no column {missing} (columns: {dataset.column_names}).")
@@ -191,7 +198,8 @@ class FaceCollator:
         if self.include_pixel_values and isinstance(narrowed.features[self.image_column], datasets.Image):
             # decoded in `__call__`, where an image that cannot be decoded costs its row, not the run
             narrowed = narrowed.cast_column(self.image_column, datasets.Image(decode=False))
-        return narrowed.with_format("numpy", columns=list(dict.fromkeys(arrays)), output_all_columns=True)
+        narrowed = narrowed.with_format("numpy", columns=list(dict.fromkeys(arrays)), output_all_columns=True)
+        return CachedFeatureRows(narrowed, features) if features else narrowed
 
     def label_columns(self) -> list[str]:
         """The dataset columns `label_batch` reads."""
