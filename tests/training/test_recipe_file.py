@@ -126,3 +126,35 @@ def test_recipe_file_bad_input_is_named(tmp_path, content, message):
 def test_recipe_file_leaves_tasks_it_does_not_name_alone():
     (expression,) = resolve_tasks(["expression"], synthetic=True)
     assert task_fields({"tasks": {"age_group": {"rows": {"et-fuser": {"learning_rate": 1e-3}}}}}, expression) == {}
+
+
+def test_recipe_file_of_an_augmentation_sweep_keeps_et_fusers_grid_and_adds_its_candidates(monkeypatch, tmp_path):
+    """A candidate at et-fuser's tuned setting reads the tokens its task chose (the grid on age group): its recipe
+    trains et-fuser on that grid, as the sweep did, and its candidates add to those that chose the setting."""
+    from etfuser_hf.training.validation_sweep import augmentation_candidates, candidate_record
+
+    (base,) = resolve_tasks(["age_group"], synthetic=True)
+    assert base.main_tokens == "spatial"
+    (candidate,) = augmentation_candidates(base, [ROWS["et-fuser"]], [{"level": "light", "views": 2}])
+    record = candidate_record(base, candidate, [0.7, 0.72])
+    assert record["main_tokens"] == "spatial" and record["validation"]["mean"] == pytest.approx(0.71)
+    path = write_recipe(tmp_path / "recipe.json", sweep_recipe({"age_group": {"et-fuser": record}},
+                                                               {"age_group": "accuracy"}, {"age_group": {"et-fuser": 4}},
+                                                               "python training/sweep.py ...", [0, 1],
+                                                               builds_on_defaults=True))
+    (task,) = resolve_tasks(["age_group"], synthetic=True, recipe=read_recipe(path))
+    assert task.main_tokens == "spatial"
+    assert task.candidates_per_row["et-fuser"] == base.candidates_per_row["et-fuser"] + 4
+    from_recipe = what_the_trainer_gets(monkeypatch, tmp_path, ROWS["et-fuser"], task)
+    swept = what_the_trainer_gets(monkeypatch, tmp_path, candidate.as_row(), base,
+                                  learning_rate=candidate.learning_rate)
+    assert from_recipe == swept and from_recipe[1]["prior_feature"] == base.spatial["prior_feature"]
+
+
+def test_recipe_file_bad_main_tokens_is_refused_by_name(tmp_path):
+    recipe = {"format": "etfuser-recipe/1", "tasks": {"age_group": {"main_tokens": "grid", "rows": {
+        "et-fuser": {"learning_rate": 1e-3}}}}}
+    path = tmp_path / "recipe.json"
+    path.write_text(json.dumps(recipe))
+    with pytest.raises(ValueError, match="tasks.age_group.main_tokens: expected 'pooled' or 'spatial', got 'grid'"):
+        read_recipe(path)

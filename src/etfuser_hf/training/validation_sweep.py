@@ -53,7 +53,7 @@ from .comparison.expression_measures import expression_measures_apply
 from .comparison.protocol import ProtocolContext, Run, train_runs
 from .comparison.recipe import native_grid_feature
 from .comparison.recipe_file import RECIPE_FILE_NAME, sweep_recipe, write_recipe
-from .comparison.rows import OPTIONAL_ROWS, PROTOCOL_ROWS, Row
+from .comparison.rows import MAIN_ROW, OPTIONAL_ROWS, PROTOCOL_ROWS, Row
 from .comparison.tasks import FaceTask, resolve_tasks
 from .main import build_parser, parse_args, prepare_protocol
 from .report.task_tables import mean_std
@@ -255,23 +255,33 @@ def without_skipped_distillation(task: FaceTask, candidates: Sequence[SweepCandi
 
 def train_candidates(task: FaceTask, candidates: Sequence[SweepCandidate], seeds: Sequence[int],
                      context: ProtocolContext, workers: int = 1) -> list[dict[str, Any]]:
-    """Trains every candidate with every seed (validation only) and returns one record per candidate:
-    `{"candidate", "row", "learning_rate", "backbone_learning_rate_scale", "validation": mean ± std, "per_seed"}`."""
+    """Trains every candidate with every seed (validation only) and returns one `candidate_record` per candidate."""
     runs = [Run(candidate.as_row(), task, seed, learning_rate=candidate.learning_rate, evaluate_test=False)
             for candidate in candidates for seed in seeds]
     results = train_runs(runs, context, workers)
     records = []
     for index, candidate in enumerate(candidates):
         own = results[index * len(seeds): (index + 1) * len(seeds)]
-        scores = [result.metrics[task.selection_metric] for result in own]
         agreements = [result.real_face_agreement for result in own if result.real_face_agreement is not None]
-        records.append({"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.description,
-                        "overrides": dict(candidate.settings),
-                        "learning_rate": candidate.learning_rate,
-                        "backbone_learning_rate_scale": candidate.backbone_learning_rate_scale,
-                        "validation": mean_std(scores), "per_seed": [round(score, 4) for score in scores],
-                        "real_face_agreement": mean_std(agreements) if agreements else None})
+        records.append(candidate_record(task, candidate, [result.metrics[task.selection_metric] for result in own],
+                                        agreements))
     return records
+
+
+def candidate_record(task: FaceTask, candidate: SweepCandidate, scores: Sequence[float],
+                     agreements: Sequence[float] = ()) -> dict[str, Any]:
+    """`{"candidate", "row", "settings", "overrides", "learning_rate", "backbone_learning_rate_scale", "validation":
+    mean ± std of `scores` (one per seed), "per_seed", "real_face_agreement"}`, and for et-fuser the tokens it read
+    (`main_tokens`: the task's choice for a candidate at its tuned setting, else pooled), for its recipe."""
+    reads = candidate.as_row().tokens
+    return {"candidate": candidate.label, "row": candidate.row.name, "settings": candidate.description,
+            **({"main_tokens": task.main_tokens if reads == "chosen" else "pooled"}
+               if candidate.row.name == MAIN_ROW else {}),
+            "overrides": dict(candidate.settings),
+            "learning_rate": candidate.learning_rate,
+            "backbone_learning_rate_scale": candidate.backbone_learning_rate_scale,
+            "validation": mean_std(scores), "per_seed": [round(score, 4) for score in scores],
+            "real_face_agreement": mean_std(agreements) if agreements else None}
 
 
 def best_candidates(task: FaceTask, records: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
@@ -389,7 +399,8 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> dict[str
                "tasks": records}
     recipe = sweep_recipe({task.name: best_candidates(task, records[task.name]) for task in tasks},
                           {task.name: task.selection_metric for task in tasks}, summary["candidates_per_row"],
-                          summary["command"], seeds, {task.name: task.objective for task in tasks})
+                          summary["command"], seeds, {task.name: task.objective for task in tasks},
+                          builds_on_defaults=not rate_grid)
     if state.is_main_process:
         (args.output_dir / "sweep.md").write_text("SYNTHETIC data; validation split only.\n\n" + "\n".join(report))
         (args.output_dir / "sweep.json").write_text(json.dumps(summary, indent=2))

@@ -33,14 +33,20 @@ _ROW_KEYS = {"learning_rate", "backbone_learning_rate_scale", "settings", "valid
 
 def sweep_recipe(chosen: Mapping[str, Mapping[str, Mapping[str, Any]]], metrics: Mapping[str, str],
                  candidates_per_row: Mapping[str, Mapping[str, int]], command: str, seeds: Sequence[int],
-                 objectives: Mapping[str, TaskObjective] | None = None) -> dict[str, Any]:
+                 objectives: Mapping[str, TaskObjective] | None = None, builds_on_defaults: bool = False
+                 ) -> dict[str, Any]:
     """The recipe of a sweep: `chosen` task -> row -> its best candidate's record (`validation_sweep.best_candidates`,
-    each with the candidate's `overrides`), `metrics` the validation metric each task was chosen on, `objectives`
-    the class weights, smoothing, sampler and selection metric every candidate of a task trained with."""
+    each with the candidate's `overrides` and, for et-fuser, the `main_tokens` it read), `metrics` the validation
+    metric each task was chosen on, `objectives` the class weights, smoothing, sampler and selection metric every
+    candidate of a task trained with. `builds_on_defaults`: every candidate trained at its row's tuned setting (an
+    augmentation, distillation or spatial sweep), so its candidates add to those that chose that setting."""
     tasks = {}
     for task, rows in chosen.items():
         objective = (objectives or {}).get(task)
+        main_tokens = rows.get(MAIN_ROW, {}).get("main_tokens")
         tasks[task] = {"metric": metrics[task], "candidates_per_row": dict(candidates_per_row.get(task, {})),
+                       **({"builds_on_defaults": True} if builds_on_defaults else {}),
+                       **({"main_tokens": main_tokens} if main_tokens else {}),
                        **({"objective": objective.record()} if objective is not None else {}),
                        "rows": {row: {"candidate": record["candidate"], "learning_rate": record["learning_rate"],
                                       "backbone_learning_rate_scale": record["backbone_learning_rate_scale"],
@@ -90,6 +96,9 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
             if not isinstance(setting.get("settings", {}), dict):
                 raise ValueError(f"{where}.settings: expected a mapping of ETFuserConfig / recipe overrides, got "
                                  f"{setting['settings']!r}.")
+        if entry.get("main_tokens", "pooled") not in ("pooled", "spatial"):
+            raise ValueError(f"--recipe: {path}: tasks.{task}.main_tokens: expected 'pooled' or 'spatial', got "
+                             f"{entry['main_tokens']!r}.")
         if "objective" in entry:
             try:
                 TaskObjective.from_record(entry["objective"])
@@ -102,20 +111,23 @@ def read_recipe(path: str | os.PathLike) -> dict[str, Any]:
 def task_fields(recipe: Mapping[str, Any], task: Any) -> dict[str, Any]:
     """`FaceTask` fields that train `task`'s rows as `recipe` chose (empty where it chose nothing for `task`): each
     swept row's rate and overrides in place of the task's own for that row (rows the sweep did not try keep theirs),
-    its candidate counts, the objective its candidates trained with; where the sweep chose for et-fuser, et-fuser
-    reads the priors as its chosen settings say (pooled unless they set `prior_feature`), not the task's built-in
-    spatial choice."""
+    its candidate counts (added to the task's where the sweep built on its tuned settings), the objective its
+    candidates trained with; where the sweep chose for et-fuser, et-fuser reads the priors as its chosen candidate
+    did (`main_tokens`: the task's chosen tokens for a candidate at its tuned setting; pooled, unless its settings set
+    `prior_feature`, for a rate-grid or spatial candidate and in recipes written before it was recorded)."""
     entry = recipe["tasks"].get(task.name)
     if entry is None:
         return {}
-    rows = entry["rows"]
+    rows, counts = entry["rows"], dict(entry.get("candidates_per_row", {}))
+    if entry.get("builds_on_defaults"):
+        counts = {row: task.candidates_per_row.get(row, 0) + count for row, count in counts.items()}
     overrides = {row: {"backbone_learning_rate_scale": float(setting.get("backbone_learning_rate_scale", 1.0)),
                        **setting.get("settings", {})} for row, setting in rows.items()}
     return {"row_learning_rates": {**task.row_learning_rates,
                                    **{row: float(setting["learning_rate"]) for row, setting in rows.items()}},
             "row_overrides": {**task.row_overrides, **overrides},
-            "candidates_per_row": {**task.candidates_per_row, **entry.get("candidates_per_row", {})},
-            **({"main_tokens": "pooled"} if MAIN_ROW in rows else {}),
+            "candidates_per_row": {**task.candidates_per_row, **counts},
+            **({"main_tokens": entry.get("main_tokens", "pooled")} if MAIN_ROW in rows else {}),
             **({"objective": TaskObjective.from_record(entry["objective"])} if "objective" in entry else {})}
 
 
