@@ -50,3 +50,15 @@ def test_feature_rows_refuse_a_column_without_a_fixed_shape_by_name():
     nested = datasets.Dataset.from_dict({"prior__b": [[[1.0, 2.0]], [[3.0]]]})
     with pytest.raises(ValueError, match="prior__b: expected a fixed-shape Array2D/Array3D column"):
         ColumnArrays(nested, "prior__b")
+
+
+def test_feature_rows_pickle_as_their_cache_file_not_their_arrays(tmp_path):
+    import pickle
+
+    _dataset(0, 200).save_to_disk(tmp_path / "cache")
+    dataset = datasets.load_from_disk(tmp_path / "cache").shuffle(seed=1)
+    rows = CachedFeatureRows(dataset, ["prior__a"])
+    payload = pickle.dumps(rows)  # what a DataLoader worker started by spawn receives
+    assert len(payload) < 200 * 12 * 4  # less than the column's own bytes: the file's path, not a copy
+    again = pickle.loads(payload)
+    np.testing.assert_array_equal(again[5]["prior__a"], rows[5]["prior__a"])

@@ -30,13 +30,27 @@ class ColumnArrays:
         if not isinstance(feature, FIXED_SHAPE_FEATURES):
             raise ValueError(f"{column}: expected a fixed-shape Array2D/Array3D column (how data.feature_cache "
                              f"stores features), got {feature!r}.")
-        self.shape, chunks = tuple(feature.shape), dataset.data.column(column).chunks
+        self.source = dataset.select_columns([column])  # what a DataLoader worker started by spawn rebuilds from
+        self._read(column, tuple(feature.shape))
+
+    def _read(self, column: str, shape: tuple[int, ...]) -> None:
+        dataset = self.source
+        self.column, self.shape, chunks = column, shape, dataset.data.column(column).chunks
         self.chunks = [self._chunk_array(chunk) for chunk in chunks]
         self.starts = np.cumsum([0] + [len(chunk) for chunk in chunks])
         # `datasets` keeps a select/shuffle as a mapping onto the table's rows (its private `_indices`, stable since
         # datasets 1.x); resolving it here keeps the buffers shared instead of writing a reordered copy
         indices = getattr(dataset, "_indices", None)
         self.mapping = None if indices is None else indices.column(0).to_numpy().astype(np.int64)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # the arrays are views of the cache file's memory: a pickled copy would carry all of them; the dataset
+        # pickles as its file's path
+        return {"source": self.source, "column": self.column, "shape": self.shape}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.source = state["source"]
+        self._read(state["column"], state["shape"])
 
     def _chunk_array(self, chunk: pa.Array) -> np.ndarray:
         values = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
