@@ -142,3 +142,28 @@ def test_rotated_canonical_crop_places_the_window_bars_where_they_fall_in_the_ph
     bars = reference.amax(0) == 0  # face-api's bars and the black left of the image
     assert bars.float().mean() > 0.1
     assert float((without - reference).abs()[:, bars].mean()) > 5 * float(difference[:, bars].mean())
+
+
+def test_crop_plan_window_rows_place_photo_windows_in_the_fed_frame_and_refuse_a_bad_grey():
+    """A face fed as its canonical crop gets window rows whose affine is the canonical crop -> photo one and whose
+    fer fill is the photo's bottom grey in R, G and B; a grey per face of the wrong count, or a batch that is not
+    (N, 3, H, W), is refused by name."""
+    from etfuser_hf.models.input_checks import WINDOW_SUFFIX
+    from etfuser_hf.priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
+
+    photo = np.zeros((200, 160, 3), np.uint8)
+    photo[-2:] = (200, 100, 50)  # the bottom rows: luma 0.299 * 200 + 0.587 * 100 + 0.114 * 50 = 124.2
+    grey = image_bottom_grey([photo])
+    np.testing.assert_allclose(grey, [124.2 / 255], rtol=1e-6)
+    points = np.array([[[60.0, 80.0], [100.0, 80.0], [80.0, 105.0], [65.0, 125.0], [95.0, 125.0]]])
+    faces = FaceGeometry.from_detections(np.array([[40.0, 50.0, 120.0, 150.0]]), points, photo.shape[:2],
+                                         bottom_grey=grey)
+    plan = CropPlan({"fer": FerMiniXceptionConfig().crop_geometry}, None)
+    rows = plan.window_rows(faces, None)["fer" + WINDOW_SUFFIX]
+    assert rows.shape == (1, 17) and rows.dtype == np.float32
+    np.testing.assert_allclose(rows[0, :6].reshape(2, 3), invert_affines(faces.canonical)[0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(rows[0, 14:], np.repeat(grey, 3), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"bottom_grey: expected one finite grey per face \(1,\), got shape \(2,\)"):
+        FaceGeometry.from_detections(faces.boxes, points, photo.shape[:2], bottom_grey=[0.1, 0.2])
+    with pytest.raises(ValueError, match=r"images: expected a \(N, 3, H, W\) batch in \[0, 1\], got shape"):
+        image_bottom_grey(np.zeros((1, 8, 8, 3), np.float32))
