@@ -46,7 +46,7 @@ def test_threads_sharing_one_analysis_graph_get_their_own_readouts(model):
                                               "readout.face_landmarks", "companion.pose"]
     # the landmark net runs first, on its own crop; its points place the others
     assert backend.graph.stage_one_names == ["readout.face_landmarks", "companion.pose"]
-    geometry = FaceGeometry.of_canonical_crops(2)
+    geometry = FaceGeometry.of_canonical_crops(2, bottom_grey=np.full(2, 0.5))  # fer's padding: any grey here
     inputs = faces(THREADS)
     sequential = [backend(pixel_values, geometry) for pixel_values in inputs]
     assert not np.array_equal(sequential[0]["readout.age"], sequential[1]["readout.age"])
@@ -71,7 +71,7 @@ def detected_faces(source: str, boxes: np.ndarray) -> DetectedFaces:
     canonical = np.stack([np.random.default_rng(frame).integers(0, 255, (CANONICAL_CROP_SIZE,) * 2 + (3,),
                                                                 dtype=np.uint8) for frame in range(count)])
     return DetectedFaces(rows, np.arange(count), detections, crops, [(source, 1)] * count,
-                         np.full((count, 2), 640.0), canonical)
+                         np.full((count, 2), 640.0), canonical, np.full(count, 0.5))
 
 
 def test_thread_sessions_of_one_analyzer_keep_their_own_tracks(model):

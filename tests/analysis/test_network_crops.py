@@ -38,3 +38,48 @@ def test_network_crops_cut_a_shared_crop_once():
     for index, name in enumerate(crops):
         assert torch.equal(crops[name], cut_encoder_crops(pixel_values, affines[:, index], (32, 32)))
     assert not np.array_equal(crops["first"].numpy(), crops["third"].numpy())
+
+
+def test_analyze_network_crops_carry_the_windows_on_a_border_face():
+    """fer's box over the right and bottom border of a photo (its recorded face 3), as `analyze` cuts it: the first
+    stage hands the second each windowed network's rows (`CropPlan.window_rows`, the canonical crop -> photo affine,
+    fer's grey from the photo's bottom rows), and the crop the graph is handed (`network_crops`) is fer's recorded
+    crop, padding grey included: within 2 grey levels on average (measured 1.03; the loose canonical crop is a uint8
+    bilinear resample of the photo, cut again, so fine detail at the top left misses by up to 46 at a few pixels,
+    with or without windows), within 1 on the padding (measured 0.15), where without the windows the padding is black:
+    off by the photo's bottom grey, 19 levels."""
+    import importlib.util
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    from etfuser_hf.analysis.backends import AnalysisBackend, AnalysisGraph
+    from etfuser_hf.models.configuration_face_priors import FaceApiLandmarkConfig, FerMiniXceptionConfig
+    from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
+    from etfuser_hf.priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
+    from etfuser_hf.priors.crop_warp import crops_as_pixel_values, cut_canonical_crops
+
+    fixtures = Path(__file__).resolve().parents[1] / "priors" / "fixtures"
+    spec = importlib.util.spec_from_file_location("reference_photos", fixtures / "generate" / "reference_photos.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    recorded = np.load(fixtures / "fer" / "crops.npz")
+    photo = module.reference_photos()[str(recorded["photos"][3])]
+    points = np.array([[[470.0, 560.0], [520.0, 560.0], [495.0, 590.0], [475.0, 615.0], [515.0, 615.0]]])
+    canonical = np.concatenate(cut_canonical_crops([photo], [points]))
+    faces = FaceGeometry.from_detections(recorded["boxes"][3:4], points, photo.shape[:2], canonical.shape[1],
+                                         image_bottom_grey([photo]))
+    plan = CropPlan({BACKBONE_CROP_KEY: FerMiniXceptionConfig().crop_geometry,
+                     "face_landmarks": FaceApiLandmarkConfig().crop_geometry}, None)
+    graph = SimpleNamespace(plan=plan, landmark_stage=None, network_sizes=lambda: [(64, 64), (112, 112)])
+    pixel_values = crops_as_pixel_values(canonical)
+    _, affines, _, windows = AnalysisBackend.first_stage(SimpleNamespace(graph=graph), pixel_values, faces)
+    assert set(windows) == {BACKBONE_CROP_KEY + WINDOW_SUFFIX, "face_landmarks" + WINDOW_SUFFIX}
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    crops = [(AnalysisGraph.network_crops(graph, torch.from_numpy(pixel_values), torch.from_numpy(affines), cut)
+              [BACKBONE_CROP_KEY] * 255 * luma).sum(1)[0].numpy() for cut in (windows, None)]
+    difference, without = (np.abs(crop - recorded["crops"][3]) for crop in crops)
+    assert difference.mean() < 2, difference.mean()
+    # the last 15 rows and columns are fer's padding (the box runs 40 px past the photo's right and bottom edges)
+    for padding in (np.s_[-15:, :], np.s_[:, -15:]):
+        assert difference[padding].mean() < 1 and without[padding].mean() > 15, (difference[padding].mean(),
+                                                                                  without[padding].mean())

@@ -14,7 +14,7 @@ from conftest import tiny_vit_config
 from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.analysis.backends import TorchBackend
 from etfuser_hf.analysis.crops import cut_canonical_crops
-from etfuser_hf.priors.crop_plan import READS_68_LANDMARKS, FaceGeometry
+from etfuser_hf.priors.crop_plan import READS_68_LANDMARKS, FaceGeometry, image_bottom_grey
 from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.priors import crop_geometry
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
@@ -35,7 +35,8 @@ def model() -> ETFuserForImageClassification:
 def analyse(model, image: np.ndarray):
     """(the inputs each prior received, the backend's outputs, the face's geometry) for the best face of `image`."""
     found = detect_and_align([image])[0]
-    faces = FaceGeometry.from_detections(found.boxes[:1], found.landmarks[:1], np.array([image.shape[:2]]))
+    faces = FaceGeometry.from_detections(found.boxes[:1], found.landmarks[:1], np.array([image.shape[:2]]),
+                                         bottom_grey=image_bottom_grey([image]))
     canonical = cut_canonical_crops([image], [found.landmarks[:1]])[0]
     received = {}
 
@@ -56,13 +57,16 @@ def analyse(model, image: np.ndarray):
 
 
 def expected_crop(model, name: str, image: np.ndarray, faces: FaceGeometry, landmarks: np.ndarray) -> torch.Tensor:
-    """The prior's crop cut from the original photo by its own rule, as that prior's input."""
+    """The prior's crop cut from the original photo by its own rule, with its pipeline's bars or padding where it
+    records them, as that prior's input."""
     geometry = crop_geometry.crop_geometry_of(model.etfuser.priors[name].config)
-    affines = crop_geometry.crop_affines(geometry, landmarks=landmarks if geometry["name"] in READS_68_LANDMARKS
-                                         else faces.points, boxes=faces.boxes, image_sizes=faces.image_sizes)
+    inputs = {"landmarks": landmarks if geometry["name"] in READS_68_LANDMARKS else faces.points,
+              "boxes": faces.boxes, "image_sizes": faces.image_sizes}
     photo = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
     spec = model.config.priors[name]
-    crop = crop_geometry.cut_crops(photo, affines, spec.image_size[0], antialias=geometry.get("antialias", False))
+    crop = crop_geometry.cut_crops(photo, crop_geometry.crop_affines(geometry, **inputs), spec.image_size[0],
+                                   antialias=geometry.get("antialias", False),
+                                   windows=crop_geometry.crop_windows(geometry, **inputs))
     return prepare_encoder_inputs(crop, spec)
 
 

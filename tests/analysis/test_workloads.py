@@ -246,7 +246,7 @@ def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_own_chip
     from etfuser_hf.models.encoders import prepare_encoder_inputs
     from etfuser_hf.priors.convert_face_priors import RECIPES, SOURCES
     from etfuser_hf.priors.crop_geometry import (cut_crops, dlib_chip_affines, faceapi_box_affines,
-                                                 faceapi_landmarks_to_image)
+                                                 faceapi_box_windows, faceapi_landmarks_to_image)
     from etfuser_hf.priors.face_detection import detect_and_align
     from etfuser_hf.priors.fetch import default_cache_dir, extract_members
 
@@ -262,7 +262,9 @@ def test_gender_column_of_the_astronaut_is_the_original_dlib_net_on_her_own_chip
     found = detect_and_align(photo)[0]
     pixels = torch.from_numpy(photo.copy()).permute(2, 0, 1)[None].float() / 255
     landmark_net = AutoModel.from_pretrained(ensure_face_priors(names=["face_landmarks"])["face_landmarks"])
-    landmark_crop = cut_crops(pixels, faceapi_box_affines(found.boxes[:1], 112, photo.shape[:2]), 112)
+    # face-api's landmark crop as face-api cuts it: its padToSquare bars around the box's slice
+    landmark_crop = cut_crops(pixels, faceapi_box_affines(found.boxes[:1], 112, photo.shape[:2]), 112,
+                              windows=faceapi_box_windows(found.boxes[:1], 112, photo.shape[:2]))
     with torch.no_grad():
         raw = landmark_net(pixel_values=prepare_encoder_inputs(landmark_crop, EncoderSpec(config=landmark_net.config)))
     landmarks = faceapi_landmarks_to_image(raw.logits.numpy().reshape(1, 68, 2), found.boxes[:1], photo.shape[:2])
@@ -299,7 +301,7 @@ def test_int8_backend_quantises_the_recognition_net_only_and_stays_within_the_ac
     from etfuser_hf.analysis.backends import CALIBRATION_SEED, OnnxBackend, as_canonical_crops, calibration_faces
     from etfuser_hf.analysis.extras import EXTRAS, load_companions
     from etfuser_hf.priors.crop_geometry import CANONICAL_CROP_SIZE
-    from etfuser_hf.priors.crop_plan import FaceGeometry
+    from etfuser_hf.priors.crop_plan import FaceGeometry, image_bottom_grey
     from etfuser_hf.training.run.forgetting import real_faces
 
     model = ETFuserForImageClassification.from_pretrained(model_dir, dtype=torch.float32).eval()
@@ -317,7 +319,7 @@ def test_int8_backend_quantises_the_recognition_net_only_and_stays_within_the_ac
     faces = as_canonical_crops(np.concatenate([
         calibration_faces(field, 16, seed=CALIBRATION_SEED + 1),
         real_faces(field)[:25].transpose(0, 3, 1, 2).astype(np.float32) / 255]), CANONICAL_CROP_SIZE)
-    geometry = FaceGeometry.of_canonical_crops(len(faces))
+    geometry = FaceGeometry.of_canonical_crops(len(faces), bottom_grey=image_bottom_grey(faces))
     exact, approximate = fp32(faces, geometry), int8(faces, geometry)
     for name in ("logits", "readout.expression", "companion.gender"):  # expression and gender argmax agreement
         assert (exact[name].argmax(-1) == approximate[name].argmax(-1)).mean() >= 0.99, name

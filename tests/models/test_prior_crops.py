@@ -169,3 +169,92 @@ def test_shrinking_crop_averages_like_an_antialiased_resize():
     single = torch.nn.functional.grid_sample(noisy, crop_sampling_grid(affines, (128, 128), (16, 16)),
                                              align_corners=False)
     assert (single - resized).abs().mean() > 2 * (crops - resized).abs().mean()
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# window rows: what a network's original pipeline shows around its crop (`prior_crops[name + ".window"]`)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def window(batch: int = 2, shown=(8.0, 8.0, 24.0, 24.0), bounds=(0.0, 0.0, 32.0, 32.0), fill=0.25,
+           to_image=((1.0, 0.0, 0.0), (0.0, 1.0, 0.0))) -> torch.Tensor:
+    """(batch, 17) window rows: input -> image affine, shown, bounds, one fill in R, G and B."""
+    row = [value for line in to_image for value in line] + list(shown) + list(bounds) + [fill] * 3
+    return torch.tensor(row).expand(batch, 17).clone()
+
+
+def test_a_crop_window_fills_outside_shown_and_clamps_into_bounds():
+    """A constant image 0.8 seen through a window showing x, y in [8, 24): the crop of the whole input holds 0.8 there
+    and the fill 0.25 elsewhere, the bars' edges blending the two; with bounds [0, 16) the crop's right half repeats
+    the bounds' last column (0.8 or fill by row) instead of reading on."""
+    image = torch.full((1, 1, 32, 32), 0.8)
+    identity = scale_shift(1.0, 0.0, 0.0, batch=1)
+    crop = cut_encoder_crops(image, identity, (32, 32), window(1)[:, :15])[0, 0]
+    expected = torch.full((32, 32), 0.25)
+    expected[8:24, 8:24] = 0.8
+    torch.testing.assert_close(crop, expected, atol=1e-5, rtol=0)
+    clamped = cut_encoder_crops(image, identity, (32, 32), window(1, bounds=(0.0, 0.0, 16.0, 32.0))[:, :15])[0, 0]
+    torch.testing.assert_close(clamped[:, 16:], expected[:, 15:16].expand(32, 16), atol=1e-5, rtol=0)
+    # a window showing everything with a zero fill and the input's own bounds is no window at all
+    whole = window(1, shown=(0.0, 0.0, 32.0, 32.0), fill=0.0)[:, :15]
+    pixels = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    affine = scale_shift(1.5, -5.0, -3.0, batch=1)
+    torch.testing.assert_close(cut_encoder_crops(pixels, affine, (16, 16), whole),
+                               cut_encoder_crops(pixels, affine, (16, 16)), atol=1e-5, rtol=0)
+
+
+def test_a_crop_window_lives_in_image_pixels_through_its_affine():
+    """The input is the image's right half (input x = image x - 16): a window in image pixels masks the same image
+    pixels as on the whole image."""
+    image = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    rows = window(1, shown=(18.0, 4.0, 28.0, 30.0), bounds=(16.0, 0.0, 32.0, 32.0))
+    on_image = cut_encoder_crops(image, scale_shift(1.0, -16.0, 0.0, batch=1), (32, 16), rows)
+    half = window(1, shown=(18.0, 4.0, 28.0, 30.0), bounds=(16.0, 0.0, 32.0, 32.0),
+                  to_image=((1.0, 0.0, 16.0), (0.0, 1.0, 0.0)))
+    on_half = cut_encoder_crops(image[..., 16:], scale_shift(1.0, 0.0, 0.0, batch=1), (32, 16), half)
+    torch.testing.assert_close(on_half, on_image, atol=1e-5, rtol=0)
+
+
+def test_each_prior_receives_its_crop_window(model, pixel_values):
+    affines = scale_shift(1.0, 0.0, 0.0)
+    spec = model.config.priors["vit"]
+    crops = {"vit": affines, "vit.window": window(), "backbone": affines, "backbone.window": window(fill=0.5)}
+    seen = received_inputs(model.etfuser.priors["vit"], lambda: model(pixel_values=pixel_values, prior_crops=crops))
+    expected = prepare_encoder_inputs(pixel_values, spec, affines, window())
+    torch.testing.assert_close(seen[0], expected)
+    assert not torch.allclose(expected, prepare_encoder_inputs(pixel_values, spec, affines))
+    seen = received_inputs(model.etfuser.backbone, lambda: model(pixel_values=pixel_values, prior_crops=crops))
+    torch.testing.assert_close(seen[0], prepare_encoder_inputs(pixel_values, model.config.backbone, affines,
+                                                               window(fill=0.5)))
+
+
+@pytest.mark.parametrize(
+    "prior_crops, message",
+    [
+        ({"vit": scale_shift(1.0, 0.0, 0.0), "age.window": window()},
+         r"prior_crops: unknown network\(s\) \['age.window'\]"),
+        ({"vit.window": window()}, r"prior_crops\['vit.window'\]: a window without its network's affines; expected "
+                                   r"prior_crops\['vit'\]"),
+        ({"vit": scale_shift(1.0, 0.0, 0.0), "vit.window": window()[:, :14]},
+         r"prior_crops\['vit.window'\] must have shape \(batch, 17\).*got \(2, 14\)"),
+        ({"vit": scale_shift(1.0, 0.0, 0.0), "vit.window": window(batch=3)},
+         r"prior_crops\['vit.window'\] holds 3 windows but pixel_values 2 images"),
+        ({"vit": scale_shift(1.0, 0.0, 0.0), "vit.window": window().long()},
+         r"prior_crops\['vit.window'\] must be a float tensor"),
+        ({"vit": scale_shift(1.0, 0.0, 0.0), "vit.window": window(fill=float("nan"))},
+         r"prior_crops\['vit.window'\]: expected finite windows"),
+        ({"vit": scale_shift(1.0, 0.0, 0.0), "vit.window": window(to_image=((0.0, 0.0, 0.0), (0.0, 0.0, 0.0)))},
+         r"prior_crops\['vit.window'\]: expected finite windows with an invertible input -> image affine"),
+    ],
+)
+def test_bad_crop_windows_are_refused_by_name(model, pixel_values, prior_crops, message):
+    with pytest.raises(ValueError, match=message):
+        model(pixel_values=pixel_values, prior_crops=prior_crops)
+    with pytest.raises(ValueError, match=message):
+        model.etfuser.extract_prior_features(pixel_values, prior_crops=prior_crops)
+
+
+def test_crop_windows_need_their_affines_in_prepare_encoder_inputs(model, pixel_values):
+    with pytest.raises(ValueError, match="crop_windows: a window places its fill around a crop, but crop_affines is "
+                                         "None"):
+        prepare_encoder_inputs(pixel_values, model.config.priors["vit"], None, window())

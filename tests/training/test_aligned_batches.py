@@ -21,7 +21,7 @@ from etfuser_hf.data.face_crops import aligned_inputs, aligned_landmark_labels  
 from etfuser_hf.data.face_datasets import load_face_dataset  # noqa: E402
 from etfuser_hf.data.feature_cache import PriorFeatureCache, feature_column  # noqa: E402
 from etfuser_hf.data.image_cache import cache_decoded_images  # noqa: E402
-from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY  # noqa: E402
+from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX  # noqa: E402
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors  # noqa: E402
 from etfuser_hf.priors.crop_geometry import CANONICAL_CROP_SIZE  # noqa: E402
 from etfuser_hf.priors.crop_plan import CropPlan  # noqa: E402
@@ -76,9 +76,11 @@ def test_aligned_collator_feeds_canonical_crops_and_skips_cached_priors(aligned,
     batch = collator(rows)
     expected, crops = aligned_inputs([aligned[index]["image"] for index in range(4)], rows, collator.crop_plan)
     torch.testing.assert_close(batch["pixel_values"], expected)
-    assert set(batch["prior_crops"]) == set(PRIORS) | {BACKBONE_CROP_KEY}
+    # face-api's recognition square (its bars) and fer's box (its padding) with their windows, in photo pixels
+    windows = {"face_recognition" + WINDOW_SUFFIX, BACKBONE_CROP_KEY + WINDOW_SUFFIX}
+    assert set(batch["prior_crops"]) == set(PRIORS) | {BACKBONE_CROP_KEY} | windows
     cached = [{**row, feature_column("age"): np.zeros((1, 4), np.float32)} for row in rows]
-    assert set(collator(cached)["prior_crops"]) == {"face_recognition", BACKBONE_CROP_KEY}
+    assert set(collator(cached)["prior_crops"]) == {"face_recognition", BACKBONE_CROP_KEY} | windows
     with torch.no_grad():
         outputs = model(**{key: value for key, value in batch.items() if key != "labels"})
     assert outputs.logits.shape == (4, 7)

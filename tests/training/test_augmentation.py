@@ -26,6 +26,7 @@ from etfuser_hf.data.face_crops import face_crops
 from etfuser_hf.data.face_geometry import face_landmarks
 from etfuser_hf.data.feature_cache import PriorFeatureCache
 from etfuser_hf.data.views import VIEW_COLUMN, Augmentation, EpochSampler, render_views
+from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
 from etfuser_hf.priors.crop_geometry import cut_crops
 from etfuser_hf.priors.crop_plan import CropPlan
 from etfuser_hf.training.comparison.augment_options import add_augmentation_arguments, parse_augmentation
@@ -34,10 +35,13 @@ from crop_fixtures import PRIORS, SIZE, faces, model, prior_dirs, processor  # n
 
 
 def network_crops(model, pixel_values: torch.Tensor, prior_crops: dict) -> dict[str, torch.Tensor]:
-    """Each network's crop of each face, cut from `pixel_values` (B, 3, H, W) by the batch's own affines."""
+    """Each network's crop of each face, cut from `pixel_values` (B, 3, H, W) by the batch's own affines and window
+    rows (face-api's bars, fer's padding)."""
+    affines = {name: value for name, value in prior_crops.items() if not name.endswith(WINDOW_SUFFIX)}
     sizes = {name: spec.image_size[0] for name, spec in model.config.priors.items()}
-    sizes.update({key: model.config.backbone.image_size[0] for key in prior_crops if key not in sizes})
-    return {name: cut_crops(pixel_values, affines, sizes[name]) for name, affines in prior_crops.items()}
+    sizes.update({key: model.config.backbone.image_size[0] for key in affines if key not in sizes})
+    return {name: cut_crops(pixel_values, value, sizes[name], windows=prior_crops.get(name + WINDOW_SUFFIX))
+            for name, value in affines.items()}
 
 
 def test_augment_flip_permutations_are_involutions_that_keep_a_symmetric_face():
@@ -100,7 +104,9 @@ def test_same_pixels_online_every_network_reads_the_augmented_face_and_a_mirror_
     expected_pixels = torch.from_numpy(np.stack([pixels for pixels, _ in redrawn])).permute(0, 3, 1, 2).float() / 255
     torch.testing.assert_close(batch["pixel_values"], expected_pixels)
     expected_crops = face_crops(np.stack([moved["landmarks"] for _, moved in redrawn]), CropPlan.for_model(model),
-                                (SIZE, SIZE))
+                                (SIZE, SIZE), pixel_values=expected_pixels)
+    # the windows too (face-api's bars, fer's padding grey) are those of the augmented image
+    assert set(batch["prior_crops"]) == set(expected_crops) and BACKBONE_CROP_KEY + WINDOW_SUFFIX in expected_crops
     for name, affines in expected_crops.items():
         torch.testing.assert_close(batch["prior_crops"][name], affines)
 
@@ -131,7 +137,8 @@ def test_same_pixels_view_cache_features_come_from_the_view_the_model_reads(mode
     torch.testing.assert_close(crops["pixel_values"], batch["pixel_values"])
     with torch.inference_mode():
         recomputed = reader.etfuser.extract_prior_features(
-            batch["pixel_values"], prior_crops={name: crops["prior_crops"][name] for name in PRIORS})
+            batch["pixel_values"], prior_crops={name: value for name, value in crops["prior_crops"].items()
+                                                if name.removesuffix(WINDOW_SUFFIX) in PRIORS})
     for name in PRIORS:
         torch.testing.assert_close(batch["prior_features"][name].float(), recomputed[name].float(), atol=1e-4,
                                    rtol=1e-4)

@@ -171,7 +171,8 @@ def test_run_folder_attention_maps_draw_each_grid_over_the_crop_training_fed_its
     # what training feeds: each network's crop placed by the faces' landmarks (the FER net's fer_box, the ViT prior
     # and the canonical model the ArcFace template)
     inputs = pixel_values(list(test["image"]), processor)
-    crops = face_crops(np.asarray(test["landmarks"], np.float64), CropPlan.for_model(model), (64, 64))
+    crops = face_crops(np.asarray(test["landmarks"], np.float64), CropPlan.for_model(model), (64, 64),
+                       pixel_values=inputs)
     maps = grid_attention(model, inputs, prior_crops=crops)
     assert [row.title for row in drawn] == ["expression #0", "expression #1"]
     assert list(maps) == ["fer", "vit", CANONICAL]
@@ -181,9 +182,13 @@ def test_run_folder_attention_maps_draw_each_grid_over_the_crop_training_fed_its
         for name in maps:
             np.testing.assert_allclose(row.grids[name], maps[name][index], rtol=1e-5, atol=1e-7)
             spec = model.config.backbone if name == CANONICAL else model.config.priors[name]
-            affine = crops["backbone" if name == CANONICAL else name][index:index + 1].double()
+            key = "backbone" if name == CANONICAL else name
+            affine = crops[key][index:index + 1].double()
             affine = affine * torch.tensor([[64 / spec.image_size[1]], [64 / spec.image_size[0]]]).double()
-            expected = cut_crops(inputs[index:index + 1] * 255, affine, 64, antialias=True)[0].permute(1, 2, 0)
+            windows = crops.get(f"{key}.window")  # fer's padding grey around the FER net's crop
+            windows = None if windows is None else windows[index:index + 1]
+            expected = cut_crops(inputs[index:index + 1], affine, 64, antialias=True, windows=windows)[0] * 255
+            expected = expected.permute(1, 2, 0)
             assert row.crops[name].size == (64, 64) and row.crops[name].mode == "RGB"
             assert np.abs(np.asarray(row.crops[name], np.float64) - expected.numpy()).max() <= 0.5 + 1e-3
         # the maps of the crops differ from those of every network reading the whole face (random fusion weights

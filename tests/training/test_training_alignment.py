@@ -42,14 +42,14 @@ def _capture(monkeypatch) -> list[dict[str, torch.Tensor]]:
     return calls
 
 
-def _capture_landmark_stage(monkeypatch) -> list[torch.Tensor]:
-    """Records the affines of every call of the landmark net's own stage (analyze's first stage)."""
-    calls: list[torch.Tensor] = []
+def _capture_landmark_stage(monkeypatch) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    """Records the affines and window rows of every call of the landmark net's own stage (analyze's first stage)."""
+    calls: list[tuple[torch.Tensor, torch.Tensor | None]] = []
     forward = LandmarkStage.forward
 
-    def recording(self, pixel_values, affines):
-        calls.append(affines.detach().clone())
-        return forward(self, pixel_values, affines)
+    def recording(self, pixel_values, affines, windows=None):
+        calls.append((affines.detach().clone(), None if windows is None else windows.detach().clone()))
+        return forward(self, pixel_values, affines, windows)
 
     monkeypatch.setattr(LandmarkStage, "forward", recording)
     return calls
@@ -57,20 +57,23 @@ def _capture_landmark_stage(monkeypatch) -> list[torch.Tensor]:
 
 def _capture_analysis_graph(monkeypatch) -> list[dict[str, torch.Tensor]]:
     """Records what analyze's fused graph is handed per chunk (it cuts each network's crop before the model's forward,
-    `AnalysisGraph.network_crops`): the canonical crops in [0, 1] and, per network, the crop affines it cuts them by."""
+    `AnalysisGraph.network_crops`): the canonical crops in [0, 1] and, per network, the crop affines it cuts them by
+    and their window rows (`crop.<network>.window`)."""
     from etfuser_hf.analysis.backends import TorchBackend
 
     calls: list[dict[str, torch.Tensor]] = []
     run_graph = TorchBackend.run_graph
 
-    def recording(self, pixel_values, crop_affines, landmark_features):
+    def recording(self, pixel_values, crop_affines, landmark_features, windows=None):
         pixels = torch.as_tensor(pixel_values)
         pixels = pixels.float() / 255 if pixels.dtype == torch.uint8 else pixels.float()
         networks = self.graph.plan.networks
         calls.append({"pixel_values": pixels.clone(),
                       **{f"crop.{name}": torch.as_tensor(crop_affines[:, index]).clone()
-                         for index, name in enumerate(networks) if not name.startswith("companion.")}})
-        return run_graph(self, pixel_values, crop_affines, landmark_features)
+                         for index, name in enumerate(networks) if not name.startswith("companion.")},
+                      **{f"crop.{name}": torch.as_tensor(rows).clone() for name, rows in (windows or {}).items()
+                         if not name.startswith("companion.")}})
+        return run_graph(self, pixel_values, crop_affines, landmark_features, windows)
 
     monkeypatch.setattr(TorchBackend, "run_graph", recording)
     return calls
@@ -82,8 +85,11 @@ def _rows(calls: list[dict[str, torch.Tensor]]) -> list[dict[str, torch.Tensor]]
             for index in range(len(call["pixel_values"]))]
 
 
-def _network_crop(pixels: torch.Tensor, affine: torch.Tensor, size: int = 112) -> torch.Tensor:
-    return cut_crops(pixels[None].float(), affine[None].double().numpy(), size)[0]
+def _network_crop(pixels: torch.Tensor, affine: torch.Tensor, windows: torch.Tensor | None = None,
+                  size: int = 112) -> torch.Tensor:
+    """One face's crop as its network reads it (with its window rows, where it has them)."""
+    return cut_crops(pixels[None].float(), affine[None].double().numpy(), size,
+                     windows=None if windows is None else windows[None])[0]
 
 
 @pytest.mark.slow
@@ -113,12 +119,14 @@ def test_alignment_training_and_analyze_feed_the_same_crops(tmp_path, monkeypatc
     table = analyze(files, model=run / "model", backend="torch", extras=(), progress=False)
     used = _rows(calls)
     # the fused landmark net runs in analyze's first stage, on its own crop of the same faces, in the same order
-    for face, affine in zip(used, torch.cat(landmark_calls)):
-        face["crop.face_landmarks"] = affine
+    stage_affines = torch.cat([affines for affines, _ in landmark_calls])
+    stage_windows = torch.cat([windows for _, windows in landmark_calls])  # face-api's bars: always windowed
+    for face, affine, windows in zip(used, stage_affines, stage_windows):
+        face["crop.face_landmarks"], face["crop.face_landmarks.window"] = affine, windows
     found = table[table["status"] == "ok"]
     assert sorted(found["source"]) == [file for file in files if not file.endswith("cat.png")]
     assert len(used) == len(found) == 8
-    networks = {key for row in used for key in row if key.startswith("crop.")}
+    networks = {key for row in used for key in row if key.startswith("crop.") and not key.endswith(".window")}
     # every network the model runs on pixels: the canonical age net (dlib's chip, placed by the 68 landmarks), the
     # recognition net (face-api's square, by the landmarks too), the FER net (its box rule) and the landmark net
     assert networks == {"crop.backbone", "crop.face_recognition", "crop.expression", "crop.face_landmarks"}
@@ -132,6 +140,12 @@ def test_alignment_training_and_analyze_feed_the_same_crops(tmp_path, monkeypatc
             assert key in match, f"training fed no {key} crop"
             # the same place (the landmarks come from the same net on the same crop: float noise only)
             torch.testing.assert_close(match[key].double(), face[key].double(), atol=2e-3, rtol=0)
-            ours, theirs = _network_crop(match["pixel_values"], match[key]), _network_crop(face["pixel_values"],
-                                                                                            face[key])
+            # the same surroundings: face-api's bars (recognition, landmarks), fer's padding (expression), and no
+            # window for the dlib chip, in training and in analyze alike
+            window = f"{key}.window"
+            assert (window in match) == (window in face) == (key != "crop.backbone"), window
+            if window in face:
+                torch.testing.assert_close(match[window].double(), face[window].double(), atol=2e-3, rtol=0)
+            ours = _network_crop(match["pixel_values"], match[key], match.get(window))
+            theirs = _network_crop(face["pixel_values"], face[key], face.get(window))
             assert float((ours - theirs).abs().mean()) < 1e-3 and float((ours - theirs).abs().max()) < 0.05

@@ -16,8 +16,8 @@ from etfuser_hf.data.face_crops import landmark_labels_in_frame, landmarks_in_cr
 from etfuser_hf.data.feature_cache import PriorFeatureCache, feature_column
 from etfuser_hf.data.synthetic_faces import EXPRESSIONS
 from etfuser_hf.models.encoders import prepare_encoder_inputs
-from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
-from etfuser_hf.priors.crop_geometry import crop_affines, crop_geometry_of, cut_crops
+from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
+from etfuser_hf.priors.crop_geometry import crop_affines, crop_geometry_of, crop_windows, cut_crops
 from etfuser_hf.priors.crop_plan import (
     READS_68_LANDMARKS,
     CropPlan,
@@ -34,15 +34,17 @@ def rows_of(faces) -> list[dict]:
 
 
 def expected_crop(model, name: str, image: torch.Tensor, landmarks: np.ndarray) -> torch.Tensor:
-    """Network `name`'s crop of one face, cut from the image by its crop rule on the face's own landmarks (pixels)."""
+    """Network `name`'s crop of one face, cut from the image by its crop rule on the face's own landmarks (pixels),
+    with its original pipeline's bars or padding (`crop_windows`) where the rule records them."""
     config = model.config.backbone.config if name == BACKBONE_CROP_KEY else model.etfuser.priors[name].config
     geometry = crop_geometry_of(config)
     box = detector_boxes_from_landmarks(landmarks[None])
     five = FaceGeometry.from_landmarks(landmarks[None], (SIZE, SIZE), (SIZE, SIZE)).points
-    affines = crop_affines(geometry, landmarks=landmarks[None] if geometry["name"] in READS_68_LANDMARKS else five,
-                           boxes=box, image_sizes=(SIZE, SIZE))
+    inputs = {"landmarks": landmarks[None] if geometry["name"] in READS_68_LANDMARKS else five, "boxes": box,
+              "image_sizes": (SIZE, SIZE)}
     spec = model.config.backbone if name == BACKBONE_CROP_KEY else model.config.priors[name]
-    return cut_crops(image[None], affines, spec.image_size[0])
+    return cut_crops(image[None], crop_affines(geometry, **inputs), spec.image_size[0],
+                     windows=crop_windows(geometry, **inputs))
 
 
 def test_collator_gives_every_network_its_own_crop_of_the_training_face(model, faces, processor):
@@ -50,13 +52,19 @@ def test_collator_gives_every_network_its_own_crop_of_the_training_face(model, f
                             geometry_column="landmarks")
     batch = collator(rows_of(faces))
     crops = batch["prior_crops"]
-    assert set(crops) == {*PRIORS, BACKBONE_CROP_KEY}
-    assert all(affines.shape == (len(faces), 2, 3) and affines.dtype == torch.float32 for affines in crops.values())
+    # face-api's two crops (its bars) and fer's box (its padding: the FER canonical model) come with their windows
+    windowed = {"face_recognition", "face_landmarks", BACKBONE_CROP_KEY}
+    assert set(crops) == {*PRIORS, BACKBONE_CROP_KEY} | {name + WINDOW_SUFFIX for name in windowed}
+    affine_keys = [name for name in crops if not name.endswith(WINDOW_SUFFIX)]
+    assert all(crops[name].shape == (len(faces), 2, 3) and crops[name].dtype == torch.float32 for name in affine_keys)
+    assert all(crops[name + WINDOW_SUFFIX].shape == (len(faces), 17) for name in windowed)
     # what each network reads in the forward is its rule's crop of the face, not the whole image resized
     landmarks = np.asarray(faces[0]["landmarks"], np.float64) * SIZE
-    for name in crops:
+    for name in affine_keys:
         spec = model.config.backbone if name == BACKBONE_CROP_KEY else model.config.priors[name]
-        fed = prepare_encoder_inputs(batch["pixel_values"][:1], spec, crops[name][:1])
+        windows = crops.get(name + WINDOW_SUFFIX)
+        fed = prepare_encoder_inputs(batch["pixel_values"][:1], spec, crops[name][:1],
+                                     None if windows is None else windows[:1])
         expected = prepare_encoder_inputs(expected_crop(model, name, batch["pixel_values"][0], landmarks), spec)
         torch.testing.assert_close(fed, expected, atol=2e-3, rtol=0)
         whole = prepare_encoder_inputs(batch["pixel_values"][:1], spec)
@@ -118,7 +126,8 @@ def test_cached_priors_do_not_run_so_only_the_canonical_model_gets_a_crop(model,
     view = collator.view(with_columns)
     assert "landmarks" in view.column_names
     batch = collator([view[index] for index in range(len(view))])
-    assert set(batch["prior_crops"]) == {BACKBONE_CROP_KEY} and set(batch["prior_features"]) == set(PRIORS)
+    assert set(batch["prior_crops"]) == {BACKBONE_CROP_KEY, BACKBONE_CROP_KEY + WINDOW_SUFFIX}
+    assert set(batch["prior_features"]) == set(PRIORS)
     # the Trainer's call: the model accepts the batch as keyword arguments
     with torch.inference_mode():
         outputs = model(**{key: value for key, value in batch.items() if key != "prior_features"})
@@ -143,14 +152,28 @@ def test_distillation_teacher_reads_the_canonical_models_crop(model, faces, proc
     collator = FaceCollator(processor, "expression", 7, crop_plan=CropPlan.for_model(model),
                             geometry_column="landmarks")
     batch = collator(rows_of(faces))
-    crop = batch["prior_crops"][BACKBONE_CROP_KEY]
+    crop, windows = batch["prior_crops"][BACKBONE_CROP_KEY], batch["prior_crops"][BACKBONE_CROP_KEY + WINDOW_SUFFIX]
     with torch.inference_mode():
-        on_crop = teacher.logits(batch["pixel_values"], crop)
+        on_crop = teacher.logits(batch["pixel_values"], crop, windows)
         expected = teacher.network(
-            pixel_values=prepare_encoder_inputs(batch["pixel_values"], model.config.backbone, crop)).logits
+            pixel_values=prepare_encoder_inputs(batch["pixel_values"], model.config.backbone, crop, windows)).logits
         whole = teacher.logits(batch["pixel_values"])
     torch.testing.assert_close(on_crop, expected.index_select(-1, teacher.class_index))
     assert not torch.allclose(on_crop, whole)
+
+
+def test_face_crops_of_a_fer_crop_need_the_frames_for_its_padding_grey(model, faces):
+    """fer pads with the grey of the image's bottom rows: without the frames its window cannot be made, and the error
+    says so; with them the window's fill is that grey in R, G and B."""
+    landmarks = np.asarray(list(faces["landmarks"]))
+    with pytest.raises(ValueError, match="network 'backbone' pads its crop with the grey of the image's bottom rows"):
+        face_crops(landmarks, CropPlan.for_model(model), (SIZE, SIZE))
+    frames = torch.rand(len(faces), 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    rows = face_crops(landmarks, CropPlan.for_model(model), (SIZE, SIZE), pixel_values=frames)[
+        BACKBONE_CROP_KEY + WINDOW_SUFFIX]
+    grey = (frames[:, :, -2:].mean(dim=(-2, -1)) * torch.tensor([0.299, 0.587, 0.114])).sum(-1)
+    torch.testing.assert_close(rows[:, 14:], grey[:, None].expand(-1, 3), atol=1e-6, rtol=0)
+    torch.testing.assert_close(rows[:, :6], torch.tensor([1.0, 0, 0, 0, 1, 0]).expand(len(faces), 6))  # the frame
 
 
 def test_face_crops_refuses_malformed_landmarks(model):
@@ -177,7 +200,9 @@ def test_evaluate_on_synthetic_faces_reads_the_training_crops(model, faces, proc
     summary = score_dataset(Recording(), processor, faces, target, "synthetic", lambda *args: None,
                             geometry_column="landmarks")
     assert summary["num_samples"] == len(faces)
-    expected = face_crops(np.asarray(list(faces["landmarks"])), CropPlan.for_model(model), (SIZE, SIZE))
+    pixel_values = processor(list(faces["image"]), return_tensors="pt")["pixel_values"]
+    expected = face_crops(np.asarray(list(faces["landmarks"])), CropPlan.for_model(model), (SIZE, SIZE),
+                          pixel_values=pixel_values)
     assert set(seen[0]["prior_crops"]) == set(expected)
     for name, affines in expected.items():
         torch.testing.assert_close(seen[0]["prior_crops"][name], affines)

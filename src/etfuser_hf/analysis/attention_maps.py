@@ -8,7 +8,8 @@ model's own, under `fusion_mode="canonical_tokens"`), drawn on the crop of the f
 
 A prior's g x g grid lives in that prior's own crop (`prior_crops`: the affine from the model's input onto the crop
 its authors cut, `priors/crop_plan.py`), so each map is drawn over that crop, cut from the input through the same
-affine (`crop_geometry.cut_crops`) and shown in RGB whatever the network's colour mode; the canonical model's grid
+affine and window rows (`crop_geometry.cut_crops`: face-api's bars and fer's padding where they are) and shown in RGB
+whatever the network's colour mode; the canonical model's grid
 (`CANONICAL`) over the backbone's crop. A network without an affine reads the whole input resized, and is drawn so.
 `analyze` passes the crops of the table's own run (the canonical crops and the `CropPlan` affines its backend placed),
 training the crops the synthetic faces' landmarks place (`data.face_crops`): the run folder's
@@ -30,7 +31,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from ..models.input_checks import BACKBONE_CROP_KEY
+from ..models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
 from ..models.modeling_etfuser import ETFuserPreTrainedModel, token_groups
 from ..priors.crop_geometry import cut_crops
 
@@ -97,23 +98,28 @@ def network_crops(model: ETFuserPreTrainedModel, pixel_values: torch.Tensor,
                   size: int) -> dict[str, np.ndarray]:
     """The crop of each face that the network behind each grid of `names` reads (a prior by its name, the canonical
     model for `CANONICAL`), cut from `pixel_values` (batch, 3, H, W) in [0, 1] through that network's `prior_crops`
-    affine (batch, 2, 3) (the whole input where it has none), as `size` x `size` uint8 RGB (batch, size, size, 3):
-    the same region the network samples at its own input size, in colour."""
+    affine (batch, 2, 3) and window rows (its original pipeline's bars or padding; the whole input where it has no
+    affine), as `size` x `size` uint8 RGB (batch, size, size, 3): the same region the network samples at its own
+    input size, in colour."""
     prior_crops = prior_crops or {}
     batch, (height, width) = pixel_values.shape[0], pixel_values.shape[-2:]
     crops = {}
     for name in names:
         key = BACKBONE_CROP_KEY if name == CANONICAL else name
         spec = model.config.backbone if name == CANONICAL else model.config.priors[name]
+        windows = None
         if prior_crops.get(key) is not None:
             affines = torch.as_tensor(prior_crops[key], dtype=torch.float64).cpu().clone()
             crop_height, crop_width = spec.image_size
+            if prior_crops.get(key + WINDOW_SUFFIX) is not None:
+                windows = torch.as_tensor(prior_crops[key + WINDOW_SUFFIX], dtype=torch.float32).cpu()
         else:  # the network reads the whole input, resized
             affines = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=torch.float64).repeat(batch, 1, 1)
             crop_height, crop_width = height, width
         # the same region at `size` pixels a side: each row of the affine (crop x, crop y) scaled
         affines *= torch.tensor([[size / crop_width], [size / crop_height]], dtype=torch.float64)
-        cut = cut_crops(pixel_values.detach().float().cpu() * 255, affines, size, antialias=True)
+        # the windows' fill is in [0, 1], so the crop is cut in [0, 1] and scaled after (the sampling is linear)
+        cut = cut_crops(pixel_values.detach().float().cpu(), affines, size, antialias=True, windows=windows) * 255
         crops[name] = cut.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
     return crops
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,11 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from ..models.configuration_etfuser import EncoderSpec
-from ..models.input_checks import BACKBONE_CROP_KEY
-from ..models.encoders import cut_encoder_crops, prepare_encoder_inputs
+from ..models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
+from ..models.encoders import crop_window_rows, cut_encoder_crops, prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
-from ..priors.crop_geometry import CANONICAL_CROP_SIZE
-from ..priors.crop_plan import CropPlan, FaceGeometry
+from ..priors.crop_geometry import CANONICAL_CROP_SIZE, CROP_GEOMETRIES
+from ..priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
 from ..priors.fetch import default_cache_dir
 from .crops import LandmarkStage, landmark_stage
 from .extras import Companion
@@ -47,14 +48,27 @@ from .quantize import (  # the int8 backend's recipe, importable from here too
 READOUT_KINDS = {"etfuser_dlib_age": "age", "etfuser_fer_mini_xception": "expression",
                  "etfuser_faceapi_landmarks": "landmarks"}
 # Bump when AnalysisGraph's inputs or outputs change: it is part of the ONNX cache key.
-GRAPH_VERSION = "5"  # 3: canonical crops in, each network cut to its own crop (issue 32); 4: element-wise sampling
-# grids (`encoders.affine_sampling_grid`); 5: the second stage takes each network's crop, cut before it
+GRAPH_VERSION = "6"  # 3: canonical crops in, each network cut to its own crop (issue 32); 4: element-wise sampling
+# grids (`encoders.affine_sampling_grid`); 5: the second stage takes each network's crop, cut before it; 6: the
+# landmark stage takes its crop's window rows (face-api's zero bars)
 
 
 def readout_priors(model: ETFuserForImageClassification) -> dict[str, str]:
     """Prior name -> readout kind, for the fused priors that have a head the table reports."""
     return {name: READOUT_KINDS[prior.config.model_type] for name, prior in model.etfuser.priors.items()
             if prior.config.model_type in READOUT_KINDS}
+
+
+def whole_input_windows(batch: int, size: int) -> torch.Tensor:
+    """(batch, 17) window rows showing the whole `size` x `size` input as the image (identity affine, zeros fill)."""
+    box = torch.tensor([0.0, 0.0, float(size), float(size)]).expand(batch, 4)
+    return crop_window_rows(torch.eye(2, 3).expand(batch, 2, 3), box, box, torch.zeros(batch, 3))
+
+
+def _same(first: torch.Tensor | None, second: torch.Tensor | None) -> bool:
+    """Whether two optional tensors are both None or equal."""
+    return (first is None and second is None) or (first is not None and second is not None
+                                                  and torch.equal(first, second))
 
 
 def whole_input_affines(sizes: list[tuple[int, int]], batch: int, size: int) -> torch.Tensor:
@@ -72,7 +86,8 @@ class AnalysisGraph(nn.Module):
     landmark net is a fused prior -> `(logits (batch, num_labels), prior_attention (batch, num_priors) when the model
     fuses priors, then one readout per `readout_priors` entry and one per companion (see `extras.py`): that prior's
     raw `logits`)`, named as `output_names`, leaving out what `landmark_stage` (run first, `stage_one_names`) gives.
-    The crops are cut before the graph by the forward's own `cut_encoder_crops` (`network_crops`): onnxruntime's
+    The crops are cut before the graph by the forward's own `cut_encoder_crops`, each with its original pipeline's
+    bars or padding where its rule records them (`network_crops`, `CropPlan.window_rows`): onnxruntime's
     GridSample took 137 of the graph's 871 ms per 32 faces (ORT profile), about 2x torch's grid_sample."""
 
     def __init__(self, model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()):
@@ -97,6 +112,12 @@ class AnalysisGraph(nn.Module):
         self.whole_input_priors = [name for name in self.second_priors if name not in self.plan.networks]
 
     @property
+    def landmark_windowed(self) -> bool:
+        """Whether the landmark stage takes its crop's window rows (its rule records them: face-api's zero bars)."""
+        geometry = self.plan.landmark_geometry
+        return geometry is not None and CROP_GEOMETRIES[geometry["name"]].windows is not None
+
+    @property
     def all_output_names(self) -> list[str]:
         """Every output of the analysis, in table order (both stages)."""
         return (["logits"] + (["prior_attention"] if self.has_attention else [])
@@ -113,28 +134,35 @@ class AnalysisGraph(nn.Module):
         return ([f"crop.{name}" for name in self.plan.networks] + (["pixel_values"] if self.whole_input_priors else [])
                 + (["landmark_features"] if fused else []))
 
-    def network_crops(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor) -> dict[str, torch.Tensor]:
-        """(batch, 3, S, S) canonical crops, (batch, len(plan.networks), 2, 3) affines -> name -> (batch, 3, h, w) each
-        network's crop at its input size, as the fused model's forward cuts it from `prior_crops`. Networks with the
-        same crop (same affines and size: e.g. a FER canonical model and the FER companion, both on fer's box) share
-        one cut: cutting is most of the analysis's own work beside the networks."""
+    def network_crops(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor,
+                      windows: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """(batch, 3, S, S) canonical crops, (batch, len(plan.networks), 2, 3) affines and, per network whose
+        pipeline bars or pads its crop, its (batch, 17) window rows under name + `WINDOW_SUFFIX`
+        (`CropPlan.window_rows`) -> name -> (batch, 3, h, w) each network's crop at its input size, as the fused
+        model's forward cuts it from `prior_crops`. Networks with the same crop (same affines, windows and size: e.g.
+        a FER canonical model and the FER companion, both on fer's box) share one cut: cutting is most of the
+        analysis's own work beside the networks."""
+        windows = windows or {}
         crops, cut = {}, []
         for index, (name, size) in enumerate(zip(self.plan.networks, self.network_sizes())):
-            affines = crop_affines[:, index]
-            same = next((crop for other, other_size, crop in cut
-                         if other_size == size and torch.equal(other, affines)), None)
-            crops[name] = same if same is not None else cut_encoder_crops(pixel_values, affines, size)
-            cut.append((affines, size, crops[name]))
+            affines, rows = crop_affines[:, index], windows.get(name + WINDOW_SUFFIX)
+            rows = None if rows is None else torch.as_tensor(rows)
+            same = next((crop for other, other_rows, other_size, crop in cut
+                         if other_size == size and torch.equal(other, affines) and _same(other_rows, rows)), None)
+            crops[name] = same if same is not None else cut_encoder_crops(pixel_values, affines, size, rows)
+            cut.append((affines, rows, size, crops[name]))
         return crops
 
     @torch.no_grad()
     def inputs(self, pixel_values: np.ndarray | torch.Tensor, crop_affines: np.ndarray | torch.Tensor,
-               landmark_features: np.ndarray | torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """The graph's inputs (`input_names` -> tensor) for canonical crops, their crop affines and the first stage's
-        `landmark_features` (where the landmark net is fused), numpy arrays or tensors."""
+               landmark_features: np.ndarray | torch.Tensor | None = None,
+               windows: Mapping[str, np.ndarray | torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The graph's inputs (`input_names` -> tensor) for canonical crops, their crop affines, the first stage's
+        `landmark_features` (where the landmark net is fused) and the networks' window rows (`network_crops`), numpy
+        arrays or tensors."""
         pixel_values = torch.as_tensor(pixel_values)
         inputs = {f"crop.{name}": crop for name, crop in
-                  self.network_crops(pixel_values, torch.as_tensor(crop_affines)).items()}
+                  self.network_crops(pixel_values, torch.as_tensor(crop_affines), windows).items()}
         if self.whole_input_priors:
             inputs["pixel_values"] = pixel_values
         if "landmark_features" in self.input_names:
@@ -184,9 +212,11 @@ class AnalysisGraph(nn.Module):
         if self.landmark_stage is not None:
             affines = whole_input_affines([tuple(self.landmark_stage.spec.image_size)], batch, size)[:, 0]
             inputs = {"landmarks.pixel_values": pixel_values, "landmarks.affines": affines}
+            if self.landmark_windowed:  # the whole input shown, a bar-free example
+                inputs["landmarks.windows"] = whole_input_windows(batch, size)
             if self.landmark_stage.fused:
                 with torch.no_grad():
-                    features = self.landmark_stage(pixel_values, affines)[1]
+                    features = self.landmark_stage(*inputs.values())[1]
         second = self.inputs(pixel_values, whole_input_affines(self.network_sizes(), batch, size), features)
         # the example's crops all span the whole input, so networks of one size share a tensor (`network_crops`):
         # the exporter must see one tensor per graph input, or it ties those inputs together
@@ -210,39 +240,47 @@ class AnalysisBackend:
     def __call__(self, pixel_values: np.ndarray, faces: FaceGeometry) -> dict[str, np.ndarray]:
         """`pixel_values` float32 `(batch, 3, S, S)` canonical crops of `faces` -> output name -> float32 array
         (batch, ...), `image_landmarks` (batch, 68, 2) image pixels among them where the landmark net ran."""
-        outputs, crop_affines, features = self.first_stage(pixel_values, faces)
-        outputs.update(self.run_graph(pixel_values, crop_affines, features))
+        outputs, crop_affines, features, windows = self.first_stage(pixel_values, faces)
+        outputs.update(self.run_graph(pixel_values, crop_affines, features, windows))
         return outputs
 
-    def first_stage(self, pixel_values: np.ndarray,
-                    faces: FaceGeometry) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None]:
-        """(the first stage's outputs, the second stage's `crop_affines` and `landmark_features` (or None))."""
+    def first_stage(self, pixel_values: np.ndarray, faces: FaceGeometry
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, dict[str, np.ndarray]]:
+        """(the first stage's outputs, the second stage's `crop_affines`, `landmark_features` (or None) and window
+        rows, name + `WINDOW_SUFFIX` -> (batch, 17), `CropPlan.window_rows`)."""
         graph, outputs, landmarks, features = self.graph, {}, None, None
         if graph.landmark_stage is not None:
-            first = self.run_landmarks(pixel_values, graph.plan.landmark_affines(faces))
+            first = self.run_landmarks(pixel_values, graph.plan.landmark_affines(faces),
+                                       graph.plan.landmark_window_rows(faces) if graph.landmark_windowed else None)
             landmarks = graph.plan.landmarks_to_image(first["logits"], faces)
             outputs = {name: first["logits"] for name in graph.stage_one_names}
             outputs["image_landmarks"] = landmarks.astype(np.float32)
             features = first.get("features")
-        return outputs, graph.plan.affines(faces, landmarks), features
+        windows = graph.plan.window_rows(faces, landmarks) if len(faces) else {}
+        return outputs, graph.plan.affines(faces, landmarks), features, windows
 
     def prior_crops(self, pixel_values: np.ndarray, faces: FaceGeometry) -> dict[str, np.ndarray]:
         """The fused model's `prior_crops` of the table's run for these canonical crops: name (each fused prior, the
         landmark net's own among them, and `BACKBONE_CROP_KEY`) -> (batch, 2, 3) float32 canonical crop -> crop
-        affines, placed by this backend's first stage (so by the landmarks the table reports)."""
+        affines, and name + `WINDOW_SUFFIX` -> (batch, 17) window rows where the network's pipeline bars or pads its
+        crop, placed by this backend's first stage (so by the landmarks the table reports)."""
         graph = self.graph
-        _, crop_affines, _ = self.first_stage(pixel_values, faces)
+        _, crop_affines, _, windows = self.first_stage(pixel_values, faces)
         crops = {name: crop_affines[:, index] for index, name in enumerate(graph.plan.networks)
                  if not name.startswith("companion.")}
+        crops.update({key: rows for key, rows in windows.items() if key[: -len(WINDOW_SUFFIX)] in crops})
         if graph.landmark_stage is not None and graph.landmark_stage.fused:
             crops[graph.landmark_name] = graph.plan.landmark_affines(faces)
+            if graph.landmark_windowed and len(faces):
+                crops[graph.landmark_name + WINDOW_SUFFIX] = graph.plan.landmark_window_rows(faces)
         return crops
 
-    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
+    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray,
+                      windows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
-    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
-                  landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
+    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray, landmark_features: np.ndarray | None,
+                  windows: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
 
@@ -252,14 +290,16 @@ class TorchBackend(AnalysisBackend):
     def __init__(self, model: ETFuserForImageClassification, companions: tuple[Companion, ...] = ()):
         self.graph = AnalysisGraph(model, companions)
 
-    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
+    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray,
+                      windows: np.ndarray | None = None) -> dict[str, np.ndarray]:
         with torch.inference_mode():
-            outputs = self.graph.landmark_stage(torch.from_numpy(pixel_values), torch.from_numpy(affines))
+            outputs = self.graph.landmark_stage(torch.from_numpy(pixel_values), torch.from_numpy(affines),
+                                                None if windows is None else torch.from_numpy(windows))
         return {name: value.float().numpy() for name, value in zip(self.graph.landmark_stage.output_names, outputs)}
 
-    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
-                  landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
-        inputs = self.graph.inputs(pixel_values, crop_affines, landmark_features)
+    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray, landmark_features: np.ndarray | None,
+                  windows: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
+        inputs = self.graph.inputs(pixel_values, crop_affines, landmark_features, windows)
         with torch.inference_mode():
             outputs = self.graph(*inputs.values())
         return {name: value.float().numpy() for name, value in zip(self.graph.output_names, outputs)}
@@ -311,9 +351,10 @@ def export_analysis_onnx(model: ETFuserForImageClassification, output_path: str 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     example = graph.example_inputs(torch.rand(2, 3, image_size, image_size, generator=torch.Generator().manual_seed(0)))
     if graph.landmark_stage is not None:
-        _save_export(graph.landmark_stage, {"pixel_values": example["landmarks.pixel_values"],
-                                            "affines": example["landmarks.affines"]},
-                     graph.landmark_stage.output_names, landmark_onnx_path(output_path))
+        stage_inputs = {name.split(".", 1)[1]: value for name, value in example.items()
+                        if name.startswith("landmarks.")}
+        _save_export(graph.landmark_stage, stage_inputs, graph.landmark_stage.output_names,
+                     landmark_onnx_path(output_path))
     _save_export(graph, {name: example[name] for name in graph.input_names}, graph.output_names, output_path,
                  variadic=True)
     return output_path
@@ -370,23 +411,27 @@ class OnnxBackend(AnalysisBackend):
             if not quantized.is_file():
                 # calibrated on what analyze feeds: canonical crops, each net on its own crop of them
                 faces = as_canonical_crops(calibration_faces(image_size // 2), image_size)
-                _, crop_affines, features = self.first_stage(faces, FaceGeometry.of_canonical_crops(len(faces),
-                                                                                                   image_size))
+                geometry = FaceGeometry.of_canonical_crops(len(faces), image_size, image_bottom_grey(faces))
+                _, crop_affines, features, windows = self.first_stage(faces, geometry)
                 calibration = {name: value.numpy() for name, value in
-                               self.graph.inputs(faces, crop_affines, features).items()}
+                               self.graph.inputs(faces, crop_affines, features, windows).items()}
                 quantize_analysis_onnx(self.path, quantized, int8_weight_prefixes(model, companions), calibration)
             self.path = quantized
         self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.output_names = [output.name for output in self.session.get_outputs()]
 
-    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray) -> dict[str, np.ndarray]:
-        outputs = self.landmark_session.run(None, {"pixel_values": pixel_values, "affines": affines})
+    def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray,
+                      windows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        inputs = {"pixel_values": pixel_values, "affines": affines}
+        if windows is not None:
+            inputs["windows"] = windows
+        outputs = self.landmark_session.run(None, inputs)
         return dict(zip(self.graph.landmark_stage.output_names, outputs))
 
-    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray,
-                  landmark_features: np.ndarray | None) -> dict[str, np.ndarray]:
+    def run_graph(self, pixel_values: np.ndarray, crop_affines: np.ndarray, landmark_features: np.ndarray | None,
+                  windows: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
         inputs = {name: value.numpy() for name, value in
-                  self.graph.inputs(pixel_values, crop_affines, landmark_features).items()}
+                  self.graph.inputs(pixel_values, crop_affines, landmark_features, windows).items()}
         return dict(zip(self.output_names, self.session.run(None, inputs)))
 
 

@@ -46,7 +46,7 @@ import torch
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
-from ..priors.crop_plan import FaceGeometry
+from ..priors.crop_plan import FaceGeometry, image_bottom_grey
 from ..priors.face_detection import MTCNN, OnnxMTCNN, detect_faces
 from .attention_maps import AttentionPanels, attention_panels, check_reads_grids, save_frame_figures
 from .backends import AnalysisBackend, OnnxBackend, TorchBackend, onnx_exports_cached
@@ -109,6 +109,7 @@ class DetectedFaces:
     image_sizes: (faces, 2) float64 width and height of each face's image (head pose's camera).
     canonical: (faces, C, C, 3) uint8 RGB loose canonical crops (`crops.py`), what the model is fed: every network
         cuts its own crop from them.
+    bottom_grey: (faces,) the grey of each face's image's bottom rows in [0, 1] (fer's padding), or None: unknown.
     """
 
     rows: list[dict[str, Any]]
@@ -118,18 +119,19 @@ class DetectedFaces:
     frames: list[tuple[str, int]]
     image_sizes: np.ndarray
     canonical: np.ndarray
+    bottom_grey: np.ndarray | None = None
 
     def subset(self, faces: np.ndarray) -> DetectedFaces:
         """These detections narrowed to the faces at indices `faces` (rows and frames kept whole: they describe the
         chunk, not the faces)."""
-        return dataclasses.replace(self, face_rows=self.face_rows[faces], detections=self.detections[faces],
-                                   crops=self.crops[faces], image_sizes=self.image_sizes[faces],
-                                   canonical=self.canonical[faces])
+        per_face = ("face_rows", "detections", "crops", "image_sizes", "canonical", "bottom_grey")
+        return dataclasses.replace(self, **{name: getattr(self, name)[faces] for name in per_face
+                                            if getattr(self, name) is not None})
 
     def geometry(self) -> FaceGeometry:
-        """The faces' detection as `FaceGeometry` (boxes, five points, image sizes, canonical crop affines)."""
+        """The faces' detection as `FaceGeometry` (boxes, five points, image sizes, canonical crop affines, grey)."""
         return FaceGeometry.from_detections(self.detections[:, :4], self.detections[:, 5:], self.image_sizes[:, ::-1],
-                                            self.canonical.shape[1])
+                                            self.canonical.shape[1], self.bottom_grey)
 
 
 @dataclass(frozen=True)
@@ -353,7 +355,7 @@ class FaceAnalyzer:
         arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
             if good else ([], [])
         detections = iter(zip(found, cut_canonical_crops(arrays, [points for _, _, points in found])))
-        rows, face_rows, boxes, frames, sizes, loose = [], [], [], [], [], []
+        rows, face_rows, boxes, frames, sizes, loose, greys = [], [], [], [], [], [], []
         for item in chunk:
             meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
             if item.error is not None:
@@ -370,13 +372,14 @@ class FaceAnalyzer:
             boxes.append(np.concatenate([face_boxes, scores[:, None], points.reshape(-1, 10)], axis=1))
             loose.append(canonical_crops)
             sizes += [item.image.shape[1::-1]] * len(face_boxes)
+            greys += list(image_bottom_grey([item.image])) * len(face_boxes)
         canonical = np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3),
                                                                   np.uint8)
         return DetectedFaces(
             rows, np.asarray(face_rows, dtype=np.int64),
             np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
             arcface_crops(canonical, crop_size), frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
-            canonical)
+            canonical, np.asarray(greys, dtype=np.float64))
 
     def predict(self, detected: DetectedFaces) -> pd.DataFrame:
         """The table's rows for faces `detect` found (by this analyzer or another one with the same crop size: one
@@ -384,14 +387,10 @@ class FaceAnalyzer:
         if detected.crops.shape[1:3] != (self.table.crop_size,) * 2:
             raise ValueError(f"detected: faces aligned to {detected.crops.shape[1:3]}, this model takes "
                              f"{self.table.crop_size}x{self.table.crop_size} crops.")
-        outputs: dict[str, np.ndarray] = {}
-        faces, geometry = detected.canonical, detected.geometry()
-        if len(faces):
-            batches = []
-            for start in range(0, len(faces), self.batch_size):
-                stop = start + self.batch_size
-                batches.append(self.run(_as_pixel_values(faces[start:stop]), geometry[start:stop]))
-            outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]}
+        faces, geometry, step = detected.canonical, detected.geometry(), self.batch_size
+        batches = [self.run(_as_pixel_values(faces[start:start + step]), geometry[start:start + step])
+                   for start in range(0, len(faces), step)]
+        outputs = {name: np.concatenate([batch[name] for batch in batches]) for name in batches[0]} if batches else {}
         boxes = detected.detections
         # the landmark net's points, mapped to the image through its own crop (the backend's first stage)
         landmarks = outputs.get("image_landmarks", np.zeros((0, 68, 2)))

@@ -51,7 +51,8 @@ ALIGNMENT_COLUMNS = GEOMETRY_COLUMNS + (FOUND_COLUMN,)
 # the decode stage counts it).
 FOUND_KINDS = ("detected", "missed", "whole_image", "box", "undecodable")
 POLICIES = ("detect", "whole_image", "box:<column>")
-ALIGNMENT_VERSION = "1"  # bump when what `align` computes changes: it is part of the cache key
+ALIGNMENT_VERSION = "2"  # bump when what `align` computes changes: it is part of the cache key; 2: the
+# landmark net reads its crop with face-api's zero bars (`CropPlan.landmark_window_rows`), as analyze's first stage
 FEATURES = datasets.Features({
     ALIGNMENT_COLUMN: datasets.Array2D((68, 2), "float32"),
     BOX_COLUMN: datasets.Sequence(datasets.Value("float32"), length=4),
@@ -202,9 +203,11 @@ class FaceAligner:
             part = faces[start:start + self.batch_size]
             crops = np.concatenate(cut_canonical_crops(list(images[start:start + self.batch_size]),
                                                        [face[None] for face in part.points]))
+            windows = plan.landmark_window_rows(part)
             with torch.inference_mode():
                 logits = stage(torch.from_numpy(crops_as_pixel_values(crops)),
-                               torch.from_numpy(plan.landmark_affines(part)))[0]
+                               torch.from_numpy(plan.landmark_affines(part)),
+                               None if windows is None else torch.from_numpy(windows))[0]
             found.append(plan.landmarks_to_image(logits.float().numpy(), part))
         return np.concatenate(found) if found else np.zeros((0, 68, 2))
 

@@ -5,7 +5,9 @@ crop of it (the faces' 68 landmarks, and any landmark labels). A geometric chang
 rotation about the centre, a RandomResizedCrop window), applied to the pixels by the package's own crop sampler
 (`priors.crop_geometry.cut_crops`) and to the points by the same matrix, a mirror also swapping left and right points
 (`FLIP_PERMUTATIONS`); each network's crop is then placed by the moved points, so the canonical model and every prior
-read the same augmented face, and a mirrored face's dlib chip is the mirror of its chip. Photometric changes (colour
+read the same augmented face, and a mirrored face's dlib chip is the mirror of its chip. The augmented image stands
+in for the photo: each crop's window (face-api's bars, fer's padding grey from its bottom rows) is the one its
+authors' pipeline would cut from it (`data.face_crops.face_crops` on the view's pixels and moved points). Photometric changes (colour
 jitter, one TrivialAugment-style PIL operation, random erasing) act on those pixels after the warp. Mixup and CutMix
 mix two rows' pixels and labels and act on a batch (`mix_batch`).
 

@@ -41,16 +41,18 @@ def face_inputs(images: Sequence[Any], rows: Sequence[Mapping[str, Any]], proces
                 crop_plan: CropPlan | None, geometry_column: str | None, skip: Iterable[str] = ()
                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """What a batch feeds the model for decoded `images` and their `rows`: (pixel_values (batch, 3, S, S), prior_crops,
-    network name -> (batch, 2, 3) affines). For an aligned dataset's faces (`geometry_column` the alignment's) each
-    face's canonical crop cut from its photo (`aligned_inputs`, as `analyze` feeds it), else the image resized by
-    `processor`; each network's crop placed by the faces in `geometry_column` through `crop_plan` (but the priors in
-    `skip`; {} without a plan or a geometry column)."""
+    network name -> (batch, 2, 3) affines, and window rows where a network's pipeline bars or pads its crop). For an
+    aligned dataset's faces (`geometry_column` the alignment's) each face's canonical crop cut from its photo
+    (`aligned_inputs`, as `analyze` feeds it), else the image resized by `processor`; each network's crop placed by
+    the faces in `geometry_column` through `crop_plan` (but the priors in `skip`; {} without a plan or a geometry
+    column)."""
     if geometry_column == ALIGNMENT_COLUMN:
         return aligned_inputs(images, rows, crop_plan, skip=skip)
     pixels = pixel_values(images, processor)
     if crop_plan is None or geometry_column is None:
         return pixels, {}
-    return pixels, face_crops(row_landmarks(rows, geometry_column), crop_plan, tuple(pixels.shape[-2:]), skip=skip)
+    return pixels, face_crops(row_landmarks(rows, geometry_column), crop_plan, tuple(pixels.shape[-2:]), skip=skip,
+                              pixel_values=pixels)
 
 
 def row_landmarks(rows: Sequence[Mapping[str, Any]], column: str) -> np.ndarray:

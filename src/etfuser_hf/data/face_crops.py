@@ -10,6 +10,7 @@ placed in it by the same `CropPlan` from the stored detection and landmarks.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -17,17 +18,21 @@ import torch
 
 from ..models.input_checks import BACKBONE_CROP_KEY
 from ..priors.crop_geometry import compose_affines
-from ..priors.crop_plan import CropPlan, FaceGeometry
+from ..priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
 from ..priors.crop_warp import crops_as_pixel_values, cut_canonical_crops
 from .alignment import faces_of_rows
 
 
-def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int],
-               skip: Iterable[str] = ()) -> dict[str, torch.Tensor]:
+def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int], skip: Iterable[str] = (),
+               pixel_values: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """`prior_crops` of a batch: `landmarks` (batch, 68, 2) iBUG points in [0, 1] of each image, the image fed whole
-    at `frame_size` (height, width) -> network name -> (batch, 2, 3) float32 affines onto that network's crop, for
-    every network of `plan` but the priors named in `skip` (read from a feature cache, so they do not run)."""
-    faces, points = _faces_in_frame(landmarks, frame_size)
+    at `frame_size` (height, width) -> network name -> (batch, 2, 3) float32 affines onto that network's crop and,
+    where its authors' pipeline bars or pads the crop, name + `WINDOW_SUFFIX` -> (batch, 17) its window rows in the
+    frame, for every network of `plan` but the priors named in `skip` (read from a feature cache, so they do not
+    run). `pixel_values` (batch, 3, H, W), the frames themselves, give fer's padding grey (their bottom rows); a plan
+    with a fer crop needs them."""
+    grey = None if pixel_values is None else image_bottom_grey(pixel_values)
+    faces, points = _faces_in_frame(landmarks, frame_size, grey)
     return _prior_crops(plan, faces, points, skip)
 
 
@@ -43,11 +48,14 @@ def aligned_inputs(images: Sequence, rows: Sequence[Mapping], plan: CropPlan | N
     """What `analyze` feeds a model for faces of an aligned dataset (`data.alignment`): `images` the rows' decoded
     photos (PIL or uint8 (H, W, 3) RGB), `rows` their alignment columns -> (pixel_values (batch, 3, S, S) float32 in
     [0, 1], each face's loose canonical crop cut from the photo with analyze's code; `prior_crops`, network name ->
-    (batch, 2, 3) canonical crop -> network crop affines for every network of `plan` but the priors in `skip`, {}
-    without a plan)."""
+    (batch, 2, 3) canonical crop -> network crop affines and the window rows (canonical crop -> photo affine, boxes
+    in photo pixels, fer's grey from the photo) for every network of `plan` but the priors in `skip`, {} without a
+    plan)."""
     faces, landmarks = faces_of_rows(rows)
-    crops = cut_canonical_crops([np.ascontiguousarray(np.asarray(image)) for image in images],
-                                [points[None] for points in faces.points])
+    photos = [np.ascontiguousarray(np.asarray(image)) for image in images]
+    # the windows live in photo pixels: the canonical crop -> photo affine places them in the model's input
+    faces = dataclasses.replace(faces, bottom_grey=image_bottom_grey(photos))
+    crops = cut_canonical_crops(photos, [points[None] for points in faces.points])
     pixels = torch.from_numpy(crops_as_pixel_values(np.concatenate(crops)))
     return pixels, ({} if plan is None else _prior_crops(plan, faces, landmarks, skip))
 
@@ -75,15 +83,17 @@ def landmark_labels_in_frame(labels: torch.Tensor, landmarks: np.ndarray, plan: 
     return landmarks_in_crop(labels, torch.from_numpy(affines), frame_size, (side, side))
 
 
-def _faces_in_frame(landmarks: np.ndarray, frame_size: tuple[int, int]) -> tuple[FaceGeometry, np.ndarray]:
-    """(batch, 68, 2) points in [0, 1] of each image -> their `FaceGeometry` and the points in frame pixels."""
+def _faces_in_frame(landmarks: np.ndarray, frame_size: tuple[int, int],
+                    bottom_grey: np.ndarray | None = None) -> tuple[FaceGeometry, np.ndarray]:
+    """(batch, 68, 2) points in [0, 1] of each image -> their `FaceGeometry` (the frame taken as the image) and the
+    points in frame pixels."""
     height, width = frame_size
     landmarks = np.asarray(landmarks, np.float64)
     if landmarks.ndim != 3 or landmarks.shape[1:] != (68, 2) or not np.isfinite(landmarks).all():
         raise ValueError(f"landmarks: expected finite (batch, 68, 2) points in [0, 1] of the image, got shape "
                          f"{landmarks.shape}.")
     points = landmarks * (width, height)
-    return FaceGeometry.from_landmarks(points, (height, width), frame_size), points
+    return FaceGeometry.from_landmarks(points, (height, width), frame_size, bottom_grey), points
 
 
 def landmarks_in_crop(landmarks: torch.Tensor, affines: torch.Tensor, image_size: tuple[int, int],

@@ -38,7 +38,7 @@ PRIOR_COLUMN_PREFIX = "prior__"
 # In the key: a cache written in another storage, or by another way of cutting the crops the features come from, is
 # never read. Bump it with any change to either that the priors' fingerprints do not see (a sampler's arithmetic): the
 # card's numbers of 2026-12-06 moved within seed noise when caches written by earlier crop code were recomputed.
-FEATURE_STORAGE = "Array2D float32, crops v2"
+FEATURE_STORAGE = "Array2D float32, crops v3"  # v3: each crop with its original pipeline's bars and padding (windows)
 DECODE_ERROR_COLUMN = "decode_error"  # per row of a cache file: "" or why its image could not be decoded
 logger = logging.getLogger(__name__)
 VIEW_SEPARATOR = "@"  # never part of a prior name (a Python identifier)
@@ -141,7 +141,8 @@ class PriorFeatureCache:
                     pixel_values = self.processor(images, return_tensors="pt")["pixel_values"]
                 if self.crop_plan is not None:
                     landmarks = np.asarray(batch[self.geometry_column], np.float64)
-                    prior_crops = face_crops(landmarks[good] if good else landmarks[:1], self.crop_plan, size)
+                    prior_crops = face_crops(landmarks[good] if good else landmarks[:1], self.crop_plan, size,
+                                             pixel_values=pixel_values)
             with torch.inference_mode():
                 features = base.extract_prior_features(pixel_values, prior_crops=prior_crops)
             columns: dict[str, list] = {DECODE_ERROR_COLUMN: errors}

@@ -175,7 +175,8 @@ def score_dataset(model: ETFuserPreTrainedModel, processor: Any, data: datasets.
         else:
             inputs = processor(images, return_tensors="pt")
             size = tuple(inputs["pixel_values"].shape[-2:])
-            inputs["prior_crops"] = face_crops(np.asarray(geometry, np.float64), plan, size)
+            inputs["prior_crops"] = face_crops(np.asarray(geometry, np.float64), plan, size,
+                                               pixel_values=inputs["pixel_values"])
             if target.problem_type == "landmarks":
                 points = torch.tensor(np.asarray(batch_targets, np.float32))
                 batch_targets = list(landmark_labels_in_frame(points, np.asarray(geometry, np.float64), plan,

@@ -29,6 +29,14 @@ CROP_SPAN_OF_INPUT = 0.5
 MAX_CROP_SAMPLES = 8
 
 
+def invert_affines(affines: torch.Tensor) -> torch.Tensor:
+    """(N, 2, 3) -> (N, 2, 3) inverse affines, the 2x2 inverse written out so exporters need no `linalg.inv`."""
+    a, b, c, d = affines[:, 0, 0], affines[:, 0, 1], affines[:, 1, 0], affines[:, 1, 1]
+    determinant = a * d - b * c
+    linear = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / determinant[:, None, None]
+    return torch.cat([linear, -(linear @ affines[:, :, 2:])], dim=-1)
+
+
 def crop_sampling_grid(affines: torch.Tensor, input_size: tuple[int, int], crop_size: tuple[int, int]) -> torch.Tensor:
     """`grid_sample` grid (N, h, w, 2) of the crops that `affines` (N, 2, 3) cut from an (H, W) input.
 
@@ -37,10 +45,8 @@ def crop_sampling_grid(affines: torch.Tensor, input_size: tuple[int, int], crop_
     `align_corners=False`. The 2x2 inverse is written out, so exporters need no `linalg.inv`."""
     (height, width), (crop_height, crop_width) = input_size, crop_size
     affines = affines.float()
-    a, b, c, d = affines[:, 0, 0], affines[:, 0, 1], affines[:, 1, 0], affines[:, 1, 1]
-    determinant = a * d - b * c
-    linear = torch.stack([torch.stack([d, -b], -1), torch.stack([-c, a], -1)], -2) / determinant[:, None, None]
-    offset = -(linear @ affines[:, :, 2:])  # crop -> input: x = linear u + offset
+    inverse = invert_affines(affines)  # crop -> input: x = linear u + offset
+    linear, offset = inverse[:, :, :2], inverse[:, :, 2:]
     # normalised coordinates: input x = (X + 1) W / 2, crop u = (U + 1) w / 2
     to_input = affines.new_tensor([2.0 / width, 2.0 / height])[:, None]
     half_crop = affines.new_tensor([crop_width / 2.0, crop_height / 2.0])
@@ -89,9 +95,69 @@ def _numpy_sampling_grid(theta: np.ndarray, height: int, width: int) -> np.ndarr
     return grid
 
 
-def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int]) -> torch.Tensor:
+# The layout of a crop's window row (`prior_crops[name + WINDOW_SUFFIX]`, `windowed_grid_sample`), per image: the
+# input -> image pixel affine (2x3, row by row), the `shown` and `bounds` boxes in image pixels (x1, y1, x2, y2), then
+# the fill, one value per channel in the input's own scale.
+WINDOW_AFFINE, WINDOW_SHOWN, WINDOW_BOUNDS = slice(0, 6), slice(6, 10), slice(10, 14)
+WINDOW_GEOMETRY_FIELDS = 14
+
+
+def crop_window_rows(input_to_image: torch.Tensor, shown: torch.Tensor, bounds: torch.Tensor,
+                     fill: torch.Tensor) -> torch.Tensor:
+    """One window row per crop, (N, WINDOW_GEOMETRY_FIELDS + C): `input_to_image` (N, 2, 3) input pixel -> image pixel
+    affines, `shown` and `bounds` (N, 4) image pixels x1, y1, x2, y2, `fill` (N, C) in the input's scale."""
+    return torch.cat([input_to_image.reshape(-1, 6), shown, bounds, fill], dim=-1)
+
+
+def _apply_affines(affines: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Points (x, y), each (N, ...) broadcastable, through `affines` (N, 2, 3)."""
+    shape = (-1,) + (1,) * (max(x.dim(), y.dim()) - 1)
+    row = [affines[:, i, j].reshape(shape) for i in range(2) for j in range(3)]
+    return row[0] * x + row[1] * y + row[2], row[3] * x + row[4] * y + row[5]
+
+
+def windowed_grid_sample(sources: torch.Tensor, grid: torch.Tensor, windows: torch.Tensor | None = None
+                         ) -> torch.Tensor:
+    """Bilinear `grid_sample(align_corners=False)` of `sources` (N, C, H, W) at `grid` (N, h, w, 2), zeros outside the
+    sources -> (N, C, h, w). With `windows` (N, WINDOW_GEOMETRY_FIELDS + C) rows (`crop_window_rows`), what an original
+    pipeline shows around its crop (`priors.crop_sampling.CropWindows`): every source pixel whose centre, taken into
+    image pixels by the row's affine, lies outside `shown` holds the fill, and every sample is clamped, in image
+    pixels, to the centres of the edge pixels of `bounds`.
+
+    The fill is subtracted before the zeros-padded sample and added after it: a sample on the edge of a bar blends the
+    image with the fill as the original's resampler does, and past the sources' edge it is the fill, not black. Where
+    the sources are the image (an identity affine) this is exact; where they are a rotated crop of it (a loose
+    canonical crop), the bars' edges follow the crop's pixels, so they are exact to about a pixel."""
+    if windows is None:
+        return F.grid_sample(sources, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    windows = windows.to(sources.dtype)
+    height, width = sources.shape[-2:]
+    to_image = windows[:, WINDOW_AFFINE].reshape(-1, 2, 3)
+    shown, bounds = windows[:, WINDOW_SHOWN], windows[:, WINDOW_BOUNDS]
+    fill = windows[:, WINDOW_GEOMETRY_FIELDS:]
+    xs = torch.arange(width, dtype=sources.dtype, device=sources.device)[None, None, :] + 0.5
+    ys = torch.arange(height, dtype=sources.dtype, device=sources.device)[None, :, None] + 0.5
+    image_x, image_y = _apply_affines(to_image, xs, ys)  # each source pixel's centre in image pixels, (N, H, W)
+    box = shown[:, :, None, None]
+    inside = (image_x >= box[:, 0]) & (image_x < box[:, 2]) & (image_y >= box[:, 1]) & (image_y < box[:, 3])
+    filled = (sources - fill[:, :, None, None]) * inside[:, None].to(sources.dtype)
+    # the clamp is taken in image pixels (where `bounds` lives), then the samples go back to the sources' grid
+    sample_x, sample_y = (grid[..., 0] + 1) * (width / 2.0), (grid[..., 1] + 1) * (height / 2.0)
+    image_x, image_y = _apply_affines(to_image, sample_x, sample_y)
+    edges = bounds[:, :, None, None]
+    image_x = torch.minimum(torch.maximum(image_x, edges[:, 0] + 0.5), edges[:, 2] - 0.5)
+    image_y = torch.minimum(torch.maximum(image_y, edges[:, 1] + 0.5), edges[:, 3] - 0.5)
+    sample_x, sample_y = _apply_affines(invert_affines(to_image), image_x, image_y)
+    clamped = torch.stack([sample_x * (2.0 / width) - 1, sample_y * (2.0 / height) - 1], dim=-1)
+    crops = F.grid_sample(filled, clamped, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return crops + fill[:, :, None, None]
+
+
+def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int],
+                      windows: torch.Tensor | None = None) -> torch.Tensor:
     """One crop per image: `pixel_values` (batch, C, H, W), `affines` (batch, 2, 3) input -> crop pixel coordinates
-    (`crop_sampling_grid`) -> (batch, C, h, w), bilinear, zeros outside the input.
+    (`crop_sampling_grid`) -> (batch, C, h, w), bilinear, zeros outside the input; with `windows` (batch,
+    WINDOW_GEOMETRY_FIELDS + C) the original pipeline's fill and clamp around the crop (`windowed_grid_sample`).
 
     A crop that shrinks its face (`CROP_SPAN_OF_INPUT` of the input on `crop_size` pixels) by more than 1.5x averages
     n x n samples per crop pixel (n the rounded shrink, at most `MAX_CROP_SAMPLES`): a box filter in place of the
@@ -101,19 +167,22 @@ def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_si
     samples = max(1, min(MAX_CROP_SAMPLES, round(shrink)))
     # the n x n samples of a crop pixel are the pixels of a crop n times larger: its affine is n times the crop's
     grid = crop_sampling_grid(affines * samples, (height, width), (crop_size[0] * samples, crop_size[1] * samples))
-    crops = F.grid_sample(pixel_values.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    crops = windowed_grid_sample(pixel_values.float(), grid, windows)
     crops = F.avg_pool2d(crops, samples) if samples > 1 else crops
     return crops.to(pixel_values.dtype)
 
 
-def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec,
-                           crop_affines: torch.Tensor | None = None) -> torch.Tensor:
+def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec, crop_affines: torch.Tensor | None = None,
+                           crop_windows: torch.Tensor | None = None) -> torch.Tensor:
     """Turns model inputs (batch, 3, H, W), RGB in [0, 1], into what one encoder was trained on: its crop, cut by
-    `crop_affines` (batch, 2, 3) (`cut_encoder_crops`) or, without them, the whole input resized to
-    `spec.image_size`; then colour-converted, scaled by `spec.pixel_scale` and normalised. Returns (batch, C, h, w)."""
+    `crop_affines` (batch, 2, 3) with its original pipeline's surroundings where `crop_windows` (batch, 17) gives them
+    (`cut_encoder_crops`), or, without affines, the whole input resized to `spec.image_size`; then colour-converted,
+    scaled by `spec.pixel_scale` and normalised. Returns (batch, C, h, w)."""
     height, width = spec.image_size
+    if crop_windows is not None and crop_affines is None:
+        raise ValueError("crop_windows: a window places its fill around a crop, but crop_affines is None.")
     if crop_affines is not None:
-        pixel_values = cut_encoder_crops(pixel_values, crop_affines, (height, width))
+        pixel_values = cut_encoder_crops(pixel_values, crop_affines, (height, width), crop_windows)
     elif tuple(pixel_values.shape[-2:]) != (height, width):
         downscale = pixel_values.shape[-2] > height or pixel_values.shape[-1] > width
         # antialiased resampling has no bfloat16 kernel on CPU: resize in float32, keep the caller's dtype

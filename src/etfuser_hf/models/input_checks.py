@@ -13,9 +13,13 @@ import torch
 from transformers.utils.import_utils import is_tracing
 
 from .configuration_etfuser import ETFuserConfig
+from .encoders import WINDOW_GEOMETRY_FIELDS
 
 # The `prior_crops` key of the canonical model's (the backbone's) crop; every other key names a prior.
 BACKBONE_CROP_KEY = "backbone"
+# `prior_crops[name + WINDOW_SUFFIX]`: what network `name`'s original pipeline shows around its crop (its window row,
+# `encoders.windowed_grid_sample`); a network without one is cut with zeros outside the input.
+WINDOW_SUFFIX = ".window"
 
 # The largest value of a 16-bit pixel: no image encoding reaches past it, and far larger finite values (1e30) overflow
 # the encoders to NaN/inf logits. Values between 1 and this limit only warn (0..255 pixels, say).
@@ -91,7 +95,7 @@ def check_prior_crops(config: ETFuserConfig, prior_crops: Mapping[str, torch.Ten
                       pixel_values: torch.Tensor | None) -> None:
     """`prior_crops`: name (a prior of `config.priors`, or `BACKBONE_CROP_KEY`) -> (batch, 2, 3) float affines
     mapping `pixel_values` pixel coordinates onto that network's crop, one per image of `pixel_values`, finite and
-    invertible."""
+    invertible; and, for some of those networks, name + `WINDOW_SUFFIX` -> its window rows (`check_crop_windows`)."""
     if not isinstance(prior_crops, Mapping):
         raise TypeError(f"prior_crops must be a dict network name -> (batch, 2, 3) affine tensor, got "
                         f"{type(prior_crops).__name__}.")
@@ -101,11 +105,18 @@ def check_prior_crops(config: ETFuserConfig, prior_crops: Mapping[str, torch.Ten
         raise ValueError(f"prior_crops: the prior named {BACKBONE_CROP_KEY!r} is ambiguous with the backbone's crop "
                          "key; rename the prior.")
     expected = crop_keys(config)
-    unknown = sorted(set(prior_crops) - set(expected))
+    windows = {key: value for key, value in prior_crops.items() if key.endswith(WINDOW_SUFFIX)}
+    unknown = sorted(set(prior_crops) - set(expected) - set(windows))
+    unknown += sorted(key for key in windows if key[: -len(WINDOW_SUFFIX)] not in expected)
     if unknown:
-        raise ValueError(f"prior_crops: unknown network(s) {unknown}; expected some of {expected}.")
+        raise ValueError(f"prior_crops: unknown network(s) {unknown}; expected some of {expected}, each optionally "
+                         f"with its window under name + {WINDOW_SUFFIX!r}.")
     tracing = is_tracing(pixel_values)
+    for key, rows in windows.items():
+        check_crop_windows(key, rows, prior_crops.get(key[: -len(WINDOW_SUFFIX)]), pixel_values, tracing)
     for name, affines in prior_crops.items():
+        if name in windows:
+            continue
         if not isinstance(affines, torch.Tensor) or affines.dim() != 3 or tuple(affines.shape[1:]) != (2, 3):
             got = tuple(affines.shape) if isinstance(affines, torch.Tensor) else type(affines).__name__
             raise ValueError(f"prior_crops[{name!r}] must have shape (batch, 2, 3) (one image -> crop affine per "
@@ -121,6 +132,32 @@ def check_prior_crops(config: ETFuserConfig, prior_crops: Mapping[str, torch.Ten
         if not (torch.isfinite(affines).all() and (determinant != 0).all()):
             raise ValueError(f"prior_crops[{name!r}]: expected finite, invertible affines, got NaN, inf or a "
                              "singular 2x2 part.")
+
+
+def check_crop_windows(key: str, rows: torch.Tensor, affines: torch.Tensor | None, pixel_values: torch.Tensor,
+                       tracing: bool = False) -> None:
+    """`prior_crops[key]`, a network's window rows: (batch, 14 + C) float, C the channels of `pixel_values`, one per
+    image: the input -> image pixel affine (2x3, invertible), the `shown` and `bounds` boxes in image pixels and the
+    fill per channel (`encoders.crop_window_rows`), all finite; only beside that network's affines."""
+    if affines is None:
+        raise ValueError(f"prior_crops[{key!r}]: a window without its network's affines; expected "
+                         f"prior_crops[{key[: -len(WINDOW_SUFFIX)]!r}] beside it.")
+    width = WINDOW_GEOMETRY_FIELDS + pixel_values.shape[1]
+    if not isinstance(rows, torch.Tensor) or rows.dim() != 2 or rows.shape[1] != width:
+        got = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows).__name__
+        raise ValueError(f"prior_crops[{key!r}] must have shape (batch, {width}) (per image the input -> image affine "
+                         f"(6), shown (4), bounds (4), fill per channel ({pixel_values.shape[1]})), got {got}.")
+    if not rows.is_floating_point():
+        raise ValueError(f"prior_crops[{key!r}] must be a float tensor, got dtype {rows.dtype}.")
+    if tracing:
+        return  # symbolic batch sizes and values: checked in eager calls only
+    if rows.shape[0] != pixel_values.shape[0]:
+        raise ValueError(f"prior_crops[{key!r}] holds {rows.shape[0]} windows but pixel_values "
+                         f"{pixel_values.shape[0]} images; expected one per image.")
+    determinant = rows[:, 0] * rows[:, 4] - rows[:, 1] * rows[:, 3]
+    if not (torch.isfinite(rows).all() and (determinant != 0).all()):
+        raise ValueError(f"prior_crops[{key!r}]: expected finite windows with an invertible input -> image affine, "
+                         "got NaN, inf or a singular 2x2 part.")
 
 
 def check_pixel_values(pixel_values: torch.Tensor) -> None:
@@ -145,4 +182,5 @@ def check_pixel_values(pixel_values: torch.Tensor) -> None:
                       "255, or use ETFuserImageProcessor).", UserWarning, stacklevel=4)
 
 
-__all__ = ["BACKBONE_CROP_KEY", "PIXEL_VALUE_LIMIT", "check_inputs", "check_prior_crops", "crop_keys", "check_pixel_values", "check_prior_features"]
+__all__ = ["BACKBONE_CROP_KEY", "PIXEL_VALUE_LIMIT", "WINDOW_SUFFIX", "check_crop_windows", "check_inputs",
+           "check_pixel_values", "check_prior_crops", "check_prior_features", "crop_keys"]

@@ -40,7 +40,7 @@ from .encoders import (
     supported_attn_implementation,
 )
 from .fusion_modes import POOLED_FUSION_MODES
-from .input_checks import BACKBONE_CROP_KEY, check_inputs, check_prior_crops
+from .input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX, check_inputs, check_prior_crops
 from .losses import compute_task_loss, infer_problem_type, normalized_mean_error
 from .modeling_auxiliary import ETFuserAuxiliaryTasks
 
@@ -757,7 +757,8 @@ class ETFuserModel(ETFuserPreTrainedModel):
                 continue
             spec = self.config.priors[name]
             with torch.no_grad() if spec.frozen else nullcontext():
-                inputs = prepare_encoder_inputs(pixel_values, spec, prior_crops.get(name))
+                inputs = prepare_encoder_inputs(pixel_values, spec, prior_crops.get(name),
+                                                prior_crops.get(name + WINDOW_SUFFIX))
                 outputs = prior(pixel_values=inputs, return_dict=True)
                 features[name] = select_feature_tokens(outputs, spec, f"priors[{name!r}]")
             prior_outputs[name] = outputs
@@ -791,11 +792,13 @@ class ETFuserModel(ETFuserPreTrainedModel):
         return projected * torch.tanh(self.fusion_gate) if self.fusion_gate is not None else projected
 
     def _run_backbone(self, pixel_values: torch.Tensor, ensemble: torch.Tensor | None,
-                      crop_affines: torch.Tensor | None = None) -> ModelOutput:
+                      crop_affines: torch.Tensor | None = None, crop_windows: torch.Tensor | None = None
+                      ) -> ModelOutput:
         """The canonical task model's outputs on `pixel_values` (its crop where `crop_affines` (batch, 2, 3) are
-        given), with the ensemble token inserted into its token sequence where the mode says so."""
+        given, with its window rows `crop_windows`), with the ensemble token inserted into its token sequence where
+        the mode says so."""
         spec, fusion = self.config.backbone, self.config.fusion_properties
-        backbone_inputs = prepare_encoder_inputs(pixel_values, spec, crop_affines)
+        backbone_inputs = prepare_encoder_inputs(pixel_values, spec, crop_affines, crop_windows)
         with torch.no_grad() if spec.frozen else nullcontext():
             if not fusion.into_token_sequence:
                 return self.backbone(pixel_values=backbone_inputs, return_dict=True)
@@ -840,6 +843,11 @@ class ETFuserModel(ETFuserPreTrainedModel):
             (`grid_sample` with `align_corners=False`). Each crop is cut inside the forward before the network's own
             colour conversion and normalisation, so one `pixel_values` (a loose face crop) gives every network the
             crop its authors used; a network without an entry sees the whole input resized, as without the argument.
+            Beside a network's affines, `name + ".window"` may hold its `(batch, 17)` window rows: the input pixel ->
+            image pixel affine (2x3 flattened), the boxes `shown` and `bounds` in image pixels (x1, y1, x2, y2) and
+            the fill per channel in [0, 1] (`encoders.windowed_grid_sample`): what its authors' pipeline shows around
+            the face where the crop leaves the image (face-api's zero bars, fer's padding grey); without them the
+            crop holds zeros outside the input.
         output_hidden_states (`bool`, `int` or `list[int]`, *optional*):
             `True` returns the fusion-side hidden states (see `ETFuserModelOutput.hidden_states`); an index or a list
             of indices (negative ones count from the end) returns all positions with `None` at the unselected ones.
@@ -880,10 +888,11 @@ class ETFuserModel(ETFuserPreTrainedModel):
         from the call or the config and adds the captured `hidden_states`/`attentions` to the output)."""
         check_inputs(self.config, pixel_values, prior_features, prior_crops)
         fusion = self.config.fusion_properties
-        backbone_crop = prior_crops.get(BACKBONE_CROP_KEY) if prior_crops is not None else None
+        backbone_crop = (prior_crops.get(BACKBONE_CROP_KEY), prior_crops.get(BACKBONE_CROP_KEY + WINDOW_SUFFIX)
+                         ) if prior_crops is not None else (None, None)
         fused, backbone_outputs, canonical_features = ETFuserModelOutput(), None, None
         if fusion.canonical_tokens:  # the canonical model runs first: its grid tokens are part of the fusion input
-            backbone_outputs = self._run_backbone(pixel_values, None, backbone_crop)
+            backbone_outputs = self._run_backbone(pixel_values, None, *backbone_crop)
             canonical_features = grid_tokens(backbone_outputs, self.config.backbone, self.config.canonical_grid_size,
                                              "backbone")
         if fusion.runs_priors:
@@ -893,7 +902,7 @@ class ETFuserModel(ETFuserPreTrainedModel):
             pooled = pool_tokens(fused.ensemble_tokens)
         else:
             if backbone_outputs is None:
-                backbone_outputs = self._run_backbone(pixel_values, fused.ensemble_tokens, backbone_crop)
+                backbone_outputs = self._run_backbone(pixel_values, fused.ensemble_tokens, *backbone_crop)
             pooled = self._fuse_at_pooled(backbone_outputs, fused.ensemble_tokens)
         return dataclasses.replace(fused, pooler_output=pooled)
 

@@ -26,7 +26,8 @@ The rules (the `CROP_GEOMETRY_NAMES` of `configuration_face_priors`, read from t
   by fixed pixel `offsets` (10, 10) (`__apply_offsets`), cut from the grey image padded by 40 px with the mean grey of
   its bottom two rows (`FER.pad`), `cv2.resize` to 64.
 What an original crop shows beyond the image under it (face-api's zero bars, fer's padding grey, the clamping of
-their resamplers at their source's edge) is each rule's `crop_windows`, applied by `cut_crops(..., windows=)`.
+their resamplers at their source's edge) is each rule's `crop_windows`, applied by `cut_crops(..., windows=)` and,
+as window rows (`CropPlan.prior_crops`), by the forward wherever a network's crop is cut.
 - `"arcface_template"`: today's crop, the five MTCNN points onto the ArcFace/InsightFace 112x112 template
   (`face_detection.align_faces`); the geometry of any prior that records none.
 """

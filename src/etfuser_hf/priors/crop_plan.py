@@ -2,8 +2,9 @@
 detector's boxes, the five points, the image sizes and the frame the model is fed) and, per network, the rule its
 authors used (`CropPlan`, from each network's `crop_geometry`). `analyze` builds the geometry from MTCNN's detections
 and feeds a loose canonical crop; training builds it from the landmarks a dataset gives (`FaceGeometry.from_landmarks`)
-and feeds the training image itself. Either way `CropPlan.affines` gives the `prior_crops` of the forward, so a
-network sees the same crop of a face in training and in use.
+and feeds the training image itself. Either way `CropPlan.prior_crops` gives the `prior_crops` of the forward (each
+network's affine and, where its authors' pipeline bars or pads the crop, its window rows), so a network sees the same
+crop of a face in training and in use.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ..models.configuration_etfuser import EncoderSpec
-from ..models.input_checks import BACKBONE_CROP_KEY
+from ..models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
 from .crop_geometry import (
     CANONICAL_CROP_MARGIN,
     CANONICAL_CROP_SIZE,
@@ -29,7 +31,7 @@ from .crop_geometry import (
     invert_affines,
     mtcnn_points_from_68,
 )
-from .crop_sampling import CropWindows
+from .crop_sampling import CropWindows, fill_values, window_rows
 from .face_detection import ARCFACE_TEMPLATE_112
 
 # The model type of face-api's 68-landmark net: its points place the crops of the rules below.
@@ -58,24 +60,28 @@ class FaceGeometry:
     """What detection found for a batch of faces, all in image pixels.
 
     boxes: (faces, 4) x1, y1, x2, y2; points: (faces, 5, 2) MTCNN's five points; image_sizes: (faces, 2) height and
-    width of each face's image; canonical: (faces, 2, 3) image -> canonical crop affines.
+    width of each face's image; canonical: (faces, 2, 3) image -> canonical crop affines (the frame the model is fed);
+    bottom_grey: (faces,) the grey of each face's image's last two rows in [0, 1] (`image_bottom_grey`: fer's padding),
+    None where the image is not at hand.
     """
 
     boxes: np.ndarray
     points: np.ndarray
     image_sizes: np.ndarray
     canonical: np.ndarray
+    bottom_grey: np.ndarray | None = None
 
     @classmethod
     def from_detections(cls, boxes: np.ndarray, points: np.ndarray, image_sizes: np.ndarray,
-                        size: int = CANONICAL_CROP_SIZE) -> FaceGeometry:
+                        size: int = CANONICAL_CROP_SIZE, bottom_grey: np.ndarray | None = None) -> FaceGeometry:
         boxes, points = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(points, np.float64).reshape(-1, 5, 2)
         canonical = canonical_crop_affines(points, size) if len(points) else np.zeros((0, 2, 3))
-        return cls(boxes, points, np.asarray(image_sizes, np.float64).reshape(-1, 2), canonical)
+        return cls(boxes, points, np.asarray(image_sizes, np.float64).reshape(-1, 2), canonical,
+                   _per_face(bottom_grey, len(boxes)))
 
     @classmethod
-    def from_landmarks(cls, landmarks: np.ndarray, image_sizes: np.ndarray, frame_size: tuple[int, int]
-                       ) -> FaceGeometry:
+    def from_landmarks(cls, landmarks: np.ndarray, image_sizes: np.ndarray, frame_size: tuple[int, int],
+                       bottom_grey: np.ndarray | None = None) -> FaceGeometry:
         """Faces known by their 68 iBUG landmarks (N, 68, 2) in image pixels, each in an image of `image_sizes`
         (N, 2) height and width, fed to the model as the whole image resized to `frame_size` (height, width): MTCNN's
         five points taken from the landmarks, its box from `detector_boxes_from_landmarks`."""
@@ -85,10 +91,12 @@ class FaceGeometry:
         sizes = np.broadcast_to(np.asarray(image_sizes, np.float64), (len(landmarks), 2))
         to_frame = np.zeros((len(landmarks), 2, 3))
         to_frame[:, 0, 0], to_frame[:, 1, 1] = frame_size[1] / sizes[:, 1], frame_size[0] / sizes[:, 0]
-        return cls(detector_boxes_from_landmarks(landmarks), mtcnn_points_from_68(landmarks), sizes.copy(), to_frame)
+        return cls(detector_boxes_from_landmarks(landmarks), mtcnn_points_from_68(landmarks), sizes.copy(), to_frame,
+                   _per_face(bottom_grey, len(landmarks)))
 
     @classmethod
-    def of_canonical_crops(cls, count: int, size: int = CANONICAL_CROP_SIZE) -> FaceGeometry:
+    def of_canonical_crops(cls, count: int, size: int = CANONICAL_CROP_SIZE,
+                           bottom_grey: np.ndarray | None = None) -> FaceGeometry:
         """`count` faces whose photo is their canonical crop itself (`size` x `size`, e.g. synthetic faces rendered
         aligned, or a test's inputs): the five points on the crop's template and, as the detector's box, the square
         the ArcFace crop covers in it."""
@@ -96,10 +104,11 @@ class FaceGeometry:
         half = size / (2 * CANONICAL_CROP_MARGIN)
         box = np.array([size / 2 - half, size / 2 - half, size / 2 + half, size / 2 + half])
         return cls.from_detections(np.tile(box, (count, 1)), np.tile(template, (count, 1, 1)),
-                                   np.tile([size, size], (count, 1)), size)
+                                   np.tile([size, size], (count, 1)), size, bottom_grey)
 
     def __getitem__(self, index: slice) -> FaceGeometry:
-        return FaceGeometry(self.boxes[index], self.points[index], self.image_sizes[index], self.canonical[index])
+        grey = None if self.bottom_grey is None else self.bottom_grey[index]
+        return FaceGeometry(self.boxes[index], self.points[index], self.image_sizes[index], self.canonical[index], grey)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -116,6 +125,41 @@ def scale_to_cut_size(affines: np.ndarray, geometry_size: int, cut_size: Sequenc
         return affines
     scale = np.array([cut_size[1], cut_size[0]], np.float64)[:, None] / float(geometry_size)  # x rows by width
     return np.asarray(affines, np.float64) * scale
+
+
+def _per_face(grey: np.ndarray | None, count: int) -> np.ndarray | None:
+    """`bottom_grey` as (count,) float64, or None."""
+    if grey is None:
+        return None
+    grey = np.asarray(grey, np.float64).reshape(-1)
+    if grey.shape != (count,) or not np.isfinite(grey).all():
+        raise ValueError(f"bottom_grey: expected one finite grey per face ({count},), got shape {grey.shape}.")
+    return grey
+
+
+def image_bottom_grey(images) -> np.ndarray:
+    """(N,) the grey fer 25.10.3 pads each image with (`crop_sampling.fill_values`, "bottom_rows_mean") in [0, 1]:
+    `images` a (N, 3, H, W) float tensor or array in [0, 1], or a sequence of uint8 (H, W, 3) RGB arrays or PIL
+    images."""
+    if isinstance(images, (torch.Tensor, np.ndarray)) and np.ndim(images) == 4:
+        if images.shape[1] != 3:
+            raise ValueError(f"images: expected a (N, 3, H, W) batch in [0, 1], got shape {tuple(images.shape)}.")
+        tensor = torch.as_tensor(images, dtype=torch.float32)
+        return fill_values(tensor, "bottom_rows_mean")[:, 0].double().numpy()
+    rows = [torch.from_numpy(np.asarray(image)[-2:].astype(np.float32) / 255.0).permute(2, 0, 1)[None]
+            for image in images]
+    return np.array([float(fill_values(row, "bottom_rows_mean")[0, 0]) for row in rows], np.float64)
+
+
+def _window_rows(name: str, windows: CropWindows, faces: FaceGeometry) -> np.ndarray:
+    """Network `name`'s `windows` of `faces` -> (faces, 17) float32 window rows for the frame the model is fed."""
+    if windows.fill == "bottom_rows_mean" and faces.bottom_grey is None:
+        raise ValueError(f"faces: network {name!r} pads its crop with the grey of the image's bottom rows, but "
+                         "faces.bottom_grey is None; build the FaceGeometry with its images' bottom_grey "
+                         "(image_bottom_grey).")
+    grey = faces.bottom_grey if windows.fill == "bottom_rows_mean" else np.zeros(len(faces))
+    fill = np.repeat(np.asarray(grey, np.float64)[:, None], 3, axis=1)  # the same grey in R, G and B
+    return window_rows(windows, torch.from_numpy(fill), invert_affines(faces.canonical)).numpy()
 
 
 class CropPlan:
@@ -204,9 +248,24 @@ class CropPlan:
         (`crop_geometry.crop_windows`: face-api's zero bars, fer's padding grey): name -> `CropWindows` in the image
         pixels of `faces` (the photo, or the frame training feeds), one per face, for `cut_crops(..., windows=)` on
         that image. The rule's registry entry is the one source of each network's fill; networks without one are
-        left out (zeros beyond the image)."""
+        left out (zeros beyond the image). The forward takes them as `window_rows`."""
         return {name: crop_windows(geometry, **self._inputs(geometry, faces, landmarks))
                 for name, geometry in self.geometries.items() if CROP_GEOMETRIES[geometry["name"]].windows is not None}
+
+    def window_rows(self, faces: FaceGeometry, landmarks: np.ndarray | None,
+                    networks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+        """`windows` as the forward's `prior_crops` entries: name + `WINDOW_SUFFIX` -> (faces, 17) float32 window
+        rows (`crop_sampling.window_rows`) for the model's input (the frame `faces.canonical` maps onto), for
+        `networks` (default: all of this plan's) whose rule records windows; a fer fill needs `faces.bottom_grey`."""
+        found = self.windows(faces, landmarks)
+        return {name + WINDOW_SUFFIX: _window_rows(name, windows, faces) for name, windows in found.items()
+                if networks is None or name in networks}
+
+    def landmark_window_rows(self, faces: FaceGeometry) -> np.ndarray | None:
+        """(faces, 17) float32 window rows of the landmark net's crop (`landmark_affines`; face-api's zero bars), or
+        None where its rule records none."""
+        windows = crop_windows(self.landmark_geometry, boxes=faces.boxes, image_sizes=faces.image_sizes)
+        return None if windows is None or not len(faces) else _window_rows("landmarks", windows, faces)
 
     def label_frame(self, faces: FaceGeometry, landmarks: np.ndarray | None) -> tuple[np.ndarray, int]:
         """Where a landmarks head predicts: (faces, 2, 3) float32 affines from the frame the model is fed onto
@@ -216,12 +275,13 @@ class CropPlan:
 
     def prior_crops(self, faces: FaceGeometry, landmarks: np.ndarray | None,
                     networks: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-        """`affines` as the forward's `prior_crops`: network name -> (faces, 2, 3) float32, for `networks` (default:
-        all of this plan's)."""
+        """`affines` as the forward's `prior_crops`: network name -> (faces, 2, 3) float32, and its window rows
+        (`window_rows`) where its rule records them, for `networks` (default: all of this plan's)."""
         stacked = self.affines(faces, landmarks)
         wanted = self.networks if networks is None else networks
-        return {name: stacked[:, index] for index, name in enumerate(self.networks) if name in wanted}
+        crops = {name: stacked[:, index] for index, name in enumerate(self.networks) if name in wanted}
+        return {**crops, **(self.window_rows(faces, landmarks, wanted) if len(faces) else {})}
 
 
 __all__ = ["DETECTOR_BOX_FROM_LANDMARKS", "LANDMARK_MODEL_TYPE", "READS_68_LANDMARKS", "CropPlan", "FaceGeometry",
-           "detector_boxes_from_landmarks", "scale_to_cut_size"]
+           "detector_boxes_from_landmarks", "image_bottom_grey", "scale_to_cut_size"]

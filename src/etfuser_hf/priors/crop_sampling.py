@@ -7,13 +7,11 @@ its crop is black even where the image goes on; fer pads its grey image by 40 px
 that. Both resamplers (TF.js `resizeBilinear`, OpenCV `resize`) clamp their samples to their source's edge pixels
 instead of reading past them. `cut_crops` with windows reproduces all three: pixels outside `shown` take the fill
 before the bilinear interpolation (so a crop pixel on the edge of a bar blends the image with the fill, as the
-original does) and every sample is clamped into `bounds`.
+original does) and every sample is clamped into `bounds`. The sampler is the forward's own
+(`models.encoders.windowed_grid_sample`): the windows travel to it as rows of `prior_crops` (`window_rows`), so the
+networks read in training and in `analyze` the crops `cut_crops` checks against the originals.
 
 Coordinates are `crop_geometry`'s: pixel (i, j) covers [i, i + 1) x [j, j + 1), centre (i + 0.5, j + 0.5).
-
-Not yet applied where the networks run: the forward cuts each network's crop from `pixel_values` with its affine
-only (`prior_crops`, `models/encoders.cut_encoder_crops`), so there a border face still shows what the canonical crop
-holds around the slice. `CropPlan.windows` gives each network's windows for the day the forward takes them.
 """
 
 from __future__ import annotations
@@ -25,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.encoders import affine_sampling_grid
+from ..models.encoders import affine_sampling_grid, crop_window_rows, windowed_grid_sample
 
 # How the part of a crop outside its window is filled: "zeros" (face-api's padToSquare bars) or "bottom_rows_mean" (fer
 # 25.10.3's `FER.pad`: cv2.copyMakeBorder with the mean grey of the image's last two rows, ITU-R 601 luma).
@@ -76,31 +74,20 @@ def fill_values(images: torch.Tensor, fill: str) -> torch.Tensor:
     return grey.expand(-1, channels) if channels == 3 else grey
 
 
-def _pixel_mask(edges: torch.Tensor, count: int) -> torch.Tensor:
-    """(N, 2) low/high edges along one axis -> (N, count) float, 1 where a pixel's centre lies in [low, high)."""
-    centres = torch.arange(count, dtype=edges.dtype, device=edges.device) + 0.5
-    return ((centres >= edges[:, :1]) & (centres < edges[:, 1:])).to(edges.dtype)
-
-
-def _windowed_sources(sources: torch.Tensor, windows: CropWindows) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each face's image (N, C, H, W) with the fill subtracted and everything outside `shown` zeroed, and the fill
-    (N, C): sampled with zeros outside the image and the fill added back, that is the original's filled source."""
-    fill = fill_values(sources, windows.fill)
-    shown = torch.as_tensor(windows.shown, dtype=sources.dtype, device=sources.device)
-    rows = _pixel_mask(shown[:, [1, 3]], sources.shape[-2])
-    columns = _pixel_mask(shown[:, [0, 2]], sources.shape[-1])
-    mask = rows[:, None, :, None] * columns[:, None, None, :]
-    return (sources - fill[:, :, None, None]) * mask, fill
-
-
-def _clamped(grid: torch.Tensor, bounds: np.ndarray, height: int, width: int) -> torch.Tensor:
-    """A (N, h, w, 2) grid_sample grid (align_corners=False) with every sample clamped to the centres of the edge
-    pixels of `bounds` (N, 4) image pixels."""
-    bounds = torch.as_tensor(bounds, dtype=grid.dtype, device=grid.device)
-    scale = grid.new_tensor([2.0 / width, 2.0 / height, 2.0 / width, 2.0 / height])
-    low_high = (bounds + grid.new_tensor([0.5, 0.5, -0.5, -0.5])) * scale - 1  # pixel centres, normalised
-    low, high = low_high[:, None, None, :2], low_high[:, None, None, 2:]
-    return torch.maximum(torch.minimum(grid, high), low)
+def window_rows(windows: CropWindows, fill: torch.Tensor, input_to_image=None) -> torch.Tensor:
+    """`windows` of N faces as the forward's window rows (`models.encoders.crop_window_rows`), (N, 14 + C) float32:
+    `fill` (N, C) in the input's scale (`fill_values`), `input_to_image` (N, 2, 3) the input pixel -> image pixel
+    affines (None: the input is the image)."""
+    fill = torch.as_tensor(fill, dtype=torch.float32)
+    if fill.dim() != 2 or len(fill) != len(windows):
+        raise ValueError(f"fill: expected one row per face ({len(windows)}, channels), got {tuple(fill.shape)}.")
+    if input_to_image is None:
+        input_to_image = np.tile(np.eye(2, 3), (len(windows), 1, 1))
+    input_to_image = torch.as_tensor(np.asarray(input_to_image, np.float64), dtype=torch.float32)
+    if input_to_image.shape != (len(windows), 2, 3):
+        raise ValueError(f"input_to_image: expected shape ({len(windows)}, 2, 3), got {tuple(input_to_image.shape)}.")
+    as_rows = [torch.as_tensor(box, dtype=torch.float32) for box in (windows.shown, windows.bounds)]
+    return crop_window_rows(input_to_image, *as_rows, fill.to(torch.float32))
 
 
 def antialias_samples(affines) -> int:
@@ -116,13 +103,14 @@ def antialias_samples(affines) -> int:
 
 
 def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antialias: bool = False,
-              windows: CropWindows | None = None) -> torch.Tensor:
+              windows: CropWindows | torch.Tensor | None = None) -> torch.Tensor:
     """Cuts one `size` x `size` crop per affine: `images` (B, C, H, W) float, `affines` (N, 2, 3) image -> crop (numpy
     or tensor), `image_index` (N,) the image each face comes from (default: face i from image i) -> (N, C, size, size).
 
     Bilinear `grid_sample(align_corners=False)` at the crop's pixel centres, zeros outside the image. With `windows`
-    (`crop_geometry.crop_windows`, one per face), the original pipeline's surroundings: its fill outside `shown` and
-    its samples clamped into `bounds` (see the module docstring). With `antialias`, a shrink by more than 2x (the
+    (`crop_geometry.crop_windows`, one per face, or their (N, 14 + C) window rows, `window_rows`, with the fill in the
+    images' scale), the original pipeline's surroundings: its fill outside `shown` and its samples clamped into
+    `bounds` (see the module docstring). With `antialias`, a shrink by more than 2x (the
     largest image-pixels-per-crop-pixel step over the faces) averages an n x n grid of samples over each crop pixel's
     footprint (n = ceil(step), at most 8): a box filter standing in for dlib's image pyramid, which extract_image_chip
     only builds beyond a 2x shrink (approximate: dlib's 5-tap pyramid blurs a little more). Without it the crop is
@@ -153,13 +141,12 @@ def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antial
     theta = torch.cat([theta_linear, theta_offset], dim=-1).to(images.device, images.dtype)
     samples = antialias_samples(affines) if antialias else 1
     grid = affine_sampling_grid(theta, size * samples, size * samples)
-    sources, fill = images[image_index], None
+    sources, rows = images[image_index], None
     if windows is not None:
-        sources, fill = _windowed_sources(sources, windows)
-        grid = _clamped(grid, windows.bounds, height, width)
-    crops = F.grid_sample(sources, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    crops = F.avg_pool2d(crops, samples) if samples > 1 else crops
-    return crops if fill is None else crops + fill[:, :, None, None]
+        rows = windows if torch.is_tensor(windows) else window_rows(windows, fill_values(sources, windows.fill))
+        rows = rows.to(sources.device, sources.dtype)
+    crops = windowed_grid_sample(sources, grid, rows)
+    return F.avg_pool2d(crops, samples) if samples > 1 else crops
 
 
-__all__ = ["CROP_FILLS", "CropWindows", "antialias_samples", "cut_crops", "fill_values"]
+__all__ = ["CROP_FILLS", "CropWindows", "antialias_samples", "cut_crops", "fill_values", "window_rows"]

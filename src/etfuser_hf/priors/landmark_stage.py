@@ -15,7 +15,9 @@ from ..models.encoders import prepare_encoder_inputs, select_feature_tokens
 
 class LandmarkStage(nn.Module):
     """The first stage: face-api's landmark net on its own crop. `(pixel_values (batch, 3, S, S), affines (batch, 2,
-    3))` -> `(logits (batch, 136),)`, plus its fusion tokens `(batch, n, d)` where it is one of the fused priors."""
+    3), windows (batch, 17) or None)` -> `(logits (batch, 136),)`, plus its fusion tokens `(batch, n, d)` where it is
+    one of the fused priors; `windows` its crop's window rows (face-api's zero bars, `CropPlan.landmark_window_rows`).
+    """
 
     def __init__(self, prior: nn.Module, spec: EncoderSpec, fused: bool):
         super().__init__()
@@ -25,8 +27,10 @@ class LandmarkStage(nn.Module):
     def output_names(self) -> list[str]:
         return ["logits", "features"] if self.fused else ["logits"]
 
-    def forward(self, pixel_values: torch.Tensor, affines: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        outputs = self.prior(pixel_values=prepare_encoder_inputs(pixel_values, self.spec, affines), return_dict=True)
+    def forward(self, pixel_values: torch.Tensor, affines: torch.Tensor,
+                windows: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
+        inputs = prepare_encoder_inputs(pixel_values, self.spec, affines, windows)
+        outputs = self.prior(pixel_values=inputs, return_dict=True)
         if self.fused:
             return outputs.logits, select_feature_tokens(outputs, self.spec, "landmark stage")
         return (outputs.logits,)

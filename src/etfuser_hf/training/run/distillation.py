@@ -93,20 +93,22 @@ class CanonicalTeacher(nn.Module):
         return cls(AutoModel.from_pretrained(source, dtype=torch.float32), label_names, spec, setting)
 
     @torch.no_grad()
-    def logits(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor | None = None) -> torch.Tensor:
+    def logits(self, pixel_values: torch.Tensor, crop_affines: torch.Tensor | None = None,
+               crop_windows: torch.Tensor | None = None) -> torch.Tensor:
         """(batch, num_labels) pretrained class scores for model inputs `pixel_values` (batch, 3, H, W) in [0, 1],
-        read on the crop `crop_affines` (batch, 2, 3) places (the student's canonical model's own, `prior_crops`)."""
+        read on the crop `crop_affines` (batch, 2, 3) places, with its window rows `crop_windows` (the student's
+        canonical model's own, `prior_crops`)."""
         self.network.eval()  # the Trainer's model.train() does not reach it: it is not a submodule of the model
-        inputs = prepare_encoder_inputs(pixel_values.float(), self.spec, crop_affines)
+        inputs = prepare_encoder_inputs(pixel_values.float(), self.spec, crop_affines, crop_windows)
         return self.network(pixel_values=inputs).logits.index_select(-1, self.class_index)
 
     def loss(self, student_logits: torch.Tensor, pixel_values: torch.Tensor,
-             crop_affines: torch.Tensor | None = None) -> torch.Tensor:
+             crop_affines: torch.Tensor | None = None, crop_windows: torch.Tensor | None = None) -> torch.Tensor:
         """The weighted distillation term for one batch."""
         device = self.class_index.device
-        if crop_affines is not None:
-            crop_affines = crop_affines.to(device)
-        teacher = self.logits(pixel_values.to(device), crop_affines).to(student_logits.device)
+        crop_affines, crop_windows = (None if value is None else value.to(device) for value in (crop_affines,
+                                                                                                 crop_windows))
+        teacher = self.logits(pixel_values.to(device), crop_affines, crop_windows).to(student_logits.device)
         return self.setting.weight * distillation_loss(student_logits, teacher, self.setting.temperature)
 
 __all__ = ["CanonicalTeacher", "Distillation", "distillation_loss", "pretrained_class_index"]

@@ -25,7 +25,7 @@ from ...metrics import (
     per_example_scores,
     predictions_from_outputs,
 )
-from ...models.input_checks import BACKBONE_CROP_KEY
+from ...models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
 from ...models.modeling_etfuser import ETFuserPreTrainedModel
 from ...models.modeling_multitask import ETFuserForMultiTaskFaceAnalysis
 from .measurements import gate_magnitude
@@ -136,8 +136,9 @@ class ETFuserTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         loss, outputs = super().compute_loss(model, inputs, return_outputs=True, num_items_in_batch=num_items_in_batch)
         if self.teacher is not None and model.training:
-            crops = (inputs.get("prior_crops") or {}).get(BACKBONE_CROP_KEY)
-            loss = loss + self.teacher.loss(outputs["logits"], inputs["pixel_values"], crops)
+            crops = inputs.get("prior_crops") or {}
+            loss = loss + self.teacher.loss(outputs["logits"], inputs["pixel_values"], crops.get(BACKBONE_CROP_KEY),
+                                            crops.get(BACKBONE_CROP_KEY + WINDOW_SUFFIX))
         return (loss, outputs) if return_outputs else loss
 
     def get_decay_parameter_names(self, model: nn.Module) -> list[str]:
