@@ -7,7 +7,7 @@ Value checks need a host sync, so they run in eager mode only, never under traci
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import torch
 from transformers.utils.import_utils import is_tracing
@@ -121,17 +121,8 @@ def check_prior_crops(config: ETFuserConfig, prior_crops: Mapping[str, torch.Ten
             got = tuple(affines.shape) if isinstance(affines, torch.Tensor) else type(affines).__name__
             raise ValueError(f"prior_crops[{name!r}] must have shape (batch, 2, 3) (one image -> crop affine per "
                              f"image), got {got}.")
-        if not affines.is_floating_point():
-            raise ValueError(f"prior_crops[{name!r}] must be a float tensor, got dtype {affines.dtype}.")
-        if tracing:
-            continue  # symbolic batch sizes and values: checked in eager calls only
-        if affines.shape[0] != pixel_values.shape[0]:
-            raise ValueError(f"prior_crops[{name!r}] holds {affines.shape[0]} affines but pixel_values "
-                             f"{pixel_values.shape[0]} images; expected one per image.")
-        determinant = affines[:, 0, 0] * affines[:, 1, 1] - affines[:, 0, 1] * affines[:, 1, 0]
-        if not (torch.isfinite(affines).all() and (determinant != 0).all()):
-            raise ValueError(f"prior_crops[{name!r}]: expected finite, invertible affines, got NaN, inf or a "
-                             "singular 2x2 part.")
+        _check_per_image_values(name, affines, lambda: affines[:, :, :2], "affines", "finite, invertible affines",
+                                pixel_values, tracing)
 
 
 def check_crop_windows(key: str, rows: torch.Tensor, affines: torch.Tensor | None, pixel_values: torch.Tensor,
@@ -147,17 +138,26 @@ def check_crop_windows(key: str, rows: torch.Tensor, affines: torch.Tensor | Non
         got = tuple(rows.shape) if isinstance(rows, torch.Tensor) else type(rows).__name__
         raise ValueError(f"prior_crops[{key!r}] must have shape (batch, {width}) (per image the input -> image affine "
                          f"(6), shown (4), bounds (4), fill per channel ({pixel_values.shape[1]})), got {got}.")
-    if not rows.is_floating_point():
-        raise ValueError(f"prior_crops[{key!r}] must be a float tensor, got dtype {rows.dtype}.")
+    _check_per_image_values(key, rows, lambda: rows[:, :6].reshape(-1, 2, 3)[:, :, :2], "windows",
+                            "finite windows with an invertible input -> image affine", pixel_values, tracing)
+
+
+def _check_per_image_values(key: str, values: torch.Tensor, linear_part: Callable[[], torch.Tensor], what: str,
+                            expected: str, pixel_values: torch.Tensor, tracing: bool) -> None:
+    """`prior_crops[key]` is float, one row per image of `pixel_values`, finite, and its (batch, 2, 2) `linear_part()`
+    invertible (the values unchecked while tracing: symbolic batch sizes and values are checked in eager calls
+    only, and a traced graph records no check)."""
+    if not values.is_floating_point():
+        raise ValueError(f"prior_crops[{key!r}] must be a float tensor, got dtype {values.dtype}.")
     if tracing:
-        return  # symbolic batch sizes and values: checked in eager calls only
-    if rows.shape[0] != pixel_values.shape[0]:
-        raise ValueError(f"prior_crops[{key!r}] holds {rows.shape[0]} windows but pixel_values "
+        return
+    if values.shape[0] != pixel_values.shape[0]:
+        raise ValueError(f"prior_crops[{key!r}] holds {values.shape[0]} {what} but pixel_values "
                          f"{pixel_values.shape[0]} images; expected one per image.")
-    determinant = rows[:, 0] * rows[:, 4] - rows[:, 1] * rows[:, 3]
-    if not (torch.isfinite(rows).all() and (determinant != 0).all()):
-        raise ValueError(f"prior_crops[{key!r}]: expected finite windows with an invertible input -> image affine, "
-                         "got NaN, inf or a singular 2x2 part.")
+    linear = linear_part()
+    determinant = linear[:, 0, 0] * linear[:, 1, 1] - linear[:, 0, 1] * linear[:, 1, 0]
+    if not (torch.isfinite(values).all() and (determinant != 0).all()):
+        raise ValueError(f"prior_crops[{key!r}]: expected {expected}, got NaN, inf or a singular 2x2 part.")
 
 
 def check_pixel_values(pixel_values: torch.Tensor) -> None:
