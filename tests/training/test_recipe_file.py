@@ -10,6 +10,7 @@ import json
 import datasets
 import pytest
 
+from etfuser_hf.training.comparison.augment_options import run_augmentation
 from etfuser_hf.training.comparison import protocol
 from etfuser_hf.training.comparison.protocol import ProtocolContext, train_run
 from etfuser_hf.training.comparison.recipe_file import read_recipe, sweep_recipe, task_fields, write_recipe
@@ -23,8 +24,15 @@ SHRUNK = ["--num-train", "8", "--num-validation", "4", "--num-test", "4", "--ima
 
 
 def what_the_trainer_gets(monkeypatch, tmp_path, row, task, **run_options) -> tuple[float, dict]:
-    """(learning rate, model overrides) that `train_run` hands the Trainer and `build_task_model` for `row`."""
+    """(learning rate, model overrides) that `train_run` hands the Trainer and `build_task_model` for `row`, with the
+    row's augmentation setting (which the run's views come from) among the overrides where it has one."""
     seen = {}
+    chosen_augmentation = {}
+
+    def recording_run_augmentation(job, setting):
+        if setting:
+            chosen_augmentation["augmentation"] = dict(setting)
+        return run_augmentation(job, setting)
 
     def fake_train_model(name, *args, **kwargs):
         seen["learning_rate"] = kwargs["learning_rate"]
@@ -34,6 +42,7 @@ def what_the_trainer_gets(monkeypatch, tmp_path, row, task, **run_options) -> tu
         seen["overrides"] = overrides
         return type("Model", (), {"config": None})()
 
+    monkeypatch.setattr(protocol, "run_augmentation", recording_run_augmentation)
     monkeypatch.setattr(protocol, "train_model", fake_train_model)
     monkeypatch.setattr(protocol, "build_task_model", fake_build_task_model)
     monkeypatch.setattr(ProtocolContext, "collator", lambda self, task, model, prior_feature=None: None)
@@ -41,7 +50,7 @@ def what_the_trainer_gets(monkeypatch, tmp_path, row, task, **run_options) -> tu
                               tmp_path, {})
     with pytest.raises(StopIteration):
         train_run(row, task, 0, context, **run_options)
-    return seen["learning_rate"], seen["overrides"]
+    return seen["learning_rate"], {**seen["overrides"], **chosen_augmentation}
 
 
 @pytest.mark.parametrize("settings", [{}, {"prior_feature": {"feature": "grid", "grid_size": 2}},
@@ -158,3 +167,24 @@ def test_recipe_file_bad_main_tokens_is_refused_by_name(tmp_path):
     path.write_text(json.dumps(recipe))
     with pytest.raises(ValueError, match="tasks.age_group.main_tokens: expected 'pooled' or 'spatial', got 'grid'"):
         read_recipe(path)
+
+
+def test_recipe_file_row_tuned_as_another_trains_with_its_own_choice(monkeypatch, tmp_path):
+    """concat-mlp-grid is tuned as concat-mlp; where a sweep chose for both, each trains with its own setting."""
+    from etfuser_hf.training.validation_sweep import augmentation_candidates, candidate_record
+
+    (base,) = resolve_tasks(["expression"], synthetic=True)
+    settings = {"concat-mlp": {"level": "light", "views": 2}, "concat-mlp-grid": {"level": "standard", "views": 4}}
+    chosen = {}
+    for row, setting in settings.items():
+        (candidate,) = augmentation_candidates(base, [ROWS[row]], [setting])
+        chosen[row] = (candidate, candidate_record(base, candidate, [0.5, 0.5]))
+    path = write_recipe(tmp_path / "recipe.json", sweep_recipe(
+        {"expression": {row: record for row, (_, record) in chosen.items()}}, {"expression": "accuracy"},
+        {"expression": {row: 1 for row in chosen}}, "python training/sweep.py ...", [0, 1], builds_on_defaults=True))
+    (task,) = resolve_tasks(["expression"], synthetic=True, recipe=read_recipe(path))
+    for row, (candidate, _) in chosen.items():
+        from_recipe = what_the_trainer_gets(monkeypatch, tmp_path, ROWS[row], task)
+        swept = what_the_trainer_gets(monkeypatch, tmp_path, candidate.as_row(), base,
+                                      learning_rate=candidate.learning_rate)
+        assert from_recipe == swept and from_recipe[1]["augmentation"] == settings[row]

@@ -81,8 +81,8 @@ class SweepCandidate:
                          spatial: bool = False) -> SweepCandidate:
         """`row` with `settings` at the rate and canonical share `task` already chose for it on validation, reading
         the tokens `task` chose for it too unless the candidate is `spatial` (it sets its own)."""
-        scale = task.row_overrides.get(row.tuning, {}).get("backbone_learning_rate_scale", 1.0)
-        return cls(row, task.row_learning_rate(row.tuning), scale, settings, tag, spatial, at_chosen_tokens=not spatial)
+        scale = task.tuned_overrides(row).get("backbone_learning_rate_scale", 1.0)
+        return cls(row, task.tuned_learning_rate(row), scale, settings, tag, spatial, at_chosen_tokens=not spatial)
 
     @property
     def description(self) -> str:

@@ -108,7 +108,7 @@ def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = N
     spatial = {}
     if row.reads_spatial(task.main_tokens):
         spatial = {key: value for key, value in task.spatial.items() if key != "fusion_mode" or own_mode is None}
-    return {**fusion, **task.row_overrides.get(row.tuning, {}), **spatial, **row.overrides, **(overrides or {})}
+    return {**fusion, **task.tuned_overrides(row), **spatial, **row.overrides, **(overrides or {})}
 
 
 def needs_token_backbone(overrides: dict) -> bool:
@@ -133,7 +133,7 @@ def distinct_rows(rows: Sequence[Row], task: FaceTask) -> list[Row]:
     et-fuser-pooled where et-fuser reads pooled priors, or the spatial rows of a task without a spatial setting)."""
     kept, seen = [], []
     for row in rows:
-        key = (row.probe, row.num_priors, row_recipe(row, task), task.row_learning_rate(row.tuning))
+        key = (row.probe, row.num_priors, row_recipe(row, task), task.tuned_learning_rate(row))
         if key in seen:
             print(f"{task.name}: {row.name} trains exactly as an earlier row there; trained once")
             continue
@@ -173,7 +173,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     trained = apply_lora(model, context.lora_rank) if lora else model
     checkpoints = context.output_dir / "checkpoints" / task.name / f"{row.name}-seed{seed}"
     resume = context.resume and any(checkpoints.glob("checkpoint-*"))
-    arguments = {"learning_rate": task.row_learning_rate(row.tuning), **context.run_settings, "seed": seed,
+    arguments = {"learning_rate": task.tuned_learning_rate(row), **context.run_settings, "seed": seed,
                  "data_seed": seed}
     if learning_rate is not None:  # a sweep's candidate rate wins over every other
         arguments["learning_rate"] = learning_rate

@@ -48,6 +48,7 @@ from ...data.sources.base import ColumnSpec
 from ...metrics import DEFAULT_METRICS, GREATER_IS_BETTER
 from .objective import TaskObjective, apply_objectives
 from .recipe_file import task_fields
+from .rows import Row
 
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 SCRATCH_CANONICAL = "scratch-vit"
@@ -129,6 +130,18 @@ class FaceTask:
     def row_learning_rate(self, row: str) -> float:
         """The learning rate `row` trains with on this task."""
         return self.row_learning_rates.get(row, self.learning_rate)
+
+    def tuned_learning_rate(self, row: Row) -> float:
+        """The rate `row` trains with: its own where one was chosen for it (a recipe file's), else the rate of the
+        row it is tuned as."""
+        return self.row_learning_rate(row.name if row.name in self.row_learning_rates else row.tuning)
+
+    def tuned_overrides(self, row: Row) -> dict[str, Any]:
+        """What was chosen on validation for `row`: the overrides of the row it is tuned as, and over them its own
+        where a recipe file chose for it by name (a swept concat-mlp-grid keeps its own augmentation, not
+        concat-mlp's)."""
+        own = self.row_overrides.get(row.name, {}) if row.name != row.tuning else {}
+        return {**self.row_overrides.get(row.tuning, {}), **own}
 
     @property
     def is_classification(self) -> bool:
