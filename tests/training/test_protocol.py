@@ -211,6 +211,13 @@ def test_seeds_give_distinct_runs_and_a_mean_and_std(prior_dirs, tiny_splits, tm
     markdown = render_task_table(table)
     assert "| et-fuser |" in markdown and "| canonical |" in markdown and " ± " in markdown
     assert "test split" in markdown
+    assert all(row["augmentation"] == "none" for row in table["rows"]) and "augmentation (training" not in markdown
+    table["rows"][0]["augmentation"] = "light, 2 views"  # a row trained on its chosen views gets the column
+    lines = render_task_table(table).splitlines()
+    header, rule, main = (next(i for i, line in enumerate(lines) if line.startswith("| variant")) + k for k in range(3))
+    assert "| augmentation (training split) |" in lines[header]
+    assert lines[header].count("|") == lines[rule].count("|") == lines[main].count("|")
+    assert "| light, 2 views |" in lines[main] and "| none |" in lines[main + 1]
 
 
 def test_seed_ttest_mcnemar_and_permutation_test_agree_with_scipy_on_known_cases():

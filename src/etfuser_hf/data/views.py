@@ -61,6 +61,13 @@ class Augmentation:
     def renders_views(self) -> bool:
         return self.level != "none" and self.mode == "views" and self.views > 1
 
+    @property
+    def label(self) -> str:
+        """In words, for a table: "none", "light, 2 views" or "strong, online"."""
+        if self.level == "none":
+            return "none"
+        return f"{self.level}, online" if self.online else f"{self.level}, {self.views} views"
+
     def record(self) -> dict[str, Any]:
         return {"level": self.level, "mode": self.mode if self.level != "none" else None,
                 "views": self.views if self.renders_views else None, "seed": self.seed}

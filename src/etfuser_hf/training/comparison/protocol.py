@@ -186,6 +186,7 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     result.params = count_parameters(model)
     result.learning_rate = arguments["learning_rate"]
     result.canonical_learning_rate_scale = float(getattr(model.config, "backbone_learning_rate_scale", 1.0))
+    result.augmentation = augmentation.label
     if trained is not model:
         result.params["params_trainable"] = sum(p.numel() for p in trained.parameters() if p.requires_grad)
         result.description += f" (LoRA rank {context.lora_rank} on the canonical model, merged)"

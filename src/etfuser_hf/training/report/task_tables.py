@@ -77,6 +77,7 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
             "params_trainable": results[0].params.get("params_trainable"),
             "learning_rate": results[0].learning_rate,
             "canonical_learning_rate_scale": results[0].canonical_learning_rate_scale,
+            "augmentation": results[0].augmentation,
             "candidates": task.candidates_per_row.get(name),
             "gate_magnitude": _per_seed(results, "gate_magnitude"),
             "real_face_agreement": _per_seed(results, "real_face_agreement"),
@@ -196,6 +197,7 @@ def render_task_table(table: Mapping[str, Any]) -> str:
     kind = " ".join(part for part in (kind, f"({table['units']})" if table.get("units") else "") if part)
     extra = [name for name in table.get("metrics", [metric])[1:]
              if any(name in row["test"] for row in table["rows"])]
+    augmented = any(row.get("augmentation") not in (None, "none") for row in table["rows"])
     lines = [
         f"### {table['task']}{f' ({kind})' if kind else ''}: test-split {METRIC_LABELS.get(metric, metric)}, "
         f"mean ± std over seeds "
@@ -208,8 +210,9 @@ def render_task_table(table: Mapping[str, Any]) -> str:
         + "".join(f"test {name} | " for name in extra)
         + f"p vs {main}, t-test over seeds (test split) | "
         f"Holm-adjusted p (over {others} rows) | p vs {main}, {per_seed_test} per seed (test split) | params | "
-        f"trainable | lr (canonical) | candidates on validation | description |",
-        "|---|---|---|" + "---|" * len(extra) + "---|---|---|---|---|---|---|---|",
+        f"trainable | lr (canonical) | " + ("augmentation (training split) | " if augmented else "")
+        + "candidates on validation | description |",
+        "|---|---|---|" + "---|" * (len(extra) + augmented) + "---|---|---|---|---|---|---|---|",
     ]
     for row in table["rows"]:
         t_test, holm = row.get("p_seeds_ttest_vs_main"), row.get("p_seeds_ttest_vs_main_holm")
@@ -220,7 +223,8 @@ def render_task_table(table: Mapping[str, Any]) -> str:
             + f"{'—' if t_test is None else f'{t_test:.4f}'} | {'—' if holm is None else f'{holm:.4f}'} | "
             f"{'—' if per_seed is None else ', '.join(f'{value:.4f}' for value in per_seed)} | "
             f"{_params(row['params_total'])} | {_params(row['params_trainable'])} | "
-            f"{_rate(row)} | {'—' if row.get('candidates') is None else row['candidates']} | "
+            f"{_rate(row)} | " + (f"{row.get('augmentation') or '—'} | " if augmented else "")
+            + f"{'—' if row.get('candidates') is None else row['candidates']} | "
             f"{row['description']} |")
     for pair in table.get("same_tokens") or []:
         p, per_seed = pair["p_seeds_ttest"], ", ".join(f"{value:.4f}" for value in pair["p_per_seed"])

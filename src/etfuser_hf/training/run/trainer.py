@@ -52,6 +52,7 @@ class RunResult:
     canonical_learning_rate_scale: float = 1.0  # the canonical model's share of `learning_rate`
     gate_magnitude: float | None = None  # mean |tanh(g)| of the selected checkpoint's fusion gate; None: no gate
     real_face_agreement: float | None = None  # agreement with the pretrained canonical net on real faces (forgetting.py)
+    augmentation: str | None = None  # the training split's augmentation (`views.Augmentation.label`); None: a probe
 
 
 CLASS_PROBLEM_TYPES = ("single_label_classification", "multi_label_classification")
