@@ -188,3 +188,15 @@ def test_recipe_file_row_tuned_as_another_trains_with_its_own_choice(monkeypatch
         swept = what_the_trainer_gets(monkeypatch, tmp_path, candidate.as_row(), base,
                                       learning_rate=candidate.learning_rate)
         assert from_recipe == swept and from_recipe[1]["augmentation"] == settings[row]
+
+
+def test_recipe_file_shipped_in_recipes_reads_and_gives_each_row_its_choice():
+    """recipes/synthetic-augmentation.json (docs/recipe.md's augmentation sweep) is a valid recipe: et-fuser keeps
+    its task's tokens, and each swept row its own augmentation."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / "synthetic-augmentation.json"
+    expression, age_group = resolve_tasks(["expression", "age_group"], synthetic=True, recipe=read_recipe(path))
+    assert (expression.main_tokens, age_group.main_tokens) == ("pooled", "spatial")
+    assert expression.tuned_overrides(ROWS["et-fuser"])["augmentation"] == {"level": "light", "views": 2}
+    assert age_group.tuned_overrides(ROWS["concat-mlp-grid"])["augmentation"] == {"level": "none"}
