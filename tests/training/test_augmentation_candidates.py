@@ -89,7 +89,14 @@ def test_augment_candidates_a_run_trains_on_its_rows_chosen_views(monkeypatch, t
             train_run(ROWS["et-fuser"], task, 0, context, **({"augmentation": setting} if setting else {}))
         assert "augmentation" not in seen["overrides"]  # a data setting, never a model one
         assert sorted(set(seen["train"][VIEW_INDEX_COLUMN])) == views
-        assert len(seen["sampler"]) == 2  # one draw per image and epoch, among its own views
+        if setting:
+            assert len(seen["sampler"]) == 2  # one draw per image and epoch, among its own views
+        else:  # one row per image: the Trainer's own shuffling, the order it draws in a job without views
+            assert seen["sampler"] is None
+    monkeypatch.setattr(protocol, "best_prior_probe", lambda task, seed, context, train, evaluate_test: seen.update(
+        probe_train=train))
+    train_run(ROWS["probe-best-prior"], task, 0, context)
+    assert list(seen["probe_train"][VIEW_INDEX_COLUMN]) == [0, 0]  # not the views other rows chose
 
 
 def test_augment_candidates_are_parsed_checked_and_the_same_for_every_row():

@@ -19,7 +19,7 @@ from ...data.collators import FaceCollator
 from ...data.face_crops import landmark_labels_in_frame
 from ...data.feature_cache import feature_view, pooled_prior_features
 from ...data.image_cache import PIXEL_COLUMN
-from ...data.views import VIEW_COLUMN, Augmentation, EpochSampler, first_view_rows, image_groups, views_for
+from ...data.views import Augmentation, EpochSampler, first_view_rows, image_groups, views_for
 from ...metrics import GREATER_IS_BETTER
 from ...models.fusion_modes import fusion_mode_properties
 from ...models.image_processing_etfuser import ETFuserImageProcessor
@@ -151,8 +151,8 @@ def train_run(row: Row, task: FaceTask, seed: int, context: ProtocolContext,
     row's own (`task.row_learning_rate`); `evaluate_test=False` (validation sweeps) never predicts the test split and
     reports validation."""
     train = context.train_split(seed) if train is None else train
-    if row.probe:
-        return best_prior_probe(task, seed, context, train, evaluate_test)
+    if row.probe:  # the job's own views only: other rows' chosen views would give it their augmentation
+        return best_prior_probe(task, seed, context, views_for(train, context.augmentation), evaluate_test)
     import torch
 
     torch.manual_seed(seed)
@@ -201,10 +201,13 @@ def epoch_sampler(task: FaceTask, train: datasets.Dataset, seed: int) -> EpochSa
     """The order a run draws its training rows in: one view per image per epoch where views were rendered, each class
     equally often under a balanced sampler (`objective.TaskObjective.image_weights`); None: the Trainer's own."""
     balanced = task.objective.sampler == BALANCED
-    if not balanced and VIEW_COLUMN not in train.column_names:
+    groups = image_groups(train)
+    if not balanced and len(np.unique(groups)) == len(groups):
+        # one row per image (no views, or a run without augmentation in a job that rendered views for other rows):
+        # the Trainer's own shuffling, so that such a run draws the order it draws in a job without views
         return None
     weights = task.objective.image_weights(task, train.select(first_view_rows(train))) if balanced else None
-    return EpochSampler(image_groups(train), seed, weights)
+    return EpochSampler(groups, seed, weights)
 
 
 def canonical_teacher(task: FaceTask, context: ProtocolContext, model: Any, setting: Distillation) -> CanonicalTeacher:
