@@ -124,10 +124,13 @@ def windowed_grid_sample(sources: torch.Tensor, grid: torch.Tensor, windows: tor
     image pixels by the row's affine, lies outside `shown` holds the fill, and every sample is clamped, in image
     pixels, to the centres of the edge pixels of `bounds`.
 
-    The fill is subtracted before the zeros-padded sample and added after it: a sample on the edge of a bar blends the
-    image with the fill as the original's resampler does, and past the sources' edge it is the fill, not black. Where
-    the sources are the image (an identity affine) this is exact; where they are a rotated crop of it (a loose
-    canonical crop), the bars' edges follow the crop's pixels, so they are exact to about a pixel."""
+    Computed without a masked copy of the sources per face (which cost `analyze` a full photo per face): bilinear
+    weights are separable, so a sample's share on shown pixels is the product, per axis, of one minus its distance
+    (in image pixels) to the span of the shown pixels' centres, and the shown pixels it reads are read by sampling at
+    its position clamped into that span; the rest of its weight takes the fill. A sample on the edge of a bar blends
+    the image with the fill as the original's resampler does, and past the sources' edge it is the fill, not black.
+    Where the sources are the image (an identity affine) this is exact; where they are a rotated crop of it (a loose
+    canonical crop), the bars' edges are placed in image pixels and read from the crop's, exact to about a pixel."""
     if windows is None:
         return F.grid_sample(sources, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     windows = windows.to(sources.dtype)
@@ -135,22 +138,27 @@ def windowed_grid_sample(sources: torch.Tensor, grid: torch.Tensor, windows: tor
     to_image = windows[:, WINDOW_AFFINE].reshape(-1, 2, 3)
     shown, bounds = windows[:, WINDOW_SHOWN], windows[:, WINDOW_BOUNDS]
     fill = windows[:, WINDOW_GEOMETRY_FIELDS:]
-    xs = torch.arange(width, dtype=sources.dtype, device=sources.device)[None, None, :] + 0.5
-    ys = torch.arange(height, dtype=sources.dtype, device=sources.device)[None, :, None] + 0.5
-    image_x, image_y = _apply_affines(to_image, xs, ys)  # each source pixel's centre in image pixels, (N, H, W)
-    box = shown[:, :, None, None]
-    inside = (image_x >= box[:, 0]) & (image_x < box[:, 2]) & (image_y >= box[:, 1]) & (image_y < box[:, 3])
-    filled = (sources - fill[:, :, None, None]) * inside[:, None].to(sources.dtype)
-    # the clamp is taken in image pixels (where `bounds` lives), then the samples go back to the sources' grid
+    # the clamp is taken in image pixels (where `bounds` and `shown` live), then the samples go back to the sources
     sample_x, sample_y = (grid[..., 0] + 1) * (width / 2.0), (grid[..., 1] + 1) * (height / 2.0)
     image_x, image_y = _apply_affines(to_image, sample_x, sample_y)
     edges = bounds[:, :, None, None]
     image_x = torch.minimum(torch.maximum(image_x, edges[:, 0] + 0.5), edges[:, 2] - 0.5)
     image_y = torch.minimum(torch.maximum(image_y, edges[:, 1] + 0.5), edges[:, 3] - 0.5)
-    sample_x, sample_y = _apply_affines(invert_affines(to_image), image_x, image_y)
-    clamped = torch.stack([sample_x * (2.0 / width) - 1, sample_y * (2.0 / height) - 1], dim=-1)
-    crops = F.grid_sample(filled, clamped, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return crops + fill[:, :, None, None]
+    # centres of the first and last shown pixel per axis: pixel i is shown where i + 0.5 lies in [x1, x2)
+    first = (torch.ceil(shown[:, :2] - 0.5) + 0.5)[:, :, None, None]
+    last = (torch.ceil(shown[:, 2:] - 0.5) - 0.5)[:, :, None, None]
+    weight = sources.new_ones(image_x.shape)
+    clamped = []
+    for axis, position in enumerate((image_x, image_y)):
+        inside = torch.minimum(torch.maximum(position, first[:, axis]), last[:, axis])
+        span = (last[:, axis] >= first[:, axis]).to(sources.dtype)  # an empty span shows nothing
+        weight = weight * (1 - (position - inside).abs()).clamp(min=0) * span
+        clamped.append(inside)
+    sample_x, sample_y = _apply_affines(invert_affines(to_image), *clamped)
+    at = torch.stack([sample_x * (2.0 / width) - 1, sample_y * (2.0 / height) - 1], dim=-1)
+    crops = F.grid_sample(sources, at, mode="bilinear", padding_mode="zeros", align_corners=False)
+    weight = weight[:, None]
+    return crops * weight + fill[:, :, None, None] * (1 - weight)
 
 
 def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int],
