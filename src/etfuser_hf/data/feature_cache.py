@@ -23,7 +23,6 @@ from typing import Any
 import datasets
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import torch
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
@@ -31,6 +30,7 @@ from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..priors.crop_plan import CropPlan
 from .alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
 from .face_crops import aligned_inputs, face_crops
+from .feature_rows import leaf_values
 from .image_decoding import BadImage, decode_encoded
 from .image_keys import image_keys
 
@@ -73,10 +73,7 @@ def flat_values(dataset: datasets.Dataset, column: str) -> np.ndarray:
     (the bulk of a warm start's time at AffectNet scale)."""
     values = dataset.with_format("arrow")[:][column]
     values = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
-    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or pa.types.is_fixed_size_list(
-            values.type):
-        values = pc.list_flatten(values)
-    return np.asarray(values.to_numpy(zero_copy_only=False), np.float32)
+    return np.asarray(leaf_values(values).to_numpy(zero_copy_only=False), np.float32)
 
 
 class PriorFeatureCache:

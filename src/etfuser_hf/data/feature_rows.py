@@ -20,6 +20,16 @@ import torch
 FIXED_SHAPE_FEATURES = (datasets.Array2D, datasets.Array3D)
 
 
+def leaf_values(values: pa.Array) -> pa.Array:
+    """The numbers of a (nested) list or fixed-shape array column's Arrow array, row after row, flat: an extension
+    array (`Array2D`) is read through its storage, every list level flattened (respecting slices' offsets)."""
+    values = values.storage if isinstance(values, pa.ExtensionArray) else values
+    while pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or pa.types.is_fixed_size_list(
+            values.type):
+        values = values.flatten()
+    return values
+
+
 class ColumnArrays:
     """One fixed-shape (`Array2D`/`Array3D`) column of a dataset as numpy, row `i` the dataset's row `i` (through its
     indices mapping, after `select`/`shuffle`): `rows(indices)` -> (len(indices), *shape) float32 (a copy of those
@@ -53,10 +63,7 @@ class ColumnArrays:
         self._read(state["column"], state["shape"])
 
     def _chunk_array(self, chunk: pa.Array) -> np.ndarray:
-        values = chunk.storage if isinstance(chunk, pa.ExtensionArray) else chunk
-        while pa.types.is_list(values.type) or pa.types.is_large_list(values.type) or pa.types.is_fixed_size_list(
-                values.type):
-            values = values.flatten()
+        values = leaf_values(chunk)
         if values.null_count:
             raise ValueError(f"a feature column holds missing values ({values.null_count}); rebuild its cache.")
         return values.to_numpy(zero_copy_only=False).reshape(len(chunk), *self.shape)
@@ -98,4 +105,4 @@ class CachedFeatureRows(torch.utils.data.Dataset):
         return self.__getitems__([int(index)])[0]
 
 
-__all__ = ["FIXED_SHAPE_FEATURES", "CachedFeatureRows", "ColumnArrays"]
+__all__ = ["FIXED_SHAPE_FEATURES", "CachedFeatureRows", "ColumnArrays", "leaf_values"]
