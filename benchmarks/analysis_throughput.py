@@ -10,8 +10,9 @@ it (models loaded, sessions created; one-off ONNX exports are done beforehand an
       (calibrated on SYNTHETIC faces; the quantisation is one-off and cached, done in the warm-up);
   (c) the floor: detection as in (a), then every network the table reads once under onnxruntime, batched, each on
       its own crop cut straight from the frame (`CropPlan`, image frame) by one warp per face (`crops.warp_crops`, as
-      analyze cuts its canonical crops): face-api's landmark net first (its points place the dlib chips and the
-      recognition square), then the other priors, the canonical model and the companions with a net of their own
+      analyze cuts its canonical crops): dlib's 5-point predictor on each frame where a network cuts dlib's chip (its
+      points place that chip, as in analyze), face-api's landmark net first (its points place the recognition
+      square), then the other priors, the canonical model and the companions with a net of their own
       (`extras.load_companions`), with no canonical crop, no fusion and no table (what any pipeline running these
       networks on their authors' crops pays);
   (d) the original models one after another in their own runtimes, as their packages run them: MTCNN's cascade one
@@ -102,6 +103,7 @@ from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
 from etfuser_hf.priors.convert_face_priors import RECIPES, ensure_face_priors
 from etfuser_hf.priors.crop_plan import FaceGeometry
+from etfuser_hf.priors.dlib_shape_predictor import converted_shape_predictor, rectangles_from_mtcnn
 from etfuser_hf.priors.face_detection import MTCNN, OnnxMTCNN, align_face, align_faces
 from etfuser_hf.priors.fetch import SOURCES, default_cache_dir
 from etfuser_hf.priors.mtcnn_onnx import ensure_mtcnn_onnx
@@ -233,6 +235,8 @@ def floor(files, graph: AnalysisGraph, detector: MTCNN, batch_size: int, workdir
     sessions = {name: onnxruntime.InferenceSession(str(workdir / f"{name}.onnx"), options,
                                                    providers=["CPUExecutionProvider"]) for name in networks}
     detector, plan, faces_done = OnnxMTCNN(detector), graph.plan, 0
+    # dlib's chip is placed by dlib's 5-point predictor on the frame, as analyze's detection places it
+    shape_predictor = converted_shape_predictor() if plan.needs_dlib_points else None
 
     def run(name: str, frames: list[np.ndarray], image_index: np.ndarray, affines: np.ndarray) -> dict:
         geometry = plan.landmark_geometry if name == landmark_name else plan.geometries[name]
@@ -251,9 +255,11 @@ def floor(files, graph: AnalysisGraph, detector: MTCNN, batch_size: int, workdir
             continue
         sizes = np.asarray([frames[index].shape[:2] for index in image_index], np.float64)
         image_frame = np.tile(np.eye(2, 3), (len(image_index), 1, 1))  # crops placed in the frame itself
+        dlib_points = None if shape_predictor is None else np.concatenate(
+            [shape_predictor(frame, rectangles_from_mtcnn(points)) for frame, (_, _, points) in zip(frames, found)])
         faces = FaceGeometry(np.concatenate([boxes for boxes, _, _ in found]).astype(np.float64),
                              np.concatenate([points for _, _, points in found]).astype(np.float64), sizes,
-                             image_frame)
+                             image_frame, dlib_points=dlib_points)
         for first in range(0, len(faces), batch_size):
             batch, index = faces[first:first + batch_size], image_index[first:first + batch_size]
             landmarks = None

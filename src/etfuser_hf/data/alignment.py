@@ -4,8 +4,9 @@ cached, the way `analyze` finds it, so that training, `etfuser evaluate` and `an
 Per image (`FaceAligner.align`): the face's box and MTCNN's five points (the detector's, or placed by the layout's
 face policy), its loose canonical crop cut from the photo with analyze's code (`priors.crop_warp`), and face-api's 68
 landmarks from its landmark net on its own crop of that canonical crop (`priors.landmark_stage`,
-`CropPlan.landmark_affines`): analyze's first stage. Every network's crop follows from these through the model's
-`CropPlan` (`data.face_crops.aligned_inputs`).
+`CropPlan.landmark_affines`): analyze's first stage; and, as analyze's detection, dlib's 5-point predictor on the
+photo (`priors.dlib_shape_predictor`, its rectangle from the five points), which places dlib's chip. Every network's
+crop follows from these through the model's `CropPlan` (`data.face_crops.aligned_inputs`).
 
 Face policies, declared per layout by each reader (`SourceReport.faces`):
 - "detect": MTCNN on the file (an image folder or manifest of full frames). An image where it finds no face is taken
@@ -44,19 +45,22 @@ from .mask_synthesis import mean_face_landmarks
 # the other columns hold the rest of the face's geometry in image pixels.
 ALIGNMENT_COLUMN = "face_alignment"
 BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN, FOUND_COLUMN = "face_box", "face_points", "face_image_size", "face_found"
-GEOMETRY_COLUMNS = (ALIGNMENT_COLUMN, BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN)  # what a batch reads of a face
+DLIB_POINTS_COLUMN = "face_dlib_points"  # dlib's 5-point predictor's points in image pixels (`FaceGeometry.dlib_points`)
+GEOMETRY_COLUMNS = (ALIGNMENT_COLUMN, BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN, DLIB_POINTS_COLUMN)  # what a batch reads
 ALIGNMENT_COLUMNS = GEOMETRY_COLUMNS + (FOUND_COLUMN,)
 # How each face was found (FOUND_COLUMN): by the detector, taken whole after the detector missed it, taken whole by
 # the layout's policy, placed in the dataset's box, or not at all (the image cannot be decoded: dropped later, where
 # the decode stage counts it).
 FOUND_KINDS = ("detected", "missed", "whole_image", "box", "undecodable")
 POLICIES = ("detect", "whole_image", "box:<column>")
-ALIGNMENT_VERSION = "2"  # bump when what `align` computes changes: it is part of the cache key; 2: the
-# landmark net reads its crop with face-api's zero bars (`CropPlan.landmark_window_rows`), as analyze's first stage
+ALIGNMENT_VERSION = "3"  # bump when what `align` computes changes: it is part of the cache key; 2: the
+# landmark net reads its crop with face-api's zero bars (`CropPlan.landmark_window_rows`), as analyze's first stage;
+# 3: dlib's 5-point predictor's points (DLIB_POINTS_COLUMN), which place dlib's chip as in analyze
 FEATURES = datasets.Features({
     ALIGNMENT_COLUMN: datasets.Array2D((68, 2), "float32"),
     BOX_COLUMN: datasets.Sequence(datasets.Value("float32"), length=4),
     POINTS_COLUMN: datasets.Array2D((5, 2), "float32"),
+    DLIB_POINTS_COLUMN: datasets.Array2D((5, 2), "float32"),
     SIZE_COLUMN: datasets.Sequence(datasets.Value("int32"), length=2),
     FOUND_COLUMN: datasets.Value("string"),
 })
@@ -108,11 +112,12 @@ def _prior_manifests(cache_dir: str | os.PathLike | None, names: Sequence[str]) 
 class FaceAligner:
     """Finds each image's face as `analyze` does: `detector` an `MTCNN` (default: the converted facenet-pytorch
     weights), `landmarks` a `LandmarkStage` (default: the converted face-api landmark net), both loaded on first use
-    from `cache_dir` (the prior cache)."""
+    from `cache_dir` (the prior cache), as is dlib's converted 5-point predictor."""
 
     def __init__(self, detector=None, landmarks=None, cache_dir: str | os.PathLike | None = None,
                  batch_size: int = 32):
         self._detector, self._landmarks, self.cache_dir, self.batch_size = detector, landmarks, cache_dir, batch_size
+        self._shape_predictor = None
         # given networks are fingerprinted by their weights; the default ones by their converted folders' manifests
         self._given = {"mtcnn": detector is not None, "face_landmarks": landmarks is not None}
         self._fingerprint: str | None = None
@@ -134,6 +139,14 @@ class FaceAligner:
             self._landmarks = converted_landmark_stage(self.cache_dir)
         return self._landmarks
 
+    @property
+    def shape_predictor(self):
+        if self._shape_predictor is None:
+            from ..priors.dlib_shape_predictor import converted_shape_predictor
+
+            self._shape_predictor = converted_shape_predictor(self.cache_dir)
+        return self._shape_predictor
+
     def fingerprint(self) -> str:
         """Changes whenever the detector's weights or settings or the landmark net's weights or config change. The
         default networks are known by the sha256 manifests of their converted folders (config and weights), so a warm
@@ -143,9 +156,10 @@ class FaceAligner:
             from ..priors.mtcnn import MTCNN_DEFAULTS
 
             digest = hashlib.sha256(f"alignment {ALIGNMENT_VERSION}".encode())
-            defaults = [name for name, given in self._given.items() if not given]
-            if defaults:
-                digest.update(_prior_manifests(self.cache_dir, defaults).encode())
+            from ..priors.dlib_shape_predictor import SHAPE_PREDICTOR_PRIOR
+
+            defaults = [name for name, given in self._given.items() if not given] + [SHAPE_PREDICTOR_PRIOR]
+            digest.update(_prior_manifests(self.cache_dir, defaults).encode())
             if self._given["mtcnn"]:
                 detector = self.detector
                 settings = {name: getattr(detector, name, None) for name in MTCNN_DEFAULTS}
@@ -185,9 +199,20 @@ class FaceAligner:
                 else:
                     found[index] = "missed"
         landmarks = self.image_landmarks(images, placed, points, sizes)
+        dlib_points = self.dlib_points(images, points)
         return {ALIGNMENT_COLUMN: list((landmarks / sizes[:, None, ::-1]).astype(np.float32)),
                 BOX_COLUMN: list(placed.astype(np.float32)), POINTS_COLUMN: list(points.astype(np.float32)),
-                SIZE_COLUMN: list(sizes.astype(np.int32)), FOUND_COLUMN: found}
+                DLIB_POINTS_COLUMN: list(dlib_points.astype(np.float32)), SIZE_COLUMN: list(sizes.astype(np.int32)),
+                FOUND_COLUMN: found}
+
+    def dlib_points(self, images: Sequence[np.ndarray], points: np.ndarray) -> np.ndarray:
+        """analyze's dlib points: the 5-point predictor on each image in the rectangle MTCNN's five `points` (N, 5, 2)
+        place (`rectangles_from_mtcnn`) -> (N, 5, 2) image pixels."""
+        from ..priors.dlib_shape_predictor import rectangles_from_mtcnn
+
+        stored = np.asarray(points, np.float32).astype(np.float64)  # the float32 points a batch reads back
+        found = [self.shape_predictor(image, rectangles_from_mtcnn(face[None])) for image, face in zip(images, stored)]
+        return np.concatenate(found) if found else np.zeros((0, 5, 2))
 
     def image_landmarks(self, images: Sequence[np.ndarray], boxes: np.ndarray, points: np.ndarray,
                         sizes: np.ndarray) -> np.ndarray:
@@ -250,7 +275,8 @@ def align_dataset(dataset: datasets.Dataset, policy: str, aligner: FaceAligner, 
         boxes = [batch[column][index] for index in good] if kind == "box" else None
         aligned = aligner.align(images, policy, boxes)
         blank = {ALIGNMENT_COLUMN: np.zeros((68, 2), np.float32), BOX_COLUMN: np.zeros(4, np.float32),
-                 POINTS_COLUMN: np.zeros((5, 2), np.float32), SIZE_COLUMN: np.zeros(2, np.int32),
+                 POINTS_COLUMN: np.zeros((5, 2), np.float32), DLIB_POINTS_COLUMN: np.zeros((5, 2), np.float32),
+                 SIZE_COLUMN: np.zeros(2, np.int32),
                  FOUND_COLUMN: "undecodable"}
         rows = dict(zip(good, range(len(good))))
         return {name: [aligned[name][rows[index]] if index in rows else blank[name]
@@ -272,15 +298,18 @@ def face_counts(dataset: datasets.Dataset) -> dict[str, int]:
 
 
 def faces_of_rows(rows: Sequence[Mapping]) -> tuple[FaceGeometry, np.ndarray]:
-    """Rows of an aligned dataset -> their `FaceGeometry` (the canonical crop's affines from the stored five points)
-    and their (N, 68, 2) landmarks in image pixels."""
+    """Rows of an aligned dataset -> their `FaceGeometry` (the canonical crop's affines from the stored five points,
+    dlib's points where every row has them) and their (N, 68, 2) landmarks in image pixels."""
     sizes = np.stack([np.asarray(row[SIZE_COLUMN], np.float64) for row in rows])
+    dlib_points = None
+    if all(row.get(DLIB_POINTS_COLUMN) is not None for row in rows):
+        dlib_points = np.stack([np.asarray(row[DLIB_POINTS_COLUMN], np.float32) for row in rows]).astype(np.float64)
     faces = FaceGeometry.from_detections(np.stack([np.asarray(row[BOX_COLUMN], np.float32) for row in rows]),
                                          np.stack([np.asarray(row[POINTS_COLUMN], np.float32) for row in rows]),
-                                         sizes, CANONICAL_CROP_SIZE)
+                                         sizes, CANONICAL_CROP_SIZE, dlib_points=dlib_points)
     landmarks = np.stack([np.asarray(row[ALIGNMENT_COLUMN], np.float32) for row in rows]).astype(np.float64)
     return faces, landmarks * sizes[:, None, ::-1]
 
 
-__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES", "FaceAligner",
+__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "DLIB_POINTS_COLUMN", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES", "FaceAligner",
            "align_dataset", "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy"]

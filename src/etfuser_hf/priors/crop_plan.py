@@ -37,6 +37,8 @@ from .face_detection import ARCFACE_TEMPLATE_112
 # The model type of face-api's 68-landmark net: its points place the crops of the rules below.
 LANDMARK_MODEL_TYPE = "etfuser_faceapi_landmarks"
 READS_68_LANDMARKS = ("dlib_chip", "faceapi_aligned_box")
+# The rule placed by dlib's 5-point predictor where the faces carry its points (`FaceGeometry.dlib_points`).
+READS_DLIB_POINTS = "dlib_chip"
 
 # Where MTCNN puts its box around a face's 68 landmarks, as fractions of their bounding box's width and height added
 # to its left, top, right and bottom: the medians over the 257 of 300 synthetic faces (seed 99, 112 px) that MTCNN
@@ -62,7 +64,11 @@ class FaceGeometry:
     boxes: (faces, 4) x1, y1, x2, y2; points: (faces, 5, 2) MTCNN's five points; image_sizes: (faces, 2) height and
     width of each face's image; canonical: (faces, 2, 3) image -> canonical crop affines (the frame the model is fed);
     bottom_grey: (faces,) the grey of each face's image's last two rows in [0, 1] (`image_bottom_grey`: fer's padding),
-    None where the image is not at hand.
+    None where the image is not at hand; dlib_points: (faces, 5, 2) dlib's 5-point predictor on the photo
+    (`dlib_shape_predictor`), which places the `"dlib_chip"` rule's chips where given (analyze, aligned datasets), or
+    None: that rule then reads iBUG points 45, 42, 36, 39, 33 of the 68 landmarks (faces known by their landmarks:
+    the synthetic faces are drawn from theirs, a dataset's annotation is its own truth, and the predictor needs the
+    photo, which a rendered view or a training frame is not).
     """
 
     boxes: np.ndarray
@@ -70,14 +76,21 @@ class FaceGeometry:
     image_sizes: np.ndarray
     canonical: np.ndarray
     bottom_grey: np.ndarray | None = None
+    dlib_points: np.ndarray | None = None
 
     @classmethod
     def from_detections(cls, boxes: np.ndarray, points: np.ndarray, image_sizes: np.ndarray,
-                        size: int = CANONICAL_CROP_SIZE, bottom_grey: np.ndarray | None = None) -> FaceGeometry:
+                        size: int = CANONICAL_CROP_SIZE, bottom_grey: np.ndarray | None = None,
+                        dlib_points: np.ndarray | None = None) -> FaceGeometry:
         boxes, points = np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(points, np.float64).reshape(-1, 5, 2)
         canonical = canonical_crop_affines(points, size) if len(points) else np.zeros((0, 2, 3))
+        if dlib_points is not None:
+            dlib_points = np.asarray(dlib_points, np.float64)
+            if dlib_points.shape != points.shape:
+                raise ValueError(f"dlib_points: expected one 5-point shape per face {points.shape}, got "
+                                 f"{dlib_points.shape}.")
         return cls(boxes, points, np.asarray(image_sizes, np.float64).reshape(-1, 2), canonical,
-                   _per_face(bottom_grey, len(boxes)))
+                   _per_face(bottom_grey, len(boxes)), dlib_points)
 
     @classmethod
     def from_landmarks(cls, landmarks: np.ndarray, image_sizes: np.ndarray, frame_size: tuple[int, int],
@@ -108,7 +121,9 @@ class FaceGeometry:
 
     def __getitem__(self, index: slice) -> FaceGeometry:
         grey = None if self.bottom_grey is None else self.bottom_grey[index]
-        return FaceGeometry(self.boxes[index], self.points[index], self.image_sizes[index], self.canonical[index], grey)
+        dlib_points = None if self.dlib_points is None else self.dlib_points[index]
+        return FaceGeometry(self.boxes[index], self.points[index], self.image_sizes[index], self.canonical[index], grey,
+                            dlib_points)
 
     def __len__(self) -> int:
         return len(self.boxes)
@@ -213,6 +228,11 @@ class CropPlan:
     def needs_landmarks(self) -> bool:
         return any(geometry["name"] in READS_68_LANDMARKS for geometry in self.geometries.values())
 
+    @property
+    def needs_dlib_points(self) -> bool:
+        """Whether a network cuts dlib's chip: then analyze runs dlib's 5-point predictor on the photo."""
+        return any(geometry["name"] == READS_DLIB_POINTS for geometry in self.geometries.values())
+
     def landmark_affines(self, faces: FaceGeometry) -> np.ndarray:
         """(faces, 2, 3) canonical crop -> landmark-net crop affines, float32."""
         return faces.in_canonical(crop_affines(self.landmark_geometry, boxes=faces.boxes,
@@ -225,6 +245,8 @@ class CropPlan:
 
     def _inputs(self, geometry: dict, faces: FaceGeometry, landmarks: np.ndarray | None) -> dict:
         """The keyword arguments of `crop_affines` / `crop_windows` for one network's `geometry`."""
+        if geometry["name"] == READS_DLIB_POINTS and faces.dlib_points is not None:
+            return {"landmarks": faces.dlib_points, "boxes": faces.boxes, "image_sizes": faces.image_sizes}
         reads_68 = geometry["name"] in READS_68_LANDMARKS
         if reads_68 and landmarks is None:
             raise ValueError(f"landmarks: crop geometry {geometry['name']!r} reads face-api's 68 landmarks, got None.")
@@ -283,5 +305,5 @@ class CropPlan:
         return {**crops, **(self.window_rows(faces, landmarks, wanted) if len(faces) else {})}
 
 
-__all__ = ["DETECTOR_BOX_FROM_LANDMARKS", "LANDMARK_MODEL_TYPE", "READS_68_LANDMARKS", "CropPlan", "FaceGeometry",
-           "detector_boxes_from_landmarks", "image_bottom_grey", "scale_to_cut_size"]
+__all__ = ["DETECTOR_BOX_FROM_LANDMARKS", "LANDMARK_MODEL_TYPE", "READS_68_LANDMARKS", "READS_DLIB_POINTS", "CropPlan",
+           "FaceGeometry", "detector_boxes_from_landmarks", "image_bottom_grey", "scale_to_cut_size"]
