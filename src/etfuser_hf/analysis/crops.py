@@ -10,14 +10,20 @@ landmark net's own crop (`faceapi_landmarks_to_image`). Where each network cuts 
 and lives in `priors/crop_plan.py`; the canonical crops are cut from the photos by `priors/crop_warp.py` (`warp_crops`)
 and the first stage is `priors/landmark_stage.py` (`LandmarkStage`), shared with training's alignment step
 (`data/alignment.py`); this module picks the first stage's net (`landmark_stage`); `backends.py` runs both stages.
+dlib's chip is placed as the original places it, by dlib's 5-point predictor on the photo (`dlib_chip_predictor`,
+`dlib_points`, run at detection): face-api's 68 landmarks put its five points 1-5 px away, and the dlib age net reads
+the astronaut up to 12 years apart for that.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..models.configuration_etfuser import EncoderSpec
-from ..priors.crop_plan import LANDMARK_MODEL_TYPE
+from ..priors.crop_plan import LANDMARK_MODEL_TYPE, CropPlan
+from ..priors.dlib_shape_predictor import DlibShapePredictor, converted_shape_predictor, rectangles_from_mtcnn
 from ..priors.crop_warp import arcface_crops, cut_canonical_crops, warp_crops
 from ..priors.landmark_stage import LandmarkStage, converted_landmark_stage
 
@@ -42,4 +48,22 @@ def landmark_stage(model: ETFuserForImageClassification, companions: tuple[Compa
     return "locator", converted_landmark_stage()
 
 
-__all__ = ["LandmarkStage", "arcface_crops", "cut_canonical_crops", "landmark_stage", "warp_crops"]
+def dlib_chip_predictor(model: ETFuserForImageClassification,
+                        companions: tuple[Companion, ...]) -> DlibShapePredictor | None:
+    """The converted 5-point predictor where a network of the analysis cuts dlib's chip (`CropPlan.needs_dlib_points`),
+    else None."""
+    return converted_shape_predictor() if CropPlan.for_graph(model, companions).needs_dlib_points else None
+
+
+def dlib_points(predictor: DlibShapePredictor | None, images: list[np.ndarray],
+                found: list[tuple]) -> np.ndarray | None:
+    """(faces, 5, 2) the predictor's points for every face of `found` (`detect_faces`' (boxes, scores, points) per image
+    of `images`), in order, in the rectangles MTCNN's points give (`rectangles_from_mtcnn`); None without predictor."""
+    if predictor is None:
+        return None
+    return np.concatenate([np.zeros((0, 5, 2))] + [predictor(image, rectangles_from_mtcnn(points))
+                                                   for image, (_, _, points) in zip(images, found) if len(points)])
+
+
+__all__ = ["LandmarkStage", "arcface_crops", "cut_canonical_crops", "dlib_chip_predictor", "dlib_points",
+           "landmark_stage", "warp_crops"]

@@ -46,12 +46,11 @@ import torch
 
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
-from ..priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
-from ..priors.dlib_shape_predictor import converted_shape_predictor, rectangles_from_mtcnn
+from ..priors.crop_plan import FaceGeometry, image_bottom_grey
 from ..priors.face_detection import MTCNN, OnnxMTCNN, detect_faces
 from .attention_maps import AttentionPanels, attention_panels, check_reads_grids, save_frame_figures
 from .backends import AnalysisBackend, OnnxBackend, TorchBackend, onnx_exports_cached
-from .crops import arcface_crops, cut_canonical_crops
+from .crops import arcface_crops, cut_canonical_crops, dlib_chip_predictor, dlib_points
 from .extras import EXTRAS, Companion, ExtraColumns, check_extras, load_companions
 from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .memory import bound_heap_growth, release_freed_memory
@@ -111,8 +110,7 @@ class DetectedFaces:
     canonical: (faces, C, C, 3) uint8 RGB loose canonical crops (`crops.py`), what the model is fed: every network
         cuts its own crop from them.
     bottom_grey: (faces,) the grey of each face's image's bottom rows in [0, 1] (fer's padding), or None: unknown.
-    dlib_points: (faces, 5, 2) dlib's 5-point predictor on the photo (`FaceGeometry.dlib_points`: where dlib's chip is
-        cut), or None where no network cuts it.
+    dlib_points: (faces, 5, 2) dlib's 5-point predictor on the photo (places dlib's chip), None where none is cut.
     """
 
     rows: list[dict[str, Any]]
@@ -215,10 +213,7 @@ class FaceAnalyzer:
             detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
         self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
         self.table = TableBuilder(loaded.model, crop_size, extras)
-        # dlib's chip is placed by dlib's own 5-point predictor on the photo, as the original pipeline places it: on
-        # face-api's 68 landmarks it lands 1-5 px away, and the dlib age net reads the astronaut up to 12 years apart
-        self.shape_predictor = converted_shape_predictor() if CropPlan.for_graph(
-            loaded.model, companions).needs_dlib_points else None
+        self.shape_predictor = dlib_chip_predictor(loaded.model, companions)  # where a network cuts dlib's chip
         self.attention_folder = None if attention_maps is None else Path(attention_maps)
         self._attention_frames: dict[str, int] = {}  # video -> figures written
 
@@ -362,14 +357,14 @@ class FaceAnalyzer:
         good = [item for item in chunk if item.error is None]
         arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
             if good else ([], [])
-        detections = iter(zip(arrays, found, cut_canonical_crops(arrays, [points for _, _, points in found])))
-        rows, face_rows, boxes, frames, sizes, loose, greys, dlib_points = [], [], [], [], [], [], [], []
+        detections = iter(zip(found, cut_canonical_crops(arrays, [points for _, _, points in found])))
+        rows, face_rows, boxes, frames, sizes, loose, greys = [], [], [], [], [], [], []
         for item in chunk:
             meta = {"source": item.source, "frame": item.frame, "timestamp": item.timestamp, "error": ""}
             if item.error is not None:
                 rows.append({**meta, "face": -1, "status": "error", "error": item.error})
                 continue
-            image, (face_boxes, scores, points), canonical_crops = next(detections)
+            (face_boxes, scores, points), canonical_crops = next(detections)
             frames.append((item.source, len(face_boxes)))
             if not len(face_boxes):
                 rows.append({**meta, "face": -1, "status": "no_face"})
@@ -381,16 +376,11 @@ class FaceAnalyzer:
             loose.append(canonical_crops)
             sizes += [item.image.shape[1::-1]] * len(face_boxes)
             greys += list(image_bottom_grey([item.image])) * len(face_boxes)
-            if self.shape_predictor is not None:
-                dlib_points.append(self.shape_predictor(image, rectangles_from_mtcnn(points)))
-        canonical = np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3),
-                                                                  np.uint8)
-        return DetectedFaces(
-            rows, np.asarray(face_rows, dtype=np.int64),
+        canonical = np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3), "u1")
+        return DetectedFaces(rows, np.asarray(face_rows, dtype=np.int64),
             np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
             arcface_crops(canonical, crop_size), frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
-            canonical, np.asarray(greys, dtype=np.float64),
-            None if self.shape_predictor is None else np.concatenate(dlib_points or [np.zeros((0, 5, 2))]))
+            canonical, np.asarray(greys, dtype=np.float64), dlib_points(self.shape_predictor, arrays, found))
 
     def predict(self, detected: DetectedFaces) -> pd.DataFrame:
         """The table's rows for faces `detect` found (by this analyzer or another one with the same crop size: one

