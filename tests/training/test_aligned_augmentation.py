@@ -16,7 +16,6 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
 from layouts import write_fer2013_folders  # noqa: E402
 
-from etfuser_hf import ETFuserForImageClassification  # noqa: E402
 from etfuser_hf.data.aligned_augmentation import CROP_SIZE, augment_aligned_face  # noqa: E402
 from etfuser_hf.data.alignment import ALIGNMENT_COLUMN, FaceAligner, faces_of_rows, view_canonical  # noqa: E402
 from etfuser_hf.data.augmentation import FLIP_PERMUTATIONS, AugmentPolicy, FaceAugmentation  # noqa: E402
@@ -29,8 +28,8 @@ from etfuser_hf.data.views import VIEW_INDEX_COLUMN, Augmentation, render_views 
 from etfuser_hf.models.input_checks import WINDOW_SUFFIX  # noqa: E402
 from etfuser_hf.priors.crop_geometry import CANONICAL_CROP_SIZE  # noqa: E402
 from etfuser_hf.priors.crop_plan import CropPlan  # noqa: E402
-from crop_fixtures import PRIORS, model, prior_dirs, processor  # noqa: E402,F401 (fixtures)
-from test_augmentation import network_crops  # noqa: E402
+from crop_fixtures import model, prior_dirs, processor  # noqa: E402,F401 (fixtures)
+from test_augmentation import assert_features_are_the_priors_on, network_crops, priors_only_reader  # noqa: E402
 
 S = CANONICAL_CROP_SIZE
 
@@ -54,9 +53,7 @@ def test_same_pixels_aligned_view_cache_features_come_from_the_view_the_model_re
     augmented canonical crop, which is what the canonical model gets; view 0 is fed exactly as without augmentation,
     view 1 is the exact mirror of its canonical crop."""
     train = fer2013["train"]
-    reader = ETFuserForImageClassification.from_priors_pretrained(
-        priors={name: model.etfuser.priors[name] for name in PRIORS}, backbone=None, fusion_mode="priors_only",
-        image_size=112, hidden_size=32, num_attention_heads=4, num_labels=2)
+    reader = priors_only_reader(model)
     views = render_views(train, Augmentation("standard", "views", 3, seed=7), "image", [ALIGNMENT_COLUMN])
     assert len(views) == 3 * len(train) and views[VIEW_INDEX_COLUMN][:3] == [0, 1, 2]
     plan = CropPlan.for_model(model)
@@ -78,13 +75,7 @@ def test_same_pixels_aligned_view_cache_features_come_from_the_view_the_model_re
                           use_cached_features=False)
     crops = online([view[index] for index in range(len(view))])
     torch.testing.assert_close(crops["pixel_values"], batch["pixel_values"], rtol=0, atol=0)
-    with torch.inference_mode():
-        recomputed = reader.etfuser.extract_prior_features(
-            crops["pixel_values"], prior_crops={name: value for name, value in crops["prior_crops"].items()
-                                                if name.removesuffix(WINDOW_SUFFIX) in PRIORS})
-    for name in PRIORS:
-        torch.testing.assert_close(batch["prior_features"][name].float(), recomputed[name].float(), atol=1e-4,
-                                   rtol=1e-4)
+    assert_features_are_the_priors_on(reader, batch, crops)
     # a mirrored face's crops are, for every network, its crops mirrored: not exactly, since the rules round box
     # corners to whole photo pixels (face-api floors, fer truncates), coarse in a 48 px photo. Measured: 0.011-0.073
     # mean, against 0.08-0.17 between the mirror's crops and the unflipped ones.

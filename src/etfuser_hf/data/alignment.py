@@ -306,6 +306,7 @@ def faces_of_rows(rows: Sequence[Mapping]) -> tuple[FaceGeometry, np.ndarray]:
     return faces, landmarks * sizes[:, None, ::-1]
 
 
-__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES", "VIEW_CANONICAL_COLUMN",
-           "VIEW_GEOMETRY_COLUMNS", "VIEW_GREY_COLUMN", "FaceAligner", "align_dataset", "aligned_columns",
-           "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy", "view_canonical"]
+__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES",
+           "VIEW_CANONICAL_COLUMN", "VIEW_GEOMETRY_COLUMNS", "VIEW_GREY_COLUMN", "FaceAligner", "align_dataset",
+           "aligned_columns", "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy",
+           "view_canonical"]

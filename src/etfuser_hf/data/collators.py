@@ -89,7 +89,8 @@ class FaceCollator:
     geometry_column: str | None = None
     # Online augmentation (training batches only): each row's image and its `point_columns` ((K, 2) in [0, 1]: the
     # faces' landmarks, a landmarks task's labels) augmented alike before anything else, so that every network's
-    # crop is placed on the augmented face; mixup / CutMix then mix the batch's pixels and class targets.
+    # crop is placed on the augmented face (an aligned dataset's face as its augmented canonical crop,
+    # `data.aligned_augmentation`); mixup / CutMix then mix the batch's pixels and class targets.
     augmentation: AugmentPolicy | None = None
     point_columns: tuple[str, ...] = ()
 

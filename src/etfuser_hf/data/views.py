@@ -6,7 +6,10 @@ is slow. The view cache renders each training image's K fixed augmented views on
 image itself, view 1 its mirror, views 2..K-1 drawn from the level's policy with a recorded seed
 (`data.augmentation`). Each view is a row of its own, with its moved landmarks, so the prior-feature cache computes
 every prior's features from that very view's crops, and the canonical model reads that view's pixels: the same face
-for everyone. `EpochSampler` then draws, each epoch, every image once (or, balanced, by class) and one of its views.
+for everyone. A face of an aligned dataset (`--dataset`) is augmented as the canonical crop the model receives
+(`data.aligned_augmentation`): view 0 is its photo's row as it is, every other view holds its augmented canonical
+crop with the geometry moved. `EpochSampler` then draws, each epoch, every image once (or, balanced, by class) and one
+of its views.
 
     --augment standard --augment-mode views --views 4    # 4 views per training image, cached
     --augment strong --augment-mode online               # the priors run on every augmented batch (GPU)
