@@ -98,14 +98,19 @@ def test_attention_maps_are_those_of_the_tables_forward_and_each_grid_is_drawn_o
     assert np.abs(grid_attention(model, arcface)["expression"] - panels.maps["expression"]).max() > 2e-4
 
     # each overlay's base image is that network's own crop of the face, cut from the photo by its rule (the dlib chip
-    # by the landmarks the table reports), in colour, at the panels' 112 px
+    # by dlib's five points, the others by the landmarks the table reports), in colour, at the panels' 112 px
     faces = detected.geometry()
     for grid in grids:
         config = model.config.backbone.config if grid == CANONICAL else model.etfuser.priors[grid].config
         geometry = crop_geometry.crop_geometry_of(config)
         reads_68 = geometry["name"] in READS_68_LANDMARKS
+        # dlib's chip is placed by dlib's five points (its 5-point predictor on the photo), as analyze places it
+        points = outputs["image_landmarks"].astype(np.float64) if reads_68 else faces.points
+        if geometry["name"] == "dlib_chip":
+            assert faces.dlib_points is not None
+            points = faces.dlib_points
         affines = crop_geometry.crop_affines(
-            geometry, landmarks=outputs["image_landmarks"].astype(np.float64) if reads_68 else faces.points,
+            geometry, landmarks=points,
             boxes=faces.boxes, image_sizes=faces.image_sizes)
         spec = model.config.backbone if grid == CANONICAL else model.config.priors[grid]
         affines = affines * (112 / np.asarray(spec.image_size[::-1], np.float64))[None, :, None]

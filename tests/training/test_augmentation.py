@@ -44,6 +44,25 @@ def network_crops(model, pixel_values: torch.Tensor, prior_crops: dict) -> dict[
             for name, value in affines.items()}
 
 
+def priors_only_reader(model) -> ETFuserForImageClassification:
+    """A priors-only model over `model`'s `PRIORS`: what fills the prior-feature cache."""
+    return ETFuserForImageClassification.from_priors_pretrained(
+        priors={name: model.etfuser.priors[name] for name in PRIORS}, backbone=None, fusion_mode="priors_only",
+        image_size=SIZE, hidden_size=32, num_attention_heads=4, num_labels=2)
+
+
+def assert_features_are_the_priors_on(reader, batch: dict, crops: dict) -> None:
+    """Each cached prior feature of `batch` is `reader`'s prior run on its crop (`crops["prior_crops"]`) of the
+    batch's own pixels."""
+    with torch.inference_mode():
+        recomputed = reader.etfuser.extract_prior_features(
+            batch["pixel_values"], prior_crops={name: value for name, value in crops["prior_crops"].items()
+                                                if name.removesuffix(WINDOW_SUFFIX) in PRIORS})
+    for name in PRIORS:
+        torch.testing.assert_close(batch["prior_features"][name].float(), recomputed[name].float(), atol=1e-4,
+                                   rtol=1e-4)
+
+
 def test_augment_flip_permutations_are_involutions_that_keep_a_symmetric_face():
     for count, permutation in FLIP_PERMUTATIONS.items():
         assert sorted(permutation) == list(range(count))
@@ -114,9 +133,7 @@ def test_same_pixels_online_every_network_reads_the_augmented_face_and_a_mirror_
 def test_same_pixels_view_cache_features_come_from_the_view_the_model_reads(model, faces, processor, tmp_path):
     """The view cache: each view row's cached prior features are the priors run on that view's pixels at its moved
     landmarks, which are the pixels the canonical model gets; view 1 is the exact mirror."""
-    reader = ETFuserForImageClassification.from_priors_pretrained(
-        priors={name: model.etfuser.priors[name] for name in PRIORS}, backbone=None, fusion_mode="priors_only",
-        image_size=SIZE, hidden_size=32, num_attention_heads=4, num_labels=2)
+    reader = priors_only_reader(model)
     views = render_views(faces, Augmentation("standard", "views", 3, seed=7), "image", ["landmarks"])
     assert len(views) == 3 * len(faces) and views[VIEW_COLUMN] == [0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3]
     original, mirrored = (np.asarray(views[index]["image"].convert("RGB")) for index in (0, 1))
@@ -135,13 +152,7 @@ def test_same_pixels_view_cache_features_come_from_the_view_the_model_reads(mode
                           geometry_column="landmarks", use_cached_features=False)
     crops = online([views[index] for index in range(len(views))])  # every network's crop of the same pixels
     torch.testing.assert_close(crops["pixel_values"], batch["pixel_values"])
-    with torch.inference_mode():
-        recomputed = reader.etfuser.extract_prior_features(
-            batch["pixel_values"], prior_crops={name: value for name, value in crops["prior_crops"].items()
-                                                if name.removesuffix(WINDOW_SUFFIX) in PRIORS})
-    for name in PRIORS:
-        torch.testing.assert_close(batch["prior_features"][name].float(), recomputed[name].float(), atol=1e-4,
-                                   rtol=1e-4)
+    assert_features_are_the_priors_on(reader, batch, crops)
 
 
 def test_augment_mixup_and_cutmix_mix_labels_as_pixels():
@@ -217,8 +228,6 @@ def augmentation_of(*argv: str) -> Augmentation:
     (["--augment", "light", "--views", "0"], "--views: expected at least 1"),
     (["--augment", "light", "--augment-mode", "views", "--no-cache"], "with --no-cache use --augment-mode online"),
     (["--augment", "light", "--augment-mode", "views", "--resample-train"], "draw training images, not views"),
-    (["--augment", "light", "--dataset", "path/to/RAF-DB"], "--augment with --dataset: a dataset.s faces are fed as "
-                                                            "aligned canonical crops"),
 ])
 def test_augment_bad_options_are_refused_by_name(argv, message):
     with pytest.raises(ValueError, match=message):
@@ -229,6 +238,9 @@ def test_augment_options_and_mirror_of_unknown_point_counts():
     assert augmentation_of("--augment", "strong", "--augment-mode", "online").online
     assert augmentation_of("--augment", "standard", "--augment-mode", "views").renders_views
     assert augmentation_of("--augment", "standard").record()["level"] == "standard"
+    # a dataset's aligned faces augment too (data/aligned_augmentation.py), in both modes
+    assert augmentation_of("--augment", "light", "--augment-mode", "views", "--dataset", "path/to/RAF-DB").renders_views
+    assert augmentation_of("--augment", "strong", "--augment-mode", "online", "--dataset", "path/to/RAF-DB").online
     with pytest.raises(ValueError, match="augment: expected one of"):
         AugmentPolicy.of_level("heavy")
     with pytest.raises(ValueError, match="a mirror needs a left/right permutation"):

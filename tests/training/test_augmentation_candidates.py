@@ -109,8 +109,9 @@ def test_augment_candidates_are_parsed_checked_and_the_same_for_every_row():
                            ("strong:4", "--augment-candidates strong: mixup and CutMix")]:
         with pytest.raises(ValueError, match=message):
             parse_augmentation_candidate(value, args.augmentation, args)
-    with pytest.raises(ValueError, match="--augment-candidates with --dataset"):
-        parse_augmentation_candidate("light:2", args.augmentation, job_args(dataset="path/to/RAF-DB"))
+    # a dataset's aligned faces are augmented too (data/aligned_augmentation.py)
+    assert parse_augmentation_candidate("light:2", args.augmentation, job_args(dataset="path/to/RAF-DB")) == {
+        "level": "light", "views": 2}
     (task,) = resolve_tasks(["expression"], synthetic=True)
     settings = [{"level": "none"}, {"level": "light", "views": 2}, {"level": "standard", "views": 4}]
     candidates = augmentation_candidates(task, [ROWS["canonical"], ROWS["et-fuser"], ROWS["concat-mlp"]], settings)
@@ -129,8 +130,11 @@ def test_augment_candidates_the_job_renders_what_its_rows_and_candidates_draw_fr
                                        {"level": "light", "views": 2}])
     assert rendered == [Augmentation("light", "views", 2, 7), Augmentation("standard", "views", 3, 7)]
     assert rendered_augmentations(args, [{}], [{"level": "none"}]) == []
-    with pytest.raises(ValueError, match="--recipe with --dataset"):
-        rendered_augmentations(job_args(dataset="faces.csv"), [{"augmentation": {"level": "light", "views": 2}}])
+    # a dataset's aligned faces render views too (data/aligned_augmentation.py); what views cannot hold is refused
+    assert rendered_augmentations(job_args(dataset="faces.csv"), [{"augmentation": {"level": "light", "views": 2}}]
+                                  ) == [Augmentation("light", "views", 2, 7)]
+    with pytest.raises(ValueError, match="--recipe strong: mixup and CutMix"):
+        rendered_augmentations(job_args(dataset="faces.csv"), [{"augmentation": {"level": "strong", "views": 2}}])
     with pytest.raises(ValueError, match="augmentation: expected"):
         run_augmentation(args.augmentation, {"level": "light", "K": 2})
 

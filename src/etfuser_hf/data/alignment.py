@@ -24,6 +24,7 @@ manifests of their converted folders), so a warm start neither decodes an image 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -48,6 +49,12 @@ BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN, FOUND_COLUMN = "face_box", "face_points"
 DLIB_POINTS_COLUMN = "face_dlib_points"  # dlib's 5-point predictor's points in image pixels (`FaceGeometry.dlib_points`)
 GEOMETRY_COLUMNS = (ALIGNMENT_COLUMN, BOX_COLUMN, POINTS_COLUMN, SIZE_COLUMN, DLIB_POINTS_COLUMN)  # what a batch reads
 ALIGNMENT_COLUMNS = GEOMETRY_COLUMNS + (FOUND_COLUMN,)
+# A row of an augmented view (`data.aligned_augmentation`) holds its canonical crop, augmented, as its image, and its
+# geometry moved in photo pixels: VIEW_CANONICAL_COLUMN the (2, 3) photo -> crop affine that crop stands for (zeros:
+# the row's image is the photo, its crop cut by the five points), VIEW_GREY_COLUMN the photo's fill grey in [0, 1]
+# (fer's padding), which the crop alone does not show. Only splits with rendered views have these columns.
+VIEW_CANONICAL_COLUMN, VIEW_GREY_COLUMN = "face_view_canonical", "face_view_grey"
+VIEW_GEOMETRY_COLUMNS = (VIEW_CANONICAL_COLUMN, VIEW_GREY_COLUMN)
 # How each face was found (FOUND_COLUMN): by the detector, taken whole after the detector missed it, taken whole by
 # the layout's policy, placed in the dataset's box, or not at all (the image cannot be decoded: dropped later, where
 # the decode stage counts it).
@@ -297,9 +304,23 @@ def face_counts(dataset: datasets.Dataset) -> dict[str, int]:
     return {str(kind): int(count) for kind, count in zip(kinds, counts)}
 
 
+def aligned_columns(column_names: Sequence[str]) -> list[str]:
+    """The columns a batch reads of an aligned split's faces: `GEOMETRY_COLUMNS`, and `VIEW_GEOMETRY_COLUMNS` where
+    the split holds augmented views."""
+    return list(GEOMETRY_COLUMNS) + (list(VIEW_GEOMETRY_COLUMNS) if VIEW_CANONICAL_COLUMN in column_names else [])
+
+
+def view_canonical(row: Mapping) -> np.ndarray | None:
+    """(2, 3) the photo -> canonical crop affine of a row of an augmented view (its image is that crop), None for a
+    row whose image is the photo."""
+    affine = row.get(VIEW_CANONICAL_COLUMN)
+    return None if affine is None or not np.any(np.asarray(affine)) else np.asarray(affine, np.float64)
+
+
 def faces_of_rows(rows: Sequence[Mapping]) -> tuple[FaceGeometry, np.ndarray]:
     """Rows of an aligned dataset -> their `FaceGeometry` (the canonical crop's affines from the stored five points,
-    dlib's points where every row has them) and their (N, 68, 2) landmarks in image pixels."""
+    or an augmented view's own, `view_canonical`; dlib's points where every row has them) and their (N, 68, 2)
+    landmarks in image pixels."""
     sizes = np.stack([np.asarray(row[SIZE_COLUMN], np.float64) for row in rows])
     dlib_points = None
     if all(row.get(DLIB_POINTS_COLUMN) is not None for row in rows):
@@ -307,9 +328,15 @@ def faces_of_rows(rows: Sequence[Mapping]) -> tuple[FaceGeometry, np.ndarray]:
     faces = FaceGeometry.from_detections(np.stack([np.asarray(row[BOX_COLUMN], np.float32) for row in rows]),
                                          np.stack([np.asarray(row[POINTS_COLUMN], np.float32) for row in rows]),
                                          sizes, CANONICAL_CROP_SIZE, dlib_points=dlib_points)
+    views = [view_canonical(row) for row in rows]
+    if any(view is not None for view in views):
+        canonical = np.stack([fitted if view is None else view for view, fitted in zip(views, faces.canonical)])
+        faces = dataclasses.replace(faces, canonical=canonical)
     landmarks = np.stack([np.asarray(row[ALIGNMENT_COLUMN], np.float32) for row in rows]).astype(np.float64)
     return faces, landmarks * sizes[:, None, ::-1]
 
 
-__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "DLIB_POINTS_COLUMN", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES", "FaceAligner",
-           "align_dataset", "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy"]
+__all__ = ["ALIGNMENT_COLUMN", "ALIGNMENT_COLUMNS", "DLIB_POINTS_COLUMN", "FOUND_KINDS", "GEOMETRY_COLUMNS", "POLICIES",
+           "VIEW_CANONICAL_COLUMN", "VIEW_GEOMETRY_COLUMNS", "VIEW_GREY_COLUMN", "FaceAligner", "align_dataset",
+           "aligned_columns", "alignment_key", "face_counts", "faces_of_rows", "mean_face_in_boxes", "parse_policy",
+           "view_canonical"]

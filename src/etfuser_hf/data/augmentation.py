@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageEnhance, ImageOps
 
-from ..priors.crop_geometry import cut_crops
+from ..priors.crop_geometry import DLIB_5_FROM_IBUG_68, cut_crops
 
 LEVELS = ("none", "light", "standard", "strong")
 
@@ -42,6 +42,9 @@ FLIP_PERMUTATIONS = {
          + list(range(64, 59, -1)) + [67, 66, 65]),
     5: [1, 0, 2, 4, 3],
 }
+# dlib's five points (iBUG 45, 42, 36, 39, 33: two corners of each eye, the nose's base) swap eye for eye in a mirror;
+# not `FLIP_PERMUTATIONS[5]`, whose five points are MTCNN's and CelebA's (eye centres, nose tip, mouth corners)
+DLIB_5_FLIP = [DLIB_5_FROM_IBUG_68.index(FLIP_PERMUTATIONS[68][point]) for point in DLIB_5_FROM_IBUG_68]
 
 # TrivialAugment's photometric operations (Muller & Hutter, ICCV 2021), magnitude m in [0, 1]; its geometric ones
 # (shear, translate, rotate) are the affine's business here, so that the points follow.
@@ -200,14 +203,29 @@ def move_points(points: np.ndarray, augmentation: FaceAugmentation, size: tuple[
     """(K, 2) points in [0, 1] of an image of `size` -> where the augmentation puts them, in [0, 1] of the result;
     mirrored, point i becomes the mirror of point `FLIP_PERMUTATIONS[K][i]` (a left eye stays a left eye)."""
     height, width = size
-    pixels = points * (width, height)
-    moved = pixels @ augmentation.affine[:, :2].T + augmentation.affine[:, 2]
-    if augmentation.mirrored:
+    return move_pixels(points * (width, height), augmentation.affine, augmentation.mirrored) / (width, height)
+
+
+def move_pixels(points: np.ndarray, affine: np.ndarray, mirrored: bool) -> np.ndarray:
+    """(K, 2) points in pixels through the (2, 3) `affine`, renumbered by `FLIP_PERMUTATIONS[K]` where it mirrors."""
+    moved = np.asarray(points, np.float64) @ affine[:, :2].T + affine[:, 2]
+    if mirrored:
         if len(points) not in FLIP_PERMUTATIONS:
             raise ValueError(f"points: a mirror needs a left/right permutation, known for {sorted(FLIP_PERMUTATIONS)} "
                              f"points, got {len(points)}.")
         moved = moved[FLIP_PERMUTATIONS[len(points)]]
-    return moved / (width, height)
+    return moved
+
+
+def move_box(box: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """A detector's (4,) x1, y1, x2, y2 box in pixels through the (2, 3) `affine`: its centre moved, its width and
+    height scaled by how much the affine stretches each output axis (the norms of its rows). A mirror or a
+    RandomResizedCrop window moves the box exactly; under a rotation this is the box a detector draws around the
+    turned face (the same size), not the larger box around the turned corners."""
+    box = np.asarray(box, np.float64)
+    centre = affine[:, :2] @ ((box[:2] + box[2:]) / 2) + affine[:, 2]
+    half = np.linalg.norm(affine[:, :2], axis=1) * (box[2:] - box[:2]) / 2
+    return np.concatenate([centre - half, centre + half])
 
 
 def photometric(image: np.ndarray, augmentation: FaceAugmentation) -> np.ndarray:
@@ -276,5 +294,5 @@ def mix_batch(pixel_values: torch.Tensor, targets: torch.Tensor, policy: Augment
     return mixed, lam * targets + (1 - lam) * targets[partner]
 
 
-__all__ = ["FLIP_PERMUTATIONS", "LEVELS", "AugmentPolicy", "FaceAugmentation", "augment_face", "mix_batch",
-           "move_points", "warp_image"]
+__all__ = ["DLIB_5_FLIP", "FLIP_PERMUTATIONS", "LEVELS", "AugmentPolicy", "FaceAugmentation", "augment_face", "mix_batch",
+           "move_box", "move_pixels", "move_points", "warp_image"]

@@ -14,7 +14,8 @@ import torch
 
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..priors.crop_plan import CropPlan
-from .alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
+from .aligned_augmentation import CROP_SIZE, augment_aligned_face
+from .alignment import ALIGNMENT_COLUMN, aligned_columns
 from .augmentation import AugmentPolicy, augment_face, mix_batch
 from .face_crops import aligned_inputs, aligned_landmark_labels, face_crops, landmark_labels_in_frame
 from .feature_cache import PRIOR_COLUMN_PREFIX, VIEW_SEPARATOR
@@ -88,7 +89,8 @@ class FaceCollator:
     geometry_column: str | None = None
     # Online augmentation (training batches only): each row's image and its `point_columns` ((K, 2) in [0, 1]: the
     # faces' landmarks, a landmarks task's labels) augmented alike before anything else, so that every network's
-    # crop is placed on the augmented face; mixup / CutMix then mix the batch's pixels and class targets.
+    # crop is placed on the augmented face (an aligned dataset's face as its augmented canonical crop,
+    # `data.aligned_augmentation`); mixup / CutMix then mix the batch's pixels and class targets.
     augmentation: AugmentPolicy | None = None
     point_columns: tuple[str, ...] = ()
 
@@ -124,11 +126,17 @@ class FaceCollator:
         return batch
 
     def augmented_rows(self, rows: list[dict[str, Any]], rng: np.random.Generator) -> list[dict[str, Any]]:
-        """`rows` with each image and its point columns augmented by one draw of the policy."""
+        """`rows` with each image and its point columns augmented by one draw of the policy; an aligned dataset's
+        faces as their augmented canonical crops, the geometry moved into them (`augment_aligned_face`)."""
         size = (self.processor.size["height"], self.processor.size["width"])
         augmented = []
         for row in rows:
             image = row[self.image_column]
+            if self.aligned:
+                pixels, moved = augment_aligned_face(np.asarray(image.convert("RGB")), row,
+                                                     self.augmentation.sample(rng, CROP_SIZE), self.point_columns)
+                augmented.append({**row, self.image_column: pixels, **moved})
+                continue
             pixels = rgb_array(image, *size) if isinstance(image, bytes) else np.asarray(image.convert("RGB"))
             points = {name: np.asarray(row[name], np.float64) for name in self.point_columns}
             pixels, moved = augment_face(pixels, points, self.augmentation.sample(rng, pixels.shape[:2]))
@@ -188,7 +196,7 @@ class FaceCollator:
         arrays += [column for column in label_columns
                    if column == "landmarks" or (column == self.label_column and self.problem_type != "single_label_classification")]
         if self.aligned and (self.reads_geometry or self.include_pixel_values):  # canonical crops need them too
-            arrays += list(GEOMETRY_COLUMNS)
+            arrays += aligned_columns(dataset.column_names)
         elif self.reads_geometry:
             arrays.append(self.geometry_column)
         columns = [self.image_column] if self.include_pixel_values else []

@@ -20,7 +20,7 @@ from ..models.input_checks import BACKBONE_CROP_KEY
 from ..priors.crop_geometry import compose_affines
 from ..priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
 from ..priors.crop_warp import crops_as_pixel_values, cut_canonical_crops
-from .alignment import faces_of_rows
+from .alignment import VIEW_GREY_COLUMN, faces_of_rows, view_canonical
 
 
 def face_crops(landmarks: np.ndarray, plan: CropPlan, frame_size: tuple[int, int], skip: Iterable[str] = (),
@@ -50,12 +50,18 @@ def aligned_inputs(images: Sequence, rows: Sequence[Mapping], plan: CropPlan | N
     [0, 1], each face's loose canonical crop cut from the photo with analyze's code; `prior_crops`, network name ->
     (batch, 2, 3) canonical crop -> network crop affines and the window rows (canonical crop -> photo affine, boxes
     in photo pixels, fer's grey from the photo) for every network of `plan` but the priors in `skip`, {} without a
-    plan)."""
+    plan). A row of an augmented view (`data.aligned_augmentation`) holds its augmented canonical crop: fed as it is,
+    its networks' crops and windows placed by its moved geometry in photo pixels through its own canonical affine."""
     faces, landmarks = faces_of_rows(rows)
     photos = [np.ascontiguousarray(np.asarray(image)) for image in images]
+    # an augmented view's image is its canonical crop already, and its row holds its photo's fill grey
+    views = [view_canonical(row) is not None for row in rows]
+    grey = image_bottom_grey(photos)
+    grey = np.where(views, [float(row[VIEW_GREY_COLUMN]) if view else 0.0 for row, view in zip(rows, views)], grey)
     # the windows live in photo pixels: the canonical crop -> photo affine places them in the model's input
-    faces = dataclasses.replace(faces, bottom_grey=image_bottom_grey(photos))
-    crops = cut_canonical_crops(photos, [points[None] for points in faces.points])
+    faces = dataclasses.replace(faces, bottom_grey=grey)
+    crops = [photo[None] if view else cut_canonical_crops([photo], [points[None]])[0]
+             for photo, points, view in zip(photos, faces.points, views)]
     pixels = torch.from_numpy(crops_as_pixel_values(np.concatenate(crops)))
     return pixels, ({} if plan is None else _prior_crops(plan, faces, landmarks, skip))
 

@@ -28,7 +28,7 @@ import torch
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..priors.crop_plan import CropPlan
-from .alignment import ALIGNMENT_COLUMN, GEOMETRY_COLUMNS
+from .alignment import ALIGNMENT_COLUMN, aligned_columns
 from .face_crops import aligned_inputs, face_crops
 from .feature_rows import leaf_values
 from .image_decoding import BadImage, decode_encoded
@@ -92,8 +92,14 @@ class PriorFeatureCache:
         # aligned dataset's canonical crop, placed by its alignment (`face_crops.aligned_inputs`), as analyze feeds it
         self.geometry_column = geometry_column
         self.crop_plan = CropPlan.for_model(model) if geometry_column is not None else None
-        aligned = geometry_column == ALIGNMENT_COLUMN
-        self.geometry_columns = list(GEOMETRY_COLUMNS) if aligned else [geometry_column] if geometry_column else []
+        self.aligned = geometry_column == ALIGNMENT_COLUMN
+
+    def geometry_columns(self, dataset: datasets.Dataset) -> list[str]:
+        """The columns that place the priors' crops: an aligned split's (`alignment.aligned_columns`: with its
+        augmented views' `VIEW_GEOMETRY_COLUMNS`), else the landmarks column, if any."""
+        if self.aligned:
+            return aligned_columns(dataset.column_names)
+        return [self.geometry_column] if self.geometry_column else []
 
     def key(self, dataset: datasets.Dataset, image_column: str = "image") -> str:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
@@ -103,7 +109,7 @@ class PriorFeatureCache:
             digest.update(key.encode())
         if self.crop_plan is not None:
             digest.update(json.dumps(self.crop_plan.geometries, sort_keys=True, default=str).encode())
-            for column in self.geometry_columns:  # (one column for the synthetic faces: the key they always had)
+            for column in self.geometry_columns(dataset):  # (the synthetic faces' one column: the key they always had)
                 digest.update(flat_values(dataset, column).tobytes())
         return digest.hexdigest()[:24]
 
@@ -115,6 +121,7 @@ class PriorFeatureCache:
             raise ValueError("dataset is empty: nothing to cache.")
         base = self.model.base_model
         cache_file = self.cache_dir / f"prior-features-{self.key(dataset, image_column)}.arrow"
+        geometry = self.geometry_columns(dataset)
 
         def extract(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
             images, errors = [], []
@@ -129,9 +136,9 @@ class PriorFeatureCache:
             # a batch of undecodable images only still runs the priors, on black, so that every batch writes the
             # same columns and types; those rows are dropped below
             pixel_values, prior_crops = torch.zeros(1, 3, *size), None
-            if self.geometry_column == ALIGNMENT_COLUMN:
+            if self.aligned:
                 if images:
-                    faces = [{column: batch[column][index] for column in self.geometry_columns} for index in good]
+                    faces = [{column: batch[column][index] for column in geometry} for index in good]
                     pixel_values, prior_crops = aligned_inputs(images, faces, self.crop_plan)
             else:
                 if images:
@@ -148,7 +155,7 @@ class PriorFeatureCache:
                 columns[feature_column(name, self.view)] = [blank if error else next(rows) for error in errors]
             return columns
 
-        inputs = [image_column] + (self.geometry_columns if self.crop_plan is not None else [])
+        inputs = [image_column] + (geometry if self.crop_plan is not None else [])
         encoded = dataset.select_columns(inputs).cast_column(image_column, datasets.Image(decode=False))
         features = encoded.map(
             extract, batched=True, batch_size=self.batch_size, with_indices=True, cache_file_name=str(cache_file),

@@ -6,7 +6,10 @@ is slow. The view cache renders each training image's K fixed augmented views on
 image itself, view 1 its mirror, views 2..K-1 drawn from the level's policy with a recorded seed
 (`data.augmentation`). Each view is a row of its own, with its moved landmarks, so the prior-feature cache computes
 every prior's features from that very view's crops, and the canonical model reads that view's pixels: the same face
-for everyone. `EpochSampler` then draws, each epoch, every image once (or, balanced, by class) and one of its views.
+for everyone. A face of an aligned dataset (`--dataset`) is augmented as the canonical crop the model receives
+(`data.aligned_augmentation`): view 0 is its photo's row as it is, every other view holds its augmented canonical
+crop with the geometry moved. `EpochSampler` then draws, each epoch, every image once (or, balanced, by class) and one
+of its views.
 
     --augment standard --augment-mode views --views 4    # 4 views per training image, cached
     --augment strong --augment-mode online               # the priors run on every augmented batch (GPU)
@@ -15,7 +18,7 @@ for everyone. `EpochSampler` then draws, each epoch, every image once (or, balan
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +27,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .aligned_augmentation import CROP_SIZE, augment_aligned_face
+from .alignment import ALIGNMENT_COLUMN, VIEW_CANONICAL_COLUMN, VIEW_GEOMETRY_COLUMNS, VIEW_GREY_COLUMN
 from .augmentation import LEVELS, AugmentPolicy, FaceAugmentation, augment_face
-from .image_decoding import decode_encoded
+from .image_decoding import BadImage, decode_encoded
 
 VIEW_COLUMN = "view_of"  # the training image a view row was rendered from (its index in the unaugmented split)
 VIEW_INDEX_COLUMN = "view"  # the view's number: 0 the image, 1 its mirror, 2.. drawn from its level's policy
@@ -95,24 +100,30 @@ def render_views(train: datasets.Dataset, augmentations: Augmentation | Sequence
     images = train.cast_column(image_column, datasets.Image(decode=False)) if isinstance(
         train.features[image_column], datasets.Image) else train
 
+    aligned = ALIGNMENT_COLUMN in images.column_names
+    added = [VIEW_COLUMN, VIEW_INDEX_COLUMN, VIEW_LEVEL_COLUMN] + (list(VIEW_GEOMETRY_COLUMNS) if aligned else [])
+    photo_row = {VIEW_CANONICAL_COLUMN: np.zeros((2, 3)).tolist(), VIEW_GREY_COLUMN: 0.0}  # `alignment.view_canonical`
+
     def expand(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
-        out: dict[str, list] = {key: [] for key in [*batch, VIEW_COLUMN, VIEW_INDEX_COLUMN, VIEW_LEVEL_COLUMN]}
+        out: dict[str, list] = {key: [] for key in [*batch, *added]}
         for row, index in enumerate(indices):
-            image = as_rgb(batch[image_column][row])
-            points = {name: np.asarray(batch[name][row], np.float64) for name in point_columns}
-            for view, level in plan:
+            values = {key: batch[key][row] for key in batch}
+            views = (aligned_views if aligned else image_views)(values, image_column, point_columns)
+            size, render = views if views is not None else ((0, 0), lambda draw: {})
+            for view, level in plan if views is not None else plan[:1]:
                 if view < 2:
-                    draw = FaceAugmentation.mirror(image.shape[1]) if view else FaceAugmentation.identity()
+                    draw = FaceAugmentation.mirror(size[1]) if view else None
                 else:
                     generator = np.random.default_rng([seed, index, view, LEVELS.index(level)])
-                    draw = AugmentPolicy.of_level(level).sample(generator, image.shape[:2])
-                pixels, moved = augment_face(image, points, draw)
+                    draw = AugmentPolicy.of_level(level).sample(generator, size)
+                rendered = render(draw)
                 for key in batch:
-                    value = moved[key].tolist() if key in moved else batch[key][row]
-                    out[key].append(Image.fromarray(pixels) if key == image_column else value)
+                    out[key].append(rendered.get(key, values[key]))
                 out[VIEW_COLUMN].append(index)
                 out[VIEW_INDEX_COLUMN].append(view)
                 out[VIEW_LEVEL_COLUMN].append(level)
+                for key in added[3:]:  # an aligned view's own canonical affine and fill; zeros for the photo's row
+                    out[key].append(rendered.get(key, photo_row[key]))
         return out
 
     features = images.features.copy()
@@ -120,8 +131,47 @@ def render_views(train: datasets.Dataset, augmentations: Augmentation | Sequence
     features[VIEW_COLUMN] = datasets.Value("int64")
     features[VIEW_INDEX_COLUMN] = datasets.Value("int64")
     features[VIEW_LEVEL_COLUMN] = datasets.Value("string")
+    if aligned:
+        features[VIEW_CANONICAL_COLUMN] = datasets.Array2D((2, 3), "float64")
+        features[VIEW_GREY_COLUMN] = datasets.Value("float64")
     return images.map(expand, batched=True, batch_size=64, with_indices=True, features=features,
                       desc=f"rendering {len(plan)} views per training image")
+
+
+# One image's views for `render_views`: the (height, width) its draws are for, and a draw (None: view 0, the image)
+# -> the view's changed columns (its image as a PIL image, its moved points as lists).
+ImageViews = tuple[tuple[int, int], Callable[[FaceAugmentation | None], dict[str, Any]]]
+
+
+def image_views(values: Mapping[str, Any], image_column: str, point_columns: Sequence[str]) -> ImageViews:
+    """Views of an image fed whole (the synthetic faces): the image and its `point_columns` augmented alike."""
+    image = as_rgb(values[image_column])
+    points = {name: np.asarray(values[name], np.float64) for name in point_columns}
+
+    def render(draw: FaceAugmentation | None) -> dict[str, Any]:
+        pixels, moved = augment_face(image, points, draw or FaceAugmentation.identity())
+        return {image_column: Image.fromarray(pixels), **{name: value.tolist() for name, value in moved.items()}}
+
+    return image.shape[:2], render
+
+
+def aligned_views(values: Mapping[str, Any], image_column: str, point_columns: Sequence[str]) -> ImageViews | None:
+    """Views of a face of an aligned dataset (`data.aligned_augmentation`): view 0 its row as it is (the photo, fed as
+    without augmentation), every other its augmented canonical crop with the geometry moved into it; None where the
+    photo cannot be decoded (its one row stays, for the prior features stage to drop and count)."""
+    try:
+        photo = as_rgb(values[image_column])
+    except BadImage:
+        return None
+
+    def render(draw: FaceAugmentation | None) -> dict[str, Any]:
+        if draw is None:
+            return {}
+        pixels, columns = augment_aligned_face(photo, values, draw, point_columns)
+        return {image_column: Image.fromarray(pixels),
+                **{name: value.tolist() if isinstance(value, np.ndarray) else value for name, value in columns.items()}}
+
+    return CROP_SIZE, render
 
 
 def views_for(train: datasets.Dataset, augmentation: Augmentation) -> datasets.Dataset:

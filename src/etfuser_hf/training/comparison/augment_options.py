@@ -43,10 +43,6 @@ def checked_augmentation(augmentation: Augmentation, args: argparse.Namespace, o
     if augmentation.level == "none":
         return augmentation
     level, mode = augmentation.level, augmentation.mode
-    if args.dataset is not None:
-        raise ValueError(f"{option} with --dataset: a dataset's faces are fed as aligned canonical crops cut from the "
-                         "original images (data/alignment.py), which the augmentation does not move yet; train "
-                         "without it.")
     if mode == "views" and augmentation.views == 1:
         raise ValueError(f"{option} {level} with 1 view: one view is the image itself, nothing augmented; take 2 or "
                          f"more (the mirror, then random views), or --augment-mode online.")
