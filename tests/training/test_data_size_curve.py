@@ -55,7 +55,7 @@ def test_data_size_curve_takes_each_rows_best_candidate_per_size_and_compares_th
     sweeps = {size: {"tasks": {"expression": [
         _record("et-fuser", "augment light", [base + 0.02, base + 0.03, base + 0.025]),
         _record("et-fuser", "augment none", [base - 0.1, base - 0.1, base - 0.1]),
-        _record("concat-mlp", "augment light", [base, base + 0.001, base - 0.001]),
+        _record("concat-mlp-pooled", "augment light", [base, base + 0.001, base - 0.001]),
         _record("canonical", "augment light", [base - 0.05, base - 0.04, base - 0.06]),
     ]}} for size, base in ((800, 0.7), (1600, 0.8))}
     curves = data_size_curves(sweeps)
@@ -64,11 +64,12 @@ def test_data_size_curve_takes_each_rows_best_candidate_per_size_and_compares_th
     assert curve["rows"]["et-fuser"][1600]["candidate"] == "augment light"  # not the worse one
     assert curve["rows"]["et-fuser"][800]["mean"] == pytest.approx(0.725)
     gains = {(entry["row"], entry["against"]): entry["points"] for entry in curve["comparisons"]}
-    assert set(gains) == {("et-fuser", "concat-mlp"), ("et-fuser", "canonical")}  # expression's et-fuser is pooled
-    assert gains[("et-fuser", "concat-mlp")][800]["gain"] == pytest.approx(0.025)
+    # expression's et-fuser reads pooled priors; concat-mlp its own best (grid) tokens, concat-mlp-pooled the same ones
+    assert set(gains) == {("et-fuser", "concat-mlp-pooled"), ("et-fuser", "canonical")}
+    assert gains[("et-fuser", "concat-mlp-pooled")][800]["gain"] == pytest.approx(0.025)
     markdown = render_curves_markdown(curves, "## curve", lambda size: f"{size} images")
     assert "| expression: validation accuracy | 800 images | 1600 images |" in markdown
-    assert "et-fuser - concat-mlp: gain, p (t-test over seeds, validation split) | +0.0250" in markdown
+    assert "et-fuser - concat-mlp-pooled: gain, p (t-test over seeds, validation split) | +0.0250" in markdown
 
 
 @pytest.mark.parametrize("argv, message", [

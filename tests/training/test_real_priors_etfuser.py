@@ -86,7 +86,8 @@ def test_main_job_end_to_end_on_the_protocol_with_seeds_fractions_and_multitask(
     assert protocol["seeds"] == [0, 1] and protocol["splits"]["sizes"] == {"train": 16, "validation": 8, "test": 8}
     assert json.loads((output_dir / "splits.json").read_text()) == protocol["splits"]
     expression, landmarks = protocol["tasks"]["expression"], protocol["tasks"]["landmarks"]
-    # expression's et-fuser reads pooled priors (its spatial row beside it), landmarks' the 4x4 grid (pooled beside it)
+    # expression's et-fuser and concat-mlp read pooled priors (their spatial rows beside them); landmarks' et-fuser
+    # each prior's own grid, concat-mlp pooled priors
     assert [row["variant"] for row in expression["rows"]] == [
         "et-fuser", "canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-spatial", "et-fuser-priors-only",
         "probe-best-prior", "aux-jigsaw"]
@@ -96,7 +97,7 @@ def test_main_job_end_to_end_on_the_protocol_with_seeds_fractions_and_multitask(
     assert [(pair["token_row"], pair["concatenation_row"]) for pair in expression["same_tokens"]] == [
         ("et-fuser", "concat-mlp"), ("et-fuser-spatial", "concat-mlp-grid")]
     assert [(pair["token_row"], pair["concatenation_row"]) for pair in landmarks["same_tokens"]] == [
-        ("et-fuser", "concat-mlp-grid")]
+        ("et-fuser", "concat-mlp-grid"), ("et-fuser-pooled", "concat-mlp")]
     assert expression["split"] == landmarks["split"] == "test" and landmarks["metric"] == "nme"
     for row in expression["rows"][1:] + landmarks["rows"][1:]:
         assert len(row["test"]["per_seed"]) == 2 and len(row["p_per_seed_vs_main"]) == 2
@@ -109,7 +110,8 @@ def test_main_job_end_to_end_on_the_protocol_with_seeds_fractions_and_multitask(
     assert set(efficiency) == {"canonical", "concat-mlp", "concat-mlp-grid", "et-fuser", "et-fuser-spatial"}
     assert set(efficiency["et-fuser"]) == {"0.5", "1.0"}
     compared = {(entry["row"], entry["against"]) for entry in metrics["label_efficiency"]["expression"]["comparisons"]}
-    assert ("et-fuser-spatial", "concat-mlp-grid") in compared and ("et-fuser", "canonical") in compared
+    assert ("et-fuser-spatial", "concat-mlp-grid") in compared and ("et-fuser", "concat-mlp") in compared
+    assert ("et-fuser", "canonical") in compared
     assert efficiency["et-fuser"]["1.0"]["per_seed"] == fused["test"]["per_seed"]  # fraction 1.0 is the protocol run
     assert "plots/label_efficiency.png" in metrics["plots"]
     comparison = metrics["multitask"]

@@ -18,7 +18,7 @@ from etfuser_hf.training.comparison.protocol import distinct_rows, row_recipe
 from etfuser_hf.training.comparison.recipe import build_task_model
 from etfuser_hf.training.comparison.rows import OPTIONAL_ROWS, PROTOCOL_ROWS
 from etfuser_hf.training.comparison.splits import synthetic_splits
-from etfuser_hf.training.comparison.tasks import SYNTHETIC_TASKS
+from etfuser_hf.training.comparison.tasks import NATIVE_GRIDS, SYNTHETIC_TASKS
 from etfuser_hf.training.main import parse_args, protocol_rows
 from etfuser_hf.training.validation_sweep import spatial_candidates, sweep_candidates
 
@@ -50,7 +50,8 @@ def test_cached_grid_features_give_the_same_logits_as_live_ones(tmp_path):
 def test_spatial_rows_read_the_tasks_spatial_setting_beside_the_pooled_rows_they_are_compared_to():
     grid4 = {"feature": "grid", "grid_size": 4}
     task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": grid4,
-                                                                       "fusion_mode": "canonical_tokens"})
+                                                                       "fusion_mode": "canonical_tokens"},
+                               row_tokens={"concat-mlp": {"prior_feature": NATIVE_GRIDS}})
     recipes = {name: row_recipe(row, task) for name, row in ROWS.items()}
     assert recipes["et-fuser-spatial"]["prior_feature"] == grid4
     assert recipes["et-fuser-spatial"]["fusion_mode"] == "canonical_tokens"
@@ -61,16 +62,23 @@ def test_spatial_rows_read_the_tasks_spatial_setting_beside_the_pooled_rows_they
         assert "prior_feature" not in recipes[pooled] and "fusion_mode" not in recipes[pooled]
     assert ROWS["concat-mlp-grid"].tuning == "concat-mlp" and ROWS["et-fuser-spatial"].tuning == "et-fuser"
     assert task.row_learning_rate(ROWS["et-fuser-pooled"].tuning) == task.row_learning_rate("et-fuser")
+    # concat-mlp reads the tokens validation chose for it (FaceTask.row_tokens), concat-mlp-pooled pooled ones
+    assert recipes["concat-mlp"]["prior_feature"] == task.row_tokens["concat-mlp"]["prior_feature"] == NATIVE_GRIDS
+    assert "prior_feature" not in recipes["concat-mlp-pooled"]
+    assert ROWS["concat-mlp-pooled"].tuning == "concat-mlp"
     # a row that would train exactly as an earlier one is trained once
     assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), task)] == [
-        "et-fuser", "canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-spatial", "et-fuser-priors-only",
-        "probe-best-prior"]
+        "et-fuser", "canonical", "concat-mlp", "concat-mlp-pooled", "concat-mlp-grid", "et-fuser-spatial",
+        "et-fuser-priors-only", "probe-best-prior"]
+    # where concat-mlp chose the grid et-fuser-spatial reads, concat-mlp-grid would train as it: trained once
+    same_grid = dataclasses.replace(task, row_tokens={"concat-mlp": {"prior_feature": grid4}})
+    assert "concat-mlp-grid" not in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), same_grid)]
     spatial_main = dataclasses.replace(task, main_tokens="spatial")
     assert row_recipe(ROWS["et-fuser"], spatial_main)["prior_feature"] == grid4
     assert "et-fuser-spatial" not in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), spatial_main)]
     assert "et-fuser-pooled" in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), spatial_main)]
     no_spatial = dataclasses.replace(task, spatial={})
-    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), no_spatial)] == [
+    assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), dataclasses.replace(no_spatial, row_tokens={}))] == [
         "et-fuser", "canonical", "concat-mlp", "et-fuser-priors-only", "probe-best-prior"]
     with pytest.raises(ValueError, match="main_tokens='spatial' needs a spatial setting"):
         dataclasses.replace(no_spatial, main_tokens="spatial")
@@ -209,7 +217,8 @@ def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_con
                           validation_metrics={"accuracy": value}, scores=np.ones(20) * (value > 0.5), split="test")
                 for value in accuracies]
 
-    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": GRID}, main_tokens="pooled")
+    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": GRID}, main_tokens="pooled",
+                               row_tokens={})  # concat-mlp chose pooled priors here
     clear = {"et-fuser": runs("et-fuser", [0.60, 0.61, 0.62]), "canonical": runs("canonical", [0.52, 0.53, 0.55]),
              "concat-mlp": runs("concat-mlp", [0.60, 0.62, 0.61]),
              "concat-mlp-grid": runs("concat-mlp-grid", [0.50, 0.51, 0.515]),
@@ -233,6 +242,12 @@ def test_spatial_task_tables_name_the_tokens_and_say_whether_the_token_beats_con
     assert table["tokens"] == "grid 2" and [pair["concatenation_row"] for pair in table["same_tokens"]] == [
         "concat-mlp-grid"]
     assert "the ensemble token does not beat concatenation here" in reading(table)
+    # concat-mlp at its own best, the grid: et-fuser's pooled tokens are read by concat-mlp-pooled, the grid by it
+    own_grid = dataclasses.replace(task, row_tokens={"concat-mlp": {"prior_feature": GRID}})
+    chosen = {**clear, "concat-mlp-pooled": runs("concat-mlp-pooled", [0.58, 0.59, 0.60])}
+    pairs = [(pair["token_row"], pair["concatenation_row"]) for pair in task_table(own_grid, chosen, [0, 1, 2],
+                                                                                   "et-fuser")["same_tokens"]]
+    assert pairs == [("et-fuser", "concat-mlp-pooled"), ("et-fuser-spatial", "concat-mlp")]
 
 
 def test_label_efficiency_sets_the_spatial_token_against_concatenation_over_the_same_tokens_at_every_fraction():

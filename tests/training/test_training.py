@@ -354,8 +354,11 @@ def test_the_flags_select_protocol_and_optional_rows(empty_working_folder):
     def names(argv, first=True):
         return [row.name for row in protocol_rows(parse_args(argv), expression, first)]
 
+    # expression's et-fuser and concat-mlp read pooled priors (so concat-mlp-pooled would train as concat-mlp)
     assert names([]) == ["et-fuser", "canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-spatial",
-                         "et-fuser-priors-only", "probe-best-prior"]  # expression's et-fuser reads pooled priors
+                         "et-fuser-priors-only", "probe-best-prior"]
+    # age group's concat-mlp reads its own best grid (2x2), so its pooled twin trains too
+    assert "concat-mlp-pooled" in [row.name for row in protocol_rows(parse_args([]), SYNTHETIC_TASKS["age_group"], True)]
     assert names(["--no-baselines"]) == ["et-fuser"]
     ablations = names(["--no-baselines", "--ablations", "--priors", "age", "expression", "face_landmarks"])
     # two priors besides the canonical expression net: priors-1 drops one, priors-2 would drop none

@@ -2,7 +2,7 @@
 training images, each point one `etfuser sweep` (so each row keeps the candidates it is given, the same for every
 row, and the best of them on validation is the point), the test split never predicted:
 
-    python training/data_size_curve.py --train-sizes 800 1600 3200 --tasks expression --rows et-fuser concat-mlp \
+    python training/data_size_curve.py --train-sizes 800 1600 3200 --tasks expression --rows et-fuser concat-mlp-pooled \
         --augment-candidates light:4 --seeds 3
 
 The smallest size is `--num-train`; every larger one adds images from beyond the test range (`--more-train`), so

@@ -82,7 +82,10 @@ class SweepCandidate:
         """`row` with `settings` at the rate and canonical share `task` already chose for it on validation, reading
         the tokens `task` chose for it too unless the candidate is `spatial` (it sets its own)."""
         scale = task.tuned_overrides(row).get("backbone_learning_rate_scale", 1.0)
-        return cls(row, task.tuned_learning_rate(row), scale, settings, tag, spatial, at_chosen_tokens=not spatial)
+        # the renamed candidate (`as_row`) no longer finds the tokens chosen for its row by name: they travel with it
+        tokens = {} if spatial else task.row_tokens.get(row.name, {})
+        return cls(row, task.tuned_learning_rate(row), scale, {**tokens, **settings}, tag, spatial,
+                   at_chosen_tokens=not spatial)
 
     @property
     def description(self) -> str:

@@ -34,9 +34,9 @@ from .augment_options import run_augmentation
 from .expression_measures import expression_measures_apply
 from .objective import BALANCED
 from .recipe import build_task_model
-from .rows import MAIN_ROW, Row
+from .rows import Row
 from .splits import draw_train
-from .tasks import FaceTask, canonical_source, task_priors
+from .tasks import FaceTask, canonical_source, row_recipe, task_priors
 
 
 @dataclass
@@ -96,19 +96,6 @@ class ProtocolContext:
         if self.geometry_column is None:
             return {}
         return {"crop_plan": CropPlan.for_model(model), "geometry_column": self.geometry_column}
-
-
-def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The overrides of the default recipe that `row` trains with on `task` (`recipe.build_task_model` keywords):
-    the task's fusion (for et-fuser and rows that set no fusion mode of their own), what was chosen on validation for
-    the row it is tuned as, the task's spatial setting for a row that reads it (its fusion mode only where the row
-    sets none), then the row's own definition and `overrides` (a run's, or a sweep candidate's), each over the former."""
-    own_mode = row.overrides.get("fusion_mode")
-    fusion = task.fusion if row.name == MAIN_ROW or own_mode is None else {}
-    spatial = {}
-    if row.reads_spatial(task.main_tokens):
-        spatial = {key: value for key, value in task.spatial.items() if key != "fusion_mode" or own_mode is None}
-    return {**fusion, **task.tuned_overrides(row), **spatial, **row.overrides, **(overrides or {})}
 
 
 def needs_token_backbone(overrides: dict) -> bool:

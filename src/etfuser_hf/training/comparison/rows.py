@@ -46,8 +46,11 @@ class Row:
 
 
 # et-fuser reads the priors as validation chose for its task: one pooled vector per prior, or its best spatial setting
-# (grid tokens, FaceTask.spatial). Beside it: ET-Fuser on the other of the two, and concat-mlp over the very tokens the
-# spatial row reads, so that a gain of the token over concatenation cannot come from more input alone. A row whose
+# (grid tokens, FaceTask.spatial); concat-mlp likewise reads what validation chose for it among the same candidates
+# (FaceTask.row_tokens), so each is compared at its best on the same budget. Beside them, each on the other token
+# layouts at its row's tuned rate: et-fuser-spatial / et-fuser-pooled and concat-mlp-grid (the very grid et-fuser-spatial
+# reads) / concat-mlp-pooled, so that the token and concatenation can also be compared on the same input
+# (report.task_tables.same_token_pairs). Rows that would train alike on a task are trained once there. A row whose
 # recipe equals an earlier row's on a task (et-fuser and the one of et-fuser-spatial / et-fuser-pooled it matches) is
 # trained once (`protocol.distinct_rows`).
 PROTOCOL_ROWS = (
@@ -55,8 +58,11 @@ PROTOCOL_ROWS = (
                   "canonical model (prior tokens and fusion mode in the table heading)", tokens="chosen"),
     Row("canonical", "the pretrained canonical model alone, fine-tuned (the baseline to beat)",
         {"fusion_mode": "none"}),
-    Row("concat-mlp", "canonical model + the frozen priors' pooled features concatenated through an MLP (no "
-                      "ensemble token)", {"fusion_mode": "concat_priors"}),
+    Row("concat-mlp", "canonical model + the frozen priors' tokens concatenated (flattened) through an MLP (no "
+                      "ensemble token): pooled, or the grid validation chose for it as for et-fuser",
+        {"fusion_mode": "concat_priors"}),
+    Row("concat-mlp-pooled", "canonical model + the frozen priors' pooled features concatenated through an MLP (no "
+                             "ensemble token)", {"fusion_mode": "concat_priors"}, tuned_as="concat-mlp"),
     Row("concat-mlp-grid", "canonical model + the same grid tokens as et-fuser-spatial, concatenated (flattened) "
                            "through an MLP (no ensemble token)", {"fusion_mode": "concat_priors"},
         tuned_as="concat-mlp", tokens="spatial"),

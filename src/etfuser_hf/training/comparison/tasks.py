@@ -48,7 +48,7 @@ from ...data.sources.base import ColumnSpec
 from ...metrics import DEFAULT_METRICS, GREATER_IS_BETTER
 from .objective import TaskObjective, apply_objectives
 from .recipe_file import task_fields
-from .rows import Row
+from .rows import MAIN_ROW, Row
 
 DEFAULT_PRIORS = ("face_recognition", "face_landmarks", "age", "expression")
 SCRATCH_CANONICAL = "scratch-vit"
@@ -83,6 +83,10 @@ class FaceTask:
             concat-mlp-grid over the same tokens). Empty: no spatial setting, one pooled vector per prior.
         main_tokens: what et-fuser itself reads, whichever was better on validation: `"pooled"` (one vector per
             prior) or `"spatial"` (`spatial`).
+        row_tokens: `{row name: {"prior_feature": ...}}` for a row that chose its own prior tokens on validation as
+            et-fuser does (concat-mlp: pooled, or its own best grid among the same candidates, which need not be
+            et-fuser's); a row not named reads pooled priors. Kept under `--learning-rate`, like `main_tokens`: a
+            token choice is not a rate.
         metric_names: the metrics the task's table reports, the first being the one runs are selected on and
             compared by; empty: the problem type's (`metrics.DEFAULT_METRICS`).
         label_names: multi-label: the name of each entry of the 0/1 vector (single-label names come from the
@@ -107,6 +111,7 @@ class FaceTask:
     candidates_per_row: Mapping[str, int] = dataclasses.field(default_factory=dict)
     spatial: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     main_tokens: str = "pooled"
+    row_tokens: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
     metric_names: tuple[str, ...] = ()
     label_names: tuple[str, ...] = ()
     num_landmarks: int = 68
@@ -210,37 +215,60 @@ INTEROCULAR_POINTS = {68: (36, 45), 5: (0, 1)}
 # canonical row, offered a faster head for the first time, is best with it everywhere (on landmarks with the canonical
 # net at 9e-3 and its head at 2.7e-2, the corner of the grid: 0.081 NME against 0.110 at the old 3e-3); the other rows
 # keep the settings above.
-# The spatial sweep (docs/recipe.md: grid 2, 4 and each prior's own map, with and without the canonical model's own
-# tokens, at each row's tuned rate) chose per task et-fuser's best grid; the canonical model's tokens hurt on every
-# task. Et-fuser itself reads the grid where it beat the pooled priors on validation (age group, landmarks), and
-# concat-mlp-grid reads the same grid as et-fuser-spatial. Et-fuser was thereby chosen among 4 + 6 candidates,
-# concat-mlp among 4 (pooled) and its 3 grids were tried (it is compared at et-fuser's grid: the same input).
+# Parity (issue 34, item 5; docs/recipe.md, "The parity sweep"): every compared row is chosen among 10 settings on
+# validation, on the current crops. Et-fuser and concat-mlp each among 7 rates on pooled priors (the canonical model
+# at r/3, r and 3r with the new modules at 1x and 3x, and at r with them at 9x), then 3 grids (2, 4 and each prior's
+# own map) at the rate chosen, each reading whichever of pooled or grid tokens was best for itself (`main_tokens`,
+# `row_tokens`); the canonical model among the same 7 rates and 3 more (r/9 at 1x and 3x, r/3 at 9x). The rates moved
+# with the per-network crops: on age group every row is best with the canonical model at r/3 = 1e-3 (0.81-0.85
+# against 0.71-0.77 at the old 3e-3), and the new modules at 9x win on expression and landmarks. et-fuser-spatial /
+# et-fuser-pooled and concat-mlp-grid / concat-mlp-pooled are the other token layout of their row at its tuned rate,
+# concat-mlp-grid on the grid et-fuser-spatial reads.
 NATIVE_GRIDS = {"face_recognition": {"feature": "grid", "grid_size": 2}, "face_landmarks": {"feature": "grid", "grid_size": 7},
                 "age": {"feature": "grid", "grid_size": 3}, "expression": {"feature": "grid", "grid_size": 4}}
-SPATIAL_GRID_CANDIDATES = {"canonical": 4, "concat-mlp": 4, "concat-mlp-grid": 3, "et-fuser": 10, "et-fuser-spatial": 6,
-                           "et-fuser-pooled": 4, "et-fuser-priors-only": 4}
+PARITY_CANDIDATES = {"canonical": 10, "concat-mlp": 10, "concat-mlp-pooled": 10, "concat-mlp-grid": 10, "et-fuser": 10,
+                     "et-fuser-spatial": 10, "et-fuser-pooled": 10, "et-fuser-priors-only": 4}
 PRIORS_ONLY_LEARNING_RATE = {"et-fuser-priors-only": 1e-3}
 CANONICAL_AT_A_THIRD = {"backbone_learning_rate_scale": 1 / 3}
+CANONICAL_AT_A_NINTH = {"backbone_learning_rate_scale": 1 / 9}
 SYNTHETIC_TASKS = {
     "expression": FaceTask("expression", "expression", "single_label_classification", "expression", 1.2e-2,
-                           row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "canonical": 3.6e-2, "concat-mlp": 3.6e-2},
-                           row_overrides={"canonical": CANONICAL_AT_A_THIRD, "concat-mlp": CANONICAL_AT_A_THIRD},
-                           # + fusion-concat-before-head, tried for et-fuser after the spatial sweep (docs/recipe.md)
-                           candidates_per_row={**SPATIAL_GRID_CANDIDATES, "et-fuser": 11},
-                           spatial={"prior_feature": NATIVE_GRIDS}),
+                           row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "et-fuser": 0.108, "canonical": 0.108,
+                                               "concat-mlp": 3.6e-2},
+                           row_overrides={"et-fuser": CANONICAL_AT_A_NINTH, "canonical": CANONICAL_AT_A_NINTH,
+                                          "concat-mlp": CANONICAL_AT_A_THIRD},
+                           candidates_per_row=PARITY_CANDIDATES,
+                           spatial={"prior_feature": {"feature": "grid", "grid_size": 2}}),
     "age_group": FaceTask("age_group", "age_group", "single_label_classification", "age", 3e-3,
-                          row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "canonical": 9e-3},
-                          row_overrides={"canonical": CANONICAL_AT_A_THIRD}, candidates_per_row=SPATIAL_GRID_CANDIDATES,
-                          spatial={"prior_feature": NATIVE_GRIDS}, main_tokens="spatial"),
+                          row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "et-fuser": 3e-3, "canonical": 1e-3,
+                                              "concat-mlp": 1e-3},
+                          row_overrides={"et-fuser": CANONICAL_AT_A_THIRD}, candidates_per_row=PARITY_CANDIDATES,
+                          spatial={"prior_feature": {"feature": "grid", "grid_size": 4}}, main_tokens="spatial",
+                          row_tokens={"concat-mlp": {"prior_feature": {"feature": "grid", "grid_size": 2}}}),
     "landmarks": FaceTask("landmarks", "landmarks", "landmarks", "face_landmarks", 3e-3,
                           {"fusion_mode": "concat_before_head"},
-                          row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "et-fuser": 9e-3, "concat-mlp": 9e-3,
+                          row_learning_rates={**PRIORS_ONLY_LEARNING_RATE, "et-fuser": 2.7e-2, "concat-mlp": 2.7e-2,
                                               "canonical": 2.7e-2},
-                          row_overrides={"et-fuser": CANONICAL_AT_A_THIRD, "concat-mlp": CANONICAL_AT_A_THIRD,
-                                         "canonical": CANONICAL_AT_A_THIRD},
-                          candidates_per_row=SPATIAL_GRID_CANDIDATES,
-                          spatial={"prior_feature": {"feature": "grid", "grid_size": 4}}, main_tokens="spatial"),
+                          row_overrides={"et-fuser": CANONICAL_AT_A_NINTH, "concat-mlp": CANONICAL_AT_A_NINTH,
+                                         "canonical": CANONICAL_AT_A_NINTH},
+                          candidates_per_row=PARITY_CANDIDATES, spatial={"prior_feature": NATIVE_GRIDS},
+                          main_tokens="spatial"),
 }
+
+
+def row_recipe(row: Row, task: FaceTask, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The overrides of the default recipe that `row` trains with on `task` (`recipe.build_task_model` keywords):
+    the task's fusion (for et-fuser and rows that set no fusion mode of their own), what was chosen on validation for
+    the row it is tuned as, the tokens chosen for the row itself (`FaceTask.row_tokens`), the task's spatial setting
+    for a row that reads it (its fusion mode only where the row sets none), then the row's own definition and
+    `overrides` (a run's, or a sweep candidate's), each over the former."""
+    own_mode = row.overrides.get("fusion_mode")
+    fusion = task.fusion if row.name == MAIN_ROW or own_mode is None else {}
+    spatial = {}
+    if row.reads_spatial(task.main_tokens):
+        spatial = {key: value for key, value in task.spatial.items() if key != "fusion_mode" or own_mode is None}
+    return {**fusion, **task.tuned_overrides(row), **task.row_tokens.get(row.name, {}), **spatial, **row.overrides,
+            **(overrides or {})}
 
 
 def dataset_task(column: str, problem_type: str, spec: ColumnSpec | None = None,

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..comparison.tasks import FaceTask
+from ..comparison.rows import PROTOCOL_ROWS
+from ..comparison.tasks import FaceTask, row_recipe
 from .statistics import holm_adjusted, mcnemar_pvalue, paired_permutation_pvalue, seed_ttest_pvalue
 
 if TYPE_CHECKING:  # the type only: tables need numpy and scipy, not the Trainer
@@ -127,11 +128,22 @@ def task_table(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: S
 
 
 def same_token_pairs(task: FaceTask, runs: Mapping[str, Any], main: str) -> list[tuple[str, str]]:
-    """(ensemble-token row, concatenation row) pairs of `runs` that read the same prior tokens: et-fuser with the
-    concat-mlp of its own tokens, and et-fuser-spatial with concat-mlp-grid where et-fuser reads pooled priors."""
-    main_concatenation = "concat-mlp-grid" if task.main_tokens == "spatial" else "concat-mlp"
-    pairs = [(main, main_concatenation), ("et-fuser-spatial", "concat-mlp-grid")]
-    return [(token, concatenation) for token, concatenation in pairs if token in runs and concatenation in runs]
+    """(ensemble-token row, concatenation row) pairs of `runs` that read the same prior tokens (`row_recipe`'s
+    `prior_feature`): et-fuser, et-fuser-spatial and et-fuser-pooled, each with the first concatenation row that
+    reads what it reads.
+    Each row chooses its own tokens on validation (`FaceTask.main_tokens`, `row_tokens`), so which concatenation row
+    that is depends on the task; a pair is listed once."""
+    rows = {row.name: row for row in PROTOCOL_ROWS}
+    pairs: list[tuple[str, str]] = []
+    for token in dict.fromkeys((main, "et-fuser-spatial", "et-fuser-pooled")):
+        if token not in runs or token not in rows:
+            continue
+        tokens = row_recipe(rows[token], task).get("prior_feature")
+        concatenation = next((name for name in ("concat-mlp", "concat-mlp-pooled", "concat-mlp-grid") if name in runs
+                              and row_recipe(rows[name], task).get("prior_feature") == tokens), None)
+        if concatenation is not None and (token, concatenation) not in pairs:
+            pairs.append((token, concatenation))
+    return pairs
 
 
 def token_against_concatenation(task: FaceTask, runs: Mapping[str, Sequence[RunResult]], seeds: Sequence[int],
@@ -243,7 +255,8 @@ def render_task_table(table: Mapping[str, Any]) -> str:
 
 
 # the rows ET-Fuser is set against in a task's reading, where the table has them
-COMPARED_IN_READING = ("canonical", "concat-mlp", "concat-mlp-grid", "et-fuser-spatial", "et-fuser-pooled")
+COMPARED_IN_READING = ("canonical", "concat-mlp", "concat-mlp-pooled", "concat-mlp-grid", "et-fuser-spatial",
+                       "et-fuser-pooled")
 
 
 def reading(table: Mapping[str, Any], alpha: float = 0.05) -> str:
