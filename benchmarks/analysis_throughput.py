@@ -73,6 +73,10 @@ graph 1.65 s, the landmark net 0.20 s, the crops 0.22 s, the canonical crops 0.1
 the first analyze, process-wide, so (c) and (d) run under it too) costs (a) ~200k more page faults and 0.3-0.4 s
 (best 5.20 s with it, 4.81-4.90 s without, 192 faces, idle): the trade-off for a bounded RSS on long videos is left as
 it is, untested at other thresholds against `analysis_long_video.py`.
+With dlib's 5-point predictor placing the dlib chips (issue 32; in (a) and (c) alike), `--only a c d --repeats 3` on
+idle cores: one call per image, (a) 6.06 s, (c) 5.04 s, (d) 6.57 s (1.08x and 1.20x); one cascade per chunk of
+frames (`DlibShapePredictor.predict_many`), (a) 5.71 s, (c) 4.83 s, (d) 6.54 s: (a)/(d) 1.15x (goal not met),
+time (a) / time (c) 1.18x (goal met).
 """
 
 from __future__ import annotations
@@ -93,6 +97,7 @@ import torch
 
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
 from etfuser_hf.analysis.backends import AnalysisGraph, ensure_analysis_onnx
+from etfuser_hf.analysis.crops import dlib_points as predicted_dlib_points
 from etfuser_hf.analysis.crops import warp_crops
 from etfuser_hf.analysis.extras import EXTRAS, load_companions
 from etfuser_hf.analysis.media import expand_inputs, iter_media, write_video
@@ -103,7 +108,7 @@ from etfuser_hf.models.encoders import prepare_encoder_inputs
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY
 from etfuser_hf.priors.convert_face_priors import RECIPES, ensure_face_priors
 from etfuser_hf.priors.crop_plan import FaceGeometry
-from etfuser_hf.priors.dlib_shape_predictor import converted_shape_predictor, rectangles_from_mtcnn
+from etfuser_hf.priors.dlib_shape_predictor import converted_shape_predictor
 from etfuser_hf.priors.face_detection import MTCNN, OnnxMTCNN, align_face, align_faces
 from etfuser_hf.priors.fetch import SOURCES, default_cache_dir
 from etfuser_hf.priors.mtcnn_onnx import ensure_mtcnn_onnx
@@ -255,8 +260,7 @@ def floor(files, graph: AnalysisGraph, detector: MTCNN, batch_size: int, workdir
             continue
         sizes = np.asarray([frames[index].shape[:2] for index in image_index], np.float64)
         image_frame = np.tile(np.eye(2, 3), (len(image_index), 1, 1))  # crops placed in the frame itself
-        dlib_points = None if shape_predictor is None else np.concatenate(
-            [shape_predictor(frame, rectangles_from_mtcnn(points)) for frame, (_, _, points) in zip(frames, found)])
+        dlib_points = predicted_dlib_points(shape_predictor, frames, found)  # one cascade per chunk, as analyze
         faces = FaceGeometry(np.concatenate([boxes for boxes, _, _ in found]).astype(np.float64),
                              np.concatenate([points for _, _, points in found]).astype(np.float64), sizes,
                              image_frame, dlib_points=dlib_points)

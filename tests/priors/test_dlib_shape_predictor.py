@@ -88,6 +88,20 @@ def test_port_reads_zero_outside_the_image(predictors):
     np.testing.assert_array_equal(ours(image, rectangle[None])[0], dlib_points(theirs, image, rectangle))
 
 
+def test_many_images_at_once_give_each_images_own_points(predictors):
+    """`predict_many` over images of different sizes (one without faces) gives, per image, exactly its own call's
+    points: each face reads its own image's pixels, and a face near the edge still reads 0 outside its image."""
+    ours, _ = predictors
+    astronaut = skimage.data.astronaut()
+    images = [astronaut, astronaut[:150, :220], astronaut[::2, ::-2].copy(), astronaut[:40, :40]]
+    rectangles = [np.array([[160, 60, 300, 200], [150, 50, 310, 210]]), np.array([[150, 60, 250, 160]]),
+                  np.array([[20, 25, 95, 100]]), np.zeros((0, 4))]
+    together = ours.predict_many(images, rectangles)
+    assert [len(points) for points in together] == [2, 1, 1, 0]
+    for image, boxes, points in zip(images[:3], rectangles, together):
+        np.testing.assert_array_equal(points, ours(image, boxes))
+
+
 def test_rectangles_from_mtcnn_land_near_dlibs_pipeline(predictors):
     """MTCNN's points -> the rectangle -> the port's points, against dlib's predictor on dlib's HOG box: within 1.5 px
     on the astronaut, 4.5 px (4 % of the eye span) on Grace Hopper."""
@@ -108,6 +122,8 @@ def test_bad_inputs_are_refused(tmp_path):
     predictor = converted_shape_predictor()
     with pytest.raises(ValueError, match=r"rectangles: expected a finite \(N, 4\)"):
         predictor(np.zeros((10, 10, 3), np.uint8), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"rectangles: expected one \(N, 4\) array per image, got 1 for 2 images"):
+        predictor.predict_many([np.zeros((10, 10, 3), np.uint8)] * 2, [np.zeros((1, 4))])
     with pytest.raises(ValueError, match=r"image: expected a uint8 \(H, W, 3\) RGB or \(H, W\) grey"):
         grey_intensities(np.zeros((10, 10, 3), np.float32))
     with pytest.raises(ValueError, match=r"points: expected MTCNN's five points as \(N, 5, 2\)"):

@@ -61,8 +61,10 @@ def dlib_points(predictor: DlibShapePredictor | None, images: list[np.ndarray],
     of `images`), in order, in the rectangles MTCNN's points give (`rectangles_from_mtcnn`); None without predictor."""
     if predictor is None:
         return None
-    return np.concatenate([np.zeros((0, 5, 2))] + [predictor(image, rectangles_from_mtcnn(points))
-                                                   for image, (_, _, points) in zip(images, found) if len(points)])
+    with_faces = [(image, rectangles_from_mtcnn(points)) for image, (_, _, points) in zip(images, found) if len(points)]
+    if not with_faces:
+        return np.zeros((0, 5, 2))
+    return np.concatenate(predictor.predict_many(*zip(*with_faces)))
 
 
 __all__ = ["LandmarkStage", "arcface_crops", "cut_canonical_crops", "dlib_chip_predictor", "dlib_points",

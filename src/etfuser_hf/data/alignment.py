@@ -218,8 +218,10 @@ class FaceAligner:
         from ..priors.dlib_shape_predictor import rectangles_from_mtcnn
 
         stored = np.asarray(points, np.float32).astype(np.float64)  # the float32 points a batch reads back
-        found = [self.shape_predictor(image, rectangles_from_mtcnn(face[None])) for image, face in zip(images, stored)]
-        return np.concatenate(found) if found else np.zeros((0, 5, 2))
+        if not len(stored):
+            return np.zeros((0, 5, 2))
+        return np.concatenate(self.shape_predictor.predict_many(
+            list(images), [rectangles_from_mtcnn(face[None]) for face in stored]))
 
     def image_landmarks(self, images: Sequence[np.ndarray], boxes: np.ndarray, points: np.ndarray,
                         sizes: np.ndarray) -> np.ndarray:
