@@ -200,3 +200,18 @@ def test_recipe_file_shipped_in_recipes_reads_and_gives_each_row_its_choice():
     assert (expression.main_tokens, age_group.main_tokens) == ("pooled", "spatial")
     assert expression.tuned_overrides(ROWS["et-fuser"])["augmentation"] == {"level": "light", "views": 2}
     assert age_group.tuned_overrides(ROWS["concat-mlp-grid"])["augmentation"] == {"level": "none"}
+
+
+def test_landmarks_augmentation_recipe_shipped_in_recipes_keeps_the_parity_rates():
+    """recipes/synthetic-augmentation-landmarks.json (docs/recipe.md, landmarks' augmentation sweep at the parity
+    sweep's rates): each swept row its own augmentation at the rate it was chosen at, counted on top of the defaults'."""
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "recipes" / "synthetic-augmentation-landmarks.json"
+    landmarks, = resolve_tasks(["landmarks"], synthetic=True, recipe=read_recipe(path))
+    default = resolve_tasks(["landmarks"], synthetic=True)[0]
+    assert landmarks.tuned_overrides(ROWS["canonical"])["augmentation"] == {"level": "standard", "views": 4}
+    assert landmarks.tuned_overrides(ROWS["et-fuser"])["augmentation"] == {"level": "light", "views": 2}
+    for name in ("et-fuser", "canonical", "concat-mlp"):
+        assert landmarks.tuned_learning_rate(ROWS[name]) == default.tuned_learning_rate(ROWS[name])
+        assert landmarks.candidates_per_row[name] == default.candidates_per_row[name] + 4
