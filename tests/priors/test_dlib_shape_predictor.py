@@ -100,6 +100,13 @@ def test_many_images_at_once_give_each_images_own_points(predictors):
     assert [len(points) for points in together] == [2, 1, 1, 0]
     for image, boxes, points in zip(images[:3], rectangles, together):
         np.testing.assert_array_equal(points, ours(image, boxes))
+    # placed by MTCNN's five points (analyze, the alignment of datasets): the faces in order, none for a faceless image
+    five = [np.array([[[200, 110], [260, 110], [230, 140], [205, 170], [255, 170]]], np.float64), np.zeros((0, 5, 2)),
+            np.array([[[40, 50], [70, 50], [55, 65], [43, 80], [67, 80]]], np.float64)]
+    placed = ours.predict_from_mtcnn([astronaut, images[3], images[2]], five)
+    np.testing.assert_array_equal(placed, np.concatenate([ours(astronaut, rectangles_from_mtcnn(five[0])),
+                                                          ours(images[2], rectangles_from_mtcnn(five[2]))]))
+    assert ours.predict_from_mtcnn([images[3]], [np.zeros((0, 5, 2))]).shape == (0, 5, 2)
 
 
 def test_rectangles_from_mtcnn_land_near_dlibs_pipeline(predictors):

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..models.configuration_etfuser import EncoderSpec
 from ..priors.crop_plan import LANDMARK_MODEL_TYPE, CropPlan
-from ..priors.dlib_shape_predictor import DlibShapePredictor, converted_shape_predictor, rectangles_from_mtcnn
+from ..priors.dlib_shape_predictor import DlibShapePredictor, converted_shape_predictor
 from ..priors.crop_warp import arcface_crops, cut_canonical_crops, warp_crops
 from ..priors.landmark_stage import LandmarkStage, converted_landmark_stage
 
@@ -59,12 +59,7 @@ def dlib_points(predictor: DlibShapePredictor | None, images: list[np.ndarray],
                 found: list[tuple]) -> np.ndarray | None:
     """(faces, 5, 2) the predictor's points for every face of `found` (`detect_faces`' (boxes, scores, points) per image
     of `images`), in order, in the rectangles MTCNN's points give (`rectangles_from_mtcnn`); None without predictor."""
-    if predictor is None:
-        return None
-    with_faces = [(image, rectangles_from_mtcnn(points)) for image, (_, _, points) in zip(images, found) if len(points)]
-    if not with_faces:
-        return np.zeros((0, 5, 2))
-    return np.concatenate(predictor.predict_many(*zip(*with_faces)))
+    return None if predictor is None else predictor.predict_from_mtcnn(images, [points for _, _, points in found])
 
 
 __all__ = ["LandmarkStage", "arcface_crops", "cut_canonical_crops", "dlib_chip_predictor", "dlib_points",

@@ -64,9 +64,8 @@ def augment_aligned_face(photo: np.ndarray, row: Mapping[str, Any], augmentation
     columns = {column: (moved(np.asarray(row[column], np.float64) * size) / size).astype(np.float32)
                for column in dict.fromkeys([ALIGNMENT_COLUMN, *point_columns])}
     if faces.dlib_points is not None:  # dlib's five points place its chips; a mirror swaps them eye for eye
-        dlib_points = move_pixels(faces.dlib_points[0], photo_move, False)
-        columns[DLIB_POINTS_COLUMN] = (dlib_points[DLIB_5_FLIP] if augmentation.mirrored else dlib_points
-                                       ).astype(np.float32)
+        columns[DLIB_POINTS_COLUMN] = move_pixels(faces.dlib_points[0], photo_move, augmentation.mirrored,
+                                                  DLIB_5_FLIP).astype(np.float32)
     return pixels, {**columns, POINTS_COLUMN: moved(faces.points[0]).astype(np.float32),
                     BOX_COLUMN: move_box(faces.boxes[0], photo_move).astype(np.float32),
                     VIEW_CANONICAL_COLUMN: faces.canonical[0], VIEW_GREY_COLUMN: float(image_bottom_grey([photo])[0])}

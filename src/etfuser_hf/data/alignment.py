@@ -214,14 +214,9 @@ class FaceAligner:
 
     def dlib_points(self, images: Sequence[np.ndarray], points: np.ndarray) -> np.ndarray:
         """analyze's dlib points: the 5-point predictor on each image in the rectangle MTCNN's five `points` (N, 5, 2)
-        place (`rectangles_from_mtcnn`) -> (N, 5, 2) image pixels."""
-        from ..priors.dlib_shape_predictor import rectangles_from_mtcnn
-
+        place (`DlibShapePredictor.predict_from_mtcnn`) -> (N, 5, 2) image pixels."""
         stored = np.asarray(points, np.float32).astype(np.float64)  # the float32 points a batch reads back
-        if not len(stored):
-            return np.zeros((0, 5, 2))
-        return np.concatenate(self.shape_predictor.predict_many(
-            list(images), [rectangles_from_mtcnn(face[None]) for face in stored]))
+        return self.shape_predictor.predict_from_mtcnn(images, [face[None] for face in stored])
 
     def image_landmarks(self, images: Sequence[np.ndarray], boxes: np.ndarray, points: np.ndarray,
                         sizes: np.ndarray) -> np.ndarray:

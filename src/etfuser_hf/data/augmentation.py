@@ -23,7 +23,7 @@ sampler and PIL's ImageEnhance / ImageOps.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -206,14 +206,16 @@ def move_points(points: np.ndarray, augmentation: FaceAugmentation, size: tuple[
     return move_pixels(points * (width, height), augmentation.affine, augmentation.mirrored) / (width, height)
 
 
-def move_pixels(points: np.ndarray, affine: np.ndarray, mirrored: bool) -> np.ndarray:
-    """(K, 2) points in pixels through the (2, 3) `affine`, renumbered by `FLIP_PERMUTATIONS[K]` where it mirrors."""
+def move_pixels(points: np.ndarray, affine: np.ndarray, mirrored: bool,
+                flip: Sequence[int] | None = None) -> np.ndarray:
+    """(K, 2) points in pixels through the (2, 3) `affine`, renumbered where it mirrors by `flip` (a point set's own
+    left/right permutation, e.g. `DLIB_5_FLIP`), by default `FLIP_PERMUTATIONS[K]`."""
     moved = np.asarray(points, np.float64) @ affine[:, :2].T + affine[:, 2]
     if mirrored:
-        if len(points) not in FLIP_PERMUTATIONS:
+        if flip is None and len(points) not in FLIP_PERMUTATIONS:
             raise ValueError(f"points: a mirror needs a left/right permutation, known for {sorted(FLIP_PERMUTATIONS)} "
                              f"points, got {len(points)}.")
-        moved = moved[FLIP_PERMUTATIONS[len(points)]]
+        moved = moved[list(FLIP_PERMUTATIONS[len(points)] if flip is None else flip)]
     return moved
 
 

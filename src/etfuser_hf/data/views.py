@@ -101,7 +101,8 @@ def render_views(train: datasets.Dataset, augmentations: Augmentation | Sequence
         train.features[image_column], datasets.Image) else train
 
     aligned = ALIGNMENT_COLUMN in images.column_names
-    added = [VIEW_COLUMN, VIEW_INDEX_COLUMN, VIEW_LEVEL_COLUMN] + (list(VIEW_GEOMETRY_COLUMNS) if aligned else [])
+    view_geometry = list(VIEW_GEOMETRY_COLUMNS) if aligned else []
+    added = [VIEW_COLUMN, VIEW_INDEX_COLUMN, VIEW_LEVEL_COLUMN, *view_geometry]
     photo_row = {VIEW_CANONICAL_COLUMN: np.zeros((2, 3)).tolist(), VIEW_GREY_COLUMN: 0.0}  # `alignment.view_canonical`
 
     def expand(batch: dict[str, list], indices: list[int]) -> dict[str, list]:
@@ -122,7 +123,7 @@ def render_views(train: datasets.Dataset, augmentations: Augmentation | Sequence
                 out[VIEW_COLUMN].append(index)
                 out[VIEW_INDEX_COLUMN].append(view)
                 out[VIEW_LEVEL_COLUMN].append(level)
-                for key in added[3:]:  # an aligned view's own canonical affine and fill; zeros for the photo's row
+                for key in view_geometry:  # an aligned view's own canonical affine and fill; zeros for the photo's row
                     out[key].append(rendered.get(key, photo_row[key]))
         return out
 

@@ -130,6 +130,15 @@ class DlibShapePredictor:
         points = _round_half_up(origin + shape.astype(np.float64) * extent).astype(np.float64)
         return np.split(points, np.cumsum(counts)[:-1])
 
+    def predict_from_mtcnn(self, images: Sequence[np.ndarray], points: Sequence[np.ndarray]) -> np.ndarray:
+        """dlib's points (faces, P, 2) for the faces of `images`, in order: `points[i]` (F_i, 5, 2) MTCNN's five points
+        of image i's faces, each face in the rectangle they place (`rectangles_from_mtcnn`), one cascade for all."""
+        with_faces = [(image, rectangles_from_mtcnn(face_points)) for image, face_points in zip(images, points)
+                      if len(face_points)]
+        if not with_faces:
+            return np.zeros((0, self.num_parts, 2))
+        return np.concatenate(self.predict_many([image for image, _ in with_faces], [boxes for _, boxes in with_faces]))
+
 
 def rectangles_from_mtcnn(points: np.ndarray) -> np.ndarray:
     """MTCNN's five points (N, 5, 2) (eyes, nose, mouth corners) in image pixels -> (N, 4) left, top, right, bottom:
