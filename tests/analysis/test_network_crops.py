@@ -24,19 +24,25 @@ def test_numpy_grid_is_the_torch_grid_bit_for_bit(batch, height, width):
 
 
 def test_network_crops_cut_a_shared_crop_once():
+    """Networks with the same affines, windows, size and resampling share one cut; a dlib chip at the same place is
+    cut apart, with dlib's pyramid (`encoders.crop_resampling`)."""
     from types import SimpleNamespace
 
     from etfuser_hf.analysis.backends import AnalysisGraph
 
     pixel_values = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
-    affines = torch.tensor([[[0.5, 0.0, -4.0], [0.0, 0.5, -6.0]]]).repeat(2, 3, 1, 1)
+    affines = torch.tensor([[[0.5, 0.0, -4.0], [0.0, 0.5, -6.0]]]).repeat(2, 4, 1, 1)
     affines[:, 2, 0, 2] = -3.0  # the third network: the same size, another place
-    graph = SimpleNamespace(plan=SimpleNamespace(networks=["first", "second", "third"]),
-                            network_sizes=lambda: [(32, 32)] * 3)
+    names = ["first", "second", "third", "chip"]
+    geometries = {name: {"name": "arcface_template"} for name in names} | {"chip": {"name": "dlib_chip"}}
+    graph = SimpleNamespace(plan=SimpleNamespace(networks=names, geometries=geometries),
+                            network_sizes=lambda: [(32, 32)] * 4)
     crops = AnalysisGraph.network_crops(graph, pixel_values, affines)
     assert crops["first"] is crops["second"] and crops["third"] is not crops["first"]
+    assert crops["chip"] is not crops["first"]
     for index, name in enumerate(crops):
-        assert torch.equal(crops[name], cut_encoder_crops(pixel_values, affines[:, index], (32, 32)))
+        resampling = "dlib_pyramid" if name == "chip" else "box"
+        assert torch.equal(crops[name], cut_encoder_crops(pixel_values, affines[:, index], (32, 32), None, resampling))
     assert not np.array_equal(crops["first"].numpy(), crops["third"].numpy())
 
 

@@ -15,7 +15,7 @@ from etfuser_hf import ETFuserForImageClassification
 from etfuser_hf.analysis.backends import TorchBackend
 from etfuser_hf.analysis.crops import cut_canonical_crops
 from etfuser_hf.priors.crop_plan import READS_68_LANDMARKS, FaceGeometry, image_bottom_grey
-from etfuser_hf.models.encoders import prepare_encoder_inputs
+from etfuser_hf.models.encoders import crop_resampling, prepare_encoder_inputs
 from etfuser_hf.priors import crop_geometry
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.face_detection import detect_and_align
@@ -66,7 +66,8 @@ def expected_crop(model, name: str, image: np.ndarray, faces: FaceGeometry, land
     spec = model.config.priors[name]
     crop = crop_geometry.cut_crops(photo, crop_geometry.crop_affines(geometry, **inputs), spec.image_size[0],
                                    antialias=geometry.get("antialias", False),
-                                   windows=crop_geometry.crop_windows(geometry, **inputs))
+                                   windows=crop_geometry.crop_windows(geometry, **inputs),
+                                   resampling=crop_resampling(geometry))
     return prepare_encoder_inputs(crop, spec)
 
 

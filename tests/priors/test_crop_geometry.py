@@ -176,6 +176,65 @@ def test_dlib_chip_crop_antialias_approaches_dlibs_pyramid_chips(dlib_face, phot
     assert errors[True] < 0.7 * errors[False] and errors[True] < 8.5, errors
 
 
+@pytest.mark.parametrize(("photo", "factor", "size", "tolerance"), [
+    ("astronaut", 1.0, 64, 0.05), ("astronaut", 1.0, 32, 1.5), ("astronaut", 1.5, 64, 1.0),
+    ("grace_hopper", 1.0, 64, 1.6), ("grace_hopper", 1.0, 32, 2.3), ("grace_hopper_rotated", 1.0, 64, 1.9)])
+def test_dlib_pyramid_resampling_is_extract_image_chip(dlib_face, photo, factor, size, tolerance):
+    """`resampling="dlib_pyramid"` (the dlib nets' own, `encoders.dlib_pyramid_crops`) is dlib's extract_image_chip:
+    below a 2x shrink it samples the photo bilinearly (the astronaut's 64 px chip, 1.77x: dlib's chip exactly, once
+    floored as dlib floors), beyond it halves the photo with pyramid_down<2> until the step is at most 2 (one level at
+    2.7x and 3.4x, two at 3.6x-7x here): within `tolerance` grey levels on average (measured 1.1-1.9: dlib floors every
+    level to 8 bits and builds its pyramid from a sub-image whose corner may fall on the other parity), a third to a
+    quarter of the box filter's error."""
+    dlib, find = dlib_face
+    image = PHOTOS[photo]() if factor == 1 else resized(PHOTOS[photo](), factor)
+    shape, points = find(image)
+    details = dlib.get_face_chip_details(shape, size, 0.2)
+    chip = np.asarray(dlib.extract_image_chip(np.ascontiguousarray(image), details))
+    affines = dlib_chip_affines(points, size, 0.2)
+    ours = as_image(cut_crops(as_batch(image), affines, size, resampling="dlib_pyramid")[0])
+    error = np.abs(np.floor(ours) - chip).mean()  # dlib's bilinear sample is floored to 8 bits
+    box = np.abs(np.round(as_image(cut_crops(as_batch(image), affines, size, antialias=True)[0])) - chip).mean()
+    assert error < tolerance, (error, box)
+    if np.sqrt(1 / abs(np.linalg.det(affines[0, :, :2]))) > 2:  # dlib builds its pyramid
+        assert error < 0.4 * box, (error, box)
+
+
+@pytest.mark.parametrize(("factor", "size", "tolerance"), [(1.0, 64, 1.2), (1.5, 64, 1.8), (1.0, 32, 2.2)])
+def test_dlib_pyramid_from_a_loose_crop_follows_the_photos_scale(dlib_face, factor, size, tolerance):
+    """Cut from a loose crop of the photo (the model's input in analyze: the face with room around it, the chip
+    spanning 2.25x its size), the chip is a second resampling. The window rows carry the crop -> photo affine, so
+    the pyramid is built as often as dlib builds it on the photo, at most as often as dlib's rule allows on the crop:
+    the astronaut's 64 px chip shrinks her photo 1.77x (no pyramid in dlib) but the loose crop 2.25x, where the crop's
+    own rule would blur it once more. Measured on the astronaut against dlib's own chip: 1.0 (x1.0, 64 px), 1.6 (x1.5,
+    64 px), 2.0 (x1.0, 32 px) grey levels against 2.0, 3.4, 4.1 for the box filter the forward used before and 5.5,
+    1.6, 6.5 for the crop's own rule."""
+    from etfuser_hf.models.encoders import cut_encoder_crops
+    from etfuser_hf.priors.crop_geometry import compose_affines, dlib_chip_windows
+    from etfuser_hf.priors.crop_sampling import window_rows
+    from etfuser_hf.priors.crop_warp import warp_crops
+
+    dlib, find = dlib_face
+    image = data.astronaut() if factor == 1 else resized(data.astronaut(), factor)
+    shape, points = find(image)
+    details = dlib.get_face_chip_details(shape, size, 0.2)
+    chip = np.asarray(dlib.extract_image_chip(np.ascontiguousarray(image), details))
+    loose = dlib_chip_affines(points, 144, 0.2)  # the 64 px chip's field on the central 144 of 320 pixels
+    loose[:, :, 2] += 88
+    crop = torch.from_numpy(warp_crops(np.ascontiguousarray(image), loose, 320, antialias=True)[0]).permute(2, 0, 1)
+    crop = crop[None].float()
+    in_crop = compose_affines(dlib_chip_affines(points, size, 0.2), invert_affines(loose))
+    windows = dlib_chip_windows(points[None], size, 0.2, image.shape[:2])
+    rows = window_rows(windows, torch.zeros(1, 3), invert_affines(loose))
+    errors = {}
+    for name, cut in {"photo's scale": lambda: cut_crops(crop, in_crop, size, windows=rows, resampling="dlib_pyramid"),
+                      "crop's rule": lambda: cut_crops(crop, in_crop, size, resampling="dlib_pyramid"),
+                      "box": lambda: cut_encoder_crops(crop, torch.from_numpy(in_crop).float(), (size, size))}.items():
+        errors[name] = np.abs(np.round(as_image(cut()[0])) - chip).mean()
+    assert errors["photo's scale"] < tolerance, errors
+    assert errors["photo's scale"] < 0.6 * errors["box"] and errors["photo's scale"] <= errors["crop's rule"], errors
+
+
 def test_dlib_five_points_are_faceapi_landmarks_45_42_36_39_33(dlib_face):
     """dlib's 5-point shape is (eye corners, base of the nose) in the order of DLIB_5_FROM_IBUG_68: the converted
     face-api landmark net's points at those indices lie within a few pixels of dlib's own on the astronaut."""
@@ -314,19 +373,22 @@ def test_fer_box_crop_matches_fers_recorded_crop(face):
 
 def test_crop_plan_windows_come_from_each_networks_rule():
     """The plan hands each network the windows of its own rule (the registry is their one source): fer's padding grey
-    and face-api's bars where those networks run, nothing for the dlib chip; cut with them, fer's crop of the border
-    face is fer's recorded crop."""
+    and face-api's bars where those networks run, the whole image (black beyond it) for the dlib chip; cut with them,
+    fer's crop of the border face is fer's recorded crop."""
     from etfuser_hf.priors.crop_plan import CropPlan, FaceGeometry
 
     recorded = np.load(FIXTURES / "fer" / "crops.npz")
     photo = reference_photos()[str(recorded["photos"][3])]
     points = np.array([[[470.0, 560.0], [520.0, 560.0], [495.0, 590.0], [475.0, 615.0], [515.0, 615.0]]])
-    faces = FaceGeometry.from_detections(recorded["boxes"][3:4], points, photo.shape[:2])
+    faces = FaceGeometry.from_detections(recorded["boxes"][3:4], points, photo.shape[:2], dlib_points=points)
     plan = CropPlan({"fer": FerMiniXceptionConfig().crop_geometry, "age": DlibAgeConfig().crop_geometry,
                      "landmarks": FaceApiLandmarkConfig().crop_geometry}, None)
     windows = plan.windows(faces, None)
-    assert sorted(windows) == ["fer", "landmarks"]
-    assert windows["fer"].fill == "bottom_rows_mean" and windows["landmarks"].fill == "zeros"
+    assert sorted(windows) == ["age", "fer", "landmarks"]
+    assert windows["fer"].fill == "bottom_rows_mean" and windows["landmarks"].fill == windows["age"].fill == "zeros"
+    height, width = photo.shape[:2]
+    np.testing.assert_array_equal(windows["age"].shown, [[0, 0, width, height]])
+    np.testing.assert_array_equal(windows["age"].bounds, windows["age"].shown)
     expected = crop_windows("fer_box", boxes=recorded["boxes"][3:4], image_sizes=photo.shape[:2])
     np.testing.assert_array_equal(windows["fer"].bounds, expected.bounds)
     affines = crop_affines(plan.geometries["fer"], boxes=faces.boxes, image_sizes=faces.image_sizes)
@@ -435,7 +497,9 @@ def test_crop_windows_bad_input_is_refused_by_name():
         cut_crops(torch.zeros(1, 3, 8, 8), np.eye(2, 3)[None], 4, windows=windows)
     with pytest.raises(ValueError, match="images: the 'bottom_rows_mean' fill reads grey from 1 or 3"):
         fill_values(torch.zeros(1, 2, 8, 8), "bottom_rows_mean")
-    assert crop_windows("dlib_chip", landmarks=np.zeros((1, 5, 2)) + np.arange(5)[None, :, None]) is None
+    assert crop_windows("arcface_template", landmarks=np.zeros((1, 5, 2)) + np.arange(5)[None, :, None]) is None
+    with pytest.raises(ValueError, match="image_sizes: dlib's chip windows are the image"):
+        crop_windows("dlib_chip", landmarks=np.zeros((1, 5, 2)) + np.arange(5)[None, :, None])
 
 
 def test_a_prior_without_its_own_geometry_reads_the_whole_arcface_crop_at_its_own_size():

@@ -76,9 +76,10 @@ def test_aligned_collator_feeds_canonical_crops_and_skips_cached_priors(aligned,
     batch = collator(rows)
     expected, crops = aligned_inputs([aligned[index]["image"] for index in range(4)], rows, collator.crop_plan)
     torch.testing.assert_close(batch["pixel_values"], expected)
-    # face-api's recognition square (its bars) and fer's box (its padding) with their windows, in photo pixels
+    # face-api's recognition square (its bars), fer's box (its padding) and dlib's chip (the photo, whose scale its
+    # resampling reads) with their windows, in photo pixels
     windows = {"face_recognition" + WINDOW_SUFFIX, BACKBONE_CROP_KEY + WINDOW_SUFFIX}
-    assert set(batch["prior_crops"]) == set(PRIORS) | {BACKBONE_CROP_KEY} | windows
+    assert set(batch["prior_crops"]) == set(PRIORS) | {BACKBONE_CROP_KEY} | windows | {"age" + WINDOW_SUFFIX}
     cached = [{**row, feature_column("age"): np.zeros((1, 4), np.float32)} for row in rows]
     assert set(collator(cached)["prior_crops"]) == {"face_recognition", BACKBONE_CROP_KEY} | windows
     with torch.no_grad():

