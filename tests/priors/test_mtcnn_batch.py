@@ -8,11 +8,11 @@ import pytest
 import torch
 from skimage import data
 
+from etfuser_hf.priors import mtcnn_onnx
 from etfuser_hf.priors.box_ops import area_crops, batched_nms, nms, summed_area_table
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.mtcnn import MTCNN, _crops
-from etfuser_hf.priors import mtcnn_onnx
-from etfuser_hf.priors.mtcnn_onnx import FAST_NETS, OnnxMTCNN
+from etfuser_hf.priors.mtcnn_onnx import FAST_NETS, OnnxMTCNN, mtcnn_onnx_cached
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,9 @@ def test_detect_batch_equals_detect_image_by_image(detector):
 
 def test_onnxruntime_cascade_equals_detect_and_is_cached(detector, tmp_path):
     images = _images()
+    assert not mtcnn_onnx_cached(detector, tmp_path)
     cascade = OnnxMTCNN(detector, cache_dir=tmp_path)
+    assert mtcnn_onnx_cached(detector, tmp_path)
     assert sorted(path.name for path in cascade.folder.iterdir()) == ["onet.onnx", "pnet.onnx", "rnet.onnx"]
     _assert_same(cascade.detect_batch(images), [detector.detect(image) for image in images])
     assert OnnxMTCNN(detector, cache_dir=tmp_path).folder == cascade.folder

@@ -146,9 +146,20 @@ def _export(net: torch.nn.Module, side: int, dynamic: dict[int, str], path: Path
     os.replace(partial, path)
 
 
+def mtcnn_onnx_folder(detector: MTCNN, cache_dir: str | os.PathLike | None = None) -> Path:
+    """Where the exports of these weights are cached (`ensure_mtcnn_onnx` writes them)."""
+    return Path(cache_dir or default_cache_dir()) / "mtcnn_onnx" / weights_hash(detector)
+
+
+def mtcnn_onnx_cached(detector: MTCNN, cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether `OnnxMTCNN(detector, cache_dir)` finds all three exports in the cache (exports nothing)."""
+    folder = mtcnn_onnx_folder(detector, cache_dir)
+    return all((folder / f"{name}.onnx").is_file() for name in NETS)
+
+
 def ensure_mtcnn_onnx(detector: MTCNN, cache_dir: str | os.PathLike | None = None) -> Path:
     """The folder holding `pnet.onnx`, `rnet.onnx` and `onet.onnx` for these weights, exporting what is missing."""
-    folder = Path(cache_dir or default_cache_dir()) / "mtcnn_onnx" / weights_hash(detector)
+    folder = mtcnn_onnx_folder(detector, cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     for name, (side, dynamic) in NETS.items():
         if not (folder / f"{name}.onnx").is_file():
@@ -193,4 +204,4 @@ class OnnxMTCNN:
 
 
 __all__ = ["EXPORT_VERSION", "FAST_NETS", "PIXELS_PER_CALL", "FastONet", "FastPNet", "FastRNet", "OnnxMTCNN",
-           "ensure_mtcnn_onnx", "weights_hash"]
+           "ensure_mtcnn_onnx", "mtcnn_onnx_cached", "mtcnn_onnx_folder", "weights_hash"]
