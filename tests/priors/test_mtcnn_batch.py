@@ -8,10 +8,11 @@ import pytest
 import torch
 from skimage import data
 
+from etfuser_hf.priors import mtcnn_onnx
 from etfuser_hf.priors.box_ops import area_crops, batched_nms, nms, summed_area_table
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.mtcnn import MTCNN, _crops
-from etfuser_hf.priors.mtcnn_onnx import OnnxMTCNN
+from etfuser_hf.priors.mtcnn_onnx import FAST_NETS, OnnxMTCNN, mtcnn_onnx_cached
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,33 @@ def test_detect_batch_equals_detect_image_by_image(detector):
 
 def test_onnxruntime_cascade_equals_detect_and_is_cached(detector, tmp_path):
     images = _images()
+    assert not mtcnn_onnx_cached(detector, tmp_path)
     cascade = OnnxMTCNN(detector, cache_dir=tmp_path)
+    assert mtcnn_onnx_cached(detector, tmp_path)
     assert sorted(path.name for path in cascade.folder.iterdir()) == ["onet.onnx", "pnet.onnx", "rnet.onnx"]
     _assert_same(cascade.detect_batch(images), [detector.detect(image) for image in images])
     assert OnnxMTCNN(detector, cache_dir=tmp_path).folder == cascade.folder
+
+
+def test_exported_forms_are_the_nets_bit_for_bit(detector):
+    """The graphs exported for onnxruntime (PReLU as max(x, a x), max-pooling before PReLU) compute each net's
+    function exactly: the same bits in PyTorch, on inputs spread over both signs (every slope's branch is taken)."""
+    generator = torch.Generator().manual_seed(2)
+    for name, shape in (("pnet", (3, 3, 37, 29)), ("rnet", (64, 3, 24, 24)), ("onet", (32, 3, 48, 48))):
+        net = getattr(detector, name)
+        pixels = torch.randn(shape, generator=generator) * 1.5
+        with torch.no_grad():
+            for fast, reference in zip(FAST_NETS[name](net)(pixels), net(pixels)):
+                assert torch.equal(fast, reference), name
+    assert any((prelu.weight > 1).any() for prelu in (detector.pnet.prelu1, detector.rnet.prelu1))  # negated branch
+    assert all((prelu.weight < 0).any() for prelu in (detector.rnet.prelu1, detector.onet.prelu1))  # smallest branch
+
+
+def test_onnxruntime_calls_split_by_pixels_change_nothing(detector, monkeypatch):
+    """`_OnnxNet` runs at most PIXELS_PER_CALL input pixels per call: split or whole, the same outputs."""
+    cascade = OnnxMTCNN(detector)
+    crops = torch.randn(70, 3, 24, 24, generator=torch.Generator().manual_seed(3))
+    whole = cascade.nets[1](crops)
+    monkeypatch.setattr(mtcnn_onnx, "PIXELS_PER_CALL", 24 * 24 * 16)  # 5 calls, the last one of 6 crops
+    for split, reference in zip(cascade.nets[1](crops), whole):
+        assert torch.equal(split, reference)

@@ -48,6 +48,7 @@ from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import FaceGeometry, image_bottom_grey
 from ..priors.face_detection import MTCNN, OnnxMTCNN, detect_faces
+from ..priors.mtcnn_onnx import mtcnn_onnx_cached
 from .attention_maps import AttentionPanels, attention_panels, check_reads_grids, save_frame_figures
 from .backends import AnalysisBackend, OnnxBackend, TorchBackend, onnx_exports_cached
 from .crops import arcface_crops, cut_canonical_crops, dlib_chip_predictor, dlib_points
@@ -210,6 +211,8 @@ class FaceAnalyzer:
 
             detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
         if backend != "torch" and isinstance(detector, MTCNN):
+            if not mtcnn_onnx_cached(detector, cache_dir):  # an export traces MTCNN's nets: not beside the build
+                build.join()
             detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
         self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
         self.table = TableBuilder(loaded.model, crop_size, extras)

@@ -42,7 +42,12 @@ def grey_intensities(image: np.ndarray) -> np.ndarray:
                          f"{image.shape}.")
     if image.ndim == 2:
         return image
-    return (image.astype(np.uint16).sum(axis=2) // 3).astype(np.uint8)
+    # the three planes added in place (a sum over the last axis of length 3 runs ~7x slower: 31 -> 4.4 ms for 32
+    # frames of 256x256, on every frame analyze and the benchmark's floor detect)
+    total = image[..., 0].astype(np.uint16)
+    total += image[..., 1]
+    total += image[..., 2]
+    return (total // 3).astype(np.uint8)
 
 
 def _round_half_up(values: np.ndarray) -> np.ndarray:

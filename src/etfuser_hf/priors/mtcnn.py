@@ -245,7 +245,12 @@ def detect_batch(detector: MTCNN, images: Sequence[np.ndarray], max_pixels: int 
     # Stage 1: PNet over each stack's image pyramid proposes windows; suppression per image and scale.
     proposals, owners = [], []
     for group in size_groups(images, max_pixels):
-        stack = (torch.stack([images[index] for index in group]).permute(0, 3, 1, 2).to(dtype) - 127.5) / 128.0
+        # normalised in place; for `nets` (onnxruntime) contiguous (N, 3, H, W), so the pyramid's levels come out ready
+        # for them (channels-last levels were each copied again), the same values. PyTorch's PNet keeps the
+        # channels-last stack (its convolution rounds differently on the two layouts)
+        stack = torch.stack([images[index] for index in group]).permute(0, 3, 1, 2)
+        layout = torch.contiguous_format if nets else torch.preserve_format
+        stack = stack.to(dtype, memory_format=layout).sub_(127.5).div_(128.0)
         members = torch.tensor(group)
         height, width = stack.shape[2:]
         for scale in detector._scales(height, width):
