@@ -182,7 +182,7 @@ def main() -> None:
                 times[key].append(1e3 * (time.process_time() - start))
     for key, step in steps.items():
         events, counter = counts[key]
-        quartiles = statistics.quantiles(times[key], n=4)
+        quartiles = statistics.quantiles(times[key], n=4) if len(times[key]) > 1 else times[key] * 3
         print(f"{key:32s} {events:15d} {sum(counter.by_op.values()):13d} {statistics.median(times[key]):8.1f} "
               f"({quartiles[0]:5.1f}-{quartiles[2]:5.1f}) {len(step.parameters):7d}")
     for key in steps:
