@@ -216,8 +216,11 @@ class ETFuserPriorProjection(nn.Module):
         return cls(spec.feature_dim, spec.num_output_tokens, config)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
-        tokens = self.layernorm(self.dense(features.to(self.dense.weight.dtype))) + self.prior_embedding
-        return tokens if self.position_embedding is None else tokens + self.position_embedding()
+        tokens = self.layernorm(self.dense(features.to(self.dense.weight.dtype)))
+        # the per-prior and the position embedding summed first (n tokens), then added once to the batch
+        embedding = self.prior_embedding if self.position_embedding is None else (
+            self.prior_embedding + self.position_embedding())
+        return tokens + embedding
 
 
 class ETFuserEmbeddings(nn.Module):
@@ -241,12 +244,20 @@ class ETFuserEmbeddings(nn.Module):
         """Returns the fusion sequence (batch, E + T (+ C), hidden_size) and the projected prior tokens (batch, T, d);
         `canonical_features` (batch, C, backbone feature_dim) are the canonical model's grid tokens."""
         ensemble = self.ensemble_tokens.expand(batch_size, -1, -1)
-        prior_tokens = [projection(prior_features[name]) for name, projection in self.projections.items()]
-        prior_tokens = torch.cat(prior_tokens, dim=1) if prior_tokens else ensemble[:, :0]
-        sequence = [ensemble, prior_tokens]
+        sequence = [ensemble] + [projection(prior_features[name]) for name, projection in self.projections.items()]
+        num_prior_tokens = sum(tokens.shape[1] for tokens in sequence[1:])
         if self.canonical_projection is not None:
             sequence.append(self.canonical_projection(canonical_features))
-        return self.dropout(torch.cat(sequence, dim=1)), prior_tokens
+        # one concatenation (the prior tokens are a view of it): every copy of the sequence is paid per step
+        sequence = torch.cat(sequence, dim=1)
+        start = ensemble.shape[1]
+        return _dropout(self.dropout, sequence), sequence[:, start:start + num_prior_tokens]
+
+
+def _dropout(dropout: nn.Dropout, hidden_states: torch.Tensor) -> torch.Tensor:
+    """`dropout(hidden_states)`, without the call where it is the identity (p = 0, or eval mode): a training step
+    calls a dropout module at every residual."""
+    return dropout(hidden_states) if dropout.p and dropout.training else hidden_states
 
 
 def token_groups(config: ETFuserConfig) -> list[int]:
@@ -296,9 +307,21 @@ def eager_attention_forward(
     weights = torch.matmul(query, key.transpose(2, 3)) * scaling
     if attention_mask is not None:
         weights = weights + attention_mask
-    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
-    weights = F.dropout(weights, p=dropout, training=module.training)
+    # softmax in the scores' own dtype: reduced-precision inputs are accumulated in float32 inside the kernel and the
+    # probabilities rounded once, as a float32 softmax cast back would give, without a float32 copy of the (L, L)
+    # scores and of their gradient
+    weights = torch.softmax(weights, dim=-1)
+    if dropout and module.training:
+        weights = F.dropout(weights, p=dropout, training=True)
     return torch.matmul(weights, value).transpose(1, 2).contiguous(), weights
+
+
+# From this many fusion tokens on, the full stack's last layer under `ensemble_tokens_only` (whose only queries are the
+# ensemble tokens) folds the key and value projections into them (`ETFuserAttention._read_only_forward`); below it,
+# projecting every token costs less than the folding's own extra operations (one layer's forward and backward on CPU,
+# bf16, batch 32: 1.6 / 1.8 ms at 4 tokens, 2.9 / 2.6 ms at 30, 3.5 / 2.7 ms at 49). Either way the same function.
+# `read_only_priors` folds every layer at any length, as it always has (its FLOPs are what it is chosen for).
+FOLDED_ATTENTION_MIN_TOKENS = 16
 
 
 class ETFuserAttention(nn.Module):
@@ -325,14 +348,20 @@ class ETFuserAttention(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """(batch, L, hidden_size) -> (batch, Q, hidden_size) and the weights (batch, heads, Q, L) when asked for; Q
         is L, or `num_queries` when only the first positions (the ensemble tokens) attend."""
-        if self.config.read_only_priors and num_queries is not None:
+        if num_queries is not None and (self.config.read_only_priors or (
+                attention_mask is None and hidden_states.shape[1] >= FOLDED_ATTENTION_MIN_TOKENS)):
             return self._read_only_forward(hidden_states, output_attentions, num_queries)
-        queries = hidden_states if num_queries is None else hidden_states[:, :num_queries]
-        query_shape = queries.shape[:-1]
-        query = self.q_proj(queries).view(*query_shape, -1, self.head_dim).transpose(1, 2)
+        width = hidden_states.shape[-1]
+        if num_queries is None:  # q, k and v of every token in one product: one pass over the tokens, not three
+            query, key, value = _joint_linear(hidden_states, self.q_proj, self.k_proj, self.v_proj).split(width, -1)
+        else:
+            query = self.q_proj(hidden_states[:, :num_queries])
+            key, value = _joint_linear(hidden_states, self.k_proj, self.v_proj).split(width, -1)
+        query_shape = query.shape[:-1]
+        query = query.view(*query_shape, -1, self.head_dim).transpose(1, 2)
         key_value_shape = (*hidden_states.shape[:-1], -1, self.head_dim)
-        key = self.k_proj(hidden_states).view(key_value_shape).transpose(1, 2)
-        value = self.v_proj(hidden_states).view(key_value_shape).transpose(1, 2)
+        key = key.view(key_value_shape).transpose(1, 2)
+        value = value.view(key_value_shape).transpose(1, 2)
         if attention_mask is not None and num_queries is not None:
             attention_mask = attention_mask[:, :, :num_queries]
 
@@ -354,33 +383,44 @@ class ETFuserAttention(nn.Module):
 
     def _read_only_forward(self, hidden_states: torch.Tensor, output_attentions: bool, num_queries: int
                            ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`forward` for `config.read_only_priors`, with the key and value projections folded into the few queries:
-        the same function, in another order of operations. Head h's score of token x is q_h . (K_h x + b_h) =
-        [K_h^T q_h, q_h . b_h] . [x, 1], and its output sum_j a_j (V_h x_j + c_h) = [V_h, c_h] sum_j a_j [x_j, 1]
-        (exact under attention dropout too). So each of the L keys costs heads x (hidden_size + 1) multiply-adds
-        instead of two hidden_size^2 projections: with grid priors (tens of tokens) and one ensemble token, the
-        projections of every token were most of the fusion's cost. Shapes as in `forward`, Q = `num_queries`."""
+        """`forward` where only the first `num_queries` positions (the ensemble tokens) are queries, with the key and
+        value projections folded into those few queries: the same function, in another order of operations. Used
+        for `config.read_only_priors` and for the last layer under `ensemble_tokens_only`. Head h's score of token x
+        is q_h . (K_h x + b_h) = (K_h^T q_h) . x + q_h . b_h, and its output sum_j a_j (V_h x_j + c_h) = V_h (sum_j
+        a_j x_j) + c_h sum_j a_j (exact under attention dropout too, where the a_j need not sum to 1). So each of the
+        L keys costs heads x hidden_size multiply-adds instead of two hidden_size^2 projections: with grid priors
+        (tens of tokens) and one ensemble token, the projections of every token were most of the fusion's cost. The
+        tokens are read as they are (no copy with a column of ones, no per-head copies): the folded queries of every
+        head are rows of one product with them. Shapes as in `forward`, Q = `num_queries`."""
         batch, length, width = hidden_states.shape
         heads = width // self.head_dim
         query = self.q_proj(hidden_states[:, :num_queries]).view(batch, num_queries, heads, self.head_dim)
         key_weight, key_bias = _head_weights(self.k_proj, heads, self.head_dim)  # (heads, head_dim, width + 1)
-        # [K_h^T q_h, q_h . b_h]: (batch, heads, Q, width + 1); the score's scaling stays head_dim^-0.5
-        folded_query = torch.einsum("bqhd,hdk->bhqk", query, torch.cat([key_weight, key_bias], dim=-1))
-        # every head now reads the same keys, [x, 1]: the heads become rows of one attention "head" (each row is its
-        # own softmax), so the L keys are never copied per head; (batch, 1, heads x Q, width + 1)
-        folded_query = folded_query.reshape(batch, 1, heads * num_queries, width + 1)
-        tokens = torch.cat([hidden_states, hidden_states.new_ones(batch, length, 1)], dim=-1).unsqueeze(1)
-        implementation = "eager" if output_attentions else self.config._attn_implementation
-        attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(implementation, eager_attention_forward)
-        mixed, weights = attention_interface(self, folded_query, tokens, tokens, None, scaling=self.scaling,
-                                             dropout=self.attention_dropout if self.training else 0.0)
+        # [K_h^T q_h, q_h . b_h] for every head and query: (batch, heads x Q, width + 1); the scaling stays head_dim^-0.5
+        folded = torch.einsum("bqhd,hdk->bhqk", query, torch.cat([key_weight, key_bias], dim=-1))
+        folded = folded.reshape(batch, heads * num_queries, width + 1)
+        tokens = hidden_states.to(folded.dtype)  # once: both products below read them (autocast would cast twice)
+        scores = torch.baddbmm(folded[..., width:], folded[..., :width], tokens.transpose(1, 2))
+        weights = torch.softmax(scores * self.scaling, dim=-1)  # (batch, heads x Q, L)
+        if self.attention_dropout and self.training:
+            weights = F.dropout(weights, p=self.attention_dropout, training=True)
+        # [sum_j a_j x_j, sum_j a_j] -> each head's value [V_h, c_h] [.], then the output projection over the heads
+        mixed = torch.cat([torch.bmm(weights, tokens), weights.sum(dim=-1, keepdim=True)], dim=-1)
         value_weight, value_bias = _head_weights(self.v_proj, heads, self.head_dim)
-        # mixed (batch, heads x Q, 1, width + 1) -> each head's value, then the output projection over the heads
-        mixed = mixed.reshape(batch, heads, num_queries, width + 1)
-        values = torch.einsum("bhqk,hdk->bqhd", mixed, torch.cat([value_weight, value_bias], dim=-1))
-        if weights is not None:
-            weights = weights.reshape(batch, heads, num_queries, length)
+        values = torch.einsum("bhqk,hdk->bqhd", mixed.view(batch, heads, num_queries, width + 1),
+                              torch.cat([value_weight, value_bias], dim=-1))
+        weights = weights.view(batch, heads, num_queries, length) if output_attentions else None
         return self.o_proj(values.reshape(batch, num_queries, width)), weights
+
+
+def _joint_linear(hidden_states: torch.Tensor, *projections: nn.Linear) -> torch.Tensor:
+    """`torch.cat([projection(hidden_states) for projection in projections], -1)` as one product with the weights
+    side by side (the same values: each output is the same dot product), for projections that all have a bias or
+    all have none (`config.qkv_bias`). Under autocast the tokens are cast once, not once per projection, and the
+    backward sums their gradient in the product rather than in separate passes over the tokens."""
+    weight = torch.cat([projection.weight for projection in projections])
+    bias = None if projections[0].bias is None else torch.cat([projection.bias for projection in projections])
+    return F.linear(hidden_states, weight, bias)
 
 
 def _head_weights(projection: nn.Linear, heads: int, head_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -430,8 +470,8 @@ class ETFuserLayer(GradientCheckpointingLayer):
         context = None
         if num_queries is not None:
             hidden_states, context = hidden_states[:, :num_queries], hidden_states[:, num_queries:]
-        hidden_states = hidden_states + self.dropout(attended)
-        hidden_states = hidden_states + self.dropout(self.mlp(self.layernorm_after(hidden_states)))
+        hidden_states = hidden_states + _dropout(self.dropout, attended)
+        hidden_states = hidden_states + _dropout(self.dropout, self.mlp(self.layernorm_after(hidden_states)))
         if keep_context and context is not None:
             hidden_states = torch.cat([hidden_states, context], dim=1)
         return hidden_states, weights
