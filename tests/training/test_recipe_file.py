@@ -190,28 +190,32 @@ def test_recipe_file_row_tuned_as_another_trains_with_its_own_choice(monkeypatch
         assert from_recipe == swept and from_recipe[1]["augmentation"] == settings[row]
 
 
-def test_recipe_file_shipped_in_recipes_reads_and_gives_each_row_its_choice():
-    """recipes/synthetic-augmentation.json (docs/recipe.md's augmentation sweep) is a valid recipe: et-fuser keeps
-    its task's tokens, and each swept row its own augmentation."""
+@pytest.mark.parametrize("file_name, task_names", [("synthetic-augmentation.json", ["expression", "age_group"]),
+                                                    ("synthetic-augmentation-landmarks.json", ["landmarks"])])
+def test_the_defaults_train_each_row_with_the_augmentation_its_shipped_sweep_chose(file_name, task_names):
+    """recipes/synthetic-augmentation*.json (docs/recipe.md, the augmentation sweeps at the parity sweep's rates) are
+    valid recipes, and the synthetic defaults (`tasks.SYNTHETIC_TASKS`) carry what they chose: each swept row its own
+    augmentation at the rate and tokens it was chosen at, its 4 candidates counted on top of the parity sweep's 10."""
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[2] / "recipes" / "synthetic-augmentation.json"
-    expression, age_group = resolve_tasks(["expression", "age_group"], synthetic=True, recipe=read_recipe(path))
-    assert (expression.main_tokens, age_group.main_tokens) == ("pooled", "spatial")
-    assert expression.tuned_overrides(ROWS["et-fuser"])["augmentation"] == {"level": "light", "views": 2}
-    assert age_group.tuned_overrides(ROWS["concat-mlp-grid"])["augmentation"] == {"level": "none"}
+    from etfuser_hf.training.comparison.tasks import PARITY_CANDIDATES
 
-
-def test_landmarks_augmentation_recipe_shipped_in_recipes_keeps_the_parity_rates():
-    """recipes/synthetic-augmentation-landmarks.json (docs/recipe.md, landmarks' augmentation sweep at the parity
-    sweep's rates): each swept row its own augmentation at the rate it was chosen at, counted on top of the defaults'."""
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[2] / "recipes" / "synthetic-augmentation-landmarks.json"
-    landmarks, = resolve_tasks(["landmarks"], synthetic=True, recipe=read_recipe(path))
-    default = resolve_tasks(["landmarks"], synthetic=True)[0]
-    assert landmarks.tuned_overrides(ROWS["canonical"])["augmentation"] == {"level": "standard", "views": 4}
-    assert landmarks.tuned_overrides(ROWS["et-fuser"])["augmentation"] == {"level": "light", "views": 2}
-    for name in ("et-fuser", "canonical", "concat-mlp"):
-        assert landmarks.tuned_learning_rate(ROWS[name]) == default.tuned_learning_rate(ROWS[name])
-        assert landmarks.candidates_per_row[name] == default.candidates_per_row[name] + 4
+    path = Path(__file__).resolve().parents[2] / "recipes" / file_name
+    recipe = read_recipe(path)
+    defaults = resolve_tasks(task_names, synthetic=True)
+    for task in defaults:
+        chosen = recipe["tasks"][task.name]["rows"]
+        assert recipe["tasks"][task.name]["candidates_per_row"] == {row: 4 for row in chosen}
+        for name, setting in chosen.items():
+            row = ROWS[name]
+            trains_with = task.tuned_overrides(row).get("augmentation", {"level": "none"})
+            assert trains_with == setting["settings"]["augmentation"], name
+            assert task.tuned_learning_rate(row) == pytest.approx(setting["learning_rate"]), name
+            assert task.tuned_overrides(row).get("backbone_learning_rate_scale", 1.0) == pytest.approx(
+                setting["backbone_learning_rate_scale"]), name
+            assert task.candidates_per_row[name] == PARITY_CANDIDATES[name] + 4, name
+        if "main_tokens" in recipe["tasks"][task.name]:
+            assert task.main_tokens == recipe["tasks"][task.name]["main_tokens"]
+    # a row tuned as a swept row trains with that row's choice
+    expression = resolve_tasks(["expression"], synthetic=True)[0]
+    assert expression.tuned_overrides(ROWS["et-fuser-spatial"])["augmentation"] == {"level": "light", "views": 4}
