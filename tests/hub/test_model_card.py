@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -173,3 +174,20 @@ def test_validation_names_bad_metadata(card):
         validate_model_card(ModelCard(str(card).replace("pipeline_tag: image-classification", "pipeline_tag: face-magic")))
     with pytest.raises(ValueError, match="non-numeric value"):
         validate_model_card(ModelCard(str(card).replace("value: 0.55", "value: high")))
+
+
+def test_card_says_the_synthetic_defaults_augment_within_the_budget_and_names_the_recipe(tiny_run, tmp_path):
+    """A default synthetic run's card says each row's augmentation was chosen among the settings that fit the main
+    job's budget and names the recipe file that trains the unconstrained choices; a run given a recipe file (or a
+    job-wide --augment) trained something else, and its card does not say so."""
+    sentence = "among the settings that fit the main job's 15-minute"
+    assert sentence in build_model_card(tiny_run).text
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    recipe = {"path": "recipes/synthetic-augmentation.json", "chosen_on": "validation", "command": "etfuser sweep",
+              "tasks": {"expression": {"et-fuser": "augment light K=4"}}}
+    job_wide = {"level": "light", "mode": "views", "views": 2, "seed": 1234}
+    for protocol in ({**metrics["protocol"], "recipe_file": recipe}, {**metrics["protocol"], "augmentation": job_wide}):
+        other = tmp_path / f"run-{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(tiny_run, other)
+        (other / "metrics.json").write_text(json.dumps({**metrics, "protocol": protocol}))
+        assert sentence not in build_model_card(other).text

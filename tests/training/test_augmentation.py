@@ -227,11 +227,30 @@ def augmentation_of(*argv: str) -> Augmentation:
     (["--augment", "light", "--augment-mode", "views", "--views", "1"], "light with 1 view: one view is the image"),
     (["--augment", "light", "--views", "0"], "--views: expected at least 1"),
     (["--augment", "light", "--augment-mode", "views", "--no-cache"], "with --no-cache use --augment-mode online"),
-    (["--augment", "light", "--augment-mode", "views", "--resample-train"], "draw training images, not views"),
 ])
 def test_augment_bad_options_are_refused_by_name(argv, message):
     with pytest.raises(ValueError, match=message):
         augmentation_of(*argv)
+
+
+def test_augment_views_stay_with_their_image_in_label_fractions_and_resampled_draws():
+    """--label-fractions and --resample-train draw images, each with all its views (views never split from their
+    image), and the same images as the split without views (label efficiency compares rows on the same images)."""
+    from etfuser_hf.training.comparison.splits import draw_train, subsample_train
+
+    plain = datasets.Dataset.from_dict({"label": list(range(10))})
+    # three views per image (rendered image by image: the image, its mirror, one drawn view)
+    views = datasets.Dataset.from_dict({"label": [i for i in range(10) for _ in range(3)],
+                                        VIEW_COLUMN: [i for i in range(10) for _ in range(3)],
+                                        "view": [v for _ in range(10) for v in range(3)]})
+    half = subsample_train(views, 0.5, seed=7)
+    assert len(half) == 15 and sorted(set(half[VIEW_COLUMN])) == sorted(subsample_train(plain, 0.5, seed=7)["label"])
+    assert all(half[VIEW_COLUMN][3 * i:3 * i + 3] == [half[VIEW_COLUMN][3 * i]] * 3 for i in range(5))
+    assert subsample_train(views, 1.0, seed=7) is views
+    drawn = draw_train(views, 4, seed=3)
+    assert len(drawn) == 12 and sorted(set(drawn[VIEW_COLUMN])) == sorted(draw_train(plain, 4, seed=3)["label"])
+    with pytest.raises(ValueError, match="cannot draw 11 training images from a pool of 10"):
+        draw_train(views, 11, seed=3)
 
 
 def test_augment_options_and_mirror_of_unknown_point_counts():

@@ -192,30 +192,32 @@ def test_recipe_file_row_tuned_as_another_trains_with_its_own_choice(monkeypatch
 
 @pytest.mark.parametrize("file_name, task_names", [("synthetic-augmentation.json", ["expression", "age_group"]),
                                                     ("synthetic-augmentation-landmarks.json", ["landmarks"])])
-def test_the_defaults_train_each_row_with_the_augmentation_its_shipped_sweep_chose(file_name, task_names):
+def test_the_defaults_train_each_row_with_its_shipped_sweeps_choice_within_the_main_jobs_budget(file_name, task_names):
     """recipes/synthetic-augmentation*.json (docs/recipe.md, the augmentation sweeps at the parity sweep's rates) are
-    valid recipes, and the synthetic defaults (`tasks.SYNTHETIC_TASKS`) carry what they chose: each swept row its own
-    augmentation at the rate and tokens it was chosen at, its 4 candidates counted on top of the parity sweep's 10."""
+    valid recipes at the defaults' rates, and the synthetic defaults (`tasks.SYNTHETIC_TASKS`) train each swept row
+    with its choice where that fits the main job's budget (at most `MAIN_JOB_MAX_VIEWS` views), else with a setting
+    that does; its 4 candidates counted on top of the parity sweep's 10. `--recipe` with the file trains the choices."""
     from pathlib import Path
 
-    from etfuser_hf.training.comparison.tasks import PARITY_CANDIDATES
+    from etfuser_hf.training.comparison.tasks import MAIN_JOB_MAX_VIEWS, PARITY_CANDIDATES
 
     path = Path(__file__).resolve().parents[2] / "recipes" / file_name
     recipe = read_recipe(path)
     defaults = resolve_tasks(task_names, synthetic=True)
+    chosen_tasks = {task.name: task for task in resolve_tasks(task_names, synthetic=True, recipe=recipe)}
     for task in defaults:
         chosen = recipe["tasks"][task.name]["rows"]
         assert recipe["tasks"][task.name]["candidates_per_row"] == {row: 4 for row in chosen}
         for name, setting in chosen.items():
-            row = ROWS[name]
-            trains_with = task.tuned_overrides(row).get("augmentation", {"level": "none"})
-            assert trains_with == setting["settings"]["augmentation"], name
+            row, choice = ROWS[name], setting["settings"]["augmentation"]
+            assert chosen_tasks[task.name].tuned_overrides(row)["augmentation"] == choice, name
             assert task.tuned_learning_rate(row) == pytest.approx(setting["learning_rate"]), name
             assert task.tuned_overrides(row).get("backbone_learning_rate_scale", 1.0) == pytest.approx(
                 setting["backbone_learning_rate_scale"]), name
+            trains_with = task.tuned_overrides(row).get("augmentation", {"level": "none"})
+            if choice.get("views", 1) <= MAIN_JOB_MAX_VIEWS:
+                assert trains_with == choice, name
+            assert trains_with.get("views", 1) <= MAIN_JOB_MAX_VIEWS, name
             assert task.candidates_per_row[name] == PARITY_CANDIDATES[name] + 4, name
         if "main_tokens" in recipe["tasks"][task.name]:
             assert task.main_tokens == recipe["tasks"][task.name]["main_tokens"]
-    # a row tuned as a swept row trains with that row's choice
-    expression = resolve_tasks(["expression"], synthetic=True)[0]
-    assert expression.tuned_overrides(ROWS["et-fuser-spatial"])["augmentation"] == {"level": "light", "views": 4}

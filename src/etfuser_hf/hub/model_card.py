@@ -271,6 +271,14 @@ def _multitask_table(metrics: Mapping[str, Any]) -> str | None:
     return render_multitask_markdown(metrics["multitask"]).rstrip() if metrics.get("multitask") else None
 
 
+def _trained_with_default_synthetic_augmentation(metrics: dict[str, Any]) -> bool:
+    """Whether the rows trained with the synthetic defaults' augmentation (each row's choice within the main job's
+    budget, `tasks.SYNTHETIC_TASKS`): synthetic data, no recipe file and no job-wide `--augment`."""
+    protocol = metrics.get("protocol") or {}
+    job = (protocol.get("augmentation") or {}).get("level", "none")
+    return bool((metrics.get("dataset") or {}).get("synthetic")) and "recipe_file" not in protocol and job == "none"
+
+
 def _priors_table(run: Mapping[str, Any]) -> str:
     specs = run["config"].get("priors") or {}
     lines = ["| prior | what it is | input (size, colour, scale) | source | licence |", "|---|---|---|---|---|"]
@@ -316,6 +324,7 @@ def _context(run: Mapping[str, Any], model_name: str) -> dict[str, Any]:
         "outputs": describe_outputs(metrics),
         "readout_note": READOUT_NOTES.get(metrics["problem_type"]),
         "synthetic": bool(dataset.get("synthetic")),
+        "default_synthetic_augmentation": _trained_with_default_synthetic_augmentation(metrics),
         "dataset": dataset,
         "priors_table": _priors_table(run),
         "num_priors": len(model.get("priors") or {}),

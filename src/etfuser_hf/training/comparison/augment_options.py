@@ -52,9 +52,6 @@ def checked_augmentation(augmentation: Augmentation, args: argparse.Namespace, o
     if mode == "views" and args.no_cache:
         raise ValueError("--augment-mode views caches each view's prior features; with --no-cache use "
                          "--augment-mode online.")
-    if augmentation.renders_views and (args.resample_train or args.label_fractions):
-        raise ValueError("--views: --resample-train and --label-fractions draw training images, not views; run them "
-                         "with --views 1 or --augment-mode online.")
     return augmentation
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ...data.views import first_view_rows
 from .protocol import ProtocolContext, Run, distinct_rows, train_runs
 from .rows import MAIN_ROW, PROTOCOL_ROWS
 from .splits import subsample_train
@@ -38,8 +39,9 @@ def label_efficiency(tasks: Sequence[FaceTask], fractions: Sequence[float], seed
                     runs = [Run(row, task, seed, train=subsample_train(context.train_split(seed), fraction, data_seed))
                             for seed in seeds]
                     values = [result.metrics[task.metric] for result in train_runs(runs, context, workers)]
+                images = len(first_view_rows(context.train_split(seeds[0])))  # views are not training images
                 points[str(fraction)] = {"per_seed": [round(float(value), 4) for value in values],
-                                         "num_train": max(1, round(fraction * len(context.train_split(seeds[0]))))}
+                                         "num_train": max(1, round(fraction * images))}
             per_row[name] = points
         runs_by_task[task.name] = per_row
     return runs_by_task

@@ -27,6 +27,7 @@ import numpy as np
 from ...data.sources.base import SourceReport
 from ...data.synthetic_faces import make_synthetic_faces
 from ...data.validation_split import CarveRecord, carve_validation, split_off
+from ...data.views import first_view_rows, image_groups
 
 SPLITS = ("train", "validation", "test")
 TEST_FIRST_INDEX = 1_000_000  # the synthetic test split's first sample index
@@ -164,15 +165,36 @@ def user_splits(data: datasets.Dataset | datasets.DatasetDict, source: str, stra
 
 
 def draw_train(pool: datasets.Dataset, size: int, seed: int) -> datasets.Dataset:
-    """`size` images of `pool` drawn without replacement by `seed` (--resample-train: each model seed its own)."""
-    if not 0 < size <= len(pool):
-        raise ValueError(f"cannot draw {size} training images from a pool of {len(pool)}.")
-    return pool.select(np.random.default_rng(seed).choice(len(pool), size, replace=False))
+    """`size` images of `pool` drawn without replacement by `seed` (--resample-train: each model seed its own), each
+    with all its rendered views."""
+    images = first_view_rows(pool)
+    if not 0 < size <= len(images):
+        raise ValueError(f"cannot draw {size} training images from a pool of {len(images)}.")
+    return with_their_views(pool, images[np.random.default_rng(seed).choice(len(images), size, replace=False)])
 
 
 def subsample_train(train: datasets.Dataset, fraction: float, seed: int) -> datasets.Dataset:
-    """The first `fraction` of a seeded permutation of train (label efficiency): the same images for every row."""
+    """The first `fraction` of a seeded permutation of train's images (label efficiency): the same images for every
+    row, with or without views, each with all its rendered views."""
     if not 0 < fraction <= 1:
         raise ValueError(f"label fraction must be in (0, 1], got {fraction}.")
-    count = max(1, round(fraction * len(train)))
-    return train if count == len(train) else train.shuffle(seed=seed).select(range(count))
+    images = first_view_rows(train)
+    count = max(1, round(fraction * len(images)))
+    if count == len(images):
+        return train
+    if len(images) == len(train):
+        return train.shuffle(seed=seed).select(range(count))
+    permutation = np.random.default_rng(seed).permutation(len(images))  # datasets' shuffle(seed=seed) of the images
+    return with_their_views(train, images[permutation[:count]])
+
+
+def with_their_views(train: datasets.Dataset, first_rows: np.ndarray) -> datasets.Dataset:
+    """The rows of `train` that show the images whose first rows are `first_rows` (`views.first_view_rows`), image by
+    image in that order, each image's views together: a draw of images never splits an image from its views."""
+    if len(first_view_rows(train)) == len(train):
+        return train.select(first_rows)
+    groups = image_groups(train)
+    rank = np.full(groups.max() + 1, -1)
+    rank[groups[first_rows]] = np.arange(len(first_rows))
+    rows = np.flatnonzero(rank[groups] >= 0)
+    return train.select(rows[np.argsort(rank[groups[rows]], kind="stable")])
