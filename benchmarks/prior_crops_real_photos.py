@@ -31,7 +31,8 @@ from etfuser_hf.models.modeling_face_priors import (
     FaceApiRecognitionModel,
 )
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
-from etfuser_hf.priors.crop_geometry import crop_affines, cut_crops, faceapi_landmarks_to_image
+from etfuser_hf.priors.crop_geometry import cut_crops, faceapi_landmarks_to_image
+from etfuser_hf.priors.crop_rules import crop_affines
 from etfuser_hf.priors.face_detection import detect_and_align
 
 

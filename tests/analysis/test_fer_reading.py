@@ -87,7 +87,8 @@ def test_fer_columns_are_the_converted_fer_net_on_its_own_crop_of_the_photo(tabl
 
     from etfuser_hf.models.configuration_etfuser import EncoderSpec
     from etfuser_hf.models.encoders import prepare_encoder_inputs
-    from etfuser_hf.priors.crop_geometry import crop_affines, crop_geometry_of, cut_crops
+    from etfuser_hf.priors.crop_geometry import cut_crops
+    from etfuser_hf.priors.crop_rules import crop_affines, crop_geometry_of
     from etfuser_hf.priors.face_detection import MTCNN, detect_and_align
 
     dirs = ensure_face_priors(names=["expression", "mtcnn"])

@@ -37,11 +37,7 @@ from etfuser_hf.models.configuration_face_priors import (
     FerMiniXceptionConfig,
 )
 from etfuser_hf.priors.crop_geometry import (
-    CROP_GEOMETRIES,
     DLIB_5_FROM_IBUG_68,
-    crop_affines,
-    crop_geometry_of,
-    crop_windows,
     cut_crops,
     dlib_chip_affines,
     faceapi_aligned_boxes,
@@ -49,6 +45,7 @@ from etfuser_hf.priors.crop_geometry import (
     faceapi_box_windows,
     invert_affines,
 )
+from etfuser_hf.priors.crop_rules import CROP_GEOMETRIES, crop_affines, crop_geometry_of, crop_windows
 from etfuser_hf.priors.face_detection import align_faces
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

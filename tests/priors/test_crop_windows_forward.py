@@ -20,7 +20,8 @@ from etfuser_hf.models.configuration_face_priors import (
     FerMiniXceptionConfig,
 )
 from etfuser_hf.models.encoders import CROP_SPAN_OF_INPUT, cut_encoder_crops
-from etfuser_hf.priors.crop_geometry import compose_affines, crop_affines, crop_windows, cut_crops, invert_affines
+from etfuser_hf.priors.crop_geometry import compose_affines, cut_crops, invert_affines
+from etfuser_hf.priors.crop_rules import crop_affines, crop_windows
 from etfuser_hf.priors.crop_sampling import fill_values, window_rows
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from etfuser_hf.data.views import first_view_rows
 from etfuser_hf.metrics import load_metric, mean_class_accuracy, score_outputs
 from etfuser_hf.training.comparison import protocol
 from etfuser_hf.training.comparison.objective import (
@@ -157,7 +158,7 @@ def test_objective_reaches_every_rows_model_and_trainer_and_the_run_folder(tmp_p
         expected = balanced_class_weights(task, train, model.config.num_labels)
         assert model.config.class_weights == pytest.approx(expected), name
         assert model.config.label_smoothing == 0.1 and select_on == "macro_f1"
-        labels = np.asarray(train["expression"])
+        labels = np.asarray(train.select(first_view_rows(train))["expression"])  # one per image, views or not
         inverse_counts = 1 / np.bincount(labels)[labels]  # each class drawn equally often
         np.testing.assert_allclose(sampler.weights, inverse_counts / inverse_counts.sum())
     record = json.loads((output / "metrics.json").read_text())["protocol"]["objective"]["expression"]

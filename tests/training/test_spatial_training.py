@@ -18,7 +18,7 @@ from etfuser_hf.training.comparison.protocol import distinct_rows, row_recipe
 from etfuser_hf.training.comparison.recipe import build_task_model
 from etfuser_hf.training.comparison.rows import OPTIONAL_ROWS, PROTOCOL_ROWS
 from etfuser_hf.training.comparison.splits import synthetic_splits
-from etfuser_hf.training.comparison.tasks import NATIVE_GRIDS, SYNTHETIC_TASKS
+from etfuser_hf.training.comparison.tasks import NATIVE_GRIDS, SYNTHETIC_TASKS, augmented
 from etfuser_hf.training.main import parse_args, protocol_rows
 from etfuser_hf.training.validation_sweep import spatial_candidates, sweep_candidates
 
@@ -49,9 +49,13 @@ def test_cached_grid_features_give_the_same_logits_as_live_ones(tmp_path):
 
 def test_spatial_rows_read_the_tasks_spatial_setting_beside_the_pooled_rows_they_are_compared_to():
     grid4 = {"feature": "grid", "grid_size": 4}
-    task = dataclasses.replace(SYNTHETIC_TASKS["expression"], spatial={"prior_feature": grid4,
-                                                                       "fusion_mode": "canonical_tokens"},
-                               row_tokens={"concat-mlp": {"prior_feature": NATIVE_GRIDS}})
+    expression = SYNTHETIC_TASKS["expression"]
+    # every row without augmentation here, so that which rows train alike turns on their tokens (own_augmentation below)
+    task = dataclasses.replace(expression, spatial={"prior_feature": grid4, "fusion_mode": "canonical_tokens"},
+                               row_tokens={"concat-mlp": {"prior_feature": NATIVE_GRIDS}},
+                               row_overrides={name: {key: value for key, value in overrides.items()
+                                                     if key != "augmentation"}
+                                              for name, overrides in expression.row_overrides.items()})
     recipes = {name: row_recipe(row, task) for name, row in ROWS.items()}
     assert recipes["et-fuser-spatial"]["prior_feature"] == grid4
     assert recipes["et-fuser-spatial"]["fusion_mode"] == "canonical_tokens"
@@ -70,9 +74,13 @@ def test_spatial_rows_read_the_tasks_spatial_setting_beside_the_pooled_rows_they
     assert [row.name for row in distinct_rows(list(PROTOCOL_ROWS), task)] == [
         "et-fuser", "canonical", "concat-mlp", "concat-mlp-pooled", "concat-mlp-grid", "et-fuser-spatial",
         "et-fuser-priors-only", "probe-best-prior"]
-    # where concat-mlp chose the grid et-fuser-spatial reads, concat-mlp-grid would train as it: trained once
+    # where concat-mlp chose the grid et-fuser-spatial reads (and the same augmentation), concat-mlp-grid would train
+    # as it: trained once; with an augmentation of its own it is trained on its own
     same_grid = dataclasses.replace(task, row_tokens={"concat-mlp": {"prior_feature": grid4}})
     assert "concat-mlp-grid" not in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), same_grid)]
+    own_augmentation = dataclasses.replace(same_grid, row_overrides={**task.row_overrides,
+                                                                     "concat-mlp-grid": augmented("light", 2)})
+    assert "concat-mlp-grid" in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), own_augmentation)]
     spatial_main = dataclasses.replace(task, main_tokens="spatial")
     assert row_recipe(ROWS["et-fuser"], spatial_main)["prior_feature"] == grid4
     assert "et-fuser-spatial" not in [row.name for row in distinct_rows(list(PROTOCOL_ROWS), spatial_main)]

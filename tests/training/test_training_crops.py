@@ -17,7 +17,8 @@ from etfuser_hf.data.feature_cache import PriorFeatureCache, feature_column
 from etfuser_hf.data.synthetic_faces import EXPRESSIONS
 from etfuser_hf.models.encoders import crop_resampling, prepare_encoder_inputs
 from etfuser_hf.models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
-from etfuser_hf.priors.crop_geometry import crop_affines, crop_geometry_of, crop_windows, cut_crops
+from etfuser_hf.priors.crop_geometry import cut_crops
+from etfuser_hf.priors.crop_rules import crop_affines, crop_geometry_of, crop_windows
 from etfuser_hf.priors.crop_plan import (
     READS_68_LANDMARKS,
     CropPlan,

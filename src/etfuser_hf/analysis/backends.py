@@ -27,8 +27,9 @@ from ..models.configuration_etfuser import EncoderSpec
 from ..models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
 from ..models.encoders import crop_resampling, crop_window_rows, cut_encoder_crops, prepare_encoder_inputs
 from ..models.modeling_etfuser import ETFuserForImageClassification
-from ..priors.crop_geometry import CANONICAL_CROP_SIZE, CROP_GEOMETRIES
+from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
+from ..priors.crop_rules import CROP_GEOMETRIES
 from ..priors.fetch import default_cache_dir
 from .crops import LandmarkStage, landmark_stage
 from .extras import Companion

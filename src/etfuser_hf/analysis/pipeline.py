@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import logging
 import os
 import threading
@@ -73,7 +74,6 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 ATTENTION_FRAMES_PER_VIDEO = 16  # attention figures per video at most: one per analysed frame would be thousands
 
 
-
 class _Prefetched(list):
     """A chunk of `MediaItem`s whose detection was started ahead in a worker thread (`detected`, a Future)."""
 
@@ -81,15 +81,8 @@ class _Prefetched(list):
 
 
 def _chunks(items: Iterable[MediaItem], size: int) -> Iterator[list[MediaItem]]:
-    chunk = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
+    items = iter(items)  # lazily: a video's frames are read one chunk at a time (itertools.batched from 3.12)
+    return iter(lambda: list(itertools.islice(items, size)), [])
 
 
 def _as_pixel_values(crops: np.ndarray) -> np.ndarray:

@@ -35,7 +35,8 @@ import datasets
 import numpy as np
 import torch
 
-from ..priors.crop_geometry import CANONICAL_CROP_SIZE, crop_geometry_of, mtcnn_points_from_68
+from ..priors.crop_geometry import CANONICAL_CROP_SIZE, mtcnn_points_from_68
+from ..priors.crop_rules import crop_geometry_of
 from ..priors.crop_plan import DETECTOR_BOX_FROM_LANDMARKS, CropPlan, FaceGeometry
 from ..priors.crop_warp import crops_as_pixel_values, cut_canonical_crops
 from .image_decoding import BadImage, decode_encoded

@@ -16,21 +16,18 @@ import numpy as np
 import torch
 
 from ..models.configuration_etfuser import EncoderSpec
+from ..models.configuration_face_priors import DEFAULT_CROP_GEOMETRY
 from ..models.input_checks import BACKBONE_CROP_KEY, WINDOW_SUFFIX
 from .crop_geometry import (
     CANONICAL_CROP_MARGIN,
     CANONICAL_CROP_SIZE,
-    CROP_GEOMETRIES,
-    DEFAULT_CROP_GEOMETRY,
     canonical_crop_affines,
     compose_affines,
-    crop_affines,
-    crop_geometry_of,
-    crop_windows,
     faceapi_landmarks_to_image,
     invert_affines,
     mtcnn_points_from_68,
 )
+from .crop_rules import CROP_GEOMETRIES, crop_affines, crop_geometry_of, crop_windows
 from .crop_sampling import CropWindows, fill_values, window_rows
 from .face_detection import ARCFACE_TEMPLATE_112
 
