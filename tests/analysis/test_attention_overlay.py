@@ -19,7 +19,7 @@ from etfuser_hf.analysis.attention_maps import CANONICAL, attention_grids, atten
 from etfuser_hf.analysis.media import iter_media, write_video
 from etfuser_hf.analysis.pipeline import FaceAnalyzer, analyze
 from etfuser_hf.hub.cli import main as cli_main
-from etfuser_hf.priors import crop_geometry
+from etfuser_hf.priors import crop_geometry, crop_rules
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.crop_plan import READS_68_LANDMARKS
 
@@ -102,14 +102,14 @@ def test_attention_maps_are_those_of_the_tables_forward_and_each_grid_is_drawn_o
     faces = detected.geometry()
     for grid in grids:
         config = model.config.backbone.config if grid == CANONICAL else model.etfuser.priors[grid].config
-        geometry = crop_geometry.crop_geometry_of(config)
+        geometry = crop_rules.crop_geometry_of(config)
         reads_68 = geometry["name"] in READS_68_LANDMARKS
         # dlib's chip is placed by dlib's five points (its 5-point predictor on the photo), as analyze places it
         points = outputs["image_landmarks"].astype(np.float64) if reads_68 else faces.points
         if geometry["name"] == "dlib_chip":
             assert faces.dlib_points is not None
             points = faces.dlib_points
-        affines = crop_geometry.crop_affines(
+        affines = crop_rules.crop_affines(
             geometry, landmarks=points,
             boxes=faces.boxes, image_sizes=faces.image_sizes)
         spec = model.config.backbone if grid == CANONICAL else model.config.priors[grid]

@@ -16,7 +16,7 @@ from etfuser_hf.analysis.backends import TorchBackend
 from etfuser_hf.analysis.crops import cut_canonical_crops
 from etfuser_hf.priors.crop_plan import READS_68_LANDMARKS, FaceGeometry, image_bottom_grey
 from etfuser_hf.models.encoders import crop_resampling, prepare_encoder_inputs
-from etfuser_hf.priors import crop_geometry
+from etfuser_hf.priors import crop_geometry, crop_rules
 from etfuser_hf.priors.convert_face_priors import ensure_face_priors
 from etfuser_hf.priors.face_detection import detect_and_align
 
@@ -59,14 +59,14 @@ def analyse(model, image: np.ndarray):
 def expected_crop(model, name: str, image: np.ndarray, faces: FaceGeometry, landmarks: np.ndarray) -> torch.Tensor:
     """The prior's crop cut from the original photo by its own rule, with its pipeline's bars or padding where it
     records them, as that prior's input."""
-    geometry = crop_geometry.crop_geometry_of(model.etfuser.priors[name].config)
+    geometry = crop_rules.crop_geometry_of(model.etfuser.priors[name].config)
     inputs = {"landmarks": landmarks if geometry["name"] in READS_68_LANDMARKS else faces.points,
               "boxes": faces.boxes, "image_sizes": faces.image_sizes}
     photo = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
     spec = model.config.priors[name]
-    crop = crop_geometry.cut_crops(photo, crop_geometry.crop_affines(geometry, **inputs), spec.image_size[0],
+    crop = crop_geometry.cut_crops(photo, crop_rules.crop_affines(geometry, **inputs), spec.image_size[0],
                                    antialias=geometry.get("antialias", False),
-                                   windows=crop_geometry.crop_windows(geometry, **inputs),
+                                   windows=crop_rules.crop_windows(geometry, **inputs),
                                    resampling=crop_resampling(geometry))
     return prepare_encoder_inputs(crop, spec)
 

@@ -264,7 +264,7 @@ class CropPlan:
 
     def windows(self, faces: FaceGeometry, landmarks: np.ndarray | None) -> dict[str, CropWindows]:
         """What each network's original crop shows around the image, for the networks whose rule records it
-        (`crop_geometry.crop_windows`: face-api's zero bars, fer's padding grey): name -> `CropWindows` in the image
+        (`crop_rules.crop_windows`: face-api's zero bars, fer's padding grey): name -> `CropWindows` in the image
         pixels of `faces` (the photo, or the frame training feeds), one per face, for `cut_crops(..., windows=)` on
         that image. The rule's registry entry is the one source of each network's fill; networks without one are
         left out (zeros beyond the image). The forward takes them as `window_rows`."""

@@ -108,7 +108,7 @@ def cut_crops(images: torch.Tensor, affines, size: int, image_index=None, antial
     or tensor), `image_index` (N,) the image each face comes from (default: face i from image i) -> (N, C, size, size).
 
     Bilinear `grid_sample(align_corners=False)` at the crop's pixel centres, zeros outside the image. With `windows`
-    (`crop_geometry.crop_windows`, one per face, or their (N, 14 + C) window rows, `window_rows`, with the fill in the
+    (`crop_rules.crop_windows`, one per face, or their (N, 14 + C) window rows, `window_rows`, with the fill in the
     images' scale), the original pipeline's surroundings: its fill outside `shown` and its samples clamped into
     `bounds` (see the module docstring). With `antialias`, a shrink by more than 2x (the
     largest image-pixels-per-crop-pixel step over the faces) averages an n x n grid of samples over each crop pixel's
