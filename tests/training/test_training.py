@@ -97,6 +97,45 @@ def test_cache_is_reused_and_invalidated_by_prior_changes(faces, processor, tmp_
     assert len(list(tmp_path.glob("prior-features-*.arrow"))) == 2
 
 
+def test_one_run_of_the_priors_fills_every_views_columns_as_a_cache_per_view_would(faces, processor, tmp_path):
+    model = tiny_model().eval()
+    other = copy.deepcopy(model)  # the same networks, other tokens: the mean token of each
+    for name in ("vit", "convnext", "clip"):
+        other.config.priors[name].feature = "mean"
+    runs = []
+    model.etfuser.priors["vit"].register_forward_hook(lambda *_: runs.append("model"))
+    other.etfuser.priors["vit"].register_forward_hook(lambda *_: runs.append("other"))
+    both = PriorFeatureCache(model, processor, tmp_path / "both", batch_size=4, more_views={"mean": other})(faces)
+    assert set(runs) == {"model"} and len(runs) == 1 + 3  # the columns' probe, then 12 faces in batches of 4
+    apart = PriorFeatureCache(other, processor, tmp_path / "apart", view="mean")(faces)
+    own = PriorFeatureCache(model, processor, tmp_path / "own")(faces)
+    for name in ("vit", "convnext", "clip"):
+        np.testing.assert_array_equal(np.asarray(both[f"prior__{name}@mean"]), np.asarray(apart[f"prior__{name}@mean"]))
+        np.testing.assert_array_equal(np.asarray(both[f"prior__{name}"]), np.asarray(own[f"prior__{name}"]))
+    assert np.asarray(both["prior__convnext@mean"]).shape[1:] == (1, 16)  # its 3 top-k tokens in the recipe's view
+    assert np.asarray(both["prior__convnext"]).shape[1:] == (3, 16)
+    runs.clear()
+    PriorFeatureCache(model, processor, tmp_path / "both", batch_size=4, more_views={"mean": other})(faces)
+    assert runs == ["model"]  # read back: only the columns' probe runs
+
+
+def test_a_view_of_other_networks_is_refused_by_name(processor, tmp_path):
+    model = tiny_model().eval()
+    changed = copy.deepcopy(model)
+    with torch.no_grad():
+        changed.etfuser.priors["vit"].embeddings.cls_token.add_(0.1)
+    with pytest.raises(ValueError, match=r"more_views\['grid'\]: prior 'vit' is another network or reads another input"):
+        PriorFeatureCache(model, processor, tmp_path, more_views={"grid": changed})
+    other_input = copy.deepcopy(model)
+    other_input.config.priors["clip"].image_mean = [0.4, 0.4, 0.4]
+    with pytest.raises(ValueError, match=r"prior 'clip' is another network or reads another input"):
+        PriorFeatureCache(model, processor, tmp_path, more_views={"grid": other_input})
+    with pytest.raises(ValueError, match=r"more_views\['x'\]: expected the priors \['clip', 'convnext', 'vit'\]"):
+        PriorFeatureCache(model, processor, tmp_path, more_views={"x": tiny_model(priors={"vit": tiny_priors()["vit"]})})
+    with pytest.raises(ValueError, match="view '' is the cache's own view"):
+        PriorFeatureCache(model, processor, tmp_path, more_views={"": copy.deepcopy(model)})
+
+
 def test_empty_dataset_is_refused(faces, processor, tmp_path):
     with pytest.raises(ValueError, match="dataset is empty"):
         PriorFeatureCache(tiny_model(), processor, tmp_path)(faces.select([]))

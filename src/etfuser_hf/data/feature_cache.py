@@ -6,7 +6,9 @@ preprocessing gets a new key, so a stale cache is never read); the main job fill
 (`training.comparison.prior_features`).
 
 Column `prior__<name>` holds the recipe's way of reading prior `name` (`recipe.PRIOR_FEATURES`); another way (a row's
-`prior_feature`, e.g. grid tokens) is a column of its own, `prior__<name>@<view>` (`feature_view`).
+`prior_feature`, e.g. grid tokens) is a column of its own, `prior__<name>@<view>` (`feature_view`). The ways differ
+only in which of a network's outputs become tokens, so one run of the networks fills every view's columns
+(`PriorFeatureCache(..., more_views=)`): a cold main job runs its priors once per image, not once per view.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
+from ..models.encoders import select_feature_tokens
 from ..models.image_processing_etfuser import ETFuserImageProcessor
 from ..models.modeling_etfuser import ETFuserPreTrainedModel
 from ..priors.crop_plan import CropPlan
@@ -44,6 +47,9 @@ FEATURE_STORAGE = "Array2D float32, crops v4"
 DECODE_ERROR_COLUMN = "decode_error"  # per row of a cache file: "" or why its image could not be decoded
 logger = logging.getLogger(__name__)
 VIEW_SEPARATOR = "@"  # never part of a prior name (a Python identifier)
+# The fields of a prior's `EncoderSpec` that only choose which of its outputs become tokens: views that differ in no
+# other field run the same network on the same input.
+TOKEN_SELECTION_FIELDS = ("feature", "num_tokens", "grid_size", "feature_dim")
 
 
 def feature_view(prior_feature: Mapping[str, Any] | None) -> str:
@@ -69,6 +75,25 @@ def prior_fingerprint(model: ETFuserPreTrainedModel, name: str) -> str:
     return digest.hexdigest()[:16]
 
 
+def check_same_networks(model: ETFuserPreTrainedModel, other: ETFuserPreTrainedModel, view: str) -> None:
+    """Raises unless `other` (the reader of `view`) has `model`'s priors with the same weights and input contract,
+    differing at most in the tokens each selects (`TOKEN_SELECTION_FIELDS`): what lets one run serve both."""
+    if list(other.config.priors) != list(model.config.priors):
+        raise ValueError(f"more_views[{view!r}]: expected the priors {list(model.config.priors)}, got "
+                         f"{list(other.config.priors)}.")
+    for name in model.config.priors:
+        ours, theirs = (
+            {key: value for key, value in spec.to_dict().items() if key not in TOKEN_SELECTION_FIELDS}
+            for spec in (model.config.priors[name], other.config.priors[name]))
+        ours_state, their_state = model.base_model.priors[name].state_dict(), other.base_model.priors[name].state_dict()
+        same_weights = ours_state.keys() == their_state.keys() and all(
+            torch.equal(ours_state[key], their_state[key]) for key in ours_state)
+        if ours != theirs or not same_weights:
+            raise ValueError(f"more_views[{view!r}]: prior {name!r} is another network or reads another input than "
+                             f"the cache's model; only the tokens it selects ({', '.join(TOKEN_SELECTION_FIELDS)}) may "
+                             f"differ.")
+
+
 def flat_values(dataset: datasets.Dataset, column: str) -> np.ndarray:
     """Every number of a (nested) list or scalar `column`, row after row, as one flat float32 array, read through
     Arrow: the bytes `np.asarray(list(dataset[column]), np.float32)` gives, without building 20,000 nested Python lists
@@ -85,11 +110,21 @@ class PriorFeatureCache:
     of recomputed. A file holds its feature columns only (not the images), so each view costs only its own size."""
 
     def __init__(self, model: ETFuserPreTrainedModel, processor: ETFuserImageProcessor, cache_dir: str | os.PathLike,
-                 batch_size: int = 64, view: str = "", geometry_column: str | None = None):
+                 batch_size: int = 64, view: str = "", geometry_column: str | None = None,
+                 more_views: Mapping[str, ETFuserPreTrainedModel] | None = None):
+        """`model`'s priors fill the columns of `view`; each of `more_views` (view -> a reader of the same priors that
+        selects other tokens, `check_same_networks`) fills its own columns from the same run."""
         self.model, self.processor, self.batch_size, self.view = model, processor, batch_size, view
+        self.more_views = dict(more_views or {})
+        if view in self.more_views:
+            raise ValueError(f"more_views: view {view!r} is the cache's own view; give each view once.")
+        for other_view, reader in self.more_views.items():
+            check_same_networks(model, reader, other_view)
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.fingerprints = {name: prior_fingerprint(model, name) for name in model.config.priors}
+        self.view_fingerprints = {other_view: {name: prior_fingerprint(reader, name) for name in reader.config.priors}
+                                  for other_view, reader in self.more_views.items()}
         # each prior reads its own crop of the face, placed by the rows' landmarks (`collators.face_crops`), or of an
         # aligned dataset's canonical crop, placed by its alignment (`face_crops.aligned_inputs`), as analyze feeds it
         self.geometry_column = geometry_column
@@ -107,6 +142,8 @@ class PriorFeatureCache:
         digest = hashlib.sha256(json.dumps(self.fingerprints, sort_keys=True).encode())
         digest.update(json.dumps(self.processor.to_dict(), sort_keys=True, default=str).encode())
         digest.update(f"feature columns only, view {self.view!r}, {FEATURE_STORAGE}".encode())
+        if self.more_views:  # (a cache of one view keeps the key it always had)
+            digest.update(json.dumps(self.view_fingerprints, sort_keys=True).encode())
         for key in image_keys(dataset, image_column):
             digest.update(key.encode())
         if self.crop_plan is not None:
@@ -116,12 +153,11 @@ class PriorFeatureCache:
         return digest.hexdigest()[:24]
 
     def __call__(self, dataset: datasets.Dataset, image_column: str = "image") -> datasets.Dataset:
-        """Returns `dataset` with one `feature_column(name, view)` column per prior ((tokens, feature_dim) float32 per
-        row), less the rows whose image cannot be decoded: each is logged with its reason, once, and listed in
+        """Returns `dataset` with one `feature_column(name, view)` column per prior and view ((tokens, feature_dim)
+        float32 per row), less the rows whose image cannot be decoded: each is logged with its reason, once, and listed in
         `undecodable` as (path or row, reason); the cache remembers them, so a warm start finds them without decoding."""
         if len(dataset) == 0:
             raise ValueError("dataset is empty: nothing to cache.")
-        base = self.model.base_model
         cache_file = self.cache_dir / f"prior-features-{self.key(dataset, image_column)}.arrow"
         geometry = self.geometry_columns(dataset)
 
@@ -149,12 +185,10 @@ class PriorFeatureCache:
                     landmarks = np.asarray(batch[self.geometry_column], np.float64)
                     prior_crops = face_crops(landmarks[good] if good else landmarks[:1], self.crop_plan, size,
                                              pixel_values=pixel_values)
-            with torch.inference_mode():
-                features = base.extract_prior_features(pixel_values, prior_crops=prior_crops)
             columns: dict[str, list] = {DECODE_ERROR_COLUMN: errors}
-            for name, value in features.items():
+            for column, value in self._view_features(pixel_values, prior_crops).items():
                 rows, blank = iter(value.float().numpy()), np.zeros(value.shape[1:], np.float32)
-                columns[feature_column(name, self.view)] = [blank if error else next(rows) for error in errors]
+                columns[column] = [blank if error else next(rows) for error in errors]
             return columns
 
         inputs = [image_column] + (geometry if self.crop_plan is not None else [])
@@ -173,6 +207,19 @@ class PriorFeatureCache:
         return cached.select([index for index, error in enumerate(errors) if not error]) if self.undecodable \
             else cached
 
+    def _view_features(self, pixel_values: torch.Tensor, prior_crops: Mapping[str, torch.Tensor] | None
+                       ) -> dict[str, torch.Tensor]:
+        """Column name -> (batch, tokens, feature_dim) of every view, from one run of the priors."""
+        with torch.inference_mode():
+            features, outputs = self.model.base_model.extract_prior_features(
+                pixel_values, prior_crops=prior_crops, return_prior_outputs=True)
+            columns = {feature_column(name, self.view): value for name, value in features.items()}
+            for view, reader in self.more_views.items():
+                for name, spec in reader.config.priors.items():
+                    columns[feature_column(name, view)] = select_feature_tokens(outputs[name], spec,
+                                                                                f"more_views[{view!r}][{name!r}]")
+        return columns
+
     @functools.cached_property
     def column_features(self) -> datasets.Features:
         """The cache's columns: each prior's (tokens, feature_dim) as a fixed-shape float32 `Array2D`, so that a batch
@@ -180,11 +227,10 @@ class PriorFeatureCache:
         decode errors. The shapes come from one forward of the priors on a black image, once per cache (not per
         split it is called on)."""
         size = (self.processor.size["height"], self.processor.size["width"])
-        with torch.inference_mode():
-            probe = self.model.base_model.extract_prior_features(torch.zeros(1, 3, *size))
+        probe = self._view_features(torch.zeros(1, 3, *size), None)
         return datasets.Features({DECODE_ERROR_COLUMN: datasets.Value("string"),
-                                  **{feature_column(name, self.view): datasets.Array2D(tuple(value.shape[1:]), "float32")
-                                     for name, value in probe.items()}})
+                                  **{column: datasets.Array2D(tuple(value.shape[1:]), "float32")
+                                     for column, value in probe.items()}})
 
 
 def pooled_prior_features(dataset: datasets.Dataset, names: Iterable[str]) -> np.ndarray:

@@ -4,7 +4,7 @@ collator batches (`collators.FaceCollator`):
     pipeline = FacePipeline(processor, cache_dir, face_policy="detect")  # None: faces whose landmarks are known
     splits = pipeline.faces(splits)                  # each image's face found once (alignment.py), counted
     splits = pipeline.views(splits, augmentations)   # K augmented views per training image (views.py)
-    splits = pipeline.prior_features(splits, readers) # each frozen prior once per image and view (feature_cache.py)
+    splits = pipeline.prior_features(splits, readers) # each frozen prior once per image, for every view (feature_cache.py)
     splits = pipeline.pixels(splits)                 # each image decoded once (image_cache.py)
 
 or `pipeline.prepare(splits, readers, augmentations)` for all four. Every stage is cached by the images' keys, so a
@@ -86,19 +86,19 @@ class FacePipeline:
 
     def prior_features(self, splits: Mapping[str, datasets.Dataset],
                        readers: Mapping[str, ETFuserPreTrainedModel]) -> datasets.DatasetDict:
-        """Every prior of each reader (view name -> a priors-only model, the recipe's view "" first) once per image,
-        each on its own crop of the face, cached in `<cache_dir>/features` (`PriorFeatureCache`). Images that cannot be
-        decoded leave their split (dropped in the first view, so later views never meet them), counted into
+        """Every view of each reader (view name -> a priors-only model, the recipe's view "" first, all over the same
+        priors) from one run of the priors per image, each on its own crop of the face, cached in
+        `<cache_dir>/features` (`PriorFeatureCache`). Images that cannot be decoded leave their split, counted into
         `record["undecodable"]` and `record["sizes"]`."""
         splits = datasets.DatasetDict(splits)
         undecodable = self.undecodable
-        for view, reader in readers.items():
-            cache = PriorFeatureCache(reader, self.processor, Path(self.cache_dir) / "features", view=view,
-                                      geometry_column=self.geometry_column)
-            for name, split in splits.items():
-                splits[name] = cache(split)
-                if cache.undecodable:
-                    undecodable[name] = cache.undecodable
+        (view, reader), *more_views = readers.items()
+        cache = PriorFeatureCache(reader, self.processor, Path(self.cache_dir) / "features", view=view,
+                                  geometry_column=self.geometry_column, more_views=dict(more_views))
+        for name, split in splits.items():
+            splits[name] = cache(split)
+            if cache.undecodable:
+                undecodable[name] = cache.undecodable
         if undecodable:
             self.record["undecodable"] = {name: {"count": len(found), "first": found[:SHOWN_PER_REASON]}
                                           for name, found in undecodable.items()}
