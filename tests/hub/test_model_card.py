@@ -176,11 +176,11 @@ def test_validation_names_bad_metadata(card):
         validate_model_card(ModelCard(str(card).replace("value: 0.55", "value: high")))
 
 
-def test_card_says_the_synthetic_defaults_augment_within_the_budget_and_names_the_recipe(tiny_run, tmp_path):
-    """A default synthetic run's card says each row's augmentation was chosen among the settings that fit the main
-    job's budget and names the recipe file that trains the unconstrained choices; a run given a recipe file (or a
+def test_card_says_the_synthetic_defaults_train_without_the_augmentation_that_does_not_fit_the_budget(tiny_run, tmp_path):
+    """A default synthetic run's card says its rows trained without the augmentation validation chose, as it does not
+    fit the main job's budget, and names the recipe file that trains the choices; a run given a recipe file (or a
     job-wide --augment) trained something else, and its card does not say so."""
-    sentence = "among the settings that fit the main job's 15-minute"
+    sentence = "does not fit the main job's 15-minute budget"
     assert sentence in build_model_card(tiny_run).text
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     recipe = {"path": "recipes/synthetic-augmentation.json", "chosen_on": "validation", "command": "etfuser sweep",

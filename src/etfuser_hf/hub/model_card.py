@@ -272,8 +272,8 @@ def _multitask_table(metrics: Mapping[str, Any]) -> str | None:
 
 
 def _trained_with_default_synthetic_augmentation(metrics: dict[str, Any]) -> bool:
-    """Whether the rows trained with the synthetic defaults' augmentation (each row's choice within the main job's
-    budget, `tasks.SYNTHETIC_TASKS`): synthetic data, no recipe file and no job-wide `--augment`."""
+    """Whether the rows trained with the synthetic defaults (`tasks.SYNTHETIC_TASKS`: no views, as no augmented
+    setting fits the main job's budget): synthetic data, no recipe file and no job-wide `--augment`."""
     protocol = metrics.get("protocol") or {}
     job = (protocol.get("augmentation") or {}).get("level", "none")
     return bool((metrics.get("dataset") or {}).get("synthetic")) and "recipe_file" not in protocol and job == "none"
