@@ -76,7 +76,11 @@ it is, untested at other thresholds against `analysis_long_video.py`.
 With dlib's 5-point predictor placing the dlib chips (issue 32; in (a) and (c) alike), `--only a c d --repeats 3` on
 idle cores: one call per image, (a) 6.06 s, (c) 5.04 s, (d) 6.57 s (1.08x and 1.20x); one cascade per chunk of
 frames (`DlibShapePredictor.predict_many`), (a) 5.71 s, (c) 4.83 s, (d) 6.54 s: (a)/(d) 1.15x (goal not met),
-time (a) / time (c) 1.18x (goal met).
+time (a) / time (c) 1.18x (goal met). After MTCNN's onnxruntime graphs took their cheaper exact form (fast-detect) and
+dlib's chips dlib's own resampling (age-chip), 2026-12-07 at 3045cfe, `--only a c d --repeats 3` on idle cores: (a)
+5.66 s = 33.94 faces/s (rounds 5.68, 5.66, 6.41), (c) 5.16 s (5.26, 5.16, 5.48), (d) 7.85 s (7.85, 8.17, 8.30):
+(a)/(d) 1.39x (goal >= 1.5, not met), time (a) / time (c) 1.10x (goal <= 1.2, met). (d) here is 1.3 s slower than
+the run before; that benchmark's (d) has moved that much between runs minutes apart.
 """
 
 from __future__ import annotations
