@@ -240,7 +240,10 @@ def floor(files, graph: AnalysisGraph, detector: MTCNN, batch_size: int, workdir
 
     landmark_name, networks = floor_networks(graph)
     options = onnxruntime.SessionOptions()
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # as analyze's sessions
+    # threads that sleep between calls, as analyze's; one per core (onnxruntime's default): the floor runs one network
+    # at a time, so its parallelism is the session's own (analyze's sessions take half the cores each: it runs stages
+    # side by side)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     sessions = {name: onnxruntime.InferenceSession(str(workdir / f"{name}.onnx"), options,
                                                    providers=["CPUExecutionProvider"]) for name in networks}
     detector, plan, faces_done = OnnxMTCNN(detector), graph.plan, 0

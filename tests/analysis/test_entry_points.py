@@ -19,7 +19,7 @@ from conftest import tiny_etfuser_config
 import etfuser_hf.analysis
 import etfuser_hf.hub
 from etfuser_hf import ETFuserForImageClassification, ETFuserImageProcessor
-from etfuser_hf.analysis import media, pipeline, saved_model
+from etfuser_hf.analysis import loading, media, pipeline, saved_model
 from etfuser_hf.analysis.pipeline import analyze
 from etfuser_hf.analysis.report import read_table
 from etfuser_hf.hub import demo
@@ -77,7 +77,7 @@ def test_one_definition_of_the_image_suffixes_and_one_model_loader():
     for name in ("load_model", "default_model_dir"):
         holders = [module for module in modules if name in vars(module)]
         assert {id(vars(module)[name]) for module in holders} == {id(getattr(saved_model, name))}, name
-    assert demo.load_model is pipeline.load_model is saved_model.load_model
+    assert demo.load_model is loading.load_model is saved_model.load_model
     assert not [module.__name__ for module in modules if "_load" in vars(module) or "expand_images" in vars(module)]
 
 

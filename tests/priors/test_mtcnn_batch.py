@@ -65,6 +65,21 @@ def test_area_crops_match_cropping_and_resizing_box_by_box():
         torch.testing.assert_close(crops, _crops(normalised, boxes, size), atol=1e-5, rtol=0)
 
 
+def test_summed_area_table_sums_every_corner_exactly_on_small_and_large_images():
+    generator = np.random.default_rng(2)
+    small = generator.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    table = summed_area_table(small)
+    assert table.shape == (38, 54, 3) and table.dtype == np.int32
+    np.testing.assert_array_equal(table[1:, 1:], small.astype(np.int64).cumsum(0).cumsum(1))
+    assert not table[0].any() and not table[:, 0].any()
+    # past int32's reach (3000 x 3000 x 255 > 2^31): int64 sums, still exact
+    large = np.full((3000, 3000, 3), 255, np.uint8)
+    large[-1, -1] = (0, 1, 2)
+    table = summed_area_table(large)
+    assert table.dtype == np.int64
+    assert table[-1, -1].tolist() == [3000 * 3000 * 255 - 255, 3000 * 3000 * 255 - 254, 3000 * 3000 * 255 - 253]
+
+
 def test_detect_batch_equals_detect_image_by_image(detector):
     images = _images()
     reference = [detector.detect(image) for image in images]

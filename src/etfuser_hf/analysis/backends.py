@@ -31,6 +31,7 @@ from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import CropPlan, FaceGeometry, image_bottom_grey
 from ..priors.crop_rules import CROP_GEOMETRIES
 from ..priors.fetch import default_cache_dir
+from ..priors.onnx_sessions import cpu_session
 from .crops import LandmarkStage, landmark_stage
 from .extras import Companion
 from .quantize import (  # the int8 backend's recipe, importable from here too
@@ -397,18 +398,11 @@ class OnnxBackend(AnalysisBackend):
     def __init__(self, model: ETFuserForImageClassification, model_dir: str | os.PathLike, image_size: int,
                  cache_dir: str | os.PathLike | None = None, companions: tuple[Companion, ...] = (),
                  int8: bool = False):
-        import onnxruntime
-
         self.graph = AnalysisGraph(model, companions).eval()
         self.path, self.exported = ensure_analysis_onnx(model, model_dir, image_size, cache_dir, companions)
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # idle onnxruntime threads spin by default, stealing the cores detection needs between two batches
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.landmark_session = None
         if self.graph.landmark_stage is not None:  # fp32 always, and the calibration's first stage
-            self.landmark_session = onnxruntime.InferenceSession(str(landmark_onnx_path(self.path)), options,
-                                                                 providers=["CPUExecutionProvider"])
+            self.landmark_session = cpu_session(landmark_onnx_path(self.path))
         if int8:
             quantized = int8_onnx_path(self.path)
             if not quantized.is_file():
@@ -420,7 +414,7 @@ class OnnxBackend(AnalysisBackend):
                                self.graph.inputs(faces, crop_affines, features, windows).items()}
                 quantize_analysis_onnx(self.path, quantized, int8_weight_prefixes(model, companions), calibration)
             self.path = quantized
-        self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(self.path)
         self.output_names = [output.name for output in self.session.get_outputs()]
 
     def run_landmarks(self, pixel_values: np.ndarray, affines: np.ndarray,

@@ -21,10 +21,11 @@ grid (`attention_maps.py`; models whose priors are read as grid tokens only): th
 (the canonical crops and the crops its backend placed), each grid drawn over its own network's crop of the face.
 
 `FaceAnalyzer.iter_chunks` yields the table one chunk of `batch_size` frames at a time, so a caller that writes each
-chunk out (`etfuser analyze --output`, `parts.py`) holds two chunks in memory whatever the length of the video: while
-the networks read one chunk's faces, a worker thread decodes the next chunk and detects its faces (their single-threaded
-steps, decoding, NMS and warps, then overlap the networks' threads). The backend's graph and sessions are built in a
-thread of their own while the first chunk is read and detected (unless an export is due: tracing must not overlap).
+chunk out (`etfuser analyze --output`, `parts.py`) holds three chunks in memory whatever the length of the video: while
+the networks read one chunk's faces, a worker thread detects the faces of the next and a reader thread decodes the one
+after (their single-threaded steps, decoding, NMS and warps, then overlap the networks' threads). The model, then the backend's graph and sessions,
+load in a thread of their own while the first chunk is read and detected (`loading.py`; where an export is due,
+detection waits for it: tracing must not overlap).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ import dataclasses
 import itertools
 import logging
 import os
-import threading
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,15 +48,16 @@ import torch
 from ..models.modeling_etfuser import ETFuserForImageClassification
 from ..priors.crop_geometry import CANONICAL_CROP_SIZE
 from ..priors.crop_plan import FaceGeometry, image_bottom_grey
+from ..priors.dlib_shape_predictor import DlibShapePredictor
 from ..priors.face_detection import MTCNN, OnnxMTCNN, detect_faces
-from ..priors.mtcnn_onnx import mtcnn_onnx_cached
 from .attention_maps import AttentionPanels, attention_panels, check_reads_grids, save_frame_figures
-from .backends import AnalysisBackend, OnnxBackend, TorchBackend, onnx_exports_cached
-from .crops import arcface_crops, cut_canonical_crops, dlib_chip_predictor, dlib_points
-from .extras import EXTRAS, Companion, ExtraColumns, check_extras, load_companions
+from .backends import AnalysisBackend
+from .crops import arcface_crops, cut_canonical_crops, dlib_points
+from .extras import EXTRAS, ExtraColumns, check_extras
+from .loading import AnalyzerNetworks, ModelLoad
 from .media import MediaItem, count_frames, expand_inputs, is_video, iter_media
 from .memory import bound_heap_growth, release_freed_memory
-from .saved_model import LoadedModel, load_model
+from .saved_model import LoadedModel, model_folder
 from .table import (
     DETECTION_COLUMNS,
     META_COLUMNS,
@@ -130,28 +131,6 @@ class DetectedFaces:
                                             self.canonical.shape[1], self.bottom_grey, self.dlib_points)
 
 
-@dataclass(frozen=True)
-class _Networks:
-    """What `FaceAnalyzer` builds in the background: the backend and the extra columns (over the same companions)."""
-
-    run: AnalysisBackend
-    extras: ExtraColumns
-
-
-def _build_networks(done: Future, loaded: LoadedModel, backend: str, cache_dir: str | os.PathLike | None,
-                    companions: tuple[Companion, ...]) -> None:
-    """Builds `backend` over `loaded` and `companions` into `done` (its result or its error)."""
-    try:
-        if backend == "torch":
-            run = TorchBackend(loaded.model, companions)
-        else:
-            run = OnnxBackend(loaded.model, loaded.folder, CANONICAL_CROP_SIZE, cache_dir, companions,
-                              int8=backend == "onnx-int8")
-        done.set_result(_Networks(run, ExtraColumns(companions)))
-    except BaseException as error:  # noqa: BLE001 - raised where the analyzer first needs them
-        done.set_exception(error)
-
-
 class FaceAnalyzer:
     """The detect -> align -> predict path: `MediaItem`s in, `analyze`'s table out.
 
@@ -183,35 +162,40 @@ class FaceAnalyzer:
             raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
         extras = check_extras(extras)
         bound_heap_growth()
-        loaded = load_model(model)
-        if attention_maps is not None:
-            check_reads_grids(loaded.model, "attention_maps")
-        crop_size = loaded.crop_size
-        if backend != "torch" and loaded.folder is None:
+        if backend != "torch" and model_folder(model) is None:
             raise ValueError(f"backend: {backend!r} needs model= as a saved folder (its hash keys the export cache).")
-        companions = tuple(load_companions(loaded.model, extras))
-        # the backend (its graph and sessions) is built in a thread of its own while the caller goes on to read and
-        # detect the first chunk, which needs none of it: `run` and `extras` wait for it (and raise what building
-        # raised). Not an export: tracing a graph must not overlap torch calls in other threads
-        self._networks: Future[_Networks] = Future()
-        build = threading.Thread(target=_build_networks, args=(self._networks, loaded, backend, cache_dir, companions),
-                                 name="etfuser-load", daemon=True)
-        build.start()
-        if backend != "torch" and not onnx_exports_cached(loaded.folder, cache_dir, companions, backend == "onnx-int8"):
-            build.join()
         if detector is None:
             from ..priors.convert_face_priors import ensure_face_priors
 
             detector = MTCNN.from_pretrained(ensure_face_priors(names=["mtcnn"])["mtcnn"])
         if backend != "torch" and isinstance(detector, MTCNN):
-            if not mtcnn_onnx_cached(detector, cache_dir):  # an export traces MTCNN's nets: not beside the build
-                build.join()
-            detector = OnnxMTCNN(detector, cache_dir)  # the detector's networks under onnxruntime too
-        self.loaded, self.detector, self.batch_size, self.max_faces = loaded, detector, batch_size, max_faces
-        self.table = TableBuilder(loaded.model, crop_size, extras)
-        self.shape_predictor = dlib_chip_predictor(loaded.model, companions)  # where a network cuts dlib's chip
+            # the detector's networks under onnxruntime too, exported first where the cache has none: before the
+            # model loads in the background (tracing must not overlap other threads' torch calls)
+            detector = OnnxMTCNN(detector, cache_dir)
+        self.detector, self.batch_size, self.max_faces = detector, batch_size, max_faces
         self.attention_folder = None if attention_maps is None else Path(attention_maps)
         self._attention_frames: dict[str, int] = {}  # video -> figures written
+        # the model, then the backend, load in a thread of their own while the caller goes on to read and detect the
+        # first chunk, which needs neither (`loading.py`); what needs them waits and raises what loading raised
+        self._load = ModelLoad(model, backend, cache_dir, extras, attention_maps)
+        self._networks = self._load.networks
+        if attention_maps is not None:
+            self._load.model.result()  # a model that reads no grid is refused as an argument, here
+
+    @property
+    def loaded(self) -> LoadedModel:
+        """The model and its processor (loaded in the background: the first use waits)."""
+        return self._load.model.result().loaded
+
+    @property
+    def table(self) -> TableBuilder:
+        """The table's columns for this model and these extras."""
+        return self._load.model.result().table
+
+    @property
+    def shape_predictor(self) -> DlibShapePredictor | None:
+        """dlib's 5-point predictor where a network cuts dlib's chip, else None."""
+        return self._load.model.result().shape_predictor
 
     @property
     def run(self) -> AnalysisBackend:
@@ -226,7 +210,7 @@ class FaceAnalyzer:
     @extras.setter
     def extras(self, value: ExtraColumns) -> None:
         networks = Future()
-        networks.set_result(_Networks(self.run, value))
+        networks.set_result(AnalyzerNetworks(self.run, value))
         self._networks = networks
 
     def session(self) -> FaceAnalyzer:
@@ -247,21 +231,26 @@ class FaceAnalyzer:
         """(chunk index, its rows) for each chunk of `batch_size` items, as they are made. The first `skip` chunks
         are read but not analysed (a resumed run; restore the tracker with `extras.tracker` first)."""
         chunks = ((index, chunk) for index, chunk in enumerate(_chunks(items, self.batch_size)) if index >= skip)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="etfuser-read") as reader, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="etfuser-detect") as worker:
+            # three stages, a chunk each: the reader decodes the chunk after the one the worker detects, while the
+            # networks read the one before (decoding on the detection thread made it the slowest of the three)
+            reading = reader.submit(next, chunks, (None, None))
 
-        def read_ahead() -> tuple[int, _Prefetched] | None:  # the next chunk, read and detected in the worker
-            index, chunk = next(chunks, (None, None))
-            if chunk is None:
-                return None
-            chunk = _Prefetched(chunk)
-            chunk.detected = Future()
-            try:
-                chunk.detected.set_result(self.detect(chunk))
-            except Exception as error:  # noqa: BLE001 - raised where the chunk is analysed
-                chunk.detected.set_exception(error)
-            return index, chunk
+            def read_ahead() -> tuple[int, _Prefetched] | None:  # the next chunk, detected in the worker
+                nonlocal reading
+                index, chunk = reading.result()
+                if chunk is None:
+                    return None
+                reading = reader.submit(next, chunks, (None, None))  # one thread only reads, in order
+                chunk = _Prefetched(chunk)
+                chunk.detected = Future()
+                try:
+                    chunk.detected.set_result(self.detect(chunk))
+                except Exception as error:  # noqa: BLE001 - raised where the chunk is analysed
+                    chunk.detected.set_exception(error)
+                return index, chunk
 
-        # one worker: the items are read, and frames detected, in order and by one thread only
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="etfuser-detect") as worker:
             pending = worker.submit(read_ahead)
             while (ahead := pending.result()) is not None:
                 pending = worker.submit(read_ahead)
@@ -292,7 +281,7 @@ class FaceAnalyzer:
         """The rows of one chunk of frames: MTCNN detects all its frames at once, the faces go through the model in
         batches of `batch_size` (and, with `attention_maps`, their attention figures are written)."""
         detected = chunk.detected.result() if isinstance(chunk, _Prefetched) else self.detect(chunk)
-        if self.attention_folder is not None:
+        if self.attention_folder is not None and self.run is not None:  # no torch call while an export may trace
             self.save_attention_maps(detected)
         return self.predict(detected)
 
@@ -351,8 +340,9 @@ class FaceAnalyzer:
         per face), the ArcFace-aligned crops at this model's crop size from those."""
         crop_size = self.table.crop_size
         good = [item for item in chunk if item.error is None]
-        arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
-            if good else ([], [])
+        with self._load.detection_turn():
+            arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
+                if good else ([], [])
         detections = iter(zip(found, cut_canonical_crops(arrays, [points for _, _, points in found])))
         rows, face_rows, boxes, frames, sizes, loose, greys = [], [], [], [], [], [], []
         for item in chunk:

@@ -97,15 +97,13 @@ def _processor_for_size(image_size: int) -> ETFuserImageProcessor:
     return ETFuserImageProcessor(size={"height": image_size, "width": image_size})
 
 
-def load_model(model: str | os.PathLike | TaskModel | LoadedModel | None) -> LoadedModel:
-    """A saved task-model folder (None: `default_model_dir()`), an in-memory task model (its processor then matches
-    `config.image_size`) or an already `LoadedModel` (returned as it is) -> `LoadedModel`. A folder that is not an
-    ET-Fuser task model (another model type, no head, a multi-task model) gets a ValueError saying what it holds."""
+def model_folder(model: str | os.PathLike | TaskModel | LoadedModel | None) -> Path | None:
+    """The saved folder `load_model(model)` reads (None: a model in memory), with its argument errors (a wrong type, a
+    folder without config.json, no model given and none under runs/) raised without loading anything."""
     if isinstance(model, LoadedModel):
-        return model
+        return model.folder
     if isinstance(model, (ETFuserForImageClassification, ETFuserForLandmarkDetection)):
-        task_type_of(model.config)
-        return LoadedModel(model.eval(), _processor_for_size(int(model.config.image_size)), None)
+        return None
     if model is None:
         model = default_model_dir()
     if not isinstance(model, (str, os.PathLike)):
@@ -114,6 +112,19 @@ def load_model(model: str | os.PathLike | TaskModel | LoadedModel | None) -> Loa
     folder = Path(model)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model: {folder} is not a saved ET-Fuser folder (no config.json).")
+    return folder
+
+
+def load_model(model: str | os.PathLike | TaskModel | LoadedModel | None) -> LoadedModel:
+    """A saved task-model folder (None: `default_model_dir()`), an in-memory task model (its processor then matches
+    `config.image_size`) or an already `LoadedModel` (returned as it is) -> `LoadedModel`. A folder that is not an
+    ET-Fuser task model (another model type, no head, a multi-task model) gets a ValueError saying what it holds."""
+    if isinstance(model, LoadedModel):
+        return model
+    folder = model_folder(model)
+    if folder is None:
+        task_type_of(model.config)
+        return LoadedModel(model.eval(), _processor_for_size(int(model.config.image_size)), None)
     loaded = _head_class(folder).from_pretrained(folder, dtype=torch.float32).eval()
     if (folder / "preprocessor_config.json").is_file():
         processor = ETFuserImageProcessor.from_pretrained(folder)
@@ -122,4 +133,4 @@ def load_model(model: str | os.PathLike | TaskModel | LoadedModel | None) -> Loa
     return LoadedModel(loaded, processor, folder)
 
 
-__all__ = ["TASK_TYPES", "LoadedModel", "TaskModel", "default_model_dir", "load_model", "task_type_of"]
+__all__ = ["TASK_TYPES", "LoadedModel", "TaskModel", "default_model_dir", "load_model", "model_folder", "task_type_of"]

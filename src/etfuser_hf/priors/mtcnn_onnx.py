@@ -33,6 +33,7 @@ from torch import nn
 
 from .fetch import default_cache_dir
 from .mtcnn import MTCNN, MTCNNONet, MTCNNPNet, MTCNNRNet, _flatten_transposed, detect_batch
+from .onnx_sessions import cpu_session
 
 # Bump when the exported graphs change: part of the cache key.
 EXPORT_VERSION = "2"
@@ -171,13 +172,7 @@ class _OnnxNet:
     """One exported network behind the PyTorch module's calling convention: tensor in, tuple of tensors out."""
 
     def __init__(self, path: Path):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # idle onnxruntime threads spin by default, stealing the cores PyTorch needs between two calls
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = cpu_session(path)
 
     def __call__(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, ...]:
         feed = np.ascontiguousarray(pixel_values.detach().float().numpy())
