@@ -81,6 +81,16 @@ dlib's chips dlib's own resampling (age-chip), 2026-12-07 at 3045cfe, `--only a 
 5.66 s = 33.94 faces/s (rounds 5.68, 5.66, 6.41), (c) 5.16 s (5.26, 5.16, 5.48), (d) 7.85 s (7.85, 8.17, 8.30):
 (a)/(d) 1.39x (goal >= 1.5, not met), time (a) / time (c) 1.10x (goal <= 1.2, met). (d) here is 1.3 s slower than
 the run before; that benchmark's (d) has moved that much between runs minutes apart.
+A profile then (py-spy, every thread, 3 runs): the cores were busy ~86 % of the wall time (9.0 s of CPU in 5.2 s on
+2 cores), detection's worker was the critical path, and onnxruntime's intra-op pools (one thread per core for every
+session) on top of analyze's own stages oversubscribed the cores. After (2026-12-07, at 6a2bbfa: every onnxruntime
+session of the package takes half the cores, `priors/onnx_sessions.py`, ~1 s less CPU per run; a reader thread decodes
+the chunk after the one being detected; the model and backend load while the first chunk is detected,
+`analysis/loading.py`, detection starting at 0.16 s instead of 0.37 s; summed-area tables by `cv2.integral`; barred
+crops in fewer passes over their samples), `--only a c d --repeats 3` on idle cores, two runs: (a) 4.67 s = 41.14
+faces/s (rounds 5.01, 4.67, 4.75), (c) 4.69 s, (d) 7.21 s: (a)/(d) 1.55x, time (a) / time (c) 0.99x; then (a) 4.88 s
+= 39.32 faces/s (5.20, 5.04, 4.88), (c) 5.11 s, (d) 7.58 s: 1.55x and 0.96x. Both goals met, the first by a small
+margin that (d)'s spread between runs (7.2-8.2 s here) can take away.
 """
 
 from __future__ import annotations
