@@ -338,7 +338,6 @@ class FaceAnalyzer:
     def detect(self, chunk: list[MediaItem]) -> DetectedFaces:
         """Detects the faces of all frames of `chunk` at once and cuts their canonical crops (one warp of the frame
         per face), the ArcFace-aligned crops at this model's crop size from those."""
-        crop_size = self.table.crop_size
         good = [item for item in chunk if item.error is None]
         with self._load.detection_turn():
             arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
@@ -365,7 +364,7 @@ class FaceAnalyzer:
         canonical = np.concatenate(loose) if loose else np.zeros((0, CANONICAL_CROP_SIZE, CANONICAL_CROP_SIZE, 3), "u1")
         return DetectedFaces(rows, np.asarray(face_rows, dtype=np.int64),
             np.concatenate(boxes).astype(np.float32) if boxes else np.zeros((0, len(DETECTION_COLUMNS)), np.float32),
-            arcface_crops(canonical, crop_size), frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
+            arcface_crops(canonical, self.table.crop_size), frames, np.asarray(sizes, dtype=np.float64).reshape(-1, 2),
             canonical, np.asarray(greys, dtype=np.float64), dlib_points(self.shape_predictor, arrays, found))
 
     def predict(self, detected: DetectedFaces) -> pd.DataFrame:
