@@ -50,12 +50,12 @@ def test_detection_starts_before_the_model_has_loaded(model, monkeypatch):
     monkeypatch.setattr(loading, "load_model", slow_load)
     detector = FaceAtTheCentre()
     analyzer = FaceAnalyzer(model, detector=detector, extras=())  # returns while the model is still loading
-    assert not analyzer._load.model.done()
+    assert not analyzer._loading.model.done()
     found = {}
     worker = threading.Thread(target=lambda: found.update(detected=analyzer.detect([photo()])))
     worker.start()
     assert detector.started.wait(WAIT), "detection did not start while the model loaded"
-    assert not analyzer._load.model.done() and worker.is_alive()  # the chunk's alignment waits for the model
+    assert not analyzer._loading.model.done() and worker.is_alive()  # the chunk's alignment waits for the model
     release.set()
     worker.join(WAIT)
     detected = found["detected"]

@@ -23,9 +23,9 @@ grid (`attention_maps.py`; models whose priors are read as grid tokens only): th
 `FaceAnalyzer.iter_chunks` yields the table one chunk of `batch_size` frames at a time, so a caller that writes each
 chunk out (`etfuser analyze --output`, `parts.py`) holds three chunks in memory whatever the length of the video: while
 the networks read one chunk's faces, a worker thread detects the faces of the next and a reader thread decodes the one
-after (their single-threaded steps, decoding, NMS and warps, then overlap the networks' threads). The model, then the backend's graph and sessions,
-load in a thread of their own while the first chunk is read and detected (`loading.py`; where an export is due,
-detection waits for it: tracing must not overlap).
+after (their single-threaded steps, decoding, NMS and warps, then overlap the networks' threads). The model, then the
+backend's graph and sessions, load in a thread of their own while the first chunk is read and detected (`loading.py`;
+where an export is due, detection waits for it: tracing must not overlap).
 """
 
 from __future__ import annotations
@@ -177,25 +177,25 @@ class FaceAnalyzer:
         self._attention_frames: dict[str, int] = {}  # video -> figures written
         # the model, then the backend, load in a thread of their own while the caller goes on to read and detect the
         # first chunk, which needs neither (`loading.py`); what needs them waits and raises what loading raised
-        self._load = ModelLoad(model, backend, cache_dir, extras, attention_maps)
-        self._networks = self._load.networks
+        self._loading = ModelLoad(model, backend, cache_dir, extras, attention_maps)
+        self._networks = self._loading.networks
         if attention_maps is not None:
-            self._load.model.result()  # a model that reads no grid is refused as an argument, here
+            self._loading.model.result()  # a model that reads no grid is refused as an argument, here
 
     @property
     def loaded(self) -> LoadedModel:
         """The model and its processor (loaded in the background: the first use waits)."""
-        return self._load.model.result().loaded
+        return self._loading.model.result().loaded
 
     @property
     def table(self) -> TableBuilder:
         """The table's columns for this model and these extras."""
-        return self._load.model.result().table
+        return self._loading.model.result().table
 
     @property
     def shape_predictor(self) -> DlibShapePredictor | None:
         """dlib's 5-point predictor where a network cuts dlib's chip, else None."""
-        return self._load.model.result().shape_predictor
+        return self._loading.model.result().shape_predictor
 
     @property
     def run(self) -> AnalysisBackend:
@@ -281,7 +281,8 @@ class FaceAnalyzer:
         """The rows of one chunk of frames: MTCNN detects all its frames at once, the faces go through the model in
         batches of `batch_size` (and, with `attention_maps`, their attention figures are written)."""
         detected = chunk.detected.result() if isinstance(chunk, _Prefetched) else self.detect(chunk)
-        if self.attention_folder is not None and self.run is not None:  # no torch call while an export may trace
+        if self.attention_folder is not None:
+            self._networks.result()  # the backend is built: no export traces beside the attention maps' torch calls
             self.save_attention_maps(detected)
         return self.predict(detected)
 
@@ -339,7 +340,7 @@ class FaceAnalyzer:
         """Detects the faces of all frames of `chunk` at once and cuts their canonical crops (one warp of the frame
         per face), the ArcFace-aligned crops at this model's crop size from those."""
         good = [item for item in chunk if item.error is None]
-        with self._load.detection_turn():
+        with self._loading.detection_turn():
             arrays, found = detect_faces([item.image for item in good], self.detector, max_faces=self.max_faces) \
                 if good else ([], [])
         detections = iter(zip(found, cut_canonical_crops(arrays, [points for _, _, points in found])))

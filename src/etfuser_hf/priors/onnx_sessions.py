@@ -3,9 +3,10 @@ stage): one place for the options they share.
 
 A face analysis is a pipeline of threads (`analysis/pipeline.py`: a reader decodes, a worker detects, the caller runs
 the networks), so its parallelism is the stages', not each session's. onnxruntime's default of one intra-op thread
-per core put two pools on top of two stages on a 2-core machine: 192 faces cost ~8.9 s of CPU against ~7.9 s with
-`intra_op_threads()` = 1, and 5.1 s against 4.7 s of wall time (`benchmarks/analysis_throughput.py`). Each session
-takes half the cores the process may use (the two busy stages), at least one.
+per core put two pools on top of two stages on a 2-core machine: `analyze(backend="onnx")` on the 192 faces of
+`benchmarks/analysis_throughput.py`, run back to back both ways in one session (2026-12-07), cost ~8.9 s of CPU against
+~7.9 s with `intra_op_threads()` = 1, and 5.1 s against 4.7 s of wall time. Each session takes half the cores the
+process may use (the two busy stages), at least one.
 """
 
 from __future__ import annotations
