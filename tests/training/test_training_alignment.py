@@ -140,12 +140,12 @@ def test_alignment_training_and_analyze_feed_the_same_crops(tmp_path, monkeypatc
             assert key in match, f"training fed no {key} crop"
             # the same place (the landmarks come from the same net on the same crop: float noise only)
             torch.testing.assert_close(match[key].double(), face[key].double(), atol=2e-3, rtol=0)
-            # the same surroundings: face-api's bars (recognition, landmarks), fer's padding (expression), and no
-            # window for the dlib chip, in training and in analyze alike
+            # the same surroundings, in training and in analyze alike: face-api's bars (recognition, landmarks), fer's
+            # padding (expression), and for the dlib chip the whole photo, black beyond it (its window also gives the
+            # sampler the photo's scale: dlib's pyramid, `crop_geometry.dlib_chip_windows`)
             window = f"{key}.window"
-            assert (window in match) == (window in face) == (key != "crop.backbone"), window
-            if window in face:
-                torch.testing.assert_close(match[window].double(), face[window].double(), atol=2e-3, rtol=0)
+            assert window in match and window in face, window
+            torch.testing.assert_close(match[window].double(), face[window].double(), atol=2e-3, rtol=0)
             ours = _network_crop(match["pixel_values"], match[key], match.get(window))
             theirs = _network_crop(face["pixel_values"], face[key], face.get(window))
             assert float((ours - theirs).abs().mean()) < 1e-3 and float((ours - theirs).abs().max()) < 0.05
