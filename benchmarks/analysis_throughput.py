@@ -87,11 +87,14 @@ session) on top of analyze's own stages oversubscribed the cores. After (2026-12
 session of the package takes half the cores, `priors/onnx_sessions.py`, ~1 s less CPU per run; a reader thread decodes
 the chunk after the one being detected; the model and backend load while the first chunk is detected,
 `analysis/loading.py`, detection starting at 0.16 s instead of 0.37 s; summed-area tables by `cv2.integral`; barred
-crops in fewer passes over their samples), `--only a c d --repeats 3` on idle cores, two runs: (a) 4.67 s = 41.14
+crops in fewer passes over their samples, reverted since), `--only a c d --repeats 3` on idle cores, two runs: (a) 4.67 s = 41.14
 faces/s (rounds 5.01, 4.67, 4.75), (c) 4.69 s, (d) 7.21 s: (a)/(d) 1.55x, time (a) / time (c) 0.99x; then (a) 4.88 s
 = 39.32 faces/s (5.20, 5.04, 4.88), (c) 5.11 s, (d) 7.58 s: 1.55x and 0.96x; at fe32d37 (MTCNN no longer waiting for
 the model's crop size) (a) 5.13 s = 37.44 faces/s (5.48, 5.43, 5.13), (c) 5.15 s, (d) 7.94 s: 1.55x and 1.00x. Both
 goals met in every run, the first by a small margin that (d)'s spread between runs (7.2-8.7 s here) can take away.
+The barred crops' rewrite was then reverted (its float rounding moved the default main job's expression and landmark
+rows off the model card's, seed for seed; it saved little): at its revert, (a) 5.07 s = 37.88 faces/s (5.15, 5.39,
+5.07), (c) 5.14 s, (d) 7.79 s: 1.54x and 0.99x.
 """
 
 from __future__ import annotations

@@ -116,8 +116,7 @@ def _apply_affines(affines: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> t
     """Points (x, y), each (N, ...) broadcastable, through `affines` (N, 2, 3)."""
     shape = (-1,) + (1,) * (max(x.dim(), y.dim()) - 1)
     row = [affines[:, i, j].reshape(shape) for i in range(2) for j in range(3)]
-    return (torch.addcmul(torch.addcmul(row[2], x, row[0]), y, row[1]),
-            torch.addcmul(torch.addcmul(row[5], x, row[3]), y, row[4]))
+    return row[0] * x + row[1] * y + row[2], row[3] * x + row[4] * y + row[5]
 
 
 def windowed_grid_sample(sources: torch.Tensor, grid: torch.Tensor, windows: torch.Tensor | None = None
@@ -140,28 +139,29 @@ def windowed_grid_sample(sources: torch.Tensor, grid: torch.Tensor, windows: tor
     windows = windows.to(sources.dtype)
     height, width = sources.shape[-2:]
     to_image = windows[:, WINDOW_AFFINE].reshape(-1, 2, 3)
-    shown, bounds = windows[:, WINDOW_SHOWN, None, None], windows[:, WINDOW_BOUNDS, None, None]  # (N, 4, 1, 1)
-    fill = windows[:, WINDOW_GEOMETRY_FIELDS:, None, None]
-    # normalised grid -> source pixels ((X + 1) W / 2) -> image pixels: one affine per face, so that each coordinate
-    # plane (N, h, w) takes two multiply-adds; the clamps and the way back are a pass each too (passes over the
-    # samples, not the grid_sample, were most of the cost of a barred crop)
-    linear = to_image[:, :, :2] * sources.new_tensor([width / 2.0, height / 2.0])
-    grid_to_image = torch.cat([linear, (to_image[:, :, 2] + linear.sum(dim=-1))[..., None]], dim=-1)
-    image_x, image_y = _apply_affines(grid_to_image, grid[..., 0], grid[..., 1])
+    shown, bounds = windows[:, WINDOW_SHOWN], windows[:, WINDOW_BOUNDS]
+    fill = windows[:, WINDOW_GEOMETRY_FIELDS:]
     # the clamp is taken in image pixels (where `bounds` and `shown` live), then the samples go back to the sources
-    image_x = torch.clamp(image_x, bounds[:, 0] + 0.5, bounds[:, 2] - 0.5)
-    image_y = torch.clamp(image_y, bounds[:, 1] + 0.5, bounds[:, 3] - 0.5)
+    sample_x, sample_y = (grid[..., 0] + 1) * (width / 2.0), (grid[..., 1] + 1) * (height / 2.0)
+    image_x, image_y = _apply_affines(to_image, sample_x, sample_y)
+    edges = bounds[:, :, None, None]
+    image_x = torch.minimum(torch.maximum(image_x, edges[:, 0] + 0.5), edges[:, 2] - 0.5)
+    image_y = torch.minimum(torch.maximum(image_y, edges[:, 1] + 0.5), edges[:, 3] - 0.5)
     # centres of the first and last shown pixel per axis: pixel i is shown where i + 0.5 lies in [x1, x2)
-    first, last = torch.ceil(shown[:, :2] - 0.5) + 0.5, torch.ceil(shown[:, 2:] - 0.5) - 0.5
-    span = (last >= first).all(dim=1).to(sources.dtype)  # (N, 1, 1): an empty span shows nothing
-    clamped, weight = [], span
+    first = (torch.ceil(shown[:, :2] - 0.5) + 0.5)[:, :, None, None]
+    last = (torch.ceil(shown[:, 2:] - 0.5) - 0.5)[:, :, None, None]
+    weight = sources.new_ones(image_x.shape)
+    clamped = []
     for axis, position in enumerate((image_x, image_y)):
-        inside = torch.clamp(position, first[:, axis], last[:, axis])
-        weight = weight * (1 - (position - inside).abs()).clamp(min=0)
+        inside = torch.minimum(torch.maximum(position, first[:, axis]), last[:, axis])
+        span = (last[:, axis] >= first[:, axis]).to(sources.dtype)  # an empty span shows nothing
+        weight = weight * (1 - (position - inside).abs()).clamp(min=0) * span
         clamped.append(inside)
-    crops = F.grid_sample(sources, torch.stack(_apply_affines(invert_affines(grid_to_image), *clamped), dim=-1),
-                          mode="bilinear", padding_mode="zeros", align_corners=False)
-    return torch.lerp(fill.expand_as(crops), crops, weight[:, None])
+    sample_x, sample_y = _apply_affines(invert_affines(to_image), *clamped)
+    at = torch.stack([sample_x * (2.0 / width) - 1, sample_y * (2.0 / height) - 1], dim=-1)
+    crops = F.grid_sample(sources, at, mode="bilinear", padding_mode="zeros", align_corners=False)
+    weight = weight[:, None]
+    return crops * weight + fill[:, :, None, None] * (1 - weight)
 
 
 # How a crop is resampled (`cut_encoder_crops`): "box" averages n x n bilinear samples where the crop shrinks its face
